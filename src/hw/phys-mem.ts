@@ -1,0 +1,147 @@
+/**
+ * Simulated physical memory: sparse 4 KiB frames.
+ *
+ * A frame costs nothing until it is written; reading an untouched frame
+ * gives zeros. Frames are held in chunks of 512 (2 MiB) indexed by
+ * pfn >>> 9, so finding a frame is two array loads, which the page-table
+ * engine relies on for speed. Frame data is a Uint32Array (host order is
+ * little-endian on every machine we run on; checked at start-up) with a
+ * Uint8Array view beside it.
+ */
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 4096;
+const CHUNK_SHIFT = 9;
+const CHUNK_MASK = (1 << CHUNK_SHIFT) - 1;
+
+const ZERO_FRAME = new Uint8Array(PAGE_SIZE);
+
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
+  throw new Error("iommufd-sim needs a little-endian host");
+}
+
+export class PhysMem {
+  /** Frames of RAM; pfns at and past this are not memory. */
+  readonly nrFrames: number;
+  private readonly chunks32: (Uint32Array | undefined)[][] = [];
+  private readonly chunks8: (Uint8Array | undefined)[][] = [];
+  /** Frames holding data now (touched and not released). */
+  residentFrames = 0;
+
+  constructor(
+    readonly limitBytes: bigint,
+    /** pfn ranges that are RAM: [startPfn, endPfn) pairs. */
+    readonly ramRanges: readonly (readonly [number, number])[],
+  ) {
+    this.nrFrames = Number(limitBytes >> BigInt(PAGE_SHIFT));
+  }
+
+  isRam(pfn: number): boolean {
+    for (const [s, e] of this.ramRanges) if (pfn >= s && pfn < e) return true;
+    return false;
+  }
+
+  /** The frame's words, materializing it zeroed if untouched (for writers). */
+  frameU32(pfn: number): Uint32Array {
+    const ci = pfn >>> CHUNK_SHIFT;
+    let c = this.chunks32[ci];
+    if (c === undefined) {
+      c = this.chunks32[ci] = new Array(1 << CHUNK_SHIFT);
+      this.chunks8[ci] = new Array(1 << CHUNK_SHIFT);
+    }
+    const i = pfn & CHUNK_MASK;
+    let f = c[i];
+    if (f === undefined) {
+      f = c[i] = new Uint32Array(PAGE_SIZE / 4);
+      this.chunks8[ci][i] = new Uint8Array(f.buffer);
+      this.residentFrames++;
+    }
+    return f;
+  }
+
+  /** The frame's bytes, materializing it zeroed if untouched (for writers). */
+  frameU8(pfn: number): Uint8Array {
+    const ci = pfn >>> CHUNK_SHIFT;
+    const c = this.chunks8[ci];
+    const f = c?.[pfn & CHUNK_MASK];
+    if (f !== undefined) return f;
+    this.frameU32(pfn);
+    return this.chunks8[ci][pfn & CHUNK_MASK]!;
+  }
+
+  /** The frame's bytes for reading: a shared zero frame if untouched (do not write to it). */
+  peekU8(pfn: number): Uint8Array {
+    return this.chunks8[pfn >>> CHUNK_SHIFT]?.[pfn & CHUNK_MASK] ?? ZERO_FRAME;
+  }
+
+  /** The frame's words, or undefined when untouched (reads as zero). */
+  peekU32(pfn: number): Uint32Array | undefined {
+    return this.chunks32[pfn >>> CHUNK_SHIFT]?.[pfn & CHUNK_MASK];
+  }
+
+  isResident(pfn: number): boolean {
+    return this.chunks32[pfn >>> CHUNK_SHIFT]?.[pfn & CHUNK_MASK] !== undefined;
+  }
+
+  /** Forget a frame's data (it reads as zero again). Used when a frame is freed. */
+  discard(pfn: number): void {
+    const ci = pfn >>> CHUNK_SHIFT;
+    const c = this.chunks32[ci];
+    if (c === undefined) return;
+    const i = pfn & CHUNK_MASK;
+    if (c[i] !== undefined) {
+      c[i] = undefined;
+      this.chunks8[ci][i] = undefined;
+      this.residentFrames--;
+    }
+  }
+
+  /** Copy `len` bytes from physical address `pa` (a number below 2^53). */
+  read(pa: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const cur = pa + done;
+      const pfn = Math.floor(cur / PAGE_SIZE);
+      const off = cur - pfn * PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, len - done);
+      const f = this.peekU8(pfn);
+      out.set(f.subarray(off, off + n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Write bytes at physical address `pa`. Writing zeros to an untouched frame keeps it untouched. */
+  write(pa: number, bytes: Uint8Array): void {
+    let done = 0;
+    const len = bytes.length;
+    while (done < len) {
+      const cur = pa + done;
+      const pfn = Math.floor(cur / PAGE_SIZE);
+      const off = cur - pfn * PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, len - done);
+      const src = bytes.subarray(done, done + n);
+      if (this.isResident(pfn) || !isZero(src)) this.frameU8(pfn).set(src, off);
+      done += n;
+    }
+  }
+
+  /** Zero a frame (it reads as zero; its storage is dropped). */
+  zero(pfn: number): void {
+    this.discard(pfn);
+  }
+
+  /** Copy one whole frame's contents onto another. */
+  copyFrame(dstPfn: number, srcPfn: number): void {
+    if (!this.isResident(srcPfn)) {
+      this.discard(dstPfn);
+      return;
+    }
+    this.frameU8(dstPfn).set(this.peekU8(srcPfn));
+  }
+}
+
+function isZero(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
