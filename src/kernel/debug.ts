@@ -1,0 +1,88 @@
+import type { DmaEvent } from "../hw/dma-log.js";
+import { EBADF, fail } from "../uapi/errno.js";
+import type { HwptDebugInfo } from "./kctx.js";
+import type { Machine } from "./machine.js";
+import type { Process } from "./process.js";
+import type { TraceEvent } from "./trace.js";
+
+/**
+ * m.debug: what a kernel developer would read with a debugger, for tests
+ * and tools. It never changes the model's state (failNth aside, which arms
+ * fault injection).
+ */
+export class Debug {
+  constructor(private readonly m: Machine) {}
+
+  /** Raw simulated physical memory. */
+  readPhys(pa: bigint, len: number): Uint8Array {
+    if (pa < 0n || len < 0 || pa + BigInt(len) > this.m.phys.limitBytes) {
+      throw new RangeError(`readPhys: [0x${pa.toString(16)}, +${len}) is outside physical memory`);
+    }
+    return this.m.phys.read(Number(pa), len);
+  }
+
+  /** The page table behind an HWPT id of an iommufd fd of process p. */
+  hwpt(p: Process, iommufdFd: number, hwptId: number): HwptDebugInfo {
+    const f = p.task.fds[iommufdFd];
+    if (f === undefined) fail(EBADF, `fd ${iommufdFd} is not open`);
+    if (this.m.ctx.debugHwpt === undefined) throw new Error("no iommufd in this machine");
+    return this.m.ctx.debugHwpt(p.task, iommufdFd, hwptId);
+  }
+
+  /** Leak counters: everything a process can hold, machine-wide. */
+  counters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, fn] of this.m.ctx.counterSources) out[name] = fn();
+    const fc = this.m.frames.counters();
+    out.usedFrames = fc.usedFrames;
+    out.residentFrames = this.m.phys.residentFrames;
+    out.internalErrors = this.m.tracer.internalErrors.length;
+    for (const k of ["pinnedPages", "objects", "ptFrames"]) out[k] ??= 0;
+    return out;
+  }
+
+  dmaLog(): DmaEvent[] {
+    return this.m.ctx.dmaLog.events.slice();
+  }
+
+  taint(): string[] {
+    return this.m.klog.taint();
+  }
+
+  dmesg(): string[] {
+    return this.m.klog.lines.slice();
+  }
+
+  /** Every syscall so far (when the machine was built with trace: true). */
+  trace(): TraceEvent[] {
+    return this.m.tracer.events.slice();
+  }
+
+  /** Every failed syscall so far (bounded), with the rule behind its errno. */
+  failures(): TraceEvent[] {
+    return this.m.tracer.failures.slice();
+  }
+
+  /** Unexpected exceptions caught at the syscall boundary (each is a model bug). */
+  internalErrors(): string[] {
+    return this.m.tracer.internalErrors.slice();
+  }
+
+  /** fail_nth: the nth allocation or pin point hit from now fails (0 disarms). */
+  failNth(n: number): void {
+    this.m.faults.arm(n);
+  }
+
+  /** The fail point that fired since failNth was armed, if any. */
+  failNthFired(): string | undefined {
+    return this.m.faults.fired;
+  }
+
+  /** Run every subsystem's invariant checks; returns the violations (empty when sound). */
+  checkInvariants(): string[] {
+    const out: string[] = [];
+    for (const [name, fn] of this.m.ctx.invariantChecks) for (const v of fn()) out.push(`${name}: ${v}`);
+    for (const e of this.m.tracer.internalErrors) out.push(`internal error: ${e.split("\n")[0]}`);
+    return out;
+  }
+}

@@ -1,0 +1,45 @@
+import type { DmaLog } from "../hw/dma-log.js";
+import type { FaultInject } from "../hw/fault-inject.js";
+import type { FrameAllocator } from "../hw/frame-alloc.js";
+import type { PhysMem } from "../hw/phys-mem.js";
+import type { Kconfig } from "./kconfig.js";
+import type { ParamName, ParamValue } from "./params.js";
+import type { KernelLog } from "./printk.js";
+import type { Task } from "./task.js";
+import type { Vfs } from "./vfs.js";
+
+export type IommuKind = "amd" | "intel" | "spapr" | "mock" | "none";
+export type KernelProfileName = "latest" | "6.12";
+export type NoiommuRevision = "v4" | "v7" | "v9";
+
+/**
+ * The kernel's shared state, handed to each subsystem when the machine
+ * boots (what globals are in the kernel). Subsystems import this type
+ * only; the Machine builds it.
+ */
+export interface KernelCtx {
+  readonly phys: PhysMem;
+  readonly frames: FrameAllocator;
+  readonly faults: FaultInject;
+  readonly vfs: Vfs;
+  readonly klog: KernelLog;
+  readonly kconfig: Kconfig;
+  readonly params: Record<ParamName, ParamValue>;
+  readonly profile: KernelProfileName;
+  readonly noiommuRevision: NoiommuRevision;
+  readonly iommuKind: IommuKind;
+  readonly seed: number;
+  readonly dmaLog: DmaLog;
+  /** m.debug.hwpt(): filled in by iommufd (pid, fd, hwpt id) → the table's shape. */
+  debugHwpt?: (task: Task, fd: number, id: number) => HwptDebugInfo;
+  /** Subsystems publish leak counters here by name (summed into m.debug.counters()). */
+  readonly counterSources: Map<string, () => number>;
+  /** Subsystems publish invariant checks here (run by m.debug.checkInvariants()). */
+  readonly invariantChecks: Map<string, () => string[]>;
+}
+
+export interface HwptDebugInfo {
+  format: "amdv1" | "vtdss" | "x86_64" | "riscv" | "spapr_tce";
+  rootPhys: bigint;
+  topLevel: number;
+}

@@ -1,0 +1,240 @@
+import { DmaLog } from "../hw/dma-log.js";
+import { FaultInject } from "../hw/fault-inject.js";
+import { FrameAllocator } from "../hw/frame-alloc.js";
+import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
+import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
+import { type Cred, RLIM_INFINITY } from "./cred.js";
+import { Debug } from "./debug.js";
+import type { KFile } from "./file.js";
+import { resolveKconfig } from "./kconfig.js";
+import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from "./kctx.js";
+import { MmGlue } from "./mm-glue.js";
+import { isParamName, PARAM_DEFAULTS, type ParamName, type ParamValue, parseParam } from "./params.js";
+import { KernelLog } from "./printk.js";
+import { Process } from "./process.js";
+import type { KernelServices } from "./services.js";
+import { sysfsAttrFile } from "./sysfs.js";
+import type { Task } from "./task.js";
+import { Tracer } from "./trace.js";
+import { Vfs } from "./vfs.js";
+
+export interface PciDeviceConfig {
+  bdf: string;
+  kind: "memcpy";
+  /** iommu_group number to share with other devices; default: a group of its own. */
+  group?: number;
+  /** The device sits behind no IOMMU even on an IOMMU machine. */
+  noIommu?: boolean;
+}
+
+export interface MachineOptions {
+  iommu?: IommuKind;
+  memoryBytes?: bigint;
+  pci?: PciDeviceConfig[];
+  kconfig?: Record<string, boolean>;
+  params?: Partial<Record<ParamName, ParamValue>>;
+  kernel?: KernelProfileName;
+  noiommuRevision?: NoiommuRevision;
+  seed?: number;
+  /** Keep every syscall in m.trace (the CLI turns it on). */
+  trace?: boolean;
+}
+
+export interface SpawnOptions {
+  uid?: number;
+  caps?: string[];
+  /** RLIMIT_MEMLOCK in bytes; default 8 MiB as on current distributions. */
+  rlimitMemlock?: bigint;
+}
+
+const GIB = 1n << 30n;
+
+/**
+ * The simulated machine: memory, PCI devices, IOMMU, the kernel and its
+ * processes. Construction is instant whatever the memory size (frames are
+ * materialized when written).
+ */
+export class Machine implements KernelServices {
+  readonly iommuKind: IommuKind;
+  readonly phys: PhysMem;
+  readonly frames: FrameAllocator;
+  readonly faults = new FaultInject();
+  readonly vfs = new Vfs();
+  readonly tracer = new Tracer();
+  readonly klog = new KernelLog();
+  readonly ctx: KernelCtx;
+  readonly debug: Debug;
+  readonly pciConfig: readonly PciDeviceConfig[];
+  private readonly mmGlue: MmGlue;
+  private readonly processes = new Map<number, Process>();
+  private nextPid = 100;
+
+  constructor(opts: MachineOptions = {}) {
+    this.iommuKind = opts.iommu ?? "amd";
+    if (!["amd", "intel", "spapr", "mock", "none"].includes(this.iommuKind)) {
+      throw new Error(`unknown iommu kind ${this.iommuKind}`);
+    }
+    const mem = opts.memoryBytes ?? 4n * GIB;
+    if (mem < 64n << 20n) throw new Error("memoryBytes must be at least 64 MiB");
+    if (mem > 1n << 44n) throw new Error("memoryBytes above 16 TiB is not modelled");
+    this.phys = new PhysMem(...ramLayout(mem, this.iommuKind === "spapr"));
+    const seed = opts.seed ?? 1;
+    this.frames = new FrameAllocator(this.phys, seed, this.faults);
+    this.tracer.enabled = opts.trace ?? false;
+    const params = { ...PARAM_DEFAULTS } as Record<ParamName, ParamValue>;
+    for (const [k, v] of Object.entries(opts.params ?? {})) {
+      if (!isParamName(k)) throw new Error(`unknown module parameter ${k}`);
+      const pv = parseParam(k, v as ParamValue);
+      if (pv === undefined) throw new Error(`bad value for ${k}`);
+      params[k] = pv;
+    }
+    this.pciConfig = opts.pci ?? [{ bdf: "0000:00:04.0", kind: "memcpy" }];
+    this.ctx = {
+      phys: this.phys,
+      frames: this.frames,
+      faults: this.faults,
+      vfs: this.vfs,
+      klog: this.klog,
+      kconfig: resolveKconfig(opts.kconfig ?? {}, this.iommuKind === "spapr"),
+      params,
+      profile: opts.kernel ?? "latest",
+      noiommuRevision: opts.noiommuRevision ?? "v9",
+      iommuKind: this.iommuKind,
+      seed,
+      dmaLog: new DmaLog(),
+      counterSources: new Map(),
+      invariantChecks: new Map(),
+    };
+    if (!["latest", "6.12"].includes(this.ctx.profile)) throw new Error(`unknown kernel profile ${this.ctx.profile}`);
+    if (!["v4", "v7", "v9"].includes(this.ctx.noiommuRevision)) {
+      throw new Error(`unknown noiommu revision ${this.ctx.noiommuRevision}`);
+    }
+    this.mmGlue = new MmGlue(this.ctx);
+    this.ctx.counterSources.set("openFiles", () => this.openFiles());
+    this.ctx.counterSources.set("processes", () => this.processes.size);
+    this.registerModuleParams();
+    this.debug = new Debug(this);
+  }
+
+  get kconfig() {
+    return this.ctx.kconfig;
+  }
+
+  /** A new process. Default: uid 1000, no capabilities, RLIMIT_MEMLOCK 8 MiB. */
+  spawn(opts: SpawnOptions = {}): Process {
+    const cred: Cred = {
+      uid: opts.uid ?? 1000,
+      caps: new Set(opts.caps ?? []),
+      rlimitMemlock: opts.rlimitMemlock ?? 8n << 20n,
+    };
+    if (cred.rlimitMemlock < 0n || cred.rlimitMemlock > RLIM_INFINITY) throw new Error("bad rlimitMemlock");
+    const p = new Process(this, this.nextPid++, cred);
+    this.processes.set(p.pid, p);
+    return p;
+  }
+
+  /** Like writing /sys/module/<mod>/parameters/<name>. 0 or -errno. */
+  setParam(name: string, value: ParamValue | string): number {
+    if (!isParamName(name)) return -ENOENT;
+    const v = parseParam(name, value);
+    if (v === undefined) return -EINVAL;
+    this.ctx.params[name] = v;
+    return 0;
+  }
+
+  getParam(name: ParamName): ParamValue {
+    return this.ctx.params[name];
+  }
+
+  listDir(path: string): string[] {
+    return this.vfs.listDir(path);
+  }
+
+  readFile(path: string): string {
+    return this.vfs.readFile(path);
+  }
+
+  liveProcesses(): Process[] {
+    return [...this.processes.values()];
+  }
+
+  // --- KernelServices -----------------------------------------------------
+
+  newMm(cred: Cred) {
+    return this.mmGlue.newMm(cred);
+  }
+  mmMmap(task: Task, addr: bigint, len: bigint, prot: number, flags: number, backing: unknown, off: bigint): bigint {
+    return this.mmGlue.mmap(task, addr, len, prot, flags, backing, off);
+  }
+  mmMunmap(task: Task, va: bigint, len: bigint): number {
+    return this.mmGlue.munmap(task, va, len);
+  }
+  mmRelease(task: Task): void {
+    this.mmGlue.release(task);
+  }
+  lastMmReason(task: Task): string | undefined {
+    return this.mmGlue.lastReason(task);
+  }
+  userRead(task: Task, va: bigint, len: number): Uint8Array | number {
+    return this.mmGlue.read(task, va, len);
+  }
+  userWrite(task: Task, va: bigint, bytes: Uint8Array): number {
+    return this.mmGlue.write(task, va, bytes);
+  }
+  newMemfd(name: string, flags: number): KFile {
+    return this.mmGlue.newMemfd(name, flags);
+  }
+  truncate(file: KFile, len: bigint): number {
+    return this.mmGlue.truncate(file, len);
+  }
+  openAttr(path: string, flags: number): KFile {
+    const node = this.vfs.lookup(path);
+    if (node === undefined || node.type === "chr") return fail(ENOENT, `${path} does not exist`);
+    return sysfsAttrFile(this.vfs, path, flags);
+  }
+  processExited(p: Process): void {
+    this.processes.delete(p.pid);
+  }
+
+  // --- internals ----------------------------------------------------------
+
+  private openFiles(): number {
+    let n = 0;
+    for (const p of this.processes.values()) n += p.task.openFileCount();
+    return n;
+  }
+
+  private registerModuleParams(): void {
+    for (const name of Object.keys(PARAM_DEFAULTS) as ParamName[]) {
+      const [mod, param] = name.split(".");
+      this.vfs.add(`/sys/module/${mod}/parameters/${param}`, {
+        type: "attr",
+        read: () => {
+          const v = this.ctx.params[name];
+          return typeof v === "boolean" ? (v ? "Y\n" : "N\n") : `${v}\n`;
+        },
+        write: (s) => {
+          if (this.setParam(name, s) !== 0) fail(EINVAL, `invalid value for ${name}`);
+        },
+      });
+    }
+  }
+}
+
+/**
+ * RAM as x86 firmware lays it out: below 3 GiB, then the PCI/MMIO hole up
+ * to 4 GiB (where the MSI window 0xfee00000 lives), then the rest above
+ * 4 GiB. PPC64 machines have one flat range.
+ */
+function ramLayout(bytes: bigint, flat: boolean): [bigint, [number, number][]] {
+  const pages = (b: bigint) => Number(b >> BigInt(PAGE_SHIFT));
+  if (flat || bytes <= 3n * GIB) return [bytes, [[0, pages(bytes)]]];
+  const high = bytes - 3n * GIB;
+  return [
+    4n * GIB + high,
+    [
+      [0, pages(3n * GIB)],
+      [pages(4n * GIB), pages(4n * GIB + high)],
+    ],
+  ];
+}

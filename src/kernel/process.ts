@@ -1,0 +1,305 @@
+import { EINVAL, EISDIR, ENODEV, ESRCH, fail } from "../uapi/errno.js";
+import type { Cred } from "./cred.js";
+import { newEventFd } from "./eventfd.js";
+import { KFile } from "./file.js";
+import type { KernelServices } from "./services.js";
+import { Task } from "./task.js";
+import { describeErr, type LastError, type TraceEvent, toErrno } from "./trace.js";
+import { normalize } from "./vfs.js";
+
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+
+/**
+ * A user process: the one way into the model. Every method is a system
+ * call: it returns a value or -errno and never throws for bad input (the
+ * syscall contract of DESIGN.md). The reason behind the last failure is
+ * kept for `lastError()` and the trace.
+ */
+export class Process {
+  readonly task: Task;
+  private last: LastError | undefined;
+  private scratchVa = 0n;
+  private scratchLen = 0;
+
+  constructor(
+    private readonly k: KernelServices,
+    readonly pid: number,
+    cred: Cred,
+  ) {
+    this.task = new Task(pid, cred, k.newMm(cred));
+  }
+
+  get cred(): Cred {
+    return this.task.cred;
+  }
+
+  /** The errno and rule of the last failed call of this process. */
+  lastError(): LastError | undefined {
+    return this.last;
+  }
+
+  open(path: string, flags = 2): number {
+    return this.sys("open", [path, flags], () => {
+      const p = normalize(path);
+      const node = this.k.vfs.lookup(p);
+      if (node === undefined) {
+        if (this.k.vfs.exists(p)) {
+          if ((flags & O_ACCMODE) !== O_RDONLY) fail(EISDIR, `${p} is a directory`);
+          return this.task.fdInstall(new KFile({ kind: "dir" }, undefined, p, flags));
+        }
+        this.k.vfs.readFile(p); // throws ENOENT with the reason
+      }
+      if (node!.type === "chr") {
+        const { ops, priv } = node!.open(this.task, flags, p);
+        return this.task.fdInstall(new KFile(ops, priv, p, flags));
+      }
+      return this.task.fdInstall(this.k.openAttr(p, flags));
+    });
+  }
+
+  close(fd: number): number {
+    return this.sys("close", [fd], () => {
+      this.task.fdClose(fd);
+      return 0;
+    });
+  }
+
+  /**
+   * ioctl(2). `arg` is the raw unsigned long (a user pointer or a value) or a
+   * Uint8Array, which is copied into the process, passed by pointer, and
+   * copied back in place.
+   */
+  ioctl(fd: number, request: number | bigint, arg: bigint | Uint8Array = 0n): number {
+    const req = Number(BigInt.asUintN(32, BigInt(request)));
+    if (arg instanceof Uint8Array) return this.ioctlBuffer(fd, req, arg);
+    const ptr = BigInt.asUintN(64, arg);
+    const ev = this.begin("ioctl", [fd, req, ptr]);
+    let ret: number;
+    try {
+      if (this.task.exited) fail(ESRCH, "the process has exited");
+      const file = this.task.fdget(fd);
+      ev.fdKind = file.kind;
+      if (this.k.tracer.enabled) ev.argIn = this.snapshot(ptr);
+      if (file.ops.ioctl === undefined) fail(25, `${file.kind} files have no ioctls`);
+      ret = file.ops.ioctl(file, this.task, req, ptr);
+    } catch (e) {
+      ret = -this.failed(ev, e);
+    }
+    if (this.k.tracer.enabled && ev.argIn !== undefined) ev.argOut = this.snapshot(ptr, ev.argIn.length);
+    return this.end(ev, ret);
+  }
+
+  mmap(addr: bigint, len: bigint, prot: number, flags: number, fd = -1, off = 0n): bigint {
+    return this.sysBig("mmap", [addr, len, prot, flags, fd, off], () => {
+      const MAP_ANONYMOUS = 0x20;
+      let backing: unknown = null;
+      if ((flags & MAP_ANONYMOUS) === 0) {
+        const file = this.task.fdget(fd);
+        if (file.ops.mmap === undefined) fail(ENODEV, `${file.kind} files cannot be mapped`);
+        backing = file.ops.mmap(file, this.task, len, off, prot);
+      }
+      return this.k.mmMmap(this.task, addr, len, prot, flags, backing, off);
+    });
+  }
+
+  munmap(va: bigint, len: bigint): number {
+    return this.sys("munmap", [va, len], () => this.k.mmMunmap(this.task, va, len));
+  }
+
+  memfdCreate(name: string, flags = 0): number {
+    return this.sys("memfd_create", [name, flags], () => this.task.fdInstall(this.k.newMemfd(name, flags)));
+  }
+
+  ftruncate(fd: number, len: bigint): number {
+    return this.sys("ftruncate", [fd, len], () => {
+      const file = this.task.fdget(fd);
+      return this.k.truncate(file, len);
+    });
+  }
+
+  eventfd(initval = 0, flags = 0): number {
+    return this.sys("eventfd", [initval, flags], () => this.task.fdInstall(newEventFd(initval, flags)));
+  }
+
+  read(fd: number, len: number): Uint8Array | number {
+    return this.sysBytes("read", [fd, len], () => {
+      const file = this.task.fdget(fd);
+      if (file.ops.read === undefined) fail(EINVAL, `${file.kind} files cannot be read`);
+      return file.ops.read(file, this.task, len);
+    });
+  }
+
+  write(fd: number, bytes: Uint8Array): number {
+    return this.sys("write", [fd, bytes.length], () => {
+      const file = this.task.fdget(fd);
+      if (file.ops.write === undefined) fail(EINVAL, `${file.kind} files cannot be written`);
+      return file.ops.write(file, this.task, bytes);
+    });
+  }
+
+  pread(fd: number, len: number, off: bigint): Uint8Array | number {
+    return this.sysBytes("pread64", [fd, len, off], () => {
+      const file = this.task.fdget(fd);
+      if (file.ops.pread === undefined) fail(EINVAL, `${file.kind} files do not support pread`);
+      if (len < 0) fail(EINVAL, "negative length");
+      return file.ops.pread(file, this.task, len, BigInt.asUintN(64, off));
+    });
+  }
+
+  pwrite(fd: number, bytes: Uint8Array, off: bigint): number {
+    return this.sys("pwrite64", [fd, bytes.length, off], () => {
+      const file = this.task.fdget(fd);
+      if (file.ops.pwrite === undefined) fail(EINVAL, `${file.kind} files do not support pwrite`);
+      return file.ops.pwrite(file, this.task, bytes, BigInt.asUintN(64, off));
+    });
+  }
+
+  /** The process reading its own memory (a load): bytes, or -EFAULT. */
+  readMemory(va: bigint, len: number): Uint8Array | number {
+    if (this.task.exited) return -ESRCH;
+    try {
+      return this.k.userRead(this.task, va, len);
+    } catch (e) {
+      return -toErrno(e, this.k.tracer, "readMemory").errno;
+    }
+  }
+
+  /** The process writing its own memory (a store): 0, or -EFAULT. */
+  writeMemory(va: bigint, bytes: Uint8Array): number {
+    if (this.task.exited) return -ESRCH;
+    try {
+      return this.k.userWrite(this.task, va, bytes);
+    } catch (e) {
+      return -toErrno(e, this.k.tracer, "writeMemory").errno;
+    }
+  }
+
+  /** exit(2): every fd is closed and the address space released. */
+  exit(): void {
+    if (this.task.exited) return;
+    const ev = this.begin("exit", []);
+    try {
+      for (let fd = this.task.fds.length - 1; fd >= 0; fd--) {
+        if (this.task.fds[fd] !== undefined) this.task.fdClose(fd);
+      }
+      this.k.mmRelease(this.task);
+    } catch (e) {
+      this.failed(ev, e);
+    }
+    this.task.exited = true;
+    this.k.processExited(this);
+    this.end(ev, 0);
+  }
+
+  /** Duplicate an fd (dup(2)); handy to pass a file to another process with `k.passFd`. */
+  dup(fd: number): number {
+    return this.sys("dup", [fd], () => this.task.fdInstall(this.task.fdget(fd).get()));
+  }
+
+  // --- plumbing -----------------------------------------------------------
+
+  private ioctlBuffer(fd: number, req: number, buf: Uint8Array): number {
+    if (this.task.exited) return -ESRCH;
+    const va = this.scratch(buf.length);
+    if (va < 0n) return Number(va);
+    this.k.userWrite(this.task, va, buf);
+    const r = this.ioctl(fd, req, va);
+    const back = this.k.userRead(this.task, va, buf.length);
+    if (back instanceof Uint8Array) buf.set(back);
+    return r;
+  }
+
+  /** A private anonymous area for Uint8Array ioctl arguments, kept for the process's life. */
+  private scratch(len: number): bigint {
+    const need = Math.max(4096, Math.ceil(len / 4096) * 4096);
+    if (need <= this.scratchLen) return this.scratchVa;
+    if (this.scratchLen > 0) this.k.mmMunmap(this.task, this.scratchVa, BigInt(this.scratchLen));
+    try {
+      this.scratchVa = this.k.mmMmap(this.task, 0n, BigInt(need), 3, 0x22, null, 0n);
+    } catch (e) {
+      this.scratchLen = 0;
+      return -BigInt(toErrno(e, this.k.tracer, "ioctl scratch").errno);
+    }
+    this.scratchLen = need;
+    return this.scratchVa;
+  }
+
+  /** Struct bytes at a user pointer for the trace: `size`/`argsz` (first u32) bytes, if readable. */
+  private snapshot(ptr: bigint, len?: number): Uint8Array | undefined {
+    if (ptr === 0n) return undefined;
+    try {
+      if (len === undefined) {
+        const head = this.k.userRead(this.task, ptr, 4);
+        if (!(head instanceof Uint8Array)) return undefined;
+        const n = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+        len = n >= 4 && n <= 4096 ? n : 4;
+      }
+      const b = this.k.userRead(this.task, ptr, len);
+      return b instanceof Uint8Array ? b : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private begin(call: string, args: (number | bigint | string)[]): TraceEvent {
+    return { seq: this.k.tracer.nextSeq(), pid: this.pid, call, args, ret: 0 };
+  }
+
+  private failed(ev: TraceEvent, e: unknown): number {
+    const { errno, reason } = toErrno(e, this.k.tracer, ev.call);
+    ev.errno = errno;
+    ev.reason = reason;
+    this.last = describeErr(ev.call, errno, reason);
+    return errno;
+  }
+
+  private end<T extends number | bigint>(ev: TraceEvent, ret: T): T {
+    ev.ret = ret;
+    this.k.tracer.record(ev);
+    return ret;
+  }
+
+  private sys(call: string, args: (number | bigint | string)[], fn: () => number): number {
+    const ev = this.begin(call, args);
+    let ret: number;
+    try {
+      if (this.task.exited) fail(ESRCH, "the process has exited");
+      ret = fn();
+    } catch (e) {
+      ret = -this.failed(ev, e);
+    }
+    return this.end(ev, ret);
+  }
+
+  private sysBig(call: string, args: (number | bigint | string)[], fn: () => bigint): bigint {
+    const ev = this.begin(call, args);
+    let ret: bigint;
+    try {
+      if (this.task.exited) fail(ESRCH, "the process has exited");
+      ret = fn();
+      if (ret < 0n) {
+        // the mm layer reports -errno as a negative bigint; keep the reason it gave
+        fail(Number(-ret), this.k.lastMmReason(this.task) ?? `${call} failed`);
+      }
+    } catch (e) {
+      ret = -BigInt(this.failed(ev, e));
+    }
+    return this.end(ev, ret);
+  }
+
+  private sysBytes(call: string, args: (number | bigint | string)[], fn: () => Uint8Array): Uint8Array | number {
+    const ev = this.begin(call, args);
+    let ret: Uint8Array | number;
+    try {
+      if (this.task.exited) fail(ESRCH, "the process has exited");
+      ret = fn();
+      this.end(ev, ret.length);
+    } catch (e) {
+      ret = -this.failed(ev, e);
+      this.end(ev, ret);
+    }
+    return ret;
+  }
+}
+

@@ -1,0 +1,77 @@
+import { EBADF, EFAULT, EMFILE, fail } from "../uapi/errno.js";
+import type { Cred } from "./cred.js";
+import type { KFile } from "./file.js";
+
+/**
+ * What a driver sees of the calling process (current, in kernel terms):
+ * its credentials, its memory through copy_{from,to}_user, and its fd
+ * table. Implemented by the syscall layer; drivers import only this file.
+ */
+export interface UserMemory {
+  read(va: bigint, len: number): Uint8Array | number;
+  write(va: bigint, bytes: Uint8Array): number;
+}
+
+export const NR_OPEN_DEFAULT = 1024;
+
+export class Task {
+  /** Open files by fd number. */
+  readonly fds: (KFile | undefined)[] = [];
+  exited = false;
+
+  constructor(
+    readonly pid: number,
+    readonly cred: Cred,
+    /** The process's address space (an MmStruct). */
+    readonly mm: UserMemory & Record<string, unknown>,
+  ) {}
+
+  capable(cap: string): boolean {
+    return this.cred.caps.has(cap);
+  }
+
+  copyFromUser(ptr: bigint, len: number): Uint8Array {
+    const r = this.mm.read(ptr, len);
+    if (typeof r === "number") fail(EFAULT, `cannot read ${len} bytes of user memory at 0x${ptr.toString(16)}`);
+    return r;
+  }
+
+  copyToUser(ptr: bigint, bytes: Uint8Array): void {
+    if (this.mm.write(ptr, bytes) !== 0) {
+      fail(EFAULT, `cannot write ${bytes.length} bytes of user memory at 0x${ptr.toString(16)}`);
+    }
+  }
+
+  /** fdget(): the file behind fd, or EBADF. */
+  fdget(fd: number): KFile {
+    const f = Number.isInteger(fd) && fd >= 0 ? this.fds[fd] : undefined;
+    if (f === undefined) fail(EBADF, `fd ${fd} is not open in pid ${this.pid}`);
+    return f;
+  }
+
+  /** Install a file at the lowest free fd (the file's reference moves to the table). */
+  fdInstall(file: KFile): number {
+    let fd = 0;
+    while (fd < this.fds.length && this.fds[fd] !== undefined) fd++;
+    if (fd >= NR_OPEN_DEFAULT) {
+      file.put();
+      fail(EMFILE, `pid ${this.pid} has ${NR_OPEN_DEFAULT} open files`);
+    }
+    this.fds[fd] = file;
+    return fd;
+  }
+
+  /** Remove fd from the table and drop its reference. */
+  fdClose(fd: number): void {
+    const f = this.fdget(fd);
+    this.fds[fd] = undefined;
+    while (this.fds.length > 0 && this.fds[this.fds.length - 1] === undefined) this.fds.length--;
+    f.put();
+  }
+
+  openFileCount(): number {
+    let n = 0;
+    for (const f of this.fds) if (f !== undefined) n++;
+    return n;
+  }
+}

@@ -1,0 +1,62 @@
+import { errnoName, KernelError } from "../uapi/errno.js";
+
+/** One system call as the trace keeps it (printed later from the uapi tables). */
+export interface TraceEvent {
+  seq: number;
+  pid: number;
+  call: string;
+  /** Arguments as passed (fd, request, pointers, lengths...). */
+  args: (number | bigint | string)[];
+  /** For ioctl: the kind of file the fd refers to ("iommufd", "vfio-device", ...). */
+  fdKind?: string;
+  /** For struct ioctls: the struct bytes before and after the call. */
+  argIn?: Uint8Array;
+  argOut?: Uint8Array;
+  ret: number | bigint;
+  errno?: number;
+  /** The rule that produced the errno, in kernel terms. */
+  reason?: string;
+}
+
+export interface LastError {
+  call: string;
+  errno: number;
+  name: string;
+  reason: string;
+}
+
+/** Records the trace (when enabled) and every failed call's reason (always, bounded). */
+export class Tracer {
+  enabled = false;
+  readonly events: TraceEvent[] = [];
+  readonly failures: TraceEvent[] = [];
+  private seq = 0;
+  /** Unexpected exceptions caught at the syscall boundary: each one is a model bug. */
+  readonly internalErrors: string[] = [];
+  static readonly MAX_FAILURES = 10_000;
+
+  nextSeq(): number {
+    return ++this.seq;
+  }
+
+  record(ev: TraceEvent): void {
+    if (this.enabled) this.events.push(ev);
+    if (ev.errno !== undefined) {
+      this.failures.push(ev);
+      if (this.failures.length > Tracer.MAX_FAILURES) this.failures.shift();
+    }
+  }
+}
+
+/** Turn anything thrown inside the kernel into { errno, reason }. */
+export function toErrno(e: unknown, tracer: Tracer, call: string): { errno: number; reason: string } {
+  if (e instanceof KernelError) return { errno: e.errno, reason: e.reason };
+  const msg = e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e);
+  tracer.internalErrors.push(`${call}: ${msg}`);
+  // EIO: the model failed; the trace and counters say so loudly.
+  return { errno: 5, reason: `internal model error in ${call}: ${e instanceof Error ? e.message : String(e)}` };
+}
+
+export function describeErr(call: string, errno: number, reason: string): LastError {
+  return { call, errno, name: errnoName(errno), reason };
+}
