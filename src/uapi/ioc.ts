@@ -28,7 +28,8 @@ export type IocType = number | string;
 
 function typeByte(type: IocType): number {
   if (typeof type === "string") {
-    if (type.length !== 1) throw new RangeError(`ioctl type must be one character, got ${JSON.stringify(type)}`);
+    if (type.length !== 1)
+      throw new RangeError(`ioctl type must be one character, got ${JSON.stringify(type)}`);
     type = type.charCodeAt(0);
   }
   return type;
@@ -94,7 +95,8 @@ export interface IocFields {
  * a bigint or a number wider than 32 bits is truncated to its low 32 bits first.
  */
 export function iocDecode(req: number | bigint): IocFields {
-  const r = typeof req === "bigint" ? Number(BigInt.asUintN(32, req)) : Number(BigInt.asUintN(32, BigInt(req)));
+  const r =
+    typeof req === "bigint" ? Number(BigInt.asUintN(32, req)) : Number(BigInt.asUintN(32, BigInt(req)));
   return { dir: _IOC_DIR(r), type: _IOC_TYPE(r), nr: _IOC_NR(r), size: _IOC_SIZE(r) };
 }
 

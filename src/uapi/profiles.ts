@@ -9,6 +9,8 @@
 // what checked them; the rest are from kernel history as we know it and are
 // marked UNVERIFIED (no 6.12 copy of iommufd.h was available to diff against).
 
+import { restrictFlags, type StructDef } from "./struct.js";
+
 export type KernelProfile = "latest" | "6.12";
 
 export const KERNEL_PROFILES: readonly KernelProfile[] = ["latest", "6.12"];
@@ -113,6 +115,32 @@ export const FLAG_SINCE: readonly FlagSince[] = [
   { struct: "vfio_device_attach_iommufd_pt", field: "flags", flag: "PASID", since: "6.14" },
   { struct: "vfio_device_detach_iommufd_pt", field: "flags", flag: "PASID", since: "6.14" },
 ];
+
+const profiledStructs = new Map<KernelProfile, WeakMap<StructDef, StructDef>>();
+
+/**
+ * `def` as a kernel of this profile knows it: flag bits from FLAG_SINCE that
+ * the profile predates are dropped from the flag tables (so they count as
+ * unknown). Returns `def` itself when nothing changes.
+ */
+export function structForProfile(def: StructDef, profile: KernelProfile): StructDef {
+  let cache = profiledStructs.get(profile);
+  if (!cache) {
+    cache = new WeakMap();
+    profiledStructs.set(profile, cache);
+  }
+  const hit = cache.get(def);
+  if (hit) return hit;
+  let out = def;
+  for (const f of FLAG_SINCE) {
+    if (f.struct !== def.name || profileHas(profile, f.since)) continue;
+    const field = out.fields.find((x) => x.name === f.field);
+    if (!field?.flags || !(f.flag in field.flags)) continue;
+    out = restrictFlags(out, f.field, (k) => k !== f.flag);
+  }
+  cache.set(def, out);
+  return out;
+}
 
 /** The noiommu GET_PA revisions of the proposed series (uapi.md §6, DESIGN.md). */
 export type NoiommuRevision = "v4" | "v7" | "v9";

@@ -120,7 +120,8 @@ export function checkStructDef(def: StructDef): string[] {
     if (names.has(f.name)) problems.push(`${def.name}.${f.name}: duplicate name`);
     names.add(f.name);
     const span = f.size * (f.count ?? 1);
-    if (f.offset % f.size !== 0) problems.push(`${def.name}.${f.name}: offset ${f.offset} not ${f.size}-aligned`);
+    if (f.offset % f.size !== 0)
+      problems.push(`${def.name}.${f.name}: offset ${f.offset} not ${f.size}-aligned`);
     if (f.offset + span > def.size) problems.push(`${def.name}.${f.name}: ends past sizeof ${def.size}`);
     if (f.alias) {
       if (!prev || prev.offset !== f.offset || prev.size * (prev.count ?? 1) !== span) {
@@ -129,11 +130,13 @@ export function checkStructDef(def: StructDef): string[] {
     } else if (f.offset < end) {
       problems.push(`${def.name}.${f.name}: overlaps the field before it`);
     }
-    if (f.kind === "flags" && !f.flags) problems.push(`${def.name}.${f.name}: flags kind without a flag table`);
+    if (f.kind === "flags" && !f.flags)
+      problems.push(`${def.name}.${f.name}: flags kind without a flag table`);
     end = Math.max(end, f.offset + span);
     prev = f;
   }
-  if (def.size % 1 !== 0 || def.size < end) problems.push(`${def.name}: size ${def.size} < end of fields ${end}`);
+  if (def.size % 1 !== 0 || def.size < end)
+    problems.push(`${def.name}: size ${def.size} < end of fields ${end}`);
   return problems;
 }
 
@@ -170,7 +173,8 @@ function readSlot(bytes: Uint8Array, dv: DataView, slot: FieldSlot): bigint {
 function toBits(slot: FieldSlot, structName: string, value: bigint | number): bigint {
   let v: bigint;
   if (typeof value === "number") {
-    if (!Number.isInteger(value)) throw new RangeError(`${structName}.${slot.key}: ${value} is not an integer`);
+    if (!Number.isInteger(value))
+      throw new RangeError(`${structName}.${slot.key}: ${value} is not an integer`);
     v = BigInt(value);
   } else {
     v = value;
@@ -325,7 +329,11 @@ export interface FormatOptions {
  * strace-like text: `{size=40, flags=FIXED_IOVA|WRITEABLE|READABLE, ioas_id=2, user_va=0x7f0000200000, ...}`.
  * Missing values print as 0. Arrays print as `idr=[1, 2, 3]`.
  */
-export function formatStruct(def: StructDef, values: Partial<StructValues>, opts: FormatOptions = {}): string {
+export function formatStruct(
+  def: StructDef,
+  values: Partial<StructValues>,
+  opts: FormatOptions = {},
+): string {
   const parts: string[] = [];
   for (const f of def.fields) {
     if (f.alias && !opts.showAliases) continue;
@@ -349,9 +357,7 @@ export function formatStruct(def: StructDef, values: Partial<StructValues>, opts
 // ---------------------------------------------------------------------------
 // Size rules
 
-export type CopyInResult =
-  | { ok: true; kbuf: Uint8Array }
-  | { ok: false; errno: number; reason: string };
+export type CopyInResult = { ok: true; kbuf: Uint8Array } | { ok: false; errno: number; reason: string };
 
 /**
  * copy_struct_from_user(kbuf, ksize, ubuf, usize) where usize = userBytes.length:
