@@ -13,7 +13,7 @@ import { Prng } from "./prng.js";
 const FRAMES_PER_BLOCK = 512;
 const BLOCKS_PER_GIG = 512;
 
-const B_NONE = 0; // not RAM (hole or reserved)
+// state 0: not RAM (hole or reserved)
 const B_FREE = 1;
 const B_SPLIT = 2;
 const B_HUGE = 3;

@@ -33,7 +33,8 @@ export const eventfdOps: FileOps = {
     if (len < 8) fail(EINVAL, "eventfd read needs an 8-byte buffer");
     // Nothing else runs while a process waits here, so a read that would
     // block can never be woken: report it as the O_NONBLOCK case.
-    if (ctx.count === 0n) fail(EAGAIN, "eventfd counter is 0: the read would block forever (nothing can signal it)");
+    if (ctx.count === 0n)
+      fail(EAGAIN, "eventfd counter is 0: the read would block forever (nothing can signal it)");
     const v = ctx.semaphore ? 1n : ctx.count;
     ctx.count -= v;
     const out = new Uint8Array(8);
@@ -45,7 +46,8 @@ export const eventfdOps: FileOps = {
     if (bytes.length < 8) fail(EINVAL, "eventfd write needs 8 bytes");
     const v = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
     if (v === ULLONG_MAX) fail(EINVAL, "eventfd cannot add 0xffffffffffffffff");
-    if (ULLONG_MAX - 1n - ctx.count < v) fail(EAGAIN, "eventfd counter would overflow: the write would block");
+    if (ULLONG_MAX - 1n - ctx.count < v)
+      fail(EAGAIN, "eventfd counter would overflow: the write would block");
     ctx.count += v;
     return 8;
   },
@@ -59,5 +61,10 @@ export const eventfdOps: FileOps = {
 
 export function newEventFd(initval: number, flags: number): KFile {
   if ((flags & ~(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC)) !== 0) fail(EINVAL, "unknown eventfd flags");
-  return new KFile(eventfdOps, new EventFdCtx(BigInt(initval >>> 0), (flags & EFD_SEMAPHORE) !== 0), "anon_inode:[eventfd]", flags);
+  return new KFile(
+    eventfdOps,
+    new EventFdCtx(BigInt(initval >>> 0), (flags & EFD_SEMAPHORE) !== 0),
+    "anon_inode:[eventfd]",
+    flags,
+  );
 }

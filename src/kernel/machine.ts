@@ -105,7 +105,8 @@ export class Machine implements KernelServices {
       counterSources: new Map(),
       invariantChecks: new Map(),
     };
-    if (!["latest", "6.12"].includes(this.ctx.profile)) throw new Error(`unknown kernel profile ${this.ctx.profile}`);
+    if (!["latest", "6.12"].includes(this.ctx.profile))
+      throw new Error(`unknown kernel profile ${this.ctx.profile}`);
     if (!["v4", "v7", "v9"].includes(this.ctx.noiommuRevision)) {
       throw new Error(`unknown noiommu revision ${this.ctx.noiommuRevision}`);
     }
@@ -163,7 +164,15 @@ export class Machine implements KernelServices {
   newMm(cred: Cred) {
     return this.mmGlue.newMm(cred);
   }
-  mmMmap(task: Task, addr: bigint, len: bigint, prot: number, flags: number, backing: unknown, off: bigint): bigint {
+  mmMmap(
+    task: Task,
+    addr: bigint,
+    len: bigint,
+    prot: number,
+    flags: number,
+    backing: unknown,
+    off: bigint,
+  ): bigint {
     return this.mmGlue.mmap(task, addr, len, prot, flags, backing, off);
   }
   mmMunmap(task: Task, va: bigint, len: bigint): number {

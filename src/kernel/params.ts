@@ -31,6 +31,7 @@ export function parseParam(name: ParamName, value: ParamValue | string): ParamVa
     if (["0", "n", "N", "off"].includes(v)) return false;
     return undefined;
   }
-  const n = typeof value === "number" ? value : typeof value === "boolean" ? Number(value) : Number(value.trim());
+  const n =
+    typeof value === "number" ? value : typeof value === "boolean" ? Number(value) : Number(value.trim());
   return Number.isInteger(n) && n >= 0 && n <= 0xffffffff ? n : undefined;
 }

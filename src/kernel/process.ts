@@ -288,7 +288,11 @@ export class Process {
     return this.end(ev, ret);
   }
 
-  private sysBytes(call: string, args: (number | bigint | string)[], fn: () => Uint8Array): Uint8Array | number {
+  private sysBytes(
+    call: string,
+    args: (number | bigint | string)[],
+    fn: () => Uint8Array,
+  ): Uint8Array | number {
     const ev = this.begin(call, args);
     let ret: Uint8Array | number;
     try {
@@ -302,4 +306,3 @@ export class Process {
     return ret;
   }
 }
-

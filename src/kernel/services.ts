@@ -1,9 +1,8 @@
 import type { Cred } from "./cred.js";
 import type { KFile } from "./file.js";
 import type { Process } from "./process.js";
-import type { Task } from "./task.js";
+import type { Task, UserMemory } from "./task.js";
 import type { Tracer } from "./trace.js";
-import type { UserMemory } from "./task.js";
 import type { Vfs } from "./vfs.js";
 
 /** What a Process needs from the machine it runs on. */
@@ -11,7 +10,15 @@ export interface KernelServices {
   readonly vfs: Vfs;
   readonly tracer: Tracer;
   newMm(cred: Cred): UserMemory & Record<string, unknown>;
-  mmMmap(task: Task, addr: bigint, len: bigint, prot: number, flags: number, backing: unknown, off: bigint): bigint;
+  mmMmap(
+    task: Task,
+    addr: bigint,
+    len: bigint,
+    prot: number,
+    flags: number,
+    backing: unknown,
+    off: bigint,
+  ): bigint;
   mmMunmap(task: Task, va: bigint, len: bigint): number;
   mmRelease(task: Task): void;
   lastMmReason(task: Task): string | undefined;

@@ -32,7 +32,8 @@ export class Task {
 
   copyFromUser(ptr: bigint, len: number): Uint8Array {
     const r = this.mm.read(ptr, len);
-    if (typeof r === "number") fail(EFAULT, `cannot read ${len} bytes of user memory at 0x${ptr.toString(16)}`);
+    if (typeof r === "number")
+      fail(EFAULT, `cannot read ${len} bytes of user memory at 0x${ptr.toString(16)}`);
     return r;
   }
 

@@ -54,7 +54,10 @@ export function toErrno(e: unknown, tracer: Tracer, call: string): { errno: numb
   const msg = e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e);
   tracer.internalErrors.push(`${call}: ${msg}`);
   // EIO: the model failed; the trace and counters say so loudly.
-  return { errno: 5, reason: `internal model error in ${call}: ${e instanceof Error ? e.message : String(e)}` };
+  return {
+    errno: 5,
+    reason: `internal model error in ${call}: ${e instanceof Error ? e.message : String(e)}`,
+  };
 }
 
 export function describeErr(call: string, errno: number, reason: string): LastError {

@@ -23,7 +23,10 @@ export class Vfs {
       const parent = dirname(p);
       const name = p.slice(parent === "/" ? 1 : parent.length + 1);
       let d = this.dirs.get(parent);
-      if (d === undefined) this.dirs.set(parent, (d = new Map()));
+      if (d === undefined) {
+        d = new Map();
+        this.dirs.set(parent, d);
+      }
       d.set(name, (d.get(name) ?? 0) + 1);
       p = parent;
     }

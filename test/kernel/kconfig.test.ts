@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { KCONFIG_DEFAULTS, resolveKconfig } from "../../src/kernel/kconfig.js";
+import { PARAM_DEFAULTS, parseParam } from "../../src/kernel/params.js";
+
+describe("Kconfig", () => {
+  it("defaults to a distribution kernel: group, container, cdev and noiommu built", () => {
+    const k = resolveKconfig({}, false);
+    expect(k.IOMMUFD).toBe(true);
+    expect(k.VFIO_GROUP).toBe(true);
+    expect(k.VFIO_CONTAINER).toBe(true);
+    expect(k.VFIO_DEVICE_CDEV).toBe(true);
+    expect(k.VFIO_NOIOMMU).toBe(true);
+    expect(k.IOMMUFD_NOIOMMU).toBe(true);
+    expect(k.IOMMUFD_VFIO_CONTAINER).toBe(false);
+    expect(k.IOMMUFD_TEST).toBe(false);
+  });
+
+  it("IOMMUFD_VFIO_CONTAINER needs VFIO_GROUP && !VFIO_CONTAINER", () => {
+    expect(resolveKconfig({ IOMMUFD_VFIO_CONTAINER: true }, false).IOMMUFD_VFIO_CONTAINER).toBe(false);
+    const k = resolveKconfig({ IOMMUFD_VFIO_CONTAINER: true, VFIO_CONTAINER: false }, false);
+    expect(k.IOMMUFD_VFIO_CONTAINER).toBe(true);
+  });
+
+  it("without IOMMUFD the cdev cannot be built and VFIO selects group and container", () => {
+    const k = resolveKconfig({ IOMMUFD: false, VFIO_GROUP: false, VFIO_CONTAINER: false }, false);
+    expect(k.VFIO_DEVICE_CDEV).toBe(false);
+    expect(k.VFIO_GROUP).toBe(true);
+    expect(k.VFIO_CONTAINER).toBe(true);
+    expect(k.IOMMUFD_NOIOMMU).toBe(false);
+  });
+
+  it("without the group path VFIO selects the cdev and the container goes", () => {
+    const k = resolveKconfig({ VFIO_GROUP: false, VFIO_DEVICE_CDEV: false }, false);
+    expect(k.VFIO_DEVICE_CDEV).toBe(true);
+    expect(k.VFIO_CONTAINER).toBe(false);
+  });
+
+  it("accepts the seed series' symbol spellings as aliases of VFIO_NOIOMMU", () => {
+    expect(resolveKconfig({ VFIO_CDEV_NOIOMMU: false }, false).VFIO_NOIOMMU).toBe(false);
+    expect(resolveKconfig({ VFIO_GROUP_NOIOMMU: false }, false).VFIO_NOIOMMU).toBe(false);
+    expect(resolveKconfig({ VFIO_CDEV_NOIOMMU: false }, false).IOMMUFD_NOIOMMU).toBe(false);
+  });
+
+  it("sPAPR: cdev only with the RFC's change", () => {
+    expect(resolveKconfig({}, true).VFIO_DEVICE_CDEV).toBe(true);
+    expect(resolveKconfig({}, true).VFIO_IOMMU_SPAPR_TCE).toBe(true);
+    expect(resolveKconfig({ SPAPR_TCE_IOMMUFD: false }, true).VFIO_DEVICE_CDEV).toBe(false);
+    expect(resolveKconfig({}, false).VFIO_IOMMU_SPAPR_TCE).toBe(false);
+  });
+
+  it("rejects unknown symbols", () => {
+    expect(() => resolveKconfig({ NOT_A_SYMBOL: true }, false)).toThrow(/unknown Kconfig symbol/);
+    expect(Object.keys(KCONFIG_DEFAULTS)).toContain("VFIO_NOIOMMU");
+  });
+});
+
+describe("module parameters", () => {
+  it("parse like param_set_bool / param_set_uint", () => {
+    expect(PARAM_DEFAULTS["vfio.enable_unsafe_noiommu_mode"]).toBe(false);
+    expect(parseParam("vfio.enable_unsafe_noiommu_mode", "Y\n")).toBe(true);
+    expect(parseParam("vfio.enable_unsafe_noiommu_mode", "0")).toBe(false);
+    expect(parseParam("vfio.enable_unsafe_noiommu_mode", "maybe")).toBeUndefined();
+    expect(parseParam("vfio_iommu_type1.dma_entry_limit", "100")).toBe(100);
+    expect(parseParam("vfio_iommu_type1.dma_entry_limit", "-1")).toBeUndefined();
+  });
+});
