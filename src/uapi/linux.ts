@@ -99,3 +99,14 @@ export const CAP_NAMES: Readonly<Record<string, number>> = {
   CAP_SYS_ADMIN,
   CAP_SYS_RESOURCE,
 };
+
+// fcntl(2) file seals (include/uapi/linux/fcntl.h)
+export const F_LINUX_SPECIFIC_BASE = 1024;
+export const F_ADD_SEALS = F_LINUX_SPECIFIC_BASE + 9;
+export const F_GET_SEALS = F_LINUX_SPECIFIC_BASE + 10;
+export const F_SEAL_SEAL = 0x0001;
+export const F_SEAL_SHRINK = 0x0002;
+export const F_SEAL_GROW = 0x0004;
+export const F_SEAL_WRITE = 0x0008;
+export const F_SEAL_FUTURE_WRITE = 0x0010;
+export const F_SEAL_EXEC = 0x0020;
