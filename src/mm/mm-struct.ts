@@ -1,0 +1,707 @@
+import type { FaultInject } from "../hw/fault-inject.js";
+import type { FrameAllocator } from "../hw/frame-alloc.js";
+import type { PhysMem } from "../hw/phys-mem.js";
+import { Prng } from "../hw/prng.js";
+import {
+  EAGAIN,
+  EBADF,
+  EEXIST,
+  EFAULT,
+  EINVAL,
+  ENOMEM,
+  EOPNOTSUPP,
+  EOVERFLOW,
+  EPERM,
+} from "../uapi/errno.js";
+import { type MmCred, memlockLimitPages, type UserStruct } from "./locked-vm.js";
+import { hugeShiftFromLog, MemFile } from "./memfd.js";
+import {
+  DEFAULT_MAX_MAP_COUNT,
+  F_SEAL_FUTURE_WRITE,
+  F_SEAL_WRITE,
+  LEGACY_MAP_MASK,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_HUGE_MASK,
+  MAP_HUGE_SHIFT,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_NONBLOCK,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_TYPE,
+  MAX_LFS_FILESIZE,
+  MFD_HUGETLB,
+  MLOCK_LIMIT,
+  MMAP_MIN_ADDR,
+  PAGE_SIZE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+  TASK_SIZE,
+  TASK_UNMAPPED_BASE,
+} from "./mman.js";
+import type { FolioOrder, PageTracker } from "./page-tracker.js";
+import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
+import { UndoLog } from "./undo.js";
+import { type PageShift, Vma, VmaList, type VmaOwner } from "./vma.js";
+
+export interface MmStructOptions {
+  phys: PhysMem;
+  frames: FrameAllocator;
+  faults: FaultInject;
+  pages: PageTracker;
+  user: UserStruct;
+  /** RLIMIT_MEMLOCK and capabilities; the kernel layer may change them later. Default: 8 MiB, no caps. */
+  cred?: MmCred;
+  /** Seeds mmap_base randomization (ASLR); without it the layout is the non-randomized one. */
+  seed?: number;
+}
+
+export interface VmaInfo {
+  start: bigint;
+  end: bigint;
+  prot: number;
+  shared: boolean;
+  pageSize: number;
+  /** The memfd's name, "[anon_shmem]"/"[anon_hugetlb]" for internal files, null for private anonymous. */
+  file: string | null;
+  /** File offset of start, in bytes. */
+  offset: bigint;
+  locked: boolean;
+}
+
+export interface MmCounters {
+  vmas: number;
+  /** Private (anonymous or COWed) folios this mm holds, by page size. */
+  private4k: number;
+  private2m: number;
+  private1g: number;
+  lockedVm: number;
+  pinnedVm: number;
+}
+
+// Results of a fault besides a pfn.
+const F_SIGBUS = -1;
+const F_OOM = -2;
+/** A read of an untouched private anonymous page: the shared zero page, nothing allocated. */
+const F_ZERO = -3;
+
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+const PAGE_MASK_B = ~BigInt(PAGE_SIZE - 1);
+const U64 = 64;
+
+/**
+ * struct mm_struct: one process's address space. VMAs in a sorted list;
+ * private pages (anonymous, and COW copies of file pages) in page tables
+ * keyed by virtual page (one per page size); shared and file pages in their
+ * MemFile's page cache. Pages appear on first touch.
+ *
+ * Addresses cross the API as bigint and are numbers inside (user VAs are
+ * below 2^47). Calls return -errno (a negative bigint from mmap) and set
+ * `lastReason` to the rule that produced it.
+ */
+export class MmStruct implements VmaOwner {
+  readonly vmas = new VmaList();
+  private readonly priv4k = new Map<number, number>();
+  private readonly priv2m = new Map<number, number>();
+  private readonly priv1g = new Map<number, number>();
+  readonly phys: PhysMem;
+  readonly pages: PageTracker;
+  readonly faults: FaultInject;
+  readonly user: UserStruct;
+  cred: MmCred;
+  /** mm->locked_vm (VmLck): VM_LOCKED mappings plus ACCOUNT_MM pins, in pages. */
+  lockedVm = 0;
+  /** mm->pinned_vm (VmPin), in pages. */
+  pinnedVm = 0;
+  /** mm->mmap_base: top-down placement starts below it. */
+  readonly mmapBase: number;
+  /** The rule behind the last failure. */
+  lastReason = "";
+  released = false;
+
+  constructor(opts: MmStructOptions) {
+    if (opts.pages.phys !== opts.phys || opts.pages.frames !== opts.frames) {
+      throw new Error("MmStruct: pages tracker belongs to another machine");
+    }
+    this.phys = opts.phys;
+    this.pages = opts.pages;
+    this.faults = opts.faults;
+    this.user = opts.user;
+    this.cred = opts.cred ?? { caps: new Set(), rlimitMemlock: MLOCK_LIMIT };
+    this.mmapBase = mmapBase(opts.seed);
+  }
+
+  // ---------------------------------------------------------------- mmap
+
+  /** mmap(2): the address, or a negative bigint -errno. `file` is ignored with MAP_ANONYMOUS. */
+  mmap(addr: bigint, len: bigint, prot: number, flags: number, file: MemFile | null, off: bigint): bigint {
+    return BigInt(this.doMmap(addr, len, prot, flags, file, off));
+  }
+
+  private doMmap(
+    addrB: bigint,
+    lenB: bigint,
+    prot: number,
+    flags: number,
+    file: MemFile | null,
+    offB: bigint,
+  ): number {
+    this.checkLive();
+    const off = BigInt.asUintN(U64, offB);
+    let len = BigInt.asUintN(U64, lenB);
+    let hint = BigInt.asUintN(U64, addrB);
+    // arch/x86 sys_mmap: the byte offset must be page aligned.
+    if ((off & 0xfffn) !== 0n) return this.err(EINVAL, "mmap: offset is not page aligned");
+    let shift: PageShift = 12;
+    let anonHuge = false;
+    if ((flags & MAP_ANONYMOUS) !== 0) file = null;
+    else if (file === null) return this.err(EBADF, "mmap: no file and no MAP_ANONYMOUS");
+    if (file !== null) {
+      if (file.hugetlb) {
+        shift = file.shift;
+        len = alignUp64(len, file.folioSize);
+      } else if ((flags & MAP_HUGETLB) !== 0) {
+        return this.err(EINVAL, "mmap: MAP_HUGETLB on a file that is not on hugetlbfs");
+      }
+    } else if ((flags & MAP_HUGETLB) !== 0) {
+      const s = hugeShiftFromLog((flags >>> MAP_HUGE_SHIFT) & MAP_HUGE_MASK);
+      if (s === undefined) return this.err(EINVAL, "mmap: no hugetlb pool of the MAP_HUGE_* size asked for");
+      shift = s;
+      anonHuge = true;
+      len = alignUp64(len, 2 ** s);
+    }
+    const hsize = 2 ** shift;
+    // do_mmap
+    if ((flags & MAP_FIXED_NOREPLACE) !== 0) flags |= MAP_FIXED;
+    if (len === 0n) return this.err(EINVAL, "mmap: zero length");
+    if ((flags & MAP_FIXED) === 0) {
+      hint &= PAGE_MASK_B;
+      if (hint !== 0n && hint < BigInt(MMAP_MIN_ADDR)) hint = BigInt(MMAP_MIN_ADDR);
+    }
+    len = alignUp64(len, PAGE_SIZE);
+    if (len === 0n) return this.err(ENOMEM, "mmap: length overflows when page aligned");
+    const pgoff = off >> 12n;
+    if (pgoff + (len >> 12n) >= 1n << 64n) return this.err(EOVERFLOW, "mmap: offset + length overflows");
+    if (this.vmas.length > DEFAULT_MAX_MAP_COUNT) return this.err(ENOMEM, "mmap: vm.max_map_count reached");
+    // get_unmapped_area
+    if (len > BigInt(TASK_SIZE)) return this.err(ENOMEM, "mmap: length larger than the address space");
+    const lenN = Number(len);
+    let addr: number;
+    if ((flags & MAP_FIXED) !== 0) {
+      if (shift !== 12 && (hint % BigInt(hsize) !== 0n || hint + len > BigInt(TASK_SIZE))) {
+        return this.err(EINVAL, `mmap: MAP_FIXED hugetlb address not aligned to ${hsize} bytes`);
+      }
+      if (hint > BigInt(TASK_SIZE) - len) return this.err(ENOMEM, "mmap: MAP_FIXED range beyond TASK_SIZE");
+      if ((hint & 0xfffn) !== 0n) return this.err(EINVAL, "mmap: MAP_FIXED address is not page aligned");
+      addr = Number(hint);
+    } else {
+      addr = this.getUnmappedArea(hint, lenN, hsize);
+      if (addr < 0) return this.err(ENOMEM, "mmap: no free range of that size");
+    }
+    if (addr < MMAP_MIN_ADDR && !this.cred.caps.has("CAP_SYS_RAWIO")) {
+      return this.err(EPERM, "mmap: address below vm.mmap_min_addr needs CAP_SYS_RAWIO");
+    }
+    const end = addr + lenN;
+    if ((flags & MAP_FIXED_NOREPLACE) !== 0 && this.vmas.overlapping(addr, end).length > 0) {
+      return this.err(EEXIST, "mmap: MAP_FIXED_NOREPLACE range overlaps a mapping");
+    }
+    const ipcLock = this.cred.caps.has("CAP_IPC_LOCK");
+    if ((flags & MAP_LOCKED) !== 0) {
+      if (this.cred.rlimitMemlock === 0n && !ipcLock)
+        return this.err(EPERM, "mmap: MAP_LOCKED with RLIMIT_MEMLOCK 0");
+      if (!ipcLock && this.lockedVm + lenN / PAGE_SIZE > memlockLimitPages(this.cred)) {
+        return this.err(EAGAIN, "mmap: MAP_LOCKED would exceed RLIMIT_MEMLOCK");
+      }
+    }
+    const type = flags & MAP_TYPE;
+    let shared: boolean;
+    if (file !== null || anonHuge) {
+      if (type === MAP_SHARED || type === MAP_SHARED_VALIDATE) {
+        if (type === MAP_SHARED_VALIDATE && (flags & ~LEGACY_MAP_MASK) !== 0) {
+          return this.err(EOPNOTSUPP, "mmap: MAP_SHARED_VALIDATE with a flag this file does not support");
+        }
+        if (
+          file !== null &&
+          (prot & PROT_WRITE) !== 0 &&
+          (file.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) !== 0
+        ) {
+          return this.err(EPERM, "mmap: shared writable mapping of a write-sealed memfd");
+        }
+        shared = true;
+      } else if (type === MAP_PRIVATE) {
+        shared = false;
+      } else {
+        return this.err(EINVAL, "mmap: mapping type must be MAP_SHARED or MAP_PRIVATE");
+      }
+    } else if (type === MAP_SHARED) {
+      shared = true;
+    } else if (type === MAP_PRIVATE) {
+      shared = false;
+    } else {
+      return this.err(EINVAL, "mmap: anonymous mapping type must be MAP_SHARED or MAP_PRIVATE");
+    }
+    if (file !== null) {
+      // file_mmap_ok against shmem/hugetlbfs s_maxbytes
+      if (pgoff > (MAX_LFS_FILESIZE - len) >> 12n)
+        return this.err(EOVERFLOW, "mmap: offset past the maximum file size");
+      if (file.hugetlb && off % BigInt(hsize) !== 0n) {
+        return this.err(EINVAL, "mmap: hugetlbfs offset not aligned to the huge page size");
+      }
+    }
+    // mmap_region: everything that can fail before the old range is torn down.
+    if ((flags & MAP_FIXED) !== 0) {
+      const rc = this.checkUnmap(addr, end);
+      if (rc < 0) return rc;
+    }
+    if (this.faults.hit("vm_area_alloc")) return this.err(ENOMEM, "mmap: cannot allocate the VMA");
+    let backing = file;
+    if (file === null && shared) {
+      const f = MemFile.create(
+        this.pages,
+        anonHuge ? "[anon_hugetlb]" : "[anon_shmem]",
+        anonHuge ? MFD_HUGETLB | (shift << MAP_HUGE_SHIFT) : 0,
+      );
+      if (typeof f === "number") return this.err(-f, "mmap: cannot set up the shared anonymous file");
+      f.size = len;
+      backing = f;
+    } else if (file !== null) {
+      file.get();
+    }
+    if ((flags & MAP_FIXED) !== 0) this.unmapRange(addr, end);
+    const locked = (flags & MAP_LOCKED) !== 0 && shift === 12;
+    const vma = new Vma(
+      this,
+      addr,
+      end,
+      prot,
+      shared,
+      shift,
+      backing,
+      file !== null ? Number(pgoff) : 0,
+      locked,
+      file === null,
+    );
+    this.vmas.insert(vma);
+    backing?.addMapping(vma);
+    // hugetlbfs_file_mmap: a writable mapping extends i_size to cover it.
+    if (file?.hugetlb && (prot & PROT_WRITE) !== 0) file.growTo(off + len);
+    if (locked) this.lockedVm += lenN / PAGE_SIZE;
+    if ((flags & MAP_LOCKED) !== 0 || (flags & (MAP_POPULATE | MAP_NONBLOCK)) === MAP_POPULATE)
+      this.populate(vma);
+    return addr;
+  }
+
+  /** mm_populate: fault the mapping in; failures are ignored, as mmap does. */
+  private populate(v: Vma): void {
+    if ((v.prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) === 0) return;
+    const write = v.mayWrite && !v.shared;
+    for (let va = v.start; va < v.end; va += v.pageSize) {
+      const r = this.fault(v, va, write, false, null);
+      if (r < 0 && r !== F_ZERO) return;
+    }
+  }
+
+  /** Top-down search below mmap_base, then bottom-up above TASK_UNMAPPED_BASE; -1 when full. */
+  private getUnmappedArea(hint: bigint, len: number, align: number): number {
+    if (hint !== 0n) {
+      let a = Number(hint);
+      a = Math.ceil(a / align) * align;
+      if (a <= TASK_SIZE - len && a >= MMAP_MIN_ADDR && this.vmas.overlapping(a, a + len).length === 0)
+        return a;
+    }
+    const list = this.vmas.list;
+    const low = Math.max(PAGE_SIZE, MMAP_MIN_ADDR);
+    for (let i = list.length - 1; i >= -1; i--) {
+      const gapStart = Math.max(low, i >= 0 ? list[i].end : 0);
+      const gapEnd = Math.min(this.mmapBase, i + 1 < list.length ? list[i + 1].start : TASK_SIZE);
+      if (gapEnd - gapStart < len) continue;
+      const a = Math.floor((gapEnd - len) / align) * align;
+      if (a >= gapStart) return a;
+    }
+    for (let i = -1; i < list.length; i++) {
+      const gapStart = Math.max(TASK_UNMAPPED_BASE, i >= 0 ? list[i].end : 0);
+      const gapEnd = i + 1 < list.length ? list[i + 1].start : TASK_SIZE;
+      const a = Math.ceil(gapStart / align) * align;
+      if (a + len <= gapEnd) return a;
+    }
+    return -1;
+  }
+
+  // ---------------------------------------------------------------- munmap
+
+  /** munmap(2): 0 or -errno. Unmapping nothing is not an error. */
+  munmap(addrB: bigint, lenB: bigint): number {
+    this.checkLive();
+    const addr = BigInt.asUintN(U64, addrB);
+    const len0 = BigInt.asUintN(U64, lenB);
+    if ((addr & 0xfffn) !== 0n) return this.err(EINVAL, "munmap: address is not page aligned");
+    if (addr > BigInt(TASK_SIZE) || len0 > BigInt(TASK_SIZE) - addr) {
+      return this.err(EINVAL, "munmap: range beyond TASK_SIZE");
+    }
+    const len = alignUp64(len0, PAGE_SIZE);
+    if (len === 0n) return this.err(EINVAL, "munmap: zero length");
+    const start = Number(addr);
+    const end = start + Number(len);
+    const rc = this.checkUnmap(start, end);
+    if (rc < 0) return rc;
+    this.unmapRange(start, end);
+    return 0;
+  }
+
+  /** What can refuse an unmap of [start, end): splitting a hugetlb VMA off its page size, map count. */
+  private checkUnmap(start: number, end: number): number {
+    const vs = this.vmas.overlapping(start, end);
+    for (const v of vs) {
+      if (v.shift === 12) continue;
+      const size = v.pageSize;
+      if ((start > v.start && start % size !== 0) || (end < v.end && end % size !== 0)) {
+        return this.err(EINVAL, `munmap: would split a hugetlb mapping off its ${size}-byte page boundary`);
+      }
+    }
+    if (
+      vs.length === 1 &&
+      vs[0].start < start &&
+      vs[0].end > end &&
+      this.vmas.length >= DEFAULT_MAX_MAP_COUNT
+    ) {
+      return this.err(ENOMEM, "munmap: splitting would exceed vm.max_map_count");
+    }
+    return 0;
+  }
+
+  /** Tear down [start, end) (already checked): split VMAs, drop private pages, uncharge VM_LOCKED. */
+  private unmapRange(start: number, end: number): void {
+    for (const v of this.vmas.overlapping(start, end)) {
+      const s = Math.max(start, v.start);
+      const e = Math.min(end, v.end);
+      if (!v.shared) this.zapPrivate(v, s, e);
+      if (v.locked) this.lockedVm -= (e - s) / PAGE_SIZE;
+      this.vmas.remove(v);
+      v.file?.removeMapping(v);
+      if (v.start < s) this.insertPiece(v, v.start, s);
+      if (e < v.end) this.insertPiece(v, e, v.end);
+      v.file?.put();
+    }
+  }
+
+  private insertPiece(v: Vma, start: number, end: number): void {
+    const pgoff = v.file !== null ? v.pgoff + (start - v.start) / PAGE_SIZE : 0;
+    const piece = new Vma(this, start, end, v.prot, v.shared, v.shift, v.file, pgoff, v.locked, v.anon);
+    this.vmas.insert(piece);
+    if (v.file !== null) {
+      v.file.get();
+      v.file.addMapping(piece);
+    }
+  }
+
+  /** Drop the private pages of `v` in [start, end) (munmap, or truncation of its file). */
+  zapPrivate(v: Vma, start: number, end: number): void {
+    const m = this.privMap(v.shift);
+    if (m.size === 0) return;
+    const size = v.pageSize;
+    const k0 = Math.floor(start / size);
+    const k1 = Math.ceil(end / size);
+    if (k1 - k0 <= m.size) {
+      for (let k = k0; k < k1; k++) {
+        const head = m.get(k);
+        if (head !== undefined) {
+          m.delete(k);
+          this.pages.put(head);
+        }
+      }
+    } else {
+      for (const [k, head] of m) {
+        if (k >= k0 && k < k1) {
+          m.delete(k);
+          this.pages.put(head);
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- faults
+
+  private privMap(shift: PageShift): Map<number, number> {
+    return shift === 12 ? this.priv4k : shift === 21 ? this.priv2m : this.priv1g;
+  }
+
+  /**
+   * Resolve the 4 KiB page at va in v: its pfn, or F_SIGBUS (past EOF),
+   * F_OOM (allocation failed) or F_ZERO (untouched private anonymous page
+   * read without `unshare`). `write` breaks COW; `unshare` (a long-term
+   * pin) gives even a read a private page of its own, as GUP does for the
+   * shared zero page. Allocations go into `undo` when given.
+   */
+  private fault(v: Vma, va: number, write: boolean, unshare: boolean, undo: UndoLog | null): number {
+    const size = v.pageSize;
+    const key = Math.floor(va / size);
+    const sub = Math.floor((va - key * size) / PAGE_SIZE);
+    const order = (v.shift - 12) as FolioOrder;
+    const m = this.privMap(v.shift);
+    if (!v.shared) {
+      const have = m.get(key);
+      if (have !== undefined) return have + sub;
+    }
+    const file = v.file;
+    if (file !== null) {
+      const foff = v.fileOffset(key * size);
+      if (BigInt(foff) >= file.size) return F_SIGBUS;
+      const fidx = foff / size;
+      if (v.shared || !write) {
+        const head = file.folioAlloc(fidx, undo);
+        return head < 0 ? F_OOM : head + sub;
+      }
+      // Write to a private file page: copy it (a hole copies as zeros).
+      const src = file.folio(fidx);
+      const head = this.pages.allocFolio(order, order === 0 ? "wp_page_copy" : "alloc_hugetlb_folio");
+      if (head < 0) return F_OOM;
+      if (src >= 0) for (let i = 0; i < 2 ** order; i++) this.phys.copyFrame(head + i, src + i);
+      this.setPrivate(m, key, head, undo);
+      return head + sub;
+    }
+    if (order === 0 && !write && !unshare) return F_ZERO;
+    const head = this.pages.allocFolio(order, order === 0 ? "do_anonymous_page" : "alloc_hugetlb_folio");
+    if (head < 0) return F_OOM;
+    this.setPrivate(m, key, head, undo);
+    return head + sub;
+  }
+
+  private setPrivate(m: Map<number, number>, key: number, head: number, undo: UndoLog | null): void {
+    m.set(key, head);
+    undo?.add(() => {
+      m.delete(key);
+      this.pages.put(head);
+    });
+  }
+
+  // ---------------------------------------------------------------- access
+
+  /** The process reading its own memory: the bytes, or -EFAULT (unmapped, not readable, past EOF). */
+  read(vaB: bigint, len: number): Uint8Array | number {
+    this.checkLive();
+    if (len === 0) return new Uint8Array(0);
+    const va = this.userRange(vaB, len);
+    if (va < 0) return this.err(EFAULT, "read: range outside user space");
+    const out = new Uint8Array(len);
+    const undo = new UndoLog();
+    for (let done = 0; done < len; ) {
+      const cur = va + done;
+      const inPage = cur % PAGE_SIZE;
+      const step = Math.min(PAGE_SIZE - inPage, len - done);
+      const v = this.vmas.find(cur);
+      if (v === undefined || !v.cpuReadable) {
+        undo.rollback();
+        return this.err(
+          EFAULT,
+          `read: 0x${cur.toString(16)} is ${v === undefined ? "not mapped" : "not readable"}`,
+        );
+      }
+      const pfn = this.fault(v, cur, false, false, undo);
+      if (pfn === F_SIGBUS || pfn === F_OOM) {
+        undo.rollback();
+        return this.err(
+          EFAULT,
+          `read: fault at 0x${cur.toString(16)} (${pfn === F_SIGBUS ? "past EOF" : "no memory"})`,
+        );
+      }
+      const src = pfn === F_ZERO ? ZERO_PAGE : this.phys.peekU8(pfn);
+      out.set(src.subarray(inPage, inPage + step), done);
+      done += step;
+    }
+    return out;
+  }
+
+  /** The process writing its own memory: 0, or -EFAULT with nothing written. */
+  write(vaB: bigint, bytes: Uint8Array): number {
+    this.checkLive();
+    const len = bytes.length;
+    if (len === 0) return 0;
+    const va = this.userRange(vaB, len);
+    if (va < 0) return this.err(EFAULT, "write: range outside user space");
+    const undo = new UndoLog();
+    const first = Math.floor(va / PAGE_SIZE);
+    const last = Math.floor((va + len - 1) / PAGE_SIZE);
+    const pfns = new Float64Array(last - first + 1);
+    for (let pg = first; pg <= last; pg++) {
+      const cur = pg * PAGE_SIZE;
+      const v = this.vmas.find(cur);
+      if (v === undefined || !v.mayWrite) {
+        undo.rollback();
+        return this.err(
+          EFAULT,
+          `write: 0x${cur.toString(16)} is ${v === undefined ? "not mapped" : "not writable"}`,
+        );
+      }
+      const pfn = this.fault(v, cur, true, false, undo);
+      if (pfn < 0) {
+        undo.rollback();
+        return this.err(
+          EFAULT,
+          `write: fault at 0x${cur.toString(16)} (${pfn === F_SIGBUS ? "past EOF" : "no memory"})`,
+        );
+      }
+      pfns[pg - first] = pfn;
+    }
+    for (let done = 0; done < len; ) {
+      const cur = va + done;
+      const inPage = cur % PAGE_SIZE;
+      const step = Math.min(PAGE_SIZE - inPage, len - done);
+      const pfn = pfns[Math.floor(cur / PAGE_SIZE) - first];
+      this.phys.frameU8(pfn).set(bytes.subarray(done, done + step), inPage);
+      done += step;
+    }
+    return 0;
+  }
+
+  /** The physical address va maps now, or null (unmapped, or not populated). Never faults. */
+  translate(vaB: bigint): bigint | null {
+    if (vaB < 0n || vaB >= BigInt(TASK_SIZE)) return null;
+    const va = Number(vaB);
+    const v = this.vmas.find(va);
+    if (v === undefined) return null;
+    const size = v.pageSize;
+    const key = Math.floor(va / size);
+    const sub = Math.floor((va - key * size) / PAGE_SIZE);
+    let pfn = -1;
+    if (!v.shared) {
+      const have = this.privMap(v.shift).get(key);
+      if (have !== undefined) pfn = have + sub;
+    }
+    if (pfn < 0 && v.file !== null) {
+      const foff = v.fileOffset(Math.floor(va / PAGE_SIZE) * PAGE_SIZE);
+      if (BigInt(foff) < v.file.size) pfn = v.file.pfnAt(foff / PAGE_SIZE);
+    }
+    if (pfn < 0) return null;
+    return BigInt(pfn) * BigInt(PAGE_SIZE) + BigInt(va % PAGE_SIZE);
+  }
+
+  // ---------------------------------------------------------------- pin
+
+  /**
+   * pin_user_pages(FOLL_LONGTERM [| FOLL_WRITE]) of `nPages` pages from va
+   * (rounded down to a page). All-or-nothing: EFAULT when a page is not
+   * mapped, past EOF, or lacks VM_WRITE (write) / VM_READ (read); ENOMEM
+   * when a page cannot be allocated or a failure is injected at `site`.
+   * On failure nothing is pinned and nothing stays allocated.
+   * Accounting (pinned_vm, locked_vm) is the caller's: see accountLockedVm.
+   */
+  pinUserPages(vaB: bigint, nPages: number, write: boolean, site = "pin_user_pages"): PfnRuns | number {
+    this.checkLive();
+    if (!Number.isInteger(nPages) || nPages < 0) return this.err(EINVAL, "pin: bad page count");
+    if (nPages === 0) return emptyRuns();
+    const va = this.userRange(BigInt.asUintN(U64, vaB) & PAGE_MASK_B, nPages * PAGE_SIZE);
+    if (va < 0) return this.err(EFAULT, "pin: range outside user space");
+    const end = va + nPages * PAGE_SIZE;
+    let cur = va;
+    for (const v of this.vmas.overlapping(va, end)) {
+      if (v.start > cur) return this.err(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
+      if (write && !v.mayWrite) return this.err(EFAULT, `pin: write pin of a mapping without PROT_WRITE`);
+      if (!write && !v.mayRead) return this.err(EFAULT, `pin: read pin of a mapping without PROT_READ`);
+      cur = v.end;
+    }
+    if (cur < end) return this.err(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
+    if (this.faults.hit(site)) return this.err(ENOMEM, `pin: injected failure at ${site}`);
+    const undo = new UndoLog();
+    const b = new RunBuilder();
+    for (cur = va; cur < end; ) {
+      const v = this.vmas.find(cur)!;
+      const pfn = this.fault(v, cur, write, true, undo);
+      if (pfn < 0) {
+        this.pages.unpinRuns(b.peek());
+        undo.rollback();
+        return pfn === F_SIGBUS
+          ? this.err(EFAULT, `pin: 0x${cur.toString(16)} is past the end of the mapped file`)
+          : this.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
+      }
+      const size = v.pageSize;
+      const folioEnd = (Math.floor(cur / size) + 1) * size;
+      const step = (Math.min(folioEnd, end, v.end) - cur) / PAGE_SIZE;
+      this.pages.pinRange(pfn, step);
+      b.push(pfn, step);
+      cur += step * PAGE_SIZE;
+    }
+    return b.finish();
+  }
+
+  /** unpin_user_pages over runs from pinUserPages / MemFile.pinPages (or any subset of them). */
+  unpinUserPages(runs: PfnRuns): void {
+    this.pages.unpinRuns(runs);
+  }
+
+  /** Unpin `n` pages from pfn. */
+  unpinRange(pfn: number, n: number): void {
+    this.pages.unpinRange(pfn, n);
+  }
+
+  // ---------------------------------------------------------------- exit, views
+
+  /** exit_mmap: unmap everything. Pinned pages live on until unpinned; pinned_vm stays for its owner to uncharge. */
+  release(): void {
+    if (this.released) return;
+    this.unmapRange(0, TASK_SIZE);
+    this.released = true;
+  }
+
+  /** The VMAs, like /proc/<pid>/maps. */
+  maps(): VmaInfo[] {
+    return this.vmas.list.map((v) => ({
+      start: BigInt(v.start),
+      end: BigInt(v.end),
+      prot: v.prot,
+      shared: v.shared,
+      pageSize: v.pageSize,
+      file: v.file === null ? null : v.file.name,
+      offset: BigInt(v.pgoff) * BigInt(PAGE_SIZE),
+      locked: v.locked,
+    }));
+  }
+
+  counters(): MmCounters {
+    return {
+      vmas: this.vmas.length,
+      private4k: this.priv4k.size,
+      private2m: this.priv2m.size,
+      private1g: this.priv1g.size,
+      lockedVm: this.lockedVm,
+      pinnedVm: this.pinnedVm,
+    };
+  }
+
+  /** va as a number when [va, va+len) is inside user space, else -1. */
+  private userRange(vaB: bigint, len: number): number {
+    if (vaB < 0n || vaB + BigInt(len) > BigInt(TASK_SIZE)) return -1;
+    return Number(vaB);
+  }
+
+  private checkLive(): void {
+    if (this.released) throw new Error("MmStruct used after release()");
+  }
+
+  private err(errno: number, reason: string): number {
+    this.lastReason = reason;
+    return -errno;
+  }
+}
+
+function alignUp64(v: bigint, align: number): bigint {
+  const a = BigInt(align) - 1n;
+  return BigInt.asUintN(U64, (v + a) & ~a);
+}
+
+/**
+ * arch/x86 mmap_base: below the stack gap (RLIMIT_STACK 8 MiB plus the
+ * guard gap, plus the stack's random range when randomizing, at least
+ * 128 MiB), minus 28 bits of page-granular randomness when seeded.
+ */
+function mmapBase(seed: number | undefined): number {
+  const randomize = seed !== undefined;
+  const pad = (1 << 20) + (randomize ? 0x3fffff * PAGE_SIZE : 0);
+  const gap = Math.min(Math.max((8 << 20) + pad, 128 << 20), Math.floor(TASK_SIZE / 6) * 5);
+  const rnd = randomize ? (new Prng(seed).next() & ((1 << 28) - 1)) * PAGE_SIZE : 0;
+  return Math.floor((TASK_SIZE - gap - rnd) / PAGE_SIZE) * PAGE_SIZE;
+}
