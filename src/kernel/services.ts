@@ -1,7 +1,8 @@
+import type { MmStruct } from "../mm/index.js";
 import type { Cred } from "./cred.js";
 import type { KFile } from "./file.js";
 import type { Process } from "./process.js";
-import type { Task, UserMemory } from "./task.js";
+import type { Task } from "./task.js";
 import type { Tracer } from "./trace.js";
 import type { Vfs } from "./vfs.js";
 
@@ -9,7 +10,7 @@ import type { Vfs } from "./vfs.js";
 export interface KernelServices {
   readonly vfs: Vfs;
   readonly tracer: Tracer;
-  newMm(cred: Cred): UserMemory & Record<string, unknown>;
+  newMm(cred: Cred): MmStruct;
   mmMmap(
     task: Task,
     addr: bigint,

@@ -1,19 +1,15 @@
+import type { MmStruct } from "../mm/index.js";
 import { EBADF, EFAULT, EMFILE, fail } from "../uapi/errno.js";
 import type { Cred } from "./cred.js";
 import type { KFile } from "./file.js";
 
-/**
- * What a driver sees of the calling process (current, in kernel terms):
- * its credentials, its memory through copy_{from,to}_user, and its fd
- * table. Implemented by the syscall layer; drivers import only this file.
- */
-export interface UserMemory {
-  read(va: bigint, len: number): Uint8Array | number;
-  write(va: bigint, bytes: Uint8Array): number;
-}
-
 export const NR_OPEN_DEFAULT = 1024;
 
+/**
+ * What a driver sees of the calling process (current, in kernel terms):
+ * its credentials, its address space (copy_{from,to}_user, pinning), and
+ * its fd table.
+ */
 export class Task {
   /** Open files by fd number. */
   readonly fds: (KFile | undefined)[] = [];
@@ -22,8 +18,8 @@ export class Task {
   constructor(
     readonly pid: number,
     readonly cred: Cred,
-    /** The process's address space (an MmStruct). */
-    readonly mm: UserMemory & Record<string, unknown>,
+    /** The process's address space. */
+    readonly mm: MmStruct,
   ) {}
 
   capable(cap: string): boolean {

@@ -1,13 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { EFD_SEMAPHORE, type EventFdCtx, eventfdOps, newEventFd } from "../../src/kernel/eventfd.js";
-import { Task } from "../../src/kernel/task.js";
+import { Machine } from "../../src/kernel/machine.js";
 import { EAGAIN, EINVAL, KernelError } from "../../src/uapi/errno.js";
 
-const task = new Task(
-  1,
-  { uid: 0, caps: new Set(), rlimitMemlock: 0n },
-  { read: () => -14, write: () => -14 },
-);
+const task = new Machine().spawn().task;
 const u64 = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true);
 function errnoOf(fn: () => unknown): number {
   try {

@@ -1,0 +1,116 @@
+import { MemFile, MmStruct, PageTracker, UserTable } from "../mm/index.js";
+import { EINVAL, ENODEV, fail } from "../uapi/errno.js";
+import type { Cred } from "./cred.js";
+import { type FileOps, KFile } from "./file.js";
+import type { KernelCtx } from "./kctx.js";
+import type { Task } from "./task.js";
+
+const MFD_ALL = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | (0x3f << 26);
+const MFD_NAME_MAX = 249;
+
+/**
+ * The syscall layer's use of src/mm: one PageTracker and UserTable per
+ * machine, an MmStruct per process, memfd files.
+ */
+export class MmGlue {
+  readonly pages: PageTracker;
+  readonly users = new UserTable();
+  private pidSeed = 0;
+
+  constructor(private readonly ctx: KernelCtx) {
+    this.pages = new PageTracker(ctx.phys, ctx.frames, ctx.faults);
+    ctx.counterSources.set("pinnedPages", () => this.pages.totalPinnedPages());
+    ctx.counterSources.set("memFiles", () => this.pages.counters().memFiles);
+    ctx.counterSources.set("ownedFrames", () => this.pages.counters().ownedFrames);
+  }
+
+  newMm(cred: Cred): MmStruct {
+    return new MmStruct({
+      phys: this.ctx.phys,
+      frames: this.ctx.frames,
+      faults: this.ctx.faults,
+      pages: this.pages,
+      user: this.users.get(cred.uid),
+      cred,
+      seed: this.ctx.seed * 7919 + this.pidSeed++,
+    });
+  }
+
+  mm(task: Task): MmStruct {
+    return task.mm;
+  }
+
+  mmap(
+    task: Task,
+    addr: bigint,
+    len: bigint,
+    prot: number,
+    flags: number,
+    backing: unknown,
+    off: bigint,
+  ): bigint {
+    if (backing !== null && !(backing instanceof MemFile)) {
+      fail(ENODEV, "this file cannot be mapped into a process");
+    }
+    return this.mm(task).mmap(addr, len, prot, flags, backing as MemFile | null, off);
+  }
+
+  munmap(task: Task, va: bigint, len: bigint): number {
+    const r = this.mm(task).munmap(va, len);
+    if (r < 0) fail(-r, this.mm(task).lastReason);
+    return r;
+  }
+
+  release(task: Task): void {
+    this.mm(task).release();
+  }
+
+  lastReason(task: Task): string | undefined {
+    return this.mm(task).lastReason || undefined;
+  }
+
+  read(task: Task, va: bigint, len: number): Uint8Array | number {
+    return this.mm(task).read(va, len);
+  }
+
+  write(task: Task, va: bigint, bytes: Uint8Array): number {
+    return this.mm(task).write(va, bytes);
+  }
+
+  newMemfd(name: string, flags: number): KFile {
+    if ((flags & ~MFD_ALL) !== 0) fail(EINVAL, `memfd_create: unknown flags 0x${flags.toString(16)}`);
+    if (name.length > MFD_NAME_MAX) fail(EINVAL, "memfd_create: name longer than 249 bytes");
+    const f = MemFile.create(this.pages, name, flags);
+    if (typeof f === "number") fail(-f, "memfd_create: cannot set up the file");
+    return new KFile(memfdOps, f, `/memfd:${name} (deleted)`, 2);
+  }
+
+  truncate(file: KFile, len: bigint): number {
+    if (!(file.priv instanceof MemFile)) fail(EINVAL, `ftruncate: ${file.kind} files cannot be truncated`);
+    const r = file.priv.ftruncate(len);
+    if (r < 0) fail(-r, file.priv.lastReason);
+    return 0;
+  }
+}
+
+export const memfdOps: FileOps = {
+  kind: "memfd",
+  pread(file, _task, len, off) {
+    const mf = file.priv as MemFile;
+    const r = mf.read(off, len);
+    if (typeof r === "number") fail(-r, mf.lastReason);
+    return r;
+  },
+  pwrite(file, _task, bytes, off) {
+    const mf = file.priv as MemFile;
+    const r = mf.write(off, bytes);
+    if (r < 0) fail(-r, mf.lastReason);
+    return r;
+  },
+  mmap(file) {
+    return file.priv as MemFile;
+  },
+  release(file) {
+    (file.priv as MemFile).put();
+  },
+};
