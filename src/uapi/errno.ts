@@ -31,12 +31,19 @@ export const ERANGE = 34;
 export const EDEADLK = 35;
 export const ENAMETOOLONG = 36;
 export const ENOSYS = 38;
+export const ENOMSG = 42;
+export const ENODATA = 61;
 export const EOVERFLOW = 75;
 export const EBADFD = 77;
 export const EMSGSIZE = 90;
 export const EOPNOTSUPP = 95;
 export const EADDRINUSE = 98;
 export const ETIMEDOUT = 110;
+/**
+ * Kernel-internal "no such ioctl here" (include/linux/errno.h); fs/ioctl.c
+ * turns it into ENOTTY before user space sees it.
+ */
+export const ENOIOCTLCMD = 515;
 
 const NAMES: Record<number, string> = {
   1: "EPERM",
@@ -71,12 +78,15 @@ const NAMES: Record<number, string> = {
   35: "EDEADLK",
   36: "ENAMETOOLONG",
   38: "ENOSYS",
+  42: "ENOMSG",
+  61: "ENODATA",
   75: "EOVERFLOW",
   77: "EBADFD",
   90: "EMSGSIZE",
   95: "EOPNOTSUPP",
   98: "EADDRINUSE",
   110: "ETIMEDOUT",
+  515: "ENOIOCTLCMD",
 };
 
 /** "EINVAL" for 22 (or -22); "E?123" for a value we have no name for. */

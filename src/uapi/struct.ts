@@ -335,10 +335,17 @@ export function formatStruct(
   opts: FormatOptions = {},
 ): string {
   const parts: string[] = [];
+  const dirOk = (f: FieldDef) =>
+    !(opts.only === "in" && f.dir === "out") && !(opts.only === "out" && f.dir === "in");
+  let primaryShown = false;
   for (const f of def.fields) {
-    if (f.alias && !opts.showAliases) continue;
-    if (opts.only === "in" && f.dir === "out") continue;
-    if (opts.only === "out" && f.dir === "in") continue;
+    if (!dirOk(f)) {
+      if (!f.alias) primaryShown = false;
+      continue;
+    }
+    // A union member is printed once: by its first member the direction filter keeps.
+    if (f.alias && primaryShown && !opts.showAliases) continue;
+    primaryShown = true;
     if (opts.userSize !== undefined && f.offset + f.size * (f.count ?? 1) > opts.userSize) continue;
     if (f.count === undefined) {
       const v = values[f.name] ?? 0n;

@@ -55,5 +55,8 @@ describe("Linux x86-64 constants", () => {
     expect(typeof uapi._IO).toBe("function");
     expect(uapi.DEFAULT_KERNEL_PROFILE).toBe("latest");
     expect(uapi.errnoName(95)).toBe("EOPNOTSUPP");
+    expect(uapi.errnoName(uapi.ENOIOCTLCMD)).toBe("ENOIOCTLCMD");
+    expect(uapi.ENOMSG).toBe(42);
+    expect(uapi.errnoValue("ENODATA")).toBe(61);
   });
 });

@@ -207,6 +207,9 @@ describe("formatStruct", () => {
     expect(s).toBe(
       "{size=40, flags=0, dev_id=1, data_len=0, data_uptr=0x0, in_data_type=INTEL_VTD, out_max_pasid_log2=0, out_capabilities=0}",
     );
+    expect(formatStruct(iommu_hw_info, { data_len: 24n, out_data_type: 1n }, { only: "out" })).toBe(
+      "{data_len=24, out_data_type=INTEL_VTD, out_max_pasid_log2=0, out_capabilities=0}",
+    );
     expect(
       formatStruct(iommu_hw_info, { in_data_type: 1n, out_data_type: 1n }, { showAliases: true }),
     ).toContain("in_data_type=INTEL_VTD, out_data_type=INTEL_VTD");
