@@ -1,0 +1,73 @@
+import type { DmaLog } from "./dma-log.js";
+import { DmaSanitizer } from "./dma-sanitizer.js";
+import { MemcpyDevice } from "./memcpy-dev.js";
+import type { PciFunction } from "./pci-dev.js";
+import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "./pci-regs.js";
+import type { PhysMem } from "./phys-mem.js";
+
+export type PciDeviceKind = "memcpy";
+
+export interface PciSlotConfig {
+  bdf: string;
+  kind: PciDeviceKind;
+}
+
+/** Where firmware places BARs: the 32-bit MMIO window below the MSI doorbell. */
+export const PCI_MMIO_BASE = 0xfe000000n;
+const PCI_MMIO_LIMIT = 0xfee00000n;
+
+const BDF_RE = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$/;
+
+export function isBdf(s: string): boolean {
+  return BDF_RE.test(s);
+}
+
+/**
+ * The machine's PCI bus: the functions by BDF, BAR assignment as firmware
+ * does it at boot (memory decode on, bus mastering off), and the DMA
+ * sanitizer every function's DMA engine reports to.
+ */
+export class PciBus {
+  readonly sanitizer = new DmaSanitizer();
+  private readonly fns = new Map<string, PciFunction>();
+  private nextMmio = PCI_MMIO_BASE;
+
+  constructor(
+    private readonly phys: PhysMem,
+    private readonly dmaLog: DmaLog,
+  ) {}
+
+  add(cfg: PciSlotConfig): PciFunction {
+    if (!isBdf(cfg.bdf)) throw new Error(`bad PCI address ${cfg.bdf} (want dddd:bb:dd.f, lower-case hex)`);
+    if (this.fns.has(cfg.bdf)) throw new Error(`duplicate PCI device ${cfg.bdf}`);
+    const env = { phys: this.phys, dmaLog: this.dmaLog, sanitizer: this.sanitizer };
+    let fn: PciFunction;
+    switch (cfg.kind) {
+      case "memcpy":
+        fn = new MemcpyDevice(cfg.bdf, env);
+        break;
+      default:
+        throw new Error(`unknown PCI device kind ${String(cfg.kind)}`);
+    }
+    for (let i = 0; i < 6; i++) {
+      const size = fn.barSize(i);
+      if (size === 0) continue;
+      const align = BigInt(size);
+      const addr = (this.nextMmio + align - 1n) & ~(align - 1n);
+      if (addr + align > PCI_MMIO_LIMIT) throw new Error("PCI MMIO window exhausted");
+      fn.assignBar(i, addr);
+      this.nextMmio = addr + align;
+    }
+    fn.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    this.fns.set(cfg.bdf, fn);
+    return fn;
+  }
+
+  get(bdf: string): PciFunction | undefined {
+    return this.fns.get(bdf);
+  }
+
+  all(): PciFunction[] {
+    return [...this.fns.values()];
+  }
+}

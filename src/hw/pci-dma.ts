@@ -1,0 +1,162 @@
+import type { DmaLog } from "./dma-log.js";
+import type { DmaSanitizer, DmaSeg } from "./dma-sanitizer.js";
+import { PAGE_SIZE, type PhysMem } from "./phys-mem.js";
+
+export type { DmaSeg } from "./dma-sanitizer.js";
+
+/** A DMA address range translated: physical pieces, or the first address that faulted. */
+export type DmaTranslation = { ok: true; segs: DmaSeg[] } | { ok: false; faultAddr: bigint; reason: string };
+
+/**
+ * What a device's DMA goes through when it sits behind an IOMMU: the
+ * iommu layer's IommuDevice implements it by walking the attached domain's
+ * page-table bytes (a blocked or absent domain faults everything).
+ */
+export interface DmaTranslator {
+  dmaTranslate(iova: bigint, len: number, write: boolean): DmaTranslation;
+}
+
+/** Where a DMA engine runs: memory, the DMA log, the sanitizer. */
+export interface DmaEnv {
+  readonly phys: PhysMem;
+  readonly dmaLog: DmaLog;
+  readonly sanitizer: DmaSanitizer;
+}
+
+/** The parts of a function its DMA engine consults. */
+export interface DmaMaster {
+  readonly bdf: string;
+  /** The IOMMU in front of the function; null when there is none (addresses are physical). */
+  readonly iommu: DmaTranslator | null;
+  /** PCI_COMMAND bus-master enable: without it the function cannot issue memory requests. */
+  busMaster(): boolean;
+}
+
+export type DmaReadResult =
+  | { ok: true; bytes: Uint8Array }
+  | { ok: false; faultAddr: bigint; reason: string };
+export type DmaWriteResult = { ok: true } | { ok: false; faultAddr: bigint; reason: string };
+
+const U64 = (1n << 64n) - 1n;
+
+/**
+ * A PCI function's DMA engine. Every DMA is translated (IOMMU page walk or
+ * identity), checked by the sanitizer and logged once in the DMA log.
+ * Devices that must translate a whole job before moving a byte use
+ * `translate` then `readSegs`/`writeSegs`.
+ */
+export class DmaEngine {
+  constructor(
+    private readonly fn: DmaMaster,
+    private readonly env: DmaEnv,
+  ) {}
+
+  /** Translate [addr, addr+len) for one direction; no memory is touched and nothing is logged. */
+  translate(addr: bigint, len: number, write: boolean): DmaTranslation {
+    if (!this.fn.busMaster()) {
+      return { ok: false, faultAddr: addr, reason: "bus mastering is disabled (PCI_COMMAND bit 2 clear)" };
+    }
+    if (len === 0) return { ok: true, segs: [] };
+    if (addr < 0n || addr + BigInt(len) - 1n > U64) {
+      return { ok: false, faultAddr: addr, reason: "DMA range wraps past 2^64" };
+    }
+    if (this.fn.iommu !== null) return this.fn.iommu.dmaTranslate(addr, len, write);
+    return this.physical(addr, len);
+  }
+
+  /** DMA read of `len` bytes at `addr`: translate, check, copy, log. */
+  read(addr: bigint, len: number): DmaReadResult {
+    const t = this.translate(addr, len, false);
+    if (!t.ok) {
+      this.logFault("read", addr, len, t.reason, this.masterFinding());
+      return t;
+    }
+    return { ok: true, bytes: this.readSegs(addr, t.segs, len) };
+  }
+
+  /** DMA write of `bytes` at `addr`: translate, check, copy, log. */
+  write(addr: bigint, bytes: Uint8Array): DmaWriteResult {
+    const t = this.translate(addr, bytes.length, true);
+    if (!t.ok) {
+      this.logFault("write", addr, bytes.length, t.reason, this.masterFinding());
+      return t;
+    }
+    this.writeSegs(addr, t.segs, bytes);
+    return { ok: true };
+  }
+
+  /** Read through an earlier translation (logged and sanitized as one DMA at `addr`). */
+  readSegs(addr: bigint, segs: readonly DmaSeg[], len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    let done = 0;
+    for (const s of segs) {
+      out.set(this.env.phys.read(s.pa, s.len), done);
+      done += s.len;
+    }
+    this.log("read", addr, len, this.env.sanitizer.check(segs));
+    return out;
+  }
+
+  /** Write through an earlier translation (logged and sanitized as one DMA at `addr`). */
+  writeSegs(addr: bigint, segs: readonly DmaSeg[], bytes: Uint8Array): void {
+    const finding = this.env.sanitizer.check(segs);
+    let done = 0;
+    for (const s of segs) {
+      this.env.phys.write(s.pa, bytes.subarray(done, done + s.len));
+      done += s.len;
+    }
+    this.log("write", addr, bytes.length, finding);
+  }
+
+  /** Log a DMA that did not happen (translation fault, bus master off). */
+  logFault(op: "read" | "write", addr: bigint, len: number, reason: string, finding?: string): void {
+    this.env.dmaLog.push({
+      device: this.fn.bdf,
+      op,
+      addr,
+      len,
+      result: "fault",
+      fault: reason,
+      ...(finding !== undefined ? { finding } : {}),
+    });
+  }
+
+  /** The sanitizer's word on a DMA attempted without bus mastering (a driver bug worth naming). */
+  masterFinding(): string | undefined {
+    return this.fn.busMaster()
+      ? undefined
+      : "DMA attempted with bus mastering disabled: set PCI_COMMAND_MASTER (config 0x04 bit 2) first";
+  }
+
+  private log(op: "read" | "write", addr: bigint, len: number, finding: string | undefined): void {
+    this.env.dmaLog.push({
+      device: this.fn.bdf,
+      op,
+      addr,
+      len,
+      result: "ok",
+      ...(finding !== undefined ? { finding } : {}),
+    });
+  }
+
+  /** No IOMMU: the bus address is the physical address; only RAM answers. */
+  private physical(addr: bigint, len: number): DmaTranslation {
+    const start = Number(addr);
+    const end = start + len;
+    if (!Number.isSafeInteger(end)) {
+      return { ok: false, faultAddr: addr, reason: "physical address beyond the machine's address space" };
+    }
+    const phys = this.env.phys;
+    for (let pfn = Math.floor(start / PAGE_SIZE); pfn * PAGE_SIZE < end; pfn++) {
+      if (pfn >= phys.nrFrames || !phys.isRam(pfn)) {
+        const bad = Math.max(start, pfn * PAGE_SIZE);
+        return {
+          ok: false,
+          faultAddr: BigInt(bad),
+          reason: `no RAM at physical address 0x${bad.toString(16)} (master abort)`,
+        };
+      }
+    }
+    return { ok: true, segs: [{ pa: start, len }] };
+  }
+}

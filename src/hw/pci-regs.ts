@@ -1,0 +1,67 @@
+/**
+ * PCI configuration-space offsets and bits (include/uapi/linux/pci_regs.h
+ * names). Only what the model's functions and vfio-pci use.
+ */
+export const PCI_VENDOR_ID = 0x00;
+export const PCI_DEVICE_ID = 0x02;
+export const PCI_COMMAND = 0x04;
+export const PCI_COMMAND_IO = 0x1;
+export const PCI_COMMAND_MEMORY = 0x2;
+export const PCI_COMMAND_MASTER = 0x4;
+export const PCI_COMMAND_INTX_DISABLE = 0x400;
+export const PCI_STATUS = 0x06;
+export const PCI_STATUS_CAP_LIST = 0x10;
+export const PCI_REVISION_ID = 0x08;
+export const PCI_CLASS_PROG = 0x09;
+export const PCI_CLASS_DEVICE = 0x0a;
+export const PCI_HEADER_TYPE = 0x0e;
+export const PCI_BASE_ADDRESS_0 = 0x10;
+export const PCI_BASE_ADDRESS_MEM_TYPE_64 = 0x04;
+export const PCI_BASE_ADDRESS_MEM_PREFETCH = 0x08;
+export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
+export const PCI_SUBSYSTEM_ID = 0x2e;
+export const PCI_ROM_ADDRESS = 0x30;
+export const PCI_CAPABILITY_LIST = 0x34;
+export const PCI_INTERRUPT_LINE = 0x3c;
+export const PCI_INTERRUPT_PIN = 0x3d;
+export const PCI_STD_NUM_BARS = 6;
+
+export const PCI_CFG_SPACE_SIZE = 256;
+export const PCI_CFG_SPACE_EXP_SIZE = 4096;
+
+export const PCI_CAP_ID_MSI = 0x05;
+export const PCI_CAP_ID_EXP = 0x10;
+export const PCI_CAP_ID_MSIX = 0x11;
+
+// MSI capability (64-bit address, no per-vector masking)
+export const PCI_MSI_FLAGS = 2;
+export const PCI_MSI_FLAGS_ENABLE = 0x1;
+export const PCI_MSI_FLAGS_QMASK = 0xe;
+export const PCI_MSI_FLAGS_QSIZE = 0x70;
+export const PCI_MSI_FLAGS_64BIT = 0x80;
+export const PCI_MSI_ADDRESS_LO = 4;
+export const PCI_MSI_ADDRESS_HI = 8;
+export const PCI_MSI_DATA_64 = 12;
+
+// MSI-X capability
+export const PCI_MSIX_FLAGS = 2;
+export const PCI_MSIX_FLAGS_QSIZE = 0x7ff;
+export const PCI_MSIX_FLAGS_MASKALL = 0x4000;
+export const PCI_MSIX_FLAGS_ENABLE = 0x8000;
+export const PCI_MSIX_TABLE = 4;
+export const PCI_MSIX_TABLE_BIR = 0x7;
+export const PCI_MSIX_TABLE_OFFSET = 0xfffffff8;
+export const PCI_MSIX_PBA = 8;
+export const PCI_MSIX_ENTRY_SIZE = 16;
+export const PCI_MSIX_ENTRY_VECTOR_CTRL = 12;
+export const PCI_MSIX_ENTRY_CTRL_MASKBIT = 0x1;
+
+// PCI Express capability
+export const PCI_EXP_FLAGS = 2;
+export const PCI_EXP_DEVCAP = 4;
+export const PCI_EXP_DEVCAP_FLR = 0x10000000;
+export const PCI_EXP_DEVCTL = 8;
+export const PCI_EXP_DEVCTL_BCR_FLR = 0x8000;
+
+/** x86 MSI doorbell window: an MSI is a posted write into it. */
+export const MSI_ADDR_BASE = 0xfee00000;
