@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { E2BIG, EINVAL } from "../../src/uapi/errno.js";
+import * as I from "../../src/uapi/iommufd.js";
 import {
   iommu_hw_info,
   iommu_hw_info_arm_smmuv3,
@@ -28,6 +29,7 @@ import {
   vfioCopyIn,
   writeField,
 } from "../../src/uapi/struct.js";
+import * as V from "../../src/uapi/vfio.js";
 import {
   vfio_device_bind_iommufd,
   vfio_iommu_type1_dma_map,
@@ -69,6 +71,21 @@ describe("encode/decode", () => {
       );
     });
   }
+
+  it("round-trips every struct table of iommufd.ts and vfio.ts", () => {
+    const defs = [...Object.values(I), ...Object.values(V)].filter(
+      (v): v is StructDef => typeof v === "object" && v !== null && "fields" in v && "size" in v,
+    );
+    for (const def of defs) {
+      fc.assert(
+        fc.property(arbValues(def), (vals) => {
+          const back = decode(def, encode(def, vals));
+          for (const [k, v] of Object.entries(vals)) expect(back[k], `${def.name}.${k}`).toBe(v);
+        }),
+        { numRuns: 20 },
+      );
+    }
+  });
 
   it("is little-endian at the documented offsets", () => {
     const b = encode(iommu_ioas_map, {
