@@ -1,0 +1,47 @@
+import { FaultInject } from "../../src/hw/fault-inject.js";
+import { FrameAllocator } from "../../src/hw/frame-alloc.js";
+import { PhysMem } from "../../src/hw/phys-mem.js";
+import { type MmCred, MmStruct, PageTracker, UserTable } from "../../src/mm/index.js";
+
+export const P = 4096n;
+export const M2 = 2n << 20n;
+export const G1 = 1n << 30n;
+export const RW = 3;
+
+/** A small machine: memory, allocator, fault injection, page tracker, users. */
+export function machine(memBytes = 256n << 20n, seed = 1) {
+  const phys = new PhysMem(memBytes, [[0, Number(memBytes >> 12n)]]);
+  const faults = new FaultInject();
+  const frames = new FrameAllocator(phys, seed, faults);
+  const pages = new PageTracker(phys, frames, faults);
+  const users = new UserTable();
+  const newMm = (o: { uid?: number; cred?: MmCred; seed?: number } = {}) =>
+    new MmStruct({
+      phys,
+      frames,
+      faults,
+      pages,
+      user: users.get(o.uid ?? 1000),
+      cred: o.cred ?? { caps: new Set(), rlimitMemlock: 8n << 20n },
+      seed: o.seed,
+    });
+  /** What must come back to where it was once everything is released and unpinned. */
+  const snapshot = () => ({
+    usedFrames: frames.counters().usedFrames,
+    resident: phys.residentFrames,
+    pinned: pages.totalPinnedPages(),
+    owned: pages.counters().ownedFrames,
+    memFiles: pages.counters().memFiles,
+  });
+  return { phys, faults, frames, pages, users, newMm, snapshot };
+}
+
+export function bytes(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed | 1;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24 || 1;
+  }
+  return b;
+}
