@@ -1,0 +1,149 @@
+import type { TraceEvent } from "../kernel/trace.js";
+import { errnoName } from "../uapi/errno.js";
+import { iommufdIoctlByRequest } from "../uapi/iommufd.js";
+import type { KernelProfile } from "../uapi/profiles.js";
+import { decode, formatStruct, type StructDef } from "../uapi/struct.js";
+import { type VfioFdKind, vfioIoctlFor, vfioIoctlsByRequest } from "../uapi/vfio.js";
+
+/** The uapi row behind an ioctl on a kind of file, for naming and decoding. */
+export function describeIoctl(
+  fdKind: string | undefined,
+  request: number,
+  profile: KernelProfile = "latest",
+): { name: string; struct?: StructDef; arg?: string } | undefined {
+  if (fdKind === "iommufd") {
+    const d = iommufdIoctlByRequest(request, profile);
+    if (d !== undefined) return { name: d.name, struct: d.struct };
+    // the iommufd fd also serves the type1 container ioctls (vfio_compat.c)
+    const v = vfioIoctlFor(request, "container", "type1", profile);
+    return v && { name: v.name, struct: v.struct, arg: v.arg };
+  }
+  const vk = vfioKind(fdKind);
+  if (vk !== undefined) {
+    const backend = fdKind === "vfio-container-spapr" ? "spapr" : "type1";
+    const v = vfioIoctlFor(request, vk, backend, profile);
+    return v && { name: v.name, struct: v.struct, arg: v.arg };
+  }
+  const any = vfioIoctlsByRequest(request, profile)[0] ?? undefined;
+  if (any) return { name: any.name, struct: any.struct, arg: any.arg };
+  const i = iommufdIoctlByRequest(request, profile);
+  return i && { name: i.name, struct: i.struct };
+}
+
+function vfioKind(fdKind: string | undefined): VfioFdKind | undefined {
+  switch (fdKind) {
+    case "vfio-container":
+    case "vfio-container-spapr":
+      return "container";
+    case "vfio-group":
+      return "group";
+    case "vfio-device":
+      return "device";
+    default:
+      return undefined;
+  }
+}
+
+const hex = (v: number | bigint | string) =>
+  typeof v === "string" ? JSON.stringify(v) : v < 0 ? `-0x${(-BigInt(v)).toString(16)}` : `0x${v.toString(16)}`;
+
+const PROT = ["PROT_READ", "PROT_WRITE", "PROT_EXEC"];
+const MAPF: [number, string][] = [
+  [0x1, "MAP_SHARED"],
+  [0x2, "MAP_PRIVATE"],
+  [0x10, "MAP_FIXED"],
+  [0x20, "MAP_ANONYMOUS"],
+  [0x2000, "MAP_LOCKED"],
+  [0x4000, "MAP_NORESERVE"],
+  [0x8000, "MAP_POPULATE"],
+  [0x40000, "MAP_HUGETLB"],
+  [0x100000, "MAP_FIXED_NOREPLACE"],
+];
+
+function protStr(p: number): string {
+  const s = PROT.filter((_, i) => (p & (1 << i)) !== 0);
+  return s.length ? s.join("|") : "PROT_NONE";
+}
+
+function mapFlagsStr(f: number): string {
+  const s: string[] = [];
+  let left = f;
+  for (const [bit, name] of MAPF) {
+    if ((f & bit) !== 0) {
+      s.push(name);
+      left &= ~bit;
+    }
+  }
+  const huge = (f >>> 26) & 0x3f;
+  if (huge !== 0) {
+    s.push(`${huge}<<MAP_HUGE_SHIFT`);
+    left &= ~(0x3f << 26);
+  }
+  if (left !== 0) s.push(hex(left));
+  return s.join("|") || "0";
+}
+
+const O_FLAGS: [number, string][] = [
+  [0o100, "O_CREAT"],
+  [0o200, "O_EXCL"],
+  [0o4000, "O_NONBLOCK"],
+  [0o2000000, "O_CLOEXEC"],
+];
+function openFlagsStr(f: number): string {
+  const s = [["O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"][f & 3]];
+  for (const [bit, name] of O_FLAGS) if ((f & bit) !== 0) s.push(name);
+  return s.join("|");
+}
+
+/** One line per syscall, strace-style, structs decoded from the uapi tables. */
+export function formatTraceEvent(ev: TraceEvent, profile: KernelProfile = "latest"): string {
+  const a = ev.args;
+  let call: string;
+  switch (ev.call) {
+    case "open":
+      call = `open(${JSON.stringify(a[0])}, ${openFlagsStr(Number(a[1]))})`;
+      break;
+    case "ioctl":
+      call = formatIoctl(ev, profile);
+      break;
+    case "mmap":
+      call = `mmap(${hex(a[0])}, ${hex(a[1])}, ${protStr(Number(a[2]))}, ${mapFlagsStr(Number(a[3]))}, ${a[4]}, ${hex(a[5])})`;
+      break;
+    case "munmap":
+      call = `munmap(${hex(a[0])}, ${hex(a[1])})`;
+      break;
+    case "pread64":
+    case "pwrite64":
+      call = `${ev.call}(${a[0]}, <${a[1]} bytes>, ${hex(a[2])})`;
+      break;
+    case "memfd_create":
+      call = `memfd_create(${JSON.stringify(a[0])}, ${hex(a[1])})`;
+      break;
+    case "ftruncate":
+      call = `ftruncate(${a[0]}, ${hex(a[1])})`;
+      break;
+    default:
+      call = `${ev.call}(${a.map((x) => (typeof x === "string" ? JSON.stringify(x) : String(x))).join(", ")})`;
+  }
+  const ret =
+    ev.errno !== undefined
+      ? `-1 ${errnoName(ev.errno)} (${ev.reason ?? ""})`
+      : ev.call === "mmap"
+        ? hex(ev.ret)
+        : String(ev.ret);
+  return `[pid ${ev.pid}] ${call} = ${ret}`;
+}
+
+function formatIoctl(ev: TraceEvent, profile: KernelProfile): string {
+  const [fd, req, ptr] = ev.args as [number, number, bigint];
+  const d = describeIoctl(ev.fdKind, Number(req), profile);
+  const name = d?.name ?? hex(req);
+  if (d === undefined) return `ioctl(${fd}, ${name}, ${hex(ptr)})`;
+  if (d.arg === "value") return `ioctl(${fd}, ${name}, ${ptr})`;
+  if (d.arg === "none") return `ioctl(${fd}, ${name})`;
+  if (d.struct === undefined || ev.argIn === undefined) return `ioctl(${fd}, ${name}, ${hex(ptr)})`;
+  // print what the kernel holds after the call: inputs plus written-back outputs
+  const bytes = ev.errno === undefined && ev.argOut !== undefined ? ev.argOut : ev.argIn;
+  const values = decode(d.struct, bytes);
+  return `ioctl(${fd}, ${name}, ${formatStruct(d.struct, values, { userSize: bytes.length })})`;
+}
