@@ -1,4 +1,4 @@
-import { MemFile, MmStruct, PageTracker, UserTable } from "../mm/index.js";
+import { isIoMem, MemFile, MmStruct, PageTracker, UserTable } from "../mm/index.js";
 import { EINVAL, ENODEV, fail } from "../uapi/errno.js";
 import type { Cred } from "./cred.js";
 import { type FileOps, KFile } from "./file.js";
@@ -49,10 +49,10 @@ export class MmGlue {
     backing: unknown,
     off: bigint,
   ): bigint {
-    if (backing !== null && !(backing instanceof MemFile)) {
+    if (backing !== null && !(backing instanceof MemFile) && !isIoMem(backing)) {
       fail(ENODEV, "this file cannot be mapped into a process");
     }
-    return this.mm(task).mmap(addr, len, prot, flags, backing as MemFile | null, off);
+    return this.mm(task).mmap(addr, len, prot, flags, backing, off);
   }
 
   munmap(task: Task, va: bigint, len: bigint): number {

@@ -13,6 +13,7 @@ import {
   EOVERFLOW,
   EPERM,
 } from "../uapi/errno.js";
+import { type IoMem, isIoMem } from "./io-mem.js";
 import { type MmCred, memlockLimitPages, type UserStruct } from "./locked-vm.js";
 import { hugeShiftFromLog, MemFile } from "./memfd.js";
 import {
@@ -139,8 +140,79 @@ export class MmStruct implements VmaOwner {
   // ---------------------------------------------------------------- mmap
 
   /** mmap(2): the address, or a negative bigint -errno. `file` is ignored with MAP_ANONYMOUS. */
-  mmap(addr: bigint, len: bigint, prot: number, flags: number, file: MemFile | null, off: bigint): bigint {
+  mmap(
+    addr: bigint,
+    len: bigint,
+    prot: number,
+    flags: number,
+    file: MemFile | IoMem | null,
+    off: bigint,
+  ): bigint {
+    if (isIoMem(file)) return BigInt(this.doMmapIo(addr, len, prot, flags, file, off));
     return BigInt(this.doMmap(addr, len, prot, flags, file, off));
+  }
+
+  /**
+   * mmap of device memory: a shared mapping of the driver's IoMem (drivers
+   * such as vfio-pci refuse MAP_PRIVATE with EINVAL); no hugetlb, no
+   * populate, no locking; the VMA holds a reference on the mapping.
+   */
+  private doMmapIo(
+    addrB: bigint,
+    lenB: bigint,
+    prot: number,
+    flags: number,
+    io: IoMem,
+    offB: bigint,
+  ): number {
+    if ((flags & MAP_ANONYMOUS) !== 0) return this.doMmap(addrB, lenB, prot, flags, null, offB);
+    const type = flags & MAP_TYPE;
+    if (type !== MAP_SHARED && type !== MAP_SHARED_VALIDATE) {
+      return this.err(EINVAL, "mmap: device memory can only be mapped MAP_SHARED");
+    }
+    if ((flags & (MAP_HUGETLB | MAP_LOCKED)) !== 0) {
+      return this.err(EINVAL, "mmap: MAP_HUGETLB/MAP_LOCKED on device memory");
+    }
+    // Place it as an anonymous shared mapping would be placed, then turn the VMA into device memory.
+    const before = new Set(this.vmas.list);
+    const r = this.doMmap(
+      addrB,
+      lenB,
+      prot,
+      (flags & ~(MAP_TYPE | MAP_POPULATE)) | MAP_PRIVATE | MAP_ANONYMOUS,
+      null,
+      0n,
+    );
+    if (r < 0) return r;
+    const v = this.vmas.list.find((x) => !before.has(x) && x.start === r)!;
+    v.io = io;
+    v.pgoff = Number(BigInt.asUintN(U64, offB) >> 12n);
+    io.get?.();
+    return r;
+  }
+
+  /** A load or store wholly inside one device-memory VMA; undefined when [va, va+len) is not. */
+  private ioAccess(va: number, len: number, bytes: Uint8Array | null): Uint8Array | number | undefined {
+    const v = this.vmas.find(va);
+    if (v === undefined || v.io === null) {
+      const last = this.vmas.find(va + len - 1);
+      if (last?.io != null || this.vmas.overlapping(va, va + len).some((x) => x.io !== null)) {
+        return this.err(EFAULT, "access spans device memory and other mappings");
+      }
+      return undefined;
+    }
+    if (va + len > v.end) return this.err(EFAULT, "access runs past the end of a device-memory mapping");
+    const off = v.fileOffset(va);
+    if (bytes === null) {
+      if (!v.cpuReadable) return this.err(EFAULT, `read: 0x${va.toString(16)} is not readable`);
+      const r = v.io.read(off, len);
+      return typeof r === "number"
+        ? this.err(EFAULT, `read: device memory at 0x${va.toString(16)} faulted (SIGBUS)`)
+        : r;
+    }
+    if (!v.mayWrite) return this.err(EFAULT, `write: 0x${va.toString(16)} is not writable`);
+    const w = v.io.write(off, bytes);
+    return w < 0 ? this.err(EFAULT, `write: device memory at 0x${va.toString(16)} faulted (SIGBUS)`) : 0;
   }
 
   private doMmap(
@@ -386,12 +458,18 @@ export class MmStruct implements VmaOwner {
       if (v.start < s) this.insertPiece(v, v.start, s);
       if (e < v.end) this.insertPiece(v, e, v.end);
       v.file?.put();
+      v.io?.put?.();
     }
   }
 
   private insertPiece(v: Vma, start: number, end: number): void {
     const pgoff = v.file !== null ? v.pgoff + (start - v.start) / PAGE_SIZE : 0;
     const piece = new Vma(this, start, end, v.prot, v.shared, v.shift, v.file, pgoff, v.locked, v.anon);
+    if (v.io !== null) {
+      piece.io = v.io;
+      piece.pgoff = v.pgoff + (start - v.start) / PAGE_SIZE;
+      v.io.get?.();
+    }
     this.vmas.insert(piece);
     if (v.file !== null) {
       v.file.get();
@@ -487,6 +565,8 @@ export class MmStruct implements VmaOwner {
     if (len === 0) return new Uint8Array(0);
     const va = this.userRange(vaB, len);
     if (va < 0) return this.err(EFAULT, "read: range outside user space");
+    const io = this.ioAccess(va, len, null);
+    if (io !== undefined) return io;
     const out = new Uint8Array(len);
     const undo = new UndoLog();
     for (let done = 0; done < len; ) {
@@ -523,6 +603,8 @@ export class MmStruct implements VmaOwner {
     if (len === 0) return 0;
     const va = this.userRange(vaB, len);
     if (va < 0) return this.err(EFAULT, "write: range outside user space");
+    const io = this.ioAccess(va, len, bytes);
+    if (io !== undefined) return io as number;
     const undo = new UndoLog();
     const first = Math.floor(va / PAGE_SIZE);
     const last = Math.floor((va + len - 1) / PAGE_SIZE);
@@ -563,7 +645,7 @@ export class MmStruct implements VmaOwner {
     if (vaB < 0n || vaB >= BigInt(TASK_SIZE)) return null;
     const va = Number(vaB);
     const v = this.vmas.find(va);
-    if (v === undefined) return null;
+    if (v === undefined || v.io !== null) return null;
     const size = v.pageSize;
     const key = Math.floor(va / size);
     const sub = Math.floor((va - key * size) / PAGE_SIZE);
@@ -600,6 +682,8 @@ export class MmStruct implements VmaOwner {
     let cur = va;
     for (const v of this.vmas.overlapping(va, end)) {
       if (v.start > cur) return this.err(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
+      if (v.io !== null)
+        return this.err(EFAULT, "pin: device memory (VM_IO | VM_PFNMAP) has no pages to pin");
       if (write && !v.mayWrite) return this.err(EFAULT, `pin: write pin of a mapping without PROT_WRITE`);
       if (!write && !v.mayRead) return this.err(EFAULT, `pin: read pin of a mapping without PROT_READ`);
       cur = v.end;

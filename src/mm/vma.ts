@@ -1,3 +1,4 @@
+import type { IoMem } from "./io-mem.js";
 import type { MemFile } from "./memfd.js";
 import { PROT_READ, PROT_WRITE } from "./mman.js";
 
@@ -18,6 +19,9 @@ export interface VmaOwner {
  * the file's page cache at `pgoff` (in 4 KiB pages) for `start`.
  */
 export class Vma {
+  /** Device memory (VM_IO | VM_PFNMAP): loads and stores go to it; never faulted, never pinned. */
+  io: IoMem | null = null;
+
   constructor(
     readonly mm: VmaOwner,
     public start: number,
