@@ -31,6 +31,12 @@ export const KCONFIG_DEFAULTS = {
    * (upstream makes it depend on !SPAPR_TCE_IOMMU). On by default in the model.
    */
   SPAPR_TCE_IOMMUFD: true,
+  /**
+   * Architectures without native 64-bit atomics (32-bit ones). The software
+   * noiommu page table needs them, so cdev noiommu is unavailable there
+   * (series v7). Off for the x86-64 and ppc64 machines modelled.
+   */
+  GENERIC_ATOMIC64: false,
 } as const;
 
 export type KconfigSymbol = keyof typeof KCONFIG_DEFAULTS;
@@ -52,7 +58,6 @@ export function isKconfigSymbol(s: string): s is KconfigSymbol {
  */
 export function resolveKconfig(partial: Record<string, boolean | undefined>, spapr: boolean): Kconfig {
   const k: Kconfig = { ...KCONFIG_DEFAULTS };
-  const explicit = new Set<KconfigSymbol>();
   k.SPAPR_TCE_IOMMU = spapr;
   for (const [name, v] of Object.entries(partial)) {
     if (v === undefined) continue;
@@ -60,7 +65,6 @@ export function resolveKconfig(partial: Record<string, boolean | undefined>, spa
     if (sym === undefined) throw new Error(`unknown Kconfig symbol ${name}`);
     if (sym === "SPAPR_TCE_IOMMU") throw new Error("SPAPR_TCE_IOMMU follows the machine's iommu kind");
     k[sym] = v;
-    explicit.add(sym);
   }
   if (!k.VFIO) {
     k.VFIO_GROUP = k.VFIO_CONTAINER = k.VFIO_DEVICE_CDEV = k.VFIO_NOIOMMU = k.VFIO_PCI = false;
@@ -80,9 +84,21 @@ export function resolveKconfig(partial: Record<string, boolean | undefined>, spa
   if (!k.IOMMUFD) k.IOMMUFD_TEST = false;
   if (!k.VFIO_CONTAINER || !k.SPAPR_TCE_IOMMU) k.VFIO_IOMMU_SPAPR_TCE = false;
   if (!k.VFIO_CONTAINER) k.VFIO_IOMMU_TYPE1 = false;
-  // IOMMUFD_NOIOMMU is selected by VFIO_NOIOMMU when the cdev is built; it
-  // cannot be turned on by hand without iommufd.
-  if (k.VFIO_NOIOMMU && k.VFIO_DEVICE_CDEV) k.IOMMUFD_NOIOMMU = true;
-  else if (!explicit.has("IOMMUFD_NOIOMMU") || !k.IOMMUFD) k.IOMMUFD_NOIOMMU = false;
+  // VFIO_NOIOMMU as agreed in the v5 7/9 review (Alex Williamson's shape):
+  // depends on (GROUP || CDEV), on (!GROUP || a container), and on
+  // (!CDEV || !GENERIC_ATOMIC64). A group path without a container gives
+  // noiommu up entirely, even when the cdev is built (case 4 of the matrix).
+  const container = k.VFIO_CONTAINER || k.IOMMUFD_VFIO_CONTAINER;
+  if (
+    !k.VFIO ||
+    !(k.VFIO_GROUP || k.VFIO_DEVICE_CDEV) ||
+    (k.VFIO_GROUP && !container) ||
+    (k.VFIO_DEVICE_CDEV && k.GENERIC_ATOMIC64)
+  ) {
+    k.VFIO_NOIOMMU = false;
+  }
+  // IOMMUFD_NOIOMMU is hidden: selected by VFIO_NOIOMMU when the cdev is
+  // built, never on by itself.
+  k.IOMMUFD_NOIOMMU = k.IOMMUFD && k.VFIO_NOIOMMU && k.VFIO_DEVICE_CDEV;
   return k;
 }

@@ -64,3 +64,49 @@ describe("module parameters", () => {
     expect(parseParam("vfio_iommu_type1.dma_entry_limit", "-1")).toBeUndefined();
   });
 });
+
+describe("the noiommu Kconfig matrix of the v5 7/9 review", () => {
+  // [case, VFIO_GROUP, container, VFIO_DEVICE_CDEV] → noiommu possible, cdev noiommu
+  const cases: [number, boolean, boolean, boolean, boolean, boolean][] = [
+    [1, true, true, false, true, false],
+    [2, true, false, false, false, false],
+    [3, true, true, true, true, true],
+    [4, true, false, true, false, false], // deliberately given up
+    [5, false, false, true, true, true],
+  ];
+  it.each(cases)(
+    "case %i: group=%s container=%s cdev=%s",
+    (_n, group, container, cdev, noiommu, cdevNoiommu) => {
+      const k = resolveKconfig(
+        { VFIO_GROUP: group, VFIO_CONTAINER: container, VFIO_DEVICE_CDEV: cdev },
+        false,
+      );
+      expect(k.VFIO_GROUP).toBe(group);
+      expect(k.VFIO_CONTAINER).toBe(container);
+      expect(k.VFIO_DEVICE_CDEV).toBe(cdev);
+      expect(k.VFIO_NOIOMMU).toBe(noiommu);
+      expect(k.IOMMUFD_NOIOMMU).toBe(cdevNoiommu);
+    },
+  );
+
+  it("case 3 holds with the iommufd-provided container too", () => {
+    const k = resolveKconfig({ VFIO_CONTAINER: false, IOMMUFD_VFIO_CONTAINER: true }, false);
+    expect(k.VFIO_NOIOMMU).toBe(true);
+    expect(k.IOMMUFD_NOIOMMU).toBe(true);
+  });
+
+  it("case 6 (no group, no cdev) cannot be configured: VFIO selects the cdev", () => {
+    const k = resolveKconfig({ VFIO_GROUP: false, VFIO_DEVICE_CDEV: false }, false);
+    expect(k.VFIO_DEVICE_CDEV).toBe(true);
+  });
+
+  it("cdev noiommu is unavailable with GENERIC_ATOMIC64", () => {
+    const k = resolveKconfig({ GENERIC_ATOMIC64: true, VFIO_GROUP: false }, false);
+    expect(k.VFIO_NOIOMMU).toBe(false);
+    expect(k.IOMMUFD_NOIOMMU).toBe(false);
+  });
+
+  it("IOMMUFD_NOIOMMU cannot be forced on by itself", () => {
+    expect(resolveKconfig({ VFIO_NOIOMMU: false, IOMMUFD_NOIOMMU: true }, false).IOMMUFD_NOIOMMU).toBe(false);
+  });
+});
