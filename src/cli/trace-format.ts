@@ -45,7 +45,11 @@ function vfioKind(fdKind: string | undefined): VfioFdKind | undefined {
 }
 
 const hex = (v: number | bigint | string) =>
-  typeof v === "string" ? JSON.stringify(v) : v < 0 ? `-0x${(-BigInt(v)).toString(16)}` : `0x${v.toString(16)}`;
+  typeof v === "string"
+    ? JSON.stringify(v)
+    : v < 0
+      ? `-0x${(-BigInt(v)).toString(16)}`
+      : `0x${v.toString(16)}`;
 
 const PROT = ["PROT_READ", "PROT_WRITE", "PROT_EXEC"];
 const MAPF: [number, string][] = [
