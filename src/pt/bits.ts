@@ -39,7 +39,7 @@ export function pfnLo12(pfn: number): number {
 
 /** High word of that address: PA bits 63:32 (of which 19:0 are PA 51:32). */
 export function pfnHi12(pfn: number): number {
-  return (pfn / 1048576) >>> 0;
+  return pfn < 4294967296 ? pfn >>> 20 : (pfn / 1048576) >>> 0;
 }
 
 /** The pfn held in PA bits 51:12 of an entry. */

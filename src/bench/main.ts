@@ -1,0 +1,90 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import "./pt-cases.js";
+import { allSuites, median } from "./registry.js";
+
+/**
+ * npm run bench [-- --json] [--runs N] [--quick] [--suite name]
+ * Runs every registered suite N times (default 3) and the C reference
+ * (ptref.c, built with cc -O2 in a temp dir) N times; reports medians and
+ * ratios ours/C. With --json: one JSON line.
+ */
+const args = process.argv.slice(2);
+const json = args.includes("--json");
+const quick = args.includes("--quick");
+const runsArg = args.indexOf("--runs");
+const runs = runsArg >= 0 ? Number(args[runsArg + 1]) : 3;
+const suiteArg = args.indexOf("--suite");
+const only = suiteArg >= 0 ? args[suiteArg + 1] : undefined;
+
+function findPtref(): string | undefined {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const root = resolve(here, "..", "..");
+  for (const p of ["/work/shared/bench/ptref.c", join(root, "..", "shared", "bench", "ptref.c")]) {
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+function runC(): Record<string, number>[] | null {
+  const src = findPtref();
+  if (src === undefined) return null;
+  const dir = mkdtempSync(join(tmpdir(), "ptref-"));
+  const exe = join(dir, "ptref");
+  try {
+    execFileSync("cc", ["-O2", "-o", exe, src], { stdio: "ignore" });
+  } catch {
+    return null;
+  }
+  const out: Record<string, number>[] = [];
+  const cargs = quick ? ["4096", "512"] : [];
+  for (let i = 0; i < runs; i++) out.push(JSON.parse(execFileSync(exe, cargs, { encoding: "utf8" })));
+  return out;
+}
+
+const result: Record<string, number | null> = {};
+const cRuns = runC();
+for (const s of allSuites()) {
+  if (only !== undefined && s.name !== only) continue;
+  // one unmeasured run so the JIT has compiled the hot paths (ptref.c is compiled ahead of time)
+  s.run({ quick });
+  const samples: Record<string, number>[] = [];
+  for (let i = 0; i < runs; i++) samples.push(s.run({ quick }));
+  for (const k of Object.keys(samples[0])) {
+    const v = median(samples.map((x) => x[k]));
+    const ck = s.cRef?.[k];
+    if (ck === undefined) {
+      result[`${s.name}_${k}`] = k === "check" ? v : round(v);
+      continue;
+    }
+    result[k] = round(v);
+    const cv = cRuns ? median(cRuns.map((x) => x[ck])) : null;
+    result[`c_${k}`] = cv === null ? null : round(cv);
+    result[`ratio_${k}`] = cv === null || cv === 0 ? null : round(v / cv);
+  }
+}
+if (cRuns) result.c_check = cRuns[0].check;
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+if (json) {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+} else {
+  const rows = Object.keys(result).filter((k) => !k.startsWith("c_") && !k.startsWith("ratio_"));
+  const w = Math.max(...rows.map((r) => r.length));
+  process.stdout.write(
+    `${"case".padEnd(w)}  ${"ours".padStart(10)}  ${"C".padStart(10)}  ${"ours/C".padStart(8)}\n`,
+  );
+  for (const k of rows) {
+    const f = (v: number | null | undefined) => (v === null || v === undefined ? "-" : String(v));
+    process.stdout.write(
+      `${k.padEnd(w)}  ${f(result[k]).padStart(10)}  ${f(result[`c_${k}`]).padStart(10)}  ${f(result[`ratio_${k}`]).padStart(8)}\n`,
+    );
+  }
+  process.stdout.write(`(median of ${runs} runs${quick ? ", quick" : ""}; ns per operation)\n`);
+}

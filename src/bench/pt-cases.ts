@@ -1,0 +1,84 @@
+import { FaultInject } from "../hw/fault-inject.js";
+import { FrameAllocator } from "../hw/frame-alloc.js";
+import { PhysMem } from "../hw/phys-mem.js";
+import { createPageTable } from "../pt/engine.js";
+import { NOIOMMU_AMDV1_CONFIG } from "../pt/index.js";
+import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
+import { nowNs, registerSuite } from "./registry.js";
+
+/**
+ * The cases of /work/shared/bench/ptref.c on the noiommu AMDv1 table:
+ * map 262144 x 4 KiB (one call each) at IOVA 0x1_0000_0000 -> PA
+ * 0x40_0000_0000, 1M random iova_to_phys with ptref's xorshift64, unmap the
+ * 4 KiB pages one call each, then map 32768 x 2 MiB at IOVA 2^40.
+ */
+registerSuite({
+  name: "amdv1",
+  cRef: {
+    map4k_ns_per_page: "map4k_ns_per_page",
+    lookup_ns: "lookup_ns",
+    unmap4k_ns_per_page: "unmap4k_ns_per_page",
+    map2m_ns_per_page: "map2m_ns_per_page",
+  },
+  run({ quick }) {
+    const n4k = quick ? 4096 : 262144;
+    const m2m = quick ? 512 : 32768;
+    const nl = quick ? 10000 : 1000000;
+    const mem = new PhysMem(1n << 30n, [[0, (1 << 30) / 4096]]);
+    const alloc = new FrameAllocator(mem, 1, new FaultInject());
+    const pt = createPageTable({ mem, alloc }, "amdv1", { ...NOIOMMU_AMDV1_CONFIG });
+    const base = 0x100000000 / 4096;
+    const pbase = 0x4000000000 / 4096;
+    const prot = IOMMU_READ | IOMMU_WRITE;
+
+    const t0 = nowNs();
+    for (let i = 0; i < n4k; i++) {
+      if (pt.mapPages(base + i, pbase + i, 4096, 1, prot) !== 4096)
+        throw new Error(`map4k ${i}: ${pt.lastError}`);
+    }
+    const t1 = nowNs();
+    // ptref's xorshift64 in 32-bit halves
+    const x0 = 88172645463325252n;
+    let hi = Number(x0 >> 32n);
+    let lo = Number(x0 & 0xffffffffn);
+    const two32modN = 4294967296 % n4k;
+    let sum = 0;
+    for (let i = 0; i < nl; i++) {
+      let h = ((hi << 13) | (lo >>> 19)) >>> 0;
+      let l = (lo << 13) >>> 0;
+      hi = (hi ^ h) >>> 0;
+      lo = (lo ^ l) >>> 0;
+      l = ((lo >>> 7) | (hi << 25)) >>> 0;
+      h = hi >>> 7;
+      hi = (hi ^ h) >>> 0;
+      lo = (lo ^ l) >>> 0;
+      h = ((hi << 17) | (lo >>> 15)) >>> 0;
+      l = (lo << 17) >>> 0;
+      hi = (hi ^ h) >>> 0;
+      lo = (lo ^ l) >>> 0;
+      const page = ((hi % n4k) * two32modN + lo) % n4k;
+      const off = lo & 0xfff;
+      const pa = pt.iovaToPhysPfn(base + page);
+      sum = (sum + (pa & 15) * 4096 + off) & 0xffff;
+    }
+    const t2 = nowNs();
+    for (let i = 0; i < n4k; i++) {
+      if (pt.unmapPages(base + i, 4096, 1) !== 4096) throw new Error(`unmap4k ${i}`);
+    }
+    const t3 = nowNs();
+    const base2 = 0x10000000000 / 4096;
+    for (let i = 0; i < m2m; i++) {
+      if (pt.mapPages(base2 + i * 512, pbase + i * 512, 2097152, 1, prot) !== 2097152)
+        throw new Error(`map2m ${i}: ${pt.lastError}`);
+    }
+    const t4 = nowNs();
+    pt.destroy();
+    return {
+      map4k_ns_per_page: (t1 - t0) / n4k,
+      lookup_ns: (t2 - t1) / nl,
+      unmap4k_ns_per_page: (t3 - t2) / n4k,
+      map2m_ns_per_page: (t4 - t3) / m2m,
+      check: sum,
+    };
+  },
+});
