@@ -686,6 +686,14 @@ export class MmStruct implements VmaOwner {
         return this.err(EFAULT, "pin: device memory (VM_IO | VM_PFNMAP) has no pages to pin");
       if (write && !v.mayWrite) return this.err(EFAULT, `pin: write pin of a mapping without PROT_WRITE`);
       if (!write && !v.mayRead) return this.err(EFAULT, `pin: read pin of a mapping without PROT_READ`);
+      if (v.file !== null) {
+        // A page past EOF would SIGBUS: refuse before anything is faulted in.
+        const last = Math.min(end, v.end) - PAGE_SIZE;
+        const folio = Math.floor(last / v.pageSize) * v.pageSize;
+        if (BigInt(v.fileOffset(Math.max(folio, v.start))) >= v.file.size) {
+          return this.err(EFAULT, `pin: 0x${last.toString(16)} is past the end of the mapped file`);
+        }
+      }
       cur = v.end;
     }
     if (cur < end) return this.err(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
