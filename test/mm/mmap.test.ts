@@ -282,3 +282,45 @@ describe("first-touch allocation", () => {
     expect(pages.counters().ownedFrames).toBe(0);
   });
 });
+
+describe("fail_nth", () => {
+  it("mmap (MAP_FIXED over a mapping) is all-or-nothing at every fail point", () => {
+    const { newMm, faults, snapshot } = machine();
+    const m = newMm();
+    const va = m.mmap(0n, 4n * P, RW, ANON, null, 0n);
+    m.write(va, bytes(4 * 4096, 1));
+    const before = snapshot();
+    const maps = m.maps();
+    let fired = 0;
+    for (let n = 1; ; n++) {
+      faults.arm(n);
+      const r = m.mmap(va + P, 2n * P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, null, 0n);
+      faults.disarm();
+      if (r > 0n) break;
+      fired++;
+      expect(r).toBe(BigInt(-ENOMEM));
+      expect(snapshot()).toEqual(before);
+      expect(m.maps()).toEqual(maps);
+      expect(m.read(va, 4 * 4096)).toEqual(bytes(4 * 4096, 1));
+    }
+    expect(fired).toBe(2); // the VMA, the shmem file
+    expect(m.read(va + P, 8)).toEqual(new Uint8Array(8));
+  });
+
+  it("a write that cannot fault its pages in writes nothing and allocates nothing", () => {
+    const { newMm, faults, snapshot } = machine();
+    const m = newMm();
+    const va = m.mmap(0n, 4n * P, RW, ANON, null, 0n);
+    const before = snapshot();
+    for (let n = 1; ; n++) {
+      faults.arm(n);
+      const r = m.write(va + 100n, bytes(3 * 4096, 2));
+      faults.disarm();
+      if (r === 0) break;
+      expect(r).toBe(-14);
+      expect(snapshot()).toEqual(before);
+      expect(m.counters().private4k).toBe(0);
+    }
+    expect(m.read(va + 100n, 3 * 4096)).toEqual(bytes(3 * 4096, 2));
+  });
+});
