@@ -359,6 +359,7 @@ export class MmStruct implements VmaOwner {
       file === null,
     );
     this.vmas.insert(vma);
+    this.pages.liveVmas++;
     backing?.addMapping(vma);
     // hugetlbfs_file_mmap: a writable mapping extends i_size to cover it.
     if (file?.hugetlb && (prot & PROT_WRITE) !== 0) file.growTo(off + len);
@@ -454,6 +455,7 @@ export class MmStruct implements VmaOwner {
       if (!v.shared) this.zapPrivate(v, s, e);
       if (v.locked) this.lockedVm -= (e - s) / PAGE_SIZE;
       this.vmas.remove(v);
+      this.pages.liveVmas--;
       v.file?.removeMapping(v);
       if (v.start < s) this.insertPiece(v, v.start, s);
       if (e < v.end) this.insertPiece(v, e, v.end);
@@ -471,6 +473,7 @@ export class MmStruct implements VmaOwner {
       v.io.get?.();
     }
     this.vmas.insert(piece);
+    this.pages.liveVmas++;
     if (v.file !== null) {
       v.file.get();
       v.file.addMapping(piece);

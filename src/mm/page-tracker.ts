@@ -27,6 +27,8 @@ export interface PageCounters {
   pinnedPages: number;
   /** MemFiles (memfds and the shmem/hugetlb files behind shared anonymous mappings) alive. */
   memFiles: number;
+  /** VMAs of every process. */
+  vmas: number;
 }
 
 /**
@@ -50,6 +52,8 @@ export class PageTracker {
   private n1g = 0;
   /** Live MemFile objects (maintained by MemFile). */
   memFiles = 0;
+  /** Live VMAs over all processes (maintained by MmStruct). */
+  liveVmas = 0;
 
   constructor(
     readonly phys: PhysMem,
@@ -211,6 +215,7 @@ export class PageTracker {
       folios1g: this.n1g,
       pinnedPages: this.pinned,
       memFiles: this.memFiles,
+      vmas: this.liveVmas,
     };
   }
 

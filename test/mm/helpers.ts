@@ -32,6 +32,7 @@ export function machine(memBytes = 256n << 20n, seed = 1) {
     pinned: pages.totalPinnedPages(),
     owned: pages.counters().ownedFrames,
     memFiles: pages.counters().memFiles,
+    vmas: pages.counters().vmas,
   });
   return { phys, faults, frames, pages, users, newMm, snapshot };
 }

@@ -176,6 +176,25 @@ describe("memfd", () => {
     s.put();
   });
 
+  it("a private mapping of a hugetlb memfd copies a whole folio on write", () => {
+    const { newMm, pages, frames } = machine(512n << 20n);
+    const f = new MemFile(pages, "hp", MFD_HUGETLB);
+    f.ftruncate(M2);
+    const a = newMm();
+    const sh = a.mmap(0n, M2, RW, MAP_SHARED, f, 0n);
+    const pr = a.mmap(0n, 1n, RW, MAP_PRIVATE, f, 0n);
+    a.write(sh + M2 - 8n, bytes(8, 7));
+    expect(a.read(pr + M2 - 8n, 8)).toEqual(bytes(8, 7));
+    expect(a.write(pr, new Uint8Array([0xaa]))).toBe(0);
+    expect(frames.counters().huge2m).toBe(2);
+    expect(a.read(sh, 1)).toEqual(new Uint8Array([0]));
+    expect(a.read(pr + M2 - 8n, 8)).toEqual(bytes(8, 7)); // copied with the folio
+    expect(a.translate(pr)! % M2).toBe(0n);
+    a.release();
+    f.put();
+    expect(frames.counters().huge2m).toBe(0);
+  });
+
   it("seals", () => {
     const { newMm, pages } = machine();
     const locked = new MemFile(pages, "nos", 0);
