@@ -2,6 +2,7 @@ import { DmaLog } from "../hw/dma-log.js";
 import { FaultInject } from "../hw/fault-inject.js";
 import { FrameAllocator } from "../hw/frame-alloc.js";
 import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
+import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
 import { Debug } from "./debug.js";
@@ -64,6 +65,8 @@ export class Machine implements KernelServices {
   readonly klog = new KernelLog();
   readonly ctx: KernelCtx;
   readonly debug: Debug;
+  /** The IOMMU layer: groups, IommuDevices by BDF, drivers (src/iommu). */
+  readonly iommu: IommuSubsystem;
   readonly pciConfig: readonly PciDeviceConfig[];
   private readonly mmGlue: MmGlue;
   private readonly processes = new Map<number, Process>();
@@ -111,6 +114,7 @@ export class Machine implements KernelServices {
       throw new Error(`unknown noiommu revision ${this.ctx.noiommuRevision}`);
     }
     this.mmGlue = new MmGlue(this.ctx);
+    this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig]);
     this.ctx.counterSources.set("openFiles", () => this.openFiles());
     this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();

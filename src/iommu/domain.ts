@@ -1,0 +1,252 @@
+import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
+import { EINVAL, ENODEV, EOPNOTSUPP, errnoName, fail } from "../uapi/errno.js";
+import type { IommuDriver } from "./driver.js";
+import type { IoPageTable } from "./io-pgtable.js";
+import { MappedRanges } from "./mapped-ranges.js";
+import { iommuPgsize, lg2ToBitmap } from "./pgsize.js";
+import type { Aperture, IommuDomainType, PagingUse, PtInfo } from "./types.js";
+
+let nextDomainId = 1;
+
+/**
+ * struct iommu_domain: what a device (or a PASID of it) translates through.
+ * Paging domains own a page table (src/pt bytes in simulated memory);
+ * blocked and identity domains are per-driver singletons; nested domains
+ * point at their parent (stage 2). The core's iommu_map / iommu_unmap live
+ * here as map() / unmap().
+ */
+export class IommuDomain {
+  readonly id = nextDomainId++;
+  /** Driver that allocated the domain (domain->owner). */
+  readonly driver: IommuDriver;
+  readonly type: IommuDomainType;
+  /** DMA-API default domain or a user (UNMANAGED) one; the registry marks default domains. */
+  use: PagingUse | undefined;
+  /** Geometry: one aperture on x86, one per DMA window on PPC64. force_aperture is always true. */
+  apertures: Aperture[];
+  /** pgsize_bitmap, log2 byte sizes ascending (the hot-path form). */
+  pgsizesLg2: number[];
+  readonly pt: IoPageTable | undefined;
+  /** Stage-2 parent of a nested domain. */
+  readonly parent: IommuDomain | undefined;
+  /** domain->dirty_ops is set (allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING). */
+  readonly dirtyOps: boolean;
+  /** Dirty tracking switched on (set_dirty_tracking). */
+  dirtyTracking = false;
+  /** enforce_cache_coherency() succeeded: every IOPTE forces snooping. */
+  enforcingCoherency = false;
+  readonly nestParent: boolean;
+  /** Driver-private state (mock nested iotlb array, pagetable_type...). */
+  readonly priv: Record<string, unknown>;
+  /** What this domain believes it mapped (units of the smallest page). */
+  readonly mapped = new MappedRanges();
+  /** Devices (by bdf or mock name) whose group is attached now. */
+  readonly users = new Set<string>();
+  freed = false;
+
+  constructor(init: {
+    driver: IommuDriver;
+    type: IommuDomainType;
+    use?: PagingUse;
+    pt?: IoPageTable;
+    apertures?: Aperture[];
+    pgsizesLg2?: number[];
+    parent?: IommuDomain;
+    dirtyOps?: boolean;
+    nestParent?: boolean;
+    priv?: Record<string, unknown>;
+  }) {
+    this.driver = init.driver;
+    this.type = init.type;
+    this.use = init.type === "paging" ? (init.use ?? "unmanaged") : undefined;
+    this.pt = init.pt;
+    this.apertures = init.apertures ?? (init.pt ? [...init.pt.apertures] : []);
+    this.pgsizesLg2 = init.pgsizesLg2 ?? (init.pt ? [...init.pt.pgsizesLg2] : []);
+    this.parent = init.parent;
+    this.dirtyOps = init.dirtyOps ?? false;
+    this.nestParent = init.nestParent ?? false;
+    this.priv = init.priv ?? {};
+  }
+
+  /** pgsize_bitmap as the uapi and iommufd see it. */
+  get pgsizeBitmap(): bigint {
+    return lg2ToBitmap(this.pgsizesLg2);
+  }
+
+  /** Smallest page size in bytes. */
+  get minPageSize(): bigint {
+    return this.pgsizesLg2.length === 0 ? 0n : 1n << BigInt(this.pgsizesLg2[0]);
+  }
+
+  get isPaging(): boolean {
+    return this.type === "paging";
+  }
+
+  /** True when [iova, iova+len) lies inside one aperture. */
+  inAperture(iova: bigint, len: bigint): boolean {
+    if (len === 0n) return false;
+    const last = iova + len - 1n;
+    return this.apertures.some((a) => iova >= a.start && last <= a.last);
+  }
+
+  /**
+   * iommu_map(): split [iova, iova+size) into the largest pages alignment
+   * and pgsize_bitmap allow, one map_pages call per run; on failure undo
+   * what was mapped and throw. Checks, in the core's order: a paging
+   * domain (EINVAL), map ops and a bitmap (ENODEV), iova/paddr/size aligned
+   * to the smallest page (EINVAL).
+   */
+  map(iova: bigint, paddr: bigint, size: bigint, prot: number): void {
+    this.assertLive();
+    if (this.type !== "paging") fail(EINVAL, `iommu_map on a ${this.type} domain: only paging domains map`);
+    const pt = this.pt;
+    if (pt === undefined || this.pgsizesLg2.length === 0) {
+      fail(ENODEV, "iommu_map: the domain has no map_pages or an empty pgsize_bitmap");
+    }
+    const unitLg2 = pt.unitLg2;
+    const minLg2 = this.pgsizesLg2[0];
+    const minMask = (1n << BigInt(minLg2)) - 1n;
+    if (((iova | paddr | size) & minMask) !== 0n) {
+      fail(
+        EINVAL,
+        `iommu_map: iova 0x${iova.toString(16)}, paddr 0x${paddr.toString(16)} and size 0x${size.toString(16)} ` +
+          `must be aligned to the smallest page (0x${(minMask + 1n).toString(16)})`,
+      );
+    }
+    if (size === 0n) return;
+    if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) {
+      fail(EINVAL, "map_pages: prot has neither IOMMU_READ nor IOMMU_WRITE");
+    }
+    let cur = Number(iova >> BigInt(unitLg2));
+    let pa = Number(paddr >> BigInt(unitLg2));
+    let left = Number(size >> BigInt(unitLg2));
+    const start = cur;
+    const startPa = pa;
+    const total = left;
+    const out = { mapped: 0 };
+    let err = 0;
+    while (left > 0) {
+      const { pgLg2, count } = iommuPgsize(this.pgsizesLg2, unitLg2, cur, pa, left);
+      out.mapped = 0;
+      err = pt.mapPages(cur, pa, pgLg2, count, prot, out);
+      left -= out.mapped;
+      if (err !== 0) break;
+      cur += out.mapped;
+      pa += out.mapped;
+    }
+    const done = total - left;
+    if (err !== 0) {
+      // The core unmaps [iova, iova + mapped) itself when a driver fails midway.
+      if (done > 0) this.unmapUnits(start, done);
+      fail(
+        -err,
+        `map_pages failed at iova 0x${(BigInt(cur) << BigInt(unitLg2)).toString(16)} (${errnoName(err)})`,
+      );
+    }
+    this.mapped.add(start, total, startPa, prot & (IOMMU_READ | IOMMU_WRITE));
+  }
+
+  /**
+   * iommu_unmap(): bytes unmapped, which can exceed `size` when the range
+   * ends inside a large page, and is short when it meets a hole or starts
+   * inside a large page. Misaligned arguments unmap nothing (0).
+   */
+  unmap(iova: bigint, size: bigint): bigint {
+    this.assertLive();
+    if (this.type !== "paging" || this.pt === undefined) return 0n;
+    const minMask = (1n << BigInt(this.pgsizesLg2[0])) - 1n;
+    if (((iova | size) & minMask) !== 0n || size === 0n) return 0n;
+    const unitLg2 = this.pt.unitLg2;
+    const done = this.unmapUnits(Number(iova >> BigInt(unitLg2)), Number(size >> BigInt(unitLg2)));
+    return BigInt(done) << BigInt(unitLg2);
+  }
+
+  private unmapUnits(iova: number, size: number): number {
+    const pt = this.pt!;
+    let done = 0;
+    while (done < size) {
+      const { pgLg2, count } = iommuPgsize(
+        this.pgsizesLg2,
+        pt.unitLg2,
+        iova + done,
+        iova + done,
+        size - done,
+      );
+      const n = pt.unmapPages(iova + done, pgLg2, count);
+      if (n === 0) break;
+      done += n;
+    }
+    this.mapped.remove(iova, done);
+    return done;
+  }
+
+  /** iommu_iova_to_phys(): 0n for a hole; identity domains return the IOVA. */
+  iovaToPhys(iova: bigint): bigint {
+    if (this.type === "identity") return iova;
+    if (this.type !== "paging" || this.pt === undefined) return 0n;
+    return this.pt.iovaToPhys(iova);
+  }
+
+  /** set_dirty_tracking(); EOPNOTSUPP without dirty ops (the core checks before the driver). */
+  setDirtyTracking(enable: boolean): void {
+    this.assertLive();
+    if (!this.dirtyOps) fail(EOPNOTSUPP, "the domain has no dirty_ops (not allocated with DIRTY_TRACKING)");
+    this.driver.setDirtyTracking(this, enable);
+  }
+
+  /**
+   * read_and_clear_dirty(): calls `record(iova, len)` (bytes) for each dirty
+   * piece of [iova, iova+size). With `noClear` (IOMMU_DIRTY_NO_CLEAR) the
+   * dirty bits stay set. EINVAL when tracking is off (drivers refuse a
+   * bitmap read then).
+   */
+  readAndClearDirty(
+    iova: bigint,
+    size: bigint,
+    noClear: boolean,
+    record: (iova: bigint, len: bigint) => void,
+  ): void {
+    this.assertLive();
+    if (!this.dirtyOps || this.pt === undefined) fail(EOPNOTSUPP, "the domain has no dirty_ops");
+    if (!this.dirtyTracking) fail(EINVAL, "read_and_clear_dirty with dirty tracking disabled");
+    const u = BigInt(this.pt.unitLg2);
+    const rc = this.pt.readAndClearDirty(Number(iova >> u), Number(size >> u), noClear, (i, l) =>
+      record(BigInt(i) << u, BigInt(l) << u),
+    );
+    if (rc !== 0) fail(-rc, "read_and_clear_dirty: range outside the table");
+  }
+
+  /** ops->enforce_cache_coherency(): true when the domain now forces snooping. */
+  enforceCacheCoherency(): boolean {
+    this.assertLive();
+    if (this.type !== "paging") return false;
+    if (this.enforcingCoherency) return true;
+    this.enforcingCoherency = this.driver.enforceCacheCoherency(this);
+    return this.enforcingCoherency;
+  }
+
+  /** For m.debug.hwpt: the root and top level of a paging domain's table. */
+  ptInfo(): PtInfo {
+    if (this.pt === undefined) fail(EINVAL, `a ${this.type} domain has no page table`);
+    return this.pt.info();
+  }
+
+  /** Live page-table frames. */
+  frames(): number {
+    return this.freed ? 0 : (this.pt?.frames() ?? 0);
+  }
+
+  /** ops->free(): returns every table frame. The caller has detached every device. */
+  free(): void {
+    if (this.freed) return;
+    if (this.users.size > 0) throw new Error(`domain ${this.id} freed while attached to ${[...this.users]}`);
+    this.freed = true;
+    this.pt?.destroy();
+    this.mapped.clear();
+    this.driver.domainFreed(this);
+  }
+
+  private assertLive(): void {
+    if (this.freed) throw new Error(`domain ${this.id} used after free`);
+  }
+}
