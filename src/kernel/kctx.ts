@@ -42,4 +42,10 @@ export interface HwptDebugInfo {
   format: "amdv1" | "vtdss" | "x86_64" | "riscv" | "spapr_tce";
   rootPhys: bigint;
   topLevel: number;
+  /**
+   * The table level by level (src/pt's PageTable.dump(): raw entry and its
+   * decoded meaning), for `iommufd-sim inspect`. Optional: filled in by the
+   * HWPT's owner when the table object is at hand.
+   */
+  dump?: () => { level: number; index: number; tablePhys: bigint; raw: bigint; text: string }[];
 }
