@@ -76,6 +76,8 @@ export interface DumpEntry {
 export type DirtyRecord = (iovaPfn: number, npfn: number) => void;
 
 const ZERO_WORDS = new Uint32Array(1024);
+/** Slots of the level-0 table cache used by iova_to_phys (a power of 2). */
+const TLB_SLOTS = 1024;
 const PFN_LIMIT = POW2[52];
 
 /**
@@ -147,8 +149,22 @@ export class PageTable {
   private cShift = 0;
   /** Bytes of one item of the cached table (the only size the map fast path installs). */
   private cSize = 0;
+  /** Leaf template (pfn 0) for lastProt at cLevel, when fmt.addrAt12; tplLevel -1 = stale. */
+  private tplLo = 0;
+  private tplHi = 0;
+  private tplLevel = -1;
   /** prot whose attributes fmt holds now (set_prot runs once per distinct prot). */
   private lastProt = -1;
+  /**
+   * Level-0 table cache for lookups: slot = (iova pfn >> 9) & (TLB_SLOTS-1).
+   * A JS-side shortcut over the bytes, never a second copy of them: freeing any
+   * table bumps tlbGenNow, which invalidates every slot at once.
+   */
+  private readonly tlbTag = new Float64Array(TLB_SLOTS).fill(-1);
+  private readonly tlbGen = new Uint32Array(TLB_SLOTS);
+  private readonly tlbU: (Uint32Array | null)[] = new Array(TLB_SLOTS).fill(null);
+  private tlbGenNow = 1;
+  private readonly tlbOk: boolean;
   /** Pfns covered by the current top (pt_check_range against the top). */
   private coverTop = 0;
   /** No sign extension and no bus offset: rp === iova pfn. */
@@ -184,6 +200,8 @@ export class PageTable {
     this.smeMask = enc ? (cfg.smeMask ?? 0n) : 0n;
     this.topLevel = geo.topLevel;
     this.plainVa = !geo.signExtend && geo.vaBasePfn === 0;
+    this.tlbOk =
+      this.plainVa && geo.granuleShift === 0 && geo.levelBits === 9 && !this.be && geo.tableLg2 === 12;
     this.coverTop = this.cover(this.topLevel);
     this.pgsizeBitmap = this.buildSizes();
     const top = this.allocTable();
@@ -273,8 +291,19 @@ export class PageTable {
       ) {
         const u = this.cU32!;
         const w = ((rp - this.cBase) >>> this.cShift) << 1;
+        if ((u[w] | u[w + 1]) === 0 && this.tplLevel === this.cLevel) {
+          u[w + 1] = (paPfn < 4294967296 ? paPfn >>> 20 : paPfn / 1048576) | this.tplHi;
+          u[w] = (paPfn << 12) | this.tplLo;
+          return pgsize;
+        }
         if ((u[w] | u[w + 1]) === 0) {
           const fmt = this.fmt;
+          if (fmt.addrAt12) {
+            fmt.encLeaf(0, this.cShift, this.cLevel);
+            this.tplLo = fmt.lo;
+            this.tplHi = fmt.hi;
+            this.tplLevel = this.cLevel;
+          }
           fmt.encLeaf(paPfn, this.cShift, this.cLevel);
           if (this.be) {
             u[w] = bswap32(fmt.hi);
@@ -303,6 +332,7 @@ export class PageTable {
       return this.err(EOVERFLOW, "map_pages: iova + len - 1 overflows 64 bits");
     if (prot !== this.lastProt) {
       this.lastProt = -1;
+      this.tplLevel = -1;
       const pe = this.fmt.setProt(prot);
       if (pe < 0) return this.err(-pe, `${this.format} set_prot refused prot 0x${prot.toString(16)}`);
       this.lastProt = prot;
@@ -610,6 +640,21 @@ export class PageTable {
         return pfn + (ls <= 31 ? iovaPfn & (POW2[ls] - 1) : iovaPfn % POW2[ls]);
       }
     }
+    if (this.tlbOk) {
+      const tag = iovaPfn < 4294967296 ? iovaPfn >>> 9 : Math.floor(iovaPfn / 512);
+      const slot = tag & (TLB_SLOTS - 1);
+      if (this.tlbTag[slot] === tag && this.tlbGen[slot] === this.tlbGenNow) {
+        const u = this.tlbU[slot]!;
+        const w = (iovaPfn & 511) << 1;
+        const lo = u[w];
+        const hi = u[w + 1];
+        if ((lo | hi) === 0) return -1;
+        const fmt = this.fmt;
+        const ls = fmt.leafShift(lo, hi, 0);
+        const pfn = fmt.leafPfn(lo, hi, 0);
+        return ls === 0 ? pfn : pfn + (iovaPfn & (POW2[ls] - 1));
+      }
+    }
     return this.lookupWalk(iovaPfn);
   }
 
@@ -631,6 +676,13 @@ export class PageTable {
       const w = (i & 511) << 1;
       const lo = be ? bswap32(u[w + 1]) : u[w];
       const hi = be ? bswap32(u[w]) : u[w + 1];
+      if (level === 0 && this.tlbOk) {
+        const tag = rp < 4294967296 ? rp >>> 9 : Math.floor(rp / 512);
+        const slot = tag & (TLB_SLOTS - 1);
+        this.tlbTag[slot] = tag;
+        this.tlbGen[slot] = this.tlbGenNow;
+        this.tlbU[slot] = u;
+      }
       if ((lo | hi) === 0) return -1;
       if (level === 0 || !fmt.isTable(lo, hi, level)) {
         const ls = fmt.leafShift(lo, hi, level);
@@ -901,6 +953,7 @@ export class PageTable {
     this.cU32 = this.mem.frameU32(tpfn);
     this.cPfn = tpfn;
     this.cLevel = level;
+    this.tplLevel = -1;
     this.cShift = sh;
     this.cSize = POW2[sh] * 4096;
     this.cBase = base;
@@ -919,6 +972,7 @@ export class PageTable {
   }
 
   private freeTable(pfn: number): void {
+    this.tlbGenNow++;
     if (pfn === this.cPfn) {
       this.cPfn = -1;
       this.cLevel = -1;

@@ -72,6 +72,11 @@ export interface PtFormatImpl {
   readonly dirtyHi: number;
   lo: number;
   hi: number;
+  /**
+   * True when a natural-size leaf is exactly (PA bits 51:12) | constant bits,
+   * so the engine's fast path can OR a precomputed template (AMDv1, VT-d, x86-64).
+   */
+  readonly addrAt12: boolean;
   /** Leaf attribute bits computed by setProt. */
   attrLo: number;
   attrHi: number;

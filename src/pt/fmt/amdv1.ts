@@ -25,6 +25,7 @@ class Amdv1 implements PtFormatImpl {
   readonly bigEndian = false;
   readonly dirtyLo = AMDV1_D;
   readonly dirtyHi = 0;
+  readonly addrAt12 = true;
   lo = 0;
   hi = 0;
   attrLo = 0;

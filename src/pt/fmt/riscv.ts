@@ -33,6 +33,7 @@ class Riscv implements PtFormatImpl {
   readonly bigEndian = false;
   readonly dirtyLo = 0;
   readonly dirtyHi = 0;
+  readonly addrAt12 = false;
   lo = 0;
   hi = 0;
   attrLo = 0;

@@ -67,6 +67,7 @@ class SpaprTce implements PtFormatImpl {
   readonly bigEndian = true;
   readonly dirtyLo = 0;
   readonly dirtyHi = 0;
+  readonly addrAt12 = false;
   lo = 0;
   hi = 0;
   attrLo = 0;

@@ -21,6 +21,7 @@ class Vtdss implements PtFormatImpl {
   readonly bigEndian = false;
   readonly dirtyLo = VTD_D;
   readonly dirtyHi = 0;
+  readonly addrAt12 = true;
   lo = 0;
   hi = 0;
   attrLo = 0;

@@ -22,6 +22,7 @@ class X8664 implements PtFormatImpl {
   readonly bigEndian = false;
   readonly dirtyLo = 0;
   readonly dirtyHi = 0;
+  readonly addrAt12 = true;
   lo = 0;
   hi = 0;
   attrLo = 0;
