@@ -3,6 +3,7 @@ import { FaultInject } from "../hw/fault-inject.js";
 import { FrameAllocator } from "../hw/frame-alloc.js";
 import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
+import { registerIommufd } from "../iommufd/index.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
 import { Debug } from "./debug.js";
@@ -115,6 +116,7 @@ export class Machine implements KernelServices {
     }
     this.mmGlue = new MmGlue(this.ctx);
     this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig]);
+    registerIommufd(this.ctx, this.iommu);
     this.ctx.counterSources.set("openFiles", () => this.openFiles());
     this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();

@@ -1,0 +1,326 @@
+import type { IommuDomain } from "../iommu/domain.js";
+import type { IommuUserData } from "../iommu/driver.js";
+import { EFAULT, EINVAL, ENOENT, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
+import type { IommufdCtx } from "./ctx.js";
+import { deviceDoAttach, deviceDoDetach, getDevice, type IommufdDevice } from "./device.js";
+import type { IommufdIoas } from "./ioas.js";
+import { hex, U64_MAX } from "./iova-alloc.js";
+import { IommufdObject } from "./object.js";
+import type { Ucmd } from "./ucmd.js";
+
+export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1;
+export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 2;
+export const IOMMU_HWPT_FAULT_ID_VALID = 4;
+export const IOMMU_HWPT_ALLOC_PASID = 8;
+
+/**
+ * struct iommufd_hwpt_paging: a paging domain kept filled with its IOAS's
+ * areas. Holds +1 on the IOAS. `autoDomain` ones were made by a device
+ * attach to an IOAS and die with their last device.
+ */
+export class HwptPaging extends IommufdObject {
+  readonly type = "HWPT_PAGING" as const;
+  autoDomain = false;
+  nestParent = false;
+  /** Added to the IOAS's io_pagetable (iopt_table_add_domain succeeded). */
+  inIopt = false;
+  constructor(
+    readonly ioas: IommufdIoas,
+    readonly domain: IommuDomain,
+  ) {
+    super();
+    ioas.users++;
+    ioas.hwptList.push(this);
+  }
+  destroy(): void {
+    if (this.inIopt) this.ioas.iopt.removeDomain(this.domain);
+    this.inIopt = false;
+    const l = this.ioas.hwptList;
+    const i = l.indexOf(this);
+    if (i >= 0) l.splice(i, 1);
+    this.ioas.users--;
+    this.domain.free();
+  }
+}
+
+/** struct iommufd_hwpt_nested: a stage-1 domain over a NEST_PARENT paging HWPT (holds +1 on it). */
+export class HwptNested extends IommufdObject {
+  readonly type = "HWPT_NESTED" as const;
+  constructor(
+    readonly parent: HwptPaging,
+    readonly domain: IommuDomain,
+  ) {
+    super();
+    parent.users++;
+  }
+  destroy(): void {
+    this.parent.users--;
+    this.domain.free();
+  }
+}
+
+export type Hwpt = HwptPaging | HwptNested;
+
+/**
+ * iommufd_hwpt_paging_alloc(): a paging domain for `idev` on `ioas`. With
+ * `immediateAttach` (auto domains) the device is attached before the domain
+ * joins the IOAS, as the kernel does so the driver sees the device first.
+ * The object must already have its ID reserved by the caller's createObject.
+ */
+export function hwptPagingAlloc(
+  ictx: IommufdCtx,
+  ioas: IommufdIoas,
+  idev: IommufdDevice,
+  flags: number,
+  immediateAttach: boolean,
+  userData?: IommuUserData,
+): HwptPaging {
+  const valid =
+    IOMMU_HWPT_ALLOC_NEST_PARENT |
+    IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
+    (ictx.k.profile === "6.12" ? 0 : IOMMU_HWPT_ALLOC_PASID);
+  if ((flags & ~valid) !== 0)
+    fail(EOPNOTSUPP, `HWPT flags 0x${(flags & ~valid).toString(16)} are not valid for a paging HWPT`);
+  const dev = idev.dev;
+  if ((flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0 && !dev.capable("DIRTY_TRACKING")) {
+    fail(EOPNOTSUPP, `${dev.name}'s IOMMU cannot track dirty pages (IOMMU_CAP_DIRTY_TRACKING)`);
+  }
+  const domain = dev.driver.allocPaging(dev, flags, userData);
+  let hwpt: HwptPaging;
+  try {
+    hwpt = new HwptPaging(ioas, domain);
+  } catch (e) {
+    domain.free();
+    throw e;
+  }
+  ictx.objects.alloc(hwpt);
+  try {
+    hwpt.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+    // A device that can enforce coherency gets an enforcing domain before anything is mapped.
+    if (dev.capable("ENFORCE_CACHE_COHERENCY") && !domain.enforceCacheCoherency()) {
+      fail(EINVAL, "the driver could not make the new domain enforce cache coherency");
+    }
+    if (immediateAttach) deviceDoAttach(idev, hwpt);
+    try {
+      ioas.iopt.addDomain(domain);
+      hwpt.inIopt = true;
+    } catch (e) {
+      if (immediateAttach) deviceDoDetach(idev, false);
+      throw e;
+    }
+  } catch (e) {
+    ictx.objects.abort(hwpt);
+    hwpt.users = 0;
+    hwpt.destroy();
+    throw e;
+  }
+  return hwpt;
+}
+
+/** IOMMU_HWPT_ALLOC. */
+export function hwptAlloc(u: Ucmd): number {
+  const ictx = u.ictx;
+  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const def = u.def;
+  if (def.fields.some((f) => f.name === "__reserved2") && u.num("__reserved2") !== 0) {
+    fail(EOPNOTSUPP, "__reserved2 must be 0");
+  }
+  const dataType = u.num("data_type");
+  const dataLen = u.num("data_len");
+  if ((dataType === 0 && dataLen !== 0) || (dataType !== 0 && dataLen === 0)) {
+    fail(EINVAL, `data_type ${dataType} and data_len ${dataLen} disagree (NONE needs 0, others need data)`);
+  }
+  const idev = getDevice(ictx, u.num("dev_id"));
+  const ptId = u.num("pt_id");
+  const pt = ictx.objects.tryGet(ptId);
+  if (pt === undefined) fail(EINVAL, `pt_id ${ptId} does not exist`);
+  const flags = u.num("flags");
+  let hwpt: Hwpt;
+  if (pt.type === "IOAS") {
+    const ud = dataType !== 0 ? readUserData(u, dataType, dataLen) : undefined;
+    hwpt = hwptPagingAlloc(ictx, pt as IommufdIoas, idev, flags, false, ud);
+  } else if (pt.type === "HWPT_PAGING") {
+    hwpt = hwptNestedAlloc(u, pt as HwptPaging, idev, flags, dataType, dataLen);
+  } else if (pt.type === "VIOMMU") {
+    return fail(EOPNOTSUPP, "nested HWPTs through a vIOMMU are not modelled");
+  } else {
+    return fail(EINVAL, `pt_id ${ptId} is a ${pt.type}, not an IOAS, paging HWPT or vIOMMU`);
+  }
+  try {
+    if ((flags & IOMMU_HWPT_FAULT_ID_VALID) !== 0) {
+      fail(ENOENT, `fault_id ${u.num("fault_id")} is not a FAULT object (fault queues are not modelled)`);
+    }
+    u.set("out_hwpt_id", hwpt.id);
+    u.respond();
+  } catch (e) {
+    ictx.objects.abort(hwpt);
+    hwpt.users = 0;
+    hwpt.destroy();
+    throw e;
+  }
+  ictx.objects.finalize(hwpt);
+  return 0;
+}
+
+function readUserData(u: Ucmd, type: number, len: number): IommuUserData {
+  return { type, bytes: u.task.copyFromUser(u.big("data_uptr"), len) };
+}
+
+function hwptNestedAlloc(
+  u: Ucmd,
+  parent: HwptPaging,
+  idev: IommufdDevice,
+  flags: number,
+  dataType: number,
+  dataLen: number,
+): HwptNested {
+  const valid = IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
+  if ((flags & ~valid) !== 0 || dataLen === 0) {
+    fail(EOPNOTSUPP, "nested HWPTs take only FAULT_ID_VALID/PASID flags and need driver data");
+  }
+  if (parent.autoDomain || !parent.nestParent || parent.domain.driver !== idev.dev.driver) {
+    fail(EINVAL, `parent HWPT ${parent.id} is an auto domain, not NEST_PARENT, or from another IOMMU driver`);
+  }
+  let ud: IommuUserData;
+  try {
+    ud = readUserData(u, dataType, dataLen);
+  } catch (e) {
+    // The driver checks the data type before it copies the data: an unknown type wins over a bad pointer.
+    try {
+      idev.dev.driver
+        .allocNested(idev.dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, {
+          type: dataType,
+          bytes: new Uint8Array(0),
+        })
+        .free();
+    } catch (e2) {
+      if (e2 instanceof KernelError && e2.errno === EOPNOTSUPP) throw e2;
+    }
+    throw e;
+  }
+  const domain = idev.dev.driver.allocNested(idev.dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, ud);
+  const h = new HwptNested(parent, domain);
+  u.ictx.objects.alloc(h);
+  return h;
+}
+
+export function getHwptPaging(ictx: IommufdCtx, id: number): HwptPaging {
+  return ictx.objects.get(id, "HWPT_PAGING", "paging HWPT") as HwptPaging;
+}
+
+/** IOMMU_HWPT_SET_DIRTY_TRACKING. Enabling starts from a clean snapshot (iopt_clear_dirty_data). */
+export function hwptSetDirtyTracking(u: Ucmd): number {
+  const flags = u.num("flags");
+  if ((flags & ~1) !== 0 || u.num("__reserved") !== 0)
+    fail(EOPNOTSUPP, "unknown flags or non-zero __reserved");
+  const hwpt = getHwptPaging(u.ictx, u.num("hwpt_id"));
+  const d = hwpt.domain;
+  if (!d.dirtyOps) fail(EOPNOTSUPP, `HWPT ${hwpt.id} was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING`);
+  const enable = (flags & 1) !== 0;
+  d.setDirtyTracking(enable);
+  if (enable) {
+    for (const n of hwpt.ioas.iopt.areas.all())
+      d.readAndClearDirty(n.value.iova, n.value.length, false, () => {});
+  }
+  return 0;
+}
+
+/** IOMMU_HWPT_GET_DIRTY_BITMAP: the kernel only sets bits in the user's bitmap. */
+export function hwptGetDirtyBitmap(u: Ucmd): number {
+  const flags = u.num("flags");
+  if ((flags & ~1) !== 0 || u.num("__reserved") !== 0)
+    fail(EOPNOTSUPP, "unknown flags or non-zero __reserved");
+  const hwpt = getHwptPaging(u.ictx, u.num("hwpt_id"));
+  const iopt = hwpt.ioas.iopt;
+  const d = hwpt.domain;
+  if (!d.dirtyOps) fail(EOPNOTSUPP, `HWPT ${hwpt.id} has no dirty tracking ops`);
+  const iova = u.big("iova");
+  const length = u.big("length");
+  const pageSize = u.big("page_size");
+  const last = iova + length - 1n;
+  if (length === 0n || last > U64_MAX)
+    fail(EOVERFLOW, `iova ${hex(iova)} + length ${hex(length)} - 1 overflows`);
+  const al = iopt.iovaAlignment;
+  if (iova % al !== 0n || (last + 1n) % al !== 0n) {
+    fail(EINVAL, `[${hex(iova)}, ${hex(last)}] is not aligned to the IOAS alignment ${hex(al)}`);
+  }
+  if (pageSize === 0n) fail(EINVAL, "page_size is 0");
+  if (iova % pageSize !== 0n || (last + 1n) % pageSize !== 0n) {
+    fail(EINVAL, `[${hex(iova)}, ${hex(last)}] is not aligned to page_size ${hex(pageSize)}`);
+  }
+  const nbits = Number(length / pageSize);
+  const bitmap = new Uint8Array(Math.ceil(nbits / 8));
+  let any = false;
+  const record = (di: bigint, dl: bigint) => {
+    let s = di < iova ? iova : di;
+    const e = di + dl - 1n > last ? last : di + dl - 1n;
+    for (; s <= e; s += pageSize) {
+      const bit = Number((s - iova) / pageSize);
+      bitmap[bit >> 3] |= 1 << (bit & 7);
+      any = true;
+    }
+  };
+  // Walk contiguous areas; like the kernel, a gap stops the walk without failing the ioctl.
+  let cur = iova;
+  for (const n of iopt.areas.intersecting(iova, last)) {
+    const a = n.value;
+    if (a.iova > cur) break;
+    const e = a.last < last ? a.last : last;
+    d.readAndClearDirty(cur, e - cur + 1n, (flags & 1) !== 0, record);
+    cur = e + 1n;
+    if (cur > last || cur === 0n) break;
+  }
+  if (any) {
+    const ptr = u.big("data");
+    const old = u.task.copyFromUser(ptr, bitmap.length);
+    for (let i = 0; i < bitmap.length; i++) bitmap[i] |= old[i];
+    u.task.copyToUser(ptr, bitmap);
+  }
+  return 0;
+}
+
+/** IOMMU_HWPT_INVALIDATE: entry_num is written back with the entries handled, also on error. */
+export function hwptInvalidate(u: Ucmd): number {
+  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const num = u.num("entry_num");
+  const len = u.num("entry_len");
+  const ptr = u.big("data_uptr");
+  let handled = 0;
+  let err: KernelError | undefined;
+  try {
+    if (num > 0 && (ptr === 0n || len === 0)) fail(EINVAL, "entry_num > 0 needs data_uptr and entry_len");
+    const obj = u.ictx.objects.get(u.num("hwpt_id"));
+    if (obj.type === "HWPT_NESTED") {
+      const h = obj as HwptNested;
+      const drv = h.domain.driver;
+      if (drv.cacheInvalidateUser === undefined) fail(EOPNOTSUPP, "the driver has no cache_invalidate_user");
+      const entries: Uint8Array[] = [];
+      for (let i = 0; i < num; i++) {
+        try {
+          entries.push(u.task.copyFromUser(ptr + BigInt(i) * BigInt(len), len));
+        } catch {
+          break;
+        }
+      }
+      const r = drv.cacheInvalidateUser(h.domain, u.num("data_type"), len, entries);
+      handled = r.handled;
+      if (r.errno !== 0) fail(r.errno, r.reason ?? "cache_invalidate_user failed");
+      if (entries.length < num) fail(EFAULT, `cannot read invalidation entry ${entries.length}`);
+    } else if (obj.type === "VIOMMU") {
+      fail(EOPNOTSUPP, "vIOMMU invalidation is not modelled");
+    } else {
+      fail(EINVAL, `hwpt_id ${obj.id} is a ${obj.type}; only nested HWPTs and vIOMMUs take invalidations`);
+    }
+  } catch (e) {
+    if (!(e instanceof KernelError)) throw e;
+    err = e;
+  }
+  u.set("entry_num", handled);
+  u.respond();
+  if (err !== undefined) throw err;
+  return 0;
+}
+
+export function hwptOf(o: IommufdObject): Hwpt | undefined {
+  return o instanceof HwptPaging || o instanceof HwptNested ? o : undefined;
+}

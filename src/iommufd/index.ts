@@ -1,0 +1,107 @@
+/**
+ * iommufd: /dev/iommu and the in-kernel API VFIO uses
+ * (drivers/iommu/iommufd/).
+ *
+ * - `registerIommufd(ctx, iommu)`: the /dev/iommu node (and /dev/vfio/vfio
+ *   when IOMMUFD_VFIO_CONTAINER), leak counters, invariant checks, m.debug.hwpt.
+ * - Device API (VFIO cdev): `iommufdCtxFromFile`, `iommufdDeviceBind`,
+ *   `iommufdDeviceAttach` (replace when attached; returns the HWPT id),
+ *   `iommufdDeviceDetach`, `iommufdDeviceUnbind`.
+ * - Access API (emulated devices): `iommufdAccessCreate/Attach/Replace/
+ *   Detach/PinPages/UnpinPages/Rw/Destroy`.
+ * - VFIO container compat: `iommufdVfioCompatIoasCreate`,
+ *   `iommufdVfioCompatIoasGetId`, `iommufdVfioCompatSetNoIommu`, and
+ *   `openIommufdVfioContainer` for /dev/vfio/vfio.
+ *
+ * Seam for the later noiommu mode: a device with no IOMMU would bind
+ * through a dummy igroup (device.ts `iommufdDeviceBind` takes the
+ * IommuDevice; a noiommu variant supplies a software one) and attach to a
+ * software AMDv1 HWPT; get-pa.ts already carries the GET_PA checks.
+ */
+import type { IommuSubsystem } from "../iommu/subsystem.js";
+import type { HwptDebugInfo, KernelCtx } from "../kernel/kctx.js";
+import type { Task } from "../kernel/task.js";
+import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
+import { contextsOf, type IommufdCtx } from "./ctx.js";
+import { HwptNested, HwptPaging } from "./hw-pagetable.js";
+import { checkIommufdInvariants } from "./invariants.js";
+import { IommufdIoas } from "./ioas.js";
+import { iommufdCtxFromFile, openIommufd } from "./main.js";
+import { setTestIommu } from "./selftest.js";
+
+export {
+  type AccessOps,
+  IOMMUFD_ACCESS_RW_KTHREAD,
+  IOMMUFD_ACCESS_RW_WRITE,
+  type IommufdAccess,
+  iommufdAccessAttach,
+  iommufdAccessCreate,
+  iommufdAccessDestroy,
+  iommufdAccessDetach,
+  iommufdAccessPinPages,
+  iommufdAccessReplace,
+  iommufdAccessRw,
+  iommufdAccessUnpinPages,
+} from "./access.js";
+export type { IommufdCtx } from "./ctx.js";
+export {
+  type BindOpts,
+  type IommufdDevice,
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdDeviceDetach,
+  iommufdDeviceReplace,
+  iommufdDeviceUnbind,
+} from "./device.js";
+export { ioctlTable, iommufdCtxFromFile } from "./main.js";
+export {
+  iommufdVfioCompatIoasCreate,
+  iommufdVfioCompatIoasGetId,
+  iommufdVfioCompatSetNoIommu,
+  vfioCompatIoctl,
+} from "./vfio-compat.js";
+
+/** The device node of /dev/vfio/vfio when iommufd provides the container (IOMMUFD_VFIO_CONTAINER). */
+export function openIommufdVfioContainer(k: KernelCtx) {
+  return openIommufd(k, true);
+}
+
+/**
+ * Boot-time registration (iommufd_init): /dev/iommu (and /dev/vfio/vfio
+ * with IOMMUFD_VFIO_CONTAINER), counters, invariants and m.debug.hwpt.
+ * Nothing happens without CONFIG_IOMMUFD.
+ */
+export function registerIommufd(ctx: KernelCtx, iommu: IommuSubsystem | undefined): void {
+  if (!ctx.kconfig.IOMMUFD) return;
+  setTestIommu(ctx, iommu);
+  ctx.vfs.add("/dev/iommu", { type: "chr", open: () => openIommufd(ctx, false) });
+  if (ctx.kconfig.IOMMUFD_VFIO_CONTAINER) {
+    ctx.vfs.add("/dev/vfio/vfio", { type: "chr", open: () => openIommufd(ctx, true) });
+  }
+  ctx.counterSources.set("objects", () => {
+    let n = 0;
+    for (const c of contextsOf(ctx)) n += c.objects.size;
+    return n;
+  });
+  ctx.counterSources.set("areas", () => {
+    let n = 0;
+    for (const c of contextsOf(ctx))
+      for (const o of c.objects.values()) if (o instanceof IommufdIoas) n += o.iopt.areas.size;
+    return n;
+  });
+  ctx.counterSources.set("iommufdContexts", () => contextsOf(ctx).size);
+  ctx.invariantChecks.set("iommufd", () => checkIommufdInvariants(ctx));
+  ctx.debugHwpt = (task: Task, fd: number, id: number) => debugHwpt(task, fd, id);
+}
+
+function debugHwpt(task: Task, fd: number, id: number): HwptDebugInfo {
+  const ictx: IommufdCtx = iommufdCtxFromFile(task.fdget(fd));
+  const o = ictx.objects.tryGet(id);
+  if (o === undefined) fail(ENOENT, `HWPT id ${id} does not exist`);
+  const h = o instanceof HwptPaging ? o : o instanceof HwptNested ? o.parent : undefined;
+  if (h === undefined) fail(EINVAL, `id ${id} is a ${o.type}, not a HWPT`);
+  const info = h.domain.ptInfo();
+  if (info.format === "amdv1_mock")
+    return { format: "amdv1", rootPhys: info.rootPhys, topLevel: info.topLevel };
+  return { format: info.format, rootPhys: info.rootPhys, topLevel: info.topLevel };
+}

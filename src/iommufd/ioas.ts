@@ -1,0 +1,454 @@
+import type { KFile } from "../kernel/file.js";
+import type { Task } from "../kernel/task.js";
+import {
+  accountLockedVm,
+  IOPT_PAGES_ACCOUNT_MM,
+  IOPT_PAGES_ACCOUNT_NONE,
+  IOPT_PAGES_ACCOUNT_USER,
+  type IoptPagesAccountMode,
+  unaccountLockedVm,
+} from "../mm/locked-vm.js";
+import { MemFile } from "../mm/memfd.js";
+import {
+  EBADF,
+  EBUSY,
+  EINVAL,
+  EMSGSIZE,
+  ENODEV,
+  ENOENT,
+  ENOMEM,
+  EOPNOTSUPP,
+  EOVERFLOW,
+  EPERM,
+  fail,
+} from "../uapi/errno.js";
+import type { IommufdCtx } from "./ctx.js";
+import {
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  IoPagetable,
+  type PagesSlice,
+} from "./io-pagetable.js";
+import { hex, U64_MAX } from "./iova-alloc.js";
+import { IommufdObject } from "./object.js";
+import { IoptPages } from "./pages.js";
+import { filePinSource, type PinnableMm, type PinSource, userPinSource } from "./pin-source.js";
+import type { Ucmd } from "./ucmd.js";
+
+const PAGE = 4096n;
+const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+
+/** struct iommufd_ioas. HWPTs on it and attached accesses hold `users`. */
+export class IommufdIoas extends IommufdObject {
+  readonly type = "IOAS" as const;
+  readonly iopt: IoPagetable;
+  /** HWPT_PAGING objects built on this IOAS (auto ones are tried by device attach, in order). */
+  readonly hwptList: IommufdObject[] = [];
+  constructor(readonly ictx: IommufdCtx) {
+    super();
+    this.iopt = new IoPagetable(ictx.k.faults);
+  }
+  destroy(): void {
+    // Areas never block destroy; unmapping them drops their pages.
+    this.iopt.unmapAll();
+    if (this.ictx.vfioIoas === this) this.ictx.vfioIoas = undefined;
+  }
+}
+
+export function getIoas(ictx: IommufdCtx, id: number): IommufdIoas {
+  return ictx.objects.get(id, "IOAS", "IOAS") as IommufdIoas;
+}
+
+/** The accounting mode a new pages object gets (iopt_alloc_pages + the context's RLIMIT_MODE). */
+export function pagesAccountMode(ictx: IommufdCtx, task: Task): IoptPagesAccountMode {
+  let mode: IoptPagesAccountMode = task.capable("CAP_IPC_LOCK")
+    ? IOPT_PAGES_ACCOUNT_NONE
+    : IOPT_PAGES_ACCOUNT_USER;
+  if (ictx.accountMode === IOPT_PAGES_ACCOUNT_MM && mode === IOPT_PAGES_ACCOUNT_USER)
+    mode = IOPT_PAGES_ACCOUNT_MM;
+  return mode;
+}
+
+export function taskMm(task: Task): PinnableMm {
+  return task.mm as unknown as PinnableMm;
+}
+
+/** iopt_alloc_pages() length rules. */
+function checkPagesLength(length: bigint): void {
+  if (length === 0n || length > U64_MAX - PAGE) {
+    fail(EINVAL, `length ${hex(length)} is 0 or larger than SIZE_MAX - PAGE_SIZE`);
+  }
+}
+
+/** iopt_alloc_user_pages(): a pages object over [uptr, uptr+length) of the caller's memory. */
+export function allocUserPages(
+  ictx: IommufdCtx,
+  task: Task,
+  uptr: bigint,
+  length: bigint,
+  writable: boolean,
+): IoptPages {
+  checkPagesLength(length);
+  if (uptr + length > U64_MAX + 1n) fail(EOVERFLOW, `user_va ${hex(uptr)} + length ${hex(length)} overflows`);
+  const base = uptr & ~(PAGE - 1n);
+  const off = Number(uptr - base);
+  const npages = Number((length + BigInt(off) + PAGE - 1n) / PAGE);
+  const mm = taskMm(task);
+  return new IoptPages(
+    userPinSource(mm, base),
+    base,
+    off,
+    length,
+    npages,
+    writable,
+    pagesAccountMode(ictx, task),
+    mm,
+  );
+}
+
+/** iopt_alloc_file_pages(): a pages object over [start, start+length) of a memfd. */
+function allocFilePages(
+  ictx: IommufdCtx,
+  task: Task,
+  file: KFile,
+  start: bigint,
+  length: bigint,
+  writable: boolean,
+): IoptPages {
+  checkPagesLength(length);
+  if (start + length > U64_MAX + 1n) fail(EOVERFLOW, `start ${hex(start)} + length ${hex(length)} overflows`);
+  const base = start & ~(PAGE - 1n);
+  const off = Number(start - base);
+  const npages = Number((length + BigInt(off) + PAGE - 1n) / PAGE);
+  let src: PinSource;
+  let memfile: MemFile | undefined;
+  if (file.priv instanceof MemFile) {
+    memfile = file.priv;
+    src = filePinSource(memfile, Number(base / PAGE));
+  } else {
+    // memfd_pin_folios() refuses anything but shmem and hugetlbfs files.
+    src = {
+      kind: "file",
+      pin: () => -EINVAL,
+      unpin: () => {},
+      lastReason: () => `${file.kind} files are neither shmem nor hugetlbfs (memfd_pin_folios)`,
+      describe: () => `${file.kind} file ${file.path}`,
+    };
+  }
+  const pages = new IoptPages(
+    src,
+    base,
+    off,
+    length,
+    npages,
+    writable,
+    pagesAccountMode(ictx, task),
+    taskMm(task),
+  );
+  if (memfile !== undefined) {
+    // The pages object keeps the file (and its page cache) alive.
+    memfile.get();
+    pages.onFree = () => memfile.put();
+  }
+  return pages;
+}
+
+function checkMapFlags(flags: number, reserved: number): void {
+  if ((flags & ~MAP_FLAGS) !== 0 || reserved !== 0) {
+    fail(EOPNOTSUPP, `unknown flags 0x${(flags & ~MAP_FLAGS).toString(16)} or non-zero __reserved`);
+  }
+}
+
+function checkRw(flags: number): void {
+  if ((flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)) === 0) {
+    fail(EINVAL, "neither IOMMU_IOAS_MAP_WRITEABLE nor IOMMU_IOAS_MAP_READABLE is set");
+  }
+}
+
+/** Map one fresh pages object; the area takes its own reference, the creation one is dropped. */
+export function mapNewPages(ioas: IommufdIoas, pages: IoptPages, iova: bigint, flags: number): bigint {
+  try {
+    return ioas.iopt.mapSlices(
+      [{ pages, startByte: BigInt(pages.pageOffset), length: pages.length }],
+      iova,
+      flags,
+    );
+  } finally {
+    pages.put();
+  }
+}
+
+// --- handlers ---------------------------------------------------------------
+
+export function ioasAlloc(u: Ucmd): number {
+  if (u.num("flags") !== 0) fail(EOPNOTSUPP, "iommu_ioas_alloc.flags must be 0");
+  u.createObject(new IommufdIoas(u.ictx), (ioas) => {
+    u.set("out_ioas_id", ioas.id);
+    u.respond();
+  });
+  return 0;
+}
+
+export function ioasMap(u: Ucmd): number {
+  const flags = u.num("flags");
+  checkMapFlags(flags, u.num("__reserved"));
+  const iova = u.big("iova");
+  const length = u.big("length");
+  if (iova >= U64_MAX || length >= U64_MAX) fail(EOVERFLOW, "iova or length is ULONG_MAX");
+  checkRw(flags);
+  const ioas = getIoas(u.ictx, u.num("ioas_id"));
+  const pages = allocUserPages(
+    u.ictx,
+    u.task,
+    u.big("user_va"),
+    length,
+    (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0,
+  );
+  const out = mapNewPages(ioas, pages, iova, flags);
+  u.set("iova", out);
+  respondOrUnmap(u, ioas, out, length);
+  return 0;
+}
+
+export function ioasMapFile(u: Ucmd): number {
+  const flags = u.num("flags");
+  checkMapFlags(flags, 0);
+  const iova = u.big("iova");
+  const length = u.big("length");
+  if (iova >= U64_MAX || length >= U64_MAX) fail(EOVERFLOW, "iova or length is ULONG_MAX");
+  checkRw(flags);
+  const ioas = getIoas(u.ictx, u.num("ioas_id"));
+  const fd = Number(BigInt.asIntN(32, u.big("fd")));
+  let file: KFile;
+  try {
+    file = u.task.fdget(fd);
+  } catch {
+    return fail(EBADF, `fd ${fd} is not open`);
+  }
+  const pages = allocFilePages(
+    u.ictx,
+    u.task,
+    file,
+    u.big("start"),
+    length,
+    (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0,
+  );
+  const out = mapNewPages(ioas, pages, iova, flags);
+  u.set("iova", out);
+  respondOrUnmap(u, ioas, out, length);
+  return 0;
+}
+
+/** A response that cannot be copied back undoes the map (the caller never learned the IOVA). */
+function respondOrUnmap(u: Ucmd, ioas: IommufdIoas, iova: bigint, length: bigint): void {
+  try {
+    u.respond();
+  } catch (e) {
+    ioas.iopt.unmapRange(iova, iova + length - 1n);
+    throw e;
+  }
+}
+
+export function ioasCopy(u: Ucmd): number {
+  const flags = u.num("flags");
+  if ((flags & ~MAP_FLAGS) !== 0) fail(EOPNOTSUPP, `unknown flags 0x${(flags & ~MAP_FLAGS).toString(16)}`);
+  const length = u.big("length");
+  const src = u.big("src_iova");
+  const dst = u.big("dst_iova");
+  if (length >= U64_MAX || src >= U64_MAX || dst >= U64_MAX)
+    fail(EOVERFLOW, "length, src_iova or dst_iova is ULONG_MAX");
+  checkRw(flags);
+  const srcIoas = getIoas(u.ictx, u.num("src_ioas_id"));
+  if (length === 0n) fail(EINVAL, "length is 0");
+  if (src + length - 1n > U64_MAX) fail(EOVERFLOW, `src_iova ${hex(src)} + length overflows`);
+  const slices: PagesSlice[] = srcIoas.iopt.getPages(src, length);
+  const dstIoas = getIoas(u.ictx, u.num("dst_ioas_id"));
+  const out = dstIoas.iopt.mapSlices(slices, dst, flags);
+  u.set("dst_iova", out);
+  respondOrUnmap(u, dstIoas, out, length);
+  return 0;
+}
+
+export function ioasUnmap(u: Ucmd): number {
+  const ioas = getIoas(u.ictx, u.num("ioas_id"));
+  const iova = u.big("iova");
+  const length = u.big("length");
+  let unmapped: bigint;
+  if (iova === 0n && length === U64_MAX) {
+    unmapped = ioas.iopt.unmapAll();
+  } else {
+    if (iova >= U64_MAX || length >= U64_MAX) fail(EOVERFLOW, "iova or length is ULONG_MAX");
+    if (length === 0n) fail(EINVAL, "length is 0");
+    const last = iova + length - 1n;
+    if (last > U64_MAX) fail(EOVERFLOW, `iova ${hex(iova)} + length ${hex(length)} - 1 overflows`);
+    unmapped = ioas.iopt.unmapRange(iova, last);
+    if (unmapped === 0n) fail(ENOENT, `no area inside [${hex(iova)}, ${hex(last)}]`);
+  }
+  u.set("length", unmapped);
+  u.respond();
+  return 0;
+}
+
+export function ioasIovaRanges(u: Ucmd): number {
+  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const ioas = getIoas(u.ictx, u.num("ioas_id"));
+  const max = u.num("num_iovas");
+  const ptr = u.big("allowed_iovas");
+  const ranges = ioas.iopt.usableRanges();
+  for (let i = 0; i < ranges.length && i < max; i++) {
+    const b = new Uint8Array(16);
+    const dv = new DataView(b.buffer);
+    dv.setBigUint64(0, ranges[i][0], true);
+    dv.setBigUint64(8, ranges[i][1], true);
+    u.task.copyToUser(ptr + BigInt(i * 16), b);
+  }
+  u.set("num_iovas", ranges.length);
+  u.set("out_iova_alignment", ioas.iopt.iovaAlignment);
+  u.respond();
+  if (ranges.length > max) {
+    fail(EMSGSIZE, `${ranges.length} IOVA range(s) but room for ${max}; num_iovas now holds the total`);
+  }
+  return 0;
+}
+
+export function ioasAllowIovas(u: Ucmd): number {
+  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const ioas = getIoas(u.ictx, u.num("ioas_id"));
+  const n = u.num("num_iovas");
+  const ptr = u.big("allowed_iovas");
+  const list: [bigint, bigint][] = [];
+  for (let i = 0; i < n; i++) {
+    const b = u.task.copyFromUser(ptr + BigInt(i * 16), 16);
+    const dv = new DataView(b.buffer, b.byteOffset, 16);
+    const s = dv.getBigUint64(0, true);
+    const l = dv.getBigUint64(8, true);
+    if (s >= l) fail(EINVAL, `allowed range ${i}: start ${hex(s)} >= last ${hex(l)}`);
+    for (const [ps, pl] of list) {
+      if (s <= pl && ps <= l) fail(EINVAL, `allowed range ${i} [${hex(s)}, ${hex(l)}] overlaps another one`);
+    }
+    list.push([s, l]);
+  }
+  ioas.iopt.setAllowed(list);
+  return 0;
+}
+
+export function option(u: Ucmd): number {
+  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const id = u.num("option_id");
+  const op = u.num("op");
+  if (id === 0) optionRlimitMode(u, op);
+  else if (id === 1) optionHugePages(u, op);
+  else fail(EOPNOTSUPP, `unknown option_id ${id}`);
+  u.respondRange(16, 8);
+  return 0;
+}
+
+function optionRlimitMode(u: Ucmd, op: number): void {
+  if (u.num("object_id") !== 0) fail(EOPNOTSUPP, "IOMMU_OPTION_RLIMIT_MODE is global: object_id must be 0");
+  if (op === 1) {
+    u.set("val64", u.ictx.accountMode === IOPT_PAGES_ACCOUNT_MM ? 1 : 0);
+    return;
+  }
+  if (op !== 0) fail(EOPNOTSUPP, `unknown op ${op}`);
+  if (!u.task.capable("CAP_SYS_RESOURCE"))
+    fail(EPERM, "setting IOMMU_OPTION_RLIMIT_MODE needs CAP_SYS_RESOURCE");
+  if (u.ictx.objects.size > 0) {
+    fail(
+      EBUSY,
+      `the context already has ${u.ictx.objects.size} object(s); RLIMIT_MODE can only change while empty`,
+    );
+  }
+  const v = u.big("val64");
+  if (v === 0n) u.ictx.accountMode = IOPT_PAGES_ACCOUNT_USER;
+  else if (v === 1n) u.ictx.accountMode = IOPT_PAGES_ACCOUNT_MM;
+  else fail(EINVAL, `RLIMIT_MODE value ${v} is neither 0 (user) nor 1 (process)`);
+}
+
+function optionHugePages(u: Ucmd, op: number): void {
+  const ioas = getIoas(u.ictx, u.num("object_id"));
+  if (op === 1) {
+    u.set("val64", ioas.iopt.disableLargePages ? 0 : 1);
+    return;
+  }
+  if (op !== 0) fail(EOPNOTSUPP, `unknown op ${op}`);
+  const v = u.big("val64");
+  if (v === 0n) disableLargePages(ioas);
+  else if (v === 1n) ioas.iopt.setDisableLargePages(false);
+  else fail(EINVAL, `HUGE_PAGES value ${v} is neither 0 nor 1`);
+}
+
+/** iopt_disable_large_pages(): refused once a domain already holds mappings. */
+export function disableLargePages(ioas: IommufdIoas): void {
+  const iopt = ioas.iopt;
+  if (iopt.disableLargePages) return;
+  if (iopt.domains.length > 0 && iopt.areas.size > 0) {
+    fail(EINVAL, "cannot disable large pages: a domain is attached and areas are already mapped");
+  }
+  iopt.setDisableLargePages(true);
+}
+
+export function vfioIoas(u: Ucmd): number {
+  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const op = u.num("op");
+  switch (op) {
+    case 0: {
+      const ioas = u.ictx.vfioIoas;
+      if (ioas === undefined)
+        fail(ENODEV, "no compat IOAS is set (IOMMU_VFIO_IOAS SET, or attach a VFIO group)");
+      u.set("ioas_id", ioas.id);
+      u.respond();
+      return 0;
+    }
+    case 1:
+      u.ictx.vfioIoas = getIoas(u.ictx, u.num("ioas_id"));
+      return 0;
+    case 2:
+      u.ictx.vfioIoas = undefined;
+      return 0;
+    default:
+      return fail(EOPNOTSUPP, `unknown op ${op}`);
+  }
+}
+
+/**
+ * IOMMU_IOAS_CHANGE_PROCESS: move the accounting of every pinned page to
+ * the caller. Only file-backed areas can move (their pages do not belong
+ * to the old mm); all-or-nothing.
+ */
+export function ioasChangeProcess(u: Ucmd): number {
+  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const ioases = u.ictx.objects.values().filter((o): o is IommufdIoas => o instanceof IommufdIoas);
+  const pagesSet = new Set<IoptPages>();
+  for (const ioas of ioases) {
+    for (const n of ioas.iopt.areas.all()) {
+      if (n.value.pages.source.kind !== "file") {
+        fail(
+          EINVAL,
+          `area [${hex(n.value.iova)}, ${hex(n.value.last)}] is not file-backed; only MAP_FILE areas can change process`,
+        );
+      }
+      pagesSet.add(n.value.pages);
+    }
+  }
+  const mm = taskMm(u.task);
+  const mode = pagesAccountMode(u.ictx, u.task);
+  const moved: { p: IoptPages; n: number }[] = [];
+  try {
+    for (const p of pagesSet) {
+      if (p.acct === mm) continue;
+      if (accountLockedVm(mm, p.npinned, mode) !== 0) {
+        fail(ENOMEM, `charging ${p.npinned} pinned page(s) to the caller would exceed RLIMIT_MEMLOCK`);
+      }
+      moved.push({ p, n: p.npinned });
+    }
+  } catch (e) {
+    for (const m of moved) unaccountLockedVm(mm, m.n, mode);
+    throw e;
+  }
+  for (const { p, n } of moved) {
+    unaccountLockedVm(p.acct, n, p.accountMode);
+    p.rehome(mm, mode);
+  }
+  return 0;
+}

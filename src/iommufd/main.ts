@@ -1,0 +1,211 @@
+import type { FileOps, KFile } from "../kernel/file.js";
+import type { KernelCtx } from "../kernel/kctx.js";
+import type { Task } from "../kernel/task.js";
+import { E2BIG, EBADFD, EINVAL, ENOTTY, fail } from "../uapi/errno.js";
+import { IOMMUFD_CMD_TEST, type IoctlDef, iommufdIoctls, iommufdRoute } from "../uapi/iommufd.js";
+import type { StructDef } from "../uapi/struct.js";
+import { contextsOf, IommufdCtx } from "./ctx.js";
+import { getHwInfo } from "./device.js";
+import { getPa } from "./get-pa.js";
+import { hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking } from "./hw-pagetable.js";
+import {
+  ioasAlloc,
+  ioasAllowIovas,
+  ioasChangeProcess,
+  ioasCopy,
+  ioasIovaRanges,
+  ioasMap,
+  ioasMapFile,
+  ioasUnmap,
+  option,
+  vfioIoas,
+} from "./ioas.js";
+import { IOMMU_TEST_CMD_MIN_SIZE, iommu_test_cmd, testCmd } from "./selftest.js";
+import { Ucmd } from "./ucmd.js";
+import { vfioCompatIoctl } from "./vfio-compat.js";
+import { faultQueueAlloc, hwQueueAlloc, vdeviceAlloc, veventqAlloc, viommuAlloc } from "./viommu.js";
+
+export type Handler = (u: Ucmd) => number;
+
+/**
+ * One row of the ioctl table (IOCTL_OP in main.c): the command, its struct,
+ * the minimum size (offsetofend of the last mandatory field) and the
+ * handler. The uapi layer says which commands a profile has; this table
+ * says who serves them.
+ */
+export interface IoctlRow {
+  nr: number;
+  request: number;
+  name: string;
+  def: StructDef;
+  minSize: number;
+  handler: Handler;
+}
+
+const HANDLERS: Record<string, Handler> = {
+  IOMMU_DESTROY: destroy,
+  IOMMU_IOAS_ALLOC: ioasAlloc,
+  IOMMU_IOAS_ALLOW_IOVAS: ioasAllowIovas,
+  IOMMU_IOAS_COPY: ioasCopy,
+  IOMMU_IOAS_IOVA_RANGES: ioasIovaRanges,
+  IOMMU_IOAS_MAP: ioasMap,
+  IOMMU_IOAS_UNMAP: ioasUnmap,
+  IOMMU_OPTION: option,
+  IOMMU_VFIO_IOAS: vfioIoas,
+  IOMMU_HWPT_ALLOC: hwptAlloc,
+  IOMMU_GET_HW_INFO: getHwInfo,
+  IOMMU_HWPT_SET_DIRTY_TRACKING: hwptSetDirtyTracking,
+  IOMMU_HWPT_GET_DIRTY_BITMAP: hwptGetDirtyBitmap,
+  IOMMU_HWPT_INVALIDATE: hwptInvalidate,
+  IOMMU_FAULT_QUEUE_ALLOC: faultQueueAlloc,
+  IOMMU_IOAS_MAP_FILE: ioasMapFile,
+  IOMMU_VIOMMU_ALLOC: viommuAlloc,
+  IOMMU_VDEVICE_ALLOC: vdeviceAlloc,
+  IOMMU_IOAS_CHANGE_PROCESS: ioasChangeProcess,
+  IOMMU_VEVENTQ_ALLOC: veventqAlloc,
+  IOMMU_HW_QUEUE_ALLOC: hwQueueAlloc,
+  IOMMU_IOAS_NOIOMMU_GET_PA: getPa,
+};
+
+const tables = new Map<string, Map<number, IoctlRow>>();
+
+/** The ioctl table of a kernel: rows by nr, for its profile and Kconfig. */
+export function ioctlTable(k: KernelCtx): Map<number, IoctlRow> {
+  const key = `${k.profile}/${k.kconfig.IOMMUFD_TEST}/${k.kconfig.IOMMUFD_NOIOMMU}`;
+  let t = tables.get(key);
+  if (t !== undefined) return t;
+  t = new Map();
+  for (const d of iommufdIoctls(k.profile) as IoctlDef[]) {
+    if (d.name === "IOMMU_IOAS_NOIOMMU_GET_PA" && !k.kconfig.IOMMUFD_NOIOMMU) continue;
+    const handler = HANDLERS[d.name];
+    if (handler === undefined) throw new Error(`iommufd: no handler for ${d.name}`);
+    t.set(d.nr, { nr: d.nr, request: d.request, name: d.name, def: d.struct, minSize: d.minSize, handler });
+  }
+  if (k.kconfig.IOMMUFD_TEST) {
+    t.set(IOMMUFD_CMD_TEST, {
+      nr: IOMMUFD_CMD_TEST,
+      request: 0x3b00 | IOMMUFD_CMD_TEST,
+      name: "IOMMU_TEST_CMD",
+      def: iommu_test_cmd,
+      minSize: IOMMU_TEST_CMD_MIN_SIZE,
+      handler: testCmd,
+    });
+  }
+  tables.set(key, t);
+  return t;
+}
+
+/** IOMMU_DESTROY: any object type; EBUSY while referenced. */
+function destroy(u: Ucmd): number {
+  u.ictx.objects.remove(u.num("id"));
+  return 0;
+}
+
+/**
+ * copy_struct_from_user() over a user buffer that may be far larger than
+ * the kernel struct: the tail is checked for zeros page by page rather
+ * than copied whole.
+ */
+function copyIn(task: Task, ptr: bigint, usize: number, ksize: number, what: string): Uint8Array {
+  const kbuf = new Uint8Array(ksize);
+  kbuf.set(task.copyFromUser(ptr, Math.min(usize, ksize)));
+  for (let off = ksize; off < usize; ) {
+    const n = Math.min(4096, usize - off);
+    const b = task.copyFromUser(ptr + BigInt(off), n);
+    for (let i = 0; i < n; i++) {
+      if (b[i] !== 0) {
+        fail(
+          E2BIG,
+          `${what}: byte ${off + i} past the kernel's ${ksize}-byte struct is non-zero (size ${usize})`,
+        );
+      }
+    }
+    off += n;
+  }
+  return kbuf;
+}
+
+/** iommufd_fops_ioctl(): route, size rules, handler (uapi.md §2). */
+function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number {
+  const ictx = file.priv as IommufdCtx;
+  ictx.file = file;
+  const k = ictx.k;
+  const table = ioctlTable(k);
+  const route = iommufdRoute(cmd, k.profile, k.kconfig.IOMMUFD_TEST);
+  const nr = cmd & 0xff;
+  const tableLen = Math.max(...table.keys()) - 0x80 + 1;
+  if (route.kind === "compat" || nr - 0x80 >= tableLen) return vfioCompatIoctl(ictx, task, cmd, arg);
+  const head = task.copyFromUser(arg, 4);
+  const usize = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+  const row = table.get(nr);
+  if (route.kind === "enotty" || row === undefined || row.request !== cmd >>> 0) {
+    fail(
+      ENOTTY,
+      `ioctl 0x${(cmd >>> 0).toString(16)} is not an iommufd command of this kernel (${k.profile})`,
+    );
+  }
+  if (usize < row.minSize) {
+    fail(
+      EINVAL,
+      `${row.def.name}: size ${usize} is below the minimum ${row.minSize} (offsetofend of the last mandatory field)`,
+    );
+  }
+  const kbuf = copyIn(task, arg, usize, row.def.size, row.def.name);
+  return row.handler(new Ucmd(ictx, task, file, arg, usize, row.def, kbuf));
+}
+
+/**
+ * iommufd_fops_release(): destroy every object whose only reference is the
+ * table, leaves first, until none remain. Unmaps every area and drops every
+ * pin. In-kernel users (VFIO devices, accesses) hold the file, so by now
+ * they are gone.
+ */
+export function releaseCtx(ictx: IommufdCtx): void {
+  if (ictx.released) return;
+  ictx.released = true;
+  for (;;) {
+    const objs = ictx.objects.values();
+    if (objs.length === 0) break;
+    let progress = false;
+    for (const o of objs) {
+      if (ictx.objects.tryGet(o.id) !== o && o.finalized) continue;
+      if (o.users === 1) {
+        ictx.objects.removeInternal(o);
+        progress = true;
+      }
+    }
+    if (!progress) {
+      // A reference leaked: the kernel WARNs. Keep the model's books balanced anyway.
+      ictx.k.klog.lines.push(`WARNING: iommufd release with ${objs.length} object(s) still referenced`);
+      for (const o of ictx.objects.values()) {
+        o.users = 1;
+        ictx.objects.removeInternal(o);
+      }
+    }
+  }
+  contextsOf(ictx.k).delete(ictx);
+}
+
+export function iommufdFops(): FileOps {
+  return {
+    kind: "iommufd",
+    ioctl: iommufdIoctl,
+    release: (file) => releaseCtx(file.priv as IommufdCtx),
+  };
+}
+
+const FOPS = iommufdFops();
+
+/** A new context with its KFile (open of /dev/iommu, or of /dev/vfio/vfio for the compat container). */
+export function openIommufd(k: KernelCtx, viaVfioContainer: boolean): { ops: FileOps; priv: IommufdCtx } {
+  return { ops: FOPS, priv: new IommufdCtx(k, viaVfioContainer) };
+}
+
+/** iommufd_ctx_from_file(): EBADFD when the file is not an iommufd. */
+export function iommufdCtxFromFile(file: KFile): IommufdCtx {
+  if (file.ops !== FOPS || !(file.priv instanceof IommufdCtx)) {
+    fail(EBADFD, `${file.kind} file ${file.path} is not an iommufd`);
+  }
+  file.priv.file = file;
+  return file.priv;
+}

@@ -1,0 +1,171 @@
+import { EBUSY, ENOENT, ENOSPC, fail } from "../uapi/errno.js";
+
+/**
+ * enum iommufd_object_type (include/linux/iommufd.h); userspace only sees IDs.
+ * SELFTEST is the mock "stdev" wrapper of IOMMU_TEST_OP_MOCK_DOMAIN.
+ */
+export type ObjType =
+  | "DEVICE"
+  | "HWPT_PAGING"
+  | "HWPT_NESTED"
+  | "IOAS"
+  | "ACCESS"
+  | "FAULT"
+  | "VIOMMU"
+  | "VDEVICE"
+  | "VEVENTQ"
+  | "HW_QUEUE"
+  | "SELFTEST";
+
+/**
+ * The header every object shares (struct iommufd_object).
+ *
+ * Ownership: `users` starts at 1, the reference of the object table. Every
+ * long-term reference another object or a kernel user (VFIO) holds adds one
+ * (see iommufd-semantics.md §1.3): HWPT_PAGING → IOAS, an attached device →
+ * its HWPT and itself, a bound device → +1 for the binding driver, an
+ * attached access → its IOAS. DESTROY removes an object only while the
+ * table's reference is the only one (EBUSY otherwise).
+ */
+export abstract class IommufdObject {
+  id = 0;
+  users = 1;
+  /** Published in the table (lookups see it). */
+  finalized = false;
+  abstract readonly type: ObjType;
+  /** Drop what this object holds on others; runs once, after removal from the table. */
+  abstract destroy(): void;
+  /** A short description for reasons and debug dumps. */
+  describe(): string {
+    return `${this.type.toLowerCase()} ${this.id}`;
+  }
+}
+
+/** xa_limit_31b: IDs 1..2^31-1 (XA_FLAGS_ALLOC1 keeps 0 invalid). */
+export const ID_MAX = 0x7fffffff;
+
+/**
+ * The per-context xarray of objects. xa_alloc hands out the lowest free
+ * index (not cyclic), so a destroyed ID is reused by the next allocation.
+ */
+export class ObjectTable {
+  private readonly slots = new Map<number, IommufdObject>();
+  /** IDs below `next` that are free, as a binary min-heap. */
+  private readonly freeHeap: number[] = [];
+  private next = 1;
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  /** Reserve an ID for a new object (xa_alloc of a zero entry); not yet visible. */
+  alloc<O extends IommufdObject>(obj: O): O {
+    let id: number;
+    if (this.freeHeap.length > 0) id = this.popFree();
+    else {
+      if (this.next > ID_MAX) fail(ENOSPC, "iommufd object IDs exhausted (xa_limit_31b)");
+      id = this.next++;
+    }
+    obj.id = id;
+    this.slots.set(id, obj);
+    return obj;
+  }
+
+  /** iommufd_object_finalize: the object becomes visible to lookups. */
+  finalize(obj: IommufdObject): void {
+    obj.finalized = true;
+  }
+
+  /** iommufd_object_abort: release a reserved ID of an object that failed to be created. */
+  abort(obj: IommufdObject): void {
+    if (this.slots.get(obj.id) !== obj) return;
+    this.slots.delete(obj.id);
+    this.release(obj.id);
+    obj.finalized = false;
+  }
+
+  /** iommufd_get_object: by ID and type (undefined type = any). */
+  get(id: number, type?: ObjType | readonly ObjType[], what = "object"): IommufdObject {
+    const o = this.slots.get(id);
+    if (o === undefined || !o.finalized) fail(ENOENT, `${what} id ${id} does not exist`);
+    if (type !== undefined && (typeof type === "string" ? o.type !== type : !type.includes(o.type))) {
+      fail(ENOENT, `id ${id} is a ${o.type} object, not ${typeof type === "string" ? type : type.join("/")}`);
+    }
+    return o;
+  }
+
+  tryGet(id: number): IommufdObject | undefined {
+    const o = this.slots.get(id);
+    return o?.finalized ? o : undefined;
+  }
+
+  /**
+   * IOMMU_DESTROY / iommufd_object_remove: only when the table holds the
+   * last reference; the object's destroy then drops what it holds.
+   */
+  remove(id: number, type?: ObjType): IommufdObject {
+    const o = this.get(id, type);
+    if (o.users !== 1) {
+      fail(EBUSY, `${o.describe()} is still in use (${o.users - 1} reference(s) besides the object table)`);
+    }
+    this.slots.delete(id);
+    this.release(id);
+    o.users = 0;
+    o.destroy();
+    return o;
+  }
+
+  /** Remove an object that the kernel itself owns the last reference to (auto domains, stdev). */
+  removeInternal(o: IommufdObject): void {
+    if (this.slots.get(o.id) !== o) return;
+    this.slots.delete(o.id);
+    this.release(o.id);
+    o.users = 0;
+    o.destroy();
+  }
+
+  values(): IommufdObject[] {
+    return [...this.slots.values()];
+  }
+
+  private release(id: number): void {
+    this.pushFree(id);
+  }
+
+  private pushFree(id: number): void {
+    const a = this.freeHeap;
+    a.push(id);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p] <= a[i]) break;
+      [a[p], a[i]] = [a[i], a[p]];
+      i = p;
+    }
+  }
+
+  private popFree(): number {
+    const a = this.freeHeap;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      this.siftDown(0);
+    }
+    return top;
+  }
+
+  private siftDown(i: number): void {
+    const a = this.freeHeap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && a[l] < a[m]) m = l;
+      if (r < a.length && a[r] < a[m]) m = r;
+      if (m === i) return;
+      [a[m], a[i]] = [a[i], a[m]];
+      i = m;
+    }
+  }
+}

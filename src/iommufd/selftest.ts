@@ -1,0 +1,385 @@
+import type { IommuDevice } from "../iommu/device.js";
+import type { IommuSubsystem } from "../iommu/subsystem.js";
+import { KFile } from "../kernel/file.js";
+import type { KernelCtx } from "../kernel/kctx.js";
+import { EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
+import { fld, type StructDef } from "../uapi/struct.js";
+import {
+  IOMMUFD_ACCESS_RW_KTHREAD,
+  IOMMUFD_ACCESS_RW_WRITE,
+  type IommufdAccess,
+  iommufdAccessAttach,
+  iommufdAccessCreate,
+  iommufdAccessDestroy,
+  iommufdAccessPinPages,
+  iommufdAccessReplace,
+  iommufdAccessRw,
+  iommufdAccessUnpinPages,
+} from "./access.js";
+import { contextsOf } from "./ctx.js";
+import {
+  type IommufdDevice,
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdDeviceReplace,
+  iommufdDeviceUnbind,
+} from "./device.js";
+import { getHwptPaging } from "./hw-pagetable.js";
+import { getIoas, taskMm } from "./ioas.js";
+import { IommufdObject } from "./object.js";
+import type { Ucmd } from "./ucmd.js";
+
+// Layout of struct iommu_test_cmd (drivers/iommu/iommufd/iommufd_test.h):
+// size, op, id, __reserved, then a 48-byte union at 16, then `last` at 64; sizeof 72.
+export const iommu_test_cmd: StructDef = {
+  name: "iommu_test_cmd",
+  size: 72,
+  fields: [
+    fld("size", 0, 4, "in"),
+    fld("op", 4, 4, "in"),
+    fld("id", 8, 4, "in", { kind: "id" }),
+    fld("__reserved", 12, 4, "in", { kind: "reserved" }),
+    fld("u16", 16, 8, "inout", { fmt: "hex" }),
+    fld("u24", 24, 8, "inout", { fmt: "hex" }),
+    fld("u32", 32, 8, "inout", { fmt: "hex" }),
+    fld("u40", 40, 8, "inout", { fmt: "hex" }),
+    fld("u48", 48, 8, "inout", { fmt: "hex" }),
+    fld("u56", 56, 8, "inout", { fmt: "hex" }),
+    fld("last", 64, 4, "in"),
+  ],
+};
+/** IOCTL_OP(IOMMU_TEST_CMD, ..., last): offsetofend(last). */
+export const IOMMU_TEST_CMD_MIN_SIZE = 68;
+
+export const IOMMU_TEST_OP_ADD_RESERVED = 1;
+export const IOMMU_TEST_OP_MOCK_DOMAIN = 2;
+export const IOMMU_TEST_OP_MD_CHECK_MAP = 3;
+export const IOMMU_TEST_OP_MD_CHECK_REFS = 4;
+export const IOMMU_TEST_OP_CREATE_ACCESS = 5;
+export const IOMMU_TEST_OP_DESTROY_ACCESS_PAGES = 6;
+export const IOMMU_TEST_OP_ACCESS_PAGES = 7;
+export const IOMMU_TEST_OP_ACCESS_RW = 8;
+export const IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9;
+export const IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
+export const IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11;
+export const IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
+export const IOMMU_TEST_OP_DIRTY = 13;
+
+export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
+export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
+export const MOCK_ACCESS_RW_WRITE = 1 << 0;
+export const MOCK_ACCESS_RW_SLOW_PATH = 1 << 2;
+export const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0;
+export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
+export const MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1;
+export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
+const MOCK_IO_PAGE = 2048n;
+
+const iommus = new WeakMap<KernelCtx, IommuSubsystem | undefined>();
+
+export function setTestIommu(k: KernelCtx, iommu: IommuSubsystem | undefined): void {
+  iommus.set(k, iommu);
+}
+
+/** The selftest "stdev" object: a mock device bound and attached, destroyable by IOMMU_DESTROY. */
+class SelftestDev extends IommufdObject {
+  readonly type = "SELFTEST" as const;
+  idev: IommufdDevice | undefined;
+  constructor(
+    readonly iommu: IommuSubsystem,
+    readonly dev: IommuDevice,
+  ) {
+    super();
+  }
+  destroy(): void {
+    if (this.idev !== undefined) iommufdDeviceUnbind(this.idev);
+    this.idev = undefined;
+    this.iommu.removeDevice(this.dev);
+  }
+}
+
+function dv(u: Ucmd): DataView {
+  return new DataView(u.kbuf.buffer, u.kbuf.byteOffset, u.kbuf.byteLength);
+}
+const u32 = (u: Ucmd, off: number) => dv(u).getUint32(off, true);
+const u64 = (u: Ucmd, off: number) => dv(u).getBigUint64(off, true);
+const setU32 = (u: Ucmd, off: number, v: number) => dv(u).setUint32(off, v >>> 0, true);
+const setU64 = (u: Ucmd, off: number, v: bigint) => dv(u).setBigUint64(off, v, true);
+
+/** IOMMU_TEST_CMD: the hooks the kernel selftests drive (CONFIG_IOMMUFD_TEST). */
+export function testCmd(u: Ucmd): number {
+  const op = u32(u, 4);
+  switch (op) {
+    case IOMMU_TEST_OP_ADD_RESERVED: {
+      const ioas = getIoas(u.ictx, u32(u, 8));
+      const start = u64(u, 16);
+      const len = u64(u, 24);
+      ioas.iopt.reserve(start, start + len - 1n, { kind: "test" });
+      return 0;
+    }
+    case IOMMU_TEST_OP_MOCK_DOMAIN:
+    case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
+      return mockDomain(u, op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? u32(u, 28) : 0);
+    case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: {
+      const s = u.ictx.objects.get(u32(u, 8), "SELFTEST", "mock device") as SelftestDev;
+      const id = iommufdDeviceReplace(s.idev!, u32(u, 16));
+      setU32(u, 16, id);
+      u.respond();
+      return 0;
+    }
+    case IOMMU_TEST_OP_MD_CHECK_MAP:
+      return checkMap(u);
+    case IOMMU_TEST_OP_MD_CHECK_REFS:
+      return checkRefs(u);
+    case IOMMU_TEST_OP_CREATE_ACCESS:
+      return createAccess(u);
+    case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES: {
+      const sa = testAccess(u);
+      const item = sa.items.get(u32(u, 16));
+      if (item === undefined) fail(ENOENT, `access pages item ${u32(u, 16)} does not exist`);
+      iommufdAccessUnpinPages(sa.access, item.iova, item.length);
+      sa.items.delete(u32(u, 16));
+      return 0;
+    }
+    case IOMMU_TEST_OP_ACCESS_PAGES:
+      return accessPages(u);
+    case IOMMU_TEST_OP_ACCESS_RW:
+      return accessRw(u);
+    case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
+      // The kernel's temporary pin-batch limit changes only internal batching; nothing to model.
+      return 0;
+    case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS: {
+      const sa = testAccess(u);
+      iommufdAccessReplace(sa.access, u32(u, 16));
+      return 0;
+    }
+    case IOMMU_TEST_OP_DIRTY:
+      return dirty(u);
+    default:
+      return fail(EOPNOTSUPP, `IOMMU_TEST_CMD op ${op} is not modelled`);
+  }
+}
+
+function mockDomain(u: Ucmd, devFlags: number): number {
+  const known = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | MOCK_FLAGS_DEVICE_PASID;
+  if ((devFlags & ~known) !== 0) fail(EINVAL, `unknown mock device flags 0x${devFlags.toString(16)}`);
+  const iommu = iommus.get(u.ictx.k);
+  if (iommu === undefined || iommu.driver?.name !== "mock") {
+    fail(ENODEV, 'mock devices need a machine with iommu: "mock"');
+  }
+  const dev = iommu.createMockDevice({
+    noDirty: (devFlags & MOCK_FLAGS_DEVICE_NO_DIRTY) !== 0,
+    hugeIova: (devFlags & MOCK_FLAGS_DEVICE_HUGE_IOVA) !== 0,
+    pasid: (devFlags & MOCK_FLAGS_DEVICE_PASID) !== 0,
+  });
+  const s = new SelftestDev(iommu, dev);
+  u.createObject(s, () => {
+    s.idev = iommufdDeviceBind(u.ictx, dev, { mock: true });
+    const hwptId = iommufdDeviceAttach(s.idev, u32(u, 8));
+    setU32(u, 16, s.id);
+    setU32(u, 20, hwptId);
+    setU32(u, 24, s.idev.id);
+    u.respond();
+  });
+  return 0;
+}
+
+/** MD_CHECK_MAP: every mock page of [iova, iova+length) translates to the user's memory. */
+function checkMap(u: Ucmd): number {
+  const iova = u64(u, 16);
+  const length = u64(u, 24);
+  const uptr = u64(u, 32);
+  if (iova % MOCK_IO_PAGE !== 0n || length % MOCK_IO_PAGE !== 0n || uptr % MOCK_IO_PAGE !== 0n) {
+    fail(EINVAL, "CHECK_MAP arguments must be MOCK_IO_PAGE_SIZE aligned");
+  }
+  const hwpt = getHwptPaging(u.ictx, u32(u, 8));
+  const mm = taskMm(u.task) as unknown as { translate(va: bigint): bigint | null };
+  for (let off = 0n; off < length; off += MOCK_IO_PAGE) {
+    const pa = hwpt.domain.iovaToPhys(iova + off);
+    const want = mm.translate(uptr + off);
+    if (want === null || pa !== want) {
+      fail(
+        EINVAL,
+        `IOVA 0x${(iova + off).toString(16)} maps to 0x${pa.toString(16)}, user memory is at ${want === null ? "nothing" : `0x${want.toString(16)}`}`,
+      );
+    }
+  }
+  return 0;
+}
+
+/** How many iommufd pins (pages objects of every context) hold this pfn. */
+function iommufdPins(k: KernelCtx, pfn: number): number {
+  let n = 0;
+  for (const ictx of contextsOf(k)) {
+    for (const o of ictx.objects.values()) {
+      const iopt = (o as { iopt?: { areas: { all(): Iterable<{ value: { pages: unknown } }> } } }).iopt;
+      if (iopt === undefined) continue;
+      const seen = new Set<unknown>();
+      for (const a of iopt.areas.all()) {
+        const p = a.value.pages as { forEachPinned(fn: (pfn: number, n: number) => void): void };
+        if (seen.has(p)) continue;
+        seen.add(p);
+        p.forEachPinned((start, len) => {
+          if (pfn >= start && pfn < start + len) n++;
+        });
+      }
+    }
+  }
+  return n;
+}
+
+/** MD_CHECK_REFS: each page of the user buffer is pinned `refs` times by iommufd. */
+function checkRefs(u: Ucmd): number {
+  const length = u64(u, 16);
+  const uptr = u64(u, 24);
+  const refs = u32(u, 32);
+  if (length % 4096n !== 0n || uptr % 4096n !== 0n) fail(EINVAL, "CHECK_REFS arguments must be page aligned");
+  const mm = taskMm(u.task) as unknown as { translate(va: bigint): bigint | null };
+  const pinsSeen = new Map<number, number>();
+  for (let off = 0n; off < length; off += 4096n) {
+    const pa = mm.translate(uptr + off);
+    if (pa === null) {
+      if (refs !== 0)
+        fail(EIO, `page 0x${(uptr + off).toString(16)} is not populated, expected ${refs} pin(s)`);
+      continue;
+    }
+    const pfn = Number(pa / 4096n);
+    const have = pinsSeen.get(pfn) ?? iommufdPins(u.ictx.k, pfn);
+    pinsSeen.set(pfn, have);
+    if (have !== refs)
+      fail(EIO, `page 0x${(uptr + off).toString(16)} has ${have} iommufd pin(s), expected ${refs}`);
+  }
+  return 0;
+}
+
+/** The test access behind an fd (IOMMU_TEST_OP_CREATE_ACCESS). */
+interface TestAccess {
+  access: IommufdAccess;
+  items: Map<number, { iova: bigint; length: bigint }>;
+  nextItem: number;
+}
+
+const TEST_ACCESS_KIND = "iommufd-test-access";
+
+function testAccess(u: Ucmd): TestAccess {
+  const fd = u32(u, 8) | 0;
+  const f = u.task.fds[fd];
+  if (f === undefined || f.kind !== TEST_ACCESS_KIND) fail(EBADFD, `fd ${fd} is not a selftest access`);
+  return f.priv as TestAccess;
+}
+
+function createAccess(u: Ucmd): number {
+  const flags = u32(u, 20);
+  if ((flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) !== 0) fail(EOPNOTSUPP, "unknown access flags");
+  const sa = { items: new Map(), nextItem: 1 } as unknown as TestAccess;
+  const access = iommufdAccessCreate(u.ictx, {
+    needsPinPages: (flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) !== 0,
+    unmap: (iova, length) => {
+      const last = iova + length - 1n;
+      for (const [id, it] of [...sa.items]) {
+        if (it.iova > last || it.iova + it.length - 1n < iova) continue;
+        iommufdAccessUnpinPages(sa.access, it.iova, it.length);
+        sa.items.delete(id);
+      }
+    },
+  });
+  sa.access = access;
+  try {
+    iommufdAccessAttach(access, u32(u, 8));
+  } catch (e) {
+    iommufdAccessDestroy(access);
+    throw e;
+  }
+  const file = new KFile(
+    {
+      kind: TEST_ACCESS_KIND,
+      release: () => {
+        for (const it of sa.items.values()) iommufdAccessUnpinPages(access, it.iova, it.length);
+        sa.items.clear();
+        iommufdAccessDestroy(access);
+      },
+    },
+    sa,
+    "anon_inode:[iommufd_test_staccess]",
+    2,
+  );
+  const fd = u.task.fdInstall(file);
+  setU32(u, 16, fd);
+  try {
+    u.respond();
+  } catch (e) {
+    u.task.fdClose(fd);
+    throw e;
+  }
+  return 0;
+}
+
+function accessPages(u: Ucmd): number {
+  const sa = testAccess(u);
+  const flags = u32(u, 16);
+  if ((flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ)) !== 0) fail(EOPNOTSUPP, "unknown flags");
+  if (!sa.access.ops.needsPinPages) fail(EOPNOTSUPP, "this access was created without NEEDS_PIN_PAGES");
+  const iova = u64(u, 24);
+  const length = u64(u, 32);
+  if (length > 16n << 20n) fail(ENOMEM, "ACCESS_PAGES is limited to 16 MiB");
+  iommufdAccessPinPages(
+    sa.access,
+    iova,
+    length,
+    flags & MOCK_FLAGS_ACCESS_WRITE ? IOMMUFD_ACCESS_RW_WRITE : 0,
+  );
+  const id = sa.nextItem++;
+  sa.items.set(id, { iova, length });
+  setU32(u, 20, id);
+  u.respond();
+  return 0;
+}
+
+function accessRw(u: Ucmd): number {
+  const sa = testAccess(u);
+  const iova = u64(u, 16);
+  const length = u64(u, 24);
+  const uptr = u64(u, 32);
+  const flags = u32(u, 40);
+  if ((flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH)) !== 0) fail(EOPNOTSUPP, "unknown flags");
+  if (length > 16n << 20n) fail(ENOMEM, "ACCESS_RW is limited to 16 MiB");
+  const write = (flags & MOCK_ACCESS_RW_WRITE) !== 0;
+  const rwFlags =
+    (write ? IOMMUFD_ACCESS_RW_WRITE : 0) |
+    (flags & MOCK_ACCESS_RW_SLOW_PATH ? IOMMUFD_ACCESS_RW_KTHREAD : 0);
+  if (write) {
+    const buf = u.task.copyFromUser(uptr, Number(length));
+    iommufdAccessRw(sa.access, iova, buf, rwFlags);
+  } else {
+    const buf = new Uint8Array(Number(length));
+    iommufdAccessRw(sa.access, iova, buf, rwFlags);
+    u.task.copyToUser(uptr, buf);
+  }
+  return 0;
+}
+
+/** IOMMU_TEST_OP_DIRTY: mark the IOPTEs behind each set bit of the user's bitmap dirty. */
+function dirty(u: Ucmd): number {
+  const iova = u64(u, 24);
+  const length = u64(u, 32);
+  const pageSize = u64(u, 40);
+  const uptr = u64(u, 48);
+  if (pageSize === 0n || length === 0n || iova % pageSize !== 0n || length % pageSize !== 0n || uptr === 0n) {
+    fail(EINVAL, "DIRTY: page_size, length, iova or uptr is invalid");
+  }
+  const hwpt = getHwptPaging(u.ictx, u.num("id"));
+  const d = hwpt.domain;
+  if (!d.dirtyTracking || d.pt === undefined) fail(EINVAL, "DIRTY: dirty tracking is off on this HWPT");
+  const nbits = Number(length / pageSize);
+  const bm = u.task.copyFromUser(uptr, Math.ceil(nbits / 8));
+  const unit = BigInt(d.pt.unitLg2);
+  let count = 0n;
+  for (let i = 0; i < nbits; i++) {
+    if ((bm[i >> 3] & (1 << (i & 7))) === 0) continue;
+    const at = iova + BigInt(i) * pageSize;
+    if (d.pt.setDirty(Number(at >> unit)) === 0) count++;
+  }
+  setU64(u, 56, count);
+  u.respond();
+  return 0;
+}

@@ -1,0 +1,244 @@
+import type { Task } from "../kernel/task.js";
+import { IOPT_PAGES_ACCOUNT_MM, IOPT_PAGES_ACCOUNT_NONE } from "../mm/locked-vm.js";
+import { EINVAL, ENODEV, ENOTTY, EOVERFLOW, EPERM, fail } from "../uapi/errno.js";
+import {
+  VFIO_API_VERSION,
+  VFIO_CHECK_EXTENSION,
+  VFIO_DMA_CC_IOMMU,
+  VFIO_GET_API_VERSION,
+  VFIO_IOMMU_GET_INFO,
+  VFIO_IOMMU_MAP_DMA,
+  VFIO_IOMMU_UNMAP_DMA,
+  VFIO_NOIOMMU_IOMMU,
+  VFIO_SET_IOMMU,
+  VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1v2_IOMMU,
+  VFIO_UNMAP_ALL,
+} from "../uapi/vfio.js";
+import type { IommufdCtx } from "./ctx.js";
+import { HwptPaging } from "./hw-pagetable.js";
+import {
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+} from "./io-pagetable.js";
+import { allocUserPages, disableLargePages, IommufdIoas, mapNewPages } from "./ioas.js";
+import { U64_MAX } from "./iova-alloc.js";
+
+const VFIO_DMA_MAP_FLAG_READ = 1;
+const VFIO_DMA_MAP_FLAG_WRITE = 2;
+const VFIO_DMA_UNMAP_FLAG_ALL = 2;
+const VFIO_IOMMU_INFO_PGSIZES = 1;
+const VFIO_IOMMU_INFO_CAPS = 2;
+const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
+const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+const PAGE = 4096n;
+
+/** get_compat_ioas(): ENODEV when no compat IOAS is set. */
+function compatIoas(ictx: IommufdCtx): IommufdIoas {
+  const ioas = ictx.vfioIoas;
+  if (!(ioas instanceof IommufdIoas)) {
+    fail(ENODEV, "no compat IOAS: attach a VFIO group to this container or set one with IOMMU_VFIO_IOAS");
+  }
+  return ioas;
+}
+
+/**
+ * iommufd_vfio_compat_ioas_create(): the IOAS the first VFIO group on the
+ * container uses (a normal object, destroyed at close). EINVAL in no-IOMMU mode.
+ */
+export function iommufdVfioCompatIoasCreate(ictx: IommufdCtx): number {
+  if (ictx.vfioIoas !== undefined) return ictx.vfioIoas.id;
+  if (ictx.noIommuMode) fail(EINVAL, "the container is in no-IOMMU mode; it has no IOAS");
+  const ioas = new IommufdIoas(ictx);
+  ictx.objects.alloc(ioas);
+  ictx.objects.finalize(ioas);
+  ictx.vfioIoas = ioas;
+  return ioas.id;
+}
+
+/** iommufd_vfio_compat_ioas_get_id(). */
+export function iommufdVfioCompatIoasGetId(ictx: IommufdCtx): number {
+  return compatIoas(ictx).id;
+}
+
+/** iommufd_vfio_compat_set_no_iommu(): refused once a compat IOAS exists. */
+export function iommufdVfioCompatSetNoIommu(ictx: IommufdCtx): void {
+  if (ictx.vfioIoas !== undefined)
+    fail(EINVAL, "a compat IOAS already exists; the container cannot become no-IOMMU");
+  ictx.noIommuMode = true;
+}
+
+/** iommufd_vfio_ioctl(): the type1 container ioctls on an iommufd fd (nr < 0x80 or past the table). */
+export function vfioCompatIoctl(ictx: IommufdCtx, task: Task, cmd: number, arg: bigint): number {
+  switch (cmd >>> 0) {
+    case VFIO_GET_API_VERSION:
+      return VFIO_API_VERSION;
+    case VFIO_SET_IOMMU:
+      return setIommu(ictx, task, arg);
+    case VFIO_CHECK_EXTENSION:
+      return checkExtension(ictx, arg);
+    case VFIO_IOMMU_GET_INFO:
+      return getInfo(ictx, task, arg);
+    case VFIO_IOMMU_MAP_DMA:
+      return mapDma(ictx, task, arg);
+    case VFIO_IOMMU_UNMAP_DMA:
+      return unmapDma(ictx, task, arg);
+    default:
+      return fail(
+        ENOTTY,
+        `ioctl 0x${(cmd >>> 0).toString(16)} is neither an iommufd command nor a type1 ioctl the compat layer serves`,
+      );
+  }
+}
+
+function checkExtension(ictx: IommufdCtx, arg: bigint): number {
+  const type = Number(BigInt.asUintN(32, arg));
+  switch (type) {
+    case VFIO_TYPE1_IOMMU:
+    case VFIO_TYPE1v2_IOMMU:
+    case VFIO_UNMAP_ALL:
+      return ictx.noIommuMode ? 0 : 1;
+    case VFIO_NOIOMMU_IOMMU:
+      return ictx.k.kconfig.VFIO_NOIOMMU ? 1 : 0;
+    case VFIO_DMA_CC_IOMMU: {
+      const ioas = compatIoas(ictx);
+      for (const h of ioas.hwptList) if (h instanceof HwptPaging && !h.domain.enforcingCoherency) return 0;
+      return 1;
+    }
+    default:
+      return 0;
+  }
+}
+
+function setIommu(ictx: IommufdCtx, task: Task, arg: bigint): number {
+  const type = Number(BigInt.asUintN(32, arg));
+  if (ictx.k.kconfig.VFIO_NOIOMMU && type === VFIO_NOIOMMU_IOMMU && ictx.noIommuMode) {
+    if (!task.capable("CAP_SYS_RAWIO")) fail(EPERM, "VFIO_NOIOMMU_IOMMU needs CAP_SYS_RAWIO");
+    return 0;
+  }
+  if ((type !== VFIO_TYPE1_IOMMU && type !== VFIO_TYPE1v2_IOMMU) || ictx.noIommuMode) {
+    fail(EINVAL, `iommufd's compat container serves only TYPE1/TYPE1v2 (asked for ${type})`);
+  }
+  const ioas = compatIoas(ictx);
+  // TYPE1 (v1) may unmap inside a mapping: that needs PAGE_SIZE IOPTEs.
+  if (type === VFIO_TYPE1_IOMMU) disableLargePages(ioas);
+  return 0;
+}
+
+function readStruct(task: Task, arg: bigint, n: number): DataView {
+  const b = task.copyFromUser(arg, n);
+  return new DataView(b.buffer, b.byteOffset, n);
+}
+
+function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
+  const v = readStruct(task, arg, 32);
+  const argsz = v.getUint32(0, true);
+  const flags = v.getUint32(4, true);
+  if (argsz < 32 || (flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)) !== 0) {
+    fail(EINVAL, `vfio_iommu_type1_dma_map: argsz ${argsz} < 32 or unknown flags 0x${flags.toString(16)}`);
+  }
+  const ioas = compatIoas(ictx);
+  let mflags = IOMMU_IOAS_MAP_FIXED_IOVA;
+  if (flags & VFIO_DMA_MAP_FLAG_READ) mflags |= IOMMU_IOAS_MAP_READABLE;
+  if (flags & VFIO_DMA_MAP_FLAG_WRITE) mflags |= IOMMU_IOAS_MAP_WRITEABLE;
+  const vaddr = v.getBigUint64(8, true);
+  const iova = v.getBigUint64(16, true);
+  const size = v.getBigUint64(24, true);
+  const pages = allocUserPages(ictx, task, vaddr, size, (flags & VFIO_DMA_MAP_FLAG_WRITE) !== 0);
+  // Legacy-interface maps keep VFIO's per-process (mm) accounting.
+  if (pages.accountMode !== IOPT_PAGES_ACCOUNT_NONE) pages.accountMode = IOPT_PAGES_ACCOUNT_MM;
+  mapNewPages(ioas, pages, iova, mflags);
+  return 0;
+}
+
+function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
+  const v = readStruct(task, arg, 24);
+  const argsz = v.getUint32(0, true);
+  const flags = v.getUint32(4, true);
+  if (argsz < 24 || (flags & ~VFIO_DMA_UNMAP_FLAG_ALL) !== 0) {
+    fail(
+      EINVAL,
+      `vfio_iommu_type1_dma_unmap: argsz ${argsz} < 24 or unsupported flags 0x${flags.toString(16)}`,
+    );
+  }
+  const ioas = compatIoas(ictx);
+  const iova = v.getBigUint64(8, true);
+  const size = v.getBigUint64(16, true);
+  let unmapped: bigint;
+  if (flags & VFIO_DMA_UNMAP_FLAG_ALL) {
+    if (iova !== 0n || size !== 0n) fail(EINVAL, "VFIO_DMA_UNMAP_FLAG_ALL needs iova 0 and size 0");
+    unmapped = ioas.iopt.unmapAll();
+  } else {
+    if (ioas.iopt.disableLargePages) {
+      // TYPE1: cut at the range's edges so a sub-range of a mapping can go.
+      const pts = [BigInt.asUintN(64, iova + size - 1n)];
+      if (iova !== 0n) pts.push(iova - 1n);
+      ioas.iopt.cutIova(pts);
+    }
+    if (size === 0n) fail(EINVAL, "size is 0");
+    const last = iova + size - 1n;
+    if (last > U64_MAX) fail(EOVERFLOW, `iova 0x${iova.toString(16)} + size - 1 overflows`);
+    // Since the 2025 fix an unmap that finds nothing succeeds with size 0, as legacy type1 does.
+    unmapped = ioas.iopt.unmapRange(iova, last);
+  }
+  v.setBigUint64(16, unmapped, true);
+  task.copyToUser(arg, new Uint8Array(v.buffer, v.byteOffset, 24));
+  return 0;
+}
+
+function getInfo(ictx: IommufdCtx, task: Task, arg: bigint): number {
+  const head = readStruct(task, arg, 16);
+  const argsz = head.getUint32(0, true);
+  if (argsz < 16) fail(EINVAL, `vfio_iommu_type1_info: argsz ${argsz} < 16`);
+  const minsz = Math.min(argsz, 24);
+  const info = new Uint8Array(24);
+  info.set(task.copyFromUser(arg, minsz));
+  const iv = new DataView(info.buffer);
+  const ioas = compatIoas(ictx);
+  // iommufd_get_pagesizes(): AND of every domain's sizes, sub-page sizes folded into PAGE_SIZE.
+  let pg = U64_MAX;
+  for (const d of ioas.iopt.domains) pg &= d.pgsizeBitmap;
+  if ((pg & (PAGE - 1n)) !== 0n) pg = (pg & ~(PAGE - 1n)) | PAGE;
+  if (pg < ioas.iopt.iovaAlignment) pg = ioas.iopt.iovaAlignment;
+  iv.setUint32(4, VFIO_IOMMU_INFO_PGSIZES, true);
+  iv.setBigUint64(8, pg, true);
+  iv.setUint32(16, 0, true);
+  const caps: Uint8Array[] = [];
+  const avail = new Uint8Array(12);
+  const av = new DataView(avail.buffer);
+  av.setUint16(0, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, true);
+  av.setUint16(2, 1, true);
+  av.setUint32(8, 0xffffffff, true);
+  caps.push(avail);
+  const ranges = ioas.iopt.usableRanges();
+  const iovaCap = new Uint8Array(16 + 16 * ranges.length);
+  const ic = new DataView(iovaCap.buffer);
+  ic.setUint16(0, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, true);
+  ic.setUint16(2, 1, true);
+  ic.setUint32(8, ranges.length, true);
+  ranges.forEach(([s, l], i) => {
+    ic.setBigUint64(16 + 16 * i, s, true);
+    ic.setBigUint64(24 + 16 * i, l, true);
+  });
+  caps.push(iovaCap);
+  let total = 24;
+  let lastCapOff = -1;
+  for (const c of caps) {
+    const fits = argsz > total && argsz - total >= c.length;
+    if (fits) task.copyToUser(arg + BigInt(total), c);
+    // The previous cap's `next` is written only when everything so far fit.
+    if (lastCapOff >= 0 && argsz >= total) {
+      const nb = new Uint8Array(4);
+      new DataView(nb.buffer).setUint32(0, total, true);
+      task.copyToUser(arg + BigInt(lastCapOff + 4), nb);
+    }
+    lastCapOff = total;
+    total += Math.ceil(c.length / 8) * 8;
+  }
+  if (argsz >= total) iv.setUint32(16, 24, true);
+  iv.setUint32(0, total, true);
+  iv.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
+  task.copyToUser(arg, info.subarray(0, minsz));
+  return 0;
+}
