@@ -3,7 +3,7 @@ import { errnoName } from "../uapi/errno.js";
 import { iommufdIoctlByRequest } from "../uapi/iommufd.js";
 import type { KernelProfile } from "../uapi/profiles.js";
 import { decode, formatStruct, type StructDef } from "../uapi/struct.js";
-import { type VfioFdKind, vfioIoctlFor, vfioIoctlsByRequest } from "../uapi/vfio.js";
+import { VFIO_EXTENSION_NAMES, type VfioFdKind, vfioIoctlFor, vfioIoctlsByRequest } from "../uapi/vfio.js";
 
 /** The uapi row behind an ioctl on a kind of file, for naming and decoding. */
 export function describeIoctl(
@@ -99,8 +99,17 @@ function openFlagsStr(f: number): string {
   return s.join("|");
 }
 
+export interface TraceFormatOptions {
+  /** Prefix "[pid N] " (default true, as strace -f). */
+  pid?: boolean;
+}
+
 /** One line per syscall, strace-style, structs decoded from the uapi tables. */
-export function formatTraceEvent(ev: TraceEvent, profile: KernelProfile = "latest"): string {
+export function formatTraceEvent(
+  ev: TraceEvent,
+  profile: KernelProfile = "latest",
+  opts: TraceFormatOptions = {},
+): string {
   const a = ev.args;
   let call: string;
   switch (ev.call) {
@@ -126,6 +135,16 @@ export function formatTraceEvent(ev: TraceEvent, profile: KernelProfile = "lates
     case "ftruncate":
       call = `ftruncate(${a[0]}, ${hex(a[1])})`;
       break;
+    case "read":
+    case "write":
+      call = `${ev.call}(${a[0]}, <${a[1]} bytes>)`;
+      break;
+    case "eventfd":
+      call = `eventfd2(${a[0]}, ${efdFlagsStr(Number(a[1]))})`;
+      break;
+    case "exit":
+      call = "exit_group(0)";
+      break;
     default:
       call = `${ev.call}(${a.map((x) => (typeof x === "string" ? JSON.stringify(x) : String(x))).join(", ")})`;
   }
@@ -135,7 +154,17 @@ export function formatTraceEvent(ev: TraceEvent, profile: KernelProfile = "lates
       : ev.call === "mmap"
         ? hex(ev.ret)
         : String(ev.ret);
-  return `[pid ${ev.pid}] ${call} = ${ret}`;
+  return `${opts.pid === false ? "" : `[pid ${ev.pid}] `}${call} = ${ret}`;
+}
+
+function efdFlagsStr(f: number): string {
+  const s: string[] = [];
+  if (f & 1) s.push("EFD_SEMAPHORE");
+  if (f & 0o4000) s.push("EFD_NONBLOCK");
+  if (f & 0o2000000) s.push("EFD_CLOEXEC");
+  const left = f & ~(1 | 0o4000 | 0o2000000);
+  if (left !== 0) s.push(hex(left));
+  return s.join("|") || "0";
 }
 
 function formatIoctl(ev: TraceEvent, profile: KernelProfile): string {
@@ -143,7 +172,11 @@ function formatIoctl(ev: TraceEvent, profile: KernelProfile): string {
   const d = describeIoctl(ev.fdKind, Number(req), profile);
   const name = d?.name ?? hex(req);
   if (d === undefined) return `ioctl(${fd}, ${name}, ${hex(ptr)})`;
-  if (d.arg === "value") return `ioctl(${fd}, ${name}, ${ptr})`;
+  if (d.arg === "value") {
+    // CHECK_EXTENSION / SET_IOMMU take an extension number: print its name
+    const ext = VFIO_EXTENSION_NAMES[Number(ptr)];
+    return `ioctl(${fd}, ${name}, ${ext ?? ptr})`;
+  }
   if (d.arg === "none") return `ioctl(${fd}, ${name})`;
   if (d.struct === undefined || ev.argIn === undefined) return `ioctl(${fd}, ${name}, ${hex(ptr)})`;
   // print what the kernel holds after the call: inputs plus written-back outputs

@@ -5,6 +5,7 @@
  * API only (Process syscalls and m.debug).
  */
 export { ScenarioError } from "./error.js";
+export { bootMachine, spawnProcesses } from "./machine.js";
 export { parseScenario } from "./parse.js";
 export { type RunOptions, type RunResult, runScenario, type StepResult } from "./run.js";
 export { errnoLabel, NotModelledError, type Outcome } from "./steps.js";

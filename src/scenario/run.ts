@@ -16,6 +16,8 @@ export interface StepResult {
   captured: Record<string, bigint | string>;
   /** The failed calls this step made (m.debug.failures() entries). */
   failures: TraceEvent[];
+  /** Every call this step made (when the machine keeps a trace). */
+  events: TraceEvent[];
   /** The expectation that did not hold. */
   failure?: string;
 }
@@ -81,10 +83,11 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
           }
           continue;
         }
-        const before = m.debug.failures().length;
+        const before = lastSeq(m);
         const outcome = runOne(step, env, where);
-        const failures = m.debug.failures().slice(before);
-        const r: StepResult = { step, where, outcome, captured: {}, failures };
+        const failures = since(m.tracer.failures, before);
+        const events = since(m.tracer.events, before);
+        const r: StepResult = { step, where, outcome, captured: {}, failures, events };
         const failure = checkExpect(step, outcome, vars, where);
         if (failure === undefined) capture(step, outcome, vars, r, where);
         else r.failure = failure;
@@ -110,6 +113,18 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   };
   res.ok = runList(sc.steps, "", "");
   return res;
+}
+
+/** The newest trace sequence number seen so far (the tracer numbers every call). */
+function lastSeq(m: Machine): number {
+  return Math.max(m.tracer.events.at(-1)?.seq ?? 0, m.tracer.failures.at(-1)?.seq ?? 0);
+}
+
+/** The tail of a list of events with seq above `seq` (walks back from the end: O(calls of one step)). */
+function since(list: readonly TraceEvent[], seq: number): TraceEvent[] {
+  let i = list.length;
+  while (i > 0 && list[i - 1].seq > seq) i--;
+  return list.slice(i);
 }
 
 function runOne(step: Step, env: Parameters<typeof execStep>[1], where: string): Outcome {

@@ -1,0 +1,65 @@
+/** --help text of each command (docs/cli.md says the same at more length). */
+export const HELP: Record<string, string> = {
+  main: `iommufd-sim: the Linux IOMMU stack (iommufd, VFIO, noiommu, PPC64 sPAPR) on a simulated machine
+
+usage: iommufd-sim <command> [options]
+
+commands:
+  demo <mode>            guided run of a mode: noiommu, iommu, ppc64, vfio-group
+  run <scenario.yaml>    run a scenario file and check its expectations
+  trace <scenario.yaml>  run it and print every system call, strace-style
+  inspect <scenario.yaml> run it, then show IOASes, HWPTs, page tables, pins, counters
+  explain <scenario.yaml> run it, then explain each failed call in kernel terms
+  help [command]         this text, or a command's
+
+options (every command):
+  --json       machine-readable output (run, inspect, explain)
+  --quiet, -q  print only what was asked for and failures
+  --verbose, -v  print every step
+  --color / --no-color  force colour on or off (default: on a terminal only)
+  --help, -h   help for the command
+
+exit codes: 0 passed; 1 an expectation failed; 2 usage error or a part of the
+model that is not there yet; 3 the scenario file is wrong.
+
+docs: docs/getting-started.md, docs/cli.md, docs/scenario-format.md`,
+  demo: `usage: iommufd-sim demo <noiommu|iommu|ppc64|vfio-group> [--quiet|--verbose]
+
+A guided run on a fresh simulated machine: each step prints the system call
+as strace would (structs decoded from the uapi tables), its result, and a few
+lines saying what it shows. Every line comes from the model; a mode whose
+subsystem is not modelled yet says so and exits with code 2.
+
+  noiommu     the machine as it boots: /dev, /sys, memory (mmap, hugetlb,
+              memfd), /dev/iommu, and what of the noiommu cdev path exists
+  iommu       iommufd + a VFIO device cdev: IOAS, map, attach, a DMA
+  ppc64       the sPAPR TCE container and its DMA windows
+  vfio-group  the legacy path: group, container (type1), MAP_DMA
+
+The scenario behind each demo is examples/demo-<mode>.yaml.`,
+  run: `usage: iommufd-sim run <scenario.yaml> [--json] [--quiet|--verbose]
+
+Boot the machine the file describes, run its steps, and check every
+expectation. Stops at the first expectation that does not hold, naming the
+step and its line; exit code 1. --verbose prints each step as it runs;
+--json prints { ok, steps, failure, counters } for tools.
+
+Format: docs/scenario-format.md. Examples: examples/*.yaml.`,
+  trace: `usage: iommufd-sim trace <scenario.yaml> [--verbose] [--pid]
+
+Run the scenario and print every system call strace-style, e.g.
+  ioctl(3, IOMMU_IOAS_MAP, {size=40, flags=FIXED_IOVA|WRITEABLE|READABLE, ...}) = 0
+failures with their errno name and the rule behind it. --verbose puts each
+step's note above its calls; --pid prefixes each line with the process id.`,
+  inspect: `usage: iommufd-sim inspect <scenario.yaml> [--json]
+
+Run the scenario, then show the state it left: per iommufd, the IOASes and
+their mapped areas, HWPTs with their page table level by level (raw PTEs in
+hex and what they mean), bound devices; then pins and accounting
+(m.debug.counters()), the DMA log and taint.`,
+  explain: `usage: iommufd-sim explain <scenario.yaml> [--json]
+
+Run the scenario, then list every failed call (m.debug.failures()) with the
+rule that produced its errno, in kernel terms, and whether the scenario
+expected it.`,
+};
