@@ -136,18 +136,18 @@ export class MemcpyDevice extends PciFunction {
     const s = this.dma.translate(src, len, false);
     if (!s.ok) {
       this.dma.logFault("read", src, len, s.reason);
-      this.finish(MEMCPY_STATUS_ERROR, s.faultAddr);
+      this.finish(MEMCPY_STATUS_ERROR, s.addr);
       return;
     }
     const d = this.dma.translate(dst, len, true);
     if (!d.ok) {
       this.dma.logFault("write", dst, len, d.reason);
-      this.finish(MEMCPY_STATUS_ERROR, d.faultAddr);
+      this.finish(MEMCPY_STATUS_ERROR, d.addr);
       return;
     }
     if (len > 0) {
-      const bytes = this.dma.readSegs(src, s.segs, len);
-      this.dma.writeSegs(dst, d.segs, bytes);
+      const bytes = this.dma.readSegs(src, s.segments, len);
+      this.dma.writeSegs(dst, d.segments, bytes);
     }
     this.rv.setUint32(MEMCPY_REG_COUNT, (this.reg32(MEMCPY_REG_COUNT) + 1) >>> 0, true);
     this.finish(MEMCPY_STATUS_DONE, 0n);

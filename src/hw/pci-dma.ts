@@ -5,7 +5,7 @@ import { PAGE_SIZE, type PhysMem } from "./phys-mem.js";
 export type { DmaSeg } from "./dma-sanitizer.js";
 
 /** A DMA address range translated: physical pieces, or the first address that faulted. */
-export type DmaTranslation = { ok: true; segs: DmaSeg[] } | { ok: false; faultAddr: bigint; reason: string };
+export type DmaTranslation = { ok: true; segments: DmaSeg[] } | { ok: false; addr: bigint; reason: string };
 
 /**
  * What a device's DMA goes through when it sits behind an IOMMU: the
@@ -32,10 +32,8 @@ export interface DmaMaster {
   busMaster(): boolean;
 }
 
-export type DmaReadResult =
-  | { ok: true; bytes: Uint8Array }
-  | { ok: false; faultAddr: bigint; reason: string };
-export type DmaWriteResult = { ok: true } | { ok: false; faultAddr: bigint; reason: string };
+export type DmaReadResult = { ok: true; bytes: Uint8Array } | { ok: false; addr: bigint; reason: string };
+export type DmaWriteResult = { ok: true } | { ok: false; addr: bigint; reason: string };
 
 const U64 = (1n << 64n) - 1n;
 
@@ -54,11 +52,11 @@ export class DmaEngine {
   /** Translate [addr, addr+len) for one direction; no memory is touched and nothing is logged. */
   translate(addr: bigint, len: number, write: boolean): DmaTranslation {
     if (!this.fn.busMaster()) {
-      return { ok: false, faultAddr: addr, reason: "bus mastering is disabled (PCI_COMMAND bit 2 clear)" };
+      return { ok: false, addr: addr, reason: "bus mastering is disabled (PCI_COMMAND bit 2 clear)" };
     }
-    if (len === 0) return { ok: true, segs: [] };
+    if (len === 0) return { ok: true, segments: [] };
     if (addr < 0n || addr + BigInt(len) - 1n > U64) {
-      return { ok: false, faultAddr: addr, reason: "DMA range wraps past 2^64" };
+      return { ok: false, addr: addr, reason: "DMA range wraps past 2^64" };
     }
     if (this.fn.iommu !== null) return this.fn.iommu.dmaTranslate(addr, len, write);
     return this.physical(addr, len);
@@ -71,7 +69,7 @@ export class DmaEngine {
       this.logFault("read", addr, len, t.reason, this.masterFinding());
       return t;
     }
-    return { ok: true, bytes: this.readSegs(addr, t.segs, len) };
+    return { ok: true, bytes: this.readSegs(addr, t.segments, len) };
   }
 
   /** DMA write of `bytes` at `addr`: translate, check, copy, log. */
@@ -81,7 +79,7 @@ export class DmaEngine {
       this.logFault("write", addr, bytes.length, t.reason, this.masterFinding());
       return t;
     }
-    this.writeSegs(addr, t.segs, bytes);
+    this.writeSegs(addr, t.segments, bytes);
     return { ok: true };
   }
 
@@ -144,7 +142,7 @@ export class DmaEngine {
     const start = Number(addr);
     const end = start + len;
     if (!Number.isSafeInteger(end)) {
-      return { ok: false, faultAddr: addr, reason: "physical address beyond the machine's address space" };
+      return { ok: false, addr: addr, reason: "physical address beyond the machine's address space" };
     }
     const phys = this.env.phys;
     for (let pfn = Math.floor(start / PAGE_SIZE); pfn * PAGE_SIZE < end; pfn++) {
@@ -152,11 +150,11 @@ export class DmaEngine {
         const bad = Math.max(start, pfn * PAGE_SIZE);
         return {
           ok: false,
-          faultAddr: BigInt(bad),
+          addr: BigInt(bad),
           reason: `no RAM at physical address 0x${bad.toString(16)} (master abort)`,
         };
       }
     }
-    return { ok: true, segs: [{ pa: start, len }] };
+    return { ok: true, segments: [{ pa: start, len }] };
   }
 }

@@ -1,10 +1,12 @@
 import { DmaLog } from "../hw/dma-log.js";
 import { FaultInject } from "../hw/fault-inject.js";
 import { FrameAllocator } from "../hw/frame-alloc.js";
+import { PciBus } from "../hw/pci-bus.js";
 import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
 import { registerIommufd } from "../iommufd/index.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
+import { VfioCore } from "../vfio/vfio-main.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
 import { Debug } from "./debug.js";
 import type { KFile } from "./file.js";
@@ -69,6 +71,10 @@ export class Machine implements KernelServices {
   /** The IOMMU layer: groups, IommuDevices by BDF, drivers (src/iommu). */
   readonly iommu: IommuSubsystem;
   readonly pciConfig: readonly PciDeviceConfig[];
+  /** The PCI bus: functions by BDF, with their DMA engines (src/hw). */
+  readonly pci: PciBus;
+  /** VFIO: driver binding, /dev/vfio nodes, group/container/cdev files (src/vfio). */
+  readonly vfio: VfioCore;
   private readonly mmGlue: MmGlue;
   private readonly processes = new Map<number, Process>();
   private nextPid = 100;
@@ -117,6 +123,10 @@ export class Machine implements KernelServices {
     this.mmGlue = new MmGlue(this.ctx);
     this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig]);
     registerIommufd(this.ctx, this.iommu);
+    this.pci = new PciBus(this.phys, this.ctx.dmaLog);
+    for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;
+    this.pci.sanitizer.oracle = this.mmGlue.pages;
+    this.vfio = new VfioCore({ ctx: this.ctx, iommu: this.iommu, pciFunction: (bdf) => this.pci.get(bdf) });
     this.ctx.counterSources.set("openFiles", () => this.openFiles());
     this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();
@@ -125,6 +135,16 @@ export class Machine implements KernelServices {
 
   get kconfig() {
     return this.ctx.kconfig;
+  }
+
+  /** Like writing the BDF to /sys/bus/pci/drivers/<driver>/bind: 0 or -errno (the probe's). */
+  bindDriver(bdf: string, driver: string): number {
+    return this.vfio.bindDriver(bdf, driver);
+  }
+
+  /** Like writing the BDF to the bound driver's unbind file: 0 or -errno. */
+  unbindDriver(bdf: string): number {
+    return this.vfio.unbindDriver(bdf);
   }
 
   /** A new process. Default: uid 1000, no capabilities, RLIMIT_MEMLOCK 8 MiB. */

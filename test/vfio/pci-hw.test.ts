@@ -158,10 +158,10 @@ describe("memcpy device", () => {
         if (!ok)
           return {
             ok: false,
-            faultAddr: write ? (iova < 0x10000n ? iova : 0x11000n) : 0x11000n,
+            addr: write ? (iova < 0x10000n ? iova : 0x11000n) : 0x11000n,
             reason: "not mapped",
           };
-        return { ok: true, segs: [{ pa: Number(iova), len }] };
+        return { ok: true, segments: [{ pa: Number(iova), len }] };
       },
     };
     dev.configWrite(0x04, 2, 0x6);

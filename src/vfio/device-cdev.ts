@@ -1,0 +1,145 @@
+import type { Task } from "../kernel/task.js";
+import { E2BIG, EFAULT, EINVAL, EOPNOTSUPP, fail, KernelError } from "../uapi/errno.js";
+import {
+  VFIO_DEVICE_ATTACH_PASID,
+  VFIO_DEVICE_BIND_FLAG_TOKEN,
+  VFIO_DEVICE_DETACH_PASID,
+} from "../uapi/vfio.js";
+import type { VfioDeviceFile } from "./device.js";
+import { vfioDfClose, vfioDfOpen } from "./device-open.js";
+import { vfioIommufdCtxFromFile, vfioIommufdPhysicalAttach, vfioIommufdPhysicalDetach } from "./iommufd.js";
+import { s32, u32 } from "./uaccess.js";
+
+/** offsetofend(struct vfio_device_bind_iommufd, out_devid) and sizeof. */
+const BIND_MINSZ = 16;
+const BIND_SIZE = 24;
+
+/**
+ * VFIO_DEVICE_BIND_IOMMUFD (drivers/vfio/device_cdev.c), in the kernel's
+ * check order: argsz; a non-zero tail past the struct (E2BIG,
+ * copy_struct_from_user); iommufd < 0 or unknown flags; a group-obtained
+ * fd; the group held open (EBUSY); already bound; the token; the iommufd
+ * lookup (EBADF/EBADFD); the device open (one cdev opener) and iommufd
+ * bind. Only out_devid is written back.
+ */
+export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): number {
+  const head = task.copyFromUser(arg, 4);
+  const argsz = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+  if (argsz < BIND_MINSZ)
+    fail(EINVAL, `VFIO_DEVICE_BIND_IOMMUFD: argsz ${argsz} is below minsz ${BIND_MINSZ}`);
+  const user = task.copyFromUser(arg, argsz);
+  for (let i = BIND_SIZE; i < argsz; i++) {
+    if (user[i] !== 0) fail(E2BIG, `VFIO_DEVICE_BIND_IOMMUFD: byte ${i} past the 24-byte struct is non-zero`);
+  }
+  const buf = new Uint8Array(BIND_SIZE);
+  buf.set(user.subarray(0, Math.min(argsz, BIND_SIZE)));
+  const dv = new DataView(buf.buffer);
+  const flags = u32(dv, 4);
+  const iommufd = s32(dv, 8);
+  if (iommufd < 0) fail(EINVAL, `VFIO_DEVICE_BIND_IOMMUFD: iommufd ${iommufd} is negative`);
+  if ((flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN) !== 0)
+    fail(EINVAL, `VFIO_DEVICE_BIND_IOMMUFD: unknown flags 0x${flags.toString(16)}`);
+  if (df.group !== null)
+    fail(EINVAL, "VFIO_DEVICE_BIND_IOMMUFD is for cdev fds; this fd came from VFIO_GROUP_GET_DEVICE_FD");
+  const device = df.device;
+  device.group.blockGroup();
+  try {
+    if (df.accessGranted) fail(EINVAL, "VFIO_DEVICE_BIND_IOMMUFD: this device fd is already bound");
+    // vfio-pci's token check: the model's functions are not SR-IOV VFs, so a token never applies.
+    if (flags & VFIO_DEVICE_BIND_FLAG_TOKEN)
+      fail(EINVAL, "VFIO_DEVICE_BIND_IOMMUFD: a VF token was given but the device is not a VF");
+    const f = task.fdget(iommufd);
+    const ictx = vfioIommufdCtxFromFile(f);
+    ictx.get();
+    df.iommufd = ictx;
+    try {
+      vfioDfOpen(df);
+    } catch (e) {
+      df.iommufd = null;
+      ictx.put();
+      throw e;
+    }
+    try {
+      task.copyToUser(arg + 12n, u32le(df.devid));
+    } catch (e) {
+      vfioDfClose(df);
+      df.iommufd = null;
+      ictx.put();
+      throw e;
+    }
+    device.cdevOpened = true;
+    df.accessGranted = true;
+    return 0;
+  } catch (e) {
+    device.group.unblockGroup();
+    throw e;
+  }
+}
+
+/** VFIO_DEVICE_ATTACH_IOMMUFD_PT: minsz 12; only the PASID flag (no PASID support: EOPNOTSUPP); pt_id written back. */
+export function vfioDfIoctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): number {
+  const b = task.copyFromUser(arg, 12);
+  const dv = new DataView(b.buffer, b.byteOffset, 12);
+  const argsz = u32(dv, 0);
+  const flags = u32(dv, 4);
+  if (argsz < 12 || (flags & ~VFIO_DEVICE_ATTACH_PASID) !== 0) {
+    fail(
+      EINVAL,
+      argsz < 12
+        ? `VFIO_DEVICE_ATTACH_IOMMUFD_PT: argsz ${argsz} is below 12`
+        : "VFIO_DEVICE_ATTACH_IOMMUFD_PT: unknown flags",
+    );
+  }
+  if (flags & VFIO_DEVICE_ATTACH_PASID)
+    fail(EOPNOTSUPP, "VFIO_DEVICE_ATTACH_IOMMUFD_PT: vfio-pci has no PASID attach for this device");
+  const ptId = u32(dv, 8);
+  const hwptId = vfioIommufdPhysicalAttach(df.device, ptId);
+  try {
+    task.copyToUser(arg + 8n, u32le(hwptId));
+  } catch (e) {
+    if (e instanceof KernelError) {
+      vfioIommufdPhysicalDetach(df.device);
+      fail(EFAULT, "VFIO_DEVICE_ATTACH_IOMMUFD_PT: cannot write pt_id back; the attach was undone");
+    }
+    throw e;
+  }
+  return 0;
+}
+
+/** VFIO_DEVICE_DETACH_IOMMUFD_PT: minsz 8; a detach with nothing attached succeeds. */
+export function vfioDfIoctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): number {
+  const b = task.copyFromUser(arg, 8);
+  const dv = new DataView(b.buffer, b.byteOffset, 8);
+  const argsz = u32(dv, 0);
+  const flags = u32(dv, 4);
+  if (argsz < 8 || (flags & ~VFIO_DEVICE_DETACH_PASID) !== 0) {
+    fail(
+      EINVAL,
+      argsz < 8
+        ? `VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz ${argsz} is below 8`
+        : "VFIO_DEVICE_DETACH_IOMMUFD_PT: unknown flags",
+    );
+  }
+  if (flags & VFIO_DEVICE_DETACH_PASID)
+    fail(EOPNOTSUPP, "VFIO_DEVICE_DETACH_IOMMUFD_PT: vfio-pci has no PASID detach for this device");
+  vfioIommufdPhysicalDetach(df.device);
+  return 0;
+}
+
+/** vfio_df_unbind_iommufd(): close of a cdev fd; nothing to do if it never bound. */
+export function vfioDfUnbindIommufd(df: VfioDeviceFile): void {
+  if (!df.accessGranted) return;
+  const device = df.device;
+  vfioDfClose(df);
+  df.iommufd?.put();
+  df.iommufd = null;
+  device.cdevOpened = false;
+  df.accessGranted = false;
+  device.group.unblockGroup();
+}
+
+function u32le(v: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v, true);
+  return b;
+}

@@ -1,0 +1,70 @@
+import type { IommufdCtx } from "../iommufd/ctx.js";
+import {
+  type IommufdDevice,
+  iommufdCtxFromFile,
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdDeviceDetach,
+  iommufdDeviceUnbind,
+  iommufdVfioCompatIoasCreate,
+  iommufdVfioCompatIoasGetId,
+  iommufdVfioCompatSetNoIommu,
+} from "../iommufd/index.js";
+import type { KFile } from "../kernel/file.js";
+import { ENODEV, fail } from "../uapi/errno.js";
+import type { VfioDevice } from "./device.js";
+
+/**
+ * drivers/vfio/iommufd.c for physical devices: what vfio-pci's
+ * bind_iommufd / attach_ioas / detach_ioas / unbind_iommufd do.
+ */
+export interface VfioIommufdBinding {
+  idev: IommufdDevice;
+  ictx: IommufdCtx;
+  attached: boolean;
+}
+
+/** iommufd_ctx_from_file(): EBADFD for anything but an iommufd (the caller already did fdget: EBADF). */
+export function vfioIommufdCtxFromFile(file: KFile): IommufdCtx {
+  return iommufdCtxFromFile(file);
+}
+
+/** vfio_iommufd_physical_bind(): returns the DEVICE object id. */
+export function vfioIommufdPhysicalBind(device: VfioDevice, ictx: IommufdCtx): number {
+  const idev = iommufdDeviceBind(ictx, device.iommuDev);
+  device.iommufd = { idev, ictx, attached: false };
+  return idev.id;
+}
+
+/** vfio_iommufd_physical_attach_ioas(): attach, or replace when attached. Returns the HWPT id used. */
+export function vfioIommufdPhysicalAttach(device: VfioDevice, ptId: number): number {
+  const b = device.iommufd;
+  if (b === null) fail(ENODEV, `${device.bdf} is not bound to an iommufd`);
+  const id = iommufdDeviceAttach(b.idev, ptId);
+  b.attached = true;
+  return id;
+}
+
+/** vfio_iommufd_physical_detach_ioas(): nothing to do when not attached. */
+export function vfioIommufdPhysicalDetach(device: VfioDevice): void {
+  const b = device.iommufd;
+  if (b === null || !b.attached) return;
+  iommufdDeviceDetach(b.idev);
+  b.attached = false;
+}
+
+/** vfio_iommufd_physical_unbind(). */
+export function vfioIommufdPhysicalUnbind(device: VfioDevice): void {
+  const b = device.iommufd;
+  if (b === null) return;
+  if (b.attached) iommufdDeviceDetach(b.idev);
+  iommufdDeviceUnbind(b.idev);
+  device.iommufd = null;
+}
+
+/** iommufd's VFIO compat entry points the group path calls (drivers/iommu/iommufd/vfio_compat.c). */
+export const iommufdCompat = {
+  ioasCreate: (ictx: IommufdCtx): void => void iommufdVfioCompatIoasCreate(ictx),
+  ioasGetId: (ictx: IommufdCtx): number => iommufdVfioCompatIoasGetId(ictx),
+  setNoIommu: (ictx: IommufdCtx): void => iommufdVfioCompatSetNoIommu(ictx),
+};

@@ -1,0 +1,435 @@
+import type { IommuDomain } from "../iommu/domain.js";
+import type { IommuGroup } from "../iommu/group.js";
+import type { KernelCtx } from "../kernel/kctx.js";
+import type { Task } from "../kernel/task.js";
+import { accountMmLockedVm } from "../mm/locked-vm.js";
+import type { MmStruct } from "../mm/mm-struct.js";
+import type { PfnRuns } from "../mm/pfn-runs.js";
+import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
+import { EEXIST, EINVAL, ENOSPC, ENOTTY, fail, KernelError } from "../uapi/errno.js";
+import {
+  VFIO_CHECK_EXTENSION,
+  VFIO_DMA_CC_IOMMU,
+  VFIO_DMA_MAP_FLAG_READ,
+  VFIO_DMA_MAP_FLAG_VADDR,
+  VFIO_DMA_MAP_FLAG_WRITE,
+  VFIO_DMA_UNMAP_FLAG_ALL,
+  VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
+  VFIO_DMA_UNMAP_FLAG_VADDR,
+  VFIO_IOMMU_DIRTY_PAGES,
+  VFIO_IOMMU_GET_INFO,
+  VFIO_IOMMU_INFO_CAPS,
+  VFIO_IOMMU_INFO_PGSIZES,
+  VFIO_IOMMU_MAP_DMA,
+  VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION,
+  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
+  VFIO_IOMMU_UNMAP_DMA,
+  VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1v2_IOMMU,
+  VFIO_UNMAP_ALL,
+} from "../uapi/vfio.js";
+import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
+import { u32, u64, vfioCopyIn, writeCaps } from "./uaccess.js";
+
+const PAGE = 4096n;
+const U64_MAX = (1n << 64n) - 1n;
+/** DIRTY_BITMAP_SIZE_MAX: the bitmap bytes for INT_MAX pages (vfio_iommu_type1.c). */
+const DIRTY_BITMAP_SIZE_MAX = 0x10000000n;
+
+/** struct vfio_dma: one MAP_DMA, pinned and mapped into every domain. */
+interface VfioDma {
+  iova: bigint;
+  size: bigint;
+  vaddr: bigint;
+  prot: number;
+  runs: PfnRuns;
+  mm: MmStruct;
+}
+
+/** struct vfio_domain: a paging domain and the groups attached to it. */
+interface Type1Domain {
+  domain: IommuDomain;
+  groups: Set<IommuGroup>;
+}
+
+/**
+ * The legacy type1 IOMMU backend (drivers/vfio/vfio_iommu_type1.c): its
+ * own list of mappings (vfio_dma), pages pinned from the mapping task's mm
+ * and charged to its locked_vm, mapped into one paging domain per
+ * compatible group set. v1 and v2 differ in UNMAP_DMA: v2 refuses to
+ * bisect a mapping (EINVAL), v1 unmaps only mappings starting inside the
+ * range. Unmapping a range with nothing mapped succeeds with size 0.
+ */
+export class VfioIommuType1 implements VfioIommuBackend {
+  private readonly dmas: VfioDma[] = [];
+  private readonly domains: Type1Domain[] = [];
+  private dmaAvail: number;
+
+  constructor(
+    private readonly k: KernelCtx,
+    readonly v2: boolean,
+  ) {
+    this.dmaAvail = Number(k.params["vfio_iommu_type1.dma_entry_limit"]);
+  }
+
+  /** Pages pinned by this container (for counters). */
+  pinnedPages(): number {
+    return this.dmas.reduce((n, d) => n + d.runs.pages, 0);
+  }
+
+  // --- groups ---------------------------------------------------------------
+
+  /** vfio_iommu_type1_attach_group: reuse a compatible domain or allocate one; replay the mappings. */
+  attachGroup(group: IommuGroup): void {
+    if (this.domains.some((d) => d.groups.has(group)))
+      fail(EINVAL, `iommu_group ${group.id} is already attached`);
+    const resv = group.devices.flatMap((d) => d.resvRegions());
+    for (const dma of this.dmas) {
+      const last = dma.iova + dma.size - 1n;
+      if (resv.some((r) => r.start <= last && dma.iova <= r.last)) {
+        fail(
+          EINVAL,
+          `existing mapping at 0x${dma.iova.toString(16)} overlaps a reserved region of iommu_group ${group.id}`,
+        );
+      }
+    }
+    for (const d of this.domains) {
+      if (d.domain.driver !== group.driver) continue;
+      try {
+        group.attach(d.domain);
+        d.groups.add(group);
+        return;
+      } catch (e) {
+        if (!(e instanceof KernelError)) throw e;
+      }
+    }
+    const dev = group.devices[0];
+    const domain = dev.driver.allocPaging(dev, 0);
+    try {
+      for (const dma of this.dmas) {
+        if (!domain.inAperture(dma.iova, dma.size)) {
+          fail(EINVAL, `existing mapping at 0x${dma.iova.toString(16)} is outside the new domain's aperture`);
+        }
+      }
+      group.attach(domain);
+    } catch (e) {
+      domain.free();
+      throw e;
+    }
+    const td: Type1Domain = { domain, groups: new Set([group]) };
+    try {
+      for (const dma of this.dmas) this.mapInto(domain, dma);
+    } catch (e) {
+      domain.unmap(0n, 1n << 63n);
+      group.detach();
+      domain.free();
+      throw e;
+    }
+    domain.enforceCacheCoherency();
+    this.domains.push(td);
+  }
+
+  /** vfio_iommu_type1_detach_group: the last group of a domain frees it. */
+  detachGroup(group: IommuGroup): void {
+    const i = this.domains.findIndex((d) => d.groups.has(group));
+    if (i < 0) return;
+    const td = this.domains[i];
+    td.groups.delete(group);
+    group.detach();
+    if (td.groups.size === 0) {
+      this.domains.splice(i, 1);
+      for (const dma of this.dmas) td.domain.unmap(dma.iova, dma.size);
+      td.domain.free();
+    }
+    // With no IOMMU-backed domain left the mappings go too (vfio_iommu_unmap_unpin_all).
+    if (this.domains.length === 0) for (const dma of [...this.dmas]) this.removeDma(dma);
+  }
+
+  /** vfio_iommu_type1_release: everything unmapped, unpinned and freed. */
+  release(): void {
+    for (const dma of [...this.dmas]) this.removeDma(dma);
+    for (const td of this.domains) {
+      for (const g of td.groups) g.detach();
+      td.domain.free();
+    }
+    this.domains.length = 0;
+  }
+
+  // --- ioctls ---------------------------------------------------------------
+
+  ioctl(task: Task, cmd: number, arg: bigint): number {
+    switch (cmd) {
+      case VFIO_CHECK_EXTENSION:
+        return type1CheckExtension(this, Number(arg));
+      case VFIO_IOMMU_GET_INFO:
+        return this.getInfo(task, arg);
+      case VFIO_IOMMU_MAP_DMA:
+        return this.mapDma(task, arg);
+      case VFIO_IOMMU_UNMAP_DMA:
+        return this.unmapDma(task, arg);
+      case VFIO_IOMMU_DIRTY_PAGES:
+        return fail(ENOTTY, "VFIO_IOMMU_DIRTY_PAGES is not modelled by the legacy type1 container");
+      default:
+        return fail(ENOTTY, `the type1 IOMMU driver has no ioctl 0x${(cmd >>> 0).toString(16)}`);
+    }
+  }
+
+  cacheCoherent(): boolean {
+    return this.domains.length > 0 && this.domains.every((d) => d.domain.enforcingCoherency);
+  }
+
+  /** iommu->pgsize_bitmap: the page sizes every domain supports (all sizes >= 4 KiB with none). */
+  private pgsizeBitmap(): bigint {
+    let bm = U64_MAX & ~(PAGE - 1n);
+    for (const d of this.domains) bm &= d.domain.pgsizeBitmap;
+    return bm;
+  }
+
+  /** iommu->iova_list: the apertures' intersection minus every reserved region; empty with no domain. */
+  private iovaList(): [bigint, bigint][] {
+    if (this.domains.length === 0) return [];
+    let start = 0n;
+    let last = U64_MAX;
+    for (const d of this.domains) {
+      const a = d.domain.apertures;
+      if (a.length === 0) continue;
+      start = start > a[0].start ? start : a[0].start;
+      last = last < a[a.length - 1].last ? last : a[a.length - 1].last;
+    }
+    let ranges: [bigint, bigint][] = start <= last ? [[start, last]] : [];
+    const resv = this.domains.flatMap((d) =>
+      [...d.groups].flatMap((g) => g.devices.flatMap((dev) => dev.resvRegions())),
+    );
+    for (const r of resv) {
+      const next: [bigint, bigint][] = [];
+      for (const [s, l] of ranges) {
+        if (r.last < s || r.start > l) {
+          next.push([s, l]);
+          continue;
+        }
+        if (r.start > s) next.push([s, r.start - 1n]);
+        if (r.last < l) next.push([r.last + 1n, l]);
+      }
+      ranges = next;
+    }
+    return ranges;
+  }
+
+  /** vfio_iommu_type1_get_info: minsz 16; copy min(argsz, 24); caps migration, DMA avail, IOVA ranges. */
+  private getInfo(task: Task, arg: bigint): number {
+    const { buf, dv, argsz } = vfioCopyIn(task, arg, 16, "VFIO_IOMMU_GET_INFO", 24);
+    const copy = Math.min(argsz, 24);
+    const pgsizes = this.pgsizeBitmap();
+    dv.setUint32(4, VFIO_IOMMU_INFO_PGSIZES, true);
+    dv.setBigUint64(8, pgsizes, true);
+    const mig = new Uint8Array(24);
+    const mv = new DataView(mig.buffer);
+    mv.setBigUint64(8, pgsizes & -pgsizes, true);
+    mv.setBigUint64(16, DIRTY_BITMAP_SIZE_MAX, true);
+    const avail = new Uint8Array(4);
+    new DataView(avail.buffer).setUint32(0, this.dmaAvail, true);
+    const caps = [
+      { id: VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, version: 1, payload: mig },
+      { id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, version: 1, payload: avail },
+    ];
+    const iovas = this.iovaList();
+    if (iovas.length > 0) {
+      const p = new Uint8Array(8 + 16 * iovas.length);
+      const pv = new DataView(p.buffer);
+      pv.setUint32(0, iovas.length, true);
+      iovas.forEach(([s, l], i) => {
+        pv.setBigUint64(8 + 16 * i, s, true);
+        pv.setBigUint64(16 + 16 * i, l, true);
+      });
+      caps.push({ id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, version: 1, payload: p });
+    }
+    dv.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
+    const r = writeCaps(task, arg, argsz, 24, caps);
+    dv.setUint32(0, r.argsz, true);
+    dv.setUint32(16, r.capOffset, true);
+    task.copyToUser(arg, buf.subarray(0, copy));
+    return 0;
+  }
+
+  /** vfio_iommu_type1_map_dma + vfio_dma_do_map. */
+  private mapDma(task: Task, arg: bigint): number {
+    const { dv } = vfioCopyIn(task, arg, 32, "VFIO_IOMMU_MAP_DMA");
+    const flags = u32(dv, 4);
+    const mask = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR;
+    if ((flags & ~mask) !== 0) fail(EINVAL, `VFIO_IOMMU_MAP_DMA: unknown flags 0x${flags.toString(16)}`);
+    const vaddr = u64(dv, 8);
+    const iova = u64(dv, 16);
+    const size = u64(dv, 24);
+    let prot = 0;
+    if (flags & VFIO_DMA_MAP_FLAG_WRITE) prot |= IOMMU_WRITE;
+    if (flags & VFIO_DMA_MAP_FLAG_READ) prot |= IOMMU_READ;
+    const setVaddr = (flags & VFIO_DMA_MAP_FLAG_VADDR) !== 0;
+    if ((prot !== 0 && setVaddr) || (prot === 0 && !setVaddr)) {
+      fail(EINVAL, "VFIO_IOMMU_MAP_DMA: give READ and/or WRITE (or VADDR alone to update a vaddr)");
+    }
+    if (setVaddr) fail(EINVAL, "VFIO_IOMMU_MAP_DMA: VFIO_DMA_MAP_FLAG_VADDR (vaddr update) is not modelled");
+    const pg = this.pgsizeBitmap() & -this.pgsizeBitmap();
+    if (size === 0n || ((size | iova | vaddr) & (pg - 1n)) !== 0n) {
+      fail(
+        EINVAL,
+        `VFIO_IOMMU_MAP_DMA: size must be non-zero and size, iova and vaddr aligned to 0x${pg.toString(16)}`,
+      );
+    }
+    if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX)
+      fail(EINVAL, "VFIO_IOMMU_MAP_DMA: the range wraps");
+    if (this.findDma(iova, size) !== undefined) {
+      fail(
+        EEXIST,
+        `VFIO_IOMMU_MAP_DMA: [0x${iova.toString(16)}, +0x${size.toString(16)}) overlaps an existing mapping`,
+      );
+    }
+    if (this.dmaAvail === 0)
+      fail(ENOSPC, "VFIO_IOMMU_MAP_DMA: vfio_iommu_type1.dma_entry_limit mappings reached");
+    const iovas = this.iovaList();
+    if (iovas.length > 0 && !iovas.some(([s, l]) => iova >= s && iova + size - 1n <= l)) {
+      fail(
+        EINVAL,
+        `VFIO_IOMMU_MAP_DMA: [0x${iova.toString(16)}, +0x${size.toString(16)}) is not inside a valid IOVA range`,
+      );
+    }
+    const mm = task.mm as unknown as MmStruct;
+    const npages = Number(size / PAGE);
+    const runs = mm.pinUserPages(vaddr, npages, (prot & IOMMU_WRITE) !== 0);
+    if (typeof runs === "number") fail(-runs, `VFIO_IOMMU_MAP_DMA: ${mm.lastReason}`);
+    if (accountMmLockedVm(mm, npages, true) !== 0) {
+      mm.unpinUserPages(runs);
+      fail(12, `VFIO_IOMMU_MAP_DMA: locked memory (${npages} pages) over RLIMIT_MEMLOCK`);
+    }
+    const dma: VfioDma = { iova, size, vaddr, prot, runs, mm };
+    const done: IommuDomain[] = [];
+    try {
+      for (const d of this.domains) {
+        this.mapInto(d.domain, dma);
+        done.push(d.domain);
+      }
+    } catch (e) {
+      for (const d of done) d.unmap(iova, size);
+      mm.unpinUserPages(runs);
+      accountMmLockedVm(mm, npages, false);
+      throw e;
+    }
+    this.insertDma(dma);
+    this.dmaAvail--;
+    return 0;
+  }
+
+  /** vfio_iommu_type1_unmap_dma + vfio_dma_do_unmap (v1/v2 rules). */
+  private unmapDma(task: Task, arg: bigint): number {
+    const { buf, dv } = vfioCopyIn(task, arg, 24, "VFIO_IOMMU_UNMAP_DMA");
+    const flags = u32(dv, 4);
+    const mask = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_VADDR | VFIO_DMA_UNMAP_FLAG_ALL;
+    if ((flags & ~mask) !== 0) fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: unknown flags 0x${flags.toString(16)}`);
+    if (flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) {
+      if (flags & (VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR)) {
+        fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: GET_DIRTY_BITMAP cannot be combined with ALL or VADDR");
+      }
+      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: GET_DIRTY_BITMAP without dirty page tracking started");
+    }
+    if (flags & VFIO_DMA_UNMAP_FLAG_VADDR)
+      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: VADDR invalidation is not modelled");
+    const iova = u64(dv, 8);
+    let size = u64(dv, 16);
+    const unmapAll = (flags & VFIO_DMA_UNMAP_FLAG_ALL) !== 0;
+    const pg = this.pgsizeBitmap() & -this.pgsizeBitmap();
+    if ((iova & (pg - 1n)) !== 0n)
+      fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: iova not aligned to 0x${pg.toString(16)}`);
+    if (unmapAll) {
+      if (iova !== 0n || size !== 0n) fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: ALL needs iova = size = 0");
+      size = U64_MAX;
+    } else if (size === 0n || (size & (pg - 1n)) !== 0n || iova + size - 1n > U64_MAX) {
+      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: size must be non-zero, aligned, and not wrap");
+    }
+    const end = unmapAll ? U64_MAX + 1n : iova + size;
+    if (this.v2 && !unmapAll) {
+      const first = this.findDma(iova, 1n);
+      if (first !== undefined && first.iova !== iova) {
+        fail(
+          EINVAL,
+          `VFIO_IOMMU_UNMAP_DMA (v2): 0x${iova.toString(16)} bisects the mapping at 0x${first.iova.toString(16)}`,
+        );
+      }
+      const last = this.findDma(end - 1n, 1n);
+      if (last !== undefined && last.iova + last.size !== end) {
+        fail(
+          EINVAL,
+          `VFIO_IOMMU_UNMAP_DMA (v2): the range end bisects the mapping at 0x${last.iova.toString(16)}`,
+        );
+      }
+    }
+    let unmapped = 0n;
+    for (const dma of this.dmas.filter((d) => d.iova + d.size > iova && d.iova < end)) {
+      // v1: a mapping that starts before the range is left alone (and ends the walk).
+      if (!this.v2 && iova > dma.iova) break;
+      unmapped += dma.size;
+      this.removeDma(dma);
+    }
+    new DataView(buf.buffer).setBigUint64(16, unmapped, true);
+    task.copyToUser(arg, buf.subarray(0, 24));
+    return 0;
+  }
+
+  private mapInto(domain: IommuDomain, dma: VfioDma): void {
+    let at = dma.iova;
+    for (let i = 0; i < dma.runs.count; i++) {
+      const len = BigInt(dma.runs.len[i]) * PAGE;
+      try {
+        domain.map(at, BigInt(dma.runs.pfn[i]) * PAGE, len, dma.prot);
+      } catch (e) {
+        if (at > dma.iova) domain.unmap(dma.iova, at - dma.iova);
+        throw e;
+      }
+      at += len;
+    }
+  }
+
+  private removeDma(dma: VfioDma): void {
+    for (const d of this.domains) d.domain.unmap(dma.iova, dma.size);
+    dma.mm.unpinUserPages(dma.runs);
+    accountMmLockedVm(dma.mm, dma.runs.pages, false);
+    this.dmas.splice(this.dmas.indexOf(dma), 1);
+    this.dmaAvail++;
+  }
+
+  /** vfio_find_dma: any mapping overlapping [start, start+size). */
+  private findDma(start: bigint, size: bigint): VfioDma | undefined {
+    return this.dmas.find((d) => d.iova < start + size && start < d.iova + d.size);
+  }
+
+  private insertDma(dma: VfioDma): void {
+    let i = 0;
+    while (i < this.dmas.length && this.dmas[i].iova < dma.iova) i++;
+    this.dmas.splice(i, 0, dma);
+  }
+}
+
+/** vfio_iommu_type1_check_extension (nesting was removed upstream and answers 0). */
+function type1CheckExtension(iommu: VfioIommuType1 | null, ext: number): number {
+  switch (ext) {
+    case VFIO_TYPE1_IOMMU:
+    case VFIO_TYPE1v2_IOMMU:
+    case VFIO_UNMAP_ALL:
+      return 1;
+    case VFIO_DMA_CC_IOMMU:
+      return iommu === null ? 0 : iommu.cacheCoherent() ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+/** The type1 driver as the container's driver list sees it. */
+export const vfioIommuType1Driver: VfioIommuDriver = {
+  name: "vfio-iommu-type1",
+  checkExtension: (ext) => type1CheckExtension(null, ext),
+  open(k, type) {
+    if (type !== VFIO_TYPE1_IOMMU && type !== VFIO_TYPE1v2_IOMMU) {
+      fail(EINVAL, `vfio-iommu-type1 cannot open IOMMU type ${type}`);
+    }
+    return new VfioIommuType1(k, type === VFIO_TYPE1v2_IOMMU);
+  },
+};
