@@ -70,6 +70,9 @@ export function checkIommufdInvariants(k: KernelCtx): string[] {
 
 function checkDomain(ioas: IommufdIoas, d: HwptPaging["domain"]): string[] {
   const out: string[] = [];
+  const unit = d.pt?.unitLg2 ?? 12;
+  // Compare whole domain pages: some drivers' iova_to_phys (the mock's) drop the in-page offset.
+  const mask = ~((1n << BigInt(unit)) - 1n);
   let want = 0n;
   for (const n of ioas.iopt.areas.all()) {
     const a = n.value;
@@ -79,14 +82,13 @@ function checkDomain(ioas: IommufdIoas, d: HwptPaging["domain"]): string[] {
       const pfn = a.pages.pfnAt(Number(byte / 4096n));
       const exp = BigInt(pfn) * 4096n + (byte % 4096n);
       const got = d.iovaToPhys(at);
-      if (pfn < 0 || got !== exp) {
+      if (pfn < 0 || (got & mask) !== (exp & mask)) {
         out.push(
           `IOAS ${ioas.id}: domain ${d.id} maps 0x${at.toString(16)} to 0x${got.toString(16)}, area says 0x${exp.toString(16)}`,
         );
       }
     }
   }
-  const unit = d.pt?.unitLg2 ?? 12;
   const have = BigInt(d.mapped.totalUnits()) << BigInt(unit);
   if (have !== want) out.push(`IOAS ${ioas.id}: domain ${d.id} maps ${have} bytes, areas cover ${want}`);
   return out;

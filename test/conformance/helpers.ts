@@ -1,0 +1,194 @@
+import { expect } from "vitest";
+import { Machine, type MachineOptions } from "../../src/kernel/machine.js";
+import type { Process } from "../../src/kernel/process.js";
+import { errnoName } from "../../src/uapi/errno.js";
+import * as U from "../../src/uapi/iommufd.js";
+import { decode, encode, type StructDef, type StructInput } from "../../src/uapi/struct.js";
+
+export const P = 4096n;
+export const MOCK_PAGE = 2048n;
+export const MOCK_APERTURE_START = 1n << 24n;
+export const MOCK_APERTURE_LAST = (1n << 31n) - 1n;
+export const U64_MAX = (1n << 64n) - 1n;
+export const PROT_RW = 3;
+export const MAP_PRIVATE_ANON = 0x22;
+export const MAP_HUGETLB = 0x40000;
+export const FIXED = 1;
+export const WRITE = 2;
+export const READ = 4;
+export const RW = WRITE | READ;
+
+/** An ioctl with a struct: returns the return code and the struct as the kernel left it. */
+export function call(p: Process, fd: number, req: number, def: StructDef, v: StructInput, size = def.size) {
+  const buf = encode(def, { size, ...v }, Math.max(size, 4));
+  const rc = p.ioctl(fd, req, buf);
+  return { rc, out: decode(def, buf), buf };
+}
+
+export function expectErrno(p: Process, rc: number | bigint, errno: number): void {
+  if (Number(rc) !== -errno) {
+    throw new Error(`expected -${errnoName(errno)}, got ${rc} (${JSON.stringify(p.lastError())})`);
+  }
+}
+
+export function ok(p: Process, rc: number | bigint): void {
+  if (Number(rc) < 0)
+    throw new Error(`expected success, got ${errnoName(Number(rc))}: ${p.lastError()?.reason}`);
+}
+
+export interface Env {
+  m: Machine;
+  p: Process;
+  fd: number;
+  /** Counters right after setup (default DMA domains hold table frames on amd/intel). */
+  base: ReturnType<typeof state>;
+}
+
+export function setup(opts: MachineOptions & { caps?: string[]; rlimitMemlock?: bigint } = {}): Env {
+  const { caps, rlimitMemlock, ...mopts } = opts;
+  const m = new Machine({ iommu: "mock", kconfig: { IOMMUFD_TEST: true }, ...mopts });
+  const p = m.spawn({ caps: caps ?? [], rlimitMemlock: rlimitMemlock ?? 64n << 20n });
+  const fd = p.open("/dev/iommu");
+  ok(p, fd);
+  const e = { m, p, fd } as Env;
+  e.base = state(e);
+  return e;
+}
+
+export function ioasAlloc(e: Env): number {
+  const r = call(e.p, e.fd, U.IOMMU_IOAS_ALLOC, U.iommu_ioas_alloc, {});
+  ok(e.p, r.rc);
+  return Number(r.out.out_ioas_id);
+}
+
+export function mmap(e: Env, len: bigint, flags = 0): bigint {
+  const va = e.p.mmap(0n, len, PROT_RW, MAP_PRIVATE_ANON | flags);
+  if (va < 0n) throw new Error(`mmap failed ${va}`);
+  return va;
+}
+
+/** Fault every page in (write a byte to each) so translations exist. */
+export function touch(e: Env, va: bigint, len: bigint): void {
+  for (let o = 0n; o < len; o += P)
+    ok(e.p, e.p.writeMemory(va + o, new Uint8Array([Number((o / P) & 0xffn) + 1])));
+}
+
+export function map(e: Env, ioas: number, va: bigint, len: bigint, iova?: bigint, flags = RW) {
+  const r = call(e.p, e.fd, U.IOMMU_IOAS_MAP, U.iommu_ioas_map, {
+    flags: flags | (iova !== undefined ? FIXED : 0),
+    ioas_id: ioas,
+    user_va: va,
+    length: len,
+    iova: iova ?? 0n,
+  });
+  return { rc: r.rc, iova: r.out.iova };
+}
+
+export function unmap(e: Env, ioas: number, iova: bigint, len: bigint) {
+  const r = call(e.p, e.fd, U.IOMMU_IOAS_UNMAP, U.iommu_ioas_unmap, { ioas_id: ioas, iova, length: len });
+  return { rc: r.rc, length: r.out.length };
+}
+
+export function destroy(e: Env, id: number): number {
+  return call(e.p, e.fd, U.IOMMU_DESTROY, U.iommu_destroy, { id }).rc;
+}
+
+// --- IOMMU_TEST_CMD (iommufd_test.h layout, 72 bytes) -------------------------
+
+export function testCmd(e: Env, op: number, id: number, fields: [number, 4 | 8, bigint | number][] = []) {
+  const b = new Uint8Array(72);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, 72, true);
+  dv.setUint32(4, op, true);
+  dv.setUint32(8, id, true);
+  for (const [off, sz, v] of fields) {
+    if (sz === 4) dv.setUint32(off, Number(v), true);
+    else dv.setBigUint64(off, BigInt(v), true);
+  }
+  const rc = e.p.ioctl(e.fd, U.IOMMU_TEST_CMD, b);
+  return {
+    rc,
+    u32: (off: number) => dv.getUint32(off, true),
+    u64: (off: number) => dv.getBigUint64(off, true),
+  };
+}
+
+export function mockDomain(e: Env, ptId: number, devFlags?: number) {
+  const r = devFlags === undefined ? testCmd(e, 2, ptId) : testCmd(e, 12, ptId, [[28, 4, devFlags]]);
+  return { rc: r.rc, stdev: r.u32(16), hwpt: r.u32(20), idev: r.u32(24) };
+}
+
+export function addReserved(e: Env, ioas: number, start: bigint, len: bigint) {
+  return testCmd(e, 1, ioas, [
+    [16, 8, start],
+    [24, 8, len],
+  ]).rc;
+}
+
+export function checkMap(e: Env, hwpt: number, iova: bigint, len: bigint, uptr: bigint) {
+  return testCmd(e, 3, hwpt, [
+    [16, 8, iova],
+    [24, 8, len],
+    [32, 8, uptr],
+  ]).rc;
+}
+
+export function checkRefs(e: Env, uptr: bigint, len: bigint, refs: number) {
+  return testCmd(e, 4, 0, [
+    [16, 8, len],
+    [24, 8, uptr],
+    [32, 4, refs],
+  ]).rc;
+}
+
+export function createAccess(e: Env, ioas: number, needsPin: boolean) {
+  const r = testCmd(e, 5, ioas, [[20, 4, needsPin ? 1 : 0]]);
+  return { rc: r.rc, fd: r.u32(16) };
+}
+
+export function accessPages(e: Env, accessFd: number, iova: bigint, len: bigint, flags = 0) {
+  const r = testCmd(e, 7, accessFd, [
+    [16, 4, flags],
+    [24, 8, iova],
+    [32, 8, len],
+  ]);
+  return { rc: r.rc, id: r.u32(20) };
+}
+
+export function destroyAccessPages(e: Env, accessFd: number, id: number) {
+  return testCmd(e, 6, accessFd, [[16, 4, id]]).rc;
+}
+
+export function accessRw(e: Env, accessFd: number, iova: bigint, len: bigint, uptr: bigint, flags: number) {
+  return testCmd(e, 8, accessFd, [
+    [16, 8, iova],
+    [24, 8, len],
+    [32, 8, uptr],
+    [40, 4, flags],
+  ]).rc;
+}
+
+/** The leak-relevant state: counters and invariants. */
+export function state(e: Pick<Env, "m">) {
+  const c = e.m.debug.counters();
+  return { pinned: c.pinnedPages, objects: c.objects, areas: c.areas, ptFrames: c.ptFrames };
+}
+
+export function expectClean(e: Env): void {
+  expect(e.m.debug.checkInvariants()).toEqual([]);
+}
+
+/** After exit nothing may remain. */
+export function expectNoLeaks(e: Env): void {
+  e.p.exit();
+  const c = e.m.debug.counters();
+  expect({ pinned: c.pinnedPages, objects: c.objects, areas: c.areas, ptFrames: c.ptFrames }).toEqual({
+    pinned: 0,
+    objects: 0,
+    areas: 0,
+    ptFrames: e.base.ptFrames,
+  });
+  expect(e.m.debug.checkInvariants()).toEqual([]);
+}
+
+export { U };
