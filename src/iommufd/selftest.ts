@@ -210,11 +210,12 @@ function checkMap(u: Ucmd): number {
 /** How many iommufd pins (pages objects of every context) hold this pfn. */
 function iommufdPins(k: KernelCtx, pfn: number): number {
   let n = 0;
+  // A pages object shared by COPY between IOASes pins its pages once.
+  const seen = new Set<unknown>();
   for (const ictx of contextsOf(k)) {
     for (const o of ictx.objects.values()) {
       const iopt = (o as { iopt?: { areas: { all(): Iterable<{ value: { pages: unknown } }> } } }).iopt;
       if (iopt === undefined) continue;
-      const seen = new Set<unknown>();
       for (const a of iopt.areas.all()) {
         const p = a.value.pages as { forEachPinned(fn: (pfn: number, n: number) => void): void };
         if (seen.has(p)) continue;

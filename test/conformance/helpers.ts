@@ -191,4 +191,9 @@ export function expectNoLeaks(e: Env): void {
   expect(e.m.debug.checkInvariants()).toEqual([]);
 }
 
+/** IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE. */
+export function replace(e: Env, stdev: number, pt: number): number {
+  return testCmd(e, 10, stdev, [[16, 4, pt]]).rc;
+}
+
 export { U };

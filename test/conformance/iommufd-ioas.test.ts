@@ -36,6 +36,7 @@ import {
   ok,
   P,
   RW,
+  replace,
   setup,
   state,
   touch,
@@ -609,15 +610,3 @@ describe("fixture iommufd_ioas: alloc_hwpt_nested (15, mock_domain)", () => {
     expectNoLeaks(f);
   });
 });
-
-function replace(f: Env, stdev: number, pt: number): number {
-  const b = new Uint8Array(72);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 72, true);
-  v.setUint32(4, 10, true);
-  v.setUint32(8, stdev, true);
-  v.setUint32(16, pt, true);
-  return f.p.ioctl(f.fd, U.IOMMU_TEST_CMD, b);
-}
-
-export { replace };
