@@ -75,6 +75,7 @@ export class IommuDevice {
     if (iova < 0n || iova + BigInt(len) - 1n > 0xffff_ffff_ffff_ffffn) {
       return { ok: false, addr: iova, reason: "out-of-range" };
     }
+    if (this.driver.dmaTranslate !== undefined) return this.driver.dmaTranslate(this, iova, len, write);
     if (d.type === "identity") return { ok: true, segments: [{ pa: Number(iova), len }] };
     if (d.type !== "paging" || d.pt === undefined) return { ok: false, addr: iova, reason: "blocked" };
     const segs: DmaSegment[] = [];

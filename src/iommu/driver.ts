@@ -1,6 +1,6 @@
 import type { IommuDevice } from "./device.js";
 import type { IommuDomain } from "./domain.js";
-import type { HwInfo, IommuCap, ResvRegion } from "./types.js";
+import type { DmaTranslation, HwInfo, IommuCap, ResvRegion } from "./types.js";
 
 /** What cache_invalidate_user reports. */
 export interface InvalidateResult {
@@ -21,7 +21,7 @@ export interface IommuUserData {
  * driver's errno and rule.
  */
 export interface IommuDriver {
-  readonly name: "amd" | "intel" | "mock";
+  readonly name: "amd" | "intel" | "mock" | "spapr";
   /** ops->capable(). */
   capable(dev: IommuDevice, cap: IommuCap): boolean;
   /** ops->get_resv_regions(). */
@@ -42,7 +42,15 @@ export interface IommuDriver {
   /** ops->identity_domain, if the driver has one. */
   readonly identityDomain: IommuDomain | undefined;
   /** What the kernel would pick as the group's default domain at boot. */
-  defaultDomainType(dev: IommuDevice): "dma" | "identity" | "blocked";
+  defaultDomainType(dev: IommuDevice): "dma" | "identity" | "blocked" | "platform";
+  /** ops->default_domain of a driver whose default is a static PLATFORM domain (sPAPR). */
+  readonly platformDomain?: IommuDomain;
+  /**
+   * Drivers whose hardware does not translate through the attached domain's
+   * table alone (sPAPR: the PE's TVEs, which a legacy VFIO container may
+   * program while the group is blocked) translate device DMA themselves.
+   */
+  dmaTranslate?(dev: IommuDevice, iova: bigint, len: number, write: boolean): DmaTranslation;
   /** attach_dev(): the driver's compatibility checks, EINVAL when the domain cannot serve the device. */
   attachDev(domain: IommuDomain, dev: IommuDevice): void;
   /** enforce_cache_coherency(). */

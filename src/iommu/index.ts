@@ -5,7 +5,10 @@
  * Boot (the Machine): `createIommuSubsystem(ctx, kind, pciDevices)` ->
  *   `IommuSubsystem` with `device(bdf)`, `group(id)`, `groups`, `devices`,
  *   `createMockDevice(flags)` / `removeDevice(dev)` (selftest mock bus),
- *   `ptFrames()`, `liveDomains()`, `checkInvariants()`. It publishes
+ *   `ptFrames()`, `liveDomains()`, `checkInvariants()`. sPAPR (iommu "spapr"):
+ *   `SpaprTceIommuDriver` with `platform` (SpaprPlatform: window slots,
+ *   pgsizes, createTable, getTableSize) and `tableGroup(group)` (the PE's
+ *   TVEs a legacy VFIO container programs); TceTable is one window. It publishes
  *   ctx.counterSources "ptFrames" and "domains", ctx.invariantChecks
  *   "iommu", and the sysfs nodes /sys/kernel/iommu_groups/N/{devices/<bdf>,
  *   type,reserved_regions} and /sys/bus/pci/devices/<bdf>/iommu_group.
@@ -27,7 +30,7 @@
  *
  * Domains: drivers allocate them: `dev.driver.allocPaging(dev, flags,
  *   userData?)`, `allocNested(dev, parent, flags, userData)` (mock only),
- *   `blockedDomain`, `identityDomain`. An `IommuDomain` has `type`,
+ *   `blockedDomain`, `identityDomain`, `platformDomain` (sPAPR). An `IommuDomain` has `type`,
  *   `apertures` (a list), `pgsizeBitmap` (bigint) / `pgsizesLg2` (numbers),
  *   `map(iova, paddr, size, prot)` (core splitting, rollback; throws
  *   KernelError), `unmap(iova, size)` -> bytes, `iovaToPhys`,
@@ -42,8 +45,13 @@ export { AMD_MODEL_EFR, AMD_MODEL_EFR2, AmdIommuDriver } from "./drivers/amd.js"
 export { IntelIommuDriver, VTD_MODEL_CAP, VTD_MODEL_ECAP } from "./drivers/intel.js";
 export * from "./drivers/mock.js";
 export { MOCK_HUGE_PAGE_LG2, MOCK_IO_PAGE_LG2, MOCK_IO_PAGE_SIZE } from "./drivers/mock-table.js";
+export { SPAPR_DEFAULT_PAGING_WINDOW, SpaprTceIommuDriver } from "./drivers/spapr.js";
 export { IommuGroup } from "./group.js";
 export type { IoPageTable, WalkResult } from "./io-pgtable.js";
 export { iommuPgsize } from "./pgsize.js";
+export { type SpaprMachineOptions, SpaprPlatform, SpaprTableGroup } from "./spapr-platform.js";
+export { type TceEntry, TceTable } from "./spapr-tce-table.js";
+export * from "./spapr-uapi.js";
+export { TceWindowSet } from "./spapr-windows.js";
 export { createIommuSubsystem, type IommuPciDevice, IommuSubsystem } from "./subsystem.js";
 export * from "./types.js";

@@ -5,8 +5,10 @@ import { AmdIommuDriver } from "./drivers/amd.js";
 import type { DriverBase } from "./drivers/common.js";
 import { IntelIommuDriver } from "./drivers/intel.js";
 import { MockIommuDriver } from "./drivers/mock.js";
+import { SpaprTceIommuDriver } from "./drivers/spapr.js";
 import { IommuGroup } from "./group.js";
 import { checkDomainTable } from "./invariants.js";
+import type { SpaprMachineOptions } from "./spapr-platform.js";
 import { RESV_TYPE_NAMES } from "./types.js";
 
 /** A PCI function as the machine describes it to the IOMMU layer at boot. */
@@ -36,7 +38,7 @@ export class IommuSubsystem {
   constructor(
     readonly ctx: KernelCtx,
     readonly kind: IommuKind,
-    /** undefined for "none" (and for "spapr" until its driver lands). */
+    /** undefined for "none". */
     readonly driver: DriverBase | undefined,
   ) {}
 
@@ -152,6 +154,7 @@ export class IommuSubsystem {
     const drv = this.driver!;
     const t = drv.defaultDomainType(dev);
     if (t === "blocked") return drv.blockedDomain;
+    if (t === "platform" && drv.platformDomain !== undefined) return drv.platformDomain;
     if (t === "identity" && drv.identityDomain !== undefined) return drv.identityDomain;
     const d = drv.allocPaging(dev, 0);
     d.use = "dma";
@@ -171,7 +174,8 @@ export class IommuSubsystem {
       type: "attr",
       read: () => {
         const t = g.defaultDomain.type;
-        return `${t === "paging" ? "DMA-FQ" : t === "identity" ? "identity" : "blocked"}\n`;
+        // iommu_group_show_type() has no name for PLATFORM: "unknown".
+        return `${t === "paging" ? "DMA-FQ" : t === "identity" ? "identity" : t === "platform" ? "unknown" : "blocked"}\n`;
       },
     });
     // reserved_regions: "start end type" per region, 0x%016llx, merged across the group's devices.
@@ -207,11 +211,13 @@ export function createIommuSubsystem(
   ctx: KernelCtx,
   kind: IommuKind,
   pciDevices: IommuPciDevice[],
+  opts: { spapr?: SpaprMachineOptions } = {},
 ): IommuSubsystem {
   let driver: DriverBase | undefined;
   if (kind === "amd") driver = new AmdIommuDriver(ctx);
   else if (kind === "intel") driver = new IntelIommuDriver(ctx);
   else if (kind === "mock") driver = new MockIommuDriver(ctx);
+  else if (kind === "spapr") driver = new SpaprTceIommuDriver(ctx, opts.spapr);
   const sub = new IommuSubsystem(ctx, kind, driver);
   if (driver !== undefined) {
     // Explicit group numbers first, so implicit ones never take them.

@@ -3,6 +3,7 @@ import { FaultInject } from "../hw/fault-inject.js";
 import { FrameAllocator } from "../hw/frame-alloc.js";
 import { PciBus } from "../hw/pci-bus.js";
 import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
+import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
 import { registerIommufd } from "../iommufd/index.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
@@ -42,6 +43,8 @@ export interface MachineOptions {
   seed?: number;
   /** Keep every syscall in m.trace (the CLI turns it on). */
   trace?: boolean;
+  /** PPC64 (`iommu: "spapr"`): platform flavour and TCE page sizes (docs/ppc64.md). */
+  spapr?: SpaprMachineOptions;
 }
 
 export interface SpawnOptions {
@@ -121,7 +124,7 @@ export class Machine implements KernelServices {
       throw new Error(`unknown noiommu revision ${this.ctx.noiommuRevision}`);
     }
     this.mmGlue = new MmGlue(this.ctx);
-    this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig]);
+    this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig], { spapr: opts.spapr });
     registerIommufd(this.ctx, this.iommu);
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
     for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;

@@ -20,9 +20,10 @@ export function x86MsiRegion(): ResvRegion {
  * invariant check).
  */
 export abstract class DriverBase implements IommuDriver {
-  abstract readonly name: "amd" | "intel" | "mock";
+  abstract readonly name: "amd" | "intel" | "mock" | "spapr";
   readonly blockedDomain: IommuDomain;
   readonly identityDomain: IommuDomain | undefined;
+  readonly platformDomain?: IommuDomain;
   /** Every allocated domain not yet freed (static ones excluded). */
   readonly live = new Set<IommuDomain>();
 
@@ -38,7 +39,7 @@ export abstract class DriverBase implements IommuDriver {
   abstract resvRegions(dev: IommuDevice): ResvRegion[];
   abstract hwInfo(dev: IommuDevice, reqType: number): HwInfo;
   abstract allocPaging(dev: IommuDevice | undefined, flags: number, userData?: IommuUserData): IommuDomain;
-  abstract defaultDomainType(dev: IommuDevice): "dma" | "identity" | "blocked";
+  abstract defaultDomainType(dev: IommuDevice): "dma" | "identity" | "blocked" | "platform";
   abstract attachDev(domain: IommuDomain, dev: IommuDevice): void;
   abstract enforceCacheCoherency(domain: IommuDomain): boolean;
 
