@@ -87,6 +87,13 @@ function printStep(ctx: CliContext, sr: StepResult, n: number, profile: ReturnTy
   if (o.entries) out.line(`    -> ${o.entries.join("  ") || "(empty)"}`);
   if (o.text !== undefined) out.line(`    -> ${JSON.stringify(o.text)}`);
   if (o.data !== undefined) out.line(`    -> ${hexdump(o.data)}`);
+  if (sr.step.kind === "device_dma" && o.out !== undefined) {
+    out.line(
+      `    -> ${Object.entries(o.out)
+        .map(([k, v]) => `${k}=${k === "fault_addr" ? `0x${v.toString(16)}` : v}`)
+        .join(" ")}`,
+    );
+  }
   if (sr.step.kind.startsWith("check_"))
     out.line(`    -> ${sr.failure ? out.paint("red", sr.failure) : "holds"}`);
   for (const [k, v] of Object.entries(sr.captured)) {

@@ -1,6 +1,6 @@
 import { errnoLabel, type RunResult, type Scenario, type StepResult } from "../scenario/index.js";
 import { errnoName } from "../uapi/errno.js";
-import { execute, exitCode, failureLines, toJson } from "./common.js";
+import { countSteps, execute, exitCode, failureLines, PROGRESS_THRESHOLD, toJson } from "./common.js";
 import type { CliContext } from "./main.js";
 
 /** `iommufd-sim run <scenario>`: run it and check every expectation. */
@@ -8,7 +8,8 @@ export function cmdRun(ctx: CliContext, sc: Scenario): number {
   const { out, opts } = ctx;
   if (!opts.json)
     out.verbose(out.paint("bold", `${sc.name}${sc.description ? `: ${sc.description.split("\n")[0]}` : ""}`));
-  const r = execute(ctx, sc, false, (sr) => {
+  // Keep the trace (for the failing call's decoded struct) unless the run is long.
+  const r = execute(ctx, sc, countSteps(sc) <= PROGRESS_THRESHOLD, (sr) => {
     if (!opts.json) out.verbose(stepLine(ctx, sr));
   });
   if (opts.json) {

@@ -28,6 +28,19 @@ export function execute(
   return r;
 }
 
+/** Steps of a scenario with repeats unrolled (a count that uses a variable counts once). */
+export function countSteps(sc: Scenario): number {
+  const walk = (steps: Scenario["steps"]): number => {
+    let n = 0;
+    for (const s of steps) {
+      const k = s.kind === "repeat" && typeof s.body !== "string" ? Number(s.body) : 1;
+      n += s.kind === "repeat" ? (Number.isFinite(k) ? k : 1) * walk(s.steps ?? []) : 1;
+    }
+    return n;
+  };
+  return walk(sc.steps);
+}
+
 /** 0 passed, 1 an expectation failed, 2 a part of the model is missing, 3 the scenario is wrong. */
 export function exitCode(r: RunResult): number {
   if (r.ok) return 0;

@@ -1,4 +1,5 @@
 import type { Machine } from "../index.js";
+import { VFIO_CHECK_EXTENSION, VFIO_SPAPR_TCE_v2_IOMMU } from "../uapi/vfio.js";
 
 /**
  * The guided demos. Each is a scenario in examples/demo-<mode>.yaml (the
@@ -25,6 +26,24 @@ export function hasDevIommu(m: Machine): boolean {
     return m.listDir("/dev").includes("iommu");
   } catch {
     return false;
+  }
+}
+
+/** Whether vfio-pci takes the machine's first PCI device (probed on a throwaway machine). */
+function bindsOn(m: Machine): boolean {
+  const bdf = m.pciConfig[0]?.bdf;
+  const bind = (m as unknown as { bindDriver: (b: string, d: string) => number }).bindDriver;
+  return bdf !== undefined && bind.call(m, bdf, "vfio-pci") >= 0;
+}
+
+/** Whether /dev/vfio/vfio offers the sPAPR TCE v2 backend: asked as user space would. */
+function hasSpaprContainer(m: Machine): boolean {
+  const p = m.spawn();
+  try {
+    const fd = p.open("/dev/vfio/vfio");
+    return fd >= 0 && p.ioctl(fd, VFIO_CHECK_EXTENSION, BigInt(VFIO_SPAPR_TCE_v2_IOMMU)) === 1;
+  } finally {
+    p.exit();
   }
 }
 
@@ -64,11 +83,11 @@ export const DEMOS: Record<(typeof DEMO_MODES)[number], DemoDef> = {
     mode: "ppc64",
     title: "PPC64 sPAPR TCE: the VFIO container and its DMA windows",
     missing: (m) => {
-      const miss = parts(m)
-        .filter((p) => p.present === false && p.name.startsWith("vfio"))
-        .map((p) => p.name);
-      if (!hasBindDriver(m)) return miss;
-      return miss;
+      if (!hasBindDriver(m)) return ["vfio-pci binding and /dev/vfio nodes (m.bindDriver)"];
+      if (!bindsOn(m)) return ["vfio-pci on an sPAPR machine (binding the device is refused today)"];
+      return hasSpaprContainer(m)
+        ? []
+        : ["the sPAPR TCE v2 container (VFIO_CHECK_EXTENSION(VFIO_SPAPR_TCE_v2_IOMMU) is 0 today)"];
     },
     outro: () => [
       "The default 32-bit window and a dynamic 64-bit window are both TCE tables in simulated memory.",

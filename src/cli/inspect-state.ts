@@ -32,6 +32,14 @@ export function iommufdViews(events: readonly TraceEvent[], profile: KernelProfi
   const views = new Map<string, IommufdView>();
   const key = (pid: number, fd: number) => `${pid}:${fd}`;
   const get = (pid: number, fd: number) => views.get(key(pid, fd));
+  const ensure = (pid: number, fd: number): IommufdView => {
+    let v = get(pid, fd);
+    if (v === undefined) {
+      v = { pid, fd, open: true, ioas: new Map(), hwpts: new Map(), devices: new Map() };
+      views.set(key(pid, fd), v);
+    }
+    return v;
+  };
   for (const ev of events) {
     if (ev.errno !== undefined) continue;
     if (ev.call === "close") {
@@ -54,13 +62,9 @@ export function iommufdViews(events: readonly TraceEvent[], profile: KernelProfi
     const vin = decode(d.struct, ev.argIn);
     const vout = decode(d.struct, ev.argOut);
     if (ev.fdKind === "iommufd") {
-      let v = get(ev.pid, fd);
-      if (v === undefined) {
-        v = { pid: ev.pid, fd, open: true, ioas: new Map(), hwpts: new Map(), devices: new Map() };
-        views.set(key(ev.pid, fd), v);
-      }
-      applyIommufd(v, d.name, vin, vout);
+      applyIommufd(ensure(ev.pid, fd), d.name, vin, vout);
     } else if (ev.fdKind === "vfio-device") {
+      if (d.name === "VFIO_DEVICE_BIND_IOMMUFD") ensure(ev.pid, Number(vin.iommufd));
       applyDevice(views, ev.pid, fd, d.name, vin, vout);
     }
   }

@@ -174,7 +174,7 @@ export function hexBytes(b: Uint8Array, max = 32): string {
 export function checkDma(m: Machine, body: unknown, vars: Vars, where: string): string | undefined {
   const log = m.debug.dmaLog();
   const b = (body ?? {}) as Record<string, unknown>;
-  checkKeys(b, ["count", "faults", "last", "none"], `${where}: check_dma`);
+  checkKeys(b, ["count", "faults", "findings", "last", "none"], `${where}: check_dma`);
   if (b.none === true && log.length > 0) return `expected no DMA, the log has ${log.length} event(s)`;
   if (b.count !== undefined) {
     const n = Number(toBig(b.count, vars, where));
@@ -184,6 +184,11 @@ export function checkDma(m: Machine, body: unknown, vars: Vars, where: string): 
     const n = Number(toBig(b.faults, vars, where));
     const f = log.filter((e) => e.result === "fault").length;
     if (f !== n) return `expected ${n} faulted DMA(s), the log has ${f}`;
+  }
+  if (b.findings !== undefined) {
+    const n = Number(toBig(b.findings, vars, where));
+    const f = log.filter((e) => e.finding !== undefined).length;
+    if (f !== n) return `expected ${n} DMA(s) flagged by the sanitizer, the log has ${f}`;
   }
   if (b.last !== undefined) {
     const last = log.at(-1);
