@@ -67,7 +67,7 @@ export class VfioIommuType1 implements VfioIommuBackend {
   private dmaAvail: number;
 
   constructor(
-    private readonly k: KernelCtx,
+    k: KernelCtx,
     readonly v2: boolean,
   ) {
     this.dmaAvail = Number(k.params["vfio_iommu_type1.dma_entry_limit"]);
