@@ -38,8 +38,9 @@ export function cmdExplain(ctx: CliContext, sc: Scenario): number {
   const profile = profileOf(sc);
   const items: Record<string, unknown>[] = [];
   for (const sr of r.results) {
-    const expected = sr.step.expect?.errno !== undefined || sr.step.expect?.any === true;
     for (const ev of sr.failures) {
+      // expected: the step asked for exactly this errno (or accepts anything)
+      const expected = sr.step.expect?.any === true || sr.step.expect?.errno === errnoName(ev.errno ?? 0);
       const call = formatTraceEvent(ev, profile, { pid: false }).replace(/ = -1 .*$/, "");
       const name = errnoName(ev.errno ?? 0);
       items.push({

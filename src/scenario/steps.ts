@@ -355,6 +355,9 @@ function issue(
     o.out = decodeStruct(t.struct, buf);
     o.outStruct = t.struct.name;
     o.outDef = t.struct;
+    // `as:` keeps the one out_* field when there is one (out_ioas_id, out_hwpt_id, out_devid)
+    const outs = t.struct.fields.filter((f) => f.dir === "out" && f.name.startsWith("out_") && !f.alias);
+    if (o.errno === undefined && outs.length === 1) o.main = o.out[outs[0].name];
     return o;
   }
   const x = otherArg(t, arg, env.vars, `${where}: arg`);
