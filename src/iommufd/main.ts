@@ -68,6 +68,8 @@ const HANDLERS: Record<string, Handler> = {
 };
 
 const tables = new Map<string, Map<number, IoctlRow>>();
+/** Slots in each table (ARRAY_SIZE of the kernel's iommufd_ioctl_ops): nr - 0x80 past it goes to compat. */
+const tableLens = new WeakMap<Map<number, IoctlRow>, number>();
 
 /** The ioctl table of a kernel: rows by nr, for its profile and Kconfig. */
 export function ioctlTable(k: KernelCtx): Map<number, IoctlRow> {
@@ -92,6 +94,7 @@ export function ioctlTable(k: KernelCtx): Map<number, IoctlRow> {
     });
   }
   tables.set(key, t);
+  tableLens.set(t, Math.max(...t.keys()) - 0x80 + 1);
   return t;
 }
 
@@ -133,7 +136,7 @@ function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number
   const table = ioctlTable(k);
   const route = iommufdRoute(cmd, k.profile, k.kconfig.IOMMUFD_TEST);
   const nr = cmd & 0xff;
-  const tableLen = Math.max(...table.keys()) - 0x80 + 1;
+  const tableLen = tableLens.get(table)!;
   if (route.kind === "compat" || nr - 0x80 >= tableLen) return vfioCompatIoctl(ictx, task, cmd, arg);
   const head = task.copyFromUser(arg, 4);
   const usize = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
