@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { SpaprMachineOptions } from "../../src/iommu/spapr-platform.js";
 import {
   IOMMU_HW_INFO_SPAPR_TCE_DDW,
   IOMMU_HW_INFO_TYPE_SPAPR_TCE,
@@ -328,10 +329,11 @@ describe("sPAPR TCE driver: DMA through the PE's TVEs", () => {
 
 describe("sPAPR TCE driver: hw_info and table sizes", () => {
   it("reports the platform's window slots, page sizes and levels as IOMMU_HW_INFO_TYPE_SPAPR_TCE", () => {
-    for (const [opts, ddw, levels, pgsizes] of [
+    const cases: [SpaprMachineOptions, bigint, number, bigint][] = [
       [{}, DDW_POWERNV, 5, 0x1011000n],
-      [{ platform: "pseries" as const, pgsizes: [12, 16, 21, 30] }, 4n * GIB, 1, 0x40211000n],
-    ] as const) {
+      [{ platform: "pseries", pgsizes: [12, 16, 21, 30] }, 4n * GIB, 1, 0x40211000n],
+    ];
+    for (const [opts, ddw, levels, pgsizes] of cases) {
       const { sub } = bootSpapr(opts);
       const info = sub.device(BDF)!.hwInfo(0);
       expect(info.type).toBe(IOMMU_HW_INFO_TYPE_SPAPR_TCE);
