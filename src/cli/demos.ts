@@ -11,14 +11,14 @@ export interface DemoDef {
   title: string;
   /** The parts of the model this demo needs that this build lacks (empty: it can run). */
   missing: (m: Machine) => string[];
-  /** Closing lines, from what this build has. */
+  /** Closing lines, from what this build has (given a fresh machine to probe). */
   outro: (m: Machine) => string[];
 }
 
 export const DEMO_MODES = ["noiommu", "iommu", "ppc64", "vfio-group"] as const;
 
 export function hasBindDriver(m: Machine): boolean {
-  return typeof (m as unknown as { bindDriver?: unknown }).bindDriver === "function";
+  return typeof m.bindDriver === "function";
 }
 
 export function hasDevIommu(m: Machine): boolean {
@@ -32,8 +32,7 @@ export function hasDevIommu(m: Machine): boolean {
 /** Whether vfio-pci takes the machine's first PCI device (probed on a throwaway machine). */
 function bindsOn(m: Machine): boolean {
   const bdf = m.pciConfig[0]?.bdf;
-  const bind = (m as unknown as { bindDriver: (b: string, d: string) => number }).bindDriver;
-  return bdf !== undefined && bind.call(m, bdf, "vfio-pci") >= 0;
+  return bdf !== undefined && m.bindDriver(bdf, "vfio-pci") >= 0;
 }
 
 /** Whether /dev/vfio/vfio offers the sPAPR TCE v2 backend: asked as user space would. */
@@ -54,6 +53,14 @@ function parts(m: Machine): { name: string; present: boolean }[] {
   ];
 }
 
+/** The noiommu path as far as this build has it (probed on a fresh noiommu machine). */
+function noiommuParts(m: Machine): { name: string; present: boolean }[] {
+  return [
+    { name: "/dev/iommu (iommufd)", present: hasDevIommu(m) },
+    { name: "vfio-pci taking a device that has no IOMMU (noiommu)", present: bindsOn(m) },
+  ];
+}
+
 export const DEMOS: Record<(typeof DEMO_MODES)[number], DemoDef> = {
   noiommu: {
     mode: "noiommu",
@@ -61,7 +68,7 @@ export const DEMOS: Record<(typeof DEMO_MODES)[number], DemoDef> = {
     missing: () => [],
     outro: (m) => {
       const lines = ["What this build models of the noiommu path:"];
-      for (const p of parts(m))
+      for (const p of noiommuParts(m))
         lines.push(`  ${p.present ? "[x]" : "[ ]"} ${p.name}${p.present ? "" : " -- coming"}`);
       lines.push(
         "  [ ] the noiommu device cdev walk-through (bind, IOAS map, IOMMU_IOAS_NOIOMMU_GET_PA, a DMA",

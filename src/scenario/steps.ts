@@ -163,13 +163,7 @@ export function execStep(step: Step, env: StepEnv, where: string): Outcome {
     case "bind_driver": {
       const bdf = toStr(step.body, v, `${where}: bdf`);
       const driver = a.driver === undefined ? "vfio-pci" : toStr(a.driver, v, `${where}: driver`);
-      const bind = (env.m as unknown as { bindDriver?: (b: string, d: string) => number }).bindDriver;
-      if (typeof bind !== "function") {
-        throw new NotModelledError(
-          "binding a driver (m.bindDriver) is not modelled yet: VFIO has not landed",
-        );
-      }
-      return kernelResult(`bind_driver ${bdf} ${driver}`, () => bind.call(env.m, bdf, driver));
+      return kernelResult(`bind_driver ${bdf} ${driver}`, () => env.m.bindDriver(bdf, driver));
     }
     case "set_param": {
       const name = toStr(step.body, v, `${where}: name`);
