@@ -31,6 +31,11 @@ export interface CliContext {
 }
 
 function defaultIo(): CliIo {
+  // `iommufd-sim trace x.yaml | head`: a closed pipe ends the output quietly, as with cat
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
+  });
   return {
     stdout: (s) => process.stdout.write(s),
     stderr: (s) => process.stderr.write(s),
