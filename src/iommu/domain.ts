@@ -1,7 +1,7 @@
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
 import { EINVAL, ENODEV, EOPNOTSUPP, errnoName, fail } from "../uapi/errno.js";
 import type { IommuDriver } from "./driver.js";
-import type { IoPageTable } from "./io-pgtable.js";
+import type { IoPageTable, PtDumpEntry } from "./io-pgtable.js";
 import { MappedRanges } from "./mapped-ranges.js";
 import { iommuPgsize, lg2ToBitmap } from "./pgsize.js";
 import type { Aperture, IommuDomainType, PagingUse, PtInfo } from "./types.js";
@@ -229,6 +229,11 @@ export class IommuDomain {
   ptInfo(): PtInfo {
     if (this.pt === undefined) fail(EINVAL, `a ${this.type} domain has no page table`);
     return this.pt.info();
+  }
+
+  /** The page table level by level (empty for tables outside simulated memory). */
+  ptDump(): PtDumpEntry[] {
+    return this.pt?.dump?.() ?? [];
   }
 
   /** Live page-table frames. */

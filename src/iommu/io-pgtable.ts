@@ -61,10 +61,20 @@ export interface IoPageTable {
   leaves(visit: (iova: number, pa: number, len: number, prot: number) => void): void;
 
   info(): PtInfo;
+  /** The table level by level, raw entries with their meaning (for inspect tools); absent for tables kept outside simulated memory. */
+  dump?(): PtDumpEntry[];
   /** Table frames held now (4 KiB frames). */
   frames(): number;
   /** Free every table frame. */
   destroy(): void;
+}
+
+export interface PtDumpEntry {
+  level: number;
+  index: number;
+  tablePhys: bigint;
+  raw: bigint;
+  text: string;
 }
 
 export type WalkResult =

@@ -4,7 +4,7 @@ import type { PhysMem } from "../hw/phys-mem.js";
 import { createPageTable, type PageTable } from "../pt/engine.js";
 import type { FormatName, PtConfig } from "../pt/types.js";
 import { IOMMU_DIRTY_NO_CLEAR } from "../pt/types.js";
-import type { IoPageTable, WalkResult } from "./io-pgtable.js";
+import type { IoPageTable, PtDumpEntry, WalkResult } from "./io-pgtable.js";
 import { bitmapToLg2 } from "./pgsize.js";
 import type { Aperture, PtInfo } from "./types.js";
 
@@ -121,6 +121,10 @@ export class PtTable implements IoPageTable {
   info(): PtInfo {
     const i = this.table.info();
     return { format: i.format, rootPhys: i.rootPhys, topLevel: i.topLevel };
+  }
+
+  dump(): PtDumpEntry[] {
+    return this.table.dump();
   }
 
   frames(): number {

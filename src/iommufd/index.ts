@@ -101,7 +101,8 @@ function debugHwpt(task: Task, fd: number, id: number): HwptDebugInfo {
   const h = o instanceof HwptPaging ? o : o instanceof HwptNested ? o.parent : undefined;
   if (h === undefined) fail(EINVAL, `id ${id} is a ${o.type}, not a HWPT`);
   const info = h.domain.ptInfo();
+  const dump = () => h.domain.ptDump();
   if (info.format === "amdv1_mock")
-    return { format: "amdv1", rootPhys: info.rootPhys, topLevel: info.topLevel };
-  return { format: info.format, rootPhys: info.rootPhys, topLevel: info.topLevel };
+    return { format: "amdv1", rootPhys: info.rootPhys, topLevel: info.topLevel, dump };
+  return { format: info.format, rootPhys: info.rootPhys, topLevel: info.topLevel, dump };
 }
