@@ -21,7 +21,7 @@ export interface IommuUserData {
  * driver's errno and rule.
  */
 export interface IommuDriver {
-  readonly name: "amd" | "intel" | "mock" | "spapr";
+  readonly name: "amd" | "intel" | "mock" | "spapr" | "noiommu";
   /** ops->capable(). */
   capable(dev: IommuDevice, cap: IommuCap): boolean;
   /** ops->get_resv_regions(). */

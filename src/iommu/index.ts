@@ -45,6 +45,7 @@ export { AMD_MODEL_EFR, AMD_MODEL_EFR2, AmdIommuDriver } from "./drivers/amd.js"
 export { IntelIommuDriver, VTD_MODEL_CAP, VTD_MODEL_ECAP } from "./drivers/intel.js";
 export * from "./drivers/mock.js";
 export { MOCK_HUGE_PAGE_LG2, MOCK_IO_PAGE_LG2, MOCK_IO_PAGE_SIZE } from "./drivers/mock-table.js";
+export { isNoiommuDomain, NoiommuDriver } from "./drivers/noiommu.js";
 export { SPAPR_DEFAULT_PAGING_WINDOW, SpaprTceIommuDriver } from "./drivers/spapr.js";
 export { IommuGroup } from "./group.js";
 export type { IoPageTable, WalkResult } from "./io-pgtable.js";

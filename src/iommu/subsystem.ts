@@ -5,6 +5,7 @@ import { AmdIommuDriver } from "./drivers/amd.js";
 import type { DriverBase } from "./drivers/common.js";
 import { IntelIommuDriver } from "./drivers/intel.js";
 import { MockIommuDriver } from "./drivers/mock.js";
+import { NoiommuDriver } from "./drivers/noiommu.js";
 import { SpaprTceIommuDriver } from "./drivers/spapr.js";
 import { IommuGroup } from "./group.js";
 import { checkDomainTable } from "./invariants.js";
@@ -27,12 +28,15 @@ export interface IommuPciDevice {
  * iommu_groups and an IommuDevice per function behind the IOMMU, their
  * sysfs nodes, leak counters and invariant checks. A machine with iommu
  * "none" (or a function marked noIommu) has no IommuDevice: its DMA is
- * physical. (The noiommu software domain of the VFIO noiommu cdev mode
- * belongs here too, as a later addition: it needs no driver.)
+ * physical. `noiommu` allocates the software domains of the VFIO noiommu
+ * cdev mode (iommufd's noiommu ops): tables nothing walks, counted with
+ * the driver's own in the leak counters and invariant checks.
  */
 export class IommuSubsystem {
   readonly groups = new Map<number, IommuGroup>();
   readonly devices = new Map<string, IommuDevice>();
+  /** The noiommu software domain allocator (iommufd_noiommu_ops), on every machine. */
+  readonly noiommu: NoiommuDriver;
   private nextMock = 0;
 
   constructor(
@@ -40,7 +44,9 @@ export class IommuSubsystem {
     readonly kind: IommuKind,
     /** undefined for "none". */
     readonly driver: DriverBase | undefined,
-  ) {}
+  ) {
+    this.noiommu = new NoiommuDriver(ctx);
+  }
 
   /** The IommuDevice of a function, or undefined when it has no IOMMU (dev->iommu unset). */
   device(bdf: string): IommuDevice | undefined {
@@ -51,10 +57,33 @@ export class IommuSubsystem {
     return this.groups.get(id);
   }
 
-  /** Live domains of the driver (default DMA domains included; static blocked/identity excluded). */
+  /**
+   * Live domains of the driver (default DMA domains included; static
+   * blocked/identity excluded) and of the noiommu software allocator.
+   */
   liveDomains(): IommuDomain[] {
-    return this.driver === undefined ? [] : [...this.driver.live];
+    const out = this.driver === undefined ? [] : [...this.driver.live];
+    for (const d of this.noiommu.live) out.push(d);
+    return out;
   }
+
+  /**
+   * A free iommu_group id (the core's IDA), for VFIO's fake noiommu groups:
+   * iommu_group_alloc() numbers them in the same space as real groups.
+   */
+  allocGroupId(): number {
+    let id = 0;
+    while (this.groups.has(id) || this.fakeGroupIds.has(id)) id++;
+    this.fakeGroupIds.add(id);
+    return id;
+  }
+
+  /** iommu_group_put() of a fake group: its id is free again. */
+  freeGroupId(id: number): void {
+    this.fakeGroupIds.delete(id);
+  }
+
+  private readonly fakeGroupIds = new Set<number>();
 
   /** Page-table frames held by every live domain. */
   ptFrames(): number {
@@ -76,7 +105,7 @@ export class IommuSubsystem {
     const drv = this.driver;
     if (drv === undefined) throw new Error(`no IOMMU driver on a machine with iommu "${this.kind}"`);
     if (this.devices.has(name)) throw new Error(`device ${name} already has an IOMMU`);
-    const id = groupId ?? this.freeGroupId();
+    const id = groupId ?? this.freeRealGroupId();
     let g = this.groups.get(id);
     const probe = new IommuDevice(name, drv, undefined as unknown as IommuGroup, flags);
     if (g === undefined) {
@@ -161,9 +190,9 @@ export class IommuSubsystem {
     return d;
   }
 
-  private freeGroupId(): number {
+  private freeRealGroupId(): number {
     let id = 0;
-    while (this.groups.has(id)) id++;
+    while (this.groups.has(id) || this.fakeGroupIds.has(id)) id++;
     return id;
   }
 

@@ -1,9 +1,10 @@
 import type { IommuDevice } from "../iommu/device.js";
 import type { IommuGroup } from "../iommu/group.js";
 import { IOMMU_RESV_DIRECT_RELAXABLE, IOMMU_RESV_MSI, IOMMU_RESV_SW_MSI } from "../iommu/types.js";
-import { EINVAL, ENODEV, EOPNOTSUPP, fail, KernelError } from "../uapi/errno.js";
+import { EINVAL, EOPNOTSUPP, fail, KernelError } from "../uapi/errno.js";
 import type { IommufdCtx } from "./ctx.js";
 import { type Hwpt, HwptPaging, hwptPagingAlloc } from "./hw-pagetable.js";
+import { deviceIsNoiommu } from "./hwpt-noiommu.js";
 import type { IommufdIoas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { Ucmd } from "./ucmd.js";
@@ -11,6 +12,8 @@ import type { Ucmd } from "./ucmd.js";
 /**
  * struct iommufd_group: the context's view of one iommu_group, shared by
  * every bound device of it. All its devices are attached to the same HWPT.
+ * A noiommu device gets a dummy igroup of its own with no iommu_group
+ * (`group` null), never shared and never in the context's table.
  */
 export class Igroup {
   readonly devices = new Set<IommufdDevice>();
@@ -18,8 +21,13 @@ export class Igroup {
   refs = 0;
   constructor(
     readonly ictx: IommufdCtx,
-    readonly group: IommuGroup,
+    readonly group: IommuGroup | null,
   ) {}
+
+  /** For messages: the iommu_group id, or what a dummy igroup stands for. */
+  get label(): string {
+    return this.group === null ? "of the noiommu device (dummy igroup)" : `${this.group.id}`;
+  }
 }
 
 const igroups = new WeakMap<IommufdCtx, Map<IommuGroup, Igroup>>();
@@ -40,13 +48,15 @@ function igroupGet(ictx: IommufdCtx, group: IommuGroup): Igroup {
 }
 
 function igroupPut(g: Igroup): void {
-  if (--g.refs > 0) return;
+  if (--g.refs > 0 || g.group === null) return;
   igroups.get(g.ictx)?.delete(g.group);
 }
 
 export interface BindOpts {
   /** A selftest mock device: it does not hold the iommufd file (selftest.c). */
   mock?: boolean;
+  /** The device's name (BDF) when it has no IommuDevice (a noiommu bind). */
+  name?: string;
 }
 
 /**
@@ -58,16 +68,24 @@ export class IommufdDevice extends IommufdObject {
   hwpt: Hwpt | undefined;
   igroup!: Igroup;
   ownerClaimed = false;
+  /** iommufd_device_is_noiommu(): bound with no IOMMU driver behind it (dev->iommu NULL). */
+  readonly noiommu: boolean;
+  /** The device's name (BDF or mock name). */
+  readonly name: string;
   constructor(
     readonly ictx: IommufdCtx,
-    readonly dev: IommuDevice,
+    /** The device's IommuDevice; undefined for a noiommu device (dev->iommu is NULL). */
+    readonly dev: IommuDevice | undefined,
     readonly mock: boolean,
+    name?: string,
   ) {
     super();
+    this.noiommu = dev === undefined;
+    this.name = dev?.name ?? name ?? "noiommu device";
   }
   destroy(): void {
     if (this.hwpt !== undefined) deviceDoDetach(this, true);
-    if (this.ownerClaimed) this.dev.releaseDmaOwner();
+    if (this.ownerClaimed) this.dev?.releaseDmaOwner();
     this.ownerClaimed = false;
     if (this.igroup !== undefined) igroupPut(this.igroup);
     if (!this.mock) this.ictx.put();
@@ -81,14 +99,24 @@ export function getDevice(ictx: IommufdCtx, id: number): IommufdDevice {
 /**
  * iommufd_device_bind(): claim DMA ownership of the device's group for
  * this context and create the DEVICE object (published at once; the
- * caller — VFIO — holds a reference until iommufdDeviceUnbind).
+ * caller — VFIO — holds a reference until iommufdDeviceUnbind). A device
+ * with no IOMMU (`dev` undefined) binds through a dummy igroup when
+ * CONFIG_IOMMUFD_NOIOMMU is built, with no DMA-ownership claim and no
+ * coherency or MSI checks; without it, device_iommu_capable() is false
+ * for it and the bind is EINVAL.
  */
 export function iommufdDeviceBind(
   ictx: IommufdCtx,
   dev: IommuDevice | undefined,
   opts: BindOpts = {},
 ): IommufdDevice {
-  if (dev === undefined) fail(ENODEV, "the device has no IOMMU group");
+  if (deviceIsNoiommu(ictx.k, dev)) return bindNoiommu(ictx, opts);
+  if (dev === undefined) {
+    fail(
+      EINVAL,
+      "the device has no IOMMU: IOMMU_CAP_CACHE_COHERENCY cannot hold (no CONFIG_IOMMUFD_NOIOMMU)",
+    );
+  }
   if (!dev.capable("CACHE_COHERENCY")) {
     fail(EINVAL, `${dev.name}'s IOMMU cannot provide cache-coherent DMA (IOMMU_CAP_CACHE_COHERENCY)`);
   }
@@ -108,6 +136,18 @@ export function iommufdDeviceBind(
   return idev;
 }
 
+/** iommufd_bind_noiommu(): a dummy igroup of its own; nothing is claimed. */
+function bindNoiommu(ictx: IommufdCtx, opts: BindOpts): IommufdDevice {
+  const idev = new IommufdDevice(ictx, undefined, opts.mock === true, opts.name);
+  ictx.objects.alloc(idev);
+  idev.igroup = new Igroup(ictx, null);
+  idev.igroup.refs = 1;
+  if (!idev.mock) ictx.get();
+  idev.users++; // the binding driver's reference
+  ictx.objects.finalize(idev);
+  return idev;
+}
+
 /** iommufd_device_unbind(): detach if needed, then destroy the object. */
 export function iommufdDeviceUnbind(idev: IommufdDevice): void {
   if (idev.hwpt !== undefined) iommufdDeviceDetach(idev);
@@ -115,8 +155,12 @@ export function iommufdDeviceUnbind(idev: IommufdDevice): void {
   idev.ictx.objects.removeInternal(idev);
 }
 
-/** Reserve the device's regions in the IOAS (iopt_table_enforce_dev_resv_regions). */
+/**
+ * Reserve the device's regions in the IOAS (iopt_table_enforce_dev_resv_regions).
+ * A noiommu device has none (the series skips the step: attach_resv is false).
+ */
 function enforceResv(idev: IommufdDevice, ioas: IommufdIoas): void {
+  if (idev.dev === undefined) return;
   const iopt = ioas.iopt;
   let swMsi = 0;
   let hwMsi = 0;
@@ -128,7 +172,7 @@ function enforceResv(idev: IommufdDevice, ioas: IommufdIoas): void {
       iopt.reserve(r.start, r.last, { kind: "device", dev: idev });
     }
     if ((swMsi > 0 && hwMsi > 0) || swMsi > 1) {
-      fail(EINVAL, `${idev.dev.name} reports ${swMsi} software-MSI and ${hwMsi} hardware-MSI regions`);
+      fail(EINVAL, `${idev.name} reports ${swMsi} software-MSI and ${hwMsi} hardware-MSI regions`);
     }
   } catch (e) {
     dropResv(idev, ioas);
@@ -147,21 +191,20 @@ function ioasOf(h: Hwpt): IommufdIoas | undefined {
 /**
  * iommufd_hw_pagetable_attach(): every device of a group shares one HWPT;
  * the first device attaches the whole group. Reserved regions go into the
- * IOAS first so a colliding area fails the attach (EADDRINUSE).
+ * IOAS first so a colliding area fails the attach (EADDRINUSE). For a
+ * noiommu device the hardware step is a no-op that cannot fail
+ * (iommufd_hwpt_attach_device returns 0); the bookkeeping is the same.
  */
 export function deviceDoAttach(idev: IommufdDevice, hwpt: Hwpt): void {
   const ig = idev.igroup;
   if (ig.hwpt !== undefined && ig.hwpt !== hwpt) {
-    fail(
-      EINVAL,
-      `iommu_group ${ig.group.id} is attached to HWPT ${ig.hwpt.id}; all its devices must share it`,
-    );
+    fail(EINVAL, `iommu_group ${ig.label} is attached to HWPT ${ig.hwpt.id}; all its devices must share it`);
   }
   if (idev.hwpt !== undefined) fail(EINVAL, `device ${idev.id} is already attached to HWPT ${idev.hwpt.id}`);
   const ioas = ioasOf(hwpt);
   if (ioas !== undefined) enforceResv(idev, ioas);
   try {
-    if (ig.devices.size === 0) ig.group.attach(hwpt.domain);
+    if (ig.devices.size === 0 && ig.group !== null) ig.group.attach(hwpt.domain);
   } catch (e) {
     if (ioas !== undefined) dropResv(idev, ioas);
     throw e;
@@ -185,7 +228,7 @@ export function deviceDoDetach(idev: IommufdDevice, destroying: boolean): void {
   const ioas = ioasOf(hwpt);
   if (ioas !== undefined) dropResv(idev, ioas);
   if (ig.devices.size === 0) {
-    ig.group.detach();
+    ig.group?.detach();
     ig.hwpt = undefined;
   }
   idev.hwpt = undefined;
@@ -247,7 +290,7 @@ function autoGetDomain(idev: IommufdDevice, ioas: IommufdIoas, replace: boolean)
 function deviceDoReplace(idev: IommufdDevice, hwpt: Hwpt): void {
   const ig = idev.igroup;
   const old = ig.hwpt;
-  if (old === undefined) fail(EINVAL, `iommu_group ${ig.group.id} is not attached; nothing to replace`);
+  if (old === undefined) fail(EINVAL, `iommu_group ${ig.label} is not attached; nothing to replace`);
   if (old === hwpt) return;
   const oldIoas = ioasOf(old);
   const newIoas = ioasOf(hwpt);
@@ -265,7 +308,7 @@ function deviceDoReplace(idev: IommufdDevice, hwpt: Hwpt): void {
     }
   }
   try {
-    ig.group.replace(hwpt.domain);
+    ig.group?.replace(hwpt.domain);
   } catch (e) {
     if (newIoas !== undefined && newIoas !== oldIoas) for (const d of devs) dropResv(d, newIoas);
     throw e;
@@ -331,8 +374,10 @@ export function getHwInfo(u: Ucmd): number {
   if ((flags & ~validFlags) !== 0 || reservedNonZero)
     fail(EOPNOTSUPP, "unknown flags or non-zero __reserved");
   const idev = getDevice(u.ictx, u.num("dev_id"));
+  const dev = idev.dev;
+  if (dev === undefined) fail(EOPNOTSUPP, `${idev.name} is a noiommu device: there is no IOMMU to describe`);
   const reqType = (flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE) !== 0 ? u.num("in_data_type") : 0;
-  const info = idev.dev.hwInfo(reqType);
+  const info = dev.hwInfo(reqType);
   const userLen = u.num("data_len");
   const ptr = u.big("data_uptr");
   if (userLen > 0) {
@@ -344,9 +389,9 @@ export function getHwInfo(u: Ucmd): number {
   u.set("data_len", info.data.length);
   u.set(latest ? "out_data_type" : "out_data_type", info.type >>> 0);
   let caps = 0n;
-  if (idev.dev.capable("DIRTY_TRACKING")) caps |= 1n;
+  if (dev.capable("DIRTY_TRACKING")) caps |= 1n;
   if (latest) {
-    const pasid = idev.dev.maxPasidLog2();
+    const pasid = dev.maxPasidLog2();
     u.set("out_max_pasid_log2", pasid);
   }
   u.set("out_capabilities", caps);

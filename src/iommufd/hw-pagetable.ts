@@ -3,6 +3,7 @@ import type { IommuUserData } from "../iommu/driver.js";
 import { EFAULT, EINVAL, ENOENT, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
 import type { IommufdCtx } from "./ctx.js";
 import { deviceDoAttach, deviceDoDetach, getDevice, type IommufdDevice } from "./device.js";
+import { noiommuOps } from "./hwpt-noiommu.js";
 import type { IommufdIoas } from "./ioas.js";
 import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
@@ -82,10 +83,12 @@ export function hwptPagingAlloc(
   if ((flags & ~valid) !== 0)
     fail(EOPNOTSUPP, `HWPT flags 0x${(flags & ~valid).toString(16)} are not valid for a paging HWPT`);
   const dev = idev.dev;
-  if ((flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0 && !dev.capable("DIRTY_TRACKING")) {
-    fail(EOPNOTSUPP, `${dev.name}'s IOMMU cannot track dirty pages (IOMMU_CAP_DIRTY_TRACKING)`);
+  if ((flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0 && dev?.capable("DIRTY_TRACKING") !== true) {
+    fail(EOPNOTSUPP, `${idev.name}'s IOMMU cannot track dirty pages (IOMMU_CAP_DIRTY_TRACKING)`);
   }
-  const domain = dev.driver.allocPaging(dev, flags, userData);
+  // get_iommu_ops(): a dummy igroup (no iommu_group) means iommufd_noiommu_ops.
+  const ops = idev.igroup.group === null || dev === undefined ? noiommuOps(ictx.k) : dev.driver;
+  const domain = ops.allocPaging(dev, flags, userData);
   let hwpt: HwptPaging;
   try {
     hwpt = new HwptPaging(ioas, domain);
@@ -93,11 +96,12 @@ export function hwptPagingAlloc(
     domain.free();
     throw e;
   }
-  ictx.objects.alloc(hwpt);
   try {
+    // Inside the try: a failed ID allocation must still drop the IOAS reference and free the domain.
+    ictx.objects.alloc(hwpt);
     hwpt.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
     // A device that can enforce coherency gets an enforcing domain before anything is mapped.
-    if (dev.capable("ENFORCE_CACHE_COHERENCY") && !domain.enforceCacheCoherency()) {
+    if (dev?.capable("ENFORCE_CACHE_COHERENCY") === true && !domain.enforceCacheCoherency()) {
       fail(EINVAL, "the driver could not make the new domain enforce cache coherency");
     }
     if (immediateAttach) deviceDoAttach(idev, hwpt);
@@ -178,7 +182,9 @@ function hwptNestedAlloc(
   if ((flags & ~valid) !== 0 || dataLen === 0) {
     fail(EOPNOTSUPP, "nested HWPTs take only FAULT_ID_VALID/PASID flags and need driver data");
   }
-  if (parent.autoDomain || !parent.nestParent || parent.domain.driver !== idev.dev.driver) {
+  const dev = idev.dev;
+  if (dev === undefined) fail(EOPNOTSUPP, "iommufd_noiommu_ops has no domain_alloc_nested");
+  if (parent.autoDomain || !parent.nestParent || parent.domain.driver !== dev.driver) {
     fail(EINVAL, `parent HWPT ${parent.id} is an auto domain, not NEST_PARENT, or from another IOMMU driver`);
   }
   let ud: IommuUserData;
@@ -187,8 +193,8 @@ function hwptNestedAlloc(
   } catch (e) {
     // The driver checks the data type before it copies the data: an unknown type wins over a bad pointer.
     try {
-      idev.dev.driver
-        .allocNested(idev.dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, {
+      dev.driver
+        .allocNested(dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, {
           type: dataType,
           bytes: new Uint8Array(0),
         })
@@ -198,9 +204,15 @@ function hwptNestedAlloc(
     }
     throw e;
   }
-  const domain = idev.dev.driver.allocNested(idev.dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, ud);
+  const domain = dev.driver.allocNested(dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, ud);
   const h = new HwptNested(parent, domain);
-  u.ictx.objects.alloc(h);
+  try {
+    u.ictx.objects.alloc(h);
+  } catch (e) {
+    h.users = 0;
+    h.destroy();
+    throw e;
+  }
   return h;
 }
 

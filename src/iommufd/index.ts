@@ -13,10 +13,10 @@
  *   `iommufdVfioCompatIoasGetId`, `iommufdVfioCompatSetNoIommu`, and
  *   `openIommufdVfioContainer` for /dev/vfio/vfio.
  *
- * Seam for the later noiommu mode: a device with no IOMMU would bind
- * through a dummy igroup (device.ts `iommufdDeviceBind` takes the
- * IommuDevice; a noiommu variant supplies a software one) and attach to a
- * software AMDv1 HWPT; get-pa.ts already carries the GET_PA checks.
+ * Noiommu (the cdev series, CONFIG_IOMMUFD_NOIOMMU): `iommufdDeviceBind`
+ * with no IommuDevice binds through a dummy igroup; its HWPTs come from
+ * the software AMDv1 domain (hwpt-noiommu.ts, src/iommu/drivers/noiommu.ts);
+ * IOMMU_IOAS_NOIOMMU_GET_PA (get-pa.ts) reads PAs back from that table.
  */
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { HwptDebugInfo, KernelCtx } from "../kernel/kctx.js";
@@ -24,6 +24,7 @@ import type { Task } from "../kernel/task.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
 import { contextsOf, type IommufdCtx } from "./ctx.js";
 import { HwptNested, HwptPaging } from "./hw-pagetable.js";
+import { setNoiommuOps } from "./hwpt-noiommu.js";
 import { checkIommufdInvariants } from "./invariants.js";
 import { IommufdIoas } from "./ioas.js";
 import { iommufdCtxFromFile, openIommufd } from "./main.js";
@@ -74,6 +75,7 @@ export function openIommufdVfioContainer(k: KernelCtx) {
 export function registerIommufd(ctx: KernelCtx, iommu: IommuSubsystem | undefined): void {
   if (!ctx.kconfig.IOMMUFD) return;
   setTestIommu(ctx, iommu);
+  if (iommu !== undefined) setNoiommuOps(ctx, iommu.noiommu);
   ctx.vfs.add("/dev/iommu", { type: "chr", open: () => openIommufd(ctx, false) });
   if (ctx.kconfig.IOMMUFD_VFIO_CONTAINER) {
     ctx.vfs.add("/dev/vfio/vfio", { type: "chr", open: () => openIommufd(ctx, true) });

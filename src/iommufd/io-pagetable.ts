@@ -176,6 +176,7 @@ export class IoPagetable {
     let cur = iova;
     try {
       for (const s of slices) {
+        if (this.faults.hit("iopt_alloc_area")) fail(ENOMEM, "cannot allocate the iopt_area");
         const area = new IoptArea(cur, cur + s.length - 1n, s.pages, s.startByte, prot);
         area.node = this.areas.insert(area.iova, area.last, area);
         s.pages.get();
@@ -394,7 +395,10 @@ export class IoPagetable {
   removeDomain(domain: IommuDomain): void {
     const i = this.domains.indexOf(domain);
     if (i < 0) return;
-    this.domains.splice(i, 1);
+    // The kernel's xarray moves the last domain into the hole, so domains[0]
+    // (what becomes every area's storage_domain) is the one the kernel picks.
+    const last = this.domains.pop()!;
+    if (last !== domain) this.domains[i] = last;
     for (const n of this.areas.all()) {
       const a = n.value;
       domain.unmap(a.iova, a.length);

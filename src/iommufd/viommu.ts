@@ -17,7 +17,10 @@ export function viommuAlloc(u: Ucmd): number {
     fail(EOPNOTSUPP, "flags must be 0 and type must name a vIOMMU type");
   }
   const idev = getDevice(u.ictx, u.num("dev_id"));
-  return fail(EOPNOTSUPP, `the ${idev.dev.driver.name} IOMMU driver has no vIOMMU support (viommu_init)`);
+  return fail(
+    EOPNOTSUPP,
+    `the ${idev.dev?.driver.name ?? "noiommu"} IOMMU driver has no vIOMMU support (viommu_init)`,
+  );
 }
 
 /** IOMMU_VDEVICE_ALLOC: the vIOMMU lookup comes first. */

@@ -20,7 +20,7 @@ export function x86MsiRegion(): ResvRegion {
  * invariant check).
  */
 export abstract class DriverBase implements IommuDriver {
-  abstract readonly name: "amd" | "intel" | "mock" | "spapr";
+  abstract readonly name: "amd" | "intel" | "mock" | "spapr" | "noiommu";
   readonly blockedDomain: IommuDomain;
   readonly identityDomain: IommuDomain | undefined;
   readonly platformDomain?: IommuDomain;
