@@ -26,7 +26,7 @@ export function contextsOf(k: KernelCtx): Set<IommufdCtx> {
  * the RLIMIT accounting mode (IOMMU_OPTION_RLIMIT_MODE).
  */
 export class IommufdCtx {
-  readonly objects = new ObjectTable();
+  readonly objects: ObjectTable;
   /** USER for /dev/iommu, MM for /dev/vfio/vfio (legacy VFIO accounting). */
   accountMode: IoptPagesAccountMode;
   /** The IOAS the VFIO type1 compat ioctls use (IOMMU_VFIO_IOAS). */
@@ -42,6 +42,7 @@ export class IommufdCtx {
     /** Opened through /dev/vfio/vfio (IOMMUFD_VFIO_CONTAINER). */
     readonly viaVfioContainer: boolean,
   ) {
+    this.objects = new ObjectTable(k.faults);
     this.accountMode = viaVfioContainer ? IOPT_PAGES_ACCOUNT_MM : IOPT_PAGES_ACCOUNT_USER;
     contextsOf(k).add(this);
   }

@@ -95,6 +95,7 @@ export function allocUserPages(
   const off = Number(uptr - base);
   const npages = Number((length + BigInt(off) + PAGE - 1n) / PAGE);
   const mm = taskMm(task);
+  pagesAllocFault(ictx);
   return new IoptPages(
     userPinSource(mm, base),
     base,
@@ -136,6 +137,7 @@ function allocFilePages(
       describe: () => `${file.kind} file ${file.path}`,
     };
   }
+  pagesAllocFault(ictx);
   const pages = new IoptPages(
     src,
     base,
@@ -152,6 +154,11 @@ function allocFilePages(
     pages.onFree = () => memfile.put();
   }
   return pages;
+}
+
+/** iopt_alloc_pages(): the kzalloc of struct iopt_pages. */
+function pagesAllocFault(ictx: IommufdCtx): void {
+  if (ictx.k.faults.hit("iopt_alloc_pages")) fail(ENOMEM, "cannot allocate the iopt_pages object");
 }
 
 function checkMapFlags(flags: number, reserved: number): void {

@@ -1,7 +1,7 @@
 import type { FileOps, KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
-import { E2BIG, EBADFD, EINVAL, ENOTTY, fail } from "../uapi/errno.js";
+import { E2BIG, EBADFD, EINVAL, ENOMEM, ENOTTY, fail } from "../uapi/errno.js";
 import { IOMMUFD_CMD_TEST, type IoctlDef, iommufdIoctls, iommufdRoute } from "../uapi/iommufd.js";
 import type { StructDef } from "../uapi/struct.js";
 import { contextsOf, IommufdCtx } from "./ctx.js";
@@ -201,6 +201,7 @@ const FOPS = iommufdFops();
 
 /** A new context with its KFile (open of /dev/iommu, or of /dev/vfio/vfio for the compat container). */
 export function openIommufd(k: KernelCtx, viaVfioContainer: boolean): { ops: FileOps; priv: IommufdCtx } {
+  if (k.faults.hit("iommufd_fops_open")) fail(ENOMEM, "cannot allocate the iommufd_ctx");
   return { ops: FOPS, priv: new IommufdCtx(k, viaVfioContainer) };
 }
 

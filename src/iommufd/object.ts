@@ -1,4 +1,5 @@
-import { EBUSY, ENOENT, ENOSPC, fail } from "../uapi/errno.js";
+import type { FaultInject } from "../hw/fault-inject.js";
+import { EBUSY, ENOENT, ENOMEM, ENOSPC, fail } from "../uapi/errno.js";
 
 /**
  * enum iommufd_object_type (include/linux/iommufd.h); userspace only sees IDs.
@@ -54,12 +55,16 @@ export class ObjectTable {
   private readonly freeHeap: number[] = [];
   private next = 1;
 
+  constructor(private readonly faults?: FaultInject) {}
+
   get size(): number {
     return this.slots.size;
   }
 
   /** Reserve an ID for a new object (xa_alloc of a zero entry); not yet visible. */
   alloc<O extends IommufdObject>(obj: O): O {
+    // iommufd_object_alloc: the kzalloc of the object and xa_alloc of its ID.
+    if (this.faults?.hit("iommufd_object_alloc")) fail(ENOMEM, `cannot allocate the ${obj.type} object`);
     let id: number;
     if (this.freeHeap.length > 0) id = this.popFree();
     else {

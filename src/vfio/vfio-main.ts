@@ -3,7 +3,7 @@ import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { FileOps } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
-import { EBUSY, EINVAL, ENODEV, ENOENT, fail } from "../uapi/errno.js";
+import { EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
 import { VfioContainer, type VfioIommuDriver, vfioContainerFops } from "./container.js";
 import { VfioDevice, VfioDeviceFile, vfioDeviceFops } from "./device.js";
 import {
@@ -195,6 +195,8 @@ export class VfioCore {
         type: "chr",
         open: () => {
           if (!dev.registered) fail(ENODEV, `${dev.cdevName} is being removed`);
+          if (this.env.ctx.faults.hit("vfio_allocate_device_file"))
+            fail(ENOMEM, "cannot allocate the vfio_device_file");
           const df = new VfioDeviceFile(dev, null);
           this.deviceFiles.add(df);
           dev.files.add(df);
