@@ -129,6 +129,8 @@ export class Machine implements KernelServices {
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
     for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;
     this.pci.sanitizer.oracle = this.mmGlue.pages;
+    const sanitizer = this.pci.sanitizer;
+    this.mmGlue.pages.onUnpin = (pfn, n) => sanitizer.noteUnpin(pfn, n);
     this.vfio = new VfioCore({ ctx: this.ctx, iommu: this.iommu, pciFunction: (bdf) => this.pci.get(bdf) });
     this.ctx.counterSources.set("openFiles", () => this.openFiles());
     this.ctx.counterSources.set("processes", () => this.processes.size);

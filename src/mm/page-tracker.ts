@@ -54,6 +54,11 @@ export class PageTracker {
   memFiles = 0;
   /** Live VMAs over all processes (maintained by MmStruct). */
   liveVmas = 0;
+  /**
+   * Told of every unpin (pfn, count), so the DMA sanitizer can name a later
+   * DMA to one of these frames a use after unmap rather than a stray address.
+   */
+  onUnpin: ((pfn: number, n: number) => void) | null = null;
 
   constructor(
     readonly phys: PhysMem,
@@ -139,6 +144,7 @@ export class PageTracker {
 
   /** Drop one pin from each of `n` pages starting at `pfn` (unpin_user_pages). */
   unpinRange(pfn: number, n: number): void {
+    this.onUnpin?.(pfn, n);
     while (n > 0) {
       const h = this.hugeOf(pfn);
       if (h !== undefined) {

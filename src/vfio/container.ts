@@ -29,8 +29,10 @@ export interface VfioIommuDriver {
   readonly name: string;
   /** Serves only no-IOMMU groups (vfio-noiommu). */
   readonly noiommu?: boolean;
-  checkExtension(ext: number): number;
-  open(k: KernelCtx, type: number): VfioIommuBackend;
+  /** The driver's CHECK_EXTENSION with no container data (`k`: live module parameters). */
+  checkExtension(ext: number, k?: KernelCtx): number;
+  /** ops->open(arg); `task` is the caller (for capability checks). */
+  open(k: KernelCtx, type: number, task?: Task): VfioIommuBackend;
 }
 
 /**
@@ -60,9 +62,14 @@ export class VfioContainer {
     this.onFree(this);
   }
 
-  /** vfio_iommu_driver_allowed(): real and fake (noiommu) groups never mix. */
+  /**
+   * vfio_iommu_driver_allowed(): a noiommu container uses only vfio-noiommu
+   * and vfio-noiommu serves only a noiommu container (set by the first
+   * group's attach), so an empty container does not offer it.
+   */
   private allowed(d: VfioIommuDriver): boolean {
-    return this.groups.length === 0 || (d.noiommu === true) === this.noiommu;
+    if (!this.k.kconfig.VFIO_NOIOMMU) return true;
+    return (d.noiommu === true) === this.noiommu;
   }
 
   checkExtension(ext: number): number {
@@ -70,22 +77,22 @@ export class VfioContainer {
       return this.backend.ioctl(null as unknown as Task, VFIO_CHECK_EXTENSION, BigInt(ext));
     for (const d of this.drivers()) {
       if (!this.allowed(d)) continue;
-      const r = d.checkExtension(ext);
+      const r = d.checkExtension(ext, this.k);
       if (r > 0) return r;
     }
     return 0;
   }
 
   /** vfio_ioctl_set_iommu: the first allowed driver that answers the extension and accepts every group. */
-  setIommu(type: number): number {
+  setIommu(type: number, task?: Task): number {
     if (this.groups.length === 0) fail(EINVAL, "VFIO_SET_IOMMU: the container has no group yet");
     if (this.driver !== null) fail(EINVAL, "VFIO_SET_IOMMU: an IOMMU driver is already set");
     let err: KernelError = new KernelError(ENODEV, `VFIO_SET_IOMMU: no IOMMU driver supports type ${type}`);
     for (const d of this.drivers()) {
-      if (!this.allowed(d) || d.checkExtension(type) <= 0) continue;
+      if (!this.allowed(d) || d.checkExtension(type, this.k) <= 0) continue;
       let b: VfioIommuBackend;
       try {
-        b = d.open(this.k, type);
+        b = d.open(this.k, type, task);
       } catch (e) {
         if (!(e instanceof KernelError)) throw e;
         err = e;
@@ -164,7 +171,7 @@ export function vfioContainerFops(): FileOps {
         case VFIO_CHECK_EXTENSION:
           return c.checkExtension(Number(BigInt.asUintN(32, arg)));
         case VFIO_SET_IOMMU:
-          return c.setIommu(Number(BigInt.asUintN(32, arg)));
+          return c.setIommu(Number(BigInt.asUintN(32, arg)), task);
         default:
           if (c.backend === null) {
             fail(EINVAL, "container ioctl before VFIO_SET_IOMMU (no IOMMU driver selected)");

@@ -21,8 +21,13 @@ export function vfioDfOpen(df: VfioDeviceFile): void {
 function firstOpen(df: VfioDeviceFile): void {
   const device = df.device;
   const ictx: IommufdCtx | null = df.iommufd;
-  if (ictx !== null) df.devid = vfioIommufdPhysicalBind(device, ictx);
-  else device.group.useContainer();
+  // vfio_df_iommufd_bind() lets a noiommu device open through the group's
+  // iommufd compat without binding (no IOAS exists there); a noiommu cdev
+  // does bind, through iommufd's dummy igroup.
+  const skipBind = ictx !== null && df.group !== null && device.isNoiommu();
+  if (ictx !== null) {
+    if (!skipBind) df.devid = vfioIommufdPhysicalBind(device, ictx);
+  } else device.group.useContainer();
   try {
     device.ops.openDevice();
   } catch (e) {

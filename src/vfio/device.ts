@@ -46,6 +46,11 @@ export class VfioDevice {
   /** Open device files (for unbind refusal and leak counting). */
   readonly files = new Set<VfioDeviceFile>();
   registered = true;
+  /**
+   * vfio_device->noiommu (the cdev series): no IOMMU driver, registered
+   * while vfio.enable_unsafe_noiommu_mode was on with IOMMUFD_NOIOMMU built.
+   */
+  noiommu = false;
 
   constructor(
     /** Index from the vfio device IDA: the N of vfioN. */
@@ -58,9 +63,17 @@ export class VfioDevice {
     readonly ops: VfioDeviceOps,
   ) {}
 
-  /** The cdev name (noiommu-vfioN for the later noiommu cdev mode). */
+  /** The struct device / cdev name: noiommu-vfioN for a noiommu cdev. */
   get cdevName(): string {
-    return `vfio${this.index}`;
+    return `${this.noiommu ? "noiommu-" : ""}vfio${this.index}`;
+  }
+
+  /**
+   * vfio_device_is_noiommu(): a VFIO_NO_IOMMU group (the group path's fake
+   * group), or the cdev noiommu flag.
+   */
+  isNoiommu(): boolean {
+    return this.group.noiommu || this.noiommu;
   }
 }
 

@@ -94,6 +94,8 @@ export interface GroupEnv {
   containerFromFile(file: KFile): VfioContainer | null;
   deviceFops: FileOps;
   noteDeviceFile(df: VfioDeviceFile, open: boolean): void;
+  /** dev_warn(): the kernel log. */
+  warn?(msg: string): void;
 }
 
 /** open() of /dev/vfio/<id> (vfio_group_fops_open). */
@@ -206,7 +208,8 @@ function getDeviceFd(group: VfioGroup, groupFile: KFile, task: Task, arg: bigint
       fail(EPERM, "opening a no-IOMMU device through iommufd needs CAP_SYS_RAWIO");
   }
   vfioDfOpen(df);
-  if (df.iommufd !== null && device.openCount === 1) {
+  // vfio_iommufd_compat_attach_ioas() returns 0 for a noiommu device: there is no compat IOAS.
+  if (df.iommufd !== null && device.openCount === 1 && !device.isNoiommu()) {
     try {
       // The legacy path cannot return the pt_id it attached to.
       vfioIommufdPhysicalAttach(device, iommufdCompat.ioasGetId(df.iommufd));
@@ -215,6 +218,8 @@ function getDeviceFd(group: VfioGroup, groupFile: KFile, task: Task, arg: bigint
       throw e;
     }
   }
+  if (group.noiommu)
+    env.warn?.(`vfio-pci ${device.bdf}: vfio-noiommu device opened by user (pid ${task.pid})`);
   df.accessGranted = true;
   df.groupFile = groupFile.get();
   const file = new KFile(env.deviceFops, df, `anon_inode:[vfio-device]`, 0o2000000 | 2);

@@ -31,7 +31,7 @@ export function vfioIommufdCtxFromFile(file: KFile): IommufdCtx {
 
 /** vfio_iommufd_physical_bind(): returns the DEVICE object id. */
 export function vfioIommufdPhysicalBind(device: VfioDevice, ictx: IommufdCtx): number {
-  const idev = iommufdDeviceBind(ictx, device.iommuDev);
+  const idev = iommufdDeviceBind(ictx, device.iommuDev, { name: device.bdf });
   device.iommufd = { idev, ictx, attached: false };
   return idev.id;
 }

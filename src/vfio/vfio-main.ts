@@ -3,7 +3,7 @@ import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { FileOps } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
-import { EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
+import { EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, EPERM, fail } from "../uapi/errno.js";
 import { VfioContainer, type VfioIommuDriver, vfioContainerFops } from "./container.js";
 import { VfioDevice, VfioDeviceFile, vfioDeviceFops } from "./device.js";
 import {
@@ -15,6 +15,7 @@ import {
 import { VfioGroup, vfioDfGroupClose, vfioGroupFops, vfioGroupOpen } from "./group.js";
 import { VfioPciCore } from "./pci/vfio-pci.js";
 import { vfioIommuType1Driver } from "./type1.js";
+import { vfioNoiommuDriver } from "./vfio-noiommu.js";
 
 /** The machine pieces VFIO sits on. */
 export interface VfioEnv {
@@ -40,6 +41,12 @@ const VFIO_DEV_MAX = 0xfffff;
  * - /dev/vfio/devices/vfioN per device (VFIO_DEVICE_CDEV);
  * - /sys/bus/pci/devices/<bdf>/vfio-dev/vfioN and /sys/class/vfio-dev/vfioN
  *   for every registered device (the struct device exists without a cdev).
+ *
+ * A device with no IOMMU registers only while vfio.enable_unsafe_noiommu_mode
+ * is on (read at registration; EINVAL otherwise, as vfio-pci's probe
+ * fails): with the group path it gets a fake iommu_group and
+ * /dev/vfio/noiommu-<id>; with IOMMUFD_NOIOMMU its cdev is
+ * /dev/vfio/devices/noiommu-vfioN. Either taints the kernel (TAINT_USER).
  */
 export class VfioCore {
   readonly devices = new Map<string, VfioDevice>();
@@ -68,6 +75,7 @@ export class VfioCore {
     this.groupFops = vfioGroupFops({
       containerFromFile: (f) => (f.ops === this.containerFops ? (f.priv as VfioContainer) : null),
       deviceFops: this.deviceFops,
+      warn: (msg) => env.ctx.klog.printk("warn", msg),
       noteDeviceFile: (df, open) => {
         if (open) {
           this.deviceFiles.add(df);
@@ -96,7 +104,10 @@ export class VfioCore {
   /** The IOMMU drivers legacy containers may pick (type1; noiommu and sPAPR later). */
   private iommuDrivers(): VfioIommuDriver[] {
     const k = this.env.ctx.kconfig;
-    return k.VFIO_IOMMU_TYPE1 ? [vfioIommuType1Driver] : [];
+    const drivers: VfioIommuDriver[] = k.VFIO_IOMMU_TYPE1 ? [vfioIommuType1Driver] : [];
+    // container.c registers vfio-noiommu with VFIO_NOIOMMU.
+    if (k.VFIO_NOIOMMU) drivers.push(vfioNoiommuDriver);
+    return drivers;
   }
 
   private newContainer(): VfioContainer {
@@ -142,11 +153,10 @@ export class VfioCore {
 
   /** vfio_pci_probe -> vfio_register_group_dev. */
   private register(fn: PciFunction): void {
-    const k = this.env.ctx.kconfig;
     const iommuDev = this.env.iommu.device(fn.bdf);
     if (iommuDev === undefined) {
-      // The noiommu mode (vfio.enable_unsafe_noiommu_mode) would give it a fake group here; not built yet.
-      fail(EINVAL, `${fn.bdf} has no iommu_group and no-IOMMU mode is not available`);
+      this.registerNoiommu(fn);
+      return;
     }
     if (!iommuDev.capable("CACHE_COHERENCY")) {
       fail(EINVAL, `${fn.bdf}: its IOMMU cannot enforce cache-coherent DMA (IOMMU_CAP_CACHE_COHERENCY)`);
@@ -155,16 +165,100 @@ export class VfioCore {
     let group = this.groups.get(ig.id);
     const newGroup = group === undefined;
     if (group === undefined) group = new VfioGroup(ig.id, ig, false);
+    const dev = new VfioDevice(this.allocIndex(), fn.bdf, fn, iommuDev, group, new VfioPciCore(fn));
+    this.addDevice(dev, newGroup);
+  }
+
+  private allocIndex(): number {
     let index = 0;
     while (this.usedIndex.has(index)) index++;
     if (index > VFIO_DEV_MAX) fail(ENODEV, "no vfio device index left");
-    const dev = new VfioDevice(index, fn.bdf, fn, iommuDev, group, new VfioPciCore(fn));
+    return index;
+  }
+
+  /**
+   * A physical device with no IOMMU driver (dev->iommu NULL). The gate is
+   * read now and never again for this device: VFIO_NOIOMMU built and
+   * vfio.enable_unsafe_noiommu_mode on, otherwise the probe fails EINVAL
+   * (group.c finds no iommu_group; a cdev-only kernel fails the coherency
+   * check). The cdev flag (vfio_device_set_noiommu_and_name) needs
+   * IOMMUFD_NOIOMMU and names the cdev noiommu-vfioN; the group path gets
+   * a fake iommu_group "vfio-noiommu" and a VFIO_NO_IOMMU group. Each
+   * taints the kernel with a warning, at registration, not at open.
+   */
+  private registerNoiommu(fn: PciFunction): void {
+    const ctx = this.env.ctx;
+    const k = ctx.kconfig;
+    const param = k.VFIO_NOIOMMU && ctx.params["vfio.enable_unsafe_noiommu_mode"] === true;
+    if (!param) {
+      fail(
+        EINVAL,
+        k.VFIO_GROUP
+          ? `${fn.bdf} has no iommu_group and no-IOMMU mode is off (vfio.enable_unsafe_noiommu_mode${k.VFIO_NOIOMMU ? "" : ", VFIO_NOIOMMU not built"})`
+          : `${fn.bdf} has no IOMMU (no IOMMU_CAP_CACHE_COHERENCY) and no-IOMMU mode is off (vfio.enable_unsafe_noiommu_mode)`,
+      );
+    }
+    const index = this.allocIndex();
+    let group: VfioGroup;
+    let newGroup = false;
+    if (k.VFIO_GROUP) {
+      const id = this.env.iommu.allocGroupId();
+      group = new VfioGroup(id, null, true);
+      newGroup = true;
+      this.addFakeIommuGroup(id, fn.bdf);
+      ctx.klog.addTaint(
+        "TAINT_USER",
+        `vfio-pci ${fn.bdf}: Adding kernel taint for vfio-noiommu group on device`,
+      );
+    } else {
+      // No group path: the kernel's vfio_device has no group; this one only carries the cdev bookkeeping.
+      group = new VfioGroup(-1, null, false);
+    }
+    const dev = new VfioDevice(index, fn.bdf, fn, undefined, group, new VfioPciCore(fn));
+    dev.noiommu = k.IOMMUFD_NOIOMMU;
+    if (dev.isNoiommu() && k.IOMMUFD_NOIOMMU) {
+      ctx.klog.addTaint("TAINT_USER", `vfio-pci ${fn.bdf}: Adding kernel taint for vfio-noiommu cdev`);
+    }
+    this.addDevice(dev, newGroup);
+  }
+
+  /** iommu_group_alloc() + iommu_group_set_name("vfio-noiommu") + iommu_group_add_device(): the sysfs side. */
+  private addFakeIommuGroup(id: number, bdf: string): void {
+    const vfs = this.env.ctx.vfs;
+    vfs.add(`/sys/kernel/iommu_groups/${id}/name`, { type: "attr", read: () => "vfio-noiommu\n" });
+    // No default domain: iommu_group_show_type() prints "unknown"; no reserved regions.
+    vfs.add(`/sys/kernel/iommu_groups/${id}/type`, { type: "attr", read: () => "unknown\n" });
+    vfs.add(`/sys/kernel/iommu_groups/${id}/reserved_regions`, { type: "attr", read: () => "" });
+    vfs.add(`/sys/kernel/iommu_groups/${id}/devices/${bdf}`, {
+      type: "link",
+      target: `../../../../devices/pci${bdf.slice(0, 7)}/${bdf}`,
+    });
+    vfs.add(`/sys/bus/pci/devices/${bdf}/iommu_group`, {
+      type: "link",
+      target: `../../../kernel/iommu_groups/${id}`,
+    });
+  }
+
+  private removeFakeIommuGroup(id: number, bdf: string): void {
+    const vfs = this.env.ctx.vfs;
+    for (const n of ["name", "type", "reserved_regions", `devices/${bdf}`])
+      vfs.remove(`/sys/kernel/iommu_groups/${id}/${n}`);
+    vfs.remove(`/sys/bus/pci/devices/${bdf}/iommu_group`);
+    this.env.iommu.freeGroupId(id);
+  }
+
+  /** Publish a registered device: its group node (first device), sysfs, and the cdev. */
+  private addDevice(dev: VfioDevice, newGroup: boolean): void {
+    const k = this.env.ctx.kconfig;
+    const fn = dev.fn;
+    const index = dev.index;
+    const group = dev.group;
     this.usedIndex.add(index);
     group.devices.push(dev);
     this.devices.set(fn.bdf, dev);
     const vfs = this.env.ctx.vfs;
     if (newGroup) {
-      this.groups.set(ig.id, group);
+      this.groups.set(group.id, group);
       if (k.VFIO_GROUP) {
         const g = group;
         vfs.add(`/dev/vfio/${g.nodeName}`, {
@@ -176,11 +270,12 @@ export class VfioCore {
         });
       }
     }
+    // vfio_init_device_cdev(): a noiommu device gets no devt unless IOMMUFD_NOIOMMU is built.
+    const hasCdev = k.VFIO_DEVICE_CDEV && !(dev.isNoiommu() && !k.IOMMUFD_NOIOMMU);
     const sys = `/sys/bus/pci/devices/${fn.bdf}/vfio-dev/${dev.cdevName}`;
     vfs.add(`${sys}/uevent`, {
       type: "attr",
-      read: () =>
-        k.VFIO_DEVICE_CDEV ? `MAJOR=511\nMINOR=${index}\nDEVNAME=vfio/devices/${dev.cdevName}\n` : "",
+      read: () => (hasCdev ? `MAJOR=511\nMINOR=${index}\nDEVNAME=vfio/devices/${dev.cdevName}\n` : ""),
     });
     vfs.add(`/sys/class/vfio-dev/${dev.cdevName}`, {
       type: "link",
@@ -190,11 +285,14 @@ export class VfioCore {
       type: "link",
       target: "../../../bus/pci/drivers/vfio-pci",
     });
-    if (k.VFIO_DEVICE_CDEV) {
+    if (hasCdev) {
       vfs.add(`/dev/vfio/devices/${dev.cdevName}`, {
         type: "chr",
-        open: () => {
+        open: (task: Task) => {
           if (!dev.registered) fail(ENODEV, `${dev.cdevName} is being removed`);
+          if (dev.isNoiommu() && !task.capable("CAP_SYS_RAWIO")) {
+            fail(EPERM, `opening the noiommu device cdev ${dev.cdevName} needs CAP_SYS_RAWIO`);
+          }
           if (this.env.ctx.faults.hit("vfio_allocate_device_file"))
             fail(ENOMEM, "cannot allocate the vfio_device_file");
           const df = new VfioDeviceFile(dev, null);
@@ -215,9 +313,10 @@ export class VfioCore {
     vfs.remove(`/sys/bus/pci/devices/${d.bdf}/driver`);
     const g = d.group;
     g.devices.splice(g.devices.indexOf(d), 1);
-    if (g.devices.length === 0) {
+    if (g.devices.length === 0 && g.id >= 0) {
       vfs.remove(`/dev/vfio/${g.nodeName}`);
       this.groups.delete(g.id);
+      if (g.noiommu) this.removeFakeIommuGroup(g.id, d.bdf);
     }
     this.devices.delete(d.bdf);
     this.usedIndex.delete(d.index);
