@@ -1,9 +1,11 @@
+import type { PfnRuns } from "../mm/pfn-runs.js";
+import { POW2 } from "../pt/bits.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
 import { EINVAL, ENODEV, EOPNOTSUPP, errnoName, fail } from "../uapi/errno.js";
 import type { IommuDriver } from "./driver.js";
 import type { IoPageTable, PtDumpEntry } from "./io-pgtable.js";
 import { MappedRanges } from "./mapped-ranges.js";
-import { iommuPgsize, lg2ToBitmap } from "./pgsize.js";
+import { iommuPgsizeCount, lg2ToBitmap, pgsizePick } from "./pgsize.js";
 import type { Aperture, IommuDomainType, PagingUse, PtInfo } from "./types.js";
 
 let nextDomainId = 1;
@@ -43,6 +45,8 @@ export class IommuDomain {
   /** Devices (by bdf or mock name) whose group is attached now. */
   readonly users = new Set<string>();
   freed = false;
+  /** Scratch for map_pages' mapped count (the map loop allocates nothing). */
+  private readonly out = { mapped: 0 };
 
   constructor(init: {
     driver: IommuDriver;
@@ -117,18 +121,91 @@ export class IommuDomain {
     if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) {
       fail(EINVAL, "map_pages: prot has neither IOMMU_READ nor IOMMU_WRITE");
     }
-    let cur = Number(iova >> BigInt(unitLg2));
-    let pa = Number(paddr >> BigInt(unitLg2));
-    let left = Number(size >> BigInt(unitLg2));
-    const start = cur;
-    const startPa = pa;
-    const total = left;
-    const out = { mapped: 0 };
+    const u = BigInt(unitLg2);
+    this.mapUnits(pt, Number(iova >> u), Number(paddr >> u), Number(size >> u), prot);
+  }
+
+  /**
+   * iommu_map() of physical runs laid end to end from `iova`: run i maps
+   * runs.len[i] 4 KiB pages from runs.pfn[i] (the first run starting
+   * `skip` bytes in), `length` bytes in all. Exactly one map() per run,
+   * in order (same checks, same splitting, same errno and reason), on
+   * numbers: iommufd maps a pinned area with it. On failure every run
+   * this call mapped is unmapped before the error propagates.
+   */
+  mapRuns(iova: bigint, runs: PfnRuns, skip: number, length: bigint, prot: number): void {
+    const pt = this.pt;
+    const fast =
+      !this.freed &&
+      this.type === "paging" &&
+      pt !== undefined &&
+      pt.unitLg2 === 12 &&
+      this.pgsizesLg2.length > 0 &&
+      (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0 &&
+      skip === 0 &&
+      (iova & 0xfffn) === 0n &&
+      (length & 0xfffn) === 0n;
+    if (!fast) {
+      this.mapRunsBig(iova, runs, skip, length, prot);
+      return;
+    }
+    const start = Number(iova >> 12n);
+    let cur = start;
+    let left = Number(length >> 12n);
+    const minPages = POW2[this.pgsizesLg2[0] - 12];
+    try {
+      for (let r = 0; r < runs.count && left > 0; r++) {
+        const pa = runs.pfn[r];
+        const n = Math.min(runs.len[r], left);
+        if (minPages !== 1 && (cur % minPages !== 0 || pa % minPages !== 0 || n % minPages !== 0)) {
+          // map() refuses it with the core's EINVAL and reason
+          this.map(BigInt(cur) << 12n, BigInt(pa) << 12n, BigInt(n) << 12n, prot);
+        } else {
+          this.mapUnits(pt, cur, pa, n, prot);
+        }
+        cur += n;
+        left -= n;
+      }
+    } catch (e) {
+      if (cur > start) this.unmapUnits(start, cur - start);
+      throw e;
+    }
+  }
+
+  /** mapRuns on bigints, one map() per run (units other than 4 KiB, unaligned arguments). */
+  private mapRunsBig(iova: bigint, runs: PfnRuns, skip: number, length: bigint, prot: number): void {
+    let cur = iova;
+    let left = length;
+    let sk = BigInt(skip);
+    try {
+      for (let r = 0; r < runs.count && left > 0n; r++) {
+        const pa = BigInt(runs.pfn[r]) * 4096n + sk;
+        let len = BigInt(runs.len[r]) * 4096n - sk;
+        if (len > left) len = left;
+        sk = 0n;
+        this.map(cur, pa, len, prot);
+        cur += len;
+        left -= len;
+      }
+    } catch (e) {
+      if (cur > iova) this.unmap(iova, cur - iova);
+      throw e;
+    }
+  }
+
+  /** The core's split-and-map loop on unit numbers (arguments checked); undoes itself on failure. */
+  private mapUnits(pt: IoPageTable, start: number, startPa: number, total: number, prot: number): void {
+    if (total === 0) return;
+    const unitLg2 = pt.unitLg2;
+    const out = this.out;
+    let cur = start;
+    let pa = startPa;
+    let left = total;
     let err = 0;
     while (left > 0) {
-      const { pgLg2, count } = iommuPgsize(this.pgsizesLg2, unitLg2, cur, pa, left);
+      const count = iommuPgsizeCount(this.pgsizesLg2, unitLg2, cur, pa, left);
       out.mapped = 0;
-      err = pt.mapPages(cur, pa, pgLg2, count, prot, out);
+      err = pt.mapPages(cur, pa, pgsizePick, count, prot, out);
       left -= out.mapped;
       if (err !== 0) break;
       cur += out.mapped;
@@ -165,14 +242,8 @@ export class IommuDomain {
     const pt = this.pt!;
     let done = 0;
     while (done < size) {
-      const { pgLg2, count } = iommuPgsize(
-        this.pgsizesLg2,
-        pt.unitLg2,
-        iova + done,
-        iova + done,
-        size - done,
-      );
-      const n = pt.unmapPages(iova + done, pgLg2, count);
+      const count = iommuPgsizeCount(this.pgsizesLg2, pt.unitLg2, iova + done, iova + done, size - done);
+      const n = pt.unmapPages(iova + done, pgsizePick, count);
       if (n === 0) break;
       done += n;
     }

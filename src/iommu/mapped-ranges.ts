@@ -32,6 +32,20 @@ export class MappedRanges {
   /** Record [iova, iova+len) -> pa. The caller guarantees the range was empty. */
   add(iova: number, len: number, pa: number, prot: number): void {
     if (len === 0) return;
+    const n = this.runs.length;
+    const tail = n > 0 ? this.runs[n - 1] : undefined;
+    if (tail === undefined || tail.iova + tail.len <= iova) {
+      // at the end (a batched map adds runs in IOVA order): extend the last run or append
+      if (
+        tail !== undefined &&
+        tail.iova + tail.len === iova &&
+        tail.pa + tail.len === pa &&
+        tail.prot === prot
+      )
+        tail.len += len;
+      else this.runs.push({ iova, len, pa, prot });
+      return;
+    }
     let i = this.firstEndingAfter(iova);
     const run: MappedRun = { iova, len, pa, prot };
     this.runs.splice(i, 0, run);

@@ -1,4 +1,4 @@
-import { ctzNum, log2Floor } from "../pt/bits.js";
+import { ctzNum, log2Floor, POW2 } from "../pt/bits.js";
 
 /**
  * The core's page-size choice (iommu_pgsize in drivers/iommu/iommu.c),
@@ -22,12 +22,31 @@ export function iommuPgsize(
   paddr: number,
   size: number,
 ): { pgLg2: number; count: number } {
+  const count = iommuPgsizeCount(sizesLg2, unitLg2, iova, paddr, size);
+  return { pgLg2: pgsizePick, count };
+}
+
+/** The size iommuPgsizeCount chose last (log2 bytes). */
+export let pgsizePick = 0;
+
+/**
+ * iommuPgsize without allocating, for the map loops: returns the count and
+ * leaves the chosen size in `pgsizePick`.
+ */
+export function iommuPgsizeCount(
+  sizesLg2: readonly number[],
+  unitLg2: number,
+  iova: number,
+  paddr: number,
+  size: number,
+): number {
   let maxLg2 = log2Floor(size) + unitLg2;
   const merge = iova + paddr === 0 ? 0 : orNum(iova, paddr);
   if (merge !== 0) maxLg2 = Math.min(maxLg2, ctzNum(merge) + unitLg2);
   let pick = -1;
   let next = -1;
-  for (const s of sizesLg2) {
+  for (let i = 0; i < sizesLg2.length; i++) {
+    const s = sizesLg2[i];
     if (s <= maxLg2) pick = s;
     else if (pick >= 0) {
       next = s;
@@ -37,14 +56,14 @@ export function iommuPgsize(
   if (pick < 0) throw new Error("iommu_pgsize: no page size fits (caller broke the alignment rule)");
   let runUnits = size;
   if (next >= 0) {
-    const nextUnits = 2 ** (next - unitLg2);
+    const nextUnits = POW2[next - unitLg2];
     if (iova % nextUnits === paddr % nextUnits) {
       const offset = nextUnits - (merge % nextUnits);
       if (offset + nextUnits <= size) runUnits = offset;
     }
   }
-  const pgUnits = 2 ** (pick - unitLg2);
-  return { pgLg2: pick, count: Math.floor(runUnits / pgUnits) };
+  pgsizePick = pick;
+  return Math.floor(runUnits / POW2[pick - unitLg2]);
 }
 
 /** Bitwise OR of two non-negative integers below 2^53. */

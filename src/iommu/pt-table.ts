@@ -1,6 +1,7 @@
 import type { FrameAllocator } from "../hw/frame-alloc.js";
 import { type IommuWalkCtx, IommuWalker } from "../hw/iommu-walker.js";
 import type { PhysMem } from "../hw/phys-mem.js";
+import { POW2 } from "../pt/bits.js";
 import { createPageTable, type PageTable } from "../pt/engine.js";
 import type { FormatName, PtConfig } from "../pt/types.js";
 import { IOMMU_DIRTY_NO_CLEAR } from "../pt/types.js";
@@ -45,7 +46,7 @@ export class PtTable implements IoPageTable {
     prot: number,
     out: { mapped: number },
   ): number {
-    const r = this.table.mapPages(iova, pa, 2 ** pgLg2, count, prot);
+    const r = this.table.mapPages(iova, pa, POW2[pgLg2], count, prot);
     // src/pt undoes a partial map itself, so a failure leaves nothing mapped.
     if (r < 0) return r;
     out.mapped += r / PAGE;
@@ -53,7 +54,7 @@ export class PtTable implements IoPageTable {
   }
 
   unmapPages(iova: number, pgLg2: number, count: number): number {
-    return this.table.unmapPages(iova, 2 ** pgLg2, count) / PAGE;
+    return this.table.unmapPages(iova, POW2[pgLg2], count) / PAGE;
   }
 
   iovaToPhys(iova: bigint): bigint {

@@ -500,24 +500,25 @@ export class IoPagetable {
    * what later lets type1 compat unmap a part.
    */
   mapAreaInto(a: IoptArea, d: IommuDomain): void {
+    if (this.faults.hit("iopt_area_fill_domain"))
+      fail(ENOMEM, "injected failure mapping an area into a domain");
+    if (!this.disableLargePages) {
+      // one iommu_map per run, batched on numbers; mapRuns undoes itself on failure
+      d.mapRuns(a.iova, a.pages.runsIn(a.pagesFirst, a.pagesLast), a.pageOffset, a.length, a.iommuProt);
+      return;
+    }
     const runs = a.pages.pfnRuns(a.pagesFirst, a.pagesLast);
     let iova = a.iova;
     let skip = a.pageOffset;
     let left = a.length;
     try {
-      if (this.faults.hit("iopt_area_fill_domain"))
-        fail(ENOMEM, "injected failure mapping an area into a domain");
       for (const r of runs) {
         const pa = BigInt(r.pfn) * PAGE + BigInt(skip);
         let len = BigInt(r.n) * PAGE - BigInt(skip);
         if (len > left) len = left;
-        if (this.disableLargePages) {
-          for (let off = 0n; off < len; off += PAGE) {
-            const step = len - off < PAGE ? len - off : PAGE;
-            d.map(iova + off, pa + off, step, a.iommuProt);
-          }
-        } else {
-          d.map(iova, pa, len, a.iommuProt);
+        for (let off = 0n; off < len; off += PAGE) {
+          const step = len - off < PAGE ? len - off : PAGE;
+          d.map(iova + off, pa + off, step, a.iommuProt);
         }
         iova += len;
         left -= len;

@@ -7,7 +7,7 @@ import {
   type IoptPagesAccountMode,
   unaccountLockedVm,
 } from "../mm/locked-vm.js";
-import type { PfnRuns } from "../mm/pfn-runs.js";
+import { type PfnRuns, RunBuilder } from "../mm/pfn-runs.js";
 import { EFAULT, ENOMEM, fail } from "../uapi/errno.js";
 import type { PinSource } from "./pin-source.js";
 
@@ -156,6 +156,33 @@ export class IoptPages {
     }
     if (idx <= last) throw new Error(`iopt_pages: page ${idx} is not pinned`);
     return out;
+  }
+
+  /** pfnRuns() as typed arrays (the same runs, merged the same way), for the map path. */
+  runsIn(first: number, last: number): PfnRuns {
+    const b = new RunBuilder();
+    let idx = first;
+    for (const s of this.segs) {
+      const sEnd = s.first + s.runs.pages - 1;
+      if (sEnd < idx) continue;
+      if (s.first > idx) break;
+      let off = idx - s.first;
+      const { pfn, len, count } = s.runs;
+      for (let r = 0; r < count && idx <= last; r++) {
+        const l = len[r];
+        if (off >= l) {
+          off -= l;
+          continue;
+        }
+        const n = Math.min(l - off, last - idx + 1);
+        b.push(pfn[r] + off, n);
+        idx += n;
+        off = 0;
+      }
+      if (idx > last) break;
+    }
+    if (idx <= last) throw new Error(`iopt_pages: page ${idx} is not pinned`);
+    return b.peek();
   }
 
   /** The pinned pfn of one page, or -1. */
