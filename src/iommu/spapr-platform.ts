@@ -45,9 +45,10 @@ export class SpaprPlatform {
   readonly ddwStart: bigint;
   readonly pgsizesLg2: readonly number[];
   /** max_dynamic_windows_supported = IOMMU_TABLE_GROUP_MAX_TABLES. */
-  readonly maxWindows = SPAPR_MAX_WINDOWS;
+  readonly maxWindows: number = SPAPR_MAX_WINDOWS;
   /** max_levels: POWERNV_IOMMU_MAX_LEVELS, or 1 where the hypervisor builds the table. */
   readonly maxLevels: number;
+  private readonly liveTables = new Set<TceTable>();
 
   constructor(
     readonly mem: PhysMem,
@@ -142,7 +143,19 @@ export class SpaprPlatform {
         `a 0x${windowSize.toString(16)}-byte window at 0x${start.toString(16)} would run past 0x${this.slotLimit(num).toString(16)}`,
       );
     }
-    return new TceTable(this.mem, this.alloc, start, pageShift, windowSize, levels);
+    const t = new TceTable(this.mem, this.alloc, start, pageShift, windowSize, levels);
+    this.liveTables.add(t);
+    return t;
+  }
+
+  /** Table frames of live tables no paging domain owns (a VFIO container's windows), for leak counters. */
+  ownerTableFrames(): number {
+    let n = 0;
+    for (const t of this.liveTables) {
+      if (t.destroyed) this.liveTables.delete(t);
+      else if (!t.domainOwned) n += t.frames();
+    }
+    return n;
   }
 }
 

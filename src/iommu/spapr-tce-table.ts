@@ -43,6 +43,8 @@ export class TceTable {
   private readonly unitsPerTce: number;
 
   readonly table: PageTable;
+  /** Owned by a paging domain (counted in ptFrames through the domain). */
+  domainOwned = false;
 
   /**
    * pnv_pci_ioda2_table_alloc_pages: throws KernelError (EINVAL for a shape

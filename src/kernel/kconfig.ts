@@ -84,6 +84,8 @@ export function resolveKconfig(partial: Record<string, boolean | undefined>, spa
   if (!k.IOMMUFD) k.IOMMUFD_TEST = false;
   if (!k.VFIO_CONTAINER || !k.SPAPR_TCE_IOMMU) k.VFIO_IOMMU_SPAPR_TCE = false;
   if (!k.VFIO_CONTAINER) k.VFIO_IOMMU_TYPE1 = false;
+  // VFIO_CONTAINER selects TYPE1 only on X86 || S390 || ARM || ARM64: a PPC64 kernel has sPAPR TCE instead.
+  if (spapr) k.VFIO_IOMMU_TYPE1 = false;
   // VFIO_NOIOMMU as agreed in the v5 7/9 review (Alex Williamson's shape):
   // depends on (GROUP || CDEV), on (!GROUP || a container), and on
   // (!CDEV || !GENERIC_ATOMIC64). A group path without a container gives

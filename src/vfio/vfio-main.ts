@@ -5,6 +5,7 @@ import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, EPERM, fail } from "../uapi/errno.js";
 import { VfioContainer, type VfioIommuDriver, vfioContainerFops } from "./container.js";
+import { vfioIommuSpaprTceDriver } from "./container-spapr.js";
 import { VfioDevice, VfioDeviceFile, vfioDeviceFops } from "./device.js";
 import {
   vfioDfIoctlAttachPt,
@@ -105,6 +106,7 @@ export class VfioCore {
   private iommuDrivers(): VfioIommuDriver[] {
     const k = this.env.ctx.kconfig;
     const drivers: VfioIommuDriver[] = k.VFIO_IOMMU_TYPE1 ? [vfioIommuType1Driver] : [];
+    if (k.VFIO_IOMMU_SPAPR_TCE) drivers.push(vfioIommuSpaprTceDriver);
     // container.c registers vfio-noiommu with VFIO_NOIOMMU.
     if (k.VFIO_NOIOMMU) drivers.push(vfioNoiommuDriver);
     return drivers;

@@ -1,4 +1,5 @@
 import type { KernelCtx } from "../../kernel/kctx.js";
+import type { PfnRuns } from "../../mm/pfn-runs.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../../pt/types.js";
 import { EINVAL, EOPNOTSUPP, fail } from "../../uapi/errno.js";
 import { IOMMU_HW_INFO_TYPE_DEFAULT } from "../../uapi/iommufd.js";
@@ -30,6 +31,11 @@ export const SPAPR_DEFAULT_PAGING_WINDOW: SpaprWindowSpec = {
   levels: 1,
 };
 
+/** What a TCE grants for a prot: WRITE comes with READ. */
+function tceProt(prot: number): number {
+  return prot & IOMMU_WRITE ? prot | IOMMU_READ : prot;
+}
+
 /**
  * A paging domain of TCE windows. Every TCE the model writes is readable
  * (src/pt's spapr_tce format, as pnv_tce_xchg forces READ with WRITE), so
@@ -37,7 +43,11 @@ export const SPAPR_DEFAULT_PAGING_WINDOW: SpaprWindowSpec = {
  */
 class SpaprTceDomain extends IommuDomain {
   override map(iova: bigint, paddr: bigint, size: bigint, prot: number): void {
-    super.map(iova, paddr, size, prot & IOMMU_WRITE ? prot | IOMMU_READ : prot);
+    super.map(iova, paddr, size, tceProt(prot));
+  }
+
+  override mapRuns(iova: bigint, runs: PfnRuns, skip: number, length: bigint, prot: number): void {
+    super.mapRuns(iova, runs, skip, length, tceProt(prot));
   }
 
   /** The domain's windows, ascending. */
@@ -70,6 +80,8 @@ export class SpaprTceIommuDriver extends DriverBase {
     super(ctx, false);
     this.platform = new SpaprPlatform(ctx.phys, ctx.frames, opts);
     this.platformDomain = new IommuDomain({ driver: this, type: "platform" });
+    // Windows a legacy VFIO container owns live outside any domain: count them too.
+    ctx.counterSources.set("spaprTceTableFrames", () => this.platform.ownerTableFrames());
   }
 
   /** iommu_group_get_iommudata(): the PE behind an iommu_group. */
@@ -141,6 +153,7 @@ export class SpaprTceIommuDriver extends DriverBase {
       for (const t of tables) t.destroy();
       throw e;
     }
+    for (const t of tables) t.domainOwned = true;
     const pt = new TceWindowSet(tables);
     return this.track(new SpaprTceDomain({ driver: this, type: "paging", pt }));
   }
