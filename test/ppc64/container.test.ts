@@ -3,6 +3,8 @@ import { Machine } from "../../src/kernel/machine.js";
 import type { Process } from "../../src/kernel/process.js";
 import { EBUSY, EINVAL, ENOENT, ENOMEM, ENOSPC, ENOTTY, ENXIO, EPERM } from "../../src/uapi/errno.js";
 import {
+  IOMMU_IOAS_ALLOC,
+  iommu_ioas_alloc,
   MAP_ANONYMOUS,
   MAP_HUGE_2MB,
   MAP_HUGETLB,
@@ -10,6 +12,7 @@ import {
   PROT_READ,
   PROT_WRITE,
   VFIO_CHECK_EXTENSION,
+  VFIO_DEVICE_BIND_IOMMUFD,
   VFIO_DEVICE_FEATURE,
   VFIO_DMA_MAP_FLAG_READ,
   VFIO_DMA_MAP_FLAG_WRITE,
@@ -28,6 +31,9 @@ import {
   VFIO_SPAPR_TCE_IOMMU,
   VFIO_SPAPR_TCE_v2_IOMMU,
   VFIO_TYPE1v2_IOMMU,
+  vfio_device_attach_iommufd_pt,
+  vfio_device_bind_iommufd,
+  vfio_device_detach_iommufd_pt,
   vfio_iommu_spapr_register_memory,
   vfio_iommu_spapr_tce_create,
   vfio_iommu_spapr_tce_info,
@@ -414,23 +420,61 @@ describe("BASE+17..20 mean different commands on a container and on a device fd"
     expect(remove(o, DDW)).toBe(0);
   });
 
-  it("on a device fd (group path) they are DEVICE_FEATURE, BIND/ATTACH/DETACH_IOMMUFD_PT", () => {
-    const m = machine();
+  it("on a device cdev they are DEVICE_FEATURE, BIND_IOMMUFD, ATTACH/DETACH_IOMMUFD_PT; the same numbers on the container still manage windows", () => {
+    const m = machine({
+      pci: [
+        { bdf: "0000:00:04.0", kind: "memcpy" },
+        { bdf: "0000:00:05.0", kind: "memcpy" },
+      ],
+    });
+    expect(m.bindDriver("0000:00:05.0", "vfio-pci")).toBe(0);
     const p = m.spawn({ rlimitMemlock: 64n << 20n });
     const o = open(p, VFIO_SPAPR_TCE_v2_IOMMU);
+    const iommufd = p.open("/dev/iommu");
+    const cdev = p.open("/dev/vfio/devices/vfio1");
+    expect(cdev).toBeGreaterThanOrEqual(0);
+    // BASE+17 on the cdev: DEVICE_FEATURE (before bind: refused, no window or registration appears)
+    const feat = new Uint8Array(16);
+    new DataView(feat.buffer).setUint32(0, 16, true);
     const before = snapshot(m, p);
-    // a TCE_CREATE-shaped argument sent to the device fd is not a window create
-    const args = new Uint8Array(40);
-    new DataView(args.buffer).setUint32(0, 40, true);
-    for (const cmd of [
-      VFIO_IOMMU_SPAPR_TCE_CREATE,
-      VFIO_IOMMU_SPAPR_TCE_REMOVE,
-      VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY,
-    ]) {
-      const r = p.ioctl(o.dev, cmd, args.slice());
-      expect(r).toBeLessThan(0);
-    }
-    expect(p.ioctl(o.dev, VFIO_IOMMU_SPAPR_REGISTER_MEMORY, args.slice())).toBeLessThan(0);
+    expect(p.ioctl(cdev, VFIO_DEVICE_FEATURE, feat)).toBeLessThan(0);
     expect(snapshot(m, p)).toEqual(before);
+    // BASE+18: BIND_IOMMUFD
+    const b = sioctl(p, cdev, VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY, vfio_device_bind_iommufd, {
+      argsz: 24,
+      iommufd,
+    });
+    expect(b.ret).toBe(0);
+    const ioas = sioctl(p, iommufd, IOMMU_IOAS_ALLOC, iommu_ioas_alloc, { size: 12 });
+    // BASE+19: ATTACH_IOMMUFD_PT (the device gets the RFC's paging domain)
+    const at = sioctl(
+      p,
+      cdev,
+      VFIO_IOMMU_SPAPR_TCE_CREATE,
+      vfio_device_attach_iommufd_pt,
+      {
+        argsz: 12,
+        pt_id: ioas.out.out_ioas_id,
+      },
+      12,
+    );
+    expect(at.ret).toBe(0);
+    expect(m.iommu.device("0000:00:05.0")!.domain.type).toBe("paging");
+    // the container's windows are untouched by the cdev's commands
+    expect(m.iommu.device("0000:00:04.0")!.domain.type).toBe("blocked");
+    expect(create(o, 16, 4n * GIB, 1).start).toBe(DDW);
+    // BASE+20: DETACH_IOMMUFD_PT on the cdev, TCE_REMOVE on the container
+    expect(
+      sioctl(p, cdev, VFIO_IOMMU_SPAPR_TCE_REMOVE, vfio_device_detach_iommufd_pt, { argsz: 8 }, 8).ret,
+    ).toBe(0);
+    expect(m.iommu.device("0000:00:05.0")!.domain.type).toBe("blocked");
+    expect(remove(o, DDW)).toBe(0);
+    // BASE+17/18 on the container: REGISTER/UNREGISTER_MEMORY
+    const va = buffer(p, 0x4000, () => 0);
+    expect(register(o, va, 0x4000n, VFIO_DEVICE_FEATURE)).toBe(0);
+    expect(register(o, va, 0x4000n, VFIO_DEVICE_BIND_IOMMUFD)).toBe(0);
+    p.exit();
+    expect(m.debug.counters().pinnedPages).toBe(0);
+    expect(m.debug.checkInvariants()).toEqual([]);
   });
 });
