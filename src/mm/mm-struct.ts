@@ -124,6 +124,8 @@ export class MmStruct implements VmaOwner {
   /** The rule behind the last failure. */
   lastReason = "";
   released = false;
+  /** pages.put, bound once (the undo log's folio records call it). */
+  private readonly putFolio = (head: number): void => this.pages.put(head);
 
   constructor(opts: MmStructOptions) {
     if (opts.pages.phys !== opts.phys || opts.pages.frames !== opts.frames) {
@@ -554,10 +556,7 @@ export class MmStruct implements VmaOwner {
 
   private setPrivate(m: Map<number, number>, key: number, head: number, undo: UndoLog | null): void {
     m.set(key, head);
-    undo?.add(() => {
-      m.delete(key);
-      this.pages.put(head);
-    });
+    undo?.addFolio(m, key, head, this.putFolio);
   }
 
   // ---------------------------------------------------------------- access
@@ -704,21 +703,25 @@ export class MmStruct implements VmaOwner {
     const undo = new UndoLog();
     const b = new RunBuilder();
     for (cur = va; cur < end; ) {
+      // one VMA lookup per VMA, then folio by folio inside it
       const v = this.vmas.find(cur)!;
-      const pfn = this.fault(v, cur, write, true, undo);
-      if (pfn < 0) {
-        this.pages.unpinRuns(b.peek());
-        undo.rollback();
-        return pfn === F_SIGBUS
-          ? this.err(EFAULT, `pin: 0x${cur.toString(16)} is past the end of the mapped file`)
-          : this.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
-      }
       const size = v.pageSize;
-      const folioEnd = (Math.floor(cur / size) + 1) * size;
-      const step = (Math.min(folioEnd, end, v.end) - cur) / PAGE_SIZE;
-      this.pages.pinRange(pfn, step);
-      b.push(pfn, step);
-      cur += step * PAGE_SIZE;
+      const stop = Math.min(end, v.end);
+      while (cur < stop) {
+        const pfn = this.fault(v, cur, write, true, undo);
+        if (pfn < 0) {
+          this.pages.unpinRuns(b.peek());
+          undo.rollback();
+          return pfn === F_SIGBUS
+            ? this.err(EFAULT, `pin: 0x${cur.toString(16)} is past the end of the mapped file`)
+            : this.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
+        }
+        const folioEnd = (Math.floor(cur / size) + 1) * size;
+        const step = (Math.min(folioEnd, stop) - cur) / PAGE_SIZE;
+        this.pages.pinRange(pfn, step);
+        b.push(pfn, step);
+        cur += step * PAGE_SIZE;
+      }
     }
     return b.finish();
   }

@@ -9,14 +9,6 @@ export type FolioOrder = 0 | 9 | 18;
 const HUGE_2M_PAGES = 512;
 const HUGE_1G_PAGES = 262144;
 
-interface HugeFolio {
-  order: 9 | 18;
-  /** References from page tables and page caches. */
-  refs: number;
-  /** Long-term pins over all its pages (a page pinned twice counts twice). */
-  pins: number;
-}
-
 export interface PageCounters {
   /** 4 KiB frames owned by mm (huge folios count all their pages). */
   ownedFrames: number;
@@ -45,7 +37,17 @@ export interface PageCounters {
 export class PageTracker {
   private readonly refs4k = new Map<number, number>();
   private readonly pins4k = new Map<number, number>();
-  private readonly huge = new Map<number, HugeFolio>();
+  /*
+   * Hugetlb folios by 2 MiB block (pfn / 512), at the head's block: the
+   * order (9 or 18; 0 = no folio heads here), references from page tables
+   * and page caches, and long-term pins over all its pages (a page pinned
+   * twice counts twice). Typed arrays, so a folio costs no object and a
+   * lookup no hashing (64 GiB of hugetlb is 32768 folios).
+   */
+  private readonly hOrder: Uint8Array;
+  private readonly hRefs: Float64Array;
+  private readonly hPins: Float64Array;
+  private nHuge = 0;
   private pinned = 0;
   private owned = 0;
   private n2m = 0;
@@ -64,7 +66,12 @@ export class PageTracker {
     readonly phys: PhysMem,
     readonly frames: FrameAllocator,
     readonly faults: FaultInject,
-  ) {}
+  ) {
+    const blocks = Math.ceil(phys.nrFrames / HUGE_2M_PAGES);
+    this.hOrder = new Uint8Array(blocks);
+    this.hRefs = new Float64Array(blocks);
+    this.hPins = new Float64Array(blocks);
+  }
 
   /** A new zeroed folio holding one reference, or -1 (out of memory or an injected failure). */
   allocFolio(order: FolioOrder, site: string): number {
@@ -77,7 +84,11 @@ export class PageTracker {
     }
     const head = order === 9 ? this.frames.alloc2m(site) : this.frames.alloc1g(site);
     if (head < 0) return -1;
-    this.huge.set(head, { order, refs: 1, pins: 0 });
+    const b = head / HUGE_2M_PAGES;
+    this.hOrder[b] = order;
+    this.hRefs[b] = 1;
+    this.hPins[b] = 0;
+    this.nHuge++;
     if (order === 9) this.n2m++;
     else this.n1g++;
     this.owned += order === 9 ? HUGE_2M_PAGES : HUGE_1G_PAGES;
@@ -86,9 +97,9 @@ export class PageTracker {
 
   /** Take another reference on the folio headed at `head`. */
   get(head: number): void {
-    const h = this.huge.get(head);
-    if (h !== undefined) {
-      h.refs++;
+    const b = this.headBlock(head);
+    if (b >= 0) {
+      this.hRefs[b]++;
       return;
     }
     const r = this.refs4k.get(head);
@@ -99,11 +110,12 @@ export class PageTracker {
 
   /** Drop a reference; the folio is freed when no reference and no pin remains. */
   put(head: number): void {
-    const h = this.huge.get(head);
-    if (h !== undefined) {
-      if (h.refs <= 0) throw new Error(`PageTracker.put: folio 0x${head.toString(16)} has no reference`);
-      h.refs--;
-      if (h.refs === 0 && h.pins === 0) this.freeHuge(head, h);
+    const b = this.headBlock(head);
+    if (b >= 0) {
+      if (this.hRefs[b] <= 0)
+        throw new Error(`PageTracker.put: folio 0x${head.toString(16)} has no reference`);
+      this.hRefs[b]--;
+      if (this.hRefs[b] === 0 && this.hPins[b] === 0) this.freeHuge(b);
       return;
     }
     const r = this.refs4k.get(head);
@@ -123,11 +135,10 @@ export class PageTracker {
   /** Pin `n` pages starting at `pfn`; they may cross folios but must all be live. */
   pinRange(pfn: number, n: number): void {
     while (n > 0) {
-      const h = this.hugeOf(pfn);
-      if (h !== undefined) {
-        const [head, f] = h;
-        const step = Math.min(n, head + (f.order === 9 ? HUGE_2M_PAGES : HUGE_1G_PAGES) - pfn);
-        f.pins += step;
+      const b = this.hugeBlockOf(pfn);
+      if (b >= 0) {
+        const step = Math.min(n, this.hugeEnd(b) - pfn);
+        this.hPins[b] += step;
         this.pinned += step;
         pfn += step;
         n -= step;
@@ -146,14 +157,14 @@ export class PageTracker {
   unpinRange(pfn: number, n: number): void {
     this.onUnpin?.(pfn, n);
     while (n > 0) {
-      const h = this.hugeOf(pfn);
-      if (h !== undefined) {
-        const [head, f] = h;
-        const step = Math.min(n, head + (f.order === 9 ? HUGE_2M_PAGES : HUGE_1G_PAGES) - pfn);
-        if (f.pins < step) throw new Error(`PageTracker.unpin: folio 0x${head.toString(16)} is not pinned`);
-        f.pins -= step;
+      const b = this.hugeBlockOf(pfn);
+      if (b >= 0) {
+        const step = Math.min(n, this.hugeEnd(b) - pfn);
+        if (this.hPins[b] < step)
+          throw new Error(`PageTracker.unpin: folio 0x${(b * HUGE_2M_PAGES).toString(16)} is not pinned`);
+        this.hPins[b] -= step;
         this.pinned -= step;
-        if (f.pins === 0 && f.refs === 0) this.freeHuge(head, f);
+        if (this.hPins[b] === 0 && this.hRefs[b] === 0) this.freeHuge(b);
         pfn += step;
         n -= step;
         continue;
@@ -181,8 +192,8 @@ export class PageTracker {
 
   /** Pins on the page (for a hugetlb page: on its folio, as folio_maybe_dma_pinned sees it). */
   pinCount(pfn: number): number {
-    const h = this.hugeOf(pfn);
-    if (h !== undefined) return h[1].pins;
+    const b = this.hugeBlockOf(pfn);
+    if (b >= 0) return this.hPins[b];
     return this.pins4k.get(pfn) ?? 0;
   }
 
@@ -196,20 +207,20 @@ export class PageTracker {
 
   /** References (page tables, page caches) on the page's folio; 0 when free or only pinned. */
   refCount(pfn: number): number {
-    const h = this.hugeOf(pfn);
-    if (h !== undefined) return h[1].refs;
+    const b = this.hugeBlockOf(pfn);
+    if (b >= 0) return this.hRefs[b];
     return this.refs4k.get(pfn) ?? 0;
   }
 
   /** True while mm owns the page (referenced or pinned). */
   isLive(pfn: number): boolean {
-    return this.hugeOf(pfn) !== undefined || this.refs4k.has(pfn);
+    return this.hugeBlockOf(pfn) >= 0 || this.refs4k.has(pfn);
   }
 
   /** The folio holding pfn: its head and order, or undefined when mm does not own it. */
   folioOf(pfn: number): { head: number; order: FolioOrder } | undefined {
-    const h = this.hugeOf(pfn);
-    if (h !== undefined) return { head: h[0], order: h[1].order };
+    const b = this.hugeBlockOf(pfn);
+    if (b >= 0) return { head: b * HUGE_2M_PAGES, order: this.hOrder[b] as FolioOrder };
     return this.refs4k.has(pfn) ? { head: pfn, order: 0 } : undefined;
   }
 
@@ -225,15 +236,26 @@ export class PageTracker {
     };
   }
 
-  private hugeOf(pfn: number): [number, HugeFolio] | undefined {
-    if (this.huge.size === 0) return undefined;
-    const h2 = pfn - (pfn % HUGE_2M_PAGES);
-    const a = this.huge.get(h2);
-    if (a !== undefined) return [h2, a];
-    const h1 = pfn - (pfn % HUGE_1G_PAGES);
-    const b = this.huge.get(h1);
-    if (b !== undefined && b.order === 18) return [h1, b];
-    return undefined;
+  /** The 2 MiB block holding the head of pfn's hugetlb folio, or -1 when pfn is not in one. */
+  private hugeBlockOf(pfn: number): number {
+    if (this.nHuge === 0) return -1;
+    const b = Math.floor(pfn / HUGE_2M_PAGES);
+    if (!(b >= 0 && b < this.hOrder.length)) return -1;
+    if (this.hOrder[b] === 9) return b;
+    const g = b - (b % (HUGE_1G_PAGES / HUGE_2M_PAGES));
+    return this.hOrder[g] === 18 ? g : -1;
+  }
+
+  /** The block of `head` when it is a hugetlb folio's head pfn, else -1. */
+  private headBlock(head: number): number {
+    if (this.nHuge === 0 || head % HUGE_2M_PAGES !== 0) return -1;
+    const b = head / HUGE_2M_PAGES;
+    return b >= 0 && b < this.hOrder.length && this.hOrder[b] !== 0 ? b : -1;
+  }
+
+  /** First pfn past the folio headed at block b. */
+  private hugeEnd(b: number): number {
+    return b * HUGE_2M_PAGES + (this.hOrder[b] === 9 ? HUGE_2M_PAGES : HUGE_1G_PAGES);
   }
 
   private free4k(pfn: number): void {
@@ -242,9 +264,12 @@ export class PageTracker {
     this.frames.free4k(pfn);
   }
 
-  private freeHuge(head: number, f: HugeFolio): void {
-    this.huge.delete(head);
-    if (f.order === 9) {
+  private freeHuge(b: number): void {
+    const head = b * HUGE_2M_PAGES;
+    const order = this.hOrder[b];
+    this.hOrder[b] = 0;
+    this.nHuge--;
+    if (order === 9) {
       this.n2m--;
       this.owned -= HUGE_2M_PAGES;
       this.frames.free2m(head);

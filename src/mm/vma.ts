@@ -39,7 +39,8 @@ export class Vma {
   ) {}
 
   get pageSize(): number {
-    return 2 ** this.shift;
+    // not 2 ** shift: V8 calls pow() for that, on every fault
+    return this.shift === 12 ? 4096 : this.shift === 21 ? 2097152 : 1073741824;
   }
 
   /** VM_READ. */
