@@ -178,6 +178,13 @@ function formatIoctl(ev: TraceEvent, profile: KernelProfile): string {
     return `ioctl(${fd}, ${name}, ${ext ?? ptr})`;
   }
   if (d.arg === "none") return `ioctl(${fd}, ${name})`;
+  if (d.arg === "s32ptr" && ev.argIn !== undefined && ev.argIn.length >= 4) {
+    return `ioctl(${fd}, ${name}, [${new DataView(ev.argIn.buffer, ev.argIn.byteOffset).getInt32(0, true)}])`;
+  }
+  if (d.arg === "string" && ev.argIn !== undefined) {
+    const end = ev.argIn.indexOf(0);
+    return `ioctl(${fd}, ${name}, ${JSON.stringify(new TextDecoder().decode(ev.argIn.subarray(0, end < 0 ? undefined : end)))})`;
+  }
   if (d.struct === undefined || ev.argIn === undefined) return `ioctl(${fd}, ${name}, ${hex(ptr)})`;
   // print what the kernel holds after the call: inputs plus written-back outputs
   const bytes = ev.errno === undefined && ev.argOut !== undefined ? ev.argOut : ev.argIn;

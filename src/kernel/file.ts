@@ -19,6 +19,11 @@ export interface FileOps {
    * a MemFile); undefined when the file cannot be mapped (ENODEV).
    */
   mmap?(file: KFile, task: Task, len: bigint, off: bigint, prot: number): unknown;
+  /**
+   * What the file is right now, when that refines `kind` for the trace
+   * (a container's numbers mean type1 or sPAPR commands by its backend).
+   */
+  traceKind?(file: KFile): string;
   /** The last reference went away. */
   release?(file: KFile): void;
 }

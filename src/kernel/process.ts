@@ -79,7 +79,7 @@ export class Process {
     try {
       if (this.task.exited) fail(ESRCH, "the process has exited");
       const file = this.task.fdget(fd);
-      ev.fdKind = file.kind;
+      ev.fdKind = file.ops.traceKind?.(file) ?? file.kind;
       if (this.k.tracer.enabled) ev.argIn = this.snapshot(ptr);
       if (file.ops.ioctl === undefined) fail(25, `${file.kind} files have no ioctls`);
       ret = file.ops.ioctl(file, this.task, req, ptr);
@@ -233,7 +233,9 @@ export class Process {
         const head = this.k.userRead(this.task, ptr, 4);
         if (!(head instanceof Uint8Array)) return undefined;
         const n = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
-        len = n >= 4 && n <= 4096 ? n : 4;
+        // a struct starts with its size; anything else (an fd, a name) gets
+        // what the rest of the page holds, at most 256 bytes
+        len = n >= 4 && n <= 4096 ? n : Math.min(256, 4096 - Number(ptr & 4095n));
       }
       const b = this.k.userRead(this.task, ptr, len);
       return b instanceof Uint8Array ? b : undefined;

@@ -163,6 +163,10 @@ export class VfioContainer {
 export function vfioContainerFops(): FileOps {
   return {
     kind: "vfio-container",
+    traceKind(file) {
+      const c = file.priv as VfioContainer;
+      return c.driver?.name === "iommu-vfio-powerpc" ? "vfio-container-spapr" : "vfio-container";
+    },
     ioctl(file, task, cmd, arg) {
       const c = file.priv as VfioContainer;
       switch (cmd) {

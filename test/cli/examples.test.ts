@@ -8,12 +8,8 @@ import { cli } from "./helpers.js";
  * when an entry already passes, so the list cannot go stale silently.
  */
 const NOT_LANDED_YET: Record<string, string> = {
-  "demo-ppc64.yaml":
-    "needs vfio-pci on sPAPR machines and the sPAPR TCE container (bind_driver is EINVAL today)",
   "noiommu-get-pa.yaml":
     "needs the noiommu cdev series (vfio-pci on an iommu: none machine is EINVAL today; IOMMU_IOAS_NOIOMMU_GET_PA)",
-  "ppc64-windows.yaml":
-    "needs vfio-pci on sPAPR machines and the sPAPR TCE container (bind_driver is EINVAL today)",
 };
 
 const dir = new URL("../../examples/", import.meta.url);
