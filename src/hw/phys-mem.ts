@@ -15,6 +15,45 @@ const CHUNK_MASK = (1 << CHUNK_SHIFT) - 1;
 
 const ZERO_FRAME = new Uint8Array(PAGE_SIZE);
 
+/*
+ * Host storage for frames. A fresh ArrayBuffer per frame costs 1-2 us (the
+ * page-table engine materializes one per new table), so frames are cut from
+ * 64 KiB slabs, and discarded frames are zeroed and kept in a process-wide
+ * pool (bounded) for the next frame of any PhysMem. Nothing keeps a frame's
+ * arrays past its discard (the page-table engine drops its cached table
+ * when it frees it).
+ */
+const SLAB_FRAMES = 16;
+const POOL_MAX = 4096;
+const pool32: Uint32Array[] = [];
+const pool8: Uint8Array[] = [];
+let slab: ArrayBuffer | null = null;
+let slabNext = SLAB_FRAMES;
+
+/** Zeroed storage for one frame: its words (its bytes go to `hostU8`). */
+function hostFrame(): Uint32Array {
+  const f = pool32.pop();
+  if (f !== undefined) {
+    hostU8 = pool8.pop()!;
+    return f;
+  }
+  if (slabNext === SLAB_FRAMES) {
+    slab = new ArrayBuffer(SLAB_FRAMES * PAGE_SIZE);
+    slabNext = 0;
+  }
+  const off = slabNext++ * PAGE_SIZE;
+  hostU8 = new Uint8Array(slab!, off, PAGE_SIZE);
+  return new Uint32Array(slab!, off, PAGE_SIZE / 4);
+}
+let hostU8: Uint8Array = ZERO_FRAME;
+
+function releaseFrame(f32: Uint32Array, f8: Uint8Array): void {
+  if (pool32.length >= POOL_MAX) return;
+  f32.fill(0);
+  pool32.push(f32);
+  pool8.push(f8);
+}
+
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error("iommufd-sim needs a little-endian host");
 }
@@ -51,8 +90,8 @@ export class PhysMem {
     const i = pfn & CHUNK_MASK;
     let f = c[i];
     if (f === undefined) {
-      f = c[i] = new Uint32Array(PAGE_SIZE / 4);
-      this.chunks8[ci][i] = new Uint8Array(f.buffer);
+      f = c[i] = hostFrame();
+      this.chunks8[ci][i] = hostU8;
       this.residentFrames++;
     }
     return f;
@@ -88,7 +127,9 @@ export class PhysMem {
     const c = this.chunks32[ci];
     if (c === undefined) return;
     const i = pfn & CHUNK_MASK;
-    if (c[i] !== undefined) {
+    const f = c[i];
+    if (f !== undefined) {
+      releaseFrame(f, this.chunks8[ci][i]!);
       c[i] = undefined;
       this.chunks8[ci][i] = undefined;
       this.residentFrames--;

@@ -149,6 +149,10 @@ export class PageTable {
   private cShift = 0;
   /** Bytes of one item of the cached table (the only size the map fast path installs). */
   private cSize = 0;
+  /** Pfns of one item of the cached table, minus one. */
+  private cMask = 0;
+  /** Tables may be cached (see setCache). */
+  private readonly cacheOk: boolean;
   /** Leaf template (pfn 0) for lastProt at cLevel, when fmt.addrAt12; tplLevel -1 = stale. */
   private tplLo = 0;
   private tplHi = 0;
@@ -183,9 +187,9 @@ export class PageTable {
     this.maxTopLevel = geo.maxTopLevel;
     this.g0 = geo.granuleShift;
     this.bits = geo.levelBits;
-    this.entries = 2 ** geo.levelBits;
+    this.entries = 1 << geo.levelBits;
     this.imask = this.entries - 1;
-    this.tableFramesEach = 2 ** (geo.tableLg2 - 12);
+    this.tableFramesEach = 1 << (geo.tableLg2 - 12);
     this.shiftOf = [];
     for (let l = 0; l <= Math.max(geo.maxTopLevel, geo.topLevel) + 1; l++)
       this.shiftOf.push(this.g0 + this.bits * l);
@@ -202,6 +206,7 @@ export class PageTable {
     this.plainVa = !geo.signExtend && geo.vaBasePfn === 0;
     this.tlbOk =
       this.plainVa && geo.granuleShift === 0 && geo.levelBits === 9 && !this.be && geo.tableLg2 === 12;
+    this.cacheOk = this.plainVa && !this.be && geo.tableLg2 === 12 && geo.levelBits + 18 <= 32;
     this.coverTop = this.cover(this.topLevel);
     this.pgsizeBitmap = this.buildSizes();
     const top = this.allocTable();
@@ -280,38 +285,33 @@ export class PageTable {
     // Every check of the full path holds by construction: prot was accepted
     // before, the size is in the bitmap and aligned (so it is the best size),
     // and the cached table lies inside the checked range.
-    if (pgcount === 1 && pgsize === this.cSize && prot === this.lastProt && this.plainVa) {
-      const rp = iovaPfn;
-      const span = POW2[this.cShift];
+    if (pgcount === 1 && pgsize === this.cSize && prot === this.lastProt) {
+      const mask = this.cMask;
       if (
-        rp >= this.cBase &&
-        rp < this.cEnd &&
-        paPfn + span <= this.oaLimitPfn &&
-        ((iovaPfn | paPfn) & (span - 1)) === 0
+        iovaPfn >= this.cBase &&
+        iovaPfn < this.cEnd &&
+        paPfn + mask < this.oaLimitPfn &&
+        ((iovaPfn | paPfn) & mask) === 0
       ) {
         const u = this.cU32!;
-        const w = ((rp - this.cBase) >>> this.cShift) << 1;
-        if ((u[w] | u[w + 1]) === 0 && this.tplLevel === this.cLevel) {
-          u[w + 1] = (paPfn < 4294967296 ? paPfn >>> 20 : paPfn / 1048576) | this.tplHi;
-          u[w] = (paPfn << 12) | this.tplLo;
-          return pgsize;
-        }
+        const w = ((iovaPfn - this.cBase) >>> this.cShift) << 1;
         if ((u[w] | u[w + 1]) === 0) {
-          const fmt = this.fmt;
-          if (fmt.addrAt12) {
+          if (this.tplLevel !== this.cLevel) {
+            const fmt = this.fmt;
+            if (!fmt.addrAt12) {
+              fmt.encLeaf(paPfn, this.cShift, this.cLevel);
+              u[w + 1] = fmt.hi;
+              u[w] = fmt.lo;
+              return pgsize;
+            }
             fmt.encLeaf(0, this.cShift, this.cLevel);
-            this.tplLo = fmt.lo;
-            this.tplHi = fmt.hi;
+            // int32 so the fields stay small integers (the stored bits are the same)
+            this.tplLo = fmt.lo | 0;
+            this.tplHi = fmt.hi | 0;
             this.tplLevel = this.cLevel;
           }
-          fmt.encLeaf(paPfn, this.cShift, this.cLevel);
-          if (this.be) {
-            u[w] = bswap32(fmt.hi);
-            u[w + 1] = bswap32(fmt.lo);
-          } else {
-            u[w + 1] = fmt.hi;
-            u[w] = fmt.lo;
-          }
+          u[w + 1] = (paPfn < 4294967296 ? paPfn >>> 20 : paPfn / 1048576) | this.tplHi;
+          u[w] = (paPfn << 12) | this.tplLo;
           return pgsize;
         }
       }
@@ -529,18 +529,12 @@ export class PageTable {
    * lies inside the range.
    */
   unmapPages(iovaPfn: number, pgsize: number, pgcount: number): number {
-    if (
-      pgcount === 1 &&
-      pgsize === this.cSize &&
-      this.plainVa &&
-      iovaPfn >= this.cBase &&
-      iovaPfn < this.cEnd
-    ) {
+    if (pgcount === 1 && pgsize === this.cSize && iovaPfn >= this.cBase && iovaPfn < this.cEnd) {
       const u = this.cU32!;
       const w = ((iovaPfn - this.cBase) >>> this.cShift) << 1;
-      if ((iovaPfn & (POW2[this.cShift] - 1)) === 0) {
-        const lo = this.be ? bswap32(u[w + 1]) : u[w];
-        const hi = this.be ? bswap32(u[w]) : u[w + 1];
+      if ((iovaPfn & this.cMask) === 0) {
+        const lo = u[w];
+        const hi = u[w + 1];
         if ((lo | hi) === 0) return 0;
         const lvl = this.cLevel;
         const fmt = this.fmt;
@@ -625,11 +619,11 @@ export class PageTable {
 
   /** iova_to_phys as a pfn: the PA pfn, -1 when unmapped, -2 when outside the table's range. */
   iovaToPhysPfn(iovaPfn: number): number {
-    if (this.plainVa && iovaPfn >= this.cBase && iovaPfn < this.cEnd) {
+    if (iovaPfn >= this.cBase && iovaPfn < this.cEnd) {
       const u = this.cU32!;
       const w = ((iovaPfn - this.cBase) >>> this.cShift) << 1;
-      const lo = this.be ? bswap32(u[w + 1]) : u[w];
-      const hi = this.be ? bswap32(u[w]) : u[w + 1];
+      const lo = u[w];
+      const hi = u[w + 1];
       if ((lo | hi) === 0) return -1;
       const lvl = this.cLevel;
       const fmt = this.fmt;
@@ -946,18 +940,26 @@ export class PageTable {
     }
   }
 
+  /**
+   * Make tpfn (at `level`, first relative pfn `base`) the cached table. Only
+   * plain little-endian one-frame tables whose items are at most 1 GiB and
+   * whose span ends below 2^31 pfns qualify, so every cached quantity is a
+   * small integer (V8 keeps the fields untagged and the fast paths need no
+   * float math or byte swaps); the rest always take the full paths.
+   */
   private setCache(tpfn: number, level: number, base: number): void {
-    if (this.cPfn === tpfn) return;
+    if (this.cPfn === tpfn || !this.cacheOk) return;
     const sh = this.shiftOf[level];
-    if (sh + this.bits > 32 || this.tableFramesEach !== 1) return;
+    if (sh > 18 || base + this.entries * POW2[sh] > 0x7fffffff || tpfn > 0x7fffffff) return;
     this.cU32 = this.mem.frameU32(tpfn);
     this.cPfn = tpfn;
     this.cLevel = level;
     this.tplLevel = -1;
     this.cShift = sh;
-    this.cSize = POW2[sh] * 4096;
-    this.cBase = base;
-    this.cEnd = base + this.entries * POW2[sh];
+    this.cMask = (1 << sh) - 1;
+    this.cSize = (1 << sh) * 4096;
+    this.cBase = base | 0;
+    this.cEnd = (base + this.entries * (1 << sh)) | 0;
   }
 
   private allocTable(): number {
