@@ -66,7 +66,7 @@ export function cmdDemo(ctx: CliContext, args: string[]): number {
         .join("  ")}`,
     );
     out.line();
-    for (const l of demo.outro(bootMachine(sc.machine, false))) out.line(l);
+    for (const l of demo.outro(bootMachine(sc.machine, false), m)) out.line(l);
   }
   return 0;
 }
