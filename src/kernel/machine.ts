@@ -13,6 +13,7 @@ import { Debug } from "./debug.js";
 import type { KFile } from "./file.js";
 import { resolveKconfig } from "./kconfig.js";
 import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from "./kctx.js";
+import { checkMachineInvariants } from "./machine-invariants.js";
 import { MmGlue } from "./mm-glue.js";
 import { isParamName, PARAM_DEFAULTS, type ParamName, type ParamValue, parseParam } from "./params.js";
 import { KernelLog } from "./printk.js";
@@ -136,6 +137,16 @@ export class Machine implements KernelServices {
     this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();
     this.debug = new Debug(this);
+    const fc = this.debug.counters();
+    const view = {
+      ctx: this.ctx,
+      pages: this.mmGlue.pages,
+      users: this.mmGlue.users,
+      tasks: () => [...this.processes.values()].map((p) => p.task),
+      counters: () => this.debug.counters(),
+      bootOtherFrames: fc.usedFrames - fc.ptFrames,
+    };
+    this.ctx.invariantChecks.set("machine", () => checkMachineInvariants(view));
   }
 
   get kconfig() {
