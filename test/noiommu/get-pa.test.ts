@@ -13,6 +13,10 @@ import {
   IOMMU_IOAS_NOIOMMU_GET_PA,
   IOMMU_IOAS_UNMAP,
   iommu_ioas_unmap,
+  VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_DETACH_IOMMUFD_PT,
+  vfio_device_bind_iommufd,
+  vfio_device_detach_iommufd_pt,
 } from "../../src/uapi/index.js";
 import { openCdev, sioctl } from "../e2e/driver.js";
 import { anon, attach, boot, getPa, huge2m, ioasAlloc, mapFixed, openBound, RAWIO } from "./helpers.js";
@@ -206,5 +210,59 @@ describe("revisions (machine option noiommuRevision)", () => {
     expect(mapFixed(p, o.iommufd, ioas, huge2m(p), MIB2, 0x40_0000n)).toBe(0);
     expect(getPa(p, o.iommufd, ioas, 0x40_0000n, 0n).ret).toBe(-EINVAL);
     expect(getPa(p, o.iommufd, ioas, 0x40_0000n, 8192n).length).toBe(8192n);
+  });
+});
+
+describe("an IOAS shared by a noiommu device and a device behind a real IOMMU", () => {
+  function mixed() {
+    const m = new Machine({
+      iommu: "amd",
+      params: { "vfio.enable_unsafe_noiommu_mode": true },
+      pci: [
+        { bdf: "0000:00:04.0", kind: "memcpy" },
+        { bdf: "0000:00:05.0", kind: "memcpy", noIommu: true },
+      ],
+    });
+    expect(m.bindDriver("0000:00:04.0", "vfio-pci")).toBe(0);
+    expect(m.bindDriver("0000:00:05.0", "vfio-pci")).toBe(0);
+    const p = m.spawn({ caps: RAWIO, rlimitMemlock: 64n << 20n });
+    const iommufd = p.open("/dev/iommu");
+    const bind = (node: string) => {
+      const dev = p.open(node);
+      const b = sioctl(p, dev, VFIO_DEVICE_BIND_IOMMUFD, vfio_device_bind_iommufd, { argsz: 24, iommufd });
+      expect(b.ret).toBe(0);
+      return { p, dev, iommufd, devid: Number(b.out.out_devid), cfg: 0n, bar0: 0n };
+    };
+    const real = bind("/dev/vfio/devices/vfio0");
+    const noio = bind("/dev/vfio/devices/noiommu-vfio1");
+    const ioas = ioasAlloc(p, iommufd);
+    expect(mapFixed(p, iommufd, ioas, anon(p, 4096), 4096n, 0x1000n)).toBe(0);
+    return { m, p, real, noio, ioas, iommufd };
+  }
+
+  it("noiommu first: its software domain stores the IOAS; the real device gets its own HWPT; GET_PA works", () => {
+    const { m, p, real, noio, ioas, iommufd } = mixed();
+    const a = attach(noio, ioas);
+    const b = attach(real, ioas);
+    expect(a.ret).toBe(0);
+    expect(b.ret).toBe(0);
+    // The AMD group refused the software domain (EINVAL), so the real device got a new auto HWPT.
+    expect(b.ptId).not.toBe(a.ptId);
+    expect(m.debug.hwpt(p, iommufd, b.ptId).format).toBe("amdv1");
+    expect(getPa(p, iommufd, ioas, 0x1000n, 4096n).ret).toBe(0);
+    // Detaching the noiommu device frees its HWPT: the IOAS is stored in the AMD domain now.
+    expect(
+      sioctl(p, noio.dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, vfio_device_detach_iommufd_pt, { argsz: 8 }, 8).ret,
+    ).toBe(0);
+    expect(getPa(p, iommufd, ioas, 0x1000n, 4096n).ret).toBe(-EOPNOTSUPP);
+  });
+
+  it("real device first: the noiommu device's no-op attach reuses the AMD auto HWPT; GET_PA is EOPNOTSUPP", () => {
+    const { p, real, noio, ioas, iommufd } = mixed();
+    const b = attach(real, ioas);
+    const a = attach(noio, ioas);
+    expect(a.ret).toBe(0);
+    expect(a.ptId).toBe(b.ptId);
+    expect(getPa(p, iommufd, ioas, 0x1000n, 4096n).ret).toBe(-EOPNOTSUPP);
   });
 });
