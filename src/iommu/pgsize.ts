@@ -57,8 +57,11 @@ export function iommuPgsizeCount(
   let runUnits = size;
   if (next >= 0) {
     const nextUnits = POW2[next - unitLg2];
-    if (iova % nextUnits === paddr % nextUnits) {
-      const offset = nextUnits - (merge % nextUnits);
+    // masks when everything is a small integer: % on doubles is a call to fmod
+    const small = nextUnits <= 0x40000000 && iova <= 0x7fffffff && paddr <= 0x7fffffff;
+    const m = nextUnits - 1;
+    if (small ? (iova & m) === (paddr & m) : iova % nextUnits === paddr % nextUnits) {
+      const offset = nextUnits - (small ? merge & m : merge % nextUnits);
       if (offset + nextUnits <= size) runUnits = offset;
     }
   }
@@ -68,6 +71,7 @@ export function iommuPgsizeCount(
 
 /** Bitwise OR of two non-negative integers below 2^53. */
 export function orNum(a: number, b: number): number {
+  if (a <= 0x7fffffff && b <= 0x7fffffff) return a | b;
   const lo = ((a >>> 0) | (b >>> 0)) >>> 0;
   const hi = (Math.floor(a / 4294967296) | Math.floor(b / 4294967296)) >>> 0;
   return hi * 4294967296 + lo;

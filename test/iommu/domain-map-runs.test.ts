@@ -140,3 +140,52 @@ describe("IommuDomain.mapRuns (batched iommu_map)", () => {
     expect(failures).toBeGreaterThan(2);
   });
 });
+
+/** iommu_pgsize on bigints, as drivers/iommu/iommu.c computes it. */
+function pgsizeRef(sizes: number[], unitLg2: number, iova: bigint, pa: bigint, size: bigint) {
+  const u = BigInt(unitLg2);
+  const [ib, pb, sb] = [iova << u, pa << u, size << u];
+  let bitmap = 0n;
+  for (const s of sizes) bitmap |= 1n << BigInt(s);
+  let cand = bitmap & ((1n << BigInt(sb.toString(2).length)) - 1n);
+  const addrMerge = ib | pb;
+  if (addrMerge !== 0n) cand &= (addrMerge & -addrMerge) * 2n - 1n;
+  const pick = cand.toString(2).length - 1;
+  let count = sb >> BigInt(pick);
+  const larger = bitmap & ~((1n << BigInt(pick + 1)) - 1n);
+  if (larger !== 0n) {
+    const nx = BigInt((larger & -larger).toString(2).length - 1);
+    const nsz = 1n << nx;
+    if (((ib ^ pb) & (nsz - 1n)) === 0n) {
+      const offset = nsz - (addrMerge & (nsz - 1n));
+      if (offset + nsz <= sb) count = offset >> BigInt(pick);
+    }
+  }
+  return { pgLg2: pick, count: Number(count) };
+}
+
+describe("iommu_pgsize on numbers", () => {
+  it("agrees with a bigint reference, small and large addresses", async () => {
+    const { iommuPgsize } = await import("../../src/iommu/index.js");
+    const amd = Array.from({ length: 40 }, (_, i) => 12 + i).filter((s) => s !== 39);
+    const addr = fc.oneof(
+      fc.integer({ min: 0, max: 0x7fffffff }),
+      fc.integer({ min: 0, max: 2 ** 40 }).map((x) => x * 512),
+      fc.integer({ min: 0, max: 2 ** 52 - 1 }),
+    );
+    fc.assert(
+      fc.property(
+        fc.constantFrom(amd, [12, 21, 30]),
+        addr,
+        addr,
+        fc.integer({ min: 1, max: 2 ** 30 }),
+        (sizes, iova, pa, size) => {
+          expect(iommuPgsize(sizes, 12, iova, pa, size)).toEqual(
+            pgsizeRef(sizes, 12, BigInt(iova), BigInt(pa), BigInt(size)),
+          );
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
