@@ -27,6 +27,7 @@ export interface SeqState {
   hwpt2: number;
   buf: bigint;
   memfd: number;
+  devNode: string;
   /** Counters after boot, before any process existed. */
   baseline: Record<string, number>;
 }
@@ -55,7 +56,7 @@ export const STEPS: Step[] = [
       return r.rc;
     },
   },
-  { name: "open vfio cdev", run: (s) => (s.dev = s.p.open("/dev/vfio/devices/vfio0")) },
+  { name: "open vfio cdev", run: (s) => (s.dev = s.p.open(s.devNode)) },
   {
     name: "VFIO_DEVICE_BIND_IOMMUFD",
     run(s) {
@@ -191,17 +192,64 @@ export const STEPS: Step[] = [
   { name: "close memfd", run: (s) => s.p.close(s.memfd) },
 ];
 
+/** IOMMU_IOAS_NOIOMMU_GET_PA of the first mapped page (noiommu machines only). */
+export const GET_PA: Step = {
+  name: "IOMMU_IOAS_NOIOMMU_GET_PA",
+  run: (s) =>
+    sioctl(s.p, s.iommufd, I.IOMMU_IOAS_NOIOMMU_GET_PA, I.iommu_ioas_noiommu_get_pa, {
+      ioas_id: s.ioas,
+      iova: IOVA,
+      length: 0x1000n,
+    }).rc,
+};
+
+/** The machines a sequence runs on: an AMD IOMMU, and a device with no IOMMU through the noiommu cdev. */
+export const CONFIGS = {
+  amd: { opts: {} as MachineOptions, caps: [] as string[], devNode: "/dev/vfio/devices/vfio0", steps: STEPS },
+  noiommu: {
+    opts: { iommu: "none", params: { "vfio.enable_unsafe_noiommu_mode": true } } as MachineOptions,
+    caps: ["CAP_SYS_RAWIO"],
+    devNode: "/dev/vfio/devices/noiommu-vfio0",
+    steps: [
+      ...STEPS.slice(
+        0,
+        STEPS.findIndex((x) => x.name === "IOMMU_HWPT_ALLOC"),
+      ),
+      GET_PA,
+      ...STEPS.slice(STEPS.findIndex((x) => x.name === "IOMMU_HWPT_ALLOC")),
+    ],
+  },
+};
+export type ConfigName = keyof typeof CONFIGS;
+
 /** A booted machine with the device bound to vfio-pci and a process with its argument page. */
-export function boot(opts: MachineOptions = {}): SeqState {
+export function boot(
+  opts: MachineOptions = {},
+  caps: string[] = [],
+  devNode = CONFIGS.amd.devNode,
+): SeqState {
   const m = newMachine(opts);
   if (m.bindDriver(BDF, "vfio-pci") !== 0) throw new Error("cannot bind vfio-pci");
   const baseline = m.debug.counters();
-  const p = m.spawn({ rlimitMemlock: 64n << 20n });
+  const p = m.spawn({ rlimitMemlock: 64n << 20n, caps });
   argArea(p);
-  return { m, p, baseline, iommufd: -1, ioas: 0, dev: -1, devid: 0, hwpt: 0, hwpt2: 0, buf: 0n, memfd: -1 };
+  return {
+    m,
+    p,
+    baseline,
+    devNode,
+    iommufd: -1,
+    ioas: 0,
+    dev: -1,
+    devid: 0,
+    hwpt: 0,
+    hwpt2: 0,
+    buf: 0n,
+    memfd: -1,
+  };
 }
 
 /** Run steps [from, to) unarmed; each must succeed. */
-export function runSteps(s: SeqState, from: number, to: number): void {
-  for (let i = from; i < to; i++) must(s.p, STEPS[i].run(s), STEPS[i].name);
+export function runSteps(s: SeqState, from: number, to: number, steps: Step[] = STEPS): void {
+  for (let i = from; i < to; i++) must(s.p, steps[i].run(s), steps[i].name);
 }
