@@ -27,9 +27,6 @@ interface PinnedSeg {
   runs: PfnRuns;
 }
 
-/** Live pages objects (for the invariant and the leak counters). */
-export const livePages = new Set<IoptPages>();
-
 /**
  * struct iopt_pages: a pinned-on-demand view of user memory or of a memfd.
  * Page index 0 is the page holding the first byte. Each page is pinned at
@@ -62,9 +59,7 @@ export class IoptPages {
     public accountMode: IoptPagesAccountMode,
     /** Whose locked_vm / pinned_vm is charged (the creating process's mm). */
     public acct: AccountTarget,
-  ) {
-    livePages.add(this);
-  }
+  ) {}
 
   get(): void {
     this.refs++;
@@ -73,7 +68,6 @@ export class IoptPages {
   put(): void {
     if (--this.refs > 0) return;
     if (this.users.length > 0 || this.npinned > 0) throw new Error("iopt_pages freed while pinned");
-    livePages.delete(this);
     this.onFree?.();
   }
 

@@ -203,7 +203,11 @@ export class Process {
     if (this.task.exited) return -ESRCH;
     const va = this.scratch(buf.length);
     if (va < 0n) return Number(va);
-    this.k.userWrite(this.task, va, buf);
+    // The scratch area is the process's own writable memory: a failed copy
+    // means the model is broken, which the boundary reports, not hides.
+    if (this.k.userWrite(this.task, va, buf) !== 0) {
+      return -toErrno(new Error("ioctl scratch area is not writable"), this.k.tracer, "ioctl").errno;
+    }
     const r = this.ioctl(fd, req, va);
     const back = this.k.userRead(this.task, va, buf.length);
     if (back instanceof Uint8Array) buf.set(back);
