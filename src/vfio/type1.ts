@@ -6,7 +6,18 @@ import { accountMmLockedVm } from "../mm/locked-vm.js";
 import type { MmStruct } from "../mm/mm-struct.js";
 import type { PfnRuns } from "../mm/pfn-runs.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
-import { EEXIST, EINVAL, ENOSPC, ENOTTY, fail, KernelError } from "../uapi/errno.js";
+import {
+  EACCES,
+  EBUSY,
+  EEXIST,
+  EINVAL,
+  ENOENT,
+  ENOMEM,
+  ENOSPC,
+  ENOTTY,
+  fail,
+  KernelError,
+} from "../uapi/errno.js";
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_CC_IOMMU,
@@ -17,6 +28,9 @@ import {
   VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
   VFIO_DMA_UNMAP_FLAG_VADDR,
   VFIO_IOMMU_DIRTY_PAGES,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
   VFIO_IOMMU_GET_INFO,
   VFIO_IOMMU_INFO_CAPS,
   VFIO_IOMMU_INFO_PGSIZES,
@@ -28,6 +42,7 @@ import {
   VFIO_TYPE1_IOMMU,
   VFIO_TYPE1v2_IOMMU,
   VFIO_UNMAP_ALL,
+  VFIO_UPDATE_VADDR,
 } from "../uapi/vfio.js";
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
 import { u32, u64, vfioCopyIn, writeCaps } from "./uaccess.js";
@@ -36,6 +51,12 @@ const PAGE = 4096n;
 const U64_MAX = (1n << 64n) - 1n;
 /** DIRTY_BITMAP_SIZE_MAX: the bitmap bytes for INT_MAX pages (vfio_iommu_type1.c). */
 const DIRTY_BITMAP_SIZE_MAX = 0x10000000n;
+/** x86-64 access_ok(): the range must end at or below TASK_SIZE_MAX (2^47 - 4 KiB). */
+const USER_END = 0x7ffffffff000n;
+/** sizeof(struct vfio_bitmap): pgsize, size, data. */
+const VFIO_BITMAP_SIZE = 24;
+/** sizeof(struct vfio_iommu_type1_dirty_bitmap_get): iova, size, then a vfio_bitmap. */
+const DIRTY_BITMAP_GET_SIZE = 40;
 
 /** struct vfio_dma: one MAP_DMA, pinned and mapped into every domain. */
 interface VfioDma {
@@ -44,7 +65,12 @@ interface VfioDma {
   vaddr: bigint;
   prot: number;
   runs: PfnRuns;
+  /** The mm the pages were pinned from. */
   mm: MmStruct;
+  /** dma->mm for locked_vm: the mapping task's, moved by a VADDR update from another process. */
+  acct: MmStruct;
+  /** VFIO_DMA_UNMAP_FLAG_VADDR left the mapping without a valid vaddr until MAP_DMA VADDR. */
+  vaddrInvalid: boolean;
 }
 
 /** struct vfio_domain: a paging domain and the groups attached to it. */
@@ -60,11 +86,18 @@ interface Type1Domain {
  * compatible group set. v1 and v2 differ in UNMAP_DMA: v2 refuses to
  * bisect a mapping (EINVAL), v1 unmaps only mappings starting inside the
  * range. Unmapping a range with nothing mapped succeeds with size 0.
+ * VFIO_UPDATE_VADDR (UNMAP/MAP with the VADDR flag) and v2 dirty page
+ * tracking are as the kernel has them; every group here is IOMMU backed,
+ * so a dirty bitmap reports every mapped page dirty.
  */
 export class VfioIommuType1 implements VfioIommuBackend {
   private readonly dmas: VfioDma[] = [];
   private readonly domains: Type1Domain[] = [];
   private dmaAvail: number;
+  /** iommu->vaddr_invalid_count. */
+  private vaddrInvalidCount = 0;
+  /** iommu->dirty_page_tracking (VFIO_IOMMU_DIRTY_PAGES_FLAG_START). */
+  private dirtyTracking = false;
 
   constructor(
     k: KernelCtx,
@@ -82,6 +115,9 @@ export class VfioIommuType1 implements VfioIommuBackend {
 
   /** vfio_iommu_type1_attach_group: reuse a compatible domain or allocate one; replay the mappings. */
   attachGroup(group: IommuGroup): void {
+    // Attach may need to pin, which an invalid vaddr forbids (vfio_iommu_type1_attach_group).
+    if (this.vaddrInvalidCount > 0)
+      fail(EBUSY, "a mapping's vaddr is invalid (VFIO_DMA_UNMAP_FLAG_VADDR) until MAP_DMA VADDR restores it");
     if (this.domains.some((d) => d.groups.has(group)))
       fail(EINVAL, `iommu_group ${group.id} is already attached`);
     const resv = group.devices.flatMap((d) => d.resvRegions());
@@ -169,7 +205,7 @@ export class VfioIommuType1 implements VfioIommuBackend {
       case VFIO_IOMMU_UNMAP_DMA:
         return this.unmapDma(task, arg);
       case VFIO_IOMMU_DIRTY_PAGES:
-        return fail(ENOTTY, "VFIO_IOMMU_DIRTY_PAGES is not modelled by the legacy type1 container");
+        return this.dirtyPages(task, arg);
       default:
         return fail(ENOTTY, `the type1 IOMMU driver has no ioctl 0x${(cmd >>> 0).toString(16)}`);
     }
@@ -179,11 +215,22 @@ export class VfioIommuType1 implements VfioIommuBackend {
     return this.domains.length > 0 && this.domains.every((d) => d.domain.enforcingCoherency);
   }
 
-  /** iommu->pgsize_bitmap: the page sizes every domain supports (all sizes >= 4 KiB with none). */
+  /**
+   * iommu->pgsize_bitmap (vfio_update_pgsize_bitmap): the page sizes every
+   * domain supports, all sizes >= 4 KiB with none; sizes below PAGE_SIZE
+   * are hidden and PAGE_SIZE offered instead.
+   */
   private pgsizeBitmap(): bigint {
-    let bm = U64_MAX & ~(PAGE - 1n);
+    let bm = U64_MAX;
     for (const d of this.domains) bm &= d.domain.pgsizeBitmap;
+    if ((bm & (PAGE - 1n)) !== 0n) bm = (bm & ~(PAGE - 1n)) | PAGE;
     return bm;
+  }
+
+  /** The smallest supported page size: MAP/UNMAP alignment and the dirty bitmap's page. */
+  private minPgsize(): bigint {
+    const bm = this.pgsizeBitmap();
+    return bm & -bm;
   }
 
   /** iommu->iova_list: the apertures' intersection minus every reserved region; empty with no domain. */
@@ -268,8 +315,7 @@ export class VfioIommuType1 implements VfioIommuBackend {
     if ((prot !== 0 && setVaddr) || (prot === 0 && !setVaddr)) {
       fail(EINVAL, "VFIO_IOMMU_MAP_DMA: give READ and/or WRITE (or VADDR alone to update a vaddr)");
     }
-    if (setVaddr) fail(EINVAL, "VFIO_IOMMU_MAP_DMA: VFIO_DMA_MAP_FLAG_VADDR (vaddr update) is not modelled");
-    const pg = this.pgsizeBitmap() & -this.pgsizeBitmap();
+    const pg = this.minPgsize();
     if (size === 0n || ((size | iova | vaddr) & (pg - 1n)) !== 0n) {
       fail(
         EINVAL,
@@ -278,7 +324,9 @@ export class VfioIommuType1 implements VfioIommuBackend {
     }
     if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX)
       fail(EINVAL, "VFIO_IOMMU_MAP_DMA: the range wraps");
-    if (this.findDma(iova, size) !== undefined) {
+    const found = this.findDma(iova, size);
+    if (setVaddr) return this.updateVaddr(task, found, iova, size, vaddr);
+    if (found !== undefined) {
       fail(
         EEXIST,
         `VFIO_IOMMU_MAP_DMA: [0x${iova.toString(16)}, +0x${size.toString(16)}) overlaps an existing mapping`,
@@ -299,9 +347,9 @@ export class VfioIommuType1 implements VfioIommuBackend {
     if (typeof runs === "number") fail(-runs, `VFIO_IOMMU_MAP_DMA: ${mm.lastReason}`);
     if (accountMmLockedVm(mm, npages, true) !== 0) {
       mm.unpinUserPages(runs);
-      fail(12, `VFIO_IOMMU_MAP_DMA: locked memory (${npages} pages) over RLIMIT_MEMLOCK`);
+      fail(ENOMEM, `VFIO_IOMMU_MAP_DMA: locked memory (${npages} pages) over RLIMIT_MEMLOCK`);
     }
-    const dma: VfioDma = { iova, size, vaddr, prot, runs, mm };
+    const dma: VfioDma = { iova, size, vaddr, prot, runs, mm, acct: mm, vaddrInvalid: false };
     const done: IommuDomain[] = [];
     try {
       for (const d of this.domains) {
@@ -319,24 +367,66 @@ export class VfioIommuType1 implements VfioIommuBackend {
     return 0;
   }
 
-  /** vfio_iommu_type1_unmap_dma + vfio_dma_do_unmap (v1/v2 rules). */
+  /**
+   * MAP_DMA with VFIO_DMA_MAP_FLAG_VADDR (vfio_dma_do_map): no mapping in
+   * the range is ENOENT; one that is not exactly [iova, +size) or whose
+   * vaddr is still valid is EINVAL; otherwise the new vaddr is recorded and,
+   * from another process, its locked_vm moves there (vfio_change_dma_owner).
+   * Nothing is re-pinned: the pages stay pinned throughout.
+   */
+  private updateVaddr(
+    task: Task,
+    dma: VfioDma | undefined,
+    iova: bigint,
+    size: bigint,
+    vaddr: bigint,
+  ): number {
+    if (dma === undefined)
+      fail(
+        ENOENT,
+        `VFIO_IOMMU_MAP_DMA VADDR: no mapping in [0x${iova.toString(16)}, +0x${size.toString(16)})`,
+      );
+    if (!dma.vaddrInvalid || dma.iova !== iova || dma.size !== size) {
+      fail(
+        EINVAL,
+        `VFIO_IOMMU_MAP_DMA VADDR: the mapping at 0x${dma.iova.toString(16)} must match exactly and have been invalidated by UNMAP_DMA VADDR`,
+      );
+    }
+    const mm = task.mm as unknown as MmStruct;
+    if (mm !== dma.acct) {
+      const npages = dma.runs.pages;
+      if (accountMmLockedVm(mm, npages, true) !== 0)
+        fail(ENOMEM, `VFIO_IOMMU_MAP_DMA VADDR: moving ${npages} locked pages here exceeds RLIMIT_MEMLOCK`);
+      accountMmLockedVm(dma.acct, npages, false);
+      dma.acct = mm;
+    }
+    dma.vaddr = vaddr;
+    dma.vaddrInvalid = false;
+    this.vaddrInvalidCount--;
+    return 0;
+  }
+
+  /** vfio_iommu_type1_unmap_dma + vfio_dma_do_unmap (v1/v2 rules, VADDR invalidation, dirty bitmap). */
   private unmapDma(task: Task, arg: bigint): number {
-    const { buf, dv } = vfioCopyIn(task, arg, 24, "VFIO_IOMMU_UNMAP_DMA");
+    const { buf, dv, argsz } = vfioCopyIn(task, arg, 24, "VFIO_IOMMU_UNMAP_DMA");
     const flags = u32(dv, 4);
     const mask = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_VADDR | VFIO_DMA_UNMAP_FLAG_ALL;
     if ((flags & ~mask) !== 0) fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: unknown flags 0x${flags.toString(16)}`);
-    if (flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) {
+    const iova = u64(dv, 8);
+    let size = u64(dv, 16);
+    const getDirty = (flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) !== 0;
+    let bitmap: { pgsize: bigint; data: bigint } | null = null;
+    if (getDirty) {
       if (flags & (VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR)) {
         fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: GET_DIRTY_BITMAP cannot be combined with ALL or VADDR");
       }
-      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: GET_DIRTY_BITMAP without dirty page tracking started");
+      if (argsz < 24 + VFIO_BITMAP_SIZE)
+        fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: GET_DIRTY_BITMAP needs argsz >= 48 (a struct vfio_bitmap)`);
+      bitmap = readBitmapArgs(task, arg + 24n, size, "VFIO_IOMMU_UNMAP_DMA");
     }
-    if (flags & VFIO_DMA_UNMAP_FLAG_VADDR)
-      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: VADDR invalidation is not modelled");
-    const iova = u64(dv, 8);
-    let size = u64(dv, 16);
     const unmapAll = (flags & VFIO_DMA_UNMAP_FLAG_ALL) !== 0;
-    const pg = this.pgsizeBitmap() & -this.pgsizeBitmap();
+    const invalidateVaddr = (flags & VFIO_DMA_UNMAP_FLAG_VADDR) !== 0;
+    const pg = this.minPgsize();
     if ((iova & (pg - 1n)) !== 0n)
       fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: iova not aligned to 0x${pg.toString(16)}`);
     if (unmapAll) {
@@ -344,6 +434,14 @@ export class VfioIommuType1 implements VfioIommuBackend {
       size = U64_MAX;
     } else if (size === 0n || (size & (pg - 1n)) !== 0n || iova + size - 1n > U64_MAX) {
       fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: size must be non-zero, aligned, and not wrap");
+    }
+    if (bitmap !== null && (!this.dirtyTracking || bitmap.pgsize !== pg)) {
+      fail(
+        EINVAL,
+        this.dirtyTracking
+          ? `VFIO_IOMMU_UNMAP_DMA: the bitmap page size must be the smallest IOMMU page (0x${pg.toString(16)})`
+          : "VFIO_IOMMU_UNMAP_DMA: GET_DIRTY_BITMAP without dirty page tracking started",
+      );
     }
     const end = unmapAll ? U64_MAX + 1n : iova + size;
     if (this.v2 && !unmapAll) {
@@ -363,14 +461,89 @@ export class VfioIommuType1 implements VfioIommuBackend {
       }
     }
     let unmapped = 0n;
-    for (const dma of this.dmas.filter((d) => d.iova + d.size > iova && d.iova < end)) {
-      // v1: a mapping that starts before the range is left alone (and ends the walk).
-      if (!this.v2 && iova > dma.iova) break;
-      unmapped += dma.size;
-      this.removeDma(dma);
+    const inRange = this.dmas.filter((d) => d.iova + d.size > iova && d.iova < end);
+    if (invalidateVaddr) {
+      const marked: VfioDma[] = [];
+      for (const dma of inRange) {
+        if (!this.v2 && iova > dma.iova) break;
+        if (dma.vaddrInvalid) {
+          // Already invalid: undo this call's marks; nothing is reported.
+          for (const d of marked) d.vaddrInvalid = false;
+          this.vaddrInvalidCount -= marked.length;
+          fail(
+            EINVAL,
+            `VFIO_IOMMU_UNMAP_DMA VADDR: the vaddr of the mapping at 0x${dma.iova.toString(16)} is already invalid`,
+          );
+        }
+        dma.vaddrInvalid = true;
+        this.vaddrInvalidCount++;
+        marked.push(dma);
+        unmapped += dma.size;
+      }
+    } else {
+      for (const dma of inRange) {
+        // v1: a mapping that starts before the range is left alone (and ends the walk).
+        if (!this.v2 && iova > dma.iova) break;
+        if (bitmap !== null) writeDirtyBits(task, bitmap.data, dma, iova, pg);
+        unmapped += dma.size;
+        this.removeDma(dma);
+      }
     }
     new DataView(buf.buffer).setBigUint64(16, unmapped, true);
     task.copyToUser(arg, buf.subarray(0, 24));
+    return 0;
+  }
+
+  /** vfio_iommu_type1_dirty_pages: v2 only; exactly one of START, STOP, GET_BITMAP. */
+  private dirtyPages(task: Task, arg: bigint): number {
+    if (!this.v2) fail(EACCES, "VFIO_IOMMU_DIRTY_PAGES needs a VFIO_TYPE1v2_IOMMU container");
+    const { dv, argsz } = vfioCopyIn(task, arg, 8, "VFIO_IOMMU_DIRTY_PAGES");
+    const flags = u32(dv, 4);
+    const mask =
+      VFIO_IOMMU_DIRTY_PAGES_FLAG_START |
+      VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP |
+      VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
+    if ((flags & ~mask) !== 0) fail(EINVAL, `VFIO_IOMMU_DIRTY_PAGES: unknown flags 0x${flags.toString(16)}`);
+    if (flags === 0 || (flags & (flags - 1)) !== 0)
+      fail(EINVAL, "VFIO_IOMMU_DIRTY_PAGES: exactly one of START, STOP and GET_BITMAP");
+    if (flags === VFIO_IOMMU_DIRTY_PAGES_FLAG_START) {
+      this.dirtyTracking = true;
+      return 0;
+    }
+    if (flags === VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP) {
+      this.dirtyTracking = false;
+      return 0;
+    }
+    if (argsz - 8 < DIRTY_BITMAP_GET_SIZE)
+      fail(EINVAL, "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: argsz leaves no room for the 40-byte range");
+    const range = task.copyFromUser(arg + 8n, 16);
+    const rv = new DataView(range.buffer, range.byteOffset, 16);
+    const iova = rv.getBigUint64(0, true);
+    const size = rv.getBigUint64(8, true);
+    if (iova + size > U64_MAX) fail(EINVAL, "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: iova + size wraps");
+    const bitmap = readBitmapArgs(task, arg + 24n, size, "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP");
+    const pg = this.minPgsize();
+    if (bitmap.pgsize !== pg)
+      fail(EINVAL, `VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: the bitmap page size must be 0x${pg.toString(16)}`);
+    if ((iova & (pg - 1n)) !== 0n || size === 0n || (size & (pg - 1n)) !== 0n)
+      fail(
+        EINVAL,
+        `VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: iova and size must be aligned to 0x${pg.toString(16)}, size non-zero`,
+      );
+    if (!this.dirtyTracking)
+      fail(EINVAL, "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: dirty page tracking is not started");
+    // vfio_iova_dirty_bitmap: the range may not bisect a mapping.
+    const first = this.findDma(iova, 1n);
+    if (first !== undefined && first.iova !== iova)
+      fail(EINVAL, `VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: 0x${iova.toString(16)} bisects a mapping`);
+    const last = this.findDma(iova + size - 1n, 1n);
+    if (last !== undefined && last.iova + last.size !== iova + size)
+      fail(EINVAL, "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: the range end bisects a mapping");
+    for (const dma of this.dmas) {
+      if (dma.iova < iova) continue;
+      if (dma.iova > iova + size - 1n) break;
+      writeDirtyBits(task, bitmap.data, dma, iova, pg);
+    }
     return 0;
   }
 
@@ -391,8 +564,9 @@ export class VfioIommuType1 implements VfioIommuBackend {
   private removeDma(dma: VfioDma): void {
     for (const d of this.domains) d.domain.unmap(dma.iova, dma.size);
     dma.mm.unpinUserPages(dma.runs);
-    accountMmLockedVm(dma.mm, dma.runs.pages, false);
+    accountMmLockedVm(dma.acct, dma.runs.pages, false);
     this.dmas.splice(this.dmas.indexOf(dma), 1);
+    if (dma.vaddrInvalid) this.vaddrInvalidCount--;
     this.dmaAvail++;
   }
 
@@ -408,6 +582,59 @@ export class VfioIommuType1 implements VfioIommuBackend {
   }
 }
 
+/**
+ * The struct vfio_bitmap of UNMAP_DMA GET_DIRTY_BITMAP and DIRTY_PAGES
+ * GET_BITMAP: copied in (EFAULT), then access_ok on [data, +size) and
+ * verify_bitmap_size (pages from `rangeSize`, non-zero, at most
+ * DIRTY_BITMAP_SIZE_MAX, large enough), each EINVAL.
+ */
+function readBitmapArgs(
+  task: Task,
+  at: bigint,
+  rangeSize: bigint,
+  what: string,
+): { pgsize: bigint; data: bigint } {
+  const b = task.copyFromUser(at, VFIO_BITMAP_SIZE);
+  const bv = new DataView(b.buffer, b.byteOffset, VFIO_BITMAP_SIZE);
+  const pgsize = bv.getBigUint64(0, true);
+  const bytes = bv.getBigUint64(8, true);
+  const data = bv.getBigUint64(16, true);
+  if (bytes > USER_END || data > USER_END - bytes)
+    fail(EINVAL, `${what}: the bitmap is not in user space (access_ok)`);
+  // __ffs(0) is undefined in the kernel; a zero page size cannot describe any page.
+  const npages = pgsize === 0n ? 0n : rangeSize / (pgsize & -pgsize);
+  if (npages === 0n || bytes === 0n || bytes > DIRTY_BITMAP_SIZE_MAX || bytes < dirtyBitmapBytes(npages))
+    fail(EINVAL, `${what}: bitmap size ${bytes} does not fit ${npages} pages (verify_bitmap_size)`);
+  return { pgsize, data };
+}
+
+/** DIRTY_BITMAP_BYTES(n): whole u64 words. */
+function dirtyBitmapBytes(nbits: bigint): bigint {
+  return ((nbits + 63n) / 64n) * 8n;
+}
+
+/**
+ * update_user_bitmap: the mapping's bits at its offset from `base`. An
+ * IOMMU-backed group cannot report dirtiness, so every page of a mapped
+ * vfio_dma is dirty. When the mapping does not start on a u64 boundary the
+ * user's first word is read back and ORed in (the whole word, as
+ * bitmap_or does), so earlier mappings' bits survive.
+ */
+function writeDirtyBits(task: Task, data: bigint, dma: VfioDma, base: bigint, pgsize: bigint): void {
+  const shiftBits = BigInt(pgsize.toString(2).length - 1);
+  const nbits = Number(dma.size >> shiftBits);
+  const bitOffset = Number((dma.iova - base) >> shiftBits);
+  const wordAt = data + BigInt(Math.floor(bitOffset / 64) * 8);
+  const shift = bitOffset % 64;
+  const out = new Uint8Array(Math.ceil((nbits + shift) / 64) * 8);
+  for (let b = shift; b < shift + nbits; b++) out[b >> 3] |= 1 << (b & 7);
+  if (shift !== 0) {
+    const leftover = task.copyFromUser(wordAt, 8);
+    for (let i = 0; i < 8; i++) out[i] |= leftover[i];
+  }
+  task.copyToUser(wordAt, out);
+}
+
 /** vfio_iommu_type1_check_extension (nesting was removed upstream and answers 0). */
 function type1CheckExtension(iommu: VfioIommuType1 | null, ext: number): number {
   switch (ext) {
@@ -415,6 +642,9 @@ function type1CheckExtension(iommu: VfioIommuType1 | null, ext: number): number 
     case VFIO_TYPE1v2_IOMMU:
     case VFIO_UNMAP_ALL:
       return 1;
+    case VFIO_UPDATE_VADDR:
+      // Only with an open container (no mdev-style emulated groups in the model).
+      return iommu === null ? 0 : 1;
     case VFIO_DMA_CC_IOMMU:
       return iommu === null ? 0 : iommu.cacheCoherent() ? 1 : 0;
     default:
