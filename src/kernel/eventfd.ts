@@ -11,6 +11,12 @@ export class EventFdCtx {
   count: bigint;
   /** Total signals ever delivered (a test can see an interrupt happened). */
   signals = 0;
+  /**
+   * Kernel waiters polling this eventfd (virqfd: VFIO ioeventfd, irqfd),
+   * woken synchronously after every counter increase; one may consume the
+   * counter, as virqfd's wakeup does.
+   */
+  readonly waiters = new Set<(ctx: EventFdCtx) => void>();
   constructor(
     initval: bigint,
     readonly semaphore: boolean,
@@ -23,6 +29,12 @@ export class EventFdCtx {
     this.count += n;
     if (this.count > ULLONG_MAX - 1n) this.count = ULLONG_MAX - 1n;
     this.signals++;
+    this.wake();
+  }
+
+  /** wake_up_locked_poll(EPOLLIN): every waiter runs (a write of 0 wakes them too, as in eventfd_write). */
+  wake(): void {
+    for (const w of [...this.waiters]) w(this);
   }
 }
 
@@ -49,6 +61,7 @@ export const eventfdOps: FileOps = {
     if (ULLONG_MAX - 1n - ctx.count < v)
       fail(EAGAIN, "eventfd counter would overflow: the write would block");
     ctx.count += v;
+    ctx.wake();
     return 8;
   },
   pread() {

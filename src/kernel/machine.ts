@@ -132,7 +132,12 @@ export class Machine implements KernelServices {
     this.pci.sanitizer.oracle = this.mmGlue.pages;
     const sanitizer = this.pci.sanitizer;
     this.mmGlue.pages.onUnpin = (pfn, n) => sanitizer.noteUnpin(pfn, n);
-    this.vfio = new VfioCore({ ctx: this.ctx, iommu: this.iommu, pciFunction: (bdf) => this.pci.get(bdf) });
+    this.vfio = new VfioCore({
+      ctx: this.ctx,
+      iommu: this.iommu,
+      pciFunction: (bdf) => this.pci.get(bdf),
+      pciFunctions: () => this.pci.all(),
+    });
     this.ctx.counterSources.set("openFiles", () => this.openFiles());
     this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();

@@ -950,7 +950,7 @@ const VROWS: VRow[] = [
     arg: "struct",
     struct: vfio_pci_hot_reset_info,
     last: "count",
-    note: MINSZ_FROM_MEMORY,
+    // minsz 12 confirmed in vfio_pci_core.c.
   },
   {
     name: "VFIO_DEVICE_PCI_HOT_RESET",
@@ -959,7 +959,7 @@ const VROWS: VRow[] = [
     arg: "struct",
     struct: vfio_pci_hot_reset,
     last: "count",
-    note: MINSZ_FROM_MEMORY,
+    // minsz 12 confirmed in vfio_pci_core.c.
   },
   {
     name: "VFIO_DEVICE_QUERY_GFX_PLANE",

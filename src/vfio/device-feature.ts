@@ -1,21 +1,68 @@
 import type { Task } from "../kernel/task.js";
-import { EINVAL, fail } from "../uapi/errno.js";
-import { vfioFeatureFlagsCheck } from "../uapi/vfio.js";
+import { EINVAL, ENOTTY, fail } from "../uapi/errno.js";
+import {
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
+  vfioFeatureFlagsCheck,
+} from "../uapi/vfio.js";
 import type { VfioDevice } from "./device.js";
 import { u32, vfioCopyIn } from "./uaccess.js";
 
 const FEATURE_MINSZ = 8;
 
 /**
- * vfio_ioctl_device_feature(): argsz >= 8, only MASK|GET|SET|PROBE bits,
- * not GET and SET together without PROBE (all EINVAL); then the feature
- * goes to the core (migration, DMA logging: the model's devices support
- * neither) or the driver (ENOTTY for what it does not serve).
+ * vfio_ioctl_device_feature() (drivers/vfio/vfio_main.c): argsz >= 8, only
+ * MASK|GET|SET|PROBE bits, not GET and SET together without PROBE (all
+ * EINVAL). The migration and DMA-logging features belong to the core and
+ * are ENOTTY before any flag check when the driver has no mig_ops /
+ * log_ops (no model device has them); every other feature goes to the
+ * driver's device_feature op.
  */
 export function vfioDeviceFeature(device: VfioDevice, task: Task, arg: bigint): number {
   const { dv, argsz } = vfioCopyIn(task, arg, FEATURE_MINSZ, "VFIO_DEVICE_FEATURE");
   const flags = u32(dv, 4);
   const chk = vfioFeatureFlagsCheck(flags);
   if (!chk.ok) fail(EINVAL, `VFIO_DEVICE_FEATURE: ${chk.reason}`);
-  return device.ops.feature(task, flags, arg + 8n, argsz - FEATURE_MINSZ);
+  switch (flags & VFIO_DEVICE_FEATURE_MASK) {
+    case VFIO_DEVICE_FEATURE_MIGRATION:
+    case VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
+    case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
+      return fail(ENOTTY, `VFIO_DEVICE_FEATURE: ${device.ops.name} has no migration support (no mig_ops)`);
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
+      return fail(ENOTTY, `VFIO_DEVICE_FEATURE: ${device.ops.name} has no device DMA logging (no log_ops)`);
+    default:
+      return device.ops.feature(task, flags, arg + 8n, argsz - FEATURE_MINSZ);
+  }
+}
+
+/**
+ * vfio_check_feature() (include/linux/vfio.h): GET/SET the feature does not
+ * support is EINVAL; PROBE then answers 0; without PROBE one of GET/SET is
+ * needed and argsz must cover the payload (EINVAL). Returns 1 when the
+ * driver should go on, 0 for a successful probe; errors throw.
+ */
+export function vfioCheckFeature(
+  flags: number,
+  argsz: number,
+  supported: number,
+  minsz: number,
+  what: string,
+): number {
+  const ops = flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET);
+  if ((ops & ~supported) !== 0)
+    fail(EINVAL, `${what}: supports only ${supported === VFIO_DEVICE_FEATURE_SET ? "SET" : "GET"}`);
+  if (flags & VFIO_DEVICE_FEATURE_PROBE) return 0;
+  if (ops === 0) fail(EINVAL, `${what}: without PROBE, GET or SET is needed`);
+  if (argsz < minsz) fail(EINVAL, `${what}: argsz leaves ${argsz} bytes for a ${minsz}-byte payload`);
+  return 1;
 }

@@ -30,6 +30,8 @@ export interface VfioDeviceOps {
   mmap(file: KFile, task: Task, len: bigint, off: bigint, prot: number): IoMem;
   /** DEVICE_FEATURE features the driver serves (ENOTTY for the rest). */
   feature(task: Task, flags: number, arg: bigint, argsz: number): number;
+  /** vfio_device_pm_runtime_get(): the device resumes for every ioctl after access is granted. */
+  pmRuntimeGet?(): void;
 }
 
 /**
@@ -129,6 +131,7 @@ export function vfioDeviceFops(hooks: DeviceFopsHooks): FileOps {
         return hooks.bindIommufd(df, task, arg);
       }
       access(df, "ioctl");
+      df.device.ops.pmRuntimeGet?.();
       if (df.group === null && hooks.cdevBuilt()) {
         if (cmd === VFIO_DEVICE_ATTACH_IOMMUFD_PT) return hooks.attachPt(df, task, arg);
         if (cmd === VFIO_DEVICE_DETACH_IOMMUFD_PT) return hooks.detachPt(df, task, arg);

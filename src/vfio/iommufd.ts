@@ -1,4 +1,6 @@
+import type { IommuGroup } from "../iommu/group.js";
 import type { IommufdCtx } from "../iommufd/ctx.js";
+import { IommufdDevice as IommufdDeviceObj } from "../iommufd/device.js";
 import {
   type IommufdDevice,
   iommufdCtxFromFile,
@@ -27,6 +29,11 @@ export interface VfioIommufdBinding {
 /** iommufd_ctx_from_file(): EBADFD for anything but an iommufd (the caller already did fdget: EBADF). */
 export function vfioIommufdCtxFromFile(file: KFile): IommufdCtx {
   return iommufdCtxFromFile(file);
+}
+
+/** iommufd_ctx_has_group(): some device bound to the context is in the iommu_group. */
+export function vfioIommufdCtxHasGroup(ictx: IommufdCtx, group: IommuGroup): boolean {
+  return ictx.objects.values().some((o) => o instanceof IommufdDeviceObj && o.igroup?.group === group);
 }
 
 /** vfio_iommufd_physical_bind(): returns the DEVICE object id. */

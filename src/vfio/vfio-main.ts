@@ -24,6 +24,8 @@ export interface VfioEnv {
   iommu: IommuSubsystem;
   /** The PCI function at a BDF (undefined when there is none). */
   pciFunction(bdf: string): PciFunction | undefined;
+  /** Every PCI function (the hot reset walks the bus); only the registered ones without it. */
+  pciFunctions?(): readonly PciFunction[];
 }
 
 /** The largest vfio device index (the cdev minor range). */
@@ -167,8 +169,34 @@ export class VfioCore {
     let group = this.groups.get(ig.id);
     const newGroup = group === undefined;
     if (group === undefined) group = new VfioGroup(ig.id, ig, false);
-    const dev = new VfioDevice(this.allocIndex(), fn.bdf, fn, iommuDev, group, new VfioPciCore(fn));
+    const dev = new VfioDevice(this.allocIndex(), fn.bdf, fn, iommuDev, group, this.newVfioPci(fn));
     this.addDevice(dev, newGroup);
+  }
+
+  /** A vfio-pci instance that can see the bus and the other devices (for the hot reset). */
+  private newVfioPci(fn: PciFunction): VfioPciCore {
+    const core = new VfioPciCore(fn);
+    const env = this.env;
+    core.setEnv({
+      get self() {
+        return vfioSelf();
+      },
+      pciFunctions: () => env.pciFunctions?.() ?? [...this.devices.values()].map((d) => d.fn),
+      vfioDevice: (bdf) => this.devices.get(bdf),
+      iommuGroupId: (bdf) => {
+        const id = env.iommu.device(bdf)?.group.id;
+        if (id !== undefined) return id;
+        const d = this.devices.get(bdf);
+        return d !== undefined && d.group.noiommu ? d.group.id : undefined;
+      },
+      groupOfFile: (f) => (f.ops === this.groupFops ? (f.priv as VfioGroup) : null),
+    });
+    const vfioSelf = () => {
+      const d = this.devices.get(fn.bdf);
+      if (d === undefined) throw new Error(`vfio-pci ${fn.bdf} is not registered`);
+      return d;
+    };
+    return core;
   }
 
   private allocIndex(): number {
@@ -216,7 +244,7 @@ export class VfioCore {
       // No group path: the kernel's vfio_device has no group; this one only carries the cdev bookkeeping.
       group = new VfioGroup(-1, null, false);
     }
-    const dev = new VfioDevice(index, fn.bdf, fn, undefined, group, new VfioPciCore(fn));
+    const dev = new VfioDevice(index, fn.bdf, fn, undefined, group, this.newVfioPci(fn));
     dev.noiommu = k.IOMMUFD_NOIOMMU;
     if (dev.isNoiommu() && k.IOMMUFD_NOIOMMU) {
       ctx.klog.addTaint("TAINT_USER", `vfio-pci ${fn.bdf}: Adding kernel taint for vfio-noiommu cdev`);

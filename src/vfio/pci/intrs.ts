@@ -34,7 +34,7 @@ import {
 } from "../../uapi/vfio.js";
 
 /** An eventfd a trigger holds (eventfd_ctx_fdget keeps the file). */
-interface Trigger {
+export interface Trigger {
   file: KFile;
   ctx: EventFdCtx;
 }
@@ -268,7 +268,7 @@ export class VfioPciIrqs {
 }
 
 /** eventfd_ctx_fdget(): EBADF for a closed fd, EINVAL for a file that is not an eventfd. */
-function eventfdGet(task: Task, fd: number): Trigger {
+export function eventfdGet(task: Task, fd: number): Trigger {
   const f = task.fdget(fd);
   if (f.kind !== "eventfd") fail(EINVAL, `fd ${fd} is a ${f.kind}, not an eventfd`);
   f.get();

@@ -12,11 +12,18 @@ import type { Task } from "../../kernel/task.js";
 import type { IoMem } from "../../mm/io-mem.js";
 import { EFAULT, EINVAL, EIO, ENOTTY, fail } from "../../uapi/errno.js";
 import {
+  VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+  VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+  VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+  VFIO_DEVICE_FEATURE_MASK,
   VFIO_DEVICE_FLAGS_PCI,
   VFIO_DEVICE_FLAGS_RESET,
   VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_IRQ_INFO,
+  VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
   VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_DEVICE_IOEVENTFD,
+  VFIO_DEVICE_PCI_HOT_RESET,
   VFIO_DEVICE_RESET,
   VFIO_DEVICE_SET_IRQS,
   VFIO_IRQ_INFO_AUTOMASKED,
@@ -42,7 +49,10 @@ import type { VfioDeviceOps } from "../device.js";
 import { VFIO_IRQ_SET_MINSZ, vfioSetIrqsValidate } from "../irq-set.js";
 import { u32, vfioCopyIn, writeCaps } from "../uaccess.js";
 import { VfioPciConfig } from "./config.js";
+import { type VfioPciEnv, VfioPciHotReset } from "./hot-reset.js";
 import { VfioPciIrqs } from "./intrs.js";
+import { VfioPciIoeventfds } from "./ioeventfd.js";
+import { VfioPciLowPower } from "./low-power.js";
 
 const OFFSET_MASK = (1n << BigInt(VFIO_PCI_OFFSET_SHIFT)) - 1n;
 /** offsetofend(struct vfio_iommu_type1_info, cap_offset): GET_INFO's capsz (a kernel quirk kept for compatibility). */
@@ -52,7 +62,8 @@ const DEVICE_INFO_CAPSZ = 20;
  * vfio-pci (drivers/vfio/pci/vfio_pci_core.c) over a model PCI function:
  * open enables the function (memory decode on, bus mastering off, a
  * function reset when it has FLR); region access by pread/pwrite at
- * index << 40; BAR mmap; INFO ioctls; SET_IRQS; RESET.
+ * index << 40; BAR mmap; INFO ioctls; SET_IRQS; RESET; the hot reset
+ * ioctls; IOEVENTFD; the low-power device features.
  */
 export class VfioPciCore implements VfioDeviceOps {
   readonly name = "vfio-pci";
@@ -62,11 +73,24 @@ export class VfioPciCore implements VfioDeviceOps {
   readonly irqs: VfioPciIrqs;
   private readonly msixBar: number;
   private readonly isPcie: boolean;
+  readonly lowPower = new VfioPciLowPower();
+  readonly ioeventfds: VfioPciIoeventfds;
+  private hotReset: VfioPciHotReset | null = null;
 
   constructor(readonly fn: PciFunction) {
     this.irqs = new VfioPciIrqs(fn);
     this.msixBar = fn.msix?.bar ?? 0xff;
     this.isPcie = fn.config.findCap(PCI_CAP_ID_EXP) !== 0;
+    this.ioeventfds = new VfioPciIoeventfds(fn, this.msixBar);
+  }
+
+  /** The topology and the other VFIO devices, for the hot reset (set at registration). */
+  setEnv(env: VfioPciEnv): void {
+    this.hotReset = new VfioPciHotReset(env);
+  }
+
+  pmRuntimeGet(): void {
+    this.lowPower.resume();
   }
 
   // --- open/close (vfio_pci_core_enable / vfio_pci_core_disable) ------------
@@ -84,6 +108,8 @@ export class VfioPciCore implements VfioDeviceOps {
 
   closeDevice(): void {
     const fn = this.fn;
+    this.lowPower.exit();
+    this.ioeventfds.disableAll();
     fn.configWrite(PCI_COMMAND, 2, fn.configRead(PCI_COMMAND, 2) & ~PCI_COMMAND_MASTER);
     this.irqs.disableAll();
     if (this.resetWorks) fn.resetFunction();
@@ -107,13 +133,34 @@ export class VfioPciCore implements VfioDeviceOps {
         if (!this.resetWorks) fail(EINVAL, "VFIO_DEVICE_RESET: the device has no working function reset");
         this.reset();
         return 0;
+      case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO:
+        if (this.hotReset === null) return fail(ENOTTY, "vfio-pci: no PCI topology for a hot reset");
+        return this.hotReset.info(task, arg);
+      case VFIO_DEVICE_PCI_HOT_RESET:
+        if (this.hotReset === null) return fail(ENOTTY, "vfio-pci: no PCI topology for a hot reset");
+        return this.hotReset.reset(task, arg);
+      case VFIO_DEVICE_IOEVENTFD:
+        return this.ioeventfds.ioctl(task, arg);
       default:
         return fail(ENOTTY, `vfio-pci does not handle ioctl 0x${(cmd >>> 0).toString(16)}`);
     }
   }
 
-  feature(_task: Task, flags: number): number {
-    return fail(ENOTTY, `vfio-pci: device feature ${flags & 0xffff} is not supported by this device`);
+  /**
+   * vfio_pci_core_ioctl_feature: the low-power features; PCI_VF_TOKEN is
+   * ENOTTY without SR-IOV (vdev->vf_token unset), like everything else.
+   */
+  feature(task: Task, flags: number, arg: bigint, argsz: number): number {
+    switch (flags & VFIO_DEVICE_FEATURE_MASK) {
+      case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY:
+        return this.lowPower.entry(flags, argsz);
+      case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP:
+        return this.lowPower.entryWithWakeup(task, flags, arg, argsz);
+      case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
+        return this.lowPower.exitFeature(flags, argsz);
+      default:
+        return fail(ENOTTY, `vfio-pci: device feature ${flags & 0xffff} is not supported by this device`);
+    }
   }
 
   /** vfio_pci_ioctl_get_info: minsz 16; with argsz >= 20 cap_offset is written too. */
@@ -216,6 +263,7 @@ export class VfioPciCore implements VfioDeviceOps {
   read(_task: Task, len: number, off: bigint): Uint8Array {
     if (len === 0) return new Uint8Array(0);
     const { index, pos } = this.split(off);
+    this.lowPower.resume(); // vfio_pci_rw: pm_runtime_resume_and_get
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) return this.configRw(pos, len, null) as Uint8Array;
     if (index === VFIO_PCI_ROM_REGION_INDEX || index >= VFIO_PCI_ROM_REGION_INDEX) {
       fail(EINVAL, `region ${index} has nothing to read (no ROM, no VGA)`);
@@ -226,6 +274,7 @@ export class VfioPciCore implements VfioDeviceOps {
   write(_task: Task, bytes: Uint8Array, off: bigint): number {
     if (bytes.length === 0) return 0;
     const { index, pos } = this.split(off);
+    this.lowPower.resume(); // vfio_pci_rw: pm_runtime_resume_and_get
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) return this.configRw(pos, bytes.length, bytes) as number;
     if (index >= VFIO_PCI_ROM_REGION_INDEX) fail(EINVAL, `region ${index} is not writable (no ROM, no VGA)`);
     return this.barRw(index, pos, bytes.length, bytes) as number;
@@ -327,6 +376,7 @@ export class VfioPciCore implements VfioDeviceOps {
         `mmap: [0x${reqStart.toString(16)}, +0x${reqLen.toString(16)}) is past the end of BAR ${index}`,
       );
     const fn = this.fn;
+    const pm = this.lowPower;
     const at = (o: number) => ({
       bar: Number(BigInt(o) >> BigInt(VFIO_PCI_OFFSET_SHIFT)),
       pos: Number(BigInt(o) & OFFSET_MASK),
@@ -335,13 +385,13 @@ export class VfioPciCore implements VfioDeviceOps {
       kind: "io",
       read(o, n) {
         const { bar, pos } = at(o);
-        // With memory decode off, vfio's fault handler gives SIGBUS.
-        if (!fn.memoryDecode()) return -EFAULT;
+        // With memory decode off or in runtime low power, vfio's fault handler gives SIGBUS.
+        if (!fn.memoryDecode() || pm.engaged) return -EFAULT;
         return fn.mmioRead(bar, pos, n);
       },
       write(o, b) {
         const { bar, pos } = at(o);
-        if (!fn.memoryDecode()) return -EFAULT;
+        if (!fn.memoryDecode() || pm.engaged) return -EFAULT;
         fn.mmioWrite(bar, pos, b);
         return 0;
       },
