@@ -55,8 +55,8 @@ import { VfioPciIoeventfds } from "./ioeventfd.js";
 import { VfioPciLowPower } from "./low-power.js";
 
 const OFFSET_MASK = (1n << BigInt(VFIO_PCI_OFFSET_SHIFT)) - 1n;
-/** offsetofend(struct vfio_iommu_type1_info, cap_offset): GET_INFO's capsz (a kernel quirk kept for compatibility). */
-const DEVICE_INFO_CAPSZ = 20;
+/** sizeof(struct vfio_device_info): GET_INFO copies min(argsz, this) (vfio_pci_core.c). */
+const DEVICE_INFO_SIZE = 24;
 
 /**
  * vfio-pci (drivers/vfio/pci/vfio_pci_core.c) over a model PCI function:
@@ -163,15 +163,21 @@ export class VfioPciCore implements VfioDeviceOps {
     }
   }
 
-  /** vfio_pci_ioctl_get_info: minsz 16; with argsz >= 20 cap_offset is written too. */
+  /**
+   * vfio_pci_ioctl_get_info: minsz 16; the reply is a zeroed struct
+   * vfio_device_info copied for min(argsz, 24) bytes (so cap_offset and pad
+   * are written as 0 when they fit). No capability applies (no zPCI, the
+   * function has no AtomicOps completer bits).
+   */
   private getInfo(task: Task, arg: bigint): number {
-    const { buf, dv, argsz } = vfioCopyIn(task, arg, 16, "VFIO_DEVICE_GET_INFO", 24);
-    const copy = argsz >= DEVICE_INFO_CAPSZ ? DEVICE_INFO_CAPSZ : 16;
+    const { argsz } = vfioCopyIn(task, arg, 16, "VFIO_DEVICE_GET_INFO");
+    const buf = new Uint8Array(DEVICE_INFO_SIZE);
+    const dv = new DataView(buf.buffer);
+    dv.setUint32(0, argsz, true);
     dv.setUint32(4, VFIO_DEVICE_FLAGS_PCI | (this.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0), true);
     dv.setUint32(8, VFIO_PCI_NUM_REGIONS, true);
     dv.setUint32(12, VFIO_PCI_NUM_IRQS, true);
-    if (copy === DEVICE_INFO_CAPSZ) dv.setUint32(16, 0, true);
-    task.copyToUser(arg, buf.subarray(0, copy));
+    task.copyToUser(arg, buf.subarray(0, Math.min(argsz, DEVICE_INFO_SIZE)));
     return 0;
   }
 
