@@ -41,6 +41,12 @@ export class IommufdAccess extends IommufdObject implements IoptAccessHook {
   constructor(
     readonly ictx: IommufdCtx,
     readonly ops: AccessOps,
+    /**
+     * iommufd_access_create_internal(): a kernel-owned access (a HW queue's)
+     * outside the object table that holds no file reference; its pins lock
+     * their areas (IOAS_UNMAP gives EBUSY).
+     */
+    readonly internal = false,
   ) {
     super();
     this.iovaAlignment = ops.needsPinPages ? PAGE : 1n;
@@ -54,14 +60,24 @@ export class IommufdAccess extends IommufdObject implements IoptAccessHook {
       for (const p of this.pins.values()) {
         p.area.pages.removeUser(p.user);
         p.area.numAccesses -= p.count;
+        if (this.internal) p.area.numLocks -= p.count;
       }
       this.pins.clear();
       this.ioas.iopt.removeAccess(this);
       this.ioas.users--;
       this.ioas = undefined;
     }
-    this.ictx.put();
+    if (!this.internal) this.ictx.put();
   }
+}
+
+/** iommufd_access_create_internal() + iommufd_access_attach_internal(). */
+export function iommufdAccessCreateInternal(ictx: IommufdCtx, ioas: IommufdIoas): IommufdAccess {
+  const a = new IommufdAccess(ictx, { needsPinPages: false, unmap: () => {} }, true);
+  ioas.iopt.addAccess(a);
+  ioas.users++;
+  a.ioas = ioas;
+  return a;
 }
 
 /** iommufd_access_create(): the object is published at once with the driver's reference. */
@@ -200,6 +216,7 @@ export function iommufdAccessPinPages(
       }
       rec.count++;
       p.area.numAccesses++;
+      if (a.internal) p.area.numLocks++;
       done.push(key);
       for (let i = p.first; i <= p.lastIdx; i++) out.push(p.area.pages.pfnAt(i));
     }
@@ -213,6 +230,7 @@ export function iommufdAccessPinPages(
 function dropPin(a: IommufdAccess, key: string): void {
   const rec = a.pins.get(key)!;
   rec.area.numAccesses--;
+  if (a.internal) rec.area.numLocks--;
   if (--rec.count === 0) {
     rec.area.pages.removeUser(rec.user);
     a.pins.delete(key);

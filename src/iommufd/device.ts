@@ -7,6 +7,7 @@ import { type Hwpt, HwptPaging, hwptPagingAlloc } from "./hw-pagetable.js";
 import { deviceIsNoiommu } from "./hwpt-noiommu.js";
 import type { IommufdIoas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
+import { AttachHandle, iommufdDevicePasidDetachAll, type PasidAttach, ridPasidCompat } from "./pasid.js";
 import type { Ucmd } from "./ucmd.js";
 
 /**
@@ -18,6 +19,10 @@ import type { Ucmd } from "./ucmd.js";
 export class Igroup {
   readonly devices = new Set<IommufdDevice>();
   hwpt: Hwpt | undefined;
+  /** The RID attachment's handle (page requests point at it). */
+  handle: AttachHandle | undefined;
+  /** Attachments of non-zero PASIDs (igroup->pasid_attach past IOMMU_NO_PASID). */
+  readonly pasids = new Map<number, PasidAttach>();
   refs = 0;
   constructor(
     readonly ictx: IommufdCtx,
@@ -83,7 +88,12 @@ export class IommufdDevice extends IommufdObject {
     this.noiommu = dev === undefined;
     this.name = dev?.name ?? name ?? "noiommu device";
   }
+  /** The vDEVICE representing this device on a vIOMMU (idev->vdev): one at a time. */
+  vdev: IommufdObject | undefined;
   destroy(): void {
+    // iommufd_device_remove_vdev(): the vDEVICE goes with its device.
+    if (this.vdev !== undefined) this.ictx.objects.removeInternal(this.vdev);
+    if (this.igroup !== undefined) iommufdDevicePasidDetachAll(this, true);
     if (this.hwpt !== undefined) deviceDoDetach(this, true);
     if (this.ownerClaimed) this.dev?.releaseDmaOwner();
     this.ownerClaimed = false;
@@ -204,11 +214,15 @@ export function deviceDoAttach(idev: IommufdDevice, hwpt: Hwpt): void {
   const ioas = ioasOf(hwpt);
   if (ioas !== undefined) enforceResv(idev, ioas);
   try {
-    if (ig.devices.size === 0 && ig.group !== null) ig.group.attach(hwpt.domain);
+    if (ig.devices.size === 0) {
+      ridPasidCompat(ig, hwpt);
+      if (ig.group !== null) ig.group.attach(hwpt.domain);
+    }
   } catch (e) {
     if (ioas !== undefined) dropResv(idev, ioas);
     throw e;
   }
+  if (ig.devices.size === 0) ig.handle = new AttachHandle(idev, 0);
   ig.hwpt = hwpt;
   ig.devices.add(idev);
   idev.hwpt = hwpt;
@@ -229,7 +243,9 @@ export function deviceDoDetach(idev: IommufdDevice, destroying: boolean): void {
   if (ioas !== undefined) dropResv(idev, ioas);
   if (ig.devices.size === 0) {
     ig.group?.detach();
+    if (ig.handle !== undefined) hwpt.fault?.autoResponse(ig.handle);
     ig.hwpt = undefined;
+    ig.handle = undefined;
   }
   idev.hwpt = undefined;
   hwpt.users--;
@@ -308,12 +324,15 @@ function deviceDoReplace(idev: IommufdDevice, hwpt: Hwpt): void {
     }
   }
   try {
+    ridPasidCompat(ig, hwpt);
     ig.group?.replace(hwpt.domain);
   } catch (e) {
     if (newIoas !== undefined && newIoas !== oldIoas) for (const d of devs) dropResv(d, newIoas);
     throw e;
   }
   if (oldIoas !== undefined && oldIoas !== newIoas) for (const d of devs) dropResv(d, oldIoas);
+  if (ig.handle !== undefined) old.fault?.autoResponse(ig.handle);
+  ig.handle = new AttachHandle(idev, 0);
   ig.hwpt = hwpt;
   for (const d of devs) {
     d.hwpt = hwpt;

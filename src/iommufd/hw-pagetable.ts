@@ -1,13 +1,15 @@
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuUserData } from "../iommu/driver.js";
-import { EFAULT, EINVAL, ENOENT, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
+import { EFAULT, EINVAL, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
 import type { IommufdCtx } from "./ctx.js";
 import { deviceDoAttach, deviceDoDetach, getDevice, type IommufdDevice } from "./device.js";
+import { getFault, type IommufdFault } from "./eventq.js";
 import { noiommuOps } from "./hwpt-noiommu.js";
 import type { IommufdIoas } from "./ioas.js";
 import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
 import type { Ucmd } from "./ucmd.js";
+import { type IommufdViommu, viommuAllocHwptNested, viommuCacheInvalidate } from "./viommu.js";
 
 export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1;
 export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 2;
@@ -23,6 +25,10 @@ export class HwptPaging extends IommufdObject {
   readonly type = "HWPT_PAGING" as const;
   autoDomain = false;
   nestParent = false;
+  /** Allocated with IOMMU_HWPT_ALLOC_PASID (hwpt->pasid_compat). */
+  pasidCompat = false;
+  /** The fault queue of IOMMU_HWPT_FAULT_ID_VALID (holds +1 on it). */
+  fault: IommufdFault | undefined;
   /** Added to the IOAS's io_pagetable (iopt_table_add_domain succeeded). */
   inIopt = false;
   constructor(
@@ -40,22 +46,35 @@ export class HwptPaging extends IommufdObject {
     const i = l.indexOf(this);
     if (i >= 0) l.splice(i, 1);
     this.ioas.users--;
+    if (this.fault !== undefined) this.fault.users--;
+    this.fault = undefined;
     this.domain.free();
   }
 }
 
-/** struct iommufd_hwpt_nested: a stage-1 domain over a NEST_PARENT paging HWPT (holds +1 on it). */
+/**
+ * struct iommufd_hwpt_nested: a stage-1 domain over a NEST_PARENT paging
+ * HWPT. Holds +1 on that parent, or on the vIOMMU it was allocated
+ * through (whose parent it then is).
+ */
 export class HwptNested extends IommufdObject {
   readonly type = "HWPT_NESTED" as const;
+  pasidCompat = false;
+  fault: IommufdFault | undefined;
   constructor(
     readonly parent: HwptPaging,
     readonly domain: IommuDomain,
+    readonly viommu?: IommufdViommu,
   ) {
     super();
-    parent.users++;
+    if (viommu !== undefined) viommu.users++;
+    else parent.users++;
   }
   destroy(): void {
-    this.parent.users--;
+    if (this.viommu !== undefined) this.viommu.users--;
+    else this.parent.users--;
+    if (this.fault !== undefined) this.fault.users--;
+    this.fault = undefined;
     this.domain.free();
   }
 }
@@ -100,6 +119,7 @@ export function hwptPagingAlloc(
     // Inside the try: a failed ID allocation must still drop the IOAS reference and free the domain.
     ictx.objects.alloc(hwpt);
     hwpt.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+    hwpt.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
     // A device that can enforce coherency gets an enforcing domain before anything is mapped.
     if (dev?.capable("ENFORCE_CACHE_COHERENCY") === true && !domain.enforceCacheCoherency()) {
       fail(EINVAL, "the driver could not make the new domain enforce cache coherency");
@@ -146,13 +166,16 @@ export function hwptAlloc(u: Ucmd): number {
   } else if (pt.type === "HWPT_PAGING") {
     hwpt = hwptNestedAlloc(u, pt as HwptPaging, idev, flags, dataType, dataLen);
   } else if (pt.type === "VIOMMU") {
-    return fail(EOPNOTSUPP, "nested HWPTs through a vIOMMU are not modelled");
+    hwpt = viommuAllocHwptNested(u, pt as IommufdViommu, idev, flags, dataType, dataLen);
   } else {
     return fail(EINVAL, `pt_id ${ptId} is a ${pt.type}, not an IOAS, paging HWPT or vIOMMU`);
   }
   try {
     if ((flags & IOMMU_HWPT_FAULT_ID_VALID) !== 0) {
-      fail(ENOENT, `fault_id ${u.num("fault_id")} is not a FAULT object (fault queues are not modelled)`);
+      // The domain's iopf_handler becomes iommufd's: its page requests go to this queue.
+      const fault = getFault(ictx, u.num("fault_id"));
+      hwpt.fault = fault;
+      fault.users++;
     }
     u.set("out_hwpt_id", hwpt.id);
     u.respond();
@@ -166,7 +189,7 @@ export function hwptAlloc(u: Ucmd): number {
   return 0;
 }
 
-function readUserData(u: Ucmd, type: number, len: number): IommuUserData {
+export function readUserData(u: Ucmd, type: number, len: number): IommuUserData {
   return { type, bytes: u.task.copyFromUser(u.big("data_uptr"), len) };
 }
 
@@ -206,6 +229,7 @@ function hwptNestedAlloc(
   }
   const domain = dev.driver.allocNested(dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, ud);
   const h = new HwptNested(parent, domain);
+  h.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   try {
     u.ictx.objects.alloc(h);
   } catch (e) {
@@ -319,7 +343,9 @@ export function hwptInvalidate(u: Ucmd): number {
       if (r.errno !== 0) fail(r.errno, r.reason ?? "cache_invalidate_user failed");
       if (entries.length < num) fail(EFAULT, `cannot read invalidation entry ${entries.length}`);
     } else if (obj.type === "VIOMMU") {
-      fail(EOPNOTSUPP, "vIOMMU invalidation is not modelled");
+      const r = viommuCacheInvalidate(u, obj as IommufdViommu, num, len, ptr);
+      handled = r.handled;
+      if (r.errno !== 0) fail(r.errno, r.reason ?? "cache_invalidate failed");
     } else {
       fail(EINVAL, `hwpt_id ${obj.id} is a ${obj.type}; only nested HWPTs and vIOMMUs take invalidations`);
     }

@@ -6,8 +6,10 @@ import { IOMMUFD_CMD_TEST, type IoctlDef, iommufdIoctls, iommufdRoute } from "..
 import type { StructDef } from "../uapi/struct.js";
 import { contextsOf, IommufdCtx } from "./ctx.js";
 import { getHwInfo } from "./device.js";
+import { faultQueueAlloc, veventqAlloc } from "./eventq.js";
 import { getPa } from "./get-pa.js";
 import { hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking } from "./hw-pagetable.js";
+import { hwQueueAlloc } from "./hw-queue.js";
 import {
   ioasAlloc,
   ioasAllowIovas,
@@ -23,7 +25,7 @@ import {
 import { IOMMU_TEST_CMD_MIN_SIZE, iommu_test_cmd, testCmd } from "./selftest.js";
 import { Ucmd } from "./ucmd.js";
 import { vfioCompatIoctl } from "./vfio-compat.js";
-import { faultQueueAlloc, hwQueueAlloc, vdeviceAlloc, veventqAlloc, viommuAlloc } from "./viommu.js";
+import { iommufdMmap, vdeviceAlloc, viommuAlloc } from "./viommu.js";
 
 export type Handler = (u: Ucmd) => number;
 
@@ -193,6 +195,7 @@ export function iommufdFops(): FileOps {
   return {
     kind: "iommufd",
     ioctl: iommufdIoctl,
+    mmap: (file, _task, len, off, prot) => iommufdMmap(file.priv as IommufdCtx, file, len, off, prot),
     release: (file) => releaseCtx(file.priv as IommufdCtx),
   };
 }

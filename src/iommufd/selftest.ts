@@ -1,8 +1,15 @@
 import type { IommuDevice } from "../iommu/device.js";
+import { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX } from "../iommu/drivers/mock.js";
+import {
+  IOMMU_VEVENTQ_TYPE_SELFTEST,
+  MOCK_DEV_CACHE_ID_MAX,
+  mockDevState,
+} from "../iommu/drivers/mock-viommu.js";
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import { KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import { EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
+import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from "../uapi/iommufd.js";
 import { fld, type StructDef } from "../uapi/struct.js";
 import {
   IOMMUFD_ACCESS_RW_KTHREAD,
@@ -18,15 +25,24 @@ import {
 } from "./access.js";
 import { contextsOf } from "./ctx.js";
 import {
+  getDevice,
   type IommufdDevice,
   iommufdDeviceAttach,
   iommufdDeviceBind,
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
 } from "./device.js";
-import { getHwptPaging } from "./hw-pagetable.js";
+import { reportDeviceFault } from "./eventq.js";
+import { getHwptPaging, type Hwpt, type HwptNested } from "./hw-pagetable.js";
 import { getIoas, taskMm } from "./ioas.js";
 import { IommufdObject } from "./object.js";
+import {
+  IOMMU_NO_PASID,
+  iommufdDevicePasidAttach,
+  iommufdDevicePasidDetach,
+  iommufdDevicePasidReplace,
+  pasidHwpt,
+} from "./pasid.js";
 import type { Ucmd } from "./ucmd.js";
 
 // Layout of struct iommu_test_cmd (drivers/iommu/iommufd/iommufd_test.h):
@@ -64,6 +80,14 @@ export const IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
 export const IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11;
 export const IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
 export const IOMMU_TEST_OP_DIRTY = 13;
+export const IOMMU_TEST_OP_MD_CHECK_IOTLB = 14;
+export const IOMMU_TEST_OP_TRIGGER_IOPF = 15;
+export const IOMMU_TEST_OP_DEV_CHECK_CACHE = 16;
+export const IOMMU_TEST_OP_TRIGGER_VEVENT = 17;
+export const IOMMU_TEST_OP_PASID_ATTACH = 18;
+export const IOMMU_TEST_OP_PASID_REPLACE = 19;
+export const IOMMU_TEST_OP_PASID_DETACH = 20;
+export const IOMMU_TEST_OP_PASID_CHECK_HWPT = 21;
 
 export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
 export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
@@ -155,6 +179,37 @@ export function testCmd(u: Ucmd): number {
     }
     case IOMMU_TEST_OP_DIRTY:
       return dirty(u);
+    case IOMMU_TEST_OP_MD_CHECK_IOTLB:
+      return checkIotlb(u);
+    case IOMMU_TEST_OP_TRIGGER_IOPF:
+      return triggerIopf(u);
+    case IOMMU_TEST_OP_DEV_CHECK_CACHE:
+      return checkDevCache(u);
+    case IOMMU_TEST_OP_TRIGGER_VEVENT:
+      return triggerVevent(u);
+    case IOMMU_TEST_OP_PASID_ATTACH:
+    case IOMMU_TEST_OP_PASID_REPLACE: {
+      const sd = selftestDev(u);
+      const pasid = u32(u, 16);
+      const attach = op === IOMMU_TEST_OP_PASID_ATTACH;
+      const id = attach
+        ? iommufdDevicePasidAttach(sd.idev!, pasid, u32(u, 20))
+        : iommufdDevicePasidReplace(sd.idev!, pasid, u32(u, 20));
+      setU32(u, 20, id);
+      try {
+        u.respond();
+      } catch (e) {
+        // The attach is undone when its result cannot be reported; a replace stays.
+        if (attach) iommufdDevicePasidDetach(sd.idev!, pasid);
+        throw e;
+      }
+      return 0;
+    }
+    case IOMMU_TEST_OP_PASID_DETACH:
+      iommufdDevicePasidDetach(selftestDev(u).idev!, u32(u, 16));
+      return 0;
+    case IOMMU_TEST_OP_PASID_CHECK_HWPT:
+      return pasidCheckHwpt(u);
     default:
       return fail(EOPNOTSUPP, `IOMMU_TEST_CMD op ${op} is not modelled`);
   }
@@ -382,5 +437,99 @@ function dirty(u: Ucmd): number {
   }
   setU64(u, 56, count);
   u.respond();
+  return 0;
+}
+
+function selftestDev(u: Ucmd): SelftestDev {
+  return u.ictx.objects.get(u32(u, 8), "SELFTEST", "mock device") as SelftestDev;
+}
+
+/** MD_CHECK_IOTLB: a mock nested domain's IOTLB entry has the value (EINVAL otherwise). */
+function checkIotlb(u: Ucmd): number {
+  const h = u.ictx.objects.get(u32(u, 8), "HWPT_NESTED", "nested HWPT") as HwptNested;
+  const iotlb = h.domain.priv.iotlb as number[] | undefined;
+  if (iotlb === undefined) fail(EINVAL, `HWPT ${h.id} is not a mock nested domain`);
+  const id = u32(u, 16);
+  if (id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || iotlb[id] !== u32(u, 20)) {
+    fail(
+      EINVAL,
+      `mock IOTLB entry ${id} is 0x${(iotlb[id] ?? 0).toString(16)}, expected 0x${u32(u, 20).toString(16)}`,
+    );
+  }
+  return 0;
+}
+
+/** DEV_CHECK_CACHE: a mock device's cache entry (cleared by vIOMMU invalidation) has the value. */
+function checkDevCache(u: Ucmd): number {
+  const idev = getDevice(u.ictx, u32(u, 8));
+  if (idev.dev === undefined) fail(EINVAL, `${idev.name} is not a mock device`);
+  const cache = mockDevState(idev.dev).cache;
+  const id = u32(u, 16);
+  if (id > MOCK_DEV_CACHE_ID_MAX || cache[id] !== u32(u, 20)) {
+    fail(
+      EINVAL,
+      `mock device cache entry ${id} is 0x${(cache[id] ?? 0).toString(16)}, expected 0x${u32(u, 20).toString(16)}`,
+    );
+  }
+  return 0;
+}
+
+/**
+ * TRIGGER_IOPF: the device raises one page request (LAST_PAGE; PASID_VALID
+ * for a non-zero PASID). Always 0: a request nobody handles is answered by
+ * the IOMMU core.
+ */
+function triggerIopf(u: Ucmd): number {
+  const idev = getDevice(u.ictx, u32(u, 16));
+  const pasid = u32(u, 20);
+  let flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE;
+  if (pasid !== IOMMU_NO_PASID) flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
+  // The mock sets user_pasid_table: PASID requests may go to a nested domain on the RID.
+  const userPasidTable = idev.dev?.driver.name === "mock";
+  reportDeviceFault(
+    idev,
+    { flags, pasid, grpid: u32(u, 24), perm: u32(u, 28), addr: u64(u, 32) },
+    userPasidTable,
+  );
+  return 0;
+}
+
+/**
+ * TRIGGER_VEVENT: the device, attached to a nested domain of a vIOMMU,
+ * reports one IOMMU_VEVENTQ_TYPE_SELFTEST event carrying its virtual ID
+ * (ENOENT when it is not; EOPNOTSUPP with no such vEVENTQ).
+ */
+function triggerVevent(u: Ucmd): number {
+  const idev = getDevice(u.ictx, u32(u, 16));
+  const dev = idev.dev;
+  const s = dev === undefined ? undefined : mockDevState(dev);
+  if (dev === undefined || s?.viommu === undefined || s.domain !== dev.domain || s.vdevId === 0n) {
+    fail(ENOENT, `${idev.name} is not attached to a nested domain of a vIOMMU`);
+  }
+  const data = new Uint8Array(4);
+  new DataView(data.buffer).setUint32(0, Number(s.vdevId & 0xffffffffn), true);
+  const rc = s.viommu.reportEvent(IOMMU_VEVENTQ_TYPE_SELFTEST, data);
+  if (rc < 0) fail(-rc, `vIOMMU has no vEVENTQ of type IOMMU_VEVENTQ_TYPE_SELFTEST`);
+  return 0;
+}
+
+/** PASID_CHECK_HWPT: the PASID is attached to hwpt_id (0: attached to nothing), else EINVAL. */
+function pasidCheckHwpt(u: Ucmd): number {
+  const sd = selftestDev(u);
+  const pasid = u32(u, 16);
+  const want = u32(u, 20);
+  const have: Hwpt | undefined = pasidHwpt(sd.idev!, pasid);
+  if (want === 0) {
+    if (have !== undefined) fail(EINVAL, `PASID ${pasid} is attached to HWPT ${have.id}`);
+    return 0;
+  }
+  const h = u.ictx.objects.get(want, undefined, "HWPT");
+  if (h.type !== "HWPT_PAGING" && h.type !== "HWPT_NESTED")
+    fail(EINVAL, `id ${want} is a ${h.type}, not a HWPT`);
+  if (have !== h)
+    fail(
+      EINVAL,
+      `PASID ${pasid} is attached to ${have === undefined ? "nothing" : `HWPT ${have.id}`}, not ${h.id}`,
+    );
   return 0;
 }

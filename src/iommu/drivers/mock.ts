@@ -12,6 +12,13 @@ import type { InvalidateResult, IommuUserData } from "../driver.js";
 import type { HwInfo, IommuCap, ResvRegion } from "../types.js";
 import { DriverBase } from "./common.js";
 import { MOCK_HUGE_PAGE_LG2, MOCK_IO_PAGE_LG2, MockTable } from "./mock-table.js";
+import {
+  IOMMU_VIOMMU_TYPE_SELFTEST,
+  mockAttachViommu,
+  mockSetDevPasid,
+  mockViommuInit,
+} from "./mock-viommu.js";
+import type { PasidDriver, ViommuCore, ViommuDriver, ViommuState } from "./viommu-ops.js";
 
 // iommufd_test.h values (a test-only uapi header).
 export const MOCK_APERTURE_START = 1n << 24n;
@@ -39,7 +46,7 @@ export const IOMMU_TEST_HW_INFO_SIZE = 8;
  * dirty tracking unless the device says NO_DIRTY, nested domains holding a
  * four-entry mock IOTLB invalidated with IOMMU_HWPT_INVALIDATE_DATA_SELFTEST.
  */
-export class MockIommuDriver extends DriverBase {
+export class MockIommuDriver extends DriverBase implements ViommuDriver, PasidDriver {
   readonly name = "mock" as const;
 
   constructor(ctx: KernelCtx) {
@@ -120,6 +127,20 @@ export class MockIommuDriver extends DriverBase {
     if (parent.driver !== this || parent.type !== "paging") {
       fail(EINVAL, "mock nested domain needs a mock paging parent");
     }
+    return this.nestedDomain(parent, userData, undefined);
+  }
+
+  /**
+   * __mock_domain_alloc_nested(): the data type must be
+   * IOMMU_HWPT_DATA_SELFTEST (EOPNOTSUPP); struct iommu_hwpt_selftest
+   * { __u32 iotlb } copied with the extensible-struct rules. A vIOMMU's
+   * nested domain remembers its vIOMMU (attach then needs a vDEVICE).
+   */
+  private nestedDomain(
+    parent: IommuDomain,
+    userData: IommuUserData,
+    viommu: ViommuCore | undefined,
+  ): IommuDomain {
     if (userData.type !== IOMMU_HWPT_DATA_SELFTEST) {
       fail(EOPNOTSUPP, `mock nested domains take IOMMU_HWPT_DATA_SELFTEST (got ${userData.type})`);
     }
@@ -129,9 +150,24 @@ export class MockIommuDriver extends DriverBase {
         driver: this,
         type: "nested",
         parent,
-        priv: { iotlb: new Array<number>(MOCK_NESTED_DOMAIN_IOTLB_NUM).fill(iotlb) },
+        priv: { iotlb: new Array<number>(MOCK_NESTED_DOMAIN_IOTLB_NUM).fill(iotlb), viommu },
       }),
     );
+  }
+
+  /** mock_get_viommu_size(): only IOMMU_VIOMMU_TYPE_SELFTEST. */
+  viommuSupported(_dev: IommuDevice, type: number): boolean {
+    return type >>> 0 === IOMMU_VIOMMU_TYPE_SELFTEST;
+  }
+
+  /** mock_viommu_init() (mock-viommu.ts). */
+  viommuInit(core: ViommuCore, parent: IommuDomain, userData: IommuUserData | undefined): ViommuState {
+    return mockViommuInit(core, parent, userData, (p, _flags, ud, v) => this.nestedDomain(p, ud, v));
+  }
+
+  /** mock_domain_set_dev_pasid_nop() on every mock domain, blocking included. */
+  setDevPasid(domain: IommuDomain | undefined, dev: IommuDevice, pasid: number): void {
+    mockSetDevPasid(domain, dev, pasid);
   }
 
   /** The mock's def_domain: its blocking domain. */
@@ -147,6 +183,7 @@ export class MockIommuDriver extends DriverBase {
         `mock: ${dev.name} was created with MOCK_FLAGS_DEVICE_NO_DIRTY; it cannot use a dirty-tracking domain`,
       );
     }
+    mockAttachViommu(domain, dev);
   }
 
   /** The mock has no enforce_cache_coherency op. */
