@@ -47,6 +47,7 @@ import {
 } from "./mman.js";
 import type { FolioOrder, PageTracker } from "./page-tracker.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
+import { PrivPages } from "./priv-pages.js";
 import { UndoLog } from "./undo.js";
 import { type PageShift, Vma, VmaList, type VmaOwner } from "./vma.js";
 
@@ -107,9 +108,9 @@ const U64 = 64;
  */
 export class MmStruct implements VmaOwner {
   readonly vmas = new VmaList();
-  private readonly priv4k = new Map<number, number>();
-  private readonly priv2m = new Map<number, number>();
-  private readonly priv1g = new Map<number, number>();
+  private readonly priv4k = new PrivPages();
+  private readonly priv2m = new PrivPages();
+  private readonly priv1g = new PrivPages();
   readonly phys: PhysMem;
   readonly pages: PageTracker;
   readonly faults: FaultInject;
@@ -492,24 +493,25 @@ export class MmStruct implements VmaOwner {
     if (k1 - k0 <= m.size) {
       for (let k = k0; k < k1; k++) {
         const head = m.get(k);
-        if (head !== undefined) {
+        if (head >= 0) {
           m.delete(k);
           this.pages.put(head);
         }
       }
     } else {
-      for (const [k, head] of m) {
+      // insertion order (as the Map this replaced): it decides the order frames return to the allocator
+      m.forEach((k, head) => {
         if (k >= k0 && k < k1) {
           m.delete(k);
           this.pages.put(head);
         }
-      }
+      });
     }
   }
 
   // ---------------------------------------------------------------- faults
 
-  private privMap(shift: PageShift): Map<number, number> {
+  private privMap(shift: PageShift): PrivPages {
     return shift === 12 ? this.priv4k : shift === 21 ? this.priv2m : this.priv1g;
   }
 
@@ -528,7 +530,7 @@ export class MmStruct implements VmaOwner {
     const m = this.privMap(v.shift);
     if (!v.shared) {
       const have = m.get(key);
-      if (have !== undefined) return have + sub;
+      if (have >= 0) return have + sub;
     }
     const file = v.file;
     if (file !== null) {
@@ -554,7 +556,7 @@ export class MmStruct implements VmaOwner {
     return head + sub;
   }
 
-  private setPrivate(m: Map<number, number>, key: number, head: number, undo: UndoLog | null): void {
+  private setPrivate(m: PrivPages, key: number, head: number, undo: UndoLog | null): void {
     m.set(key, head);
     undo?.addFolio(m, key, head, this.putFolio);
   }
@@ -654,7 +656,7 @@ export class MmStruct implements VmaOwner {
     let pfn = -1;
     if (!v.shared) {
       const have = this.privMap(v.shift).get(key);
-      if (have !== undefined) pfn = have + sub;
+      if (have >= 0) pfn = have + sub;
     }
     if (pfn < 0 && v.file !== null) {
       const foff = v.fileOffset(Math.floor(va / PAGE_SIZE) * PAGE_SIZE);
@@ -707,6 +709,16 @@ export class MmStruct implements VmaOwner {
       const v = this.vmas.find(cur)!;
       const size = v.pageSize;
       const stop = Math.min(end, v.end);
+      if (!v.shared && v.file === null) {
+        // private anonymous: what fault() does with unshare, folio by folio, without its general cases
+        cur = this.pinAnon(v, cur, stop, b, undo);
+        if (cur < 0) {
+          this.pages.unpinRuns(b.peek());
+          undo.rollback();
+          return cur;
+        }
+        continue;
+      }
       while (cur < stop) {
         const pfn = this.fault(v, cur, write, true, undo);
         if (pfn < 0) {
@@ -724,6 +736,40 @@ export class MmStruct implements VmaOwner {
       }
     }
     return b.finish();
+  }
+
+  /**
+   * Pin [cur, stop) of a private anonymous VMA: each folio found in the
+   * private map or allocated there (as fault() with `unshare`: a read pin
+   * gets a page of its own too), pinned, and appended to `b`. Returns
+   * `stop`, or -ENOMEM (lastReason set) with the caller left to undo.
+   */
+  private pinAnon(v: Vma, cur: number, stop: number, b: RunBuilder, undo: UndoLog): number {
+    const size = v.pageSize;
+    const order = (v.shift - 12) as FolioOrder;
+    const site = order === 0 ? "do_anonymous_page" : "alloc_hugetlb_folio";
+    const m = this.privMap(v.shift);
+    const pages = this.pages;
+    let key = Math.floor(cur / size);
+    let sub = (cur - key * size) / PAGE_SIZE;
+    const perFolio = size / PAGE_SIZE;
+    while (cur < stop) {
+      let head = m.get(key);
+      if (head < 0) {
+        head = pages.allocFolio(order, site);
+        if (head < 0) return this.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
+        m.set(key, head);
+        undo.addFolio(m, key, head, this.putFolio);
+      }
+      const folioEnd = (key + 1) * size;
+      const step = folioEnd <= stop ? perFolio - sub : (stop - cur) / PAGE_SIZE;
+      pages.pinRange(head + sub, step);
+      b.push(head + sub, step);
+      cur += step * PAGE_SIZE;
+      key++;
+      sub = 0;
+    }
+    return stop;
   }
 
   /** unpin_user_pages over runs from pinUserPages / MemFile.pinPages (or any subset of them). */
