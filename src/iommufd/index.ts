@@ -56,6 +56,12 @@ export {
 } from "./device.js";
 export { ioctlTable, iommufdCtxFromFile } from "./main.js";
 export {
+  IOMMU_NO_PASID,
+  iommufdDevicePasidAttach,
+  iommufdDevicePasidDetach,
+  iommufdDevicePasidReplace,
+} from "./pasid.js";
+export {
   iommufdVfioCompatIoasCreate,
   iommufdVfioCompatIoasGetId,
   iommufdVfioCompatSetNoIommu,

@@ -1,5 +1,5 @@
 import type { Task } from "../kernel/task.js";
-import { E2BIG, EFAULT, EINVAL, EOPNOTSUPP, fail, KernelError } from "../uapi/errno.js";
+import { E2BIG, EFAULT, EINVAL, fail, KernelError } from "../uapi/errno.js";
 import {
   VFIO_DEVICE_ATTACH_PASID,
   VFIO_DEVICE_BIND_FLAG_TOKEN,
@@ -7,7 +7,13 @@ import {
 } from "../uapi/vfio.js";
 import type { VfioDeviceFile } from "./device.js";
 import { vfioDfClose, vfioDfOpen } from "./device-open.js";
-import { vfioIommufdCtxFromFile, vfioIommufdPhysicalAttach, vfioIommufdPhysicalDetach } from "./iommufd.js";
+import {
+  vfioIommufdCtxFromFile,
+  vfioIommufdPhysicalAttach,
+  vfioIommufdPhysicalDetach,
+  vfioIommufdPhysicalPasidAttach,
+  vfioIommufdPhysicalPasidDetach,
+} from "./iommufd.js";
 import { s32, u32 } from "./uaccess.js";
 
 /** offsetofend(struct vfio_device_bind_iommufd, out_devid) and sizeof. */
@@ -76,7 +82,13 @@ export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigi
   }
 }
 
-/** VFIO_DEVICE_ATTACH_IOMMUFD_PT: minsz 12; only the PASID flag (no PASID support: EOPNOTSUPP); pt_id written back. */
+/**
+ * VFIO_DEVICE_ATTACH_IOMMUFD_PT (vfio_df_ioctl_attach_pt): minsz 12; only
+ * the PASID flag, which extends the struct to `pasid` (argsz >= 16) and
+ * goes to vfio-pci's pasid_attach_ioas (attach, or replace when VFIO
+ * attached that PASID); pt_id is written back, the attach undone if it
+ * cannot be.
+ */
 export function vfioDfIoctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): number {
   const b = task.copyFromUser(arg, 12);
   const dv = new DataView(b.buffer, b.byteOffset, 12);
@@ -90,15 +102,24 @@ export function vfioDfIoctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint)
         : "VFIO_DEVICE_ATTACH_IOMMUFD_PT: unknown flags",
     );
   }
-  if (flags & VFIO_DEVICE_ATTACH_PASID)
-    fail(EOPNOTSUPP, "VFIO_DEVICE_ATTACH_IOMMUFD_PT: vfio-pci has no PASID attach for this device");
+  const withPasid = (flags & VFIO_DEVICE_ATTACH_PASID) !== 0;
+  let pasid = 0;
+  if (withPasid) {
+    if (argsz < 16)
+      fail(EINVAL, `VFIO_DEVICE_ATTACH_IOMMUFD_PT: argsz ${argsz} is below 16 with the PASID flag`);
+    const p = task.copyFromUser(arg + 12n, 4);
+    pasid = new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true);
+  }
   const ptId = u32(dv, 8);
-  const hwptId = vfioIommufdPhysicalAttach(df.device, ptId);
+  const hwptId = withPasid
+    ? vfioIommufdPhysicalPasidAttach(df.device, pasid, ptId)
+    : vfioIommufdPhysicalAttach(df.device, ptId);
   try {
     task.copyToUser(arg + 8n, u32le(hwptId));
   } catch (e) {
     if (e instanceof KernelError) {
-      vfioIommufdPhysicalDetach(df.device);
+      if (withPasid) vfioIommufdPhysicalPasidDetach(df.device, pasid);
+      else vfioIommufdPhysicalDetach(df.device);
       fail(EFAULT, "VFIO_DEVICE_ATTACH_IOMMUFD_PT: cannot write pt_id back; the attach was undone");
     }
     throw e;
@@ -106,7 +127,7 @@ export function vfioDfIoctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint)
   return 0;
 }
 
-/** VFIO_DEVICE_DETACH_IOMMUFD_PT: minsz 8; a detach with nothing attached succeeds. */
+/** VFIO_DEVICE_DETACH_IOMMUFD_PT: minsz 8 (12 with the PASID flag); nothing attached is a success. */
 export function vfioDfIoctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): number {
   const b = task.copyFromUser(arg, 8);
   const dv = new DataView(b.buffer, b.byteOffset, 8);
@@ -120,8 +141,13 @@ export function vfioDfIoctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint)
         : "VFIO_DEVICE_DETACH_IOMMUFD_PT: unknown flags",
     );
   }
-  if (flags & VFIO_DEVICE_DETACH_PASID)
-    fail(EOPNOTSUPP, "VFIO_DEVICE_DETACH_IOMMUFD_PT: vfio-pci has no PASID detach for this device");
+  if (flags & VFIO_DEVICE_DETACH_PASID) {
+    if (argsz < 12)
+      fail(EINVAL, `VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz ${argsz} is below 12 with the PASID flag`);
+    const p = task.copyFromUser(arg + 8n, 4);
+    vfioIommufdPhysicalPasidDetach(df.device, new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true));
+    return 0;
+  }
   vfioIommufdPhysicalDetach(df.device);
   return 0;
 }

@@ -7,13 +7,16 @@ import {
   iommufdDeviceAttach,
   iommufdDeviceBind,
   iommufdDeviceDetach,
+  iommufdDevicePasidAttach,
+  iommufdDevicePasidDetach,
+  iommufdDevicePasidReplace,
   iommufdDeviceUnbind,
   iommufdVfioCompatIoasCreate,
   iommufdVfioCompatIoasGetId,
   iommufdVfioCompatSetNoIommu,
 } from "../iommufd/index.js";
 import type { KFile } from "../kernel/file.js";
-import { ENODEV, fail } from "../uapi/errno.js";
+import { ENODEV, ENOSPC, fail } from "../uapi/errno.js";
 import type { VfioDevice } from "./device.js";
 
 /**
@@ -24,6 +27,8 @@ export interface VfioIommufdBinding {
   idev: IommufdDevice;
   ictx: IommufdCtx;
   attached: boolean;
+  /** PASIDs attached through VFIO_DEVICE_ATTACH_IOMMUFD_PT (vdev->pasids, an ida). */
+  pasids: Set<number>;
 }
 
 /** iommufd_ctx_from_file(): EBADFD for anything but an iommufd (the caller already did fdget: EBADF). */
@@ -39,7 +44,7 @@ export function vfioIommufdCtxHasGroup(ictx: IommufdCtx, group: IommuGroup): boo
 /** vfio_iommufd_physical_bind(): returns the DEVICE object id. */
 export function vfioIommufdPhysicalBind(device: VfioDevice, ictx: IommufdCtx): number {
   const idev = iommufdDeviceBind(ictx, device.iommuDev, { name: device.bdf });
-  device.iommufd = { idev, ictx, attached: false };
+  device.iommufd = { idev, ictx, attached: false, pasids: new Set() };
   return idev.id;
 }
 
@@ -60,10 +65,34 @@ export function vfioIommufdPhysicalDetach(device: VfioDevice): void {
   b.attached = false;
 }
 
-/** vfio_iommufd_physical_unbind(). */
+/**
+ * vfio_iommufd_physical_pasid_attach_ioas(): replace when the PASID is
+ * already attached, else take it in the ida (ENOSPC past INT_MAX) and attach.
+ */
+export function vfioIommufdPhysicalPasidAttach(device: VfioDevice, pasid: number, ptId: number): number {
+  const b = device.iommufd;
+  if (b === null) fail(ENODEV, `${device.bdf} is not bound to an iommufd`);
+  if (b.pasids.has(pasid)) return iommufdDevicePasidReplace(b.idev, pasid, ptId);
+  if (pasid > 0x7fffffff) fail(ENOSPC, `PASID ${pasid} is beyond the ida's INT_MAX`);
+  const id = iommufdDevicePasidAttach(b.idev, pasid, ptId);
+  b.pasids.add(pasid);
+  return id;
+}
+
+/** vfio_iommufd_physical_pasid_detach_ioas(): nothing to do for a PASID VFIO did not attach. */
+export function vfioIommufdPhysicalPasidDetach(device: VfioDevice, pasid: number): void {
+  const b = device.iommufd;
+  if (b === null || !b.pasids.has(pasid)) return;
+  iommufdDevicePasidDetach(b.idev, pasid);
+  b.pasids.delete(pasid);
+}
+
+/** vfio_iommufd_physical_unbind(): every PASID first, then the RID. */
 export function vfioIommufdPhysicalUnbind(device: VfioDevice): void {
   const b = device.iommufd;
   if (b === null) return;
+  for (const pasid of [...b.pasids].sort((x, y) => x - y)) iommufdDevicePasidDetach(b.idev, pasid);
+  b.pasids.clear();
   if (b.attached) iommufdDeviceDetach(b.idev);
   iommufdDeviceUnbind(b.idev);
   device.iommufd = null;
