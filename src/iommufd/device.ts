@@ -2,6 +2,7 @@ import type { IommuDevice } from "../iommu/device.js";
 import type { IommuGroup } from "../iommu/group.js";
 import { IOMMU_RESV_DIRECT_RELAXABLE, IOMMU_RESV_MSI, IOMMU_RESV_SW_MSI } from "../iommu/types.js";
 import { EINVAL, EOPNOTSUPP, fail, KernelError } from "../uapi/errno.js";
+import { IOMMU_HW_INFO_TYPE_AMD, IOMMU_HW_INFO_TYPE_NONE } from "../uapi/iommufd.js";
 import type { IommufdCtx } from "./ctx.js";
 import { type Hwpt, HwptPaging, hwptPagingAlloc } from "./hw-pagetable.js";
 import { deviceIsNoiommu } from "./hwpt-noiommu.js";
@@ -396,7 +397,13 @@ export function getHwInfo(u: Ucmd): number {
   const dev = idev.dev;
   if (dev === undefined) fail(EOPNOTSUPP, `${idev.name} is a noiommu device: there is no IOMMU to describe`);
   const reqType = (flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE) !== 0 ? u.num("in_data_type") : 0;
-  const info = dev.hwInfo(reqType);
+  const raw = dev.hwInfo(reqType);
+  // 6.12's uapi knows only the VT-d (and selftest) hw_info types: AMD had no
+  // hw_info op yet, so iommufd reported IOMMU_HW_INFO_TYPE_NONE with no data.
+  const info =
+    u.ictx.k.profile === "6.12" && raw.type === IOMMU_HW_INFO_TYPE_AMD
+      ? { type: IOMMU_HW_INFO_TYPE_NONE, data: new Uint8Array(0) }
+      : raw;
   const userLen = u.num("data_len");
   const ptr = u.big("data_uptr");
   if (userLen > 0) {

@@ -357,7 +357,9 @@ export const iommu_hw_info: StructDef = {
 /**
  * iommu_hw_info as 6.12 had it: no in_data_type union, no PASID width; a u32
  * __reserved at 28 (must be 0). min_size is still offsetofend(__reserved) = 32.
- * UNVERIFIED (kernel history from memory; no 6.12 header was available).
+ * Confirmed against a generated copy of the uapi header whose command enum
+ * ends at FAULT_QUEUE_ALLOC 0x8e (hw_info types NONE and INTEL_VTD only,
+ * capabilities DIRTY_TRACKING only); see docs/kernel-accuracy.md.
  */
 export const iommu_hw_info_v6_12: StructDef = {
   name: "iommu_hw_info",

@@ -57,3 +57,37 @@ describe("kernel profiles", () => {
     }
   });
 });
+
+// The 6.12 iommufd uapi (a generated copy of include/uapi/linux/iommufd.h whose
+// command enum ends at FAULT_QUEUE_ALLOC) has only NONE and INTEL_VTD hw_info types.
+describe("6.12 GET_HW_INFO on AMD", () => {
+  it("reports IOMMU_HW_INFO_TYPE_NONE and no data; latest reports the AMD EFR registers", async () => {
+    const { Machine } = await import("../../src/kernel/machine.js");
+    const U = await import("../../src/uapi/index.js");
+    for (const kernel of ["6.12", "latest"] as const) {
+      const m = new Machine({ iommu: "amd", kernel });
+      m.bindDriver("0000:00:04.0", "vfio-pci");
+      const p = m.spawn();
+      const fd = p.open("/dev/iommu");
+      const dev = p.open("/dev/vfio/devices/vfio0");
+      const bind = new Uint8Array(24);
+      const bv = new DataView(bind.buffer);
+      bv.setUint32(0, 24, true);
+      bv.setInt32(8, fd, true);
+      expect(p.ioctl(dev, U.VFIO_DEVICE_BIND_IOMMUFD, bind)).toBe(0);
+      const devid = bv.getUint32(12, true);
+      const data = p.mmap(0n, 4096n, 3, 0x22);
+      const hi = new Uint8Array(40);
+      const hv = new DataView(hi.buffer);
+      hv.setUint32(0, 40, true);
+      hv.setUint32(8, devid, true);
+      hv.setUint32(12, 64, true);
+      hv.setBigUint64(16, data, true);
+      expect(p.ioctl(fd, U.IOMMU_GET_HW_INFO, hi)).toBe(0);
+      expect(hv.getUint32(24, true)).toBe(
+        kernel === "6.12" ? U.IOMMU_HW_INFO_TYPE_NONE : U.IOMMU_HW_INFO_TYPE_AMD,
+      );
+      expect(hv.getUint32(12, true)).toBe(kernel === "6.12" ? 0 : 16);
+    }
+  });
+});
