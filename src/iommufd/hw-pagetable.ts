@@ -145,10 +145,7 @@ export function hwptPagingAlloc(
 export function hwptAlloc(u: Ucmd): number {
   const ictx = u.ictx;
   if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
-  const def = u.def;
-  if (def.fields.some((f) => f.name === "__reserved2") && u.num("__reserved2") !== 0) {
-    fail(EOPNOTSUPP, "__reserved2 must be 0");
-  }
+  // __reserved2 (after fault_id) is not checked by iommufd_hwpt_alloc (hw_pagetable.c).
   const dataType = u.num("data_type");
   const dataLen = u.num("data_len");
   if ((dataType === 0 && dataLen !== 0) || (dataType !== 0 && dataLen === 0)) {
