@@ -1,5 +1,5 @@
 import type { PfnRuns } from "../mm/pfn-runs.js";
-import { POW2 } from "../pt/bits.js";
+import { log2Floor, POW2 } from "../pt/bits.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
 import { EINVAL, ENODEV, EOPNOTSUPP, errnoName, fail } from "../uapi/errno.js";
 import type { IommuDriver } from "./driver.js";
@@ -153,10 +153,28 @@ export class IommuDomain {
     let cur = start;
     let left = Number(length >> 12n);
     const minPages = POW2[this.pgsizesLg2[0] - 12];
+    const bulk = pt.mapLeaves !== undefined;
     try {
       for (let r = 0; r < runs.count && left > 0; r++) {
         const pa = runs.pfn[r];
         const n = Math.min(runs.len[r], left);
+        if (bulk && r + 1 < runs.count && runs.len[r + 1] === n) {
+          const e = this.leafStretch(runs, r, n, cur, left);
+          if (e > r + 1) {
+            const err = this.mapLeafStretch(pt, runs, r, e - r, n, cur, prot);
+            const done = this.out.mapped;
+            cur += done * n;
+            left -= done * n;
+            if (err !== 0) {
+              fail(
+                -err,
+                `map_pages failed at iova 0x${(BigInt(cur) << 12n).toString(16)} (${errnoName(err)})`,
+              );
+            }
+            r = e - 1;
+            continue;
+          }
+        }
         if (minPages !== 1 && (cur % minPages !== 0 || pa % minPages !== 0 || n % minPages !== 0)) {
           // map() refuses it with the core's EINVAL and reason
           this.map(BigInt(cur) << 12n, BigInt(pa) << 12n, BigInt(n) << 12n, prot);
@@ -170,6 +188,54 @@ export class IommuDomain {
       if (cur > start) this.unmapUnits(start, cur - start);
       throw e;
     }
+  }
+
+  /**
+   * End of the stretch of runs from r that are each exactly one page of a
+   * supported size (n units, a power of two) with IOVA and pa aligned to
+   * it, all inside `left`: for such a run iommu_pgsize picks that size,
+   * count 1, so the stretch is one leaf per run. r + 1 when there is none.
+   */
+  private leafStretch(runs: PfnRuns, r: number, n: number, cur: number, left: number): number {
+    if ((n & (n - 1)) !== 0 || n > 0x40000000 || !this.pgsizesLg2.includes(log2Floor(n) + 12)) return r + 1;
+    const m = n - 1;
+    // an aligned start stays aligned: each leaf advances the IOVA by n
+    if ((cur <= 0x7fffffff ? cur & m : cur % n) !== 0) return r + 1;
+    let e = r;
+    let room = left;
+    const { pfn, len, count } = runs;
+    while (e < count && room >= n && len[e] === n && (pfn[e] & m) === 0) {
+      e++;
+      room -= n;
+    }
+    return e === r ? r + 1 : e;
+  }
+
+  /**
+   * Map `k` runs of one n-unit leaf each from run r at `cur` through the
+   * table's batch op: the same table writes and bookkeeping as one
+   * mapUnits per run. Returns 0 or the -errno of the leaf it stopped at;
+   * `out.mapped` is the leaves installed and recorded (the caller raises
+   * the error as mapUnits would and unmaps everything from its start in
+   * one call, as the per-run loop does).
+   */
+  private mapLeafStretch(
+    pt: IoPageTable,
+    runs: PfnRuns,
+    r: number,
+    k: number,
+    n: number,
+    cur: number,
+    prot: number,
+  ): number {
+    const out = this.out;
+    out.mapped = 0;
+    const err = pt.mapLeaves!(cur, runs.pfn, r, k, log2Floor(n) + 12, prot, out);
+    const done = out.mapped;
+    const rw = prot & (IOMMU_READ | IOMMU_WRITE);
+    const mapped = this.mapped;
+    for (let j = 0; j < done; j++) mapped.add(cur + j * n, n, runs.pfn[r + j], rw);
+    return err;
   }
 
   /** mapRuns on bigints, one map() per run (units other than 4 KiB, unaligned arguments). */

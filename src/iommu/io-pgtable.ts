@@ -32,6 +32,23 @@ export interface IoPageTable {
     prot: number,
     out: { mapped: number },
   ): number;
+  /**
+   * Optional batch of map_pages calls of one leaf each: `count` pages of
+   * 2^pgLg2 bytes at consecutive IOVAs from `iova`, page i at pfns[from + i]
+   * (4 KiB frame numbers). The same as mapPages(iova + i * size, pfn, pgLg2,
+   * 1, prot) for each i until one fails: `out.mapped` is increased by the
+   * pages (not units) installed; on failure returns that page's -errno and
+   * the pages before it stay mapped (the core undoes them).
+   */
+  mapLeaves?(
+    iova: number,
+    pfns: Float64Array,
+    from: number,
+    count: number,
+    pgLg2: number,
+    prot: number,
+    out: { mapped: number },
+  ): number;
   /** unmap_pages: units removed (whole leaves; 0 when starting inside a leaf or at a hole). */
   unmapPages(iova: number, pgLg2: number, count: number): number;
   /** iova_to_phys: 0n for a hole. */

@@ -2,8 +2,12 @@
  * What a paging domain believes it mapped: a sorted list of runs, each an
  * IOVA range translating linearly to physical memory with one prot. Kept
  * in units of the domain's smallest page (numbers, exact for 64-bit IOVAs)
- * and merged when runs touch, so a large map costs one entry. The
+ * and merged when runs touch, so a linear map costs one entry. The
  * invariant check compares it with what the table's bytes say.
+ *
+ * The runs live in parallel typed arrays, not one object each: a 64 GiB
+ * hugetlb map of scattered folios records 32768 runs, appended in IOVA
+ * order, and objects would be garbage-collector work on the map path.
  */
 export interface MappedRun {
   iova: number;
@@ -13,53 +17,56 @@ export interface MappedRun {
 }
 
 export class MappedRanges {
-  private runs: MappedRun[] = [];
+  private iova = new Float64Array(8);
+  private len = new Float64Array(8);
+  private pa = new Float64Array(8);
+  private prot = new Int32Array(8);
+  private n = 0;
 
   get length(): number {
-    return this.runs.length;
+    return this.n;
   }
 
+  /** The runs in IOVA order (fresh objects; for checks and tests, not hot paths). */
   all(): readonly MappedRun[] {
-    return this.runs;
+    const out: MappedRun[] = [];
+    for (let i = 0; i < this.n; i++) out.push(this.at(i));
+    return out;
   }
 
   totalUnits(): number {
-    let n = 0;
-    for (const r of this.runs) n += r.len;
-    return n;
+    let t = 0;
+    for (let i = 0; i < this.n; i++) t += this.len[i];
+    return t;
   }
 
   /** Record [iova, iova+len) -> pa. The caller guarantees the range was empty. */
   add(iova: number, len: number, pa: number, prot: number): void {
     if (len === 0) return;
-    const n = this.runs.length;
-    const tail = n > 0 ? this.runs[n - 1] : undefined;
-    if (tail === undefined || tail.iova + tail.len <= iova) {
+    const t = this.n - 1;
+    if (t < 0 || this.iova[t] + this.len[t] <= iova) {
       // at the end (a batched map adds runs in IOVA order): extend the last run or append
       if (
-        tail !== undefined &&
-        tail.iova + tail.len === iova &&
-        tail.pa + tail.len === pa &&
-        tail.prot === prot
+        t >= 0 &&
+        this.iova[t] + this.len[t] === iova &&
+        this.pa[t] + this.len[t] === pa &&
+        this.prot[t] === prot
       )
-        tail.len += len;
-      else this.runs.push({ iova, len, pa, prot });
+        this.len[t] += len;
+      else this.insertAt(this.n, iova, len, pa, prot);
       return;
     }
     let i = this.firstEndingAfter(iova);
-    const run: MappedRun = { iova, len, pa, prot };
-    this.runs.splice(i, 0, run);
+    this.insertAt(i, iova, len, pa, prot);
     // Merge with the neighbour before and after when they continue it.
-    if (i > 0 && joins(this.runs[i - 1], run)) {
-      this.runs[i - 1].len += run.len;
-      this.runs.splice(i, 1);
+    if (i > 0 && this.joins(i - 1, i)) {
+      this.len[i - 1] += this.len[i];
+      this.removeAt(i, 1);
       i--;
     }
-    const cur = this.runs[i];
-    const nxt = this.runs[i + 1];
-    if (nxt !== undefined && joins(cur, nxt)) {
-      cur.len += nxt.len;
-      this.runs.splice(i + 1, 1);
+    if (i + 1 < this.n && this.joins(i, i + 1)) {
+      this.len[i] += this.len[i + 1];
+      this.removeAt(i + 1, 1);
     }
   }
 
@@ -67,48 +74,95 @@ export class MappedRanges {
   remove(iova: number, len: number): void {
     if (len === 0) return;
     const end = iova + len;
-    const out: MappedRun[] = [];
     const i = this.firstEndingAfter(iova);
-    while (i < this.runs.length && this.runs[i].iova < end) {
-      const r = this.runs[i];
-      const rEnd = r.iova + r.len;
-      if (r.iova < iova) out.push({ iova: r.iova, len: iova - r.iova, pa: r.pa, prot: r.prot });
-      if (rEnd > end) out.push({ iova: end, len: rEnd - end, pa: r.pa + (end - r.iova), prot: r.prot });
-      this.runs.splice(i, 1);
-    }
-    this.runs.splice(i, 0, ...out);
+    let j = i;
+    while (j < this.n && this.iova[j] < end) j++;
+    if (j === i) return;
+    // what survives: the part of run i before iova, the part of run j-1 past end
+    const first = this.at(i);
+    const last = this.at(j - 1);
+    this.removeAt(i, j - i);
+    let at = i;
+    if (first.iova < iova) this.insertAt(at++, first.iova, iova - first.iova, first.pa, first.prot);
+    const lastEnd = last.iova + last.len;
+    if (lastEnd > end) this.insertAt(at, end, lastEnd - end, last.pa + (end - last.iova), last.prot);
   }
 
   /** The run holding unit `iova`, if any. */
   find(iova: number): MappedRun | undefined {
-    const r = this.runs[this.firstEndingAfter(iova)];
-    return r !== undefined && r.iova <= iova ? r : undefined;
+    const i = this.firstEndingAfter(iova);
+    return i < this.n && this.iova[i] <= iova ? this.at(i) : undefined;
   }
 
   /** True when any unit of [iova, iova+len) is recorded. */
   overlaps(iova: number, len: number): boolean {
-    const r = this.runs[this.firstEndingAfter(iova)];
-    return r !== undefined && r.iova < iova + len;
+    const i = this.firstEndingAfter(iova);
+    return i < this.n && this.iova[i] < iova + len;
   }
 
   clear(): void {
-    this.runs = [];
+    this.n = 0;
+  }
+
+  private at(i: number): MappedRun {
+    return { iova: this.iova[i], len: this.len[i], pa: this.pa[i], prot: this.prot[i] };
+  }
+
+  private joins(a: number, b: number): boolean {
+    return (
+      this.iova[a] + this.len[a] === this.iova[b] &&
+      this.pa[a] + this.len[a] === this.pa[b] &&
+      this.prot[a] === this.prot[b]
+    );
+  }
+
+  private insertAt(i: number, iova: number, len: number, pa: number, prot: number): void {
+    if (this.n === this.iova.length) this.grow();
+    if (i < this.n) {
+      this.iova.copyWithin(i + 1, i, this.n);
+      this.len.copyWithin(i + 1, i, this.n);
+      this.pa.copyWithin(i + 1, i, this.n);
+      this.prot.copyWithin(i + 1, i, this.n);
+    }
+    this.iova[i] = iova;
+    this.len[i] = len;
+    this.pa[i] = pa;
+    this.prot[i] = prot;
+    this.n++;
+  }
+
+  private removeAt(i: number, k: number): void {
+    this.iova.copyWithin(i, i + k, this.n);
+    this.len.copyWithin(i, i + k, this.n);
+    this.pa.copyWithin(i, i + k, this.n);
+    this.prot.copyWithin(i, i + k, this.n);
+    this.n -= k;
+  }
+
+  private grow(): void {
+    const cap = this.iova.length * 2;
+    const f = (a: Float64Array) => {
+      const b = new Float64Array(cap);
+      b.set(a);
+      return b;
+    };
+    this.iova = f(this.iova);
+    this.len = f(this.len);
+    this.pa = f(this.pa);
+    const p = new Int32Array(cap);
+    p.set(this.prot);
+    this.prot = p;
   }
 
   /** Index of the first run whose end is past `iova`. */
   private firstEndingAfter(iova: number): number {
     let lo = 0;
-    let hi = this.runs.length;
+    let hi = this.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const r = this.runs[mid];
-      if (r.iova + r.len <= iova) lo = mid + 1;
+      if (this.iova[mid] + this.len[mid] <= iova) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
-}
-
-function joins(a: MappedRun, b: MappedRun): boolean {
-  return a.iova + a.len === b.iova && a.pa + a.len === b.pa && a.prot === b.prot;
 }

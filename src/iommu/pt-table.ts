@@ -53,6 +53,20 @@ export class PtTable implements IoPageTable {
     return 0;
   }
 
+  mapLeaves(
+    iova: number,
+    pfns: Float64Array,
+    from: number,
+    count: number,
+    pgLg2: number,
+    prot: number,
+    out: { mapped: number },
+  ): number {
+    const n = this.table.mapLeaves(iova, pfns, from, count, POW2[pgLg2], prot);
+    out.mapped += n;
+    return n < count ? this.table.lastMapErr : 0;
+  }
+
   unmapPages(iova: number, pgLg2: number, count: number): number {
     return this.table.unmapPages(iova, POW2[pgLg2], count) / PAGE;
   }

@@ -319,6 +319,71 @@ export class PageTable {
     return this.mapSlow(iovaPfn, paPfn, pgsize, pgcount, prot);
   }
 
+  /**
+   * A run of `count` leaves of one size at consecutive IOVAs from iovaPfn,
+   * leaf i mapping pfns[from + i]: exactly mapPages(iovaPfn + i * span,
+   * pfns[from + i], pgsize, 1, prot) for i = 0, 1, ... until one fails.
+   * Returns the leaves installed; when fewer than `count`, the next leaf's
+   * mapPages failed with `lastMapErr` (-errno, `lastError` its rule) and
+   * the leaves before it stay mapped (the caller owns their undo).
+   * Leaves landing in the cached table are stored straight from the leaf
+   * template; everything else goes through mapPages.
+   */
+  mapLeaves(
+    iovaPfn: number,
+    pfns: Float64Array,
+    from: number,
+    count: number,
+    pgsize: number,
+    prot: number,
+  ): number {
+    const span = pgsize / 4096;
+    let iova = iovaPfn;
+    let i = 0;
+    while (i < count) {
+      if (
+        pgsize === this.cSize &&
+        prot === this.lastProt &&
+        this.tplLevel === this.cLevel &&
+        iova >= this.cBase &&
+        iova < this.cEnd
+      ) {
+        const u = this.cU32!;
+        const mask = this.cMask;
+        const sh = this.cShift;
+        const base = this.cBase;
+        const end = this.cEnd;
+        const lim = this.oaLimitPfn;
+        const tLo = this.tplLo;
+        const tHi = this.tplHi;
+        while (i < count && iova < end) {
+          const pa = pfns[from + i];
+          if (pa + mask >= lim || ((iova | pa) & mask) !== 0) break;
+          const w = ((iova - base) >>> sh) << 1;
+          if ((u[w] | u[w + 1]) !== 0) break;
+          u[w + 1] = (pa < 4294967296 ? pa >>> 20 : pa / 1048576) | tHi;
+          u[w] = (pa << 12) | tLo;
+          i++;
+          iova += span;
+        }
+        if (i === count) break;
+        if (iova >= end) continue;
+      }
+      // outside the cached table, or a leaf the shortcut does not take: the full map_pages
+      const r = this.mapPages(iova, pfns[from + i], pgsize, 1, prot);
+      if (r < 0) {
+        this.lastMapErr = r;
+        return i;
+      }
+      i++;
+      iova += span;
+    }
+    return count;
+  }
+
+  /** The -errno of the leaf mapLeaves stopped at. */
+  lastMapErr = 0;
+
   private mapSlow(iovaPfn: number, paPfn: number, pgsize: number, pgcount: number, prot: number): number {
     if (this.destroyed) throw new Error("page table used after destroy");
     if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0)
