@@ -197,3 +197,193 @@ export function replace(e: Env, stdev: number, pt: number): number {
 }
 
 export { U };
+
+// --- vIOMMU, event queues, PASID (iommufd_utils.h wrappers) -----------------
+
+export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
+export const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
+export const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
+export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+export const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
+export const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+export const IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
+export const IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
+export const NEST_PARENT = 1;
+export const DIRTY_TRACKING = 2;
+export const FAULT_ID_VALID = 4;
+export const ALLOC_PASID = 8;
+export const MOCK_FLAGS_DEVICE_PASID = 4;
+
+/** Bytes in a fresh page of user memory; returns the user pointer. */
+export function userBytes(e: Env, bytes: Uint8Array): bigint {
+  const va = mmap(e, P);
+  ok(e.p, e.p.writeMemory(va, bytes));
+  return va;
+}
+
+export function u32s(...v: number[]): Uint8Array {
+  const b = new Uint8Array(v.length * 4);
+  const dv = new DataView(b.buffer);
+  v.forEach((x, i) => dv.setUint32(i * 4, x >>> 0, true));
+  return b;
+}
+
+export function hwptAlloc(
+  e: Env,
+  dev: number,
+  pt: number,
+  flags = 0,
+  o: { dataType?: number; data?: Uint8Array; dataLen?: number; uptr?: bigint; faultId?: number } = {},
+) {
+  const uptr = o.uptr ?? (o.data !== undefined ? userBytes(e, o.data) : 0n);
+  const r = call(e.p, e.fd, U.IOMMU_HWPT_ALLOC, U.iommu_hwpt_alloc, {
+    flags,
+    dev_id: dev,
+    pt_id: pt,
+    data_type: o.dataType ?? 0,
+    data_len: o.dataLen ?? o.data?.length ?? 0,
+    data_uptr: uptr,
+    fault_id: o.faultId ?? 0,
+  });
+  return { rc: r.rc, id: Number(r.out.out_hwpt_id) };
+}
+
+/** A nested HWPT with struct iommu_hwpt_selftest { iotlb }. */
+export function nestedAlloc(e: Env, dev: number, parent: number, flags = 0, faultId = 0) {
+  return hwptAlloc(e, dev, parent, flags, {
+    dataType: IOMMU_HWPT_DATA_SELFTEST,
+    data: u32s(IOMMU_TEST_IOTLB_DEFAULT),
+    faultId,
+  });
+}
+
+export function viommuAlloc(e: Env, dev: number, hwpt: number, type: number, data?: Uint8Array) {
+  const uptr = data !== undefined ? userBytes(e, data) : 0n;
+  const r = call(e.p, e.fd, U.IOMMU_VIOMMU_ALLOC, U.iommu_viommu_alloc, {
+    type,
+    dev_id: dev,
+    hwpt_id: hwpt,
+    data_len: data?.length ?? 0,
+    data_uptr: uptr,
+  });
+  return { rc: r.rc, id: Number(r.out.out_viommu_id), uptr };
+}
+
+export function vdeviceAlloc(e: Env, viommu: number, dev: number, virtId: bigint) {
+  const r = call(e.p, e.fd, U.IOMMU_VDEVICE_ALLOC, U.iommu_vdevice_alloc, {
+    viommu_id: viommu,
+    dev_id: dev,
+    virt_id: virtId,
+  });
+  return { rc: r.rc, id: Number(r.out.out_vdevice_id) };
+}
+
+export function veventqAlloc(e: Env, viommu: number, type: number, depth = 2) {
+  const r = call(e.p, e.fd, U.IOMMU_VEVENTQ_ALLOC, U.iommu_veventq_alloc, {
+    viommu_id: viommu,
+    type,
+    veventq_depth: depth,
+  });
+  return { rc: r.rc, id: Number(r.out.out_veventq_id), fd: Number(r.out.out_veventq_fd) };
+}
+
+export function faultAlloc(e: Env, flags = 0) {
+  const r = call(e.p, e.fd, U.IOMMU_FAULT_QUEUE_ALLOC, U.iommu_fault_alloc, { flags });
+  return { rc: r.rc, id: Number(r.out.out_fault_id), fd: Number(r.out.out_fault_fd) };
+}
+
+export function hwQueueAlloc(
+  e: Env,
+  viommu: number,
+  type: number,
+  index: number,
+  iova: bigint,
+  length: bigint,
+) {
+  const r = call(e.p, e.fd, U.IOMMU_HW_QUEUE_ALLOC, U.iommu_hw_queue_alloc, {
+    viommu_id: viommu,
+    type,
+    index,
+    nesting_parent_iova: iova,
+    length,
+  });
+  return { rc: r.rc, id: Number(r.out.out_hw_queue_id) };
+}
+
+/** IOMMU_HWPT_INVALIDATE: returns rc and the entry_num written back. */
+export function invalidate(
+  e: Env,
+  id: number,
+  dataType: number,
+  entryLen: number,
+  num: number,
+  data?: Uint8Array,
+) {
+  const uptr = data !== undefined ? userBytes(e, data) : 0n;
+  const r = call(e.p, e.fd, U.IOMMU_HWPT_INVALIDATE, U.iommu_hwpt_invalidate, {
+    hwpt_id: id,
+    data_uptr: uptr,
+    data_type: dataType,
+    entry_len: entryLen,
+    entry_num: num,
+  });
+  return { rc: r.rc, num: Number(r.out.entry_num) };
+}
+
+export function checkIotlb(e: Env, hwpt: number, id: number, value: number) {
+  return testCmd(e, 14, hwpt, [
+    [16, 4, id],
+    [20, 4, value],
+  ]).rc;
+}
+
+export function triggerIopf(e: Env, dev: number, pasid = 0, grpid = 0x2, perm = 3, addr = 0xdeadbeefn) {
+  return testCmd(e, 15, 0, [
+    [16, 4, dev],
+    [20, 4, pasid],
+    [24, 4, grpid],
+    [28, 4, perm],
+    [32, 8, addr],
+  ]).rc;
+}
+
+export function checkDevCache(e: Env, dev: number, id: number, value: number) {
+  return testCmd(e, 16, dev, [
+    [16, 4, id],
+    [20, 4, value],
+  ]).rc;
+}
+
+export function triggerVevent(e: Env, dev: number) {
+  return testCmd(e, 17, 0, [[16, 4, dev]]).rc;
+}
+
+export function pasidAttach(e: Env, stdev: number, pasid: number, pt: number) {
+  return testCmd(e, 18, stdev, [
+    [16, 4, pasid],
+    [20, 4, pt],
+  ]).rc;
+}
+
+export function pasidReplace(e: Env, stdev: number, pasid: number, pt: number) {
+  return testCmd(e, 19, stdev, [
+    [16, 4, pasid],
+    [20, 4, pt],
+  ]).rc;
+}
+
+export function pasidDetach(e: Env, stdev: number, pasid: number) {
+  return testCmd(e, 20, stdev, [[16, 4, pasid]]).rc;
+}
+
+export function pasidCheck(e: Env, stdev: number, pasid: number, hwpt: number) {
+  return testCmd(e, 21, stdev, [
+    [16, 4, pasid],
+    [20, 4, hwpt],
+  ]).rc;
+}
+
+/** Counters plus the process's open files: what a failed call must leave as it was. */
+export function snap(e: Env) {
+  return { ...state(e), fds: e.p.task.openFileCount(), invariants: e.m.debug.checkInvariants() };
+}
