@@ -3,6 +3,7 @@ import { FaultInject } from "../hw/fault-inject.js";
 import { FrameAllocator } from "../hw/frame-alloc.js";
 import { PciBus } from "../hw/pci-bus.js";
 import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
+import type { IommuDeviceFlags } from "../iommu/device.js";
 import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
 import { registerIommufd } from "../iommufd/index.js";
@@ -31,6 +32,8 @@ export interface PciDeviceConfig {
   group?: number;
   /** The device sits behind no IOMMU even on an IOMMU machine. */
   noIommu?: boolean;
+  /** Facts its IOMMU driver reads (e.g. `pasid`: PASID-capable). */
+  flags?: IommuDeviceFlags;
 }
 
 export interface MachineOptions {
