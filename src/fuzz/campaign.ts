@@ -3,11 +3,14 @@
 // each checked against the reference model and the machine's invariants;
 // at the end every process exits and the counters must be back at boot.
 import fc from "fast-check";
+import { exitInModel } from "./cmd-proc.js";
 import { checkMachine, commandArbs, Spawn, Violation } from "./commands.js";
-import { type Model, newWorld, type Real } from "./world.js";
+import { type MachineKind, type Model, newWorld, type Real } from "./world.js";
 
 export interface CampaignOptions {
   seed: number;
+  /** The machine every sequence of this campaign boots (default amd). */
+  machine?: MachineKind;
   /** Sequences to run (fast-check numRuns). */
   runs: number;
   /** Commands per sequence at most. */
@@ -21,6 +24,7 @@ export interface CampaignResult {
   steps: number;
   violations: number;
   seed: number;
+  machine: MachineKind;
   /** Interesting outcomes reached (model labels), summed over sequences. */
   seen: Record<string, number>;
   /** The shrunk failing sequence, the path to replay it, and the message. */
@@ -41,10 +45,15 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
   let steps = 0;
   const seen: Record<string, number> = {};
   const [path, replayPath] = o.path === undefined ? [undefined, undefined] : o.path.split("~");
-  const cmdArb = fc.commands(commandArbs(), { maxCommands: o.maxCommands ?? 300, size: "max", replayPath });
+  const machine = o.machine ?? "amd";
+  const cmdArb = fc.commands(commandArbs(machine), {
+    maxCommands: o.maxCommands ?? 300,
+    size: "max",
+    replayPath,
+  });
   const prop = fc.property(cmdArb, (cmds) => {
     sequences++;
-    const { model, real } = newWorld(o.seed);
+    const { model, real } = newWorld(o.seed, machine);
     // Two processes from the start so the first commands have someone to act for.
     new Spawn().run(model, real);
     new Spawn().run(model, real);
@@ -55,8 +64,13 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
       steps += model.steps;
       for (const [k, v] of Object.entries(model.seen)) seen[k] = (seen[k] ?? 0) + v;
     }
-    for (const p of real.procs) p.exit();
+    real.procs.forEach((p, i) => {
+      p.exit();
+      if (model.procs[i].alive) exitInModel(model, i);
+    });
     checkMachine(real, "exit of every process");
+    if (model.ctxs.size + model.containers.size + model.memfds.size + model.files.size > 0)
+      throw new Violation("the model still holds state after every process exited");
     leakCheck(real);
   });
   const details = fc.check(prop, {
@@ -65,7 +79,14 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
     path,
     endOnFailure: o.path !== undefined,
   });
-  const res: CampaignResult = { sequences, steps, violations: details.failed ? 1 : 0, seed: o.seed, seen };
+  const res: CampaignResult = {
+    sequences,
+    steps,
+    violations: details.failed ? 1 : 0,
+    seed: o.seed,
+    machine,
+    seen,
+  };
   if (details.failed) {
     const err = details.errorInstance;
     const commands = String(details.counterexample?.[0] ?? "?");
