@@ -12,6 +12,8 @@ import {
   fileOf,
   hex,
   livePick,
+  maxB,
+  minB,
   pick,
   strayFd,
   U64_MAX,
