@@ -77,6 +77,24 @@ function installEventqFd(
     u.task.fdClose(fd);
     throw e;
   }
+  return fd;
+}
+
+/**
+ * The ucmd create with an event queue fd: the kernel installs the fd only
+ * after finalize, so a failure after the model installed it (the finalize
+ * fail point) closes it again — the fd never becomes visible.
+ */
+function createWithFd(u: Ucmd, q: IommufdFault | IommufdVeventq, build: () => number): void {
+  let fd = -1;
+  try {
+    u.createObject(q, () => {
+      fd = build();
+    });
+  } catch (e) {
+    if (fd >= 0 && q.file !== undefined && u.task.fds[fd] === q.file) u.task.fdClose(fd);
+    throw e;
+  }
 }
 
 /**
@@ -168,9 +186,8 @@ export class IommufdFault extends IommufdObject {
 /** IOMMU_FAULT_QUEUE_ALLOC (iommufd_fault_alloc). */
 export function faultQueueAlloc(u: Ucmd): number {
   if (u.num("flags") !== 0) fail(EOPNOTSUPP, "flags must be 0");
-  u.createObject(new IommufdFault(u.ictx), (f) =>
-    installEventqFd(u, f, "[iommufd-pgfault]", "out_fault_id", "out_fault_fd"),
-  );
+  const f = new IommufdFault(u.ictx);
+  createWithFd(u, f, () => installEventqFd(u, f, "[iommufd-pgfault]", "out_fault_id", "out_fault_fd"));
   return 0;
 }
 
@@ -311,10 +328,10 @@ export function veventqAlloc(u: Ucmd): number {
     fail(EEXIST, `vIOMMU ${viommu.id} already has a vEVENTQ of type 0x${type.toString(16)}`);
   }
   const q = new IommufdVeventq(u.ictx, viommu, type, depth);
-  u.createObject(q, () => {
+  createWithFd(u, q, () => {
     viommu.users++;
     viommu.veventqs.push(q);
-    installEventqFd(u, q, "[iommufd-viommu-event]", "out_veventq_id", "out_veventq_fd");
+    return installEventqFd(u, q, "[iommufd-viommu-event]", "out_veventq_id", "out_veventq_fd");
   });
   return 0;
 }

@@ -113,7 +113,6 @@ export class IommufdViommu extends IommufdObject {
     readonly viommuType: number,
   ) {
     super();
-    hwpt.users++;
     const t = mmapTable(ictx);
     this.core = {
       type: viommuType,
@@ -127,10 +126,13 @@ export class IommufdViommu extends IommufdObject {
       destroyMmap: (offset) => void t.delete(offset),
     };
   }
+  /** The +1 on the parent HWPT is taken once the object has its ID. */
+  holdsHwpt = false;
   destroy(): void {
     this.state?.destroy();
     this.state = undefined;
-    this.hwpt.users--;
+    if (this.holdsHwpt) this.hwpt.users--;
+    this.holdsHwpt = false;
     this.vdevs.clear();
   }
 }
@@ -180,6 +182,8 @@ export function viommuAlloc(u: Ucmd): number {
   const dataLen = u.num("data_len");
   const v = new IommufdViommu(u.ictx, hwpt, dev.driver, type);
   u.createObject(v, () => {
+    hwpt.users++;
+    v.holdsHwpt = true;
     const ud: IommuUserData | undefined = dataLen !== 0 ? readUserData(u, type, dataLen) : undefined;
     const state = drv.viommuInit(v.core, hwpt.domain, ud);
     if (state.outData !== undefined) {

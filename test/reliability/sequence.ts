@@ -6,6 +6,7 @@ import type { Process } from "../../src/kernel/process.js";
 import * as I from "../../src/uapi/iommufd.js";
 import * as V from "../../src/uapi/vfio.js";
 import { argArea, MAP_PRIVATE_ANON, MAP_SHARED, must, newMachine, PROT_RW, sioctl, vioctl } from "./rig.js";
+import { VIOMMU_CONFIG } from "./viommu-sequence.js";
 
 export const BDF = "0000:00:04.0";
 const RW = I.IOMMU_IOAS_MAP_READABLE | I.IOMMU_IOAS_MAP_WRITEABLE;
@@ -219,6 +220,8 @@ export const CONFIGS = {
       ...STEPS.slice(STEPS.findIndex((x) => x.name === "IOMMU_HWPT_ALLOC")),
     ],
   },
+  /** vIOMMU, vDEVICE, fault queue, vEVENTQ, nested HWPT and PASID on the mock IOMMU (viommu-sequence.ts). */
+  viommu: VIOMMU_CONFIG,
 };
 export type ConfigName = keyof typeof CONFIGS;
 
