@@ -17,18 +17,25 @@
  * with no IommuDevice binds through a dummy igroup; its HWPTs come from
  * the software AMDv1 domain (hwpt-noiommu.ts, src/iommu/drivers/noiommu.ts);
  * IOMMU_IOAS_NOIOMMU_GET_PA (get-pa.ts) reads PAs back from that table.
+ *
+ * vIOMMU (viommu.ts, hw-queue.ts, eventq.ts): IOMMU_VIOMMU_ALLOC,
+ * VDEVICE_ALLOC, VEVENTQ_ALLOC, HW_QUEUE_ALLOC and FAULT_QUEUE_ALLOC with
+ * their fds, on drivers implementing src/iommu/drivers/viommu-ops.ts (the
+ * mock). PASID attach (pasid.ts): `iommufdDevicePasidAttach/Replace/Detach`.
  */
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { HwptDebugInfo, KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
 import { contextsOf, type IommufdCtx } from "./ctx.js";
+import { IommufdFault, IommufdVeventq } from "./eventq.js";
 import { HwptNested, HwptPaging } from "./hw-pagetable.js";
 import { setNoiommuOps } from "./hwpt-noiommu.js";
 import { checkIommufdInvariants } from "./invariants.js";
 import { IommufdIoas } from "./ioas.js";
 import { iommufdCtxFromFile, openIommufd } from "./main.js";
 import { setTestIommu } from "./selftest.js";
+import { IommufdViommu } from "./viommu.js";
 
 export {
   type AccessOps,
@@ -98,6 +105,22 @@ export function registerIommufd(ctx: KernelCtx, iommu: IommuSubsystem | undefine
     return n;
   });
   ctx.counterSources.set("iommufdContexts", () => contextsOf(ctx).size);
+  // vIOMMU-side state a leak would leave behind: vIOMMUs, queued page requests and vEVENTs.
+  ctx.counterSources.set("viommus", () => {
+    let n = 0;
+    for (const c of contextsOf(ctx)) for (const o of c.objects.values()) if (o instanceof IommufdViommu) n++;
+    return n;
+  });
+  ctx.counterSources.set("pendingEvents", () => {
+    let n = 0;
+    for (const c of contextsOf(ctx)) {
+      for (const o of c.objects.values()) {
+        if (o instanceof IommufdFault) n += o.deliver.length + o.response.size;
+        if (o instanceof IommufdVeventq) n += o.deliver.length;
+      }
+    }
+    return n;
+  });
   ctx.invariantChecks.set("iommufd", () => checkIommufdInvariants(ctx));
   ctx.debugHwpt = (task: Task, fd: number, id: number) => debugHwpt(task, fd, id);
 }

@@ -188,6 +188,7 @@ export function expectNoLeaks(e: Env): void {
     areas: 0,
     ptFrames: e.base.ptFrames,
   });
+  expect([c.viommus ?? 0, c.pendingEvents ?? 0]).toEqual([0, 0]);
   expect(e.m.debug.checkInvariants()).toEqual([]);
 }
 
