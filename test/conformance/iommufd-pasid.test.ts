@@ -12,6 +12,7 @@ import {
 } from "../../src/uapi/vfio.js";
 import {
   ALLOC_PASID,
+  call,
   destroy,
   type Env,
   expectErrno,
@@ -35,6 +36,7 @@ import {
   snap,
   state,
   triggerIopf,
+  U,
   u32s,
   viommuAlloc,
 } from "./helpers.js";
@@ -203,6 +205,21 @@ describe("iommufd_device_pasid (61)", () => {
     fails(e, EINVAL, () => replace(e, md.stdev, plain.id));
     fails(e, EINVAL, () => replace(e, md.stdev, ioas));
     expect(e.m.debug.checkInvariants()).toEqual([]);
+    expectNoLeaks(e);
+  });
+});
+
+describe("get_hw_info of a PASID-capable mock device (19)", () => {
+  it("out_max_pasid_log2 is 20 for MOCK_FLAGS_DEVICE_PASID, 0 otherwise", () => {
+    const e = setup();
+    const ioas = ioasAlloc(e);
+    const plain = mockDomain(e, ioas);
+    const pasid = mockDomain(e, ioas, MOCK_FLAGS_DEVICE_PASID);
+    ok(e.p, plain.rc);
+    ok(e.p, pasid.rc);
+    const hw = (dev: number) => call(e.p, e.fd, U.IOMMU_GET_HW_INFO, U.iommu_hw_info, { dev_id: dev });
+    expect(hw(plain.idev).out.out_max_pasid_log2).toBe(0n);
+    expect(hw(pasid.idev).out.out_max_pasid_log2).toBe(20n);
     expectNoLeaks(e);
   });
 });
