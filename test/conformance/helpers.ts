@@ -225,7 +225,7 @@ export function userBytes(e: Env, bytes: Uint8Array): bigint {
 export function u32s(...v: number[]): Uint8Array {
   const b = new Uint8Array(v.length * 4);
   const dv = new DataView(b.buffer);
-  v.forEach((x, i) => dv.setUint32(i * 4, x >>> 0, true));
+  for (const [i, x] of v.entries()) dv.setUint32(i * 4, x >>> 0, true);
   return b;
 }
 
