@@ -29,6 +29,18 @@ export interface FrameCounters {
   huge1g: number;
 }
 
+/**
+ * prng.below(n), the same value and the same draws, on int32 arithmetic: a
+ * uint32 % n is a float modulo (a libm call) in V8, so the draw is reduced
+ * in halves: x mod n = (2 * ((x >>> 1) mod n) + (x & 1)) mod n, exact for
+ * n <= 2^30 (every intermediate stays below 2^31).
+ */
+export function prngBelow(prng: Prng, n: number): number {
+  if (n <= 1 || n > 0x40000000) return prng.below(n);
+  const x = prng.next();
+  return ((((x >>> 1) % n) * 2 + (x & 1)) | 0) % n;
+}
+
 export class FrameAllocator {
   private readonly nBlocks: number;
   private readonly state: Uint8Array;
@@ -91,14 +103,14 @@ export class FrameAllocator {
       b = this.partList[this.nPart - 1];
     } else {
       if (this.nFree === 0) return -1;
-      b = this.freeList[this.prng.below(this.nFree)];
+      b = this.freeList[this.below(this.nFree)];
       this.removeFree(b);
       this.state[b] = B_SPLIT;
       this.freeInBlock[b] = FRAMES_PER_BLOCK;
       this.pushPart(b);
     }
     const base = b * 16;
-    let i = this.prng.below(FRAMES_PER_BLOCK);
+    let i = this.below(FRAMES_PER_BLOCK);
     for (;;) {
       const w = this.bitmap[base + (i >>> 5)];
       if (((w >>> (i & 31)) & 1) === 0) break;
@@ -137,7 +149,7 @@ export class FrameAllocator {
   alloc2m(site = "alloc_hugepage_2m"): number {
     if (this.faults.hit(site)) return -1;
     if (this.nFree === 0) return -1;
-    const b = this.freeList[this.prng.below(this.nFree)];
+    const b = this.freeList[this.below(this.nFree)];
     this.removeFree(b);
     this.state[b] = B_HUGE;
     this.c.huge2m++;
@@ -209,6 +221,10 @@ export class FrameAllocator {
 
   private discardRange(pfn: number, n: number): void {
     for (let i = 0; i < n; i++) if (this.mem.isResident(pfn + i)) this.mem.discard(pfn + i);
+  }
+
+  private below(n: number): number {
+    return prngBelow(this.prng, n);
   }
 
   private pushFree(b: number): void {

@@ -154,6 +154,11 @@ export class IoptPages {
 
   /** pfnRuns() as typed arrays (the same runs, merged the same way), for the map path. */
   runsIn(first: number, last: number): PfnRuns {
+    // one segment pinned for exactly this range (an area pinned at once): its runs as they are
+    for (const s of this.segs) {
+      if (s.first === first && s.first + s.runs.pages - 1 === last && merged(s.runs)) return s.runs;
+      if (s.first >= first) break;
+    }
     const b = new RunBuilder();
     let idx = first;
     for (const s of this.segs) {
@@ -305,6 +310,13 @@ export class IoptPages {
     this.segs = keep;
     return toRuns(taken);
   }
+}
+
+/** No two consecutive runs physically adjacent (what RunBuilder makes). */
+function merged(r: PfnRuns): boolean {
+  const { pfn, len, count } = r;
+  for (let i = 1; i < count; i++) if (pfn[i - 1] + len[i - 1] === pfn[i]) return false;
+  return true;
 }
 
 function toRuns(list: { pfn: number; n: number }[]): PfnRuns {

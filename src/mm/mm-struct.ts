@@ -684,8 +684,11 @@ export class MmStruct implements VmaOwner {
     if (va < 0) return this.err(EFAULT, "pin: range outside user space");
     const end = va + nPages * PAGE_SIZE;
     let cur = va;
+    // folios the range touches: at most one run and one allocation each
+    let folios = 0;
     for (const v of this.vmas.overlapping(va, end)) {
       if (v.start > cur) return this.err(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
+      folios += Math.ceil((Math.min(end, v.end) - Math.max(va, v.start)) / v.pageSize) + 1;
       if (v.io !== null)
         return this.err(EFAULT, "pin: device memory (VM_IO | VM_PFNMAP) has no pages to pin");
       if (write && !v.mayWrite) return this.err(EFAULT, `pin: write pin of a mapping without PROT_WRITE`);
@@ -702,8 +705,9 @@ export class MmStruct implements VmaOwner {
     }
     if (cur < end) return this.err(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
     if (this.faults.hit(site)) return this.err(ENOMEM, `pin: injected failure at ${site}`);
-    const undo = new UndoLog();
-    const b = new RunBuilder();
+    const hint = Math.min(folios, 1 << 16);
+    const undo = new UndoLog(hint);
+    const b = new RunBuilder(hint);
     for (cur = va; cur < end; ) {
       // one VMA lookup per VMA, then folio by folio inside it
       const v = this.vmas.find(cur)!;
@@ -753,22 +757,33 @@ export class MmStruct implements VmaOwner {
     let key = Math.floor(cur / size);
     let sub = (cur - key * size) / PAGE_SIZE;
     const perFolio = size / PAGE_SIZE;
+    // folios this call installs come in runs of consecutive keys: one undo record per run
+    let fresh0 = key;
+    let fresh = 0;
     while (cur < stop) {
       let head = m.get(key);
       if (head < 0) {
         head = pages.allocFolio(order, site);
-        if (head < 0) return this.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
+        if (head < 0) {
+          undo.addFolioRange(m, fresh0, fresh, this.putFolio);
+          return this.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
+        }
         m.set(key, head);
-        undo.addFolio(m, key, head, this.putFolio);
+        if (fresh === 0) fresh0 = key;
+        fresh++;
+      } else if (fresh > 0) {
+        undo.addFolioRange(m, fresh0, fresh, this.putFolio);
+        fresh = 0;
       }
       const folioEnd = (key + 1) * size;
       const step = folioEnd <= stop ? perFolio - sub : (stop - cur) / PAGE_SIZE;
-      pages.pinRange(head + sub, step);
+      pages.pinInFolio(head, head + sub, step);
       b.push(head + sub, step);
       cur += step * PAGE_SIZE;
       key++;
       sub = 0;
     }
+    undo.addFolioRange(m, fresh0, fresh, this.putFolio);
     return stop;
   }
 

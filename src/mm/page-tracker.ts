@@ -153,6 +153,20 @@ export class PageTracker {
     }
   }
 
+  /**
+   * pinRange(pfn, n) for pages that all lie in the live folio headed at
+   * `head` (the pin loop knows the folio it just found or allocated).
+   */
+  pinInFolio(head: number, pfn: number, n: number): void {
+    const b = this.headBlock(head);
+    if (b < 0) {
+      this.pinRange(pfn, n);
+      return;
+    }
+    this.hPins[b] += n;
+    this.pinned += n;
+  }
+
   /** Drop one pin from each of `n` pages starting at `pfn` (unpin_user_pages). */
   unpinRange(pfn: number, n: number): void {
     this.onUnpin?.(pfn, n);

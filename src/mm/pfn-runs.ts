@@ -21,10 +21,17 @@ export function emptyRuns(): PfnRuns {
 
 /** Appends pages, merging physically contiguous ones into one run. */
 export class RunBuilder {
-  private pfn = new Float64Array(8);
-  private len = new Float64Array(8);
+  private pfn: Float64Array;
+  private len: Float64Array;
   private count = 0;
   private pages = 0;
+
+  /** `expect`: the runs the caller expects at most (sized once instead of grown by doubling). */
+  constructor(expect = 8) {
+    const cap = Math.max(1, Math.min(expect, 1 << 20));
+    this.pfn = new Float64Array(cap);
+    this.len = new Float64Array(cap);
+  }
 
   push(pfn: number, n: number): void {
     const c = this.count;
@@ -46,11 +53,12 @@ export class RunBuilder {
     this.pages += n;
   }
 
-  /** The runs so far (trimmed copies). */
+  /** The runs so far (trimmed copies; the arrays themselves when exactly full). */
   finish(): PfnRuns {
+    const full = this.count === this.pfn.length;
     return {
-      pfn: this.pfn.slice(0, this.count),
-      len: this.len.slice(0, this.count),
+      pfn: full ? this.pfn : this.pfn.slice(0, this.count),
+      len: full ? this.len : this.len.slice(0, this.count),
       count: this.count,
       pages: this.pages,
     };

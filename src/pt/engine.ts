@@ -344,9 +344,9 @@ export class PageTable {
       if (
         pgsize === this.cSize &&
         prot === this.lastProt &&
-        this.tplLevel === this.cLevel &&
         iova >= this.cBase &&
-        iova < this.cEnd
+        iova < this.cEnd &&
+        (this.tplLevel === this.cLevel || this.leafTemplate())
       ) {
         const u = this.cU32!;
         const mask = this.cMask;
@@ -370,7 +370,9 @@ export class PageTable {
         if (iova >= end) continue;
       }
       // outside the cached table, or a leaf the shortcut does not take: the full map_pages
-      const r = this.mapPages(iova, pfns[from + i], pgsize, 1, prot);
+      // (mapSlow, not mapPages: its shortcut is the loop above, and the bench's direct
+      // mapPages calls keep their own small-integer type feedback)
+      const r = this.mapSlow(iova, pfns[from + i], pgsize, 1, prot);
       if (r < 0) {
         this.lastMapErr = r;
         return i;
@@ -383,6 +385,17 @@ export class PageTable {
 
   /** The -errno of the leaf mapLeaves stopped at. */
   lastMapErr = 0;
+
+  /** Set the leaf template for the cached table (as mapPages' shortcut does); false when the format has none. */
+  private leafTemplate(): boolean {
+    const fmt = this.fmt;
+    if (!fmt.addrAt12) return false;
+    fmt.encLeaf(0, this.cShift, this.cLevel);
+    this.tplLo = fmt.lo | 0;
+    this.tplHi = fmt.hi | 0;
+    this.tplLevel = this.cLevel;
+    return true;
+  }
 
   private mapSlow(iovaPfn: number, paPfn: number, pgsize: number, pgcount: number, prot: number): number {
     if (this.destroyed) throw new Error("page table used after destroy");

@@ -110,3 +110,24 @@ describe("UndoLog with PrivPages", () => {
     expect(log.size).toBe(0);
   });
 });
+
+describe("UndoLog range records", () => {
+  it("undo a range newest key first, in place among single records and closures", () => {
+    const pp = new PrivPages();
+    const log = new UndoLog(2);
+    const seen: string[] = [];
+    const put = (h: number) => seen.push(`put ${h}`);
+    pp.set(1, 10);
+    log.addFolio(pp, 1, 10, put);
+    for (let k = 5; k < 9; k++) pp.set(k, 100 + k);
+    log.addFolioRange(pp, 5, 4, put);
+    log.add(() => seen.push("closure"));
+    log.addFolioRange(pp, 20, 0, put); // empty: no record
+    pp.set(30, 300);
+    log.addFolioRange(pp, 30, 1, put);
+    expect(log.size).toBe(4);
+    log.rollback();
+    expect(seen).toEqual(["put 300", "closure", "put 108", "put 107", "put 106", "put 105", "put 10"]);
+    expect(pp.size).toBe(0);
+  });
+});
