@@ -232,9 +232,7 @@ export class IommuDomain {
     out.mapped = 0;
     const err = pt.mapLeaves!(cur, runs.pfn, r, k, log2Floor(n) + 12, prot, out);
     const done = out.mapped;
-    const rw = prot & (IOMMU_READ | IOMMU_WRITE);
-    const mapped = this.mapped;
-    for (let j = 0; j < done; j++) mapped.add(cur + j * n, n, runs.pfn[r + j], rw);
+    this.mapped.addLeaves(cur, n, runs.pfn, r, done, prot & (IOMMU_READ | IOMMU_WRITE));
     return err;
   }
 

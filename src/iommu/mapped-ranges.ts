@@ -70,6 +70,39 @@ export class MappedRanges {
     }
   }
 
+  /**
+   * add(iova + j * n, n, pfns[from + j], prot) for j < count (one leaf per
+   * frame, at consecutive IOVAs), in one pass when they go at the end.
+   */
+  addLeaves(iova: number, n: number, pfns: Float64Array, from: number, count: number, prot: number): void {
+    if (count <= 0 || n === 0) return;
+    const t0 = this.n - 1;
+    if (t0 >= 0 && this.iova[t0] + this.len[t0] > iova) {
+      for (let j = 0; j < count; j++) this.add(iova + j * n, n, pfns[from + j], prot);
+      return;
+    }
+    if (this.n + count > this.iova.length) this.grow(this.n + count);
+    const I = this.iova;
+    const L = this.len;
+    const A = this.pa;
+    const P = this.prot;
+    let t = t0;
+    let cur = iova;
+    for (let j = 0; j < count; j++) {
+      const pa = pfns[from + j];
+      if (t >= 0 && I[t] + L[t] === cur && A[t] + L[t] === pa && P[t] === prot) L[t] += n;
+      else {
+        t++;
+        I[t] = cur;
+        L[t] = n;
+        A[t] = pa;
+        P[t] = prot;
+      }
+      cur += n;
+    }
+    this.n = t + 1;
+  }
+
   /** Forget [iova, iova+len), splitting runs at the edges. */
   remove(iova: number, len: number): void {
     if (len === 0) return;
@@ -139,8 +172,8 @@ export class MappedRanges {
     this.n -= k;
   }
 
-  private grow(): void {
-    const cap = this.iova.length * 2;
+  private grow(need = 0): void {
+    const cap = Math.max(this.iova.length * 2, need);
     const f = (a: Float64Array) => {
       const b = new Float64Array(cap);
       b.set(a);

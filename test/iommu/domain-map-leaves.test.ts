@@ -214,3 +214,36 @@ describe("MappedRanges", () => {
     );
   });
 });
+
+describe("MappedRanges.addLeaves", () => {
+  it("equals one add() per leaf, at the end or not", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 1, max: 3 })), { maxLength: 8 }),
+        fc.integer({ min: 0, max: 80 }),
+        fc.constantFrom(1, 2, 4),
+        fc.array(fc.integer({ min: 0, max: 12 }), { maxLength: 12 }),
+        fc.constantFrom(1, 3),
+        (pre, at, n, frames, prot) => {
+          const a = new MappedRanges();
+          const b = new MappedRanges();
+          const used = new Set<number>();
+          for (const [i, l] of pre) {
+            let free = true;
+            for (let u = i; u < i + l; u++) if (used.has(u)) free = false;
+            if (!free) continue;
+            for (let u = i; u < i + l; u++) used.add(u);
+            a.add(i, l, 100 + i, 3);
+            b.add(i, l, 100 + i, 3);
+          }
+          for (let u = at; u < at + n * frames.length; u++) if (used.has(u)) return; // the caller guarantees room
+          const pfns = Float64Array.from(frames, (x) => 100 + at + x * n);
+          a.addLeaves(at, n, pfns, 0, pfns.length, prot);
+          for (let j = 0; j < pfns.length; j++) b.add(at + j * n, n, pfns[j], prot);
+          expect(a.all()).toEqual(b.all());
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
