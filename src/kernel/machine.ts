@@ -153,6 +153,13 @@ export class Machine implements KernelServices {
       tasks: () => [...this.processes.values()].map((p) => p.task),
       counters: () => this.debug.counters(),
       bootOtherFrames: fc.usedFrames - fc.ptFrames,
+      vfioBackends: () => this.vfio.containerBackends(),
+      domains: () => this.iommu.liveDomains(),
+      sanitizerOracle: () => this.pci.sanitizer.oracle,
+      dmaLog: this.ctx.dmaLog,
+      translated: (bdf: string) =>
+        this.pci.get(bdf)?.iommu !== null && this.pci.get(bdf)?.iommu !== undefined,
+      dmaChecked: { n: 0 },
     };
     this.ctx.invariantChecks.set("machine", () => checkMachineInvariants(view));
   }

@@ -99,6 +99,20 @@ export class SpaprTceContainer implements VfioIommuBackend {
     return n;
   }
 
+  /** Pre-registered regions' pins (v1 TCE pins are counted only, in pinnedPages). */
+  forEachPin(cb: (pfn: number, n: number) => void): void {
+    for (const m of [...this.prereg, ...this.orphans])
+      for (let i = 0; i < m.runs.count; i++) cb(m.runs.pfn[i], m.runs.len[i]);
+  }
+
+  /** The container's own charges: the v1 32-bit window and the TCE tables it created (prereg is per mm). */
+  forEachLockedVm(cb: (mm: object, pages: number) => void): void {
+    if (this.mm === null) return;
+    let n = this.lockedPages;
+    for (const p of this.tablePages.values()) n += p;
+    cb(this.mm, n);
+  }
+
   // --- groups ---------------------------------------------------------------
 
   private tableGroupOf(group: IommuGroup): SpaprTableGroup | undefined {

@@ -18,6 +18,10 @@ export interface VfioIommuBackend {
   ioctl(task: Task, cmd: number, arg: bigint): number;
   release(): void;
   pinnedPages(): number;
+  /** Every frame range the backend holds a pin on (for the machine invariants). */
+  forEachPin?(cb: (pfn: number, n: number) => void): void;
+  /** What the backend charged to each mm's locked_vm (for the machine invariants). */
+  forEachLockedVm?(cb: (mm: object, pages: number) => void): void;
 }
 
 /**

@@ -40,6 +40,13 @@ export function mmIommuList(mm: MmStruct): MmIommuMem[] {
   return l;
 }
 
+/** Pages the mm's pre-registered regions charged to its locked_vm (mm_iommu_new), for the invariants. */
+export function mmIommuCharged(mm: MmStruct): number {
+  let n = 0;
+  for (const m of registries.get(mm) ?? []) n += m.entries;
+  return n;
+}
+
 function lowestBit(x: bigint): number {
   if (x === 0n) return 64;
   let n = 0;

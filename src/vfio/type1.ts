@@ -111,6 +111,15 @@ export class VfioIommuType1 implements VfioIommuBackend {
     return this.dmas.reduce((n, d) => n + d.runs.pages, 0);
   }
 
+  forEachPin(cb: (pfn: number, n: number) => void): void {
+    for (const d of this.dmas) for (let i = 0; i < d.runs.count; i++) cb(d.runs.pfn[i], d.runs.len[i]);
+  }
+
+  /** vfio_lock_acct: each mapping's pages are charged to dma->mm (its acct). */
+  forEachLockedVm(cb: (mm: object, pages: number) => void): void {
+    for (const d of this.dmas) cb(d.acct, d.runs.pages);
+  }
+
   // --- groups ---------------------------------------------------------------
 
   /** vfio_iommu_type1_attach_group: reuse a compatible domain or allocate one; replay the mappings. */

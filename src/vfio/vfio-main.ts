@@ -4,7 +4,12 @@ import type { FileOps } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, EPERM, fail } from "../uapi/errno.js";
-import { VfioContainer, type VfioIommuDriver, vfioContainerFops } from "./container.js";
+import {
+  VfioContainer,
+  type VfioIommuBackend,
+  type VfioIommuDriver,
+  vfioContainerFops,
+} from "./container.js";
 import { vfioIommuSpaprTceDriver } from "./container-spapr.js";
 import { VfioDevice, VfioDeviceFile, vfioDeviceFops } from "./device.js";
 import {
@@ -102,6 +107,13 @@ export class VfioCore {
     env.ctx.counterSources.set("vfioType1PinnedPages", () =>
       [...this.containers].reduce((n, c) => n + (c.backend?.pinnedPages() ?? 0), 0),
     );
+  }
+
+  /** Every live container's backend (for the machine invariants). */
+  containerBackends(): VfioIommuBackend[] {
+    const out: VfioIommuBackend[] = [];
+    for (const c of this.containers) if (c.backend !== null) out.push(c.backend);
+    return out;
   }
 
   /** The IOMMU drivers legacy containers may pick (type1; noiommu and sPAPR later). */
