@@ -575,6 +575,9 @@ export class HwptAlloc extends Base {
 export function newDomainErrno(m: Readonly<Model>, ctx: MCtx, ioasId: number): number {
   const areas = ioasOf(ctx, ioasId)!.areas;
   if (areas.some((a) => a.iova % PAGE !== 0n || a.len % PAGE !== 0n)) return EADDRINUSE;
+  // Outside the aperture is reserved for the new domain: an area there refuses it.
+  const ap = m.spec.aperture;
+  if (ap !== undefined && areas.some((a) => a.iova < ap[0] || a.iova + a.len - 1n > ap[1])) return EADDRINUSE;
   return fillErrno(m, ctx, areas);
 }
 

@@ -75,7 +75,10 @@ const {
   ENXIO,
   ENOSPC,
   ENOMEM,
+  ENOTTY,
 } = uapi;
+/** What the legacy sPAPR container may answer where the model takes the kernel's word (v1/v2, windows, registration). */
+const SPAPR_ANSWERS = [0, -EINVAL, -EPERM, -ENOENT, -EBUSY, -ENOMEM, -EFAULT, -ENOTTY, -ENXIO, -ENOSPC];
 const slotIova = (s: number) => IOVA_BASE + BigInt(s % IOVA_SLOTS) * IOVA_SLOT;
 
 // --- device cdevs -------------------------------------------------------------------
@@ -548,7 +551,8 @@ export class OpenContainer extends Base {
     expectRc(r, "open(/dev/vfio/vfio)", fd, lowestFreeFd(mp));
     const key = m.nextKey++;
     if (m.spec.container === "compat") {
-      m.ctxs.set(key, { key, proc: this.P, objs: new Map(), mmMode: false, compatType: 0, fileOpen: true });
+      // Opened as /dev/vfio/vfio, the context accounts per mm as VFIO does (iommufd_fops_open).
+      m.ctxs.set(key, { key, proc: this.P, objs: new Map(), mmMode: true, compatType: 0, fileOpen: true });
       mp.fds.set(fd, newFile(m, { kind: "iommufd", ctx: key }));
       return;
     }
@@ -617,7 +621,11 @@ export class SetContainer extends Base {
     // A device still bound through iommufd keeps the group's DMA ownership (iommu_group_claim_dma_owner).
     if (t.c !== undefined && m.devs[d].compatBound !== undefined)
       return expectRc(r, `${what} DMA owner claimed by iommufd`, rc, -EPERM);
-    expectRc(r, what, rc, 0);
+    if (t.c !== undefined && m.spec.container === "spapr" && t.c.type !== 0) {
+      // tce_iommu_attach_group: a v1 container takes one group; v2 needs a compatible PE.
+      expectRc(r, `${what} sPAPR container in use`, rc, t.c.type === 2 ? -EBUSY : [0, -EBUSY, -EINVAL]);
+      if (rc !== 0) return;
+    } else expectRc(r, what, rc, 0);
     if (t.c !== undefined) {
       g.container = { kind: "legacy", c: t.c.key };
       t.c.groups.push(d);
@@ -775,7 +783,7 @@ export class MapDma extends Base {
       if (c.type === 0) return expectRc(r, `${what} before SET_IOMMU`, res.rc, -EINVAL);
       if (m.spec.container === "spapr") {
         // sPAPR: registration, windows and TCE sizes decide; the model takes the kernel's word but checks what DMA sees.
-        expectRc(r, what, res.rc, [0, -EPERM, -EINVAL, -ENXIO, -EFAULT, -EBUSY, -ENOSPC]);
+        expectRc(r, what, res.rc, SPAPR_ANSWERS);
         if (res.rc === 0) {
           removeDmaRange(c, iova, size);
           c.dmas.push({ iova, len: size, prot: flags === 1 ? PROT_R : prot, va });
@@ -883,7 +891,7 @@ export class UnmapDma extends Base {
       const c = t.c;
       if (c.type === 0) return expectRc(r, `${what} before SET_IOMMU`, res.rc, -EINVAL);
       if (m.spec.container === "spapr") {
-        expectRc(r, what, res.rc, [0, -EPERM, -EINVAL, -ENXIO]);
+        expectRc(r, what, res.rc, SPAPR_ANSWERS);
         if (res.rc === 0) {
           removeDmaRange(c, iova, size);
           note(m, "spapr unmap");
@@ -1095,15 +1103,12 @@ export class SpaprRegister extends Base {
       "argsz",
     );
     // Registration is per mm and refcounted; TCEs in use keep a region: the model checks only that nothing breaks.
-    expectRc(r, `SPAPR_${this.unregister ? "UN" : ""}REGISTER_MEMORY(${hex(b.va)}, ${hex(b.len)})`, res.rc, [
-      0,
-      -EINVAL,
-      -EPERM,
-      -ENOENT,
-      -EBUSY,
-      -ENOMEM,
-      -EFAULT,
-    ]);
+    expectRc(
+      r,
+      `SPAPR_${this.unregister ? "UN" : ""}REGISTER_MEMORY(${hex(b.va)}, ${hex(b.len)})`,
+      res.rc,
+      SPAPR_ANSWERS,
+    );
     if (res.rc === 0) note(m, this.unregister ? "spapr unregister" : "spapr register");
   }
   toString() {
@@ -1138,7 +1143,7 @@ export class SpaprWindow extends Base {
         { flags: 0, start_addr: start },
         "argsz",
       );
-      expectRc(r, `SPAPR_TCE_REMOVE(${hex(start)})`, res.rc, [0, -EINVAL, -ENXIO, -EPERM, -EBUSY]);
+      expectRc(r, `SPAPR_TCE_REMOVE(${hex(start)})`, res.rc, SPAPR_ANSWERS);
       if (res.rc === 0) {
         // The window and every TCE in it go.
         if (start === 0n) removeDmaRange(c, 0n, 1n << 40n);
@@ -1161,15 +1166,7 @@ export class SpaprWindow extends Base {
       },
       "argsz",
     );
-    expectRc(r, `SPAPR_TCE_CREATE(shift ${shift})`, res.rc, [
-      0,
-      -EINVAL,
-      -ENXIO,
-      -ENOSPC,
-      -EPERM,
-      -ENOMEM,
-      -EBUSY,
-    ]);
+    expectRc(r, `SPAPR_TCE_CREATE(shift ${shift})`, res.rc, SPAPR_ANSWERS);
     if (res.rc === 0) note(m, `spapr window created at ${hex(res.out.start_addr as bigint)}`);
   }
   toString() {
@@ -1234,7 +1231,10 @@ export class CreateAccess extends Base {
       [8, 4, BigInt(id)],
       [20, 4, 1n],
     ]);
-    expectRc(r, `TEST_CMD(CREATE_ACCESS, ioas ${id})`, res.rc, 0);
+    const what = `TEST_CMD(CREATE_ACCESS, ioas ${id})`;
+    if (!ioasAligned(ctx, id) && hasUnalignedArea(ctx, id))
+      return expectRc(r, `${what} unaligned area`, res.rc, -EADDRINUSE);
+    expectRc(r, what, res.rc, 0);
     const afd = res.out.getUint32(16, true);
     if (afd !== lowestFreeFd(m.procs[this.P]))
       throw new Violation(`CREATE_ACCESS: fd ${afd}, model expects ${lowestFreeFd(m.procs[this.P])}`);

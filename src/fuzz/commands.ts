@@ -116,6 +116,10 @@ class BadIoctl extends Base {
       const n = strayFd(m, this.P, this.i);
       return expectRc(r, `ioctl on fd ${n} not open here`, p.ioctl(n, req, r.argVa[this.P]), -EBADF);
     }
+    // IOMMU_IOAS_MAP_FILE came in 6.13: a 6.12 kernel has no such command whatever the struct.
+    if (m.kind === "k612" && req === uapi.IOMMU_IOAS_MAP_FILE && this.kind < 4) {
+      return expectRc(r, "IOAS_MAP_FILE on 6.12", rawIoctl(r, this.P, fd, req, new Uint8Array(8)), -ENOTTY);
+    }
     if (this.kind === 0) {
       const b = new Uint8Array(8);
       b.set(le(4 + (this.junk[0] % 4), 4)); // size 4..7: below every minimum but the header

@@ -17,6 +17,8 @@ import {
 
 export class Violation extends Error {}
 
+const minB = (a: bigint, b: bigint) => (a < b ? a : b);
+
 // --- files -------------------------------------------------------------------
 
 export function newFile(m: Model, f: MFile): number {
@@ -233,7 +235,10 @@ export function ioasHasDomain(c: MCtx, id: number): boolean {
 
 /** The IOAS alignment: a page with a domain or with large pages disabled, else a byte. */
 export function ioasAligned(c: MCtx, id: number): boolean {
-  return ioasHasDomain(c, id) || ioasOf(c, id)?.hugeOff === true;
+  if (ioasHasDomain(c, id) || ioasOf(c, id)?.hugeOff === true) return true;
+  // An access that pins pages (the selftest's NEEDS_PIN_PAGES) needs page alignment too.
+  for (const o of c.objs.values()) if (o.kind === "ACCESS" && o.ioas === id) return true;
+  return false;
 }
 
 /** An area off the page grid (only possible while the IOAS alignment is a byte). */
@@ -263,8 +268,7 @@ export function pagePinned(c: MCtx, pages: MPages, i: number): boolean {
       // An access's pins: page i's IOVA span inside this area meets a pinned item.
       const ps = a.iova + at - a.off;
       const s0 = ps > a.iova ? ps : a.iova;
-      const areaEnd = a.iova + a.len;
-      const e0 = ps + PAGE > areaEnd ? areaEnd : ps + PAGE;
+      const e0 = minB(ps + PAGE, a.iova + a.len);
       for (const acc of c.objs.values()) {
         if (acc.kind !== "ACCESS" || acc.ioas !== id) continue;
         for (const it of acc.items.values()) if (it.iova < e0 && s0 < it.iova + it.len) return true;

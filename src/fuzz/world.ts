@@ -41,6 +41,8 @@ export interface KindSpec {
   selftest: boolean;
   /** HWPT_ALLOC with DIRTY_TRACKING succeeds. */
   dirty: boolean;
+  /** A paging domain's aperture when it does not start at 0 (a new domain reserves what is outside). */
+  aperture?: [bigint, bigint];
 }
 
 const NOIOMMU_REVISIONS = ["v4", "v7", "v9"] as const;
@@ -62,7 +64,12 @@ export function kindSpec(kind: MachineKind, seed: number): KindSpec {
     case "intel":
       return { ...base, opts: { iommu: "intel" } };
     case "mock":
-      return { ...base, opts: { iommu: "mock", kconfig: { IOMMUFD_TEST: true } }, selftest: true };
+      return {
+        ...base,
+        opts: { iommu: "mock", kconfig: { IOMMUFD_TEST: true } },
+        selftest: true,
+        aperture: [1n << 24n, (1n << 31n) - 1n],
+      };
     case "k612":
       return { ...base, opts: { iommu: "amd", kernel: "6.12" } };
     case "compat":
