@@ -293,13 +293,20 @@ export function hwptGetDirtyBitmap(u: Ucmd): number {
       any = true;
     }
   };
-  // Walk contiguous areas; like the kernel, a gap stops the walk without failing the ioctl.
+  // Walk contiguous areas. iommu_read_and_clear_dirty() ignores what iova_bitmap_for_each()
+  // returns: a gap, or the driver refusing (dirty tracking disabled: EINVAL), stops the walk
+  // and the ioctl still succeeds with the bits gathered so far.
   let cur = iova;
   for (const n of iopt.areas.intersecting(iova, last)) {
     const a = n.value;
     if (a.iova > cur) break;
     const e = a.last < last ? a.last : last;
-    d.readAndClearDirty(cur, e - cur + 1n, (flags & 1) !== 0, record);
+    try {
+      d.readAndClearDirty(cur, e - cur + 1n, (flags & 1) !== 0, record);
+    } catch (err) {
+      if (!(err instanceof KernelError)) throw err;
+      break;
+    }
     cur = e + 1n;
     if (cur > last || cur === 0n) break;
   }
