@@ -10,6 +10,9 @@ import type { Aperture, IommuDomainType, PagingUse, PtInfo } from "./types.js";
 
 let nextDomainId = 1;
 
+/** Longest stretch of single-leaf runs handed to the table at once (one leaf table's worth). */
+const STRETCH = 512;
+
 /**
  * struct iommu_domain: what a device (or a PASID of it) translates through.
  * Paging domains own a page table (src/pt bytes in simulated memory);
@@ -203,7 +206,10 @@ export class IommuDomain {
     if ((cur <= 0x7fffffff ? cur & m : cur % n) !== 0) return r + 1;
     let e = r;
     let room = left;
-    const { pfn, len, count } = runs;
+    const { pfn, len } = runs;
+    // at most STRETCH runs: the batch functions are then called often with short
+    // loops, so V8 optimizes them as a whole early instead of only on-stack-replacing one long loop
+    const count = Math.min(runs.count, r + STRETCH);
     while (e < count && room >= n && len[e] === n && (pfn[e] & m) === 0) {
       e++;
       room -= n;

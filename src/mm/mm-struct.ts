@@ -749,6 +749,18 @@ export class MmStruct implements VmaOwner {
    * `stop`, or -ENOMEM (lastReason set) with the caller left to undo.
    */
   private pinAnon(v: Vma, cur: number, stop: number, b: RunBuilder, undo: UndoLog): number {
+    // in pieces of at most 512 folios: a short loop called often gets optimized as a
+    // whole early, where one long loop would run on-stack-replaced code only
+    const size = v.pageSize;
+    while (cur < stop) {
+      const e = Math.min(stop, (Math.floor(cur / size) + 512) * size);
+      cur = this.pinAnonPiece(v, cur, e, b, undo);
+      if (cur < 0) return cur;
+    }
+    return stop;
+  }
+
+  private pinAnonPiece(v: Vma, cur: number, stop: number, b: RunBuilder, undo: UndoLog): number {
     const size = v.pageSize;
     const order = (v.shift - 12) as FolioOrder;
     const site = order === 0 ? "do_anonymous_page" : "alloc_hugetlb_folio";
