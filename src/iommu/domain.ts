@@ -157,6 +157,8 @@ export class IommuDomain {
     let left = Number(length >> 12n);
     const minPages = POW2[this.pgsizesLg2[0] - 12];
     const bulk = pt.mapLeaves !== undefined;
+    // each run is at most one more recorded run: grow the record once, not by doubling
+    if (bulk) this.mapped.reserve(runs.count);
     try {
       for (let r = 0; r < runs.count && left > 0; r++) {
         const pa = runs.pfn[r];

@@ -103,6 +103,11 @@ export class MappedRanges {
     this.n = t + 1;
   }
 
+  /** Room for `more` runs beyond the current ones (a batched map reserves once for all its runs). */
+  reserve(more: number): void {
+    if (this.n + more > this.iova.length) this.grow(this.n + more);
+  }
+
   /** Forget [iova, iova+len), splitting runs at the edges. */
   remove(iova: number, len: number): void {
     if (len === 0) return;

@@ -45,8 +45,8 @@ export class PageTracker {
    * lookup no hashing (64 GiB of hugetlb is 32768 folios).
    */
   private readonly hOrder: Uint8Array;
-  private readonly hRefs: Float64Array;
-  private readonly hPins: Float64Array;
+  /** refs at 2b, pins at 2b+1: one cache line for both. */
+  private readonly hCount: Float64Array;
   private nHuge = 0;
   private pinned = 0;
   private owned = 0;
@@ -69,8 +69,7 @@ export class PageTracker {
   ) {
     const blocks = Math.ceil(phys.nrFrames / HUGE_2M_PAGES);
     this.hOrder = new Uint8Array(blocks);
-    this.hRefs = new Float64Array(blocks);
-    this.hPins = new Float64Array(blocks);
+    this.hCount = new Float64Array(blocks * 2);
   }
 
   /** A new zeroed folio holding one reference, or -1 (out of memory or an injected failure). */
@@ -86,8 +85,8 @@ export class PageTracker {
     if (head < 0) return -1;
     const b = head / HUGE_2M_PAGES;
     this.hOrder[b] = order;
-    this.hRefs[b] = 1;
-    this.hPins[b] = 0;
+    this.hCount[2 * b] = 1;
+    this.hCount[2 * b + 1] = 0;
     this.nHuge++;
     if (order === 9) this.n2m++;
     else this.n1g++;
@@ -99,7 +98,7 @@ export class PageTracker {
   get(head: number): void {
     const b = this.headBlock(head);
     if (b >= 0) {
-      this.hRefs[b]++;
+      this.hCount[2 * b]++;
       return;
     }
     const r = this.refs4k.get(head);
@@ -112,10 +111,10 @@ export class PageTracker {
   put(head: number): void {
     const b = this.headBlock(head);
     if (b >= 0) {
-      if (this.hRefs[b] <= 0)
+      if (this.hCount[2 * b] <= 0)
         throw new Error(`PageTracker.put: folio 0x${head.toString(16)} has no reference`);
-      this.hRefs[b]--;
-      if (this.hRefs[b] === 0 && this.hPins[b] === 0) this.freeHuge(b);
+      this.hCount[2 * b]--;
+      if (this.hCount[2 * b] === 0 && this.hCount[2 * b + 1] === 0) this.freeHuge(b);
       return;
     }
     const r = this.refs4k.get(head);
@@ -138,7 +137,7 @@ export class PageTracker {
       const b = this.hugeBlockOf(pfn);
       if (b >= 0) {
         const step = Math.min(n, this.hugeEnd(b) - pfn);
-        this.hPins[b] += step;
+        this.hCount[2 * b + 1] += step;
         this.pinned += step;
         pfn += step;
         n -= step;
@@ -163,7 +162,7 @@ export class PageTracker {
       this.pinRange(pfn, n);
       return;
     }
-    this.hPins[b] += n;
+    this.hCount[2 * b + 1] += n;
     this.pinned += n;
   }
 
@@ -174,11 +173,11 @@ export class PageTracker {
       const b = this.hugeBlockOf(pfn);
       if (b >= 0) {
         const step = Math.min(n, this.hugeEnd(b) - pfn);
-        if (this.hPins[b] < step)
+        if (this.hCount[2 * b + 1] < step)
           throw new Error(`PageTracker.unpin: folio 0x${(b * HUGE_2M_PAGES).toString(16)} is not pinned`);
-        this.hPins[b] -= step;
+        this.hCount[2 * b + 1] -= step;
         this.pinned -= step;
-        if (this.hPins[b] === 0 && this.hRefs[b] === 0) this.freeHuge(b);
+        if (this.hCount[2 * b + 1] === 0 && this.hCount[2 * b] === 0) this.freeHuge(b);
         pfn += step;
         n -= step;
         continue;
@@ -207,7 +206,7 @@ export class PageTracker {
   /** Pins on the page (for a hugetlb page: on its folio, as folio_maybe_dma_pinned sees it). */
   pinCount(pfn: number): number {
     const b = this.hugeBlockOf(pfn);
-    if (b >= 0) return this.hPins[b];
+    if (b >= 0) return this.hCount[2 * b + 1];
     return this.pins4k.get(pfn) ?? 0;
   }
 
@@ -222,7 +221,7 @@ export class PageTracker {
   /** References (page tables, page caches) on the page's folio; 0 when free or only pinned. */
   refCount(pfn: number): number {
     const b = this.hugeBlockOf(pfn);
-    if (b >= 0) return this.hRefs[b];
+    if (b >= 0) return this.hCount[2 * b];
     return this.refs4k.get(pfn) ?? 0;
   }
 
