@@ -36,6 +36,8 @@ export interface KernelCtx {
   readonly counterSources: Map<string, () => number>;
   /** Subsystems publish invariant checks here (run by m.debug.checkInvariants()). */
   readonly invariantChecks: Map<string, () => string[]>;
+  /** Run when a process's mm dies, after its files are closed (before exit_mmap). */
+  readonly mmExitHooks?: ((mm: object) => void)[];
 }
 
 export interface HwptDebugInfo {

@@ -7,6 +7,7 @@ import type { IoptPages } from "../iommufd/pages.js";
 import type { PageTracker, UserTable } from "../mm/index.js";
 import { IOPT_PAGES_ACCOUNT_MM, IOPT_PAGES_ACCOUNT_USER } from "../mm/locked-vm.js";
 import type { MmStruct } from "../mm/mm-struct.js";
+import type { PfnRuns } from "../mm/pfn-runs.js";
 import type { VfioIommuBackend } from "../vfio/container.js";
 import { mmIommuCharged } from "../vfio/spapr-prereg.js";
 import type { KernelCtx } from "./kctx.js";
@@ -37,6 +38,8 @@ export interface MachineView {
   bootOtherFrames: number;
   /** Legacy containers' IOMMU backends (type1, sPAPR TCE). */
   vfioBackends(): VfioIommuBackend[];
+  /** sPAPR pre-registered regions (each once). */
+  vfioPreregions(): { runs: PfnRuns }[];
   /** Live domains (paging domains user space filled are "unmanaged"). */
   domains(): IommuDomain[];
   /** What the DMA sanitizer asks about pins (must be the page tracker). */
@@ -83,6 +86,8 @@ export function checkMachineInvariants(v: MachineView): string[] {
   }
   const backends = v.vfioBackends();
   for (const b of backends) b.forEachPin?.(add);
+  for (const r of v.vfioPreregions())
+    for (let i = 0; i < r.runs.count; i++) add(r.runs.pfn[i], r.runs.len[i]);
   const total = v.pages.totalPinnedPages();
   const type1 = c.vfioType1PinnedPages ?? 0;
   if (total !== iommufdPins + type1) {

@@ -121,6 +121,7 @@ export class Machine implements KernelServices {
       dmaLog: new DmaLog(),
       counterSources: new Map(),
       invariantChecks: new Map(),
+      mmExitHooks: [],
     };
     if (!["latest", "6.12"].includes(this.ctx.profile))
       throw new Error(`unknown kernel profile ${this.ctx.profile}`);
@@ -154,6 +155,7 @@ export class Machine implements KernelServices {
       counters: () => this.debug.counters(),
       bootOtherFrames: fc.usedFrames - fc.ptFrames,
       vfioBackends: () => this.vfio.containerBackends(),
+      vfioPreregions: () => this.vfio.preregions(),
       domains: () => this.iommu.liveDomains(),
       sanitizerOracle: () => this.pci.sanitizer.oracle,
       dmaLog: this.ctx.dmaLog,

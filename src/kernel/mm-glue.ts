@@ -62,7 +62,9 @@ export class MmGlue {
   }
 
   release(task: Task): void {
-    this.mm(task).release();
+    const mm = this.mm(task);
+    for (const h of this.ctx.mmExitHooks ?? []) h(mm);
+    mm.release();
   }
 
   lastReason(task: Task): string | undefined {

@@ -44,6 +44,7 @@ import {
   mmIommuGet,
   mmIommuLookup,
   mmIommuNew,
+  mmIommuNoteMm,
   mmIommuPut,
   mmIommuUaToHpa,
 } from "./spapr-prereg.js";
@@ -93,16 +94,9 @@ export class SpaprTceContainer implements VfioIommuBackend {
     readonly v2: boolean,
   ) {}
 
+  /** v1 TCE pins; pre-registered regions belong to the mm and are counted once each (allMmIommuRegions). */
   pinnedPages(): number {
-    let n = this.v1Pinned;
-    for (const m of [...this.prereg, ...this.orphans]) n += m.entries;
-    return n;
-  }
-
-  /** Pre-registered regions' pins (v1 TCE pins are counted only, in pinnedPages). */
-  forEachPin(cb: (pfn: number, n: number) => void): void {
-    for (const m of [...this.prereg, ...this.orphans])
-      for (let i = 0; i < m.runs.count; i++) cb(m.runs.pfn[i], m.runs.len[i]);
+    return this.v1Pinned;
   }
 
   /** The container's own charges: the v1 32-bit window and the TCE tables it created (prereg is per mm). */
@@ -223,6 +217,7 @@ export class SpaprTceContainer implements VfioIommuBackend {
     const mm = task.mm as unknown as MmStruct;
     if (this.mm !== null && this.mm !== mm) fail(EPERM, "the container is bound to another mm");
     this.mm = mm;
+    mmIommuNoteMm(this.k, mm);
     return mm;
   }
 

@@ -29,6 +29,45 @@ export interface MmIommuMem {
 }
 
 const registries = new WeakMap<MmStruct, MmIommuMem[]>();
+/** The mms of a machine (by its kernel context) that containers bound, so the regions can be walked. */
+const machineMms = new WeakMap<object, Set<MmStruct>>();
+
+/** A container of this machine bound this mm (container->mm). */
+export function mmIommuNoteMm(machine: object, mm: MmStruct): void {
+  let set = machineMms.get(machine);
+  if (set === undefined) {
+    set = new Set();
+    machineMms.set(machine, set);
+  }
+  set.add(mm);
+}
+
+/** Every pre-registered region of the machine's live mms (for the pin counters and invariants). */
+export function allMmIommuRegions(machine: object): MmIommuMem[] {
+  const out: MmIommuMem[] = [];
+  for (const mm of machineMms.get(machine) ?? []) out.push(...(registries.get(mm) ?? []));
+  return out;
+}
+
+/**
+ * The mm dies. The kernel's mm_iommu_cleanup only WARNs about regions
+ * still registered (a container released while another container's TCEs
+ * pointed into its region leaves one with a reference nobody drops); the
+ * model unpins and uncharges them so nothing outlives its owner. Returns
+ * the regions freed.
+ */
+export function mmIommuCleanup(machine: object, mm: MmStruct): MmIommuMem[] {
+  machineMms.get(machine)?.delete(mm);
+  const l = registries.get(mm) ?? [];
+  registries.delete(mm);
+  for (const mem of l) {
+    mem.mapped = 0;
+    mem.used = 0;
+    mm.unpinUserPages(mem.runs);
+    accountMmLockedVm(mm, mem.entries, false);
+  }
+  return l;
+}
 
 /** mm->context.iommu_group_mem_list. */
 export function mmIommuList(mm: MmStruct): MmIommuMem[] {

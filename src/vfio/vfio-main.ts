@@ -3,6 +3,8 @@ import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { FileOps } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
+import type { MmStruct } from "../mm/mm-struct.js";
+import type { PfnRuns } from "../mm/pfn-runs.js";
 import { EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, EPERM, fail } from "../uapi/errno.js";
 import {
   VfioContainer,
@@ -20,6 +22,7 @@ import {
 } from "./device-cdev.js";
 import { VfioGroup, vfioDfGroupClose, vfioGroupFops, vfioGroupOpen } from "./group.js";
 import { VfioPciCore } from "./pci/vfio-pci.js";
+import { allMmIommuRegions, mmIommuCleanup } from "./spapr-prereg.js";
 import { vfioIommuType1Driver } from "./type1.js";
 import { vfioNoiommuDriver } from "./vfio-noiommu.js";
 
@@ -102,11 +105,27 @@ export class VfioCore {
       "vfioDevicesOpen",
       () => [...this.devices.values()].filter((d) => d.openCount > 0).length,
     );
+    env.ctx.mmExitHooks?.push((mm) => {
+      for (const mem of mmIommuCleanup(env.ctx, mm as MmStruct)) {
+        env.ctx.klog.printk(
+          "warn",
+          `mm_iommu: region 0x${mem.ua.toString(16)} still registered when its mm died`,
+        );
+      }
+    });
     env.ctx.counterSources.set("vfioContainers", () => this.containers.size);
     env.ctx.counterSources.set("vfioDeviceFiles", () => this.deviceFiles.size);
-    env.ctx.counterSources.set("vfioType1PinnedPages", () =>
-      [...this.containers].reduce((n, c) => n + (c.backend?.pinnedPages() ?? 0), 0),
-    );
+    env.ctx.counterSources.set("vfioType1PinnedPages", () => {
+      let n = 0;
+      for (const c of this.containers) n += c.backend?.pinnedPages() ?? 0;
+      for (const r of this.preregions()) n += r.entries;
+      return n;
+    });
+  }
+
+  /** sPAPR pre-registered regions of every live mm (each pinned once, whichever containers use it). */
+  preregions(): { entries: number; runs: PfnRuns }[] {
+    return allMmIommuRegions(this.env.ctx);
   }
 
   /** Every live container's backend (for the machine invariants). */
