@@ -581,8 +581,12 @@ export function newDomainErrno(m: Readonly<Model>, ctx: MCtx, ioasId: number): n
   return fillErrno(m, ctx, areas);
 }
 
-const hwptIds = (c: MCtx, userOnly = false) =>
-  [...c.objs].filter(([, o]) => o.kind === "HWPT" && (!userOnly || !o.auto)).map(([id]) => id);
+/** HWPT ids of a context; dirty-tracking ones first when asked (they are the interesting targets). */
+const hwptIds = (c: MCtx, dirtyFirst = false) => {
+  const all = [...c.objs].filter(([, o]) => o.kind === "HWPT");
+  const dirty = all.filter(([, o]) => o.kind === "HWPT" && o.dirtyCap);
+  return (dirtyFirst && dirty.length > 0 ? dirty : all).map(([id]) => id);
+};
 
 /** SET_DIRTY_TRACKING: enabling starts from a clean slate. */
 export class SetDirty extends Base {
@@ -602,7 +606,7 @@ export class SetDirty extends Base {
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
-    const id = pick(hwptIds(ctx), this.h)!;
+    const id = pick(hwptIds(ctx, this.h % 4 !== 3), this.h)!;
     const o = ctx.objs.get(id)!;
     if (o.kind !== "HWPT") throw new Violation("model: not an HWPT");
     const res = sioctl(
@@ -648,7 +652,7 @@ export class GetDirty extends Base {
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
-    const id = pick(hwptIds(ctx), this.h)!;
+    const id = pick(hwptIds(ctx, this.h % 4 !== 3), this.h)!;
     const o = ctx.objs.get(id)!;
     if (o.kind !== "HWPT") throw new Violation("model: not an HWPT");
     const iova = slotIova(this.slot);
@@ -679,7 +683,8 @@ export class GetDirty extends Base {
       if (a === undefined) break;
       at = a.iova + a.len;
     }
-    const walked = at < end ? at : end;
+    // With tracking off the driver refuses the first area: the walk stops there and the ioctl still succeeds.
+    const walked = !o.tracking ? iova : at < end ? at : end;
     for (let bit = 0; bit < nbits; bit++) {
       const pg = Number(iova / PAGE) + bit;
       const got = (bm[bit >> 3] & (1 << (bit & 7))) !== 0;

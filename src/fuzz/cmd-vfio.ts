@@ -248,7 +248,14 @@ export class Attach extends Base {
     const byKind = (k: string) => [...ctx.objs].filter(([, o]) => o.kind === k).map(([id]) => id);
     let pt = 0x7ffffff0;
     if (this.kind === 0) pt = pick(byKind("IOAS"), this.target) ?? pt;
-    if (this.kind === 1) pt = pick(byKind("HWPT"), this.target) ?? pick(byKind("IOAS"), this.target) ?? pt;
+    if (this.kind === 1) {
+      // Allocated HWPTs first: attaching to one is the interesting replace.
+      const user = [...ctx.objs].filter(([, o]) => o.kind === "HWPT" && !o.auto).map(([id]) => id);
+      pt =
+        pick(user.length > 0 && this.target % 4 !== 3 ? user : byKind("HWPT"), this.target) ??
+        pick(byKind("IOAS"), this.target) ??
+        pt;
+    }
     const res = sioctl(
       r,
       this.P,
@@ -414,7 +421,7 @@ export class Dma extends Base {
       );
     }
     checkDmaLog(m, r, d, logBefore, view);
-    if (want === 2 && view?.hwpt !== undefined) {
+    if (want === 2 && view?.hwpt !== undefined && m.spec.hwDirty) {
       const h = view.hwpt.ctx.objs.get(view.hwpt.id);
       if (h?.kind === "HWPT" && h.tracking) h.dirty.add(Number(addr / PAGE));
     }

@@ -33,6 +33,7 @@ import {
   ReadEventfd,
   Spawn,
 } from "./cmd-proc.js";
+import { RECIPES, Recipe } from "./cmd-recipe.js";
 import {
   AccessPages,
   Attach,
@@ -194,18 +195,25 @@ export function commandArbs(kind: MachineKind = "amd"): fc.Arbitrary<Cmd>[] {
   const a = arbs();
   // The calls that build state come more often than the ones that tear it down.
   const weight: Record<string, number> = {
-    mmap: 2,
+    mmap: 3,
     open: 2,
     openDev: 2,
     ioas: 2,
     map: 6,
-    bind: 2,
+    bind: 3,
     attach: 3,
-    dma: 6,
+    hwptAlloc: 2,
+    dirty: 2,
+    getDirty: 2,
+    dma: 8,
+    mmapBar: 1,
+    copy: 2,
+    mapFile: 2,
+    recipe: 4,
   };
   if (kind === "noiommu")
     Object.assign(weight, {
-      getPa: 3,
+      getPa: 4,
       openGroup: 0,
       openContainer: 0,
       setContainer: 0,
@@ -221,14 +229,16 @@ export function commandArbs(kind: MachineKind = "amd"): fc.Arbitrary<Cmd>[] {
     Object.assign(weight, {
       getPa: 0,
       openGroup: 2,
-      setContainer: 2,
-      setIommu: 2,
-      mapDma: 3,
-      getDeviceFd: 2,
+      openContainer: 2,
+      setContainer: 3,
+      setIommu: 3,
+      mapDma: 4,
+      getDeviceFd: 3,
     });
   if (kind !== "mock") Object.assign(weight, { createAccess: 0, accessPages: 0 });
+  else Object.assign(weight, { createAccess: 2, accessPages: 4 });
   if (kind !== "spapr") Object.assign(weight, { spaprRegister: 0, spaprWindow: 0 });
-  else Object.assign(weight, { spaprRegister: 2, dirty: 0, getDirty: 0 });
+  else Object.assign(weight, { spaprRegister: 4, spaprWindow: 2, dirty: 0, getDirty: 0 });
   return Object.entries(a).flatMap(([k, arb]) => Array<fc.Arbitrary<Cmd>>(weight[k] ?? 1).fill(arb));
 }
 
@@ -342,6 +352,9 @@ function arbs(): Record<string, fc.Arbitrary<Cmd>> {
     accessPages: fc
       .tuple(proc, idx, slot, fc.integer({ min: 1, max: 4 }), fc.boolean(), fc.nat({ max: 4 }))
       .map(([p, i, s, n, w, d]) => new AccessPages(p, i, s, n, w, d > 2 ? d - 2 : 0)),
+    recipe: fc
+      .tuple(proc, fc.constantFrom(...RECIPES), fc.nat({ max: 1 }), slot)
+      .map(([p, k, d, s]) => new Recipe(p, k, d, s)),
     bad: fc
       .tuple(
         proc,

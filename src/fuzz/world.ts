@@ -41,6 +41,8 @@ export interface KindSpec {
   selftest: boolean;
   /** HWPT_ALLOC with DIRTY_TRACKING succeeds. */
   dirty: boolean;
+  /** DMA writes set IOPTE dirty bits (the selftest mock has no hardware: only IOMMU_TEST_OP_DIRTY does). */
+  hwDirty: boolean;
   /** A paging domain's aperture when it does not start at 0 (a new domain reserves what is outside). */
   aperture?: [bigint, bigint];
 }
@@ -57,6 +59,7 @@ export function kindSpec(kind: MachineKind, seed: number): KindSpec {
     noiommu: false,
     selftest: false,
     dirty: true,
+    hwDirty: true,
   };
   switch (kind) {
     case "amd":
@@ -68,6 +71,7 @@ export function kindSpec(kind: MachineKind, seed: number): KindSpec {
         ...base,
         opts: { iommu: "mock", kconfig: { IOMMUFD_TEST: true } },
         selftest: true,
+        hwDirty: false,
         aperture: [1n << 24n, (1n << 31n) - 1n],
       };
     case "k612":
