@@ -5,17 +5,23 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import "./iommufd-cases.js";
 import "./pt-cases.js";
-import { allSuites, median } from "./registry.js";
+import { allSuites, type BenchSuite, median } from "./registry.js";
 
 /**
  * npm run bench [-- --json] [--runs N] [--quick] [--suite name]
  * Runs every registered suite N times (default 3) and the C reference
  * (ptref.c, built with cc -O2 in a temp dir) N times; reports medians and
  * ratios ours/C. With --json: one JSON line.
+ *
+ * Each suite runs in a Node process of its own (this script with --child),
+ * so no suite pays for the garbage or the JIT state another one left: a
+ * 64 GiB map leaves a heap whose collection lands in the next suite's
+ * millisecond-long timing windows otherwise.
  */
 const args = process.argv.slice(2);
 const json = args.includes("--json");
 const quick = args.includes("--quick");
+const child = args.includes("--child");
 const runsArg = args.indexOf("--runs");
 const runs = runsArg >= 0 ? Number(args[runsArg + 1]) : 3;
 const suiteArg = args.indexOf("--suite");
@@ -46,10 +52,8 @@ function runC(): Record<string, number>[] | null {
   return out;
 }
 
-const result: Record<string, number | null> = {};
-const cRuns = runC();
-for (const s of allSuites()) {
-  if (only !== undefined && s.name !== only) continue;
+/** The suite's measured samples, in this process. */
+function runHere(s: BenchSuite): Record<string, number>[] {
   // unmeasured runs so the JIT has compiled the hot paths (ptref.c is compiled ahead of time):
   // two, because creating the second instance of each class turns V8's const
   // fields mutable, which deoptimizes what the first run compiled
@@ -57,6 +61,29 @@ for (const s of allSuites()) {
   s.run({ quick });
   const samples: Record<string, number>[] = [];
   for (let i = 0; i < runs; i++) samples.push(s.run({ quick }));
+  return samples;
+}
+
+/** The suite's samples from a fresh Node process running this script with --child. */
+function runIsolated(s: BenchSuite): Record<string, number>[] {
+  const cargs = [...process.execArgv, fileURLToPath(import.meta.url), "--child", "--suite", s.name];
+  cargs.push("--runs", String(runs));
+  if (quick) cargs.push("--quick");
+  return JSON.parse(execFileSync(process.execPath, cargs, { encoding: "utf8", maxBuffer: 1 << 24 }));
+}
+
+if (child) {
+  const s = allSuites().find((x) => x.name === only);
+  if (s === undefined) throw new Error(`bench: no suite ${only}`);
+  process.stdout.write(`${JSON.stringify(runHere(s))}\n`);
+  process.exit(0);
+}
+
+const result: Record<string, number | null> = {};
+const cRuns = runC();
+for (const s of allSuites()) {
+  if (only !== undefined && s.name !== only) continue;
+  const samples = runIsolated(s);
   for (const k of Object.keys(samples[0])) {
     const v = median(samples.map((x) => x[k]));
     const ck = s.cRef?.[k];

@@ -705,9 +705,9 @@ export class MmStruct implements VmaOwner {
     }
     if (cur < end) return this.err(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
     if (this.faults.hit(site)) return this.err(ENOMEM, `pin: injected failure at ${site}`);
-    const hint = Math.min(folios, 1 << 16);
-    const undo = new UndoLog(hint);
-    const b = new RunBuilder(hint);
+    // (the undo log needs no size: fresh private folios are one record per run of them)
+    const undo = new UndoLog();
+    const b = new RunBuilder(Math.min(folios, 1 << 16));
     for (cur = va; cur < end; ) {
       // one VMA lookup per VMA, then folio by folio inside it
       const v = this.vmas.find(cur)!;
