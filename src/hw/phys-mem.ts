@@ -18,10 +18,10 @@ const ZERO_FRAME = new Uint8Array(PAGE_SIZE);
 /*
  * Host storage for frames. A fresh ArrayBuffer per frame costs 1-2 us (the
  * page-table engine materializes one per new table), so frames are cut from
- * 64 KiB slabs, and discarded frames are zeroed and kept in a process-wide
- * pool (bounded) for the next frame of any PhysMem. Nothing keeps a frame's
- * arrays past its discard (the page-table engine drops its cached table
- * when it frees it).
+ * 64 KiB slabs, and discarded frames are kept in a process-wide pool
+ * (bounded) and zeroed when handed to the next frame of any PhysMem.
+ * Nothing keeps a frame's arrays past its discard (the page-table engine
+ * drops its cached table when it frees it).
  */
 const SLAB_FRAMES = 16;
 const POOL_MAX = 4096;
@@ -35,6 +35,9 @@ function hostFrame(): Uint32Array {
   const f = pool32.pop();
   if (f !== undefined) {
     hostU8 = pool8.pop()!;
+    // zeroed here, not at release: the writes that follow then hit cache lines
+    // the fill just brought in (a frame zeroed long before is cold again)
+    f.fill(0);
     return f;
   }
   if (slabNext === SLAB_FRAMES) {
@@ -49,7 +52,6 @@ let hostU8: Uint8Array = ZERO_FRAME;
 
 function releaseFrame(f32: Uint32Array, f8: Uint8Array): void {
   if (pool32.length >= POOL_MAX) return;
-  f32.fill(0);
   pool32.push(f32);
   pool8.push(f8);
 }
