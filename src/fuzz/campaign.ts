@@ -55,8 +55,8 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
     sequences++;
     const { model, real } = newWorld(o.seed, machine);
     // Two processes from the start so the first commands have someone to act for.
-    new Spawn().run(model, real);
-    new Spawn().run(model, real);
+    new Spawn(0).run(model, real);
+    new Spawn(1).run(model, real);
     const setup = () => ({ model: model as Model, real });
     try {
       fc.modelRun(setup, cmds);

@@ -9,12 +9,19 @@ const { EBADF, EINVAL, EAGAIN } = uapi;
 const MAP_PRIVATE_ANON = 0x22;
 const MAP_LOCKED = 0x2000;
 
+/** Extra capabilities a spawned process may get: none, CAP_SYS_RESOURCE (RLIMIT_MODE), CAP_IPC_LOCK (no accounting). */
+export const SPAWN_PRIVS = [[], ["CAP_SYS_RESOURCE"], ["CAP_IPC_LOCK"], ["CAP_SYS_RESOURCE", "CAP_IPC_LOCK"]];
+
 export class Spawn extends Base {
+  constructor(readonly priv = 0) {
+    super();
+  }
   check(m: Readonly<Model>): boolean {
     return m.procs.filter((p) => p.alive).length < MAX_PROCS && m.procs.length < 12;
   }
   act(m: Model, r: Real) {
-    const p = r.m.spawn({ rlimitMemlock: 64n << 20n, caps: m.spec.caps });
+    const caps = [...m.spec.caps, ...SPAWN_PRIVS[this.priv % SPAWN_PRIVS.length]];
+    const p = r.m.spawn({ rlimitMemlock: 64n << 20n, caps });
     const va = p.mmap(0n, 8192n, 3, MAP_PRIVATE_ANON);
     if (va < 0n) throw new Violation(`mmap of the argument page failed: ${va}`);
     if (p.writeMemory(va, new Uint8Array(8192)) !== 0) throw new Violation("argument page not writable");
@@ -23,7 +30,7 @@ export class Spawn extends Base {
     m.procs.push({ alive: true, fds: new Map(), bufs: [], bars: [] });
   }
   toString() {
-    return "spawn";
+    return `spawn(${SPAWN_PRIVS[this.priv % SPAWN_PRIVS.length].join("+") || "unprivileged"})`;
   }
 }
 

@@ -245,7 +245,7 @@ export function commandArbs(kind: MachineKind = "amd"): fc.Arbitrary<Cmd>[] {
 /** Process picks are resolved against the live processes by check(). */
 function arbs(): Record<string, fc.Arbitrary<Cmd>> {
   return {
-    spawn: fc.constant(new Spawn()),
+    spawn: fc.nat({ max: 5 }).map((k) => new Spawn(k > 3 ? 0 : k)),
     exit: proc.map((p) => new Exit(p)),
     mmap: fc.tuple(proc, fc.integer({ min: 1, max: 8 }), chance(6)).map(([p, n, l]) => new Mmap(p, n, l)),
     munmap: fc.tuple(proc, idx, fc.nat({ max: 8 })).map(([p, i, b]) => new Munmap(p, i, b > 5 ? b - 5 : 0)),
