@@ -688,7 +688,8 @@ export class MmStruct implements VmaOwner {
     let folios = 0;
     for (const v of this.vmas.overlapping(va, end)) {
       if (v.start > cur) return this.err(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
-      folios += Math.ceil((Math.min(end, v.end) - Math.max(va, v.start)) / v.pageSize) + 1;
+      const size = v.pageSize;
+      folios += Math.floor((Math.min(end, v.end) - 1) / size) - Math.floor(Math.max(va, v.start) / size) + 1;
       if (v.io !== null)
         return this.err(EFAULT, "pin: device memory (VM_IO | VM_PFNMAP) has no pages to pin");
       if (write && !v.mayWrite) return this.err(EFAULT, `pin: write pin of a mapping without PROT_WRITE`);
