@@ -537,11 +537,14 @@ export class MmStruct implements VmaOwner {
       const foff = v.fileOffset(key * size);
       if (BigInt(foff) >= file.size) return F_SIGBUS;
       const fidx = foff / size;
-      if (v.shared || !write) {
+      // A private file mapping is a COW mapping: a write copies the page,
+      // and so does a long-term pin even when read-only (gup_must_unshare,
+      // mm/internal.h), so the pin keeps seeing what the process maps later.
+      if (v.shared || (!write && !unshare)) {
         const head = file.folioAlloc(fidx, undo);
         return head < 0 ? F_OOM : head + sub;
       }
-      // Write to a private file page: copy it (a hole copies as zeros).
+      // Write (or unshare) of a private file page: copy it (a hole copies as zeros).
       const src = file.folio(fidx);
       const head = this.pages.allocFolio(order, order === 0 ? "wp_page_copy" : "alloc_hugetlb_folio");
       if (head < 0) return F_OOM;

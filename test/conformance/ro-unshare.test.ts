@@ -7,14 +7,9 @@ import { checkMap, expectNoLeaks, ioasAlloc, map, mockDomain, ok, P, READ, setup
 // because the kernel's R/O FOLL_LONGTERM pin of a page-cache page in a COW
 // mapping unshares it first (gup_must_unshare) and pins the private copy.
 // The selftest maps /proc/self/exe; the model's files are memfds.
-//
-// src/mm does not unshare on a read-only long-term pin of a private file
-// page yet (it pins the page-cache page), so the second CHECK_MAP fails.
-// `it.fails` keeps the kernel's expectation here and trips once mm does it;
-// see docs/conformance.md.
 
 describe("iommufd_mock_domain.ro_unshare (38)", () => {
-  it.fails("a CPU write after a READABLE map keeps the PFN the domain holds", () => {
+  it("a CPU write after a READABLE map keeps the PFN the domain holds", () => {
     const e = setup();
     const ioas = ioasAlloc(e);
     const md = mockDomain(e, ioas);

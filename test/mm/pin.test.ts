@@ -125,7 +125,7 @@ describe("pin_user_pages", () => {
     expect(snapshot()).toEqual(base);
   });
 
-  it("a read-only pin of a private file mapping keeps the file page; a later write COWs away from it", () => {
+  it("a read-only long-term pin of a private file mapping unshares first (gup_must_unshare)", () => {
     const { newMm, pages } = machine();
     const f = new MemFile(pages, "ro", 0);
     f.ftruncate(P);
@@ -133,10 +133,13 @@ describe("pin_user_pages", () => {
     const m = newMm();
     const va = m.mmap(0n, P, RW, MAP_PRIVATE, f, 0n);
     const r = ok(m.pinUserPages(va, 1, false));
+    // the pin holds a private copy, not the page cache's page
+    expect(r.pfn[0]).not.toBe(f.pfnAt(0));
     expect(BigInt(r.pfn[0]) * P).toBe(m.translate(va));
+    expect(m.read(va, 8)).toEqual(bytes(8, 4));
+    // a later CPU write lands in the pinned copy: the pin keeps seeing the process's memory
     m.write(va, new Uint8Array([0xff]));
-    expect(m.translate(va)).not.toBe(BigInt(r.pfn[0]) * P);
-    expect(f.pfnAt(0)).toBe(r.pfn[0]); // the pin holds the file's page
+    expect(m.translate(va)).toBe(BigInt(r.pfn[0]) * P);
     m.unpinUserPages(r);
     m.release();
     f.put();
