@@ -12,6 +12,12 @@ import type { PhysMem } from "./phys-mem.js";
  *   down the walk. VA bits above the mode's reach must be 0. With
  *   dirtyTracking (DTE HAD) the leaf item used gets A on every access and D
  *   on writes.
+ * - amdv1_mock (the iommufd selftest's AMDv1 variant, generic_pt
+ *   iommu_mock.c): the AMDv1 walk over a 2 KiB granule. Addresses are
+ *   counted in 2 KiB units (ctx.unitLg2 = 11), a level-L table indexes
+ *   address bits 11+9L..19+9L, and every OA field (bits 51:12) holds
+ *   address >> 11, table pointers included. The mock has no real hardware:
+ *   this is what an AMD-style walker reading that format would do.
  * - VT-d second stage: R|W = present, permissions AND'ed, PS leaves at levels
  *   1-2 (PS above is reserved: a fault). With dirtyTracking (SSADE) the leaf
  *   gets A, and D on writes.
@@ -26,13 +32,18 @@ import type { PhysMem } from "./phys-mem.js";
  *   for writes.
  * Not modelled: IOTLB caching, interrupt remapping, PASID, nested stages.
  */
-export type WalkFormat = "amdv1" | "vtdss" | "x86_64" | "riscv" | "spapr_tce";
+export type WalkFormat = "amdv1" | "amdv1_mock" | "vtdss" | "x86_64" | "riscv" | "spapr_tce";
 
 export interface IommuWalkCtx {
   format: WalkFormat;
   rootPfn: number;
   /** generic_pt level of the root (AMD mode - 1, VT-d aw + 1, ...). */
   topLevel: number;
+  /**
+   * log2 bytes of the unit translatePfn's IOVA and result count in: the
+   * table's granule (11 for amdv1_mock); 12 when absent.
+   */
+  unitLg2?: number;
   /** VA width the context is programmed for (x86 / RISC-V canonical checks). */
   vaLg2?: number;
   signExtend?: boolean;
@@ -73,19 +84,26 @@ export class IommuWalker {
   ): { pa: bigint } | { fault: WalkFault } {
     if (iova < 0n || iova > 0xffffffffffffffffn)
       return { fault: { reason: "out_of_range", level: ctx.topLevel } };
-    const r = this.translatePfn(ctx, Number(iova >> 12n), access === "write");
+    const u = BigInt(ctx.unitLg2 ?? 12);
+    const r = this.translatePfn(ctx, Number(iova >> u), access === "write");
     if (r < 0) return { fault: { ...this.fault } };
-    return { pa: (BigInt(r) << 12n) | (iova & 0xfffn) };
+    return { pa: (BigInt(r) << u) | (iova & ((1n << u) - 1n)) };
   }
 
-  /** PA pfn for the 4 KiB page of the IOVA, or -1 with `fault` filled in. */
+  /**
+   * PA pfn for the page of the IOVA pfn, or -1 with `fault` filled in. Both
+   * pfns count the context's unit (4 KiB; 2 KiB for amdv1_mock).
+   */
   translatePfn(ctx: IommuWalkCtx, iovaPfn: number, write: boolean): number {
     const m = ctx.smeMask ?? 0n;
     this.smeLo = Number(m & 0xffffffffn);
     this.smeHi = Number((m >> 32n) & 0xffffffffn);
     switch (ctx.format) {
       case "amdv1":
-        return this.amdv1(ctx, iovaPfn, write);
+        return this.amdv1(ctx, iovaPfn, write, 1);
+      case "amdv1_mock":
+        // OA fields count 2 KiB units; a table (a 4 KiB frame) is field / 2
+        return this.amdv1(ctx, iovaPfn, write, 2);
       case "vtdss":
         return this.vtdss(ctx, iovaPfn, write);
       case "x86_64":
@@ -118,7 +136,11 @@ export class IommuWalker {
     return (hi & 0xfffff) * 1048576 + (lo >>> 12);
   }
 
-  private amdv1(ctx: IommuWalkCtx, pfn: number, write: boolean): number {
+  /**
+   * `perFrame`: OA-field units per 4 KiB frame (1 for AMDv1, 2 for the 2 KiB
+   * mock granule); `pfn` and the result are in OA-field units.
+   */
+  private amdv1(ctx: IommuWalkCtx, pfn: number, write: boolean, perFrame: number): number {
     let level = ctx.topLevel;
     const reach = 9 * (level + 1);
     if (reach < 52 && pfn >= 2 ** reach) return this.f("out_of_range", level);
@@ -162,7 +184,8 @@ export class IommuWalker {
       if (child >= level) return this.f("reserved", level);
       for (let l = level - 1; l > child; l--)
         if (IommuWalker.idx9(pfn, l) !== 0) return this.f("not_present", l);
-      tpfn = IommuWalker.pfn12(alo, ahi);
+      tpfn = IommuWalker.pfn12(alo, ahi) / perFrame;
+      if (!Number.isInteger(tpfn)) return this.f("reserved", level);
       level = child;
     }
   }

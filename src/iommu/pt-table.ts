@@ -9,15 +9,28 @@ import type { IoPageTable, PtDumpEntry, WalkResult } from "./io-pgtable.js";
 import { bitmapToLg2 } from "./pgsize.js";
 import type { Aperture, PtInfo } from "./types.js";
 
-const PAGE = 4096;
+/** Options of a driver's table beyond pt_iommu_<fmt>_init's cfg. */
+export interface PtTableOptions {
+  /**
+   * Whether the IOMMU behind the table sets A/D bits on DMA when dirty
+   * tracking is on (AMD DTE.HAD, VT-d SSADE). The selftest mock has no such
+   * hardware: only IOMMU_TEST_OP_DIRTY (set_dirty) marks its entries.
+   */
+  hwDirty?: boolean;
+  /**
+   * The driver's domain->pgsize_bitmap when it overrides the table's (log2
+   * sizes): map_pages then installs leaves of these sizes only.
+   */
+  pgsizesLg2?: readonly number[];
+}
 
 /**
  * A generic_pt table from src/pt behind the IoPageTable interface, with the
- * hardware walker (src/hw/iommu-walker.ts) for device DMA. Units are 4 KiB
- * pages: every format src/pt builds has a 4 KiB granule.
+ * hardware walker (src/hw/iommu-walker.ts) for device DMA. Units are the
+ * table's granule: 4 KiB, or 2 KiB for the selftest's amdv1_mock.
  */
 export class PtTable implements IoPageTable {
-  readonly unitLg2 = 12;
+  readonly unitLg2: number;
   readonly format: PtInfo["format"];
   readonly pgsizesLg2: number[];
   readonly apertures: Aperture[];
@@ -25,12 +38,19 @@ export class PtTable implements IoPageTable {
   /** Set by the domain: the walker sets A/D bits (AMD DTE.HAD, VT-d SSADE). */
   dirtyTracking = false;
   private readonly walker: IommuWalker;
+  private readonly unitBytes: number;
+  private readonly hwDirty: boolean;
 
   constructor(
     readonly table: PageTable,
     mem: PhysMem,
+    opts: PtTableOptions = {},
   ) {
+    this.unitLg2 = table.unitLg2;
+    this.unitBytes = POW2[table.unitLg2];
+    this.hwDirty = opts.hwDirty ?? true;
     this.format = table.format;
+    if (opts.pgsizesLg2 !== undefined) table.limitPgsizes(opts.pgsizesLg2);
     const g = table.geometry();
     this.pgsizesLg2 = bitmapToLg2(g.pgsizeBitmap);
     this.apertures = [{ start: g.apertureStart, last: g.apertureEnd }];
@@ -49,10 +69,11 @@ export class PtTable implements IoPageTable {
     const r = this.table.mapPages(iova, pa, POW2[pgLg2], count, prot);
     // src/pt undoes a partial map itself, so a failure leaves nothing mapped.
     if (r < 0) return r;
-    out.mapped += r / PAGE;
+    out.mapped += r / this.unitBytes;
     return 0;
   }
 
+  /** Only for 4 KiB-unit tables: `pfns` are 4 KiB frames (the domain checks unitLg2 === 12). */
   mapLeaves(
     iova: number,
     pfns: Float64Array,
@@ -68,7 +89,7 @@ export class PtTable implements IoPageTable {
   }
 
   unmapPages(iova: number, pgLg2: number, count: number): number {
-    return this.table.unmapPages(iova, POW2[pgLg2], count) / PAGE;
+    return this.table.unmapPages(iova, POW2[pgLg2], count) / this.unitBytes;
   }
 
   iovaToPhys(iova: bigint): bigint {
@@ -89,9 +110,10 @@ export class PtTable implements IoPageTable {
   }
 
   translate(iova: bigint, write: boolean, probe = false): WalkResult {
-    const ctx: IommuWalkCtx = this.table.walkCtx(this.dirtyTracking && !probe);
-    const off = Number(iova & 0xfffn);
-    const pfn = this.walker.translatePfn(ctx, Number(iova >> 12n), write);
+    const ctx: IommuWalkCtx = this.table.walkCtx(this.hwDirty && this.dirtyTracking && !probe);
+    const u = BigInt(this.unitLg2);
+    const off = Number(iova & ((1n << u) - 1n));
+    const pfn = this.walker.translatePfn(ctx, Number(iova >> u), write);
     if (pfn < 0) {
       const f = this.walker.fault;
       const reason =
@@ -106,13 +128,13 @@ export class PtTable implements IoPageTable {
               : "bad-entry";
       return { ok: false, reason };
     }
-    return { ok: true, pa: pfn * PAGE + off, left: PAGE - off, prot: 0 };
+    return { ok: true, pa: pfn * this.unitBytes + off, left: this.unitBytes - off, prot: 0 };
   }
 
   leaves(visit: (iova: number, pa: number, len: number, prot: number) => void): void {
     const fmt = this.table.fmt;
     // dump() lists entries depth first; rebuild each leaf's IOVA from the
-    // index path (9 bits a level over a 4 KiB granule) and skip the
+    // index path (9 bits a level over the granule, in units) and skip the
     // replicas of contiguous leaves.
     const path: number[] = [];
     let nextFree = 0;
@@ -152,6 +174,12 @@ export class PtTable implements IoPageTable {
 }
 
 /** pt_iommu_<fmt>_init for a driver: throws KernelError (ENOMEM when the top table cannot be allocated). */
-export function newPtTable(mem: PhysMem, alloc: FrameAllocator, format: FormatName, cfg: PtConfig): PtTable {
-  return new PtTable(createPageTable({ mem, alloc }, format, cfg), mem);
+export function newPtTable(
+  mem: PhysMem,
+  alloc: FrameAllocator,
+  format: FormatName,
+  cfg: PtConfig,
+  opts?: PtTableOptions,
+): PtTable {
+  return new PtTable(createPageTable({ mem, alloc }, format, cfg), mem, opts);
 }

@@ -15,6 +15,7 @@ import {
 import { bswap32, ctzNum, hex64, log2Floor, POW2, toBig } from "./bits.js";
 import { effectiveSupported, isPtFeature, type PtFeature, ptFeature } from "./features.js";
 import { amdv1 } from "./fmt/amdv1.js";
+import { amdv1Mock } from "./fmt/amdv1-mock.js";
 import { riscv } from "./fmt/riscv.js";
 import { spaprTce, tceShape } from "./fmt/spapr-tce.js";
 import { vtdss } from "./fmt/vtdss.js";
@@ -33,6 +34,7 @@ import {
 
 export const PT_FORMATS: Readonly<Record<FormatName, PtFormatDef>> = {
   amdv1,
+  amdv1_mock: amdv1Mock,
   vtdss,
   x86_64: x8664,
   riscv,
@@ -72,23 +74,24 @@ export interface DumpEntry {
   text: string;
 }
 
-/** Called for each dirty leaf piece: first IOVA pfn and number of 4 KiB pfns. */
+/** Called for each dirty leaf piece: first IOVA pfn and number of pfns (table units). */
 export type DirtyRecord = (iovaPfn: number, npfn: number) => void;
 
 const ZERO_WORDS = new Uint32Array(1024);
 /** Slots of the level-0 table cache used by iova_to_phys (a power of 2). */
 const TLB_SLOTS = 1024;
-const PFN_LIMIT = POW2[52];
 
 /**
  * One generic_pt page table (drivers/iommu/generic_pt/iommu_pt.h): the walk,
  * range iteration, table allocation and freeing are here; the bit layouts
  * come from the format (PtFormatImpl). Tables are real frames in PhysMem.
  *
- * Addresses are 4 KiB page-frame numbers (JS numbers < 2^52). Inside, an
- * IOVA pfn becomes a "relative" pfn rp: the index into the table's own VA
- * span (minus the TCE bus offset; the upper half of a sign-extended space
- * folded down under 2^vaBits).
+ * Addresses are page-frame numbers in the table's unit (`unitLg2`: the
+ * format's granule, 4 KiB for all but amdv1_mock's 2 KiB; JS numbers below
+ * 2^(64 - unitLg2)); table frames are 4 KiB PhysMem frames whatever the
+ * unit. Inside, an IOVA pfn becomes a "relative" pfn rp: the index into the
+ * table's own VA span (minus the TCE bus offset; the upper half of a
+ * sign-extended space folded down under 2^vaBits).
  */
 export class PageTable {
   readonly format: FormatName;
@@ -97,6 +100,8 @@ export class PageTable {
   readonly maxVaLg2: number;
   readonly maxOaLg2: number;
   readonly maxTopLevel: number;
+  /** log2 bytes of the unit IOVA/PA pfns, sizes in pfns and shifts count in. */
+  readonly unitLg2: number;
   /** Table frames held now (the kernel's NR_SECONDARY_PAGETABLE share). */
   tableFrames = 0;
   /** The rule behind the last negative return. */
@@ -107,6 +112,9 @@ export class PageTable {
   private readonly site: string;
   private readonly be: boolean;
   private readonly g0: number;
+  private readonly unitBytes: number;
+  /** Units in 2^64 bytes: IOVA pfns stay below it. */
+  private readonly pfnLimit: number;
   private readonly bits: number;
   private readonly imask: number;
   private readonly entries: number;
@@ -123,7 +131,7 @@ export class PageTable {
   /** sizeOk[lg2] = 1 when 2^lg2 is in pgsize_bitmap; levelOf[lg2] = the level holding it. */
   private readonly sizeOk = new Uint8Array(66);
   private readonly levelOf = new Int8Array(66).fill(-1);
-  private readonly pgsizeBitmap: bigint;
+  private pgsizeBitmap: bigint;
   private topPfn: number;
   private topLevel: number;
   private destroyed = false;
@@ -185,6 +193,9 @@ export class PageTable {
     this.maxVaLg2 = geo.maxVaLg2;
     this.maxOaLg2 = geo.maxOaLg2;
     this.maxTopLevel = geo.maxTopLevel;
+    this.unitLg2 = geo.unitLg2;
+    this.unitBytes = POW2[geo.unitLg2];
+    this.pfnLimit = POW2[64 - geo.unitLg2];
     this.g0 = geo.granuleShift;
     this.bits = geo.levelBits;
     this.entries = 1 << geo.levelBits;
@@ -193,8 +204,8 @@ export class PageTable {
     this.shiftOf = [];
     for (let l = 0; l <= Math.max(geo.maxTopLevel, geo.topLevel) + 1; l++)
       this.shiftOf.push(this.g0 + this.bits * l);
-    this.vaBits = geo.maxVaLg2 - 12;
-    this.oaLimitPfn = POW2[geo.maxOaLg2 - 12];
+    this.vaBits = geo.maxVaLg2 - geo.unitLg2;
+    this.oaLimitPfn = POW2[geo.maxOaLg2 - geo.unitLg2];
     this.vaBasePfn = geo.vaBasePfn;
     this.windowPfns = geo.windowPfns;
     this.signExtend = geo.signExtend;
@@ -232,6 +243,7 @@ export class PageTable {
       format: this.format,
       rootPfn: this.topPfn,
       topLevel: this.topLevel,
+      unitLg2: this.unitLg2,
       vaLg2: this.maxVaLg2,
       signExtend: this.signExtend,
       dirtyTracking,
@@ -252,12 +264,13 @@ export class PageTable {
   geometry(): PtDomainGeometry {
     let start = 0n;
     let end: bigint;
+    const u = BigInt(this.unitLg2);
     if (this.windowPfns > 0) {
-      start = BigInt(this.vaBasePfn) << 12n;
-      end = start + (BigInt(this.windowPfns) << 12n) - 1n;
+      start = BigInt(this.vaBasePfn) << u;
+      end = start + (BigInt(this.windowPfns) << u) - 1n;
     } else {
       let lg2 = this.maxVaLg2;
-      if (!this.dynamicTop) lg2 = Math.min(lg2, this.shiftOf[this.topLevel] + this.bits + 12);
+      if (!this.dynamicTop) lg2 = Math.min(lg2, this.shiftOf[this.topLevel] + this.bits + this.unitLg2);
       if (this.signExtend) lg2 -= 1;
       end = (1n << BigInt(lg2)) - 1n;
     }
@@ -266,6 +279,25 @@ export class PageTable {
 
   get pgsize(): bigint {
     return this.pgsizeBitmap;
+  }
+
+  /**
+   * A driver overriding domain->pgsize_bitmap after init (the selftest mock
+   * keeps 2 KiB, or 2 KiB | 1 MiB): map_pages' pt_compute_best_pgsize picks
+   * leaf sizes from the domain's bitmap, so the table installs only these.
+   * Sizes the format cannot hold are refused (EINVAL, nothing changed).
+   */
+  limitPgsizes(sizesLg2: readonly number[]): void {
+    for (const s of sizesLg2)
+      if (s < 0 || s > 65 || this.sizeOk[s] !== 1)
+        fail(EINVAL, `${this.format}: page size 2^${s} is not in the table's pgsize_bitmap`);
+    let bm = 0n;
+    const keep = new Set(sizesLg2);
+    for (let s = 0; s < this.sizeOk.length; s++) {
+      if (this.sizeOk[s] === 1 && keep.has(s)) bm |= 1n << BigInt(s);
+      else this.sizeOk[s] = 0;
+    }
+    this.pgsizeBitmap = bm;
   }
 
   /** Whether pt_feature() is true for this table (force-enabled features included). */
@@ -337,7 +369,7 @@ export class PageTable {
     pgsize: number,
     prot: number,
   ): number {
-    const span = pgsize / 4096;
+    const span = pgsize / this.unitBytes;
     let iova = iovaPfn;
     let i = 0;
     while (i < count) {
@@ -405,8 +437,9 @@ export class PageTable {
       return this.err(ERANGE, `map_pages: paddr >= 2^${this.maxOaLg2} (max_oasz_lg2)`);
     const len = pgsize * pgcount;
     if (len === 0) return this.err(EINVAL, "map_pages: length 0");
-    const lenPfn = len / 4096;
-    if (iovaPfn + lenPfn > PFN_LIMIT)
+    const unit = this.unitLg2;
+    const lenPfn = len / this.unitBytes;
+    if (iovaPfn + lenPfn > this.pfnLimit)
       return this.err(EOVERFLOW, "map_pages: iova + len - 1 overflows 64 bits");
     if (prot !== this.lastProt) {
       this.lastProt = -1;
@@ -418,7 +451,7 @@ export class PageTable {
 
     // pt_compute_best_pgsize: one leaf size for the whole call
     let lg2: number;
-    if (pgcount === 1 && pgsize === 4096 && this.sizeOk[12] === 1) lg2 = 12;
+    if (pgcount === 1 && pgsize === this.unitBytes && this.sizeOk[unit] === 1) lg2 = unit;
     else {
       if (lenPfn < 1) return this.err(ENXIO, "map_pages: no page size fits");
       let m = log2Floor(Math.floor(lenPfn));
@@ -427,7 +460,7 @@ export class PageTable {
       if (a < m) m = a;
       if (b < m) m = b;
       lg2 = -1;
-      for (let s = Math.min(m + 12, 65); s >= 12; s--) {
+      for (let s = Math.min(m + unit, 65); s >= unit; s--) {
         if (this.sizeOk[s] === 1) {
           lg2 = s;
           break;
@@ -436,7 +469,7 @@ export class PageTable {
       if (lg2 < 0)
         return this.err(ENXIO, "map_pages: no size in pgsize_bitmap fits the alignment of iova/paddr");
     }
-    const shift = lg2 - 12;
+    const shift = lg2 - unit;
     const span = POW2[shift];
     if (lenPfn % span !== 0)
       return this.err(EINVAL, `map_pages: length is not a multiple of the chosen ${2 ** lg2}-byte leaf`);
@@ -467,7 +500,7 @@ export class PageTable {
     return len;
   }
 
-  /** mapPages with bigint addresses (4 KiB alignment checked as the kernel does). */
+  /** mapPages with bigint addresses (unit alignment checked as the kernel does). */
   mapPagesBig(iova: bigint, paddr: bigint, pgsize: number | bigint, pgcount: number, prot: number): number {
     if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0)
       return this.err(EINVAL, "map_pages: prot has neither IOMMU_READ nor IOMMU_WRITE");
@@ -477,8 +510,10 @@ export class PageTable {
     if (len === 0n) return this.err(EINVAL, "map_pages: length 0");
     if (iova + len - 1n > 0xffffffffffffffffn)
       return this.err(EOVERFLOW, "map_pages: iova + len - 1 overflows");
-    if ((iova | paddr) & 0xfffn) return this.err(ENXIO, "map_pages: iova/paddr not aligned to any page size");
-    return this.mapPages(Number(iova >> 12n), Number(paddr >> 12n), Number(pgsize), pgcount, prot);
+    const u = BigInt(this.unitLg2);
+    if ((iova | paddr) & ((1n << u) - 1n))
+      return this.err(ENXIO, "map_pages: iova/paddr not aligned to any page size");
+    return this.mapPages(Number(iova >> u), Number(paddr >> u), Number(pgsize), pgcount, prot);
   }
 
   private mapWalk(tpfn: number, level: number, end: number): number {
@@ -576,7 +611,7 @@ export class PageTable {
     const fresh: number[] = [];
     while (end > this.cover(level) || leafLevel > level) {
       const nl = level + 1;
-      if (nl > this.maxTopLevel || this.shiftOf[nl] + 12 >= this.maxVaLg2) {
+      if (nl > this.maxTopLevel || this.shiftOf[nl] + this.unitLg2 >= this.maxVaLg2) {
         for (const f of fresh) this.freeTable(f);
         return this.err(ERANGE, "map_pages: the table cannot grow to cover the IOVA");
       }
@@ -629,16 +664,17 @@ export class PageTable {
   private unmapSlow(iovaPfn: number, pgsize: number, pgcount: number): number {
     if (this.destroyed) throw new Error("page table used after destroy");
     const len = pgsize * pgcount;
-    const lenPfn = len / 4096;
+    const lenPfn = len / this.unitBytes;
     if (!(lenPfn >= 1) || !Number.isInteger(lenPfn)) return 0;
     const rp = this.toRel(iovaPfn, lenPfn);
     if (rp < 0 || rp + lenPfn > this.coverTop) return 0;
-    return this.unmapRel(rp, rp + lenPfn) * 4096;
+    return this.unmapRel(rp, rp + lenPfn) * this.unitBytes;
   }
 
   unmapPagesBig(iova: bigint, pgsize: number | bigint, pgcount: number): bigint {
-    if (iova & 0xfffn) return 0n;
-    return BigInt(this.unmapPages(Number(iova >> 12n), Number(pgsize), pgcount));
+    const u = BigInt(this.unitLg2);
+    if (iova & ((1n << u) - 1n)) return 0n;
+    return BigInt(this.unmapPages(Number(iova >> u), Number(pgsize), pgcount));
   }
 
   private unmapRel(rp: number, end: number): number {
@@ -773,11 +809,11 @@ export class PageTable {
    * of iommu_pt.h 152c862c.
    */
   iovaToPhys(iova: bigint): bigint {
-    const pfn = Number(iova >> 12n);
-    const r = this.iovaToPhysPfn(pfn);
+    const u = BigInt(this.unitLg2);
+    const r = this.iovaToPhysPfn(Number(iova >> u));
     if (r === -1) return 0n;
     if (r === -2) return (1n << 64n) - BigInt(ERANGE);
-    return (BigInt(r) << 12n) | (iova & 0xfffn);
+    return (BigInt(r) << u) | (iova & ((1n << u) - 1n));
   }
 
   // ---------------------------------------------------------------- dirty
@@ -966,8 +1002,8 @@ export class PageTable {
     if (this.signExtend) {
       const half = POW2[this.vaBits - 1];
       if (iovaPfn + n <= half) return iovaPfn;
-      if (iovaPfn >= PFN_LIMIT - half && iovaPfn + n <= PFN_LIMIT)
-        return iovaPfn - PFN_LIMIT + POW2[this.vaBits];
+      const lim = this.pfnLimit;
+      if (iovaPfn >= lim - half && iovaPfn + n <= lim) return iovaPfn - lim + POW2[this.vaBits];
       return -1;
     }
     const rp = iovaPfn - this.vaBasePfn;
@@ -978,7 +1014,7 @@ export class PageTable {
   }
 
   private fromRel(rp: number): number {
-    if (this.signExtend && rp >= POW2[this.vaBits - 1]) return rp + PFN_LIMIT - POW2[this.vaBits];
+    if (this.signExtend && rp >= POW2[this.vaBits - 1]) return rp + this.pfnLimit - POW2[this.vaBits];
     return rp + this.vaBasePfn;
   }
 
@@ -1035,7 +1071,7 @@ export class PageTable {
     this.tplLevel = -1;
     this.cShift = sh;
     this.cMask = (1 << sh) - 1;
-    this.cSize = (1 << sh) * 4096;
+    this.cSize = (1 << sh) * this.unitBytes;
     this.cBase = base | 0;
     this.cEnd = (base + this.entries * (1 << sh)) | 0;
   }
@@ -1087,7 +1123,7 @@ export class PageTable {
     const last = this.dynamicTop ? this.maxTopLevel : this.topLevel;
     let bm = 0n;
     for (let l = 0; l <= last; l++) {
-      if (this.dynamicTop && this.shiftOf[l] + 12 >= this.maxVaLg2) break;
+      if (this.dynamicTop && this.shiftOf[l] + this.unitLg2 >= this.maxVaLg2) break;
       for (const s of this.fmt.possibleSizes(l)) {
         if (s >= this.maxOaLg2) continue;
         this.sizeOk[s] = 1;
@@ -1170,7 +1206,9 @@ export function createPageTable(env: PtEnv, format: FormatName, cfg: PtConfig): 
   for (const f of [...features, ...def.forced]) if (st.feature(f)) resolved.add(f);
   st.features = resolved;
   return new PageTable(env, def, cfg, st, {
-    granuleShift: def.granuleLg2 - 12,
+    // the unit is the granule: every generic_pt format's level-0 item is one unit
+    unitLg2: def.granuleLg2,
+    granuleShift: 0,
     levelBits: 9,
     topLevel: st.topLevel,
     maxTopLevel: dynamicTop ? def.maxTopLevel : st.topLevel,
@@ -1191,6 +1229,7 @@ function createTce(env: PtEnv, cfg: PtConfig, st: InitState, unknown: string): P
   const g0 = s.pageShift - 12;
   const bits = s.levelShift - 3;
   return new PageTable(env, spaprTce, cfg, st, {
+    unitLg2: 12,
     granuleShift: g0,
     levelBits: bits,
     topLevel: s.levels - 1,

@@ -1,6 +1,10 @@
 import type { FeatureSets, PtFeature } from "./features.js";
 
-export type FormatName = "amdv1" | "vtdss" | "x86_64" | "riscv" | "spapr_tce";
+/**
+ * "amdv1_mock" is generic_pt's AMDv1 built with AMDV1_IOMMUFD_SELFTEST
+ * (fmt/iommu_mock.c): the iommufd selftest's 2 KiB-granule variant.
+ */
+export type FormatName = "amdv1" | "amdv1_mock" | "vtdss" | "x86_64" | "riscv" | "spapr_tce";
 
 // Prot flags, include/linux/iommu.h.
 export const IOMMU_READ = 1;
@@ -38,9 +42,16 @@ export interface PtConfig {
   busOffset?: bigint;
 }
 
-/** The layout the engine walks, fixed at init (all pfn quantities are 4 KiB units). */
+/**
+ * The layout the engine walks, fixed at init. Addresses (IOVA and output)
+ * are counted in the table's unit of 2^unitLg2 bytes: the format's granule
+ * (4 KiB; 2 KiB for amdv1_mock), or 4 KiB for TCE windows of any page size.
+ * Table frames are always 4 KiB PhysMem frame numbers.
+ */
 export interface PtGeometry {
-  /** log2 of a level-0 item in 4 KiB units (0 except for large-page TCE windows). */
+  /** log2 bytes of the unit every address quantity is counted in. */
+  unitLg2: number;
+  /** log2 of a level-0 item in units (0 except for large-page TCE windows). */
   granuleShift: number;
   /** Index bits decoded by each level (9 for generic_pt formats). */
   levelBits: number;
@@ -53,7 +64,7 @@ export interface PtGeometry {
   dynamicTop: boolean;
   /** First IOVA pfn of the window (TCE bus offset); 0 otherwise. */
   vaBasePfn: number;
-  /** Number of 4 KiB pfns the window spans from vaBasePfn when bounded (TCE it_size); 0 = by geometry. */
+  /** Number of unit pfns the window spans from vaBasePfn when bounded (TCE it_size); 0 = by geometry. */
   windowPfns: number;
   /** log2 of a table's size in bytes (12, or more for big TCE levels). */
   tableLg2: number;
@@ -73,8 +84,9 @@ export interface PtFormatImpl {
   lo: number;
   hi: number;
   /**
-   * True when a natural-size leaf is exactly (PA bits 51:12) | constant bits,
-   * so the engine's fast path can OR a precomputed template (AMDv1, VT-d, x86-64).
+   * True when a natural-size leaf is exactly (output unit number << 12) |
+   * constant bits, so the engine's fast path can OR a precomputed template
+   * (AMDv1, VT-d, x86-64: PA bits 51:12; amdv1_mock: PA >> 11 in bits 51:12).
    */
   readonly addrAt12: boolean;
   /** Leaf attribute bits computed by setProt. */
@@ -82,13 +94,15 @@ export interface PtFormatImpl {
   attrHi: number;
   /** For a non-empty entry at `level`: does it point at a lower table? */
   isTable(lo: number, hi: number, level: number): boolean;
+  /** The 4 KiB frame of the table a table entry points at. */
   childPfn(lo: number, hi: number): number;
-  /** log2 (in 4 KiB units) of the size of the leaf this entry belongs to. */
+  /** log2 (in units) of the size of the leaf this entry belongs to. */
   leafShift(lo: number, hi: number, level: number): number;
-  /** First pfn of the leaf's output (contiguous encodings decoded). */
+  /** First unit of the leaf's output (contiguous encodings decoded). */
   leafPfn(lo: number, hi: number, level: number): number;
+  /** A table entry pointing at the table in 4 KiB frame childPfn. */
   encTable(childPfn: number, level: number): void;
-  /** Leaf of size 2^(shift) 4 KiB pages at `level` with attrLo/attrHi. */
+  /** Leaf of size 2^(shift) units at `level`, output unit `pfn`, with attrLo/attrHi. */
   encLeaf(pfn: number, shift: number, level: number): void;
   /** 0 or -errno (the format's set_prot rules). */
   setProt(prot: number): number;

@@ -10,7 +10,7 @@ import {
   VTD_MODEL_ECAP,
 } from "../../src/iommu/index.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../../src/pt/types.js";
-import { E2BIG, EINVAL, ENOENT, EOPNOTSUPP } from "../../src/uapi/errno.js";
+import { E2BIG, EADDRINUSE, EINVAL, ENOENT, ENOMEM, EOPNOTSUPP } from "../../src/uapi/errno.js";
 import {
   IOMMU_HW_INFO_TYPE_AMD,
   IOMMU_HW_INFO_TYPE_INTEL_VTD,
@@ -78,6 +78,9 @@ describe("mock driver", () => {
     expect(d.iovaToPhys(MOCK_APERTURE_START + 0x1000n)).toBe(0x1234_6000n);
     expect(errnoOf(() => d.map(MOCK_APERTURE_START + 0x400n, 0x1234_5400n, 0x800n, RW))).toBe(EINVAL);
     expect(d.unmap(MOCK_APERTURE_START + 0x800n, 0x1000n)).toBe(0x1000n);
+    // a real amdv1_mock table: top (level 2), level 1 and level 0 stay until the domain goes
+    expect(d.frames()).toBe(3);
+    d.free();
     expect(d.frames()).toBe(0);
   });
 
@@ -154,23 +157,30 @@ describe("mock driver", () => {
     expect(n.priv.iotlb).toEqual([0, 0, 0, 0]);
   });
 
-  it("fail_nth hits the mock's own map_pages fail point (ENOENT), leaving nothing mapped", () => {
+  it("fail_nth fails the generic_pt table allocation (ENOMEM), leaving nothing mapped or held", () => {
     const { ctx, sub } = boot("mock");
     const dev = sub.device(A)!;
     const d = dev.driver.allocPaging(dev, 0);
+    const frames = d.frames();
     ctx.faults.arm(1);
-    expect(errnoOf(() => d.map(MOCK_APERTURE_START, 0x1000_0000n, 0x2000n, RW))).toBe(ENOENT);
+    expect(errnoOf(() => d.map(MOCK_APERTURE_START, 0x1000_0000n, 0x2000n, RW))).toBe(ENOMEM);
     ctx.faults.disarm();
     expect(d.iovaToPhys(MOCK_APERTURE_START)).toBe(0n);
     expect(d.mapped.length).toBe(0);
+    expect(d.frames()).toBe(frames);
   });
 
-  it("unmapping part of what was mapped as one call WARNs (selftest start/last markers)", () => {
+  it("generic_pt semantics: partial unmaps remove whole 2 KiB leaves, mapping over a leaf is EADDRINUSE", () => {
     const { ctx, sub } = boot("mock");
     const dev = sub.device(A)!;
     const d = dev.driver.allocPaging(dev, 0);
     d.map(MOCK_APERTURE_START, 0x1000_0000n, 0x2000n, RW);
-    d.unmap(MOCK_APERTURE_START + 0x800n, 0x800n);
-    expect(ctx.klog.taint()).toEqual(["TAINT_WARN"]);
+    expect(d.unmap(MOCK_APERTURE_START + 0x800n, 0x800n)).toBe(0x800n);
+    expect(d.iovaToPhys(MOCK_APERTURE_START + 0x800n)).toBe(0n);
+    expect(d.iovaToPhys(MOCK_APERTURE_START + 0x1000n)).toBe(0x1000_1000n);
+    // no xarray start/last markers any more: nothing to WARN about
+    expect(ctx.klog.taint()).toEqual([]);
+    expect(errnoOf(() => d.map(MOCK_APERTURE_START, 0x2000_0000n, 0x800n, RW))).toBe(EADDRINUSE);
+    expect(d.iovaToPhys(MOCK_APERTURE_START)).toBe(0x1000_0000n);
   });
 });

@@ -11,7 +11,7 @@ import { IommuDomain } from "../domain.js";
 import type { InvalidateResult, IommuUserData } from "../driver.js";
 import type { HwInfo, IommuCap, ResvRegion } from "../types.js";
 import { DriverBase } from "./common.js";
-import { MOCK_HUGE_PAGE_LG2, MOCK_IO_PAGE_LG2, MockTable } from "./mock-table.js";
+import { MOCK_HUGE_PAGE_LG2, MOCK_IO_PAGE_LG2, newMockTable } from "./mock-table.js";
 import {
   IOMMU_VIOMMU_TYPE_SELFTEST,
   mockAttachViommu,
@@ -42,7 +42,8 @@ export const IOMMU_TEST_HW_INFO_SIZE = 8;
 
 /**
  * The iommufd selftest's mock IOMMU (drivers/iommu/iommufd/selftest.c):
- * 2 KiB pages, the [1<<24, (1<<31)-1] aperture, a blocking default domain,
+ * 2 KiB pages in a generic_pt amdv1_mock table (mock-table.ts), the
+ * [1<<24, (1<<31)-1] aperture, a blocking default domain,
  * dirty tracking unless the device says NO_DIRTY, nested domains holding a
  * four-entry mock IOTLB invalidated with IOMMU_HWPT_INVALIDATE_DATA_SELFTEST.
  */
@@ -95,7 +96,10 @@ export class MockIommuDriver extends DriverBase implements ViommuDriver, PasidDr
     const sizes = [MOCK_IO_PAGE_LG2];
     if (dev?.flags.hugeIova) sizes.push(MOCK_HUGE_PAGE_LG2);
     const apertures = [{ start: MOCK_APERTURE_START, last: MOCK_APERTURE_LAST }];
-    const pt = new MockTable(sizes, apertures, this.ctx.faults, this.ctx.klog);
+    // The domain keeps selftest.c's pgsize_bitmap (2 KiB, plus 1 MiB for a
+    // HUGE_IOVA device) and aperture over the table's own geometry, as
+    // mock_domain_alloc_pgtable() overrides the aperture.
+    const pt = newMockTable(this.ctx.phys, this.ctx.frames, sizes);
     return this.track(
       new IommuDomain({
         driver: this,

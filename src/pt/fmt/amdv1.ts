@@ -20,8 +20,8 @@ export const AMDV1_FC_HI = 1 << 28;
 export const AMDV1_IR_HI = 1 << 29;
 export const AMDV1_IW_HI = 1 << 30;
 
-class Amdv1 implements PtFormatImpl {
-  readonly name = "amdv1" as const;
+export class Amdv1 implements PtFormatImpl {
+  readonly name: "amdv1" | "amdv1_mock" = "amdv1";
   readonly bigEndian = false;
   readonly dirtyLo = AMDV1_D;
   readonly dirtyHi = 0;
@@ -30,8 +30,10 @@ class Amdv1 implements PtFormatImpl {
   hi = 0;
   attrLo = 0;
   attrHi = 0;
-  private readonly smeLo: number;
-  private readonly smeHi: number;
+  /** log2 bytes of the granule: the unit of OA fields and leaf sizes. */
+  protected readonly unitLg2: number = 12;
+  protected readonly smeLo: number;
+  protected readonly smeHi: number;
   private readonly fc: boolean;
   private readonly encrypt: boolean;
   private leafSmeLo = 0;
@@ -95,14 +97,20 @@ class Amdv1 implements PtFormatImpl {
     if ((lo & AMDV1_PR) === 0) return lo === 0 && hi === 0 ? "empty" : "not present";
     const nl = (lo >>> 9) & 7;
     if (this.isTable(lo, hi, level)) return `TABLE NL=${nl} -> ${paHex(this.childPfn(lo, hi))}`;
+    return `LEAF ${this.leafText(lo, hi, level)}`;
+  }
+  /** Size, NextLevel, output address and flags of a leaf. */
+  protected leafText(lo: number, hi: number, level: number): string {
+    const nl = (lo >>> 9) & 7;
     const f: string[] = [];
     if (hi & AMDV1_IR_HI) f.push("IR");
     if (hi & AMDV1_IW_HI) f.push("IW");
     if (hi & AMDV1_FC_HI) f.push("FC");
     if (lo & AMDV1_A) f.push("A");
     if (lo & AMDV1_D) f.push("D");
-    const s = this.leafShift(lo, hi, level) + 12;
-    return `LEAF ${sizeName(s)} NL=${nl} pa=${paHex(this.leafPfn(lo, hi, level))} ${f.join(" ")}`;
+    const s = this.leafShift(lo, hi, level) + this.unitLg2;
+    const pa = `0x${(this.leafPfn(lo, hi, level) * 2 ** this.unitLg2).toString(16)}`;
+    return `${sizeName(s)} NL=${nl} pa=${pa} ${f.join(" ")}`;
   }
   hwInfo(rootPfn: number, topLevel: number): Record<string, number | bigint> {
     return { host_pt_root: BigInt(rootPfn) << 12n, mode: topLevel + 1 };
