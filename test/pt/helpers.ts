@@ -15,9 +15,9 @@ export interface FmtCase {
   label: string;
   format: FormatName;
   cfg: PtConfig;
-  /** first IOVA pfn of the window the generic tests use */
+  /** first IOVA pfn of the window the generic tests use (in the table's unit, pt.unitLg2) */
   vaPfn: number;
-  /** how many 4 KiB pfns of VA the window has */
+  /** how many pfns (table units: 4 KiB, 2 KiB for amdv1_mock) of VA the window has */
   vaPfns: number;
   dirty: boolean;
   /** whether a write-only or read-only leaf still allows reads (x86, TCE) */
@@ -31,7 +31,28 @@ export const NOIOMMU: PtConfig = {
   features: ["DYNAMIC_TOP", "AMDV1_ENCRYPT_TABLES", "AMDV1_FORCE_COHERENCE"],
 };
 
+/** The selftest mock's cfg (mock_domain_alloc_pgtable, MOCK_IOMMUPT_DEFAULT). */
+export const MOCK_CFG: PtConfig = { hwMaxVaszLg2: 56, hwMaxOaszLg2: 51, startingLevel: 2 };
+
 export const CASES: FmtCase[] = [
+  {
+    label: "amdv1_mock selftest (2 KiB granule)",
+    format: "amdv1_mock",
+    cfg: MOCK_CFG,
+    vaPfn: 0,
+    vaPfns: 2 ** 27,
+    dirty: true,
+    readAlways: false,
+  },
+  {
+    label: "amdv1_mock starting level 4 (56-bit VA)",
+    format: "amdv1_mock",
+    cfg: { ...MOCK_CFG, startingLevel: 4 },
+    vaPfn: 0,
+    vaPfns: 2 ** 45,
+    dirty: true,
+    readAlways: false,
+  },
   {
     label: "amdv1 noiommu",
     format: "amdv1",

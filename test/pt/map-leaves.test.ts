@@ -19,7 +19,7 @@ function singles(
   pgsize: number,
   prot: number,
 ) {
-  const span = pgsize / 4096;
+  const span = pgsize / 2 ** pt.unitLg2;
   for (let i = 0; i < count; i++) {
     const r = pt.mapPages(iova + i * span, pfns[from + i], pgsize, 1, prot);
     if (r < 0) return { done: i, err: r, why: pt.lastError };
@@ -72,9 +72,9 @@ describe.each(CASES)("mapLeaves: $label", (c) => {
         const b = createPageTable(eb, c.format, c.cfg);
         for (const k of calls) {
           const lg2 = sizes[k.size];
-          const span = 2 ** (lg2 - 12);
+          const span = 2 ** (lg2 - a.unitLg2);
           const pfns = Float64Array.from(k.pfns, (p) =>
-            p.k === "al" ? p.x * span : p.k === "raw" ? p.x : 2 ** (a.maxOaLg2 - 12),
+            p.k === "al" ? p.x * span : p.k === "raw" ? p.x : 2 ** (a.maxOaLg2 - a.unitLg2),
           );
           const iova = c.vaPfn + k.start * span;
           const ra = batch(a, iova, pfns, k.from, k.count, 2 ** lg2, k.prot);
@@ -92,8 +92,8 @@ describe.each(CASES)("mapLeaves: $label", (c) => {
   it("stops at an injected table-allocation failure like the single maps, and the leaves before stay", () => {
     const probe = createPageTable(makeEnv(), c.format, c.cfg);
     const lg2 = sizesOf(probe)[0];
+    const span = 2 ** (lg2 - probe.unitLg2);
     probe.destroy();
-    const span = 2 ** (lg2 - 12);
     // 1100 leaves from just below a 512-leaf table boundary: a new leaf table part way
     const count = 1100;
     const iova = c.vaPfn + 300 * span;
