@@ -133,7 +133,5 @@ function debugHwpt(task: Task, fd: number, id: number): HwptDebugInfo {
   if (h === undefined) fail(EINVAL, `id ${id} is a ${o.type}, not a HWPT`);
   const info = h.domain.ptInfo();
   const dump = () => h.domain.ptDump();
-  if (info.format === "amdv1_mock")
-    return { format: "amdv1", rootPhys: info.rootPhys, topLevel: info.topLevel, dump };
   return { format: info.format, rootPhys: info.rootPhys, topLevel: info.topLevel, dump };
 }

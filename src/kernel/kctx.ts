@@ -41,7 +41,12 @@ export interface KernelCtx {
 }
 
 export interface HwptDebugInfo {
-  format: "amdv1" | "vtdss" | "x86_64" | "riscv" | "spapr_tce";
+  /**
+   * "amdv1_mock": the selftest mock's generic_pt AMDv1 variant (iommu_mock.c),
+   * AMDv1 entry bits over a 2 KiB granule: a level-L table maps address bits
+   * 11+9L..19+9L and OA fields hold address >> 11 (table pointers too).
+   */
+  format: "amdv1" | "amdv1_mock" | "vtdss" | "x86_64" | "riscv" | "spapr_tce";
   rootPhys: bigint;
   topLevel: number;
   /**
