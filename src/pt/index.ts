@@ -3,9 +3,12 @@
  * physical memory.
  *
  * - createPageTable(env, format, cfg): pt_iommu_<fmt>_init with the kernel's
- *   checks and errnos (throws KernelError). Formats: amdv1, vtdss, x86_64,
- *   riscv (Sv39/48/57), spapr_tce (big-endian, multi-level as powernv IODA2).
- * - PageTable: mapPages / unmapPages / iovaToPhysPfn on 4 KiB pfns (numbers),
+ *   checks and errnos (throws KernelError). Formats: amdv1, amdv1_mock (the
+ *   iommufd selftest's 2 KiB-granule AMDv1), vtdss, x86_64, riscv
+ *   (Sv39/48/57), spapr_tce (big-endian, multi-level as powernv IODA2).
+ * - PageTable: mapPages / unmapPages / iovaToPhysPfn on pfns (numbers) in
+ *   the table's unit, `unitLg2` (4 KiB; 2 KiB for amdv1_mock),
+ *   limitPgsizes() for a driver's own pgsize_bitmap,
  *   mapPagesBig / unmapPagesBig / iovaToPhys for bigint callers,
  *   readAndClearDirty / setDirty, geometry() (aperture + pgsize_bitmap),
  *   info() (format, root, top level, HW register values), walkCtx() for the
