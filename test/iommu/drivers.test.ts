@@ -157,6 +157,26 @@ describe("mock driver", () => {
     expect(n.priv.iotlb).toEqual([0, 0, 0, 0]);
   });
 
+  it("no hardware dirty bits: a DMA write through a dirty-tracking mock domain leaves D clear", () => {
+    const { sub } = boot("mock");
+    const dev = sub.device(A)!;
+    const d = dev.driver.allocPaging(dev, IOMMU_HWPT_ALLOC_DIRTY_TRACKING);
+    d.setDirtyTracking(true);
+    d.map(MOCK_APERTURE_START, 0x1000_0000n, 0x800n, RW);
+    expect(d.pt!.translate(MOCK_APERTURE_START + 0x10n, true)).toMatchObject({
+      ok: true,
+      pa: 0x1000_0010,
+      left: 0x7f0,
+    });
+    const got: bigint[][] = [];
+    d.readAndClearDirty(MOCK_APERTURE_START, 0x800n, false, (i, l) => got.push([i, l]));
+    expect(got).toEqual([]);
+    // IOMMU_TEST_OP_DIRTY's set_dirty is the only way D gets set
+    expect(d.pt!.setDirty(Number(MOCK_APERTURE_START >> 11n))).toBe(0);
+    d.readAndClearDirty(MOCK_APERTURE_START, 0x800n, false, (i, l) => got.push([i, l]));
+    expect(got).toEqual([[MOCK_APERTURE_START, 0x800n]]);
+  });
+
   it("fail_nth fails the generic_pt table allocation (ENOMEM), leaving nothing mapped or held", () => {
     const { ctx, sub } = boot("mock");
     const dev = sub.device(A)!;

@@ -80,6 +80,32 @@ describe("amdv1_mock geometry (iommu_mock.c, amdv1.h AMDV1_IOMMUFD_SELFTEST)", (
   });
 });
 
+describe("limitPgsizes (a driver's own domain->pgsize_bitmap)", () => {
+  it("map_pages then picks leaves from the domain's sizes only", () => {
+    const { pt } = mock();
+    pt.limitPgsizes([11, 20]);
+    expect(pt.geometry().pgsizeBitmap).toBe((1n << 11n) | (1n << 20n));
+    // 8 KiB, aligned to 8 KiB: four 2 KiB leaves, not one contiguous 8 KiB leaf
+    expect(pt.mapPages(16, 0x200, 8192, 1, RW)).toBe(8192);
+    for (let i = 0; i < 4; i++)
+      expect(pt.leafEntry(16 + i)!.raw).toBe(PR | (BigInt(0x200 + i) << 12n) | IR | IW);
+    // 2 MiB aligned: two natural 1 MiB leaves at level 1
+    expect(pt.mapPages(2 ** 10, 2 ** 12, 2 ** 21, 1, RW)).toBe(2 ** 21);
+    expect(pt.leafEntry(2 ** 10)!.level).toBe(1);
+    expect(pt.leafEntry(2 ** 10 + 512)!.level).toBe(1);
+  });
+
+  it("a size the format cannot hold is EINVAL and changes nothing", () => {
+    const { pt } = mock();
+    const before = pt.geometry().pgsizeBitmap;
+    expect(errnoOf(() => pt.limitPgsizes([11, 10]))).toBe(EINVAL);
+    expect(errnoOf(() => pt.limitPgsizes([38]))).toBe(EINVAL);
+    expect(pt.geometry().pgsizeBitmap).toBe(before);
+    expect(pt.mapPages(16, 0x200, 8192, 1, RW)).toBe(8192);
+    expect(pt.leafEntry(16)!.raw & NL(7)).toBe(NL(7));
+  });
+});
+
 describe("amdv1_mock PTE bytes", () => {
   it("a 2 KiB leaf at PA 0x12345800: PA bit 11 lands in entry bit 12; the table path stores table PA >> 11", () => {
     const { pt, env } = mock();
