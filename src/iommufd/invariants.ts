@@ -81,7 +81,7 @@ export function checkIommufdInvariants(k: KernelCtx): string[] {
 function checkDomain(ioas: IommufdIoas, d: HwptPaging["domain"]): string[] {
   const out: string[] = [];
   const unit = d.pt?.unitLg2 ?? 12;
-  // Compare whole domain pages: some drivers' iova_to_phys (the mock's) drop the in-page offset.
+  // Compare whole domain pages: the domain's smallest page is the unit a driver's table records.
   const mask = ~((1n << BigInt(unit)) - 1n);
   let want = 0n;
   for (const n of ioas.iopt.areas.all()) {
