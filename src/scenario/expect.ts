@@ -4,39 +4,17 @@ import { formatValue } from "../uapi/struct.js";
 import { ScenarioError } from "./error.js";
 import { fieldValue } from "./ioctl-arg.js";
 import type { Outcome } from "./steps.js";
-import type { Step } from "./types.js";
+import { HELPER_KINDS, MACHINE_KINDS, type Step, SYSCALL_KINDS } from "./types.js";
 import { checkKeys, describe, hex, toBig, toBytes, toStr, type Vars } from "./values.js";
 
-/** Kinds whose outcome is a system call (or a helper made of them): they must succeed unless told otherwise. */
-const MUST_SUCCEED_BY_DEFAULT = new Set<string>([
-  "open",
-  "close",
-  "ioctl",
-  "mmap",
-  "munmap",
-  "memfd_create",
-  "ftruncate",
-  "pread",
-  "pwrite",
-  "read",
-  "write",
-  "eventfd",
-  "dup",
-  "read_memory",
-  "write_memory",
-  "read_phys",
-  "bind_driver",
-  "set_param",
-  "list_dir",
-  "read_file",
-  "ioas_alloc",
-  "ioas_map",
-  "ioas_unmap",
-  "destroy",
-  "bind_iommufd",
-  "attach_pt",
-  "device_dma",
-]);
+/**
+ * Kinds whose outcome is a system call (or a helper made of them): they must
+ * succeed unless told otherwise (exit and fail_nth cannot fail). Derived from
+ * the kind lists so a new kind is not forgotten here.
+ */
+const MUST_SUCCEED_BY_DEFAULT = new Set<string>(
+  [...SYSCALL_KINDS, ...HELPER_KINDS, ...MACHINE_KINDS].filter((k) => k !== "exit" && k !== "fail_nth"),
+);
 
 /**
  * Check a step's outcome against its `expect:`. Returns what went wrong (the
