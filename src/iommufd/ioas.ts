@@ -81,6 +81,36 @@ function checkPagesLength(length: bigint): void {
   }
 }
 
+/** The pages [base, base + npages * PAGE) holding a byte range that starts off bytes into the first. */
+type PagesSpan = { base: bigint; off: number; npages: number };
+
+/**
+ * iopt_alloc_pages()'s length rules and the page span of [start, start+length):
+ * the first page, the offset of start in it and the number of pages.
+ */
+function pagesSpan(start: bigint, length: bigint, what: string): PagesSpan {
+  checkPagesLength(length);
+  if (start + length > U64_MAX + 1n)
+    fail(EOVERFLOW, `${what} ${hex(start)} + length ${hex(length)} overflows`);
+  const base = start & ~(PAGE - 1n);
+  const off = Number(start - base);
+  return { base, off, npages: Number((length + BigInt(off) + PAGE - 1n) / PAGE) };
+}
+
+/** The iopt_pages object over a span, accounted as the caller's context says. */
+function newPages(
+  ictx: IommufdCtx,
+  task: Task,
+  src: PinSource,
+  span: PagesSpan,
+  length: bigint,
+  writable: boolean,
+): IoptPages {
+  pagesAllocFault(ictx);
+  const { base, off, npages } = span;
+  return new IoptPages(src, base, off, length, npages, writable, pagesAccountMode(ictx, task), taskMm(task));
+}
+
 /** iopt_alloc_user_pages(): a pages object over [uptr, uptr+length) of the caller's memory. */
 export function allocUserPages(
   ictx: IommufdCtx,
@@ -89,23 +119,8 @@ export function allocUserPages(
   length: bigint,
   writable: boolean,
 ): IoptPages {
-  checkPagesLength(length);
-  if (uptr + length > U64_MAX + 1n) fail(EOVERFLOW, `user_va ${hex(uptr)} + length ${hex(length)} overflows`);
-  const base = uptr & ~(PAGE - 1n);
-  const off = Number(uptr - base);
-  const npages = Number((length + BigInt(off) + PAGE - 1n) / PAGE);
-  const mm = taskMm(task);
-  pagesAllocFault(ictx);
-  return new IoptPages(
-    userPinSource(mm, base),
-    base,
-    off,
-    length,
-    npages,
-    writable,
-    pagesAccountMode(ictx, task),
-    mm,
-  );
+  const span = pagesSpan(uptr, length, "user_va");
+  return newPages(ictx, task, userPinSource(taskMm(task), span.base), span, length, writable);
 }
 
 /** iopt_alloc_file_pages(): a pages object over [start, start+length) of a memfd. */
@@ -117,16 +132,12 @@ function allocFilePages(
   length: bigint,
   writable: boolean,
 ): IoptPages {
-  checkPagesLength(length);
-  if (start + length > U64_MAX + 1n) fail(EOVERFLOW, `start ${hex(start)} + length ${hex(length)} overflows`);
-  const base = start & ~(PAGE - 1n);
-  const off = Number(start - base);
-  const npages = Number((length + BigInt(off) + PAGE - 1n) / PAGE);
+  const span = pagesSpan(start, length, "start");
   let src: PinSource;
   let memfile: MemFile | undefined;
   if (file.priv instanceof MemFile) {
     memfile = file.priv;
-    src = filePinSource(memfile, Number(base / PAGE));
+    src = filePinSource(memfile, Number(span.base / PAGE));
   } else {
     // memfd_pin_folios() refuses anything but shmem and hugetlbfs files.
     src = {
@@ -137,17 +148,7 @@ function allocFilePages(
       describe: () => `${file.kind} file ${file.path}`,
     };
   }
-  pagesAllocFault(ictx);
-  const pages = new IoptPages(
-    src,
-    base,
-    off,
-    length,
-    npages,
-    writable,
-    pagesAccountMode(ictx, task),
-    taskMm(task),
-  );
+  const pages = newPages(ictx, task, src, span, length, writable);
   if (memfile !== undefined) {
     // The pages object keeps the file (and its page cache) alive.
     memfile.get();
