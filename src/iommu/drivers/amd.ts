@@ -10,7 +10,7 @@ import {
 } from "../../uapi/iommufd.js";
 import { encode } from "../../uapi/struct.js";
 import type { IommuDevice } from "../device.js";
-import { IommuDomain } from "../domain.js";
+import type { IommuDomain } from "../domain.js";
 import type { IommuUserData } from "../driver.js";
 import { newPtTable } from "../pt-table.js";
 import type { HwInfo, IommuCap, ResvRegion } from "../types.js";
@@ -131,15 +131,7 @@ export class AmdIommuDriver extends DriverBase {
       hwMaxOaszLg2: 52,
       startingLevel: 2,
     });
-    return this.track(
-      new IommuDomain({
-        driver: this,
-        type: "paging",
-        pt,
-        dirtyOps: (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0,
-        nestParent: (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0,
-      }),
-    );
+    return this.trackPaging(pt, flags);
   }
 
   /** amd_iommu_def_domain_type(): 0 (the kernel default, a DMA domain) for a non-PASID device. */

@@ -1,8 +1,10 @@
 import type { KernelCtx } from "../../kernel/kctx.js";
 import { EOPNOTSUPP, fail } from "../../uapi/errno.js";
+import { IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT } from "../../uapi/iommufd.js";
 import type { IommuDevice } from "../device.js";
 import { IommuDomain } from "../domain.js";
 import type { IommuDriver, IommuUserData } from "../driver.js";
+import type { IoPageTable } from "../io-pgtable.js";
 import type { HwInfo, IommuCap, ResvRegion } from "../types.js";
 import { IOMMU_RESV_MSI } from "../types.js";
 
@@ -65,6 +67,19 @@ export abstract class DriverBase implements IommuDriver {
   protected track(d: IommuDomain): IommuDomain {
     this.live.add(d);
     return d;
+  }
+
+  /** A live paging domain over pt, its dirty ops and nest-parent role as the HWPT_ALLOC flags ask. */
+  protected trackPaging(pt: IoPageTable, flags: number): IommuDomain {
+    return this.track(
+      new IommuDomain({
+        driver: this,
+        type: "paging",
+        pt,
+        dirtyOps: (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0,
+        nestParent: (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0,
+      }),
+    );
   }
 
   domainFreed(domain: IommuDomain): void {
