@@ -207,25 +207,37 @@ function hwptNestedAlloc(
   if (parent.autoDomain || !parent.nestParent || parent.domain.driver !== dev.driver) {
     fail(EINVAL, `parent HWPT ${parent.id} is an auto domain, not NEST_PARENT, or from another IOMMU driver`);
   }
-  let ud: IommuUserData;
+  const alloc = (ud: IommuUserData) =>
+    dev.driver.allocNested(dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, ud);
+  const domain = alloc(readNestedUserData(u, dataType, dataLen, alloc));
+  return installNested(u, new HwptNested(parent, domain), flags);
+}
+
+/**
+ * The driver data of a nested HWPT. The driver checks the data type before it
+ * copies the data: when the copy faults, a probe with no payload lets an
+ * unknown type (EOPNOTSUPP) win over the bad pointer.
+ */
+export function readNestedUserData(
+  u: Ucmd,
+  type: number,
+  len: number,
+  alloc: (ud: IommuUserData) => IommuDomain,
+): IommuUserData {
   try {
-    ud = readUserData(u, dataType, dataLen);
+    return readUserData(u, type, len);
   } catch (e) {
-    // The driver checks the data type before it copies the data: an unknown type wins over a bad pointer.
     try {
-      dev.driver
-        .allocNested(dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, {
-          type: dataType,
-          bytes: new Uint8Array(0),
-        })
-        .free();
+      alloc({ type, bytes: new Uint8Array(0) }).free();
     } catch (e2) {
       if (e2 instanceof KernelError && e2.errno === EOPNOTSUPP) throw e2;
     }
     throw e;
   }
-  const domain = dev.driver.allocNested(dev, parent.domain, flags & ~IOMMU_HWPT_FAULT_ID_VALID, ud);
-  const h = new HwptNested(parent, domain);
+}
+
+/** Give a new nested HWPT its id (PASID-compatible as the flags say); on failure it is destroyed. */
+export function installNested(u: Ucmd, h: HwptNested, flags: number): HwptNested {
   h.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   try {
     u.ictx.objects.alloc(h);

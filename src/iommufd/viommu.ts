@@ -2,12 +2,19 @@ import type { InvalidateResult, IommuDriver, IommuUserData } from "../iommu/driv
 import { type ViommuCore, type ViommuState, viommuDriverOf } from "../iommu/drivers/viommu-ops.js";
 import type { KFile } from "../kernel/file.js";
 import type { IoMem } from "../mm/io-mem.js";
-import { EEXIST, EINVAL, ENXIO, EOPNOTSUPP, EPERM, fail, KernelError } from "../uapi/errno.js";
+import { EEXIST, EINVAL, ENXIO, EOPNOTSUPP, EPERM, fail } from "../uapi/errno.js";
 import { IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID } from "../uapi/iommufd.js";
 import type { IommufdCtx } from "./ctx.js";
 import { getDevice, type IommufdDevice } from "./device.js";
 import { type IommufdVeventq, viommuReportEvent } from "./eventq.js";
-import { getHwptPaging, HwptNested, type HwptPaging, readUserData } from "./hw-pagetable.js";
+import {
+  getHwptPaging,
+  HwptNested,
+  type HwptPaging,
+  installNested,
+  readNestedUserData,
+  readUserData,
+} from "./hw-pagetable.js";
 import { IommufdObject } from "./object.js";
 import type { Ucmd } from "./ucmd.js";
 
@@ -253,31 +260,12 @@ export function viommuAllocHwptNested(
   }
   if (dataLen === 0) fail(EOPNOTSUPP, "a vIOMMU's nested HWPT needs driver data");
   const st = viommu.state;
-  if (st?.allocDomainNested === undefined) fail(EOPNOTSUPP, "the vIOMMU has no alloc_domain_nested");
+  const allocNested = st?.allocDomainNested?.bind(st);
+  if (allocNested === undefined) fail(EOPNOTSUPP, "the vIOMMU has no alloc_domain_nested");
   const drvFlags = flags & ~IOMMU_HWPT_FAULT_ID_VALID;
-  let ud: IommuUserData;
-  try {
-    ud = readUserData(u, dataType, dataLen);
-  } catch (e) {
-    // The driver checks the data type before it copies the data.
-    try {
-      st.allocDomainNested(drvFlags, { type: dataType, bytes: new Uint8Array(0) }).free();
-    } catch (e2) {
-      if (e2 instanceof KernelError && e2.errno === EOPNOTSUPP) throw e2;
-    }
-    throw e;
-  }
-  const domain = st.allocDomainNested(drvFlags, ud);
-  const h = new HwptNested(viommu.hwpt, domain, viommu);
-  h.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
-  try {
-    u.ictx.objects.alloc(h);
-  } catch (e) {
-    h.users = 0;
-    h.destroy();
-    throw e;
-  }
-  return h;
+  const alloc = (ud: IommuUserData) => allocNested(drvFlags, ud);
+  const domain = alloc(readNestedUserData(u, dataType, dataLen, alloc));
+  return installNested(u, new HwptNested(viommu.hwpt, domain, viommu), flags);
 }
 
 /**
