@@ -33,7 +33,12 @@ export abstract class Base implements Cmd {
   /** Which live process the command acts on: the p-th (modulo) of those alive, resolved by check(). */
   readonly p: number = 0;
   P = -1;
-  abstract check(m: Readonly<Model>): boolean;
+  check(m: Readonly<Model>): boolean {
+    this.P = livePick(m, this.p);
+    return this.ok(m);
+  }
+  /** Whether the command can run on the model now (P is resolved). */
+  abstract ok(m: Readonly<Model>): boolean;
   abstract act(m: Model, r: Real): void;
   abstract toString(): string;
   run(m: Model, r: Real): void {
@@ -53,6 +58,12 @@ export function livePick(m: Readonly<Model>, pick: number): number {
 }
 
 export const alive = (m: Readonly<Model>, p: number) => m.procs[p]?.alive === true;
+
+/** Commands open files only while the process has fewer than this many (bounds the model's fd tables). */
+export const MAX_FDS = 12;
+
+/** Process p is alive and may open one more file. */
+export const roomForFd = (m: Readonly<Model>, p: number) => alive(m, p) && m.procs[p].fds.size < MAX_FDS;
 
 export const pick = <T>(xs: T[], i: number): T | undefined =>
   xs.length === 0 ? undefined : xs[i % xs.length];

@@ -2,7 +2,7 @@
 // MAP_FILE, COPY, UNMAP, HWPT_ALLOC with dirty tracking, ALLOW_IOVAS,
 // OPTION, CHANGE_PROCESS and the noiommu GET_PA, each predicted by the model.
 import { uapi } from "../index.js";
-import { alive, Base, expectRc, fdsOf, fileOf, hex, livePick, pick, U64_MAX, Violation } from "./cmd-base.js";
+import { Base, expectRc, fdsOf, fileOf, hex, pick, roomForFd, U64_MAX, Violation } from "./cmd-base.js";
 import {
   areaPinErrno,
   dropAreas,
@@ -58,9 +58,8 @@ export class OpenIommufd extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
-    return alive(m, this.P) && m.procs[this.P].fds.size < 12;
+  ok(m: Readonly<Model>) {
+    return roomForFd(m, this.P);
   }
   act(m: Model, r: Real) {
     const mp = m.procs[this.P];
@@ -88,8 +87,7 @@ export class IoasAlloc extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return ctxFd(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -118,8 +116,7 @@ export class Destroy extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return ctxFd(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -206,8 +203,7 @@ export class IoasMap extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return c !== undefined && ioasIds(c.ctx).length > 0;
   }
@@ -294,8 +290,7 @@ export class IoasMapFile extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return (
       c !== undefined &&
@@ -365,8 +360,7 @@ export class IoasCopy extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return c !== undefined && ioasIds(c.ctx).length > 0;
   }
@@ -439,8 +433,7 @@ export class IoasUnmap extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return c !== undefined && ioasIds(c.ctx).length > 0;
   }
@@ -522,8 +515,7 @@ export class HwptAlloc extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return (
       c !== undefined &&
@@ -599,8 +591,7 @@ export class SetDirty extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return c !== undefined && hwptIds(c.ctx).length > 0;
   }
@@ -645,8 +636,7 @@ export class GetDirty extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return c !== undefined && hwptIds(c.ctx).length > 0;
   }
@@ -720,8 +710,7 @@ export class AllowIovas extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return c !== undefined && ioasIds(c.ctx).length > 0;
   }
@@ -770,8 +759,7 @@ export class OptionCmd extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return ctxFd(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -833,8 +821,7 @@ export class ChangeProcess extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return ctxFd(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -869,8 +856,7 @@ export class GetPa extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return m.spec.noiommu && c !== undefined && ioasIds(c.ctx).length > 0;
   }

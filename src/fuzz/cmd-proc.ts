@@ -1,7 +1,7 @@
 // Processes, memory and plain files: spawn, exit, mmap (MAP_LOCKED too),
 // munmap, close, dup, memfd_create, ftruncate, eventfd and its read.
 import { uapi } from "../index.js";
-import { alive, Base, expectRc, fdsOf, fileOf, livePick, pick, strayFd, Violation } from "./cmd-base.js";
+import { alive, Base, expectRc, fdsOf, fileOf, pick, roomForFd, strayFd, Violation } from "./cmd-base.js";
 import { closeFd, filePut, fileRef, getFile, newFile } from "./model-ops.js";
 import { lowestFreeFd, MAX_PROCS, type Model, note, PAGE, type Real } from "./world.js";
 
@@ -16,7 +16,7 @@ export class Spawn extends Base {
   constructor(readonly priv = 0) {
     super();
   }
-  check(m: Readonly<Model>): boolean {
+  ok(m: Readonly<Model>): boolean {
     return m.procs.filter((p) => p.alive).length < MAX_PROCS && m.procs.length < 12;
   }
   act(m: Model, r: Real) {
@@ -49,8 +49,7 @@ export class Exit extends Base {
   constructor(override readonly p: number) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return alive(m, this.P);
   }
   act(m: Model, r: Real) {
@@ -72,8 +71,7 @@ export class Mmap extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return alive(m, this.P) && m.procs[this.P].bufs.length < 8;
   }
   act(m: Model, r: Real) {
@@ -96,8 +94,7 @@ export class Munmap extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return alive(m, this.P);
   }
   act(m: Model, r: Real) {
@@ -136,8 +133,7 @@ export class Close extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return alive(m, this.P);
   }
   act(m: Model, r: Real) {
@@ -165,9 +161,8 @@ export class Dup extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
-    return alive(m, this.P) && m.procs[this.P].fds.size > 0 && m.procs[this.P].fds.size < 12;
+  ok(m: Readonly<Model>) {
+    return roomForFd(m, this.P) && m.procs[this.P].fds.size > 0;
   }
   act(m: Model, r: Real) {
     const mp = m.procs[this.P];
@@ -194,9 +189,8 @@ export class MemfdCreate extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
-    return alive(m, this.P) && m.procs[this.P].fds.size < 12;
+  ok(m: Readonly<Model>) {
+    return roomForFd(m, this.P);
   }
   act(m: Model, r: Real) {
     const mp = m.procs[this.P];
@@ -224,8 +218,7 @@ export class Ftruncate extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return fdsOf(m, this.P, "memfd").length > 0;
   }
   act(m: Model, r: Real) {
@@ -246,9 +239,8 @@ export class Eventfd extends Base {
   constructor(override readonly p: number) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
-    return alive(m, this.P) && m.procs[this.P].fds.size < 12;
+  ok(m: Readonly<Model>) {
+    return roomForFd(m, this.P);
   }
   act(m: Model, r: Real) {
     const mp = m.procs[this.P];
@@ -269,8 +261,7 @@ export class ReadEventfd extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return fdsOf(m, this.P, "eventfd").length > 0;
   }
   act(m: Model, r: Real) {

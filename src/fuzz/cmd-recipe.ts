@@ -4,7 +4,7 @@
 // memory, a noiommu PA, a selftest access) in reasonable time. Each link is
 // an ordinary command with its own prediction, aimed at what the previous
 // links made; the chain stops at the first link that does not apply.
-import { Base, type Cmd, fdsOf, livePick } from "./cmd-base.js";
+import { Base, type Cmd, fdsOf } from "./cmd-base.js";
 import {
   GetDirty,
   GetPa,
@@ -50,8 +50,7 @@ export class Recipe extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     if (this.P < 0) return false;
     if (m.procs[this.P].fds.size > 6 || m.procs[this.P].bufs.length > 6) return false;
     const k = m.spec;

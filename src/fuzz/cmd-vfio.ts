@@ -11,10 +11,10 @@ import {
   fdsOf,
   fileOf,
   hex,
-  livePick,
   maxB,
   minB,
   pick,
+  roomForFd,
   strayFd,
   U64_MAX,
   Violation,
@@ -90,9 +90,8 @@ export class OpenDev extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
-    return alive(m, this.P) && m.procs[this.P].fds.size < 12;
+  ok(m: Readonly<Model>) {
+    return roomForFd(m, this.P);
   }
   act(m: Model, r: Real) {
     const mp = m.procs[this.P];
@@ -138,8 +137,7 @@ export class Bind extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return cdevFd(m, this.P, this.i) !== undefined && (this.badFd || ctxFd(m, this.P, this.j) !== undefined);
   }
   act(m: Model, r: Real) {
@@ -235,8 +233,7 @@ export class Attach extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = cdevFd(m, this.P, this.i);
     return c !== undefined && m.devs[c.d].bound?.file === c.key;
   }
@@ -302,8 +299,7 @@ export class Detach extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = cdevFd(m, this.P, this.i);
     return c !== undefined && m.devs[c.d].bound?.file === c.key;
   }
@@ -339,8 +335,7 @@ export class MmapBar extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return openDevFd(m, this.P, this.i) !== undefined && m.procs[this.P].bars.length < 4;
   }
   act(m: Model, r: Real) {
@@ -376,8 +371,7 @@ export class Dma extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return openDevFd(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -470,8 +464,7 @@ export class SetMsi extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return (
       openDevFd(m, this.P, this.i) !== undefined && (this.disable || fdsOf(m, this.P, "eventfd").length > 0)
     );
@@ -523,9 +516,8 @@ export class OpenGroup extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
-    return alive(m, this.P) && m.spec.groupDevs.length > 0 && m.procs[this.P].fds.size < 12;
+  ok(m: Readonly<Model>) {
+    return m.spec.groupDevs.length > 0 && roomForFd(m, this.P);
   }
   act(m: Model, r: Real) {
     const d = pick(m.spec.groupDevs, this.g)!;
@@ -548,9 +540,8 @@ export class OpenContainer extends Base {
   constructor(override readonly p: number) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
-    return alive(m, this.P) && m.spec.container !== "none" && m.procs[this.P].fds.size < 12;
+  ok(m: Readonly<Model>) {
+    return m.spec.container !== "none" && roomForFd(m, this.P);
   }
   act(m: Model, r: Real) {
     const mp = m.procs[this.P];
@@ -607,8 +598,7 @@ export class SetContainer extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return (
       groupFd(m, this.P, this.i) !== undefined &&
       (this.badFd || containerish(m, this.P, this.j) !== undefined)
@@ -660,8 +650,7 @@ export class UnsetContainer extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return groupFd(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -688,8 +677,7 @@ export class SetIommu extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return containerish(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -759,8 +747,7 @@ export class MapDma extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return containerish(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -853,8 +840,7 @@ export class UnmapDma extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return containerish(m, this.P, this.i) !== undefined;
   }
   act(m: Model, r: Real) {
@@ -1019,9 +1005,8 @@ export class GetDeviceFd extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
-    return groupFd(m, this.P, this.i) !== undefined && m.procs[this.P].fds.size < 12;
+  ok(m: Readonly<Model>) {
+    return groupFd(m, this.P, this.i) !== undefined && roomForFd(m, this.P);
   }
   act(m: Model, r: Real) {
     const { fd, d, g } = groupFd(m, this.P, this.i)!;
@@ -1086,8 +1071,7 @@ export class SpaprRegister extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return (
       m.spec.container === "spapr" &&
       fdsOf(m, this.P, "container").length > 0 &&
@@ -1132,8 +1116,7 @@ export class SpaprWindow extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return m.spec.container === "spapr" && fdsOf(m, this.P, "container").length > 0;
   }
   act(m: Model, r: Real) {
@@ -1217,14 +1200,13 @@ export class CreateAccess extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     const c = ctxFd(m, this.P, this.i);
     return (
       m.spec.selftest &&
       c !== undefined &&
       [...c.ctx.objs.values()].some((o) => o.kind === "IOAS") &&
-      m.procs[this.P].fds.size < 12
+      roomForFd(m, this.P)
     );
   }
   act(m: Model, r: Real) {
@@ -1268,8 +1250,7 @@ export class AccessPages extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return fdsOf(m, this.P, "access").length > 0 && ctxOfAccess(m, this.P) !== undefined;
   }
   act(m: Model, r: Real) {

@@ -4,7 +4,7 @@
 // unmodelled iommufd.
 import fc from "fast-check";
 import { uapi } from "../index.js";
-import { alive, Base, type Cmd, expectRc, fdsOf, livePick, pick, strayFd, Violation } from "./cmd-base.js";
+import { alive, Base, type Cmd, expectRc, fdsOf, pick, strayFd, Violation } from "./cmd-base.js";
 import {
   AllowIovas,
   ChangeProcess,
@@ -104,8 +104,7 @@ class BadIoctl extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return alive(m, this.P);
   }
   act(m: Model, r: Real) {
@@ -163,8 +162,7 @@ class ChaosIoctl extends Base {
   ) {
     super();
   }
-  check(m: Readonly<Model>) {
-    this.P = livePick(m, this.p);
+  ok(m: Readonly<Model>) {
     return fdsOf(m, this.P, "chaos").length > 0;
   }
   act(m: Model, r: Real) {
