@@ -15,9 +15,11 @@ import {
   ioasOf,
   ioasUsers,
   newFile,
+  newHwptObj,
+  unmapAllAreas,
+  unmapWholeAreas,
 } from "./model-ops.js";
 import {
-  IOVA_BASE,
   IOVA_SLOT,
   IOVA_SLOTS,
   lowestFreeFd,
@@ -34,6 +36,7 @@ import {
   PROT_W,
   type Real,
   sioctl,
+  slotIova,
 } from "./world.js";
 
 const { EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOSPC, ENOTTY, EOPNOTSUPP, EOVERFLOW, EPERM, EADDRINUSE } =
@@ -49,7 +52,6 @@ export function ctxFd(m: Readonly<Model>, p: number, i: number): { fd: number; c
 }
 
 const ioasIds = (c: MCtx) => [...c.objs].filter(([, o]) => o.kind === "IOAS").map(([id]) => id);
-const slotIova = (s: number) => IOVA_BASE + BigInt(s % IOVA_SLOTS) * IOVA_SLOT;
 
 export class OpenIommufd extends Base {
   constructor(
@@ -466,33 +468,15 @@ export class IoasUnmap extends Base {
     });
     const what = `IOAS_UNMAP(${hex(iova)}, ${hex(length)})`;
     if (this.mode === 1) {
-      const total = ioas.areas.reduce((n, x) => n + x.len, 0n);
       expectRc(r, what, res.rc, 0);
+      const total = unmapAllAreas(m, ctx, ioas);
       if (res.out.length !== total)
         throw new Violation(`${what}: unmapped ${res.out.length}, model ${total}`);
-      const gone = ioas.areas;
-      ioas.areas = [];
-      dropAreas(m, ctx, gone);
       return;
     }
     if (this.mode === 2) return expectRc(r, what, res.rc, -EOVERFLOW);
-    // Areas wholly inside go in ascending order; one sticking out stops the call with ENOENT.
-    const last = iova + length - 1n;
-    const hit = ioas.areas.filter((x) => x.iova <= last && x.iova + x.len - 1n >= iova);
-    hit.sort((x, y) => (x.iova < y.iova ? -1 : 1));
-    let done = 0n;
-    const gone: MArea[] = [];
-    let partial = false;
-    for (const x of hit) {
-      if (x.iova < iova || x.iova + x.len - 1n > last) {
-        partial = true;
-        break;
-      }
-      gone.push(x);
-      done += x.len;
-    }
-    ioas.areas = ioas.areas.filter((y) => !gone.includes(y));
-    dropAreas(m, ctx, gone);
+    // One area sticking out stops the call with ENOENT.
+    const { done, partial } = unmapWholeAreas(m, ctx, ioas, iova, iova + length - 1n);
     if (partial) return expectRc(r, `${what} (partial area)`, res.rc, -ENOENT);
     if (done === 0n) return expectRc(r, `${what} (nothing)`, res.rc, -ENOENT);
     expectRc(r, what, res.rc, 0);
@@ -548,14 +532,7 @@ export class HwptAlloc extends Base {
     const id = Number(res.out.out_hwpt_id);
     if (id !== lowestFreeId(ctx))
       throw new Violation(`${what}: hwpt id ${id}, model expects ${lowestFreeId(ctx)}`);
-    ctx.objs.set(id, {
-      kind: "HWPT",
-      ioas: ioasId,
-      auto: false,
-      dirtyCap: dirty,
-      tracking: false,
-      dirty: new Set(),
-    });
+    ctx.objs.set(id, newHwptObj(ioasId, false, dirty));
     note(m, dirty ? "hwpt alloc dirty" : "hwpt alloc");
   }
   toString() {

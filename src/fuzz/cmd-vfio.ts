@@ -34,6 +34,9 @@ import {
   ioasOf,
   leaveHwpt,
   newFile,
+  newHwptObj,
+  unmapAllAreas,
+  unmapWholeAreas,
   unsetContainer,
   viewAllowsRw,
 } from "./model-ops.js";
@@ -41,7 +44,6 @@ import {
   backed,
   bdfOf,
   CDEV_DEVS,
-  IOVA_BASE,
   IOVA_SLOT,
   IOVA_SLOTS,
   le,
@@ -59,6 +61,7 @@ import {
   PROT_W,
   type Real,
   sioctl,
+  slotIova,
 } from "./world.js";
 
 const {
@@ -79,7 +82,6 @@ const {
 } = uapi;
 /** What the legacy sPAPR container may answer where the model takes the kernel's word (v1/v2, windows, registration). */
 const SPAPR_ANSWERS = [0, -EINVAL, -EPERM, -ENOENT, -EBUSY, -ENOMEM, -EFAULT, -ENOTTY, -ENXIO, -ENOSPC];
-const slotIova = (s: number) => IOVA_BASE + BigInt(s % IOVA_SLOTS) * IOVA_SLOT;
 
 // --- device cdevs -------------------------------------------------------------------
 
@@ -273,15 +275,7 @@ export class Attach extends Base {
     const hwpt = Number(res.out.pt_id);
     if (hwpt !== want.hwpt)
       throw new Violation(`${what}: attached to HWPT ${hwpt}, model expects ${want.hwpt}`);
-    if (want.fresh)
-      ctx.objs.set(hwpt, {
-        kind: "HWPT",
-        ioas: pt,
-        auto: true,
-        dirtyCap: false,
-        tracking: false,
-        dirty: new Set(),
-      });
+    if (want.fresh) ctx.objs.set(hwpt, newHwptObj(pt, true, false));
     const old = dev.attached;
     dev.attached = hwpt;
     note(m, old === undefined ? "attach" : old === hwpt ? "attach same" : "replace");
@@ -929,10 +923,7 @@ export class UnmapDma extends Base {
     const ioas = ioasOf(ctx, id)!;
     if (this.mode === 1) {
       expectRc(r, what, res.rc, 0);
-      check(ioas.areas.reduce((n, x) => n + x.len, 0n));
-      const gone = ioas.areas;
-      ioas.areas = [];
-      dropAreas(m, ctx, gone);
+      check(unmapAllAreas(m, ctx, ioas));
       return;
     }
     if (ioas.hugeOff) {
@@ -970,22 +961,7 @@ export class UnmapDma extends Base {
       note(m, done > 0n ? "compat v1 unmap" : "compat unmap nothing");
       return;
     }
-    const hit = ioas.areas
-      .filter((x) => x.iova <= last && x.iova + x.len - 1n >= iova)
-      .sort((x, y) => (x.iova < y.iova ? -1 : 1));
-    let done = 0n;
-    const gone: MArea[] = [];
-    let partial = false;
-    for (const x of hit) {
-      if (x.iova < iova || x.iova + x.len - 1n > last) {
-        partial = true;
-        break;
-      }
-      gone.push(x);
-      done += x.len;
-    }
-    ioas.areas = ioas.areas.filter((y) => !gone.includes(y));
-    dropAreas(m, ctx, gone);
+    const { done, partial } = unmapWholeAreas(m, ctx, ioas, iova, last);
     if (partial) return expectRc(r, `${what} bisects an area`, res.rc, -ENOENT);
     expectRc(r, what, res.rc, 0);
     check(done);
@@ -1041,15 +1017,7 @@ export class GetDeviceFd extends Base {
     if (bind !== undefined) {
       const ctx = m.ctxs.get(bind.ctx)!;
       ctx.objs.set(bind.devid, { kind: "DEVICE", dev: d });
-      if (bind.fresh)
-        ctx.objs.set(bind.hwpt, {
-          kind: "HWPT",
-          ioas: ctx.compatIoas!,
-          auto: true,
-          dirtyCap: false,
-          tracking: false,
-          dirty: new Set(),
-        });
+      if (bind.fresh) ctx.objs.set(bind.hwpt, newHwptObj(ctx.compatIoas!, true, false));
       dev.compatBound = { ctx: bind.ctx, devid: bind.devid, hwpt: bind.hwpt };
       note(m, "group device via iommufd");
     } else note(m, "group device via container");

@@ -6,6 +6,7 @@ import {
   type MCtx,
   type MFile,
   type MIoas,
+  type MObj,
   type Model,
   type MPages,
   type MProc,
@@ -189,6 +190,50 @@ export function hwptUsers(m: Readonly<Model>, c: MCtx, hwpt: number): number {
 }
 
 // --- IOAS state --------------------------------------------------------------
+
+/** A new HWPT object on an IOAS, tracking off and nothing dirty. */
+export function newHwptObj(ioas: number, auto: boolean, dirtyCap: boolean): MObj {
+  return { kind: "HWPT", ioas, auto, dirtyCap, tracking: false, dirty: new Set() };
+}
+
+/** Unmap everything: every area goes; returns the bytes unmapped. */
+export function unmapAllAreas(m: Model, c: MCtx, ioas: MIoas): bigint {
+  const gone = ioas.areas;
+  ioas.areas = [];
+  dropAreas(m, c, gone);
+  return gone.reduce((n, x) => n + x.len, 0n);
+}
+
+/**
+ * iopt_unmap_iova_range() without cutting: the areas wholly inside
+ * [iova, last] go in ascending order; one sticking out stops the walk
+ * (partial: the call fails, those before it stay unmapped).
+ */
+export function unmapWholeAreas(
+  m: Model,
+  c: MCtx,
+  ioas: MIoas,
+  iova: bigint,
+  last: bigint,
+): { done: bigint; partial: boolean } {
+  const hit = ioas.areas
+    .filter((x) => x.iova <= last && x.iova + x.len - 1n >= iova)
+    .sort((x, y) => (x.iova < y.iova ? -1 : 1));
+  let done = 0n;
+  const gone: MArea[] = [];
+  let partial = false;
+  for (const x of hit) {
+    if (x.iova < iova || x.iova + x.len - 1n > last) {
+      partial = true;
+      break;
+    }
+    gone.push(x);
+    done += x.len;
+  }
+  ioas.areas = ioas.areas.filter((y) => !gone.includes(y));
+  dropAreas(m, c, gone);
+  return { done, partial };
+}
 
 /** A pages object is freed with its last area: a memfd it held is put. */
 export function dropAreas(m: Model, c: MCtx, gone: MArea[]): void {

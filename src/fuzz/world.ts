@@ -11,6 +11,8 @@ export const MAX_PROCS = 3;
 export const IOVA_BASE = 0x1000000n;
 export const IOVA_SLOT = 0x4000n;
 export const IOVA_SLOTS = 64;
+/** The IOVA of grid slot s (modulo the grid). */
+export const slotIova = (s: number) => IOVA_BASE + BigInt(s % IOVA_SLOTS) * IOVA_SLOT;
 export const PAGE = 4096n;
 
 export const PROT_R = 1;
