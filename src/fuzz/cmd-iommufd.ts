@@ -27,6 +27,7 @@ import {
   type MArea,
   type MCtx,
   type MIoas,
+  type MObj,
   type Model,
   type MPages,
   note,
@@ -49,6 +50,12 @@ export function ctxFd(m: Readonly<Model>, p: number, i: number): { fd: number; c
   const fd = pick(fdsOf(m, p, "iommufd"), i);
   if (fd === undefined) return undefined;
   return { fd, ctx: m.ctxs.get(fileOf(m, p, fd, "iommufd").ctx)! };
+}
+
+/** Process p's i-th iommufd context holds an object of this kind. */
+export function ctxHas(m: Readonly<Model>, p: number, i: number, kind: MObj["kind"]): boolean {
+  const c = ctxFd(m, p, i);
+  return c !== undefined && [...c.ctx.objs.values()].some((o) => o.kind === kind);
 }
 
 const ioasIds = (c: MCtx) => [...c.objs].filter(([, o]) => o.kind === "IOAS").map(([id]) => id);
@@ -206,8 +213,7 @@ export class IoasMap extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return c !== undefined && ioasIds(c.ctx).length > 0;
+    return ctxHas(m, this.P, this.i, "IOAS");
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
@@ -293,12 +299,7 @@ export class IoasMapFile extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return (
-      c !== undefined &&
-      ioasIds(c.ctx).length > 0 &&
-      fdsOf(m, this.P, this.badFd ? "eventfd" : "memfd").length > 0
-    );
+    return ctxHas(m, this.P, this.i, "IOAS") && fdsOf(m, this.P, this.badFd ? "eventfd" : "memfd").length > 0;
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
@@ -363,8 +364,7 @@ export class IoasCopy extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return c !== undefined && ioasIds(c.ctx).length > 0;
+    return ctxHas(m, this.P, this.i, "IOAS");
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
@@ -436,8 +436,7 @@ export class IoasUnmap extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return c !== undefined && ioasIds(c.ctx).length > 0;
+    return ctxHas(m, this.P, this.i, "IOAS");
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
@@ -500,12 +499,7 @@ export class HwptAlloc extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return (
-      c !== undefined &&
-      ioasIds(c.ctx).length > 0 &&
-      [...c.ctx.objs.values()].some((o) => o.kind === "DEVICE")
-    );
+    return ctxHas(m, this.P, this.i, "IOAS") && ctxHas(m, this.P, this.i, "DEVICE");
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
@@ -557,6 +551,14 @@ const hwptIds = (c: MCtx, dirtyFirst = false) => {
   return (dirtyFirst && dirty.length > 0 ? dirty : all).map(([id]) => id);
 };
 
+/** The HWPT a dirty-tracking command acts on: three picks in four among the dirty-capable ones. */
+function pickDirtyTarget(ctx: MCtx, h: number) {
+  const id = pick(hwptIds(ctx, h % 4 !== 3), h)!;
+  const o = ctx.objs.get(id)!;
+  if (o.kind !== "HWPT") throw new Violation("model: not an HWPT");
+  return { id, o };
+}
+
 /** SET_DIRTY_TRACKING: enabling starts from a clean slate. */
 export class SetDirty extends Base {
   constructor(
@@ -569,14 +571,11 @@ export class SetDirty extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return c !== undefined && hwptIds(c.ctx).length > 0;
+    return ctxHas(m, this.P, this.i, "HWPT");
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
-    const id = pick(hwptIds(ctx, this.h % 4 !== 3), this.h)!;
-    const o = ctx.objs.get(id)!;
-    if (o.kind !== "HWPT") throw new Violation("model: not an HWPT");
+    const { id, o } = pickDirtyTarget(ctx, this.h);
     const res = sioctl(
       r,
       this.P,
@@ -614,14 +613,11 @@ export class GetDirty extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return c !== undefined && hwptIds(c.ctx).length > 0;
+    return ctxHas(m, this.P, this.i, "HWPT");
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
-    const id = pick(hwptIds(ctx, this.h % 4 !== 3), this.h)!;
-    const o = ctx.objs.get(id)!;
-    if (o.kind !== "HWPT") throw new Violation("model: not an HWPT");
+    const { id, o } = pickDirtyTarget(ctx, this.h);
     const iova = slotIova(this.slot);
     const length = BigInt(Math.min(this.slots, IOVA_SLOTS - (this.slot % IOVA_SLOTS))) * IOVA_SLOT;
     const data = r.argVa[this.P] + 4096n;
@@ -688,8 +684,7 @@ export class AllowIovas extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return c !== undefined && ioasIds(c.ctx).length > 0;
+    return ctxHas(m, this.P, this.i, "IOAS");
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
@@ -834,8 +829,7 @@ export class GetPa extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return m.spec.noiommu && c !== undefined && ioasIds(c.ctx).length > 0;
+    return m.spec.noiommu && ctxHas(m, this.P, this.i, "IOAS");
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;

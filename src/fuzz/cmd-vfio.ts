@@ -19,7 +19,7 @@ import {
   U64_MAX,
   Violation,
 } from "./cmd-base.js";
-import { ctxFd, newDomainErrno } from "./cmd-iommufd.js";
+import { ctxFd, ctxHas, newDomainErrno } from "./cmd-iommufd.js";
 import {
   areaPinErrno,
   devView,
@@ -1169,13 +1169,7 @@ export class CreateAccess extends Base {
     super();
   }
   ok(m: Readonly<Model>) {
-    const c = ctxFd(m, this.P, this.i);
-    return (
-      m.spec.selftest &&
-      c !== undefined &&
-      [...c.ctx.objs.values()].some((o) => o.kind === "IOAS") &&
-      roomForFd(m, this.P)
-    );
+    return m.spec.selftest && ctxHas(m, this.P, this.i, "IOAS") && roomForFd(m, this.P);
   }
   act(m: Model, r: Real) {
     const { fd, ctx } = ctxFd(m, this.P, this.i)!;
