@@ -507,14 +507,14 @@ export class IoPagetable {
       d.mapRuns(a.iova, a.pages.runsIn(a.pagesFirst, a.pagesLast), a.pageOffset, a.length, a.iommuProt);
       return;
     }
-    const runs = a.pages.pfnRuns(a.pagesFirst, a.pagesLast);
+    const runs = a.pages.runsIn(a.pagesFirst, a.pagesLast);
     let iova = a.iova;
     let skip = a.pageOffset;
     let left = a.length;
     try {
-      for (const r of runs) {
-        const pa = BigInt(r.pfn) * PAGE + BigInt(skip);
-        let len = BigInt(r.n) * PAGE - BigInt(skip);
+      for (let r = 0; r < runs.count; r++) {
+        const pa = BigInt(runs.pfn[r]) * PAGE + BigInt(skip);
+        let len = BigInt(runs.len[r]) * PAGE - BigInt(skip);
         if (len > left) len = left;
         for (let off = 0n; off < len; off += PAGE) {
           const step = len - off < PAGE ? len - off : PAGE;

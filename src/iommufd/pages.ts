@@ -123,36 +123,7 @@ export class IoptPages {
     }
   }
 
-  /** The pinned pfns of [first, last] as runs of (pfn, count); every page must be pinned. */
-  pfnRuns(first: number, last: number): { pfn: number; n: number }[] {
-    const out: { pfn: number; n: number }[] = [];
-    let idx = first;
-    for (const s of this.segs) {
-      const sEnd = s.first + s.runs.pages - 1;
-      if (sEnd < idx) continue;
-      if (s.first > idx) break;
-      let off = idx - s.first;
-      for (let r = 0; r < s.runs.count && idx <= last; r++) {
-        const len = s.runs.len[r];
-        if (off >= len) {
-          off -= len;
-          continue;
-        }
-        const n = Math.min(len - off, last - idx + 1);
-        const pfn = s.runs.pfn[r] + off;
-        const prev = out.length > 0 ? out[out.length - 1] : undefined;
-        if (prev !== undefined && prev.pfn + prev.n === pfn) prev.n += n;
-        else out.push({ pfn, n });
-        idx += n;
-        off = 0;
-      }
-      if (idx > last) break;
-    }
-    if (idx <= last) throw new Error(`iopt_pages: page ${idx} is not pinned`);
-    return out;
-  }
-
-  /** pfnRuns() as typed arrays (the same runs, merged the same way), for the map path. */
+  /** The pinned pfns of [first, last] as merged runs (pfn, len); every page must be pinned. */
   runsIn(first: number, last: number): PfnRuns {
     // one segment pinned for exactly this range (an area pinned at once): its runs as they are
     for (const s of this.segs) {
