@@ -1,7 +1,8 @@
+import { dmaSegments } from "./dma-segments.js";
 import type { IommuDomain } from "./domain.js";
 import type { IommuDriver } from "./driver.js";
 import type { IommuGroup } from "./group.js";
-import type { DmaSegment, DmaTranslation, HwInfo, IommuCap, ResvRegion } from "./types.js";
+import type { DmaTranslation, HwInfo, IommuCap, ResvRegion } from "./types.js";
 
 /** Per-device facts a driver reads (platform quirks, mock device flags). */
 export interface IommuDeviceFlags {
@@ -78,19 +79,7 @@ export class IommuDevice {
     if (this.driver.dmaTranslate !== undefined) return this.driver.dmaTranslate(this, iova, len, write);
     if (d.type === "identity") return { ok: true, segments: [{ pa: Number(iova), len }] };
     if (d.type !== "paging" || d.pt === undefined) return { ok: false, addr: iova, reason: "blocked" };
-    const segs: DmaSegment[] = [];
-    let cur = iova;
-    let left = len;
-    while (left > 0) {
-      const w = d.pt.translate(cur, write);
-      if (!w.ok) return { ok: false, addr: cur, reason: w.reason };
-      const n = Math.min(left, w.left);
-      const last = segs[segs.length - 1];
-      if (last !== undefined && last.pa + last.len === w.pa) last.len += n;
-      else segs.push({ pa: w.pa, len: n });
-      cur += BigInt(n);
-      left -= n;
-    }
-    return { ok: true, segments: segs };
+    const pt = d.pt;
+    return dmaSegments(iova, len, (cur) => pt.translate(cur, write));
   }
 }

@@ -5,6 +5,7 @@ import { EINVAL, EOPNOTSUPP, fail } from "../../uapi/errno.js";
 import { IOMMU_HW_INFO_TYPE_DEFAULT } from "../../uapi/iommufd.js";
 import { copyStructFromUser, decode, encode } from "../../uapi/struct.js";
 import type { IommuDevice } from "../device.js";
+import { dmaSegments } from "../dma-segments.js";
 import { IommuDomain } from "../domain.js";
 import type { IommuUserData } from "../driver.js";
 import type { IommuGroup } from "../group.js";
@@ -20,7 +21,7 @@ import {
   type SpaprWindowSpec,
 } from "../spapr-uapi.js";
 import { TceWindowSet } from "../spapr-windows.js";
-import type { DmaSegment, DmaTranslation, HwInfo, IommuCap, ResvRegion } from "../types.js";
+import type { DmaTranslation, HwInfo, IommuCap, ResvRegion } from "../types.js";
 import { DriverBase } from "./common.js";
 
 /** The RFC's paging domain: one 1 GiB window of 4 KiB TCEs at bus address 0, one level. */
@@ -243,22 +244,10 @@ export class SpaprTceIommuDriver extends DriverBase {
     const windows =
       d.type === "paging" ? (d as SpaprTceDomain).windows : this.tableGroup(dev.group).windows();
     if (windows.length === 0) return { ok: false, addr: iova, reason: "blocked" };
-    const segs: DmaSegment[] = [];
-    let cur = iova;
-    let left = len;
-    while (left > 0) {
+    return dmaSegments(iova, len, (cur) => {
       const t = windows.find((w) => w.contains(cur));
-      if (t === undefined) return { ok: false, addr: cur, reason: "out-of-range" };
-      const w = t.translate(cur, write);
-      if (!w.ok) return { ok: false, addr: cur, reason: w.reason };
-      const n = Math.min(left, w.left);
-      const last = segs[segs.length - 1];
-      if (last !== undefined && last.pa + last.len === w.pa) last.len += n;
-      else segs.push({ pa: w.pa, len: n });
-      cur += BigInt(n);
-      left -= n;
-    }
-    return { ok: true, segments: segs };
+      return t === undefined ? { ok: false, reason: "out-of-range" } : t.translate(cur, write);
+    });
   }
 
   private platformTranslate(iova: bigint, len: number): DmaTranslation {
