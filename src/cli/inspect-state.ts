@@ -73,33 +73,25 @@ export function iommufdViews(events: readonly TraceEvent[], profile: KernelProfi
 
 function applyIommufd(v: IommufdView, name: string, vin: StructValues, vout: StructValues): void {
   const n = (x: bigint | undefined) => Number(x ?? 0n);
+  // MAP, MAP_FILE and COPY add one area of the request's length and flags.
+  const addArea = (ioasId: bigint, iova: bigint, source: string) =>
+    v.ioas.get(n(ioasId))?.push({ iova, length: vin.length, flags: vin.flags, source });
   switch (name) {
     case "IOMMU_IOAS_ALLOC":
       v.ioas.set(n(vout.out_ioas_id), []);
       break;
     case "IOMMU_IOAS_MAP":
-      v.ioas.get(n(vin.ioas_id))?.push({
-        iova: vout.iova,
-        length: vin.length,
-        flags: vin.flags,
-        source: `user_va 0x${vin.user_va.toString(16)}`,
-      });
+      addArea(vin.ioas_id, vout.iova, `user_va 0x${vin.user_va.toString(16)}`);
       break;
     case "IOMMU_IOAS_MAP_FILE":
-      v.ioas.get(n(vin.ioas_id))?.push({
-        iova: vout.iova,
-        length: vin.length,
-        flags: vin.flags,
-        source: `file fd ${vin.fd} + 0x${vin.start.toString(16)}`,
-      });
+      addArea(vin.ioas_id, vout.iova, `file fd ${vin.fd} + 0x${vin.start.toString(16)}`);
       break;
     case "IOMMU_IOAS_COPY":
-      v.ioas.get(n(vin.dst_ioas_id))?.push({
-        iova: vout.dst_iova,
-        length: vin.length,
-        flags: vin.flags,
-        source: `copy of IOAS ${vin.src_ioas_id} @ 0x${vin.src_iova.toString(16)}`,
-      });
+      addArea(
+        vin.dst_ioas_id,
+        vout.dst_iova,
+        `copy of IOAS ${vin.src_ioas_id} @ 0x${vin.src_iova.toString(16)}`,
+      );
       break;
     case "IOMMU_IOAS_UNMAP": {
       const areas = v.ioas.get(n(vin.ioas_id));
