@@ -198,35 +198,41 @@ export function ioasAlloc(u: Ucmd): number {
   return 0;
 }
 
-export function ioasMap(u: Ucmd): number {
+/** What IOAS_MAP and IOAS_MAP_FILE check first, in this order: flags, ULONG_MAX, READABLE|WRITEABLE, the IOAS. */
+function mapArgs(u: Ucmd, reserved: number) {
   const flags = u.num("flags");
-  checkMapFlags(flags, u.num("__reserved"));
+  checkMapFlags(flags, reserved);
   const iova = u.big("iova");
   const length = u.big("length");
   if (iova >= U64_MAX || length >= U64_MAX) fail(EOVERFLOW, "iova or length is ULONG_MAX");
   checkRw(flags);
   const ioas = getIoas(u.ictx, u.num("ioas_id"));
-  const pages = allocUserPages(
-    u.ictx,
-    u.task,
-    u.big("user_va"),
-    length,
-    (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0,
-  );
+  return { flags, iova, length, ioas, writable: (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0 };
+}
+
+/** Map a new pages object and tell the caller its IOVA. */
+function mapAndRespond(
+  u: Ucmd,
+  ioas: IommufdIoas,
+  pages: IoptPages,
+  iova: bigint,
+  length: bigint,
+  flags: number,
+): number {
   const out = mapNewPages(ioas, pages, iova, flags);
   u.set("iova", out);
   respondOrUnmap(u, ioas, out, length);
   return 0;
 }
 
+export function ioasMap(u: Ucmd): number {
+  const { flags, iova, length, ioas, writable } = mapArgs(u, u.num("__reserved"));
+  const pages = allocUserPages(u.ictx, u.task, u.big("user_va"), length, writable);
+  return mapAndRespond(u, ioas, pages, iova, length, flags);
+}
+
 export function ioasMapFile(u: Ucmd): number {
-  const flags = u.num("flags");
-  checkMapFlags(flags, 0);
-  const iova = u.big("iova");
-  const length = u.big("length");
-  if (iova >= U64_MAX || length >= U64_MAX) fail(EOVERFLOW, "iova or length is ULONG_MAX");
-  checkRw(flags);
-  const ioas = getIoas(u.ictx, u.num("ioas_id"));
+  const { flags, iova, length, ioas, writable } = mapArgs(u, 0);
   const fd = Number(BigInt.asIntN(32, u.big("fd")));
   let file: KFile;
   try {
@@ -234,18 +240,8 @@ export function ioasMapFile(u: Ucmd): number {
   } catch {
     return fail(EBADF, `fd ${fd} is not open`);
   }
-  const pages = allocFilePages(
-    u.ictx,
-    u.task,
-    file,
-    u.big("start"),
-    length,
-    (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0,
-  );
-  const out = mapNewPages(ioas, pages, iova, flags);
-  u.set("iova", out);
-  respondOrUnmap(u, ioas, out, length);
-  return 0;
+  const pages = allocFilePages(u.ictx, u.task, file, u.big("start"), length, writable);
+  return mapAndRespond(u, ioas, pages, iova, length, flags);
 }
 
 /** A response that cannot be copied back undoes the map (the caller never learned the IOVA). */
