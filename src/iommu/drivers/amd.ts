@@ -4,7 +4,6 @@ import {
   IOMMU_HW_INFO_TYPE_AMD,
   IOMMU_HW_INFO_TYPE_DEFAULT,
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
-  IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
   iommu_hw_info_amd,
 } from "../../uapi/iommufd.js";
@@ -115,10 +114,7 @@ export class AmdIommuDriver extends DriverBase {
    * (v2 tables) are not modelled: EOPNOTSUPP.
    */
   allocPaging(dev: IommuDevice | undefined, flags: number, userData?: IommuUserData): IommuDomain {
-    const supported = IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_ALLOC_NEST_PARENT;
-    if ((flags & ~supported) !== 0 || userData !== undefined) {
-      fail(EOPNOTSUPP, "amd: unsupported HWPT flags or driver data for a paging domain");
-    }
+    this.checkPagingFlags(flags, userData);
     if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && !(this.hdSupport && !dev?.flags.noDirty)) {
       fail(EOPNOTSUPP, "amd: DIRTY_TRACKING needs EFR.HDSUP (amd_iommu_hd_support)");
     }

@@ -1,6 +1,10 @@
 import type { KernelCtx } from "../../kernel/kctx.js";
 import { EOPNOTSUPP, fail } from "../../uapi/errno.js";
-import { IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT } from "../../uapi/iommufd.js";
+import {
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
+  IOMMU_HWPT_ALLOC_PASID,
+} from "../../uapi/iommufd.js";
 import type { IommuDevice } from "../device.js";
 import { IommuDomain } from "../domain.js";
 import type { IommuDriver, IommuUserData } from "../driver.js";
@@ -67,6 +71,14 @@ export abstract class DriverBase implements IommuDriver {
   protected track(d: IommuDomain): IommuDomain {
     this.live.add(d);
     return d;
+  }
+
+  /** The HWPT_ALLOC flags a hardware driver's paging domain takes (EOPNOTSUPP otherwise, and for any driver data). */
+  protected checkPagingFlags(flags: number, userData: IommuUserData | undefined): void {
+    const supported = IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_ALLOC_NEST_PARENT;
+    if ((flags & ~supported) !== 0 || userData !== undefined) {
+      fail(EOPNOTSUPP, `${this.name}: unsupported HWPT flags or driver data for a paging domain`);
+    }
   }
 
   /** A live paging domain over pt, its dirty ops and nest-parent role as the HWPT_ALLOC flags ask. */

@@ -4,7 +4,6 @@ import {
   IOMMU_HW_INFO_TYPE_DEFAULT,
   IOMMU_HW_INFO_TYPE_INTEL_VTD,
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
-  IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
   iommu_hw_info_vtd,
 } from "../../uapi/iommufd.js";
@@ -133,10 +132,7 @@ export class IntelIommuDriver extends DriverBase {
    * (EOPNOTSUPP). First-stage (PASID) domains are not modelled.
    */
   allocPaging(dev: IommuDevice | undefined, flags: number, userData?: IommuUserData): IommuDomain {
-    const supported = IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_ALLOC_NEST_PARENT;
-    if ((flags & ~supported) !== 0 || userData !== undefined) {
-      fail(EOPNOTSUPP, "intel: unsupported HWPT flags or driver data for a paging domain");
-    }
+    this.checkPagingFlags(flags, userData);
     if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && dev !== undefined && !this.ssads(dev)) {
       fail(EOPNOTSUPP, "intel: DIRTY_TRACKING needs second-stage A/D support (ECAP.SLADS)");
     }
