@@ -90,26 +90,8 @@ export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigi
  * cannot be.
  */
 export function vfioDfIoctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): number {
-  const b = task.copyFromUser(arg, 12);
-  const dv = new DataView(b.buffer, b.byteOffset, 12);
-  const argsz = u32(dv, 0);
-  const flags = u32(dv, 4);
-  if (argsz < 12 || (flags & ~VFIO_DEVICE_ATTACH_PASID) !== 0) {
-    fail(
-      EINVAL,
-      argsz < 12
-        ? `VFIO_DEVICE_ATTACH_IOMMUFD_PT: argsz ${argsz} is below 12`
-        : "VFIO_DEVICE_ATTACH_IOMMUFD_PT: unknown flags",
-    );
-  }
-  const withPasid = (flags & VFIO_DEVICE_ATTACH_PASID) !== 0;
-  let pasid = 0;
-  if (withPasid) {
-    if (argsz < 16)
-      fail(EINVAL, `VFIO_DEVICE_ATTACH_IOMMUFD_PT: argsz ${argsz} is below 16 with the PASID flag`);
-    const p = task.copyFromUser(arg + 12n, 4);
-    pasid = new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true);
-  }
+  const { dv, pasid } = ptArgs(task, arg, 12, VFIO_DEVICE_ATTACH_PASID, "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+  const withPasid = pasid !== undefined;
   const ptId = u32(dv, 8);
   const hwptId = withPasid
     ? vfioIommufdPhysicalPasidAttach(df.device, pasid, ptId)
@@ -129,27 +111,35 @@ export function vfioDfIoctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint)
 
 /** VFIO_DEVICE_DETACH_IOMMUFD_PT: minsz 8 (12 with the PASID flag); nothing attached is a success. */
 export function vfioDfIoctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): number {
-  const b = task.copyFromUser(arg, 8);
-  const dv = new DataView(b.buffer, b.byteOffset, 8);
+  const { pasid } = ptArgs(task, arg, 8, VFIO_DEVICE_DETACH_PASID, "VFIO_DEVICE_DETACH_IOMMUFD_PT");
+  if (pasid !== undefined) vfioIommufdPhysicalPasidDetach(df.device, pasid);
+  else vfioIommufdPhysicalDetach(df.device);
+  return 0;
+}
+
+/**
+ * The argsz/flags header ATTACH and DETACH_IOMMUFD_PT share: EINVAL below
+ * minsz or with a flag other than the PASID one; with it, argsz must also
+ * cover the u32 pasid that follows minsz.
+ */
+function ptArgs(
+  task: Task,
+  arg: bigint,
+  minsz: number,
+  pasidFlag: number,
+  what: string,
+): { dv: DataView; pasid: number | undefined } {
+  const b = task.copyFromUser(arg, minsz);
+  const dv = new DataView(b.buffer, b.byteOffset, minsz);
   const argsz = u32(dv, 0);
   const flags = u32(dv, 4);
-  if (argsz < 8 || (flags & ~VFIO_DEVICE_DETACH_PASID) !== 0) {
-    fail(
-      EINVAL,
-      argsz < 8
-        ? `VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz ${argsz} is below 8`
-        : "VFIO_DEVICE_DETACH_IOMMUFD_PT: unknown flags",
-    );
+  if (argsz < minsz || (flags & ~pasidFlag) !== 0) {
+    fail(EINVAL, argsz < minsz ? `${what}: argsz ${argsz} is below ${minsz}` : `${what}: unknown flags`);
   }
-  if (flags & VFIO_DEVICE_DETACH_PASID) {
-    if (argsz < 12)
-      fail(EINVAL, `VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz ${argsz} is below 12 with the PASID flag`);
-    const p = task.copyFromUser(arg + 8n, 4);
-    vfioIommufdPhysicalPasidDetach(df.device, new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true));
-    return 0;
-  }
-  vfioIommufdPhysicalDetach(df.device);
-  return 0;
+  if ((flags & pasidFlag) === 0) return { dv, pasid: undefined };
+  if (argsz < minsz + 4) fail(EINVAL, `${what}: argsz ${argsz} is below ${minsz + 4} with the PASID flag`);
+  const p = task.copyFromUser(arg + BigInt(minsz), 4);
+  return { dv, pasid: new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true) };
 }
 
 /** vfio_df_unbind_iommufd(): close of a cdev fd; nothing to do if it never bound. */
