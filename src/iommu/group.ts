@@ -153,14 +153,10 @@ export class IommuGroup {
     // Drivers check every device before any is switched (the core's
     // test-then-attach); the model's attach itself cannot fail afterwards.
     for (const dev of this.devices) domain.driver.attachDev(domain, dev);
-    const old = this.domain;
-    for (const dev of this.devices) {
-      old.users.delete(dev.name);
-      domain.users.add(dev.name);
-    }
-    this.domain = domain;
+    this.setDomainNofail(domain);
   }
 
+  /** Move every device's user from the current domain to `domain` (nothing left to refuse). */
   private setDomainNofail(domain: IommuDomain): void {
     if (domain === this.domain) return;
     const old = this.domain;
