@@ -218,7 +218,7 @@ export class VfioCore {
         const id = env.iommu.device(bdf)?.group.id;
         if (id !== undefined) return id;
         const d = this.devices.get(bdf);
-        return d !== undefined && d.group.noiommu ? d.group.id : undefined;
+        return d?.group.noiommu ? d.group.id : undefined;
       },
       groupOfFile: (f) => (f.ops === this.groupFops ? (f.priv as VfioGroup) : null),
     });

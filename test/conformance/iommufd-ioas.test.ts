@@ -528,6 +528,8 @@ describe("fixture iommufd_ioas: alloc_hwpt_nested (15, mock_domain)", () => {
     expectErrno(f.p, nest({ data_type: 0xbeef }).rc, EOPNOTSUPP);
     expectErrno(f.p, nest({ data_len: 2 }).rc, EINVAL);
     expectErrno(f.p, nest({ data_uptr: 0 }).rc, EFAULT);
+    // the mock checks the type before it copies: an unknown type wins over a bad pointer
+    expectErrno(f.p, nest({ data_type: 0xbeef, data_uptr: 0 }).rc, EOPNOTSUPP);
     expectErrno(f.p, nest({ flags: 1 }).rc, EOPNOTSUPP);
     expectErrno(f.p, nest({ pt_id: Number(plain.out.out_hwpt_id) }).rc, EINVAL);
     expect(state(f)).toEqual(before);
