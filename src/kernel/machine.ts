@@ -7,7 +7,7 @@ import type { IommuDeviceFlags } from "../iommu/device.js";
 import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
 import { registerIommufd } from "../iommufd/index.js";
-import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
+import { EINVAL, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
 import { VfioCore } from "../vfio/vfio-main.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
 import { Debug } from "./debug.js";
@@ -262,6 +262,26 @@ export class Machine implements KernelServices {
   }
   processExited(p: Process): void {
     this.processes.delete(p.pid);
+  }
+  forkProcess(parent: Process): Process {
+    // copy_process order: the task, then the fd table (dup_fd), then the mm (dup_mm); the pid last.
+    if (this.faults.hit("dup_task_struct")) fail(ENOMEM, "fork: cannot allocate the child's task_struct");
+    const pc = parent.cred;
+    const cred: Cred = { uid: pc.uid, caps: new Set(pc.caps), rlimitMemlock: pc.rlimitMemlock };
+    if (this.faults.hit("dup_fd")) fail(ENOMEM, "fork: cannot copy the fd table (dup_fd)");
+    // each fd of the child is a new reference to the same open file description
+    const fds = parent.task.fds.map((f) => f?.get());
+    let mm: ReturnType<MmGlue["fork"]>;
+    try {
+      mm = this.mmGlue.fork(parent.task, cred);
+    } catch (e) {
+      for (const f of fds) f?.put();
+      throw e;
+    }
+    const child = new Process(this, this.nextPid++, cred, mm);
+    for (let fd = 0; fd < fds.length; fd++) child.task.fds[fd] = fds[fd];
+    this.processes.set(child.pid, child);
+    return child;
   }
 
   // --- internals ----------------------------------------------------------

@@ -36,6 +36,13 @@ export class MmGlue {
     });
   }
 
+  /** dup_mm for fork: the child's copy of the parent's address space, charged to `cred`'s user. */
+  fork(parent: Task, cred: Cred): MmStruct {
+    const r = parent.mm.fork({ user: this.users.get(cred.uid), cred });
+    if (typeof r === "number") fail(-r, parent.mm.lastReason);
+    return r;
+  }
+
   mm(task: Task): MmStruct {
     return task.mm;
   }

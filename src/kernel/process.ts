@@ -1,3 +1,4 @@
+import type { MmStruct } from "../mm/index.js";
 import { EINVAL, EISDIR, ENODEV, ESRCH, fail } from "../uapi/errno.js";
 import type { Cred } from "./cred.js";
 import { newEventFd } from "./eventfd.js";
@@ -26,8 +27,10 @@ export class Process {
     private readonly k: KernelServices,
     readonly pid: number,
     cred: Cred,
+    /** The address space, when it is not a new empty one (fork). */
+    mm?: MmStruct,
   ) {
-    this.task = new Task(pid, cred, k.newMm(cred));
+    this.task = new Task(pid, cred, mm ?? k.newMm(cred));
   }
 
   get cred(): Cred {
@@ -190,6 +193,30 @@ export class Process {
     this.task.exited = true;
     this.k.processExited(this);
     this.end(ev, 0);
+  }
+
+  /**
+   * fork(2): the child Process, or -errno (ENOMEM; the parent is unchanged
+   * and nothing is left allocated). The child has the parent's credentials
+   * and RLIMIT_MEMLOCK, a copy of its fd table (each fd a new reference to
+   * the same open file description) and a copy of its address space:
+   * private pages copy-on-write, shared and device mappings shared, pinned
+   * private pages copied for the child at once, no VM_LOCKED, locked_vm and
+   * pinned_vm 0 (see MmStruct.fork).
+   */
+  fork(): Process | number {
+    const ev = this.begin("fork", []);
+    try {
+      if (this.task.exited) fail(ESRCH, "the process has exited");
+      const child = this.k.forkProcess(this);
+      // the ioctl scratch area was copied with the address space
+      child.scratchVa = this.scratchVa;
+      child.scratchLen = this.scratchLen;
+      this.end(ev, child.pid);
+      return child;
+    } catch (e) {
+      return this.end(ev, -this.failed(ev, e));
+    }
   }
 
   /** Duplicate an fd (dup(2)); handy to pass a file to another process with `k.passFd`. */

@@ -29,4 +29,6 @@ export interface KernelServices {
   truncate(file: KFile, len: bigint): number;
   openAttr(path: string, flags: number): KFile;
   processExited(p: Process): void;
+  /** The kernel half of fork(2): the child process, or throws KernelError (parent unchanged). */
+  forkProcess(parent: Process): Process;
 }

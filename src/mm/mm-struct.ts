@@ -61,6 +61,14 @@ export interface MmStructOptions {
   cred?: MmCred;
   /** Seeds mmap_base randomization (ASLR); without it the layout is the non-randomized one. */
   seed?: number;
+  /** mm->mmap_base to use instead of computing one (a forked mm inherits its parent's). */
+  mmapBase?: number;
+}
+
+/** What a forked mm gets besides the copy of the address space. */
+export interface MmForkOptions {
+  user: UserStruct;
+  cred: MmCred;
 }
 
 export interface VmaInfo {
@@ -137,7 +145,7 @@ export class MmStruct implements VmaOwner {
     this.faults = opts.faults;
     this.user = opts.user;
     this.cred = opts.cred ?? { caps: new Set(), rlimitMemlock: MLOCK_LIMIT };
-    this.mmapBase = mmapBase(opts.seed);
+    this.mmapBase = opts.mmapBase ?? mmapBase(opts.seed);
   }
 
   // ---------------------------------------------------------------- mmap
@@ -530,7 +538,15 @@ export class MmStruct implements VmaOwner {
     const m = this.privMap(v.shift);
     if (!v.shared) {
       const have = m.get(key);
-      if (have >= 0) return have + sub;
+      if (have >= 0) {
+        // A folio still shared with a forked mm is write-protected in both:
+        // a write (or a long-term pin, which must not see a later copy) copies it.
+        if ((write || unshare) && this.pages.refCount(have) > 1) {
+          const head = this.cowCopy(m, key, have, order, undo);
+          return head < 0 ? F_OOM : head + sub;
+        }
+        return have + sub;
+      }
     }
     const file = v.file;
     if (file !== null) {
@@ -557,6 +573,25 @@ export class MmStruct implements VmaOwner {
     if (head < 0) return F_OOM;
     this.setPrivate(m, key, head, undo);
     return head + sub;
+  }
+
+  /**
+   * Break COW on the folio `old` at `key` (wp_page_copy, hugetlb_wp): a
+   * copy of its bytes replaces it in this mm, which drops its reference on
+   * the shared one. The new head, or -1 when no folio can be allocated.
+   */
+  private cowCopy(m: PrivPages, key: number, old: number, order: FolioOrder, undo: UndoLog | null): number {
+    const head = this.pages.allocFolio(order, order === 0 ? "wp_page_copy" : "hugetlb_wp");
+    if (head < 0) return -1;
+    for (let i = 0; i < 2 ** order; i++) this.phys.copyFrame(head + i, old + i);
+    m.set(key, head);
+    this.pages.put(old);
+    undo?.add(() => {
+      this.pages.get(old);
+      m.set(key, old);
+      this.pages.put(head);
+    });
+    return head;
   }
 
   private setPrivate(m: PrivPages, key: number, head: number, undo: UndoLog | null): void {
@@ -787,9 +822,16 @@ export class MmStruct implements VmaOwner {
         m.set(key, head);
         if (fresh === 0) fresh0 = key;
         fresh++;
-      } else if (fresh > 0) {
-        undo.addFolioRange(m, fresh0, fresh, this.putFolio);
-        fresh = 0;
+      } else {
+        if (fresh > 0) {
+          undo.addFolioRange(m, fresh0, fresh, this.putFolio);
+          fresh = 0;
+        }
+        // still shared with a forked mm: a FOLL_LONGTERM pin unshares it first (gup_must_unshare)
+        if (pages.refCount(head) > 1) {
+          head = this.cowCopy(m, key, head, order, undo);
+          if (head < 0) return this.err(ENOMEM, `pin: cannot unshare the page at 0x${cur.toString(16)}`);
+        }
       }
       const folioEnd = (key + 1) * size;
       const step = folioEnd <= stop ? perFolio - sub : (stop - cur) / PAGE_SIZE;
@@ -811,6 +853,94 @@ export class MmStruct implements VmaOwner {
   /** Unpin `n` pages from pfn. */
   unpinRange(pfn: number, n: number): void {
     this.pages.unpinRange(pfn, n);
+  }
+
+  // ---------------------------------------------------------------- fork
+
+  /**
+   * dup_mmap: a copy of this address space for a child. Every VMA is
+   * duplicated without VM_LOCKED (the child's locked_vm and pinned_vm start
+   * at 0, as mm_init sets them). Shared, file and device mappings share
+   * the same file / device memory. Private folios (anonymous, COWed file
+   * pages, MAP_PRIVATE hugetlb) are shared copy-on-write: both mms
+   * reference the folio and the first write in either copies it. A folio
+   * that may be DMA-pinned is copied for the child at once instead
+   * (copy_present_page, copy_hugetlb_page_range), so the parent keeps the
+   * page the device uses. MADV_DONTFORK / MADV_WIPEONFORK are not modelled.
+   * The child, or -ENOMEM with this mm unchanged and nothing left allocated.
+   */
+  fork(opts: MmForkOptions): MmStruct | number {
+    this.checkLive();
+    if (this.faults.hit("dup_mm")) return this.err(ENOMEM, "fork: cannot allocate the child's mm_struct");
+    const child = new MmStruct({
+      phys: this.phys,
+      frames: this.pages.frames,
+      faults: this.faults,
+      pages: this.pages,
+      user: opts.user,
+      cred: opts.cred,
+      mmapBase: this.mmapBase,
+    });
+    for (const v of this.vmas.list) {
+      if (this.faults.hit("vm_area_dup")) {
+        child.release();
+        return this.err(ENOMEM, "fork: cannot allocate a VMA for the child (vm_area_dup)");
+      }
+      const c = new Vma(child, v.start, v.end, v.prot, v.shared, v.shift, v.file, v.pgoff, false, v.anon);
+      if (v.io !== null) {
+        c.io = v.io;
+        v.io.get?.();
+      }
+      child.vmas.insert(c);
+      this.pages.liveVmas++;
+      if (v.file !== null) {
+        v.file.get();
+        v.file.addMapping(c);
+      }
+      if (!v.shared && v.io === null && !this.copyPrivate(v, child)) {
+        child.release();
+        return this.err(ENOMEM, `fork: cannot copy a pinned page of 0x${v.start.toString(16)} for the child`);
+      }
+    }
+    return child;
+  }
+
+  /** copy_page_range of one private VMA: share each folio COW, or copy it when pinned. False on ENOMEM. */
+  private copyPrivate(v: Vma, child: MmStruct): boolean {
+    const m = this.privMap(v.shift);
+    if (m.size === 0) return true;
+    const cm = child.privMap(v.shift);
+    const order = (v.shift - 12) as FolioOrder;
+    const size = v.pageSize;
+    const k0 = Math.floor(v.start / size);
+    const k1 = Math.ceil(v.end / size);
+    const copyOne = (key: number, head: number): boolean => {
+      if (!this.pages.isPinned(head)) {
+        this.pages.get(head);
+        cm.set(key, head);
+        return true;
+      }
+      const copy = this.pages.allocFolio(
+        order,
+        order === 0 ? "copy_present_page" : "copy_hugetlb_page_range",
+      );
+      if (copy < 0) return false;
+      for (let i = 0; i < 2 ** order; i++) this.phys.copyFrame(copy + i, head + i);
+      cm.set(key, copy);
+      return true;
+    };
+    if (k1 - k0 <= m.size) {
+      for (let k = k0; k < k1; k++) {
+        const head = m.get(k);
+        if (head >= 0 && !copyOne(k, head)) return false;
+      }
+      return true;
+    }
+    let ok = true;
+    m.forEach((k, head) => {
+      if (ok && k >= k0 && k < k1) ok = copyOne(k, head);
+    });
+    return ok;
   }
 
   // ---------------------------------------------------------------- exit, views
