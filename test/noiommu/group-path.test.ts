@@ -7,6 +7,7 @@ import type { Process } from "../../src/kernel/process.js";
 import {
   EBADFD,
   EBUSY,
+  EINVAL,
   ENODEV,
   ENOTTY,
   EPERM,
@@ -41,10 +42,10 @@ function groupWithContainer(p: Process): { g: number; c: number } {
 }
 
 describe("legacy container: the vfio-noiommu IOMMU driver", () => {
-  it("an empty container does not offer it; a container holding the noiommu group offers only it", () => {
+  it("an empty container offers it (vfio_container_ioctl_check_extension polls every driver); a container holding the noiommu group offers only it", () => {
     const { p } = boot();
     const c0 = p.open("/dev/vfio/vfio");
-    expect(p.ioctl(c0, VFIO_CHECK_EXTENSION, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(0);
+    expect(p.ioctl(c0, VFIO_CHECK_EXTENSION, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(1);
     expect(p.ioctl(c0, VFIO_CHECK_EXTENSION, BigInt(VFIO_TYPE1v2_IOMMU))).toBe(1);
     const { c } = groupWithContainer(p);
     expect(p.ioctl(c, VFIO_CHECK_EXTENSION, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(1);
@@ -95,10 +96,13 @@ describe("iommufd compat: no-iommu mode", () => {
     return { g, fd };
   }
 
-  it("the iommufd becomes a no-iommu container: TYPE1 0, NOIOMMU 1, SET_IOMMU(NOIOMMU) 0", () => {
+  it("the iommufd becomes a no-iommu container: TYPE1 still 1, NOIOMMU 1, SET_IOMMU(NOIOMMU) 0, SET_IOMMU(TYPE1v2) EINVAL", () => {
     const { m, p } = boot();
     const { fd } = compat(m, p);
-    expect(p.ioctl(fd, VFIO_CHECK_EXTENSION, BigInt(VFIO_TYPE1v2_IOMMU))).toBe(0);
+    // iommufd_vfio_check_extension() answers TYPE1/TYPE1v2/UNMAP_ALL with 1 unconditionally;
+    // only iommufd_vfio_set_iommu() looks at no_iommu_mode.
+    expect(p.ioctl(fd, VFIO_CHECK_EXTENSION, BigInt(VFIO_TYPE1v2_IOMMU))).toBe(1);
+    expect(p.ioctl(fd, VFIO_SET_IOMMU, BigInt(VFIO_TYPE1v2_IOMMU))).toBe(-EINVAL);
     expect(p.ioctl(fd, VFIO_CHECK_EXTENSION, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(1);
     expect(p.ioctl(fd, VFIO_SET_IOMMU, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(0);
   });
