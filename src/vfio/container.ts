@@ -69,18 +69,25 @@ export class VfioContainer {
   /**
    * vfio_iommu_driver_allowed(): a noiommu container uses only vfio-noiommu
    * and vfio-noiommu serves only a noiommu container (set by the first
-   * group's attach), so an empty container does not offer it.
+   * group's attach).
    */
   private allowed(d: VfioIommuDriver): boolean {
     if (!this.k.kconfig.VFIO_NOIOMMU) return true;
     return (d.noiommu === true) === this.noiommu;
   }
 
+  /**
+   * vfio_container_ioctl_check_extension(): the set driver answers; without
+   * one every registered driver is polled, filtered by
+   * vfio_iommu_driver_allowed() only once a group is attached, so an empty
+   * container offers both VFIO_NOIOMMU_IOMMU (while the parameter is on)
+   * and the type1 types.
+   */
   checkExtension(ext: number): number {
     if (this.backend !== null)
       return this.backend.ioctl(null as unknown as Task, VFIO_CHECK_EXTENSION, BigInt(ext));
     for (const d of this.drivers()) {
-      if (!this.allowed(d)) continue;
+      if (this.groups.length > 0 && !this.allowed(d)) continue;
       const r = d.checkExtension(ext, this.k);
       if (r > 0) return r;
     }

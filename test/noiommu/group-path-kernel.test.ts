@@ -1,0 +1,74 @@
+// The no-IOMMU group path checked against the kernel source: container.c
+// (vfio_container_ioctl_check_extension, vfio_noiommu_open,
+// vfio_group_use_container) and group.c (vfio_df_group_open). An
+// unprivileged process cannot open a no-IOMMU group (vfio_group_fops_open:
+// EPERM), so the capability checks made later are reached the way the
+// kernel allows: a CAP_SYS_RAWIO parent opens the group and the container,
+// forks, and the child drops CAP_SYS_RAWIO from its effective set (capset(2)
+// lowering a capability needs no privilege) before using the inherited fds.
+import { describe, expect, it } from "vitest";
+import type { Process } from "../../src/kernel/process.js";
+import {
+  EINVAL,
+  EPERM,
+  VFIO_CHECK_EXTENSION,
+  VFIO_GROUP_GET_DEVICE_FD,
+  VFIO_GROUP_SET_CONTAINER,
+  VFIO_NOIOMMU_IOMMU,
+  VFIO_SET_IOMMU,
+  VFIO_TYPE1v2_IOMMU,
+} from "../../src/uapi/index.js";
+import { le } from "../e2e/driver.js";
+import { BDF, boot } from "./helpers.js";
+
+const GROUP = "/dev/vfio/noiommu-0";
+const NAME = new TextEncoder().encode(`${BDF}\0`);
+
+/** fork(2), then capset(2) dropping CAP_SYS_RAWIO from the child's effective set. */
+function unprivilegedChild(p: Process): Process {
+  const child = p.fork();
+  if (typeof child === "number") throw new Error(`fork: ${child}`);
+  child.cred.caps.delete("CAP_SYS_RAWIO");
+  return child;
+}
+
+describe("vfio_container_ioctl_check_extension: vfio_iommu_driver_allowed() only once a group is attached", () => {
+  it("an empty container offers VFIO_NOIOMMU_IOMMU (parameter on) and type1; a noiommu group leaves only noiommu", () => {
+    const { m, p } = boot();
+    const c = p.open("/dev/vfio/vfio");
+    expect(p.ioctl(c, VFIO_CHECK_EXTENSION, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(1);
+    expect(p.ioctl(c, VFIO_CHECK_EXTENSION, BigInt(VFIO_TYPE1v2_IOMMU))).toBe(1);
+    // vfio_noiommu_ioctl() reads the parameter live.
+    expect(m.setParam("vfio.enable_unsafe_noiommu_mode", false)).toBe(0);
+    expect(p.ioctl(c, VFIO_CHECK_EXTENSION, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(0);
+    expect(m.setParam("vfio.enable_unsafe_noiommu_mode", true)).toBe(0);
+    const g = p.open(GROUP);
+    expect(p.ioctl(g, VFIO_GROUP_SET_CONTAINER, le(c, 4))).toBe(0);
+    expect(p.ioctl(c, VFIO_CHECK_EXTENSION, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(1);
+    expect(p.ioctl(c, VFIO_CHECK_EXTENSION, BigInt(VFIO_TYPE1v2_IOMMU))).toBe(0);
+  });
+});
+
+describe("vfio_noiommu_open: VFIO_SET_IOMMU(VFIO_NOIOMMU_IOMMU) needs CAP_SYS_RAWIO in the caller", () => {
+  it("a child without CAP_SYS_RAWIO gets EPERM on the inherited container; nothing is set; the parent then succeeds", () => {
+    const { m, p } = boot();
+    const g = p.open(GROUP);
+    const c = p.open("/dev/vfio/vfio");
+    expect(p.ioctl(g, VFIO_GROUP_SET_CONTAINER, le(c, 4))).toBe(0);
+    const child = unprivilegedChild(p);
+    // The unprivileged child cannot open the group itself (vfio_group_fops_open).
+    expect(child.open(GROUP)).toBe(-EPERM);
+    // It may open the container node (world-writable) and query it.
+    const own = child.open("/dev/vfio/vfio");
+    expect(own).toBeGreaterThanOrEqual(0);
+    expect(child.ioctl(own, VFIO_CHECK_EXTENSION, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(1);
+    // vfio_ioctl_set_iommu(): the noiommu driver answers the extension, its open() fails EPERM.
+    expect(child.ioctl(c, VFIO_SET_IOMMU, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(-EPERM);
+    // No driver was set: a device open still finds no IOMMU driver (EINVAL).
+    expect(p.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME)).toBe(-EINVAL);
+    expect(p.ioctl(c, VFIO_SET_IOMMU, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(0);
+    child.exit();
+    p.exit();
+    expect(m.debug.checkInvariants()).toEqual([]);
+  });
+});
