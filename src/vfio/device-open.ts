@@ -1,4 +1,5 @@
 import type { IommufdCtx } from "../iommufd/ctx.js";
+import type { Task } from "../kernel/task.js";
 import { EINVAL, fail } from "../uapi/errno.js";
 import type { VfioDeviceFile } from "./device.js";
 import { vfioIommufdPhysicalBind, vfioIommufdPhysicalUnbind } from "./iommufd.js";
@@ -9,16 +10,17 @@ import { vfioIommufdPhysicalBind, vfioIommufdPhysicalUnbind } from "./iommufd.js
  * group's container) and then the driver's open_device; any failure
  * unwinds what was done.
  */
-export function vfioDfOpen(df: VfioDeviceFile): void {
+export function vfioDfOpen(df: VfioDeviceFile, task?: Task): void {
   const device = df.device;
   if (device.openCount !== 0 && df.group === null) {
     fail(EINVAL, `${device.bdf} is already open through another device file (the cdev allows one opener)`);
   }
-  if (device.openCount === 0) firstOpen(df);
+  if (device.openCount === 0) firstOpen(df, task);
   device.openCount++;
 }
 
-function firstOpen(df: VfioDeviceFile): void {
+/** `task` is the opener (capable() in vfio_group_use_container). */
+function firstOpen(df: VfioDeviceFile, task?: Task): void {
   const device = df.device;
   const ictx: IommufdCtx | null = df.iommufd;
   // vfio_df_iommufd_bind() lets a noiommu device open through the group's
@@ -27,7 +29,7 @@ function firstOpen(df: VfioDeviceFile): void {
   const skipBind = ictx !== null && df.group !== null && device.isNoiommu();
   if (ictx !== null) {
     if (!skipBind) df.devid = vfioIommufdPhysicalBind(device, ictx);
-  } else device.group.useContainer();
+  } else device.group.useContainer(task);
   try {
     device.ops.openDevice();
   } catch (e) {

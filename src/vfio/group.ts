@@ -53,10 +53,18 @@ export class VfioGroup {
     return this.container !== null || this.iommufd !== null;
   }
 
-  /** vfio_group_use_container(): a device open needs an IOMMU driver set on the container. */
-  useContainer(): void {
+  /**
+   * vfio_group_use_container(): a device open needs an IOMMU driver set on
+   * the container (EINVAL), then, for a no-IOMMU group, CAP_SYS_RAWIO in
+   * the opener (EPERM: a process that inherited the group fd without the
+   * capability cannot open its device).
+   */
+  useContainer(task?: Task): void {
     if (this.container === null || this.container.backend === null) {
       fail(EINVAL, "the group's container has no IOMMU driver: call VFIO_SET_IOMMU first");
+    }
+    if (this.noiommu && task !== undefined && !task.capable("CAP_SYS_RAWIO")) {
+      fail(EPERM, `opening a device of no-IOMMU group ${this.nodeName} needs CAP_SYS_RAWIO`);
     }
     this.containerUsers++;
   }
@@ -207,7 +215,7 @@ function getDeviceFd(group: VfioGroup, groupFile: KFile, task: Task, arg: bigint
     if (!task.capable("CAP_SYS_RAWIO"))
       fail(EPERM, "opening a no-IOMMU device through iommufd needs CAP_SYS_RAWIO");
   }
-  vfioDfOpen(df);
+  vfioDfOpen(df, task);
   // vfio_iommufd_compat_attach_ioas() returns 0 for a noiommu device: there is no compat IOAS.
   if (df.iommufd !== null && device.openCount === 1 && !device.isNoiommu()) {
     try {

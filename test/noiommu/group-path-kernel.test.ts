@@ -12,13 +12,15 @@ import {
   EINVAL,
   EPERM,
   VFIO_CHECK_EXTENSION,
+  VFIO_DEVICE_GET_INFO,
   VFIO_GROUP_GET_DEVICE_FD,
   VFIO_GROUP_SET_CONTAINER,
   VFIO_NOIOMMU_IOMMU,
   VFIO_SET_IOMMU,
   VFIO_TYPE1v2_IOMMU,
+  vfio_device_info,
 } from "../../src/uapi/index.js";
-import { le } from "../e2e/driver.js";
+import { le, sioctl } from "../e2e/driver.js";
 import { BDF, boot } from "./helpers.js";
 
 const GROUP = "/dev/vfio/noiommu-0";
@@ -67,6 +69,31 @@ describe("vfio_noiommu_open: VFIO_SET_IOMMU(VFIO_NOIOMMU_IOMMU) needs CAP_SYS_RA
     // No driver was set: a device open still finds no IOMMU driver (EINVAL).
     expect(p.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME)).toBe(-EINVAL);
     expect(p.ioctl(c, VFIO_SET_IOMMU, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(0);
+    child.exit();
+    p.exit();
+    expect(m.debug.checkInvariants()).toEqual([]);
+  });
+});
+
+describe("vfio_group_use_container: a device of a no-IOMMU group needs CAP_SYS_RAWIO at its first open", () => {
+  it("the child's GET_DEVICE_FD on the inherited group is EPERM and leaves nothing open; EINVAL (no driver) comes first", () => {
+    const { m, p } = boot();
+    const g = p.open(GROUP);
+    const c = p.open("/dev/vfio/vfio");
+    expect(p.ioctl(g, VFIO_GROUP_SET_CONTAINER, le(c, 4))).toBe(0);
+    const child = unprivilegedChild(p);
+    expect(child.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME)).toBe(-EINVAL);
+    expect(p.ioctl(c, VFIO_SET_IOMMU, BigInt(VFIO_NOIOMMU_IOMMU))).toBe(0);
+    const before = m.debug.counters();
+    expect(child.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME)).toBe(-EPERM);
+    expect(m.debug.counters()).toEqual(before);
+    expect(m.debug.counters().vfioDevicesOpen).toBe(0);
+    // Only the first open checks: once the parent holds the device open, the child's open succeeds.
+    const dev = p.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME);
+    expect(dev).toBeGreaterThanOrEqual(0);
+    const dev2 = child.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME);
+    expect(dev2).toBeGreaterThanOrEqual(0);
+    expect(sioctl(child, dev2, VFIO_DEVICE_GET_INFO, vfio_device_info, { argsz: 16 }).ret).toBe(0);
     child.exit();
     p.exit();
     expect(m.debug.checkInvariants()).toEqual([]);
