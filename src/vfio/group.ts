@@ -211,9 +211,18 @@ function getDeviceFd(group: VfioGroup, groupFile: KFile, task: Task, arg: bigint
   if (!group.hasIommu()) fail(EINVAL, `group ${group.id} has no container or iommufd set`);
   const df = new VfioDeviceFile(device, group);
   df.iommufd = group.iommufd;
+  // vfio_df_group_open(): the first open of a no-IOMMU device through
+  // iommufd compat needs CAP_SYS_RAWIO and no compat IOAS (a compat IOAS
+  // means the user expects translation, which this device does not have).
   if (df.iommufd !== null && group.noiommu && device.openCount === 0) {
     if (!task.capable("CAP_SYS_RAWIO"))
       fail(EPERM, "opening a no-IOMMU device through iommufd needs CAP_SYS_RAWIO");
+    if (iommufdCompat.hasIoas(df.iommufd)) {
+      fail(
+        EPERM,
+        "the iommufd has a compat IOAS (IOMMU_VFIO_IOAS SET): a no-IOMMU device cannot be opened where translation is expected",
+      );
+    }
   }
   vfioDfOpen(df, task);
   // vfio_iommufd_compat_attach_ioas() returns 0 for a noiommu device: there is no compat IOAS.

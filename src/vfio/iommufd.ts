@@ -16,7 +16,7 @@ import {
   iommufdVfioCompatSetNoIommu,
 } from "../iommufd/index.js";
 import type { KFile } from "../kernel/file.js";
-import { ENODEV, ENOSPC, fail } from "../uapi/errno.js";
+import { ENODEV, ENOSPC, fail, KernelError } from "../uapi/errno.js";
 import type { VfioDevice } from "./device.js";
 
 /**
@@ -103,4 +103,14 @@ export const iommufdCompat = {
   ioasCreate: (ictx: IommufdCtx): void => void iommufdVfioCompatIoasCreate(ictx),
   ioasGetId: (ictx: IommufdCtx): number => iommufdVfioCompatIoasGetId(ictx),
   setNoIommu: (ictx: IommufdCtx): void => iommufdVfioCompatSetNoIommu(ictx),
+  /** vfio_iommufd_device_has_compat_ioas(): iommufd_vfio_compat_ioas_get_id() succeeds. */
+  hasIoas: (ictx: IommufdCtx): boolean => {
+    try {
+      iommufdVfioCompatIoasGetId(ictx);
+      return true;
+    } catch (e) {
+      if (e instanceof KernelError && e.errno === ENODEV) return false;
+      throw e;
+    }
+  },
 };

@@ -11,6 +11,11 @@ import type { Process } from "../../src/kernel/process.js";
 import {
   EINVAL,
   EPERM,
+  IOMMU_IOAS_ALLOC,
+  IOMMU_VFIO_IOAS,
+  IOMMU_VFIO_IOAS_SET,
+  iommu_ioas_alloc,
+  iommu_vfio_ioas,
   VFIO_CHECK_EXTENSION,
   VFIO_DEVICE_GET_INFO,
   VFIO_GROUP_GET_DEVICE_FD,
@@ -89,6 +94,51 @@ describe("vfio_group_use_container: a device of a no-IOMMU group needs CAP_SYS_R
     expect(m.debug.counters()).toEqual(before);
     expect(m.debug.counters().vfioDevicesOpen).toBe(0);
     // Only the first open checks: once the parent holds the device open, the child's open succeeds.
+    const dev = p.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME);
+    expect(dev).toBeGreaterThanOrEqual(0);
+    const dev2 = child.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME);
+    expect(dev2).toBeGreaterThanOrEqual(0);
+    expect(sioctl(child, dev2, VFIO_DEVICE_GET_INFO, vfio_device_info, { argsz: 16 }).ret).toBe(0);
+    child.exit();
+    p.exit();
+    expect(m.debug.checkInvariants()).toEqual([]);
+  });
+});
+
+describe("vfio_df_group_open: a no-IOMMU device through iommufd compat", () => {
+  function compat(p: Process): { g: number; fd: number } {
+    const g = p.open(GROUP);
+    const fd = p.open("/dev/iommu");
+    expect(p.ioctl(g, VFIO_GROUP_SET_CONTAINER, le(fd, 4))).toBe(0);
+    return { g, fd };
+  }
+
+  it("EPERM once the iommufd has a compat IOAS (IOMMU_VFIO_IOAS SET): translation was asked for", () => {
+    const { m, p } = boot();
+    const { g, fd } = compat(p);
+    const a = sioctl(p, fd, IOMMU_IOAS_ALLOC, iommu_ioas_alloc, { size: 12 });
+    expect(a.ret).toBe(0);
+    const ioas = Number(a.out.out_ioas_id);
+    const set = sioctl(p, fd, IOMMU_VFIO_IOAS, iommu_vfio_ioas, {
+      size: 12,
+      ioas_id: ioas,
+      op: IOMMU_VFIO_IOAS_SET,
+    });
+    expect(set.ret).toBe(0);
+    const before = m.debug.counters();
+    expect(p.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME)).toBe(-EPERM);
+    expect(m.debug.counters()).toEqual(before);
+    expect(m.debug.counters().vfioDevicesOpen).toBe(0);
+    p.exit();
+    expect(m.debug.checkInvariants()).toEqual([]);
+  });
+
+  it("EPERM without CAP_SYS_RAWIO at the first open only (a child of the opener)", () => {
+    const { m, p } = boot();
+    const { g } = compat(p);
+    const child = unprivilegedChild(p);
+    expect(child.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME)).toBe(-EPERM);
+    expect(m.debug.counters().vfioDevicesOpen).toBe(0);
     const dev = p.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME);
     expect(dev).toBeGreaterThanOrEqual(0);
     const dev2 = child.ioctl(g, VFIO_GROUP_GET_DEVICE_FD, NAME);
