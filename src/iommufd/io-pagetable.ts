@@ -194,9 +194,11 @@ export class IoPagetable {
   /**
    * iopt_unmap_iova_range(): remove every area inside [start, last]. An area
    * sticking out of the range is ENOENT (never split); areas handled before
-   * an error stay unmapped. Returns the bytes unmapped (0 when nothing).
+   * an error stay unmapped. Returns the bytes unmapped (0 when nothing);
+   * `progress`, when given, holds the count so far even when it throws
+   * (the type1 compat unmap reports it on failure too).
    */
-  unmapRange(start: bigint, last: bigint): bigint {
+  unmapRange(start: bigint, last: bigint, progress?: { unmapped: bigint }): bigint {
     let unmapped = 0n;
     let rounds = 0;
     for (;;) {
@@ -224,6 +226,7 @@ export class IoPagetable {
         continue;
       }
       unmapped += area.length;
+      if (progress !== undefined) progress.unmapped = unmapped;
       this.destroyArea(area);
     }
     return unmapped;

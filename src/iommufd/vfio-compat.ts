@@ -166,10 +166,17 @@ function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
   const ioas = compatIoas(ictx);
   const iova = v.getBigUint64(8, true);
   const size = v.getBigUint64(16, true);
-  let unmapped: bigint;
+  // iommufd_vfio_unmap_dma() writes `size` (the bytes unmapped so far) back even when the
+  // unmap itself fails; only the UNMAP_ALL argument check and a failed cut skip the copy.
+  const progress = { unmapped: 0n };
+  let err: unknown;
   if (flags & VFIO_DMA_UNMAP_FLAG_ALL) {
     if (iova !== 0n || size !== 0n) fail(EINVAL, "VFIO_DMA_UNMAP_FLAG_ALL needs iova 0 and size 0");
-    unmapped = ioas.iopt.unmapAll();
+    try {
+      ioas.iopt.unmapRange(0n, U64_MAX, progress);
+    } catch (e) {
+      err = e;
+    }
   } else {
     if (ioas.iopt.disableLargePages) {
       // TYPE1: cut at the range's edges so a sub-range of a mapping can go.
@@ -177,14 +184,19 @@ function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
       if (iova !== 0n) pts.push(iova - 1n);
       ioas.iopt.cutIova(pts);
     }
-    if (size === 0n) fail(EINVAL, "size is 0");
-    const last = iova + size - 1n;
-    if (last > U64_MAX) fail(EOVERFLOW, `iova 0x${iova.toString(16)} + size - 1 overflows`);
-    // Since the 2025 fix an unmap that finds nothing succeeds with size 0, as legacy type1 does.
-    unmapped = ioas.iopt.unmapRange(iova, last);
+    try {
+      if (size === 0n) fail(EINVAL, "size is 0");
+      const last = iova + size - 1n;
+      if (last > U64_MAX) fail(EOVERFLOW, `iova 0x${iova.toString(16)} + size - 1 overflows`);
+      // Since the 2025 fix an unmap that finds nothing succeeds with size 0, as legacy type1 does.
+      ioas.iopt.unmapRange(iova, last, progress);
+    } catch (e) {
+      err = e;
+    }
   }
-  v.setBigUint64(16, unmapped, true);
+  v.setBigUint64(16, progress.unmapped, true);
   task.copyToUser(arg, new Uint8Array(v.buffer, v.byteOffset, 24));
+  if (err !== undefined) throw err;
   return 0;
 }
 

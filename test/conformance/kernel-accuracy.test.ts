@@ -1,7 +1,8 @@
-// Behaviour pinned against drivers/iommu/iommufd/hw_pagetable.c (iommufd_hwpt_alloc).
+// Behaviour pinned against drivers/iommu/iommufd (hw_pagetable.c, vfio_compat.c, io_pagetable.c, ioas.c).
 import { describe, expect, it } from "vitest";
 import * as U from "../../src/uapi/index.js";
-import { call, ioasAlloc, mockDomain, ok, setup } from "./helpers.js";
+import * as V from "../../src/uapi/vfio.js";
+import { call, expectErrno, ioasAlloc, map, mmap, mockDomain, ok, setup, U64_MAX, unmap } from "./helpers.js";
 
 describe("IOMMU_HWPT_ALLOC reserved fields", () => {
   it("__reserved must be 0 (EOPNOTSUPP); __reserved2 is not checked", () => {
@@ -22,5 +23,54 @@ describe("IOMMU_HWPT_ALLOC reserved fields", () => {
     });
     ok(e.p, r.rc);
     expect(r.out.out_hwpt_id).toBeGreaterThan(0n);
+  });
+});
+
+// --- drivers/iommu/iommufd/vfio_compat.c, io_pagetable.c: the type1 compat unmap ---------
+
+function compatSetup() {
+  const e = setup();
+  const ioas = ioasAlloc(e);
+  ok(e.p, call(e.p, e.fd, U.IOMMU_VFIO_IOAS, U.iommu_vfio_ioas, { op: 1, ioas_id: ioas }).rc);
+  return { e, ioas };
+}
+
+function compatUnmap(e: ReturnType<typeof setup>, iova: bigint, size: bigint, flags = 0) {
+  const b = new Uint8Array(24);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, 24, true);
+  v.setUint32(4, flags, true);
+  v.setBigUint64(8, iova, true);
+  v.setBigUint64(16, size, true);
+  const rc = e.p.ioctl(e.fd, V.VFIO_IOMMU_UNMAP_DMA, b);
+  return { rc, size: v.getBigUint64(16, true) };
+}
+
+describe("VFIO_IOMMU_UNMAP_DMA on iommufd: what is written back on failure", () => {
+  it("a range that bisects an area: ENOENT, and size holds the bytes of the areas already unmapped (iommufd_vfio_unmap_dma)", () => {
+    const { e, ioas } = compatSetup();
+    const va = mmap(e, 0x6000n);
+    ok(e.p, map(e, ioas, va, 0x2000n, 0x100000n).rc);
+    ok(e.p, map(e, ioas, va + 0x2000n, 0x4000n, 0x110000n).rc);
+    const r = compatUnmap(e, 0x100000n, 0x12000n);
+    expectErrno(e.p, r.rc, U.ENOENT);
+    expect(r.size).toBe(0x2000n);
+    // The first area is gone, the bisected one stays.
+    expect(unmap(e, ioas, 0x100000n, 0x2000n).rc).toBe(-U.ENOENT);
+    expect(unmap(e, ioas, 0x110000n, 0x4000n).length).toBe(0x4000n);
+  });
+
+  it("size 0 (EINVAL) and a wrapping range (EOVERFLOW) still write size = 0", () => {
+    const { e } = compatSetup();
+    const r = compatUnmap(e, 0x1000n, U64_MAX - 0x10n);
+    expectErrno(e.p, r.rc, U.EOVERFLOW);
+    expect(r.size).toBe(0n);
+  });
+
+  it("UNMAP_ALL with a non-zero size: EINVAL before anything is written", () => {
+    const { e } = compatSetup();
+    const r = compatUnmap(e, 0n, 0x1000n, 2);
+    expectErrno(e.p, r.rc, U.EINVAL);
+    expect(r.size).toBe(0x1000n);
   });
 });
