@@ -437,7 +437,8 @@ export class IoPagetable {
       const n = this.areas.firstIntersecting(p, p);
       if (n === null) continue;
       const a = n.value;
-      if (a.last === p) continue;
+      // iopt_area_split(): a point on the area's first or last byte needs no cut.
+      if (a.last === p || a.iova === p) continue;
       if (!this.disableLargePages)
         fail(EINVAL, "cannot split an area while large pages are enabled (TYPE1v2)");
       if (a.numAccesses > 0) fail(EINVAL, "cannot split an area an access has pinned");

@@ -73,4 +73,15 @@ describe("VFIO_IOMMU_UNMAP_DMA on iommufd: what is written back on failure", () 
     expectErrno(e.p, r.rc, U.EINVAL);
     expect(r.size).toBe(0x1000n);
   });
+
+  it("TYPE1 (v1): a cut point on an area's first byte is no cut (iopt_area_split), the unmap then says ENOENT", () => {
+    const { e, ioas } = compatSetup();
+    ok(e.p, e.p.ioctl(e.fd, V.VFIO_SET_IOMMU, BigInt(V.VFIO_TYPE1_IOMMU)));
+    const va = mmap(e, 0x4000n);
+    ok(e.p, map(e, ioas, va, 0x4000n, 0x200000n).rc);
+    // Points: 0x202fff (a page-aligned cut) and 0x200000 (the area's first byte: nothing to do).
+    const r = compatUnmap(e, 0x200001n, 0x2fffn);
+    expectErrno(e.p, r.rc, U.ENOENT);
+    expect(r.size).toBe(0n);
+  });
 });
