@@ -214,7 +214,10 @@ export class IoPagetable {
           `area [${hex(area.iova)}, ${hex(area.last)}] is only partly inside [${hex(start)}, ${hex(last)}]; areas are never split`,
         );
       }
+      // The kernel counts notification rounds per area: a new area starts afresh.
+      if (area.iova !== start) rounds = 0;
       if (area.numAccesses > 0) {
+        start = area.iova;
         if (++rounds > 100) {
           fail(
             EDEADLK,
