@@ -1,5 +1,4 @@
 import type { Task } from "../kernel/task.js";
-import { IOPT_PAGES_ACCOUNT_MM, IOPT_PAGES_ACCOUNT_NONE } from "../mm/locked-vm.js";
 import { EINVAL, ENODEV, ENOTTY, EOVERFLOW, EPERM, fail } from "../uapi/errno.js";
 import {
   VFIO_API_VERSION,
@@ -146,9 +145,9 @@ function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
   const vaddr = v.getBigUint64(8, true);
   const iova = v.getBigUint64(16, true);
   const size = v.getBigUint64(24, true);
+  // The accounting is the context's (iopt_map_common): MM when the context was opened as
+  // /dev/vfio/vfio or set so by RLIMIT_MODE, per-user on a plain /dev/iommu.
   const pages = allocUserPages(ictx, task, vaddr, size, (flags & VFIO_DMA_MAP_FLAG_WRITE) !== 0);
-  // Legacy-interface maps keep VFIO's per-process (mm) accounting.
-  if (pages.accountMode !== IOPT_PAGES_ACCOUNT_NONE) pages.accountMode = IOPT_PAGES_ACCOUNT_MM;
   mapNewPages(ioas, pages, iova, mflags);
   return 0;
 }

@@ -85,3 +85,21 @@ describe("VFIO_IOMMU_UNMAP_DMA on iommufd: what is written back on failure", () 
     expect(r.size).toBe(0n);
   });
 });
+
+describe("VFIO_IOMMU_MAP_DMA on a /dev/iommu context: accounting", () => {
+  it("charges per user like IOAS_MAP (iommufd_vfio_map_dma -> iopt_map_user_pages keeps the context's mode)", () => {
+    const { e, ioas } = compatSetup();
+    ok(e.p, mockDomain(e, ioas).rc);
+    const va = mmap(e, 0x4000n);
+    const b = new Uint8Array(32);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, 32, true);
+    v.setUint32(4, 3, true);
+    v.setBigUint64(8, va, true);
+    v.setBigUint64(16, 0x1000000n, true);
+    v.setBigUint64(24, 0x4000n, true);
+    ok(e.p, e.p.ioctl(e.fd, V.VFIO_IOMMU_MAP_DMA, b));
+    const mm = e.p.task.mm as unknown as { pinnedVm: number; lockedVm: number; user: { lockedVm: number } };
+    expect([mm.pinnedVm, mm.lockedVm, mm.user.lockedVm]).toEqual([4, 0, 4]);
+  });
+});
