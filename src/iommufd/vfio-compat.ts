@@ -204,8 +204,9 @@ function getInfo(ictx: IommufdCtx, task: Task, arg: bigint): number {
   const argsz = head.getUint32(0, true);
   if (argsz < 16) fail(EINVAL, `vfio_iommu_type1_info: argsz ${argsz} < 16`);
   const minsz = Math.min(argsz, 24);
+  // Only the first 16 bytes are read; cap_offset and pad go back as the kernel's zeroes.
   const info = new Uint8Array(24);
-  info.set(task.copyFromUser(arg, minsz));
+  info.set(new Uint8Array(head.buffer, head.byteOffset, 16));
   const iv = new DataView(info.buffer);
   const ioas = compatIoas(ictx);
   // iommufd_get_pagesizes(): AND of every domain's sizes, sub-page sizes folded into PAGE_SIZE.
@@ -236,9 +237,14 @@ function getInfo(ictx: IommufdCtx, task: Task, arg: bigint): number {
   caps.push(iovaCap);
   let total = 24;
   let lastCapOff = -1;
-  for (const c of caps) {
-    const fits = argsz > total && argsz - total >= c.length;
-    if (fits) task.copyToUser(arg + BigInt(total), c);
+  for (const [i, c] of caps.entries()) {
+    const room = argsz > total ? argsz - total : 0;
+    if (room >= c.length) task.copyToUser(arg + BigInt(total), c);
+    else if (i === 1) {
+      // iommufd_fill_cap_iova(): each range that fits is written even when the whole cap does not.
+      for (let r = 0; 16 + 16 * (r + 1) <= room; r++)
+        task.copyToUser(arg + BigInt(total + 16 + 16 * r), c.subarray(16 + 16 * r, 32 + 16 * r));
+    }
     // The previous cap's `next` is written only when everything so far fit.
     if (lastCapOff >= 0 && argsz >= total) {
       const nb = new Uint8Array(4);

@@ -2,7 +2,19 @@
 import { describe, expect, it } from "vitest";
 import * as U from "../../src/uapi/index.js";
 import * as V from "../../src/uapi/vfio.js";
-import { call, expectErrno, ioasAlloc, map, mmap, mockDomain, ok, setup, U64_MAX, unmap } from "./helpers.js";
+import {
+  addReserved,
+  call,
+  expectErrno,
+  ioasAlloc,
+  map,
+  mmap,
+  mockDomain,
+  ok,
+  setup,
+  U64_MAX,
+  unmap,
+} from "./helpers.js";
 
 describe("IOMMU_HWPT_ALLOC reserved fields", () => {
   it("__reserved must be 0 (EOPNOTSUPP); __reserved2 is not checked", () => {
@@ -101,5 +113,39 @@ describe("VFIO_IOMMU_MAP_DMA on a /dev/iommu context: accounting", () => {
     ok(e.p, e.p.ioctl(e.fd, V.VFIO_IOMMU_MAP_DMA, b));
     const mm = e.p.task.mm as unknown as { pinnedVm: number; lockedVm: number; user: { lockedVm: number } };
     expect([mm.pinnedVm, mm.lockedVm, mm.user.lockedVm]).toEqual([4, 0, 4]);
+  });
+});
+
+describe("VFIO_IOMMU_GET_INFO on iommufd: what is written", () => {
+  function getInfo(e: ReturnType<typeof setup>, argsz: number, bufLen: number) {
+    const b = new Uint8Array(bufLen).fill(0xaa);
+    new DataView(b.buffer).setUint32(0, argsz, true);
+    const rc = e.p.ioctl(e.fd, V.VFIO_IOMMU_GET_INFO, b);
+    return { rc, b, v: new DataView(b.buffer) };
+  }
+
+  it("pad (bytes 20..23) comes back 0: only 16 bytes are read (iommufd_vfio_iommu_get_info)", () => {
+    const { e } = compatSetup();
+    const r = getInfo(e, 24, 24);
+    ok(e.p, r.rc);
+    expect(r.v.getUint32(20, true)).toBe(0);
+  });
+
+  it("an IOVA_RANGE cap too small for every range still gets the ranges that fit, but no header (iommufd_fill_cap_iova)", () => {
+    const { e, ioas } = compatSetup();
+    ok(e.p, mockDomain(e, ioas).rc); // the mock aperture leaves one hole
+    ok(e.p, addReserved(e, ioas, 0x4000000n, 0x1000n)); // now two holes
+    const full = getInfo(e, 24, 24).v.getUint32(0, true);
+    expect(full).toBe(24 + 16 + 16 + 2 * 16);
+    // Room for DMA_AVAIL (16), the IOVA cap header (16) and one range (16), and 15 bytes more.
+    const r = getInfo(e, full - 1, full);
+    ok(e.p, r.rc);
+    const cap = 24 + 16;
+    expect(r.v.getUint16(cap, true)).toBe(0xaaaa); // no header
+    expect(r.v.getBigUint64(cap + 16, true)).toBe(1n << 24n); // range 0: the aperture start
+    expect(r.v.getBigUint64(cap + 24, true)).toBe(0x4000000n - 1n);
+    expect(r.v.getBigUint64(cap + 32, true)).toBe(0xaaaaaaaaaaaaaaaan); // range 1 did not fit
+    expect(r.v.getUint32(16, true)).toBe(0); // cap_offset: not everything fit
+    expect(r.v.getUint32(0, true)).toBe(full);
   });
 });
