@@ -63,7 +63,7 @@ export class IommuGroup {
   /**
    * iommu_device_claim_dma_owner() for one device: the same owner may claim
    * several devices of the group (counted); a different owner, or kernel
-   * DMA-API users, give EBUSY.
+   * DMA-API users (no owner), give EPERM, as the group claim does.
    */
   claimDmaOwnerForDevice(owner: unknown): void {
     if (owner === undefined || owner === null)
@@ -71,7 +71,7 @@ export class IommuGroup {
     if (this.ownerCnt > 0) {
       if (this.owner !== owner) {
         fail(
-          EBUSY,
+          EPERM,
           this.owner === undefined
             ? `iommu_group ${this.id} is used by a kernel driver through the DMA API`
             : `iommu_group ${this.id} is owned by another user (VFIO container or iommufd context)`,

@@ -22,7 +22,7 @@
  *   walking the attached domain's table bytes with the hardware walker.
  *
  * Groups: `IommuGroup` — `claimDmaOwner(owner)` (VFIO group: EPERM when in
- *   use), `claimDmaOwnerForDevice` (EBUSY for another owner),
+ *   use), `claimDmaOwnerForDevice` (EPERM for another owner),
  *   `releaseDmaOwner*` (back to the default domain), `useDefaultDomain()`
  *   (a kernel driver binds), `attach(domain)` (EBUSY off default/blocking,
  *   EINVAL for another driver's domain or a driver refusal), `replace(domain)`,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Machine } from "../../src/kernel/machine.js";
-import { EBUSY, EINVAL } from "../../src/uapi/errno.js";
+import { EBUSY, EINVAL, EPERM } from "../../src/uapi/errno.js";
 import {
   IOMMU_IOAS_MAP_READABLE,
   VFIO_DEVICE_GET_INFO,
@@ -302,7 +302,7 @@ describe("machines with several devices", () => {
     expect(m.debug.checkInvariants()).toEqual([]);
   });
 
-  it("two devices in one group: a second iommufd cannot bind the sibling (DMA owner conflict)", () => {
+  it("two devices in one group: a second iommufd cannot bind the sibling (iommu_device_claim_dma_owner: another owner is EPERM)", () => {
     const m = new Machine({
       pci: [
         { bdf: "0000:00:04.0", kind: "memcpy", group: 5 },
@@ -315,7 +315,7 @@ describe("machines with several devices", () => {
     openCdev(m, p, "/dev/vfio/devices/vfio0");
     const other = p.open("/dev/iommu");
     const dev = p.open("/dev/vfio/devices/vfio1");
-    expect(sioctl(p, dev, 0x3b76, vfio_device_bind_iommufd, { argsz: 24, iommufd: other }).ret).toBe(-EBUSY);
+    expect(sioctl(p, dev, 0x3b76, vfio_device_bind_iommufd, { argsz: 24, iommufd: other }).ret).toBe(-EPERM);
   });
 });
 

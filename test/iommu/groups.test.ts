@@ -39,7 +39,7 @@ describe("iommu_groups", () => {
 });
 
 describe("DMA ownership", () => {
-  it("one owner may claim every device of a group; another owner gets EBUSY and nothing changes", () => {
+  it("one owner may claim every device of a group; another owner gets EPERM (iommu_device_claim_dma_owner) and nothing changes", () => {
     const { sub } = boot("intel", [
       { bdf: A, group: 3 },
       { bdf: B, group: 3 },
@@ -54,7 +54,7 @@ describe("DMA ownership", () => {
     expect(a.dmaTranslate(0x1000n, 4, false)).toEqual({ ok: false, addr: 0x1000n, reason: "blocked" });
     b.claimDmaOwner(ctxA);
     expect(g.ownerCnt).toBe(2);
-    expect(errnoOf(() => b.claimDmaOwner({ name: "other" }))).toBe(EBUSY);
+    expect(errnoOf(() => b.claimDmaOwner({ name: "other" }))).toBe(EPERM);
     expect(g.ownerCnt).toBe(2);
     expect(g.owner).toBe(ctxA);
     expect(errnoOf(() => g.claimDmaOwner({ name: "vfio group" }))).toBe(EPERM);
@@ -66,11 +66,11 @@ describe("DMA ownership", () => {
     expect(dflt.users).toEqual(new Set([A, B]));
   });
 
-  it("a kernel driver using the DMA API blocks a user owner (EBUSY) and vice versa", () => {
+  it("a kernel driver using the DMA API blocks a user owner (EPERM: iommu_device_claim_dma_owner) and a user owner blocks the driver (EBUSY: iommu_device_use_default_domain)", () => {
     const { sub } = boot("amd");
     const g = sub.device(A)!.group;
     g.useDefaultDomain();
-    expect(errnoOf(() => g.claimDmaOwnerForDevice({}))).toBe(EBUSY);
+    expect(errnoOf(() => g.claimDmaOwnerForDevice({}))).toBe(EPERM);
     expect(g.owner).toBeUndefined();
     g.unuseDefaultDomain();
     const owner = {};
