@@ -125,13 +125,12 @@ export class IommuGroup {
   }
 
   /**
-   * iommu_replace_group_handle(): switch an owned group to `domain`
-   * atomically; a driver refusal leaves the old domain in place.
+   * iommu_group_replace_domain(): switch the group to `domain` from
+   * whatever it is on (no EBUSY, no ownership check: the core leaves that
+   * to its caller, iommufd, which always owns the group); a driver refusal
+   * leaves the old domain in place.
    */
   replace(domain: IommuDomain): void {
-    if (this.ownerCnt === 0 || this.owner === undefined) {
-      fail(EINVAL, `iommu_group ${this.id}: replace needs a DMA owner`);
-    }
     this.setDomain(domain);
   }
 

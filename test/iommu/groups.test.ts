@@ -102,6 +102,20 @@ describe("attach and replace", () => {
     expect(g.domain).toBe(g.blockingDomain);
   });
 
+  it("iommu_group_replace_domain checks no ownership and no current domain: it works on an unowned group and back", () => {
+    const { sub } = boot("intel");
+    const a = sub.device(A)!;
+    const g = a.group;
+    const d = a.driver.allocPaging(a, 0);
+    expect(g.ownerCnt).toBe(0);
+    g.replace(d);
+    expect(g.domain).toBe(d);
+    expect(d.users).toEqual(new Set([A]));
+    g.replace(g.defaultDomain);
+    expect(g.domain).toBe(g.defaultDomain);
+    expect(d.users.size).toBe(0);
+  });
+
   it("a domain of another driver is EINVAL", () => {
     const intel = boot("intel").sub.device(A)!;
     const amd = boot("amd").sub.device(A)!;
