@@ -436,23 +436,31 @@ export function ioasChangeProcess(u: Ucmd): number {
     }
   }
   const mm = taskMm(u.task);
-  const mode = pagesAccountMode(u.ictx, u.task);
-  const moved: { p: IoptPages; n: number }[] = [];
-  try {
-    for (const p of pagesSet) {
-      if (p.acct === mm) continue;
-      if (accountLockedVm(mm, p.npinned, mode) !== 0) {
-        fail(ENOMEM, `charging ${p.npinned} pinned page(s) to the caller would exceed RLIMIT_MEMLOCK`);
-      }
-      moved.push({ p, n: p.npinned });
+  // need_charge_update(): the pages keep their account mode; only the target changes.
+  // NONE pages are never charged (the model still moves their pinned_vm, see docs).
+  const needs = (p: IoptPages): boolean =>
+    p.accountMode === IOPT_PAGES_ACCOUNT_MM
+      ? p.acct !== mm
+      : p.accountMode === IOPT_PAGES_ACCOUNT_USER && (p.acct.user !== mm.user || p.acct !== mm);
+  // charge_current(): everything at once per mode, so the limit sees the sum.
+  const total = [0, 0, 0];
+  for (const p of pagesSet) if (needs(p)) total[p.accountMode] += p.npinned;
+  const charged: IoptPagesAccountMode[] = [];
+  for (const mode of [IOPT_PAGES_ACCOUNT_USER, IOPT_PAGES_ACCOUNT_MM] as const) {
+    if (total[mode] === 0) continue;
+    if (accountLockedVm(mm, total[mode], mode) !== 0) {
+      for (const c of charged) unaccountLockedVm(mm, total[c], c);
+      fail(ENOMEM, `charging ${total[mode]} pinned page(s) to the caller would exceed RLIMIT_MEMLOCK`);
     }
-  } catch (e) {
-    for (const m of moved) unaccountLockedVm(mm, m.n, mode);
-    throw e;
+    charged.push(mode);
   }
-  for (const { p, n } of moved) {
-    unaccountLockedVm(p.acct, n, p.accountMode);
-    p.rehome(mm, mode);
+  for (const p of pagesSet) {
+    if (needs(p)) unaccountLockedVm(p.acct, p.npinned, p.accountMode);
+    else if (p.accountMode === IOPT_PAGES_ACCOUNT_NONE && p.acct !== mm) {
+      unaccountLockedVm(p.acct, p.npinned, IOPT_PAGES_ACCOUNT_NONE);
+      accountLockedVm(mm, p.npinned, IOPT_PAGES_ACCOUNT_NONE);
+    }
+    p.rehome(mm, p.accountMode);
   }
   return 0;
 }

@@ -149,3 +149,31 @@ describe("VFIO_IOMMU_GET_INFO on iommufd: what is written", () => {
     expect(r.v.getUint32(0, true)).toBe(full);
   });
 });
+
+describe("IOMMU_IOAS_CHANGE_PROCESS: the pages keep their account mode", () => {
+  it("a child with CAP_IPC_LOCK takes over per-user charged pages still charged per user (need_charge_update, charge_current)", () => {
+    const e = setup();
+    const ioas = ioasAlloc(e);
+    ok(e.p, mockDomain(e, ioas).rc);
+    const mfd = e.p.memfdCreate("cp");
+    ok(e.p, e.p.ftruncate(mfd, 2n * 4096n));
+    const r = call(e.p, e.fd, U.IOMMU_IOAS_MAP_FILE, U.iommu_ioas_map_file, {
+      flags: 6,
+      ioas_id: ioas,
+      fd: mfd,
+      length: 2n * 4096n,
+    });
+    ok(e.p, r.rc);
+    const c = e.p.fork();
+    if (typeof c === "number") throw new Error("fork");
+    c.cred.caps.add("CAP_IPC_LOCK");
+    type Mm = { pinnedVm: number; lockedVm: number; user: { lockedVm: number } };
+    const pm = e.p.task.mm as unknown as Mm;
+    const cm = c.task.mm as unknown as Mm;
+    expect(pm.user).toBe(cm.user);
+    ok(c, call(c, e.fd, U.IOMMU_IOAS_CHANGE_PROCESS, U.iommu_ioas_change_process, {}).rc);
+    // Still IOPT_PAGES_ACCOUNT_USER: the user's locked_vm keeps the 2 pages; pinned_vm moved.
+    expect([pm.pinnedVm, cm.pinnedVm, cm.user.lockedVm]).toEqual([0, 2, 2]);
+    expect(e.m.debug.checkInvariants()).toEqual([]);
+  });
+});
