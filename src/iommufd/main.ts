@@ -169,7 +169,8 @@ export function releaseCtx(ictx: IommufdCtx): void {
   if (ictx.released) return;
   ictx.released = true;
   for (;;) {
-    const objs = ictx.objects.values();
+    // xa_for_each() walks the table in ID order (a reused low ID comes first).
+    const objs = ictx.objects.values().sort((a, b) => a.id - b.id);
     if (objs.length === 0) break;
     let progress = false;
     for (const o of objs) {

@@ -177,3 +177,25 @@ describe("IOMMU_IOAS_CHANGE_PROCESS: the pages keep their account mode", () => {
     expect(e.m.debug.checkInvariants()).toEqual([]);
   });
 });
+
+describe("close of /dev/iommu: the order objects go", () => {
+  it("leaf objects are destroyed in ID order, a reused low ID first (iommufd_fops_release, xa_for_each)", () => {
+    const e = setup();
+    const a = ioasAlloc(e);
+    const b = ioasAlloc(e);
+    expect(call(e.p, e.fd, U.IOMMU_DESTROY, U.iommu_destroy, { id: a }).rc).toBe(0);
+    const c = ioasAlloc(e); // reuses a's ID
+    expect(c).toBe(a);
+    const ictx = e.p.task.fdget(e.fd).priv as { objects: { values(): { id: number; destroy(): void }[] } };
+    const order: number[] = [];
+    for (const o of ictx.objects.values()) {
+      const d = o.destroy.bind(o);
+      o.destroy = () => {
+        order.push(o.id);
+        d();
+      };
+    }
+    e.p.exit();
+    expect(order).toEqual([c, b]);
+  });
+});
