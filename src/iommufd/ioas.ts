@@ -211,24 +211,18 @@ function mapArgs(u: Ucmd, reserved: number) {
 }
 
 /** Map a new pages object and tell the caller its IOVA. */
-function mapAndRespond(
-  u: Ucmd,
-  ioas: IommufdIoas,
-  pages: IoptPages,
-  iova: bigint,
-  length: bigint,
-  flags: number,
-): number {
+function mapAndRespond(u: Ucmd, ioas: IommufdIoas, pages: IoptPages, iova: bigint, flags: number): number {
   const out = mapNewPages(ioas, pages, iova, flags);
   u.set("iova", out);
-  respondOrUnmap(u, ioas, out, length);
+  // iommufd_ioas_map(): a failed copy-back returns EFAULT and leaves the mapping in place.
+  u.respond();
   return 0;
 }
 
 export function ioasMap(u: Ucmd): number {
   const { flags, iova, length, ioas, writable } = mapArgs(u, u.num("__reserved"));
   const pages = allocUserPages(u.ictx, u.task, u.big("user_va"), length, writable);
-  return mapAndRespond(u, ioas, pages, iova, length, flags);
+  return mapAndRespond(u, ioas, pages, iova, flags);
 }
 
 export function ioasMapFile(u: Ucmd): number {
@@ -241,17 +235,7 @@ export function ioasMapFile(u: Ucmd): number {
     return fail(EBADF, `fd ${fd} is not open`);
   }
   const pages = allocFilePages(u.ictx, u.task, file, u.big("start"), length, writable);
-  return mapAndRespond(u, ioas, pages, iova, length, flags);
-}
-
-/** A response that cannot be copied back undoes the map (the caller never learned the IOVA). */
-function respondOrUnmap(u: Ucmd, ioas: IommufdIoas, iova: bigint, length: bigint): void {
-  try {
-    u.respond();
-  } catch (e) {
-    ioas.iopt.unmapRange(iova, iova + length - 1n);
-    throw e;
-  }
+  return mapAndRespond(u, ioas, pages, iova, flags);
 }
 
 export function ioasCopy(u: Ucmd): number {
@@ -270,7 +254,8 @@ export function ioasCopy(u: Ucmd): number {
   const dstIoas = getIoas(u.ictx, u.num("dst_ioas_id"));
   const out = dstIoas.iopt.mapSlices(slices, dst, flags);
   u.set("dst_iova", out);
-  respondOrUnmap(u, dstIoas, out, length);
+  // iommufd_ioas_copy(): as for MAP, EFAULT with the copy left mapped.
+  u.respond();
   return 0;
 }
 

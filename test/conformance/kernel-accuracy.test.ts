@@ -199,3 +199,46 @@ describe("close of /dev/iommu: the order objects go", () => {
     expect(order).toEqual([c, b]);
   });
 });
+
+describe("IOAS_MAP / IOAS_COPY: a failed copy-back keeps the mapping", () => {
+  it("EFAULT from the response leaves the area mapped (iommufd_ioas_map, iommufd_ioas_copy do not undo)", () => {
+    const e = setup();
+    const ioas = ioasAlloc(e);
+    const va = mmap(e, 0x4000n);
+    // fail_nth counts fault sites; find the one that is the respond copy_to_user.
+    let n = 1;
+    for (; ; n++) {
+      e.m.debug.failNth(n);
+      const r = map(e, ioas, va, 0x2000n, 0x100000n);
+      const fired = e.m.debug.failNthFired();
+      e.m.debug.failNth(0);
+      if (fired === "copy_to_user") {
+        expectErrno(e.p, r.rc, U.EFAULT);
+        break;
+      }
+      if (fired === undefined) throw new Error("no copy_to_user site");
+      expect(r.rc).toBeLessThan(0);
+    }
+    expect(unmap(e, ioas, 0x100000n, 0x2000n).length).toBe(0x2000n);
+    ok(e.p, map(e, ioas, va, 0x2000n, 0x100000n).rc);
+    for (n = 1; ; n++) {
+      e.m.debug.failNth(n);
+      const r = call(e.p, e.fd, U.IOMMU_IOAS_COPY, U.iommu_ioas_copy, {
+        flags: 7,
+        dst_ioas_id: ioas,
+        src_ioas_id: ioas,
+        length: 0x1000n,
+        dst_iova: 0x200000n,
+        src_iova: 0x100000n,
+      });
+      const fired = e.m.debug.failNthFired();
+      e.m.debug.failNth(0);
+      if (fired === "copy_to_user") {
+        expectErrno(e.p, r.rc, U.EFAULT);
+        break;
+      }
+      if (fired === undefined) throw new Error("no copy_to_user site");
+    }
+    expect(unmap(e, ioas, 0x200000n, 0x1000n).length).toBe(0x1000n);
+  });
+});

@@ -93,6 +93,7 @@ export const STEPS: Step[] = [
   },
   {
     name: "IOMMU_IOAS_MAP",
+    keepsEffectOnRespondFault: true,
     run: (s) =>
       sioctl(s.p, s.iommufd, I.IOMMU_IOAS_MAP, I.iommu_ioas_map, {
         flags: RW | FIXED,
@@ -104,6 +105,7 @@ export const STEPS: Step[] = [
   },
   {
     name: "IOMMU_IOAS_COPY",
+    keepsEffectOnRespondFault: true,
     run: (s) =>
       sioctl(s.p, s.iommufd, I.IOMMU_IOAS_COPY, I.iommu_ioas_copy, {
         flags: RW | FIXED,
@@ -118,6 +120,7 @@ export const STEPS: Step[] = [
   { name: "ftruncate", run: (s) => s.p.ftruncate(s.memfd, BUF) },
   {
     name: "IOMMU_IOAS_MAP_FILE",
+    keepsEffectOnRespondFault: true,
     run: (s) =>
       sioctl(s.p, s.iommufd, I.IOMMU_IOAS_MAP_FILE, I.iommu_ioas_map_file, {
         flags: RW | FIXED,
