@@ -71,6 +71,7 @@ export class Debug {
   /** fail_nth: the nth allocation or pin point hit from now fails (0 disarms). */
   failNth(n: number): void {
     this.m.faults.arm(n);
+    this.m.tracer.op({ pid: 0, call: "fail_nth", args: [n], ret: 0 });
   }
 
   /** The fail point that fired since failNth was armed, if any. */

@@ -16,6 +16,7 @@ import { resolveKconfig } from "./kconfig.js";
 import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from "./kctx.js";
 import { checkMachineInvariants } from "./machine-invariants.js";
 import { MmGlue } from "./mm-glue.js";
+import { HSTATE_ATTRS, writeHstateAttr } from "../mm/hugetlb-pool.js";
 import { isParamName, PARAM_DEFAULTS, type ParamName, type ParamValue, parseParam } from "./params.js";
 import { KernelLog } from "./printk.js";
 import { Process } from "./process.js";
@@ -49,6 +50,13 @@ export interface MachineOptions {
   trace?: boolean;
   /** PPC64 (`iommu: "spapr"`): platform flavour and TCE page sizes (docs/ppc64.md). */
   spapr?: SpaprMachineOptions;
+  /**
+   * Hugetlb pools: nr_hugepages per size, allocated at boot (as the
+   * hugepages= command line does). Without it both pools are unlimited
+   * (nr_overcommit_hugepages unlimited, no reservations: the model's default).
+   * With it, a size not named has 0 pages.
+   */
+  hugepages?: { "2M"?: number; "1G"?: number };
 }
 
 export interface SpawnOptions {
@@ -82,11 +90,14 @@ export class Machine implements KernelServices {
   readonly pci: PciBus;
   /** VFIO: driver binding, /dev/vfio nodes, group/container/cdev files (src/vfio). */
   readonly vfio: VfioCore;
+  /** The options this machine was built with (a recorder writes them back out). */
+  readonly options: Readonly<MachineOptions>;
   private readonly mmGlue: MmGlue;
   private readonly processes = new Map<number, Process>();
   private nextPid = 100;
 
   constructor(opts: MachineOptions = {}) {
+    this.options = { ...opts };
     this.iommuKind = opts.iommu ?? "amd";
     if (!["amd", "intel", "spapr", "mock", "none"].includes(this.iommuKind)) {
       throw new Error(`unknown iommu kind ${this.iommuKind}`);
@@ -129,6 +140,7 @@ export class Machine implements KernelServices {
       throw new Error(`unknown noiommu revision ${this.ctx.noiommuRevision}`);
     }
     this.mmGlue = new MmGlue(this.ctx);
+    this.bootHugetlb(opts.hugepages);
     this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig], { spapr: opts.spapr });
     registerIommufd(this.ctx, this.iommu);
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
@@ -147,13 +159,18 @@ export class Machine implements KernelServices {
     this.registerModuleParams();
     this.debug = new Debug(this);
     const fc = this.debug.counters();
+    const poolFree = () => this.poolFreeFrames();
+    const bootOther = fc.usedFrames - fc.ptFrames - poolFree();
     const view = {
       ctx: this.ctx,
       pages: this.mmGlue.pages,
       users: this.mmGlue.users,
       tasks: () => [...this.processes.values()].map((p) => p.task),
       counters: () => this.debug.counters(),
-      bootOtherFrames: fc.usedFrames - fc.ptFrames,
+      // free hugetlb pool pages are the kernel's too, and the pool may grow or shrink at run time
+      get bootOtherFrames() {
+        return bootOther + poolFree();
+      },
       vfioBackends: () => this.vfio.containerBackends(),
       vfioPreregions: () => this.vfio.preregions(),
       domains: () => this.iommu.liveDomains(),
@@ -164,6 +181,7 @@ export class Machine implements KernelServices {
       dmaChecked: { n: 0 },
     };
     this.ctx.invariantChecks.set("machine", () => checkMachineInvariants(view));
+    this.ctx.invariantChecks.set("hugetlb", () => this.mmGlue.pages.hugetlbInvariants());
   }
 
   get kconfig() {
@@ -172,12 +190,16 @@ export class Machine implements KernelServices {
 
   /** Like writing the BDF to /sys/bus/pci/drivers/<driver>/bind: 0 or -errno (the probe's). */
   bindDriver(bdf: string, driver: string): number {
-    return this.vfio.bindDriver(bdf, driver);
+    const ret = this.vfio.bindDriver(bdf, driver);
+    this.tracer.op({ pid: 0, call: "bind_driver", args: [bdf, driver], ret });
+    return ret;
   }
 
   /** Like writing the BDF to the bound driver's unbind file: 0 or -errno. */
   unbindDriver(bdf: string): number {
-    return this.vfio.unbindDriver(bdf);
+    const ret = this.vfio.unbindDriver(bdf);
+    this.tracer.op({ pid: 0, call: "unbind_driver", args: [bdf], ret });
+    return ret;
   }
 
   /** A new process. Default: uid 1000, no capabilities, RLIMIT_MEMLOCK 8 MiB. */
@@ -190,11 +212,25 @@ export class Machine implements KernelServices {
     if (cred.rlimitMemlock < 0n || cred.rlimitMemlock > RLIM_INFINITY) throw new Error("bad rlimitMemlock");
     const p = new Process(this, this.nextPid++, cred);
     this.processes.set(p.pid, p);
+    this.tracer.op({
+      pid: p.pid,
+      call: "spawn",
+      args: [cred.uid, cred.rlimitMemlock],
+      caps: [...cred.caps],
+      ret: 0,
+    });
     return p;
   }
 
   /** Like writing /sys/module/<mod>/parameters/<name>. 0 or -errno. */
   setParam(name: string, value: ParamValue | string): number {
+    const ret = this.applyParam(name, value);
+    this.tracer.op({ pid: 0, call: "set_param", args: [name], value, ret });
+    return ret;
+  }
+
+  /** setParam without the trace op: the sysfs write is already a traced write(2). */
+  private applyParam(name: string, value: ParamValue | string): number {
     if (!isParamName(name)) return -ENOENT;
     const v = parseParam(name, value);
     if (v === undefined) return -EINVAL;
@@ -292,6 +328,46 @@ export class Machine implements KernelServices {
     return n;
   }
 
+  /** Frames on the hugetlb pools' free lists. */
+  private poolFreeFrames(): number {
+    const p = this.mmGlue.pages;
+    return p.h2m.free * 512 + p.h1g.free * 262144;
+  }
+
+  /**
+   * The hugetlb pools at boot (`hugepages` option) and their
+   * /sys/kernel/mm/hugepages/hugepages-<size>kB/ attributes.
+   */
+  private bootHugetlb(cfg: MachineOptions["hugepages"]): void {
+    const pages = this.mmGlue.pages;
+    if (cfg !== undefined) {
+      for (const k of Object.keys(cfg)) if (k !== "2M" && k !== "1G") throw new Error(`unknown hugepages size ${k}`);
+      for (const [h, n] of [
+        [pages.h2m, cfg["2M"] ?? 0],
+        [pages.h1g, cfg["1G"] ?? 0],
+      ] as const) {
+        if (!Number.isSafeInteger(n) || n < 0) throw new Error(`bad hugepages count ${n}`);
+        h.setMaxHugePages(n);
+      }
+    }
+    for (const h of [pages.h2m, pages.h1g]) {
+      for (const a of HSTATE_ATTRS) {
+        const path = `/sys/kernel/mm/hugepages/${h.name}/${a}`;
+        const writable = a === "nr_hugepages" || a === "nr_overcommit_hugepages";
+        this.vfs.add(path, {
+          type: "attr",
+          read: () => h.attr(a),
+          write: writable
+            ? (v) => {
+                const r = writeHstateAttr(h, a, v);
+                if (r < 0) fail(-r, `${path}: not a number (kstrtoul)`);
+              }
+            : undefined,
+        });
+      }
+    }
+  }
+
   private registerModuleParams(): void {
     for (const name of Object.keys(PARAM_DEFAULTS) as ParamName[]) {
       const [mod, param] = name.split(".");
@@ -302,7 +378,7 @@ export class Machine implements KernelServices {
           return typeof v === "boolean" ? (v ? "Y\n" : "N\n") : `${v}\n`;
         },
         write: (s) => {
-          if (this.setParam(name, s) !== 0) fail(EINVAL, `invalid value for ${name}`);
+          if (this.applyParam(name, s) !== 0) fail(EINVAL, `invalid value for ${name}`);
         },
       });
     }

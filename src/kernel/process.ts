@@ -134,11 +134,16 @@ export class Process {
   }
 
   write(fd: number, bytes: Uint8Array): number {
-    return this.sys("write", [fd, bytes.length], () => {
-      const file = this.task.fdget(fd);
-      if (file.ops.write === undefined) fail(EINVAL, `${file.kind} files cannot be written`);
-      return file.ops.write(file, this.task, bytes);
-    });
+    return this.sys(
+      "write",
+      [fd, bytes.length],
+      () => {
+        const file = this.task.fdget(fd);
+        if (file.ops.write === undefined) fail(EINVAL, `${file.kind} files cannot be written`);
+        return file.ops.write(file, this.task, bytes);
+      },
+      this.traced(bytes),
+    );
   }
 
   pread(fd: number, len: number, off: bigint): Uint8Array | number {
@@ -151,31 +156,55 @@ export class Process {
   }
 
   pwrite(fd: number, bytes: Uint8Array, off: bigint): number {
-    return this.sys("pwrite64", [fd, bytes.length, off], () => {
-      const file = this.task.fdget(fd);
-      if (file.ops.pwrite === undefined) fail(EINVAL, `${file.kind} files do not support pwrite`);
-      return file.ops.pwrite(file, this.task, bytes, BigInt.asUintN(64, off));
-    });
+    return this.sys(
+      "pwrite64",
+      [fd, bytes.length, off],
+      () => {
+        const file = this.task.fdget(fd);
+        if (file.ops.pwrite === undefined) fail(EINVAL, `${file.kind} files do not support pwrite`);
+        return file.ops.pwrite(file, this.task, bytes, BigInt.asUintN(64, off));
+      },
+      this.traced(bytes),
+    );
   }
 
   /** The process reading its own memory (a load): bytes, or -EFAULT. */
   readMemory(va: bigint, len: number): Uint8Array | number {
-    if (this.task.exited) return -ESRCH;
-    try {
-      return this.k.userRead(this.task, va, len);
-    } catch (e) {
-      return -toErrno(e, this.k.tracer, "readMemory").errno;
+    let r: Uint8Array | number;
+    if (this.task.exited) r = -ESRCH;
+    else {
+      try {
+        r = this.k.userRead(this.task, va, len);
+      } catch (e) {
+        r = -toErrno(e, this.k.tracer, "readMemory").errno;
+      }
     }
+    const ret = typeof r === "number" ? r : r.length;
+    const data = typeof r === "number" ? undefined : this.traced(r);
+    this.k.tracer.op({ pid: this.pid, call: "read_memory", args: [va, len], ret, ...(data && { data }) });
+    return r;
   }
 
   /** The process writing its own memory (a store): 0, or -EFAULT. */
   writeMemory(va: bigint, bytes: Uint8Array): number {
-    if (this.task.exited) return -ESRCH;
-    try {
-      return this.k.userWrite(this.task, va, bytes);
-    } catch (e) {
-      return -toErrno(e, this.k.tracer, "writeMemory").errno;
+    let ret: number;
+    if (this.task.exited) ret = -ESRCH;
+    else {
+      try {
+        ret = this.k.userWrite(this.task, va, bytes);
+      } catch (e) {
+        ret = -toErrno(e, this.k.tracer, "writeMemory").errno;
+      }
     }
+    const data = this.traced(bytes);
+    this.k.tracer.op({
+      pid: this.pid,
+      call: "write_memory",
+      args: [va, bytes.length],
+      ret,
+      ...(data && { data }),
+    });
+    return ret;
   }
 
   /** exit(2): every fd is closed and the address space released. */
@@ -293,8 +322,14 @@ export class Process {
     return ret;
   }
 
-  private sys(call: string, args: (number | bigint | string)[], fn: () => number): number {
+  /** A copy of bytes a call moved, for the trace (only when tracing: the copy costs). */
+  private traced(b: Uint8Array): Uint8Array | undefined {
+    return this.k.tracer.enabled ? b.slice() : undefined;
+  }
+
+  private sys(call: string, args: (number | bigint | string)[], fn: () => number, data?: Uint8Array): number {
     const ev = this.begin(call, args);
+    if (data !== undefined) ev.data = data;
     let ret: number;
     try {
       if (this.task.exited) fail(ESRCH, "the process has exited");
@@ -331,6 +366,8 @@ export class Process {
     try {
       if (this.task.exited) fail(ESRCH, "the process has exited");
       ret = fn();
+      const data = this.traced(ret);
+      if (data !== undefined) ev.data = data;
       this.end(ev, ret.length);
     } catch (e) {
       ret = -this.failed(ev, e);

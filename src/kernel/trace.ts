@@ -16,6 +16,11 @@ export interface TraceEvent {
   errno?: number;
   /** The rule that produced the errno, in kernel terms. */
   reason?: string;
+  /** Bytes written (write, pwrite64, write_memory) or read (read, pread64, read_memory), when tracing. */
+  data?: Uint8Array;
+  /** Machine operations only: the capabilities of a spawned process, a module parameter's value. */
+  caps?: string[];
+  value?: boolean | number | string;
 }
 
 export interface LastError {
@@ -30,6 +35,14 @@ export class Tracer {
   enabled = false;
   readonly events: TraceEvent[] = [];
   readonly failures: TraceEvent[] = [];
+  /**
+   * Operations that are no system call but change what later calls see
+   * (spawn, bind_driver, unbind_driver, set_param, fail_nth, the process's
+   * own loads and stores), numbered in the same sequence as the syscalls so
+   * a recorder can replay them in order (src/scenario/record.ts). Kept
+   * apart from `events` so the strace-style trace shows syscalls only.
+   */
+  readonly ops: TraceEvent[] = [];
   private seq = 0;
   /** Unexpected exceptions caught at the syscall boundary: each one is a model bug. */
   readonly internalErrors: string[] = [];
@@ -37,6 +50,11 @@ export class Tracer {
 
   nextSeq(): number {
     return ++this.seq;
+  }
+
+  /** Keep a machine operation (when tracing). */
+  op(ev: Omit<TraceEvent, "seq">): void {
+    if (this.enabled) this.ops.push({ seq: this.nextSeq(), ...ev });
   }
 
   record(ev: TraceEvent): void {
