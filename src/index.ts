@@ -19,6 +19,7 @@ export { Machine, type MachineOptions, type PciDeviceConfig, type SpawnOptions }
 export { PARAM_DEFAULTS } from "./kernel/params.js";
 export { Process } from "./kernel/process.js";
 export type { LastError, TraceEvent } from "./kernel/trace.js";
+export { RecordError, type RecordOptions, recordScenario } from "./scenario/record.js";
 export * as errno from "./uapi/errno.js";
 export { KernelError } from "./uapi/errno.js";
 export * as uapi from "./uapi/index.js";

@@ -1,48 +1,11 @@
 import type { TraceEvent } from "../kernel/trace.js";
+import { describeIoctl } from "../scenario/ioctl-arg.js";
 import { errnoName } from "../uapi/errno.js";
-import { iommufdIoctlByRequest } from "../uapi/iommufd.js";
 import type { KernelProfile } from "../uapi/profiles.js";
-import { decode, formatStruct, type StructDef } from "../uapi/struct.js";
-import { VFIO_EXTENSION_NAMES, type VfioFdKind, vfioIoctlFor, vfioIoctlsByRequest } from "../uapi/vfio.js";
+import { decode, formatStruct } from "../uapi/struct.js";
+import { VFIO_EXTENSION_NAMES } from "../uapi/vfio.js";
 
-/** The uapi row behind an ioctl on a kind of file, for naming and decoding. */
-export function describeIoctl(
-  fdKind: string | undefined,
-  request: number,
-  profile: KernelProfile = "latest",
-): { name: string; struct?: StructDef; arg?: string } | undefined {
-  if (fdKind === "iommufd") {
-    const d = iommufdIoctlByRequest(request, profile);
-    if (d !== undefined) return { name: d.name, struct: d.struct };
-    // the iommufd fd also serves the type1 container ioctls (vfio_compat.c)
-    const v = vfioIoctlFor(request, "container", "type1", profile);
-    return v && { name: v.name, struct: v.struct, arg: v.arg };
-  }
-  const vk = vfioKind(fdKind);
-  if (vk !== undefined) {
-    const backend = fdKind === "vfio-container-spapr" ? "spapr" : "type1";
-    const v = vfioIoctlFor(request, vk, backend, profile);
-    return v && { name: v.name, struct: v.struct, arg: v.arg };
-  }
-  const any = vfioIoctlsByRequest(request, profile)[0] ?? undefined;
-  if (any) return { name: any.name, struct: any.struct, arg: any.arg };
-  const i = iommufdIoctlByRequest(request, profile);
-  return i && { name: i.name, struct: i.struct };
-}
-
-function vfioKind(fdKind: string | undefined): VfioFdKind | undefined {
-  switch (fdKind) {
-    case "vfio-container":
-    case "vfio-container-spapr":
-      return "container";
-    case "vfio-group":
-      return "group";
-    case "vfio-device":
-      return "device";
-    default:
-      return undefined;
-  }
-}
+export { describeIoctl };
 
 const hex = (v: number | bigint | string) =>
   typeof v === "string"

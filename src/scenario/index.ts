@@ -7,6 +7,7 @@
 export { ScenarioError } from "./error.js";
 export { bootMachine, spawnProcesses } from "./machine.js";
 export { parseScenario } from "./parse.js";
+export { RecordError, type RecordOptions, recordScenario } from "./record.js";
 export { type RunOptions, type RunResult, runScenario, type StepResult } from "./run.js";
 export { errnoLabel, NotModelledError, type Outcome } from "./steps.js";
 export type { MachineSpec, ProcessSpec, Scenario, Step, StepKind } from "./types.js";

@@ -17,6 +17,7 @@ export function machineOptions(spec: MachineSpec, trace: boolean): MachineOption
   if (spec.noiommuRevision !== undefined)
     o.noiommuRevision = spec.noiommuRevision as MachineOptions["noiommuRevision"];
   if (spec.seed !== undefined) o.seed = spec.seed;
+  if (spec.spapr !== undefined) o.spapr = spec.spapr as MachineOptions["spapr"];
   return o;
 }
 

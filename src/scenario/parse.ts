@@ -4,6 +4,7 @@ import {
   COMMON_KEYS,
   EXPECT_KEYS,
   type MachineSpec,
+  type PciSpec,
   type ProcessSpec,
   type Scenario,
   STEP_ARGS,
@@ -14,7 +15,18 @@ import {
 import { checkKeys, describe } from "./values.js";
 
 const TOP_KEYS = ["name", "description", "machine", "processes", "steps"];
-const MACHINE_KEYS = ["iommu", "memory", "pci", "kconfig", "params", "kernel", "noiommuRevision", "seed"];
+const MACHINE_KEYS = [
+  "iommu",
+  "memory",
+  "pci",
+  "kconfig",
+  "params",
+  "kernel",
+  "noiommuRevision",
+  "seed",
+  "spapr",
+];
+const PCI_FLAGS = ["noEnforceCoherency", "noDirty", "pasid", "hugeIova"];
 const PROCESS_KEYS = ["name", "uid", "caps", "rlimitMemlock"];
 
 /**
@@ -105,16 +117,43 @@ function parseMachine(v: unknown): MachineSpec {
       const where = `machine.pci[${i}]`;
       if (typeof d !== "object" || d === null) throw new ScenarioError(`${where}: expected a mapping`);
       const o = d as Record<string, unknown>;
-      checkKeys(o, ["bdf", "kind", "group", "noIommu"], where);
+      checkKeys(o, ["bdf", "kind", "group", "noIommu", "flags"], where);
       if (typeof o.bdf !== "string") throw new ScenarioError(`${where}.bdf: expected "0000:00:04.0"`);
-      const dev: { bdf: string; kind: string; group?: number; noIommu?: boolean } = {
+      const dev: PciSpec = {
         bdf: o.bdf,
         kind: String(o.kind ?? "memcpy"),
       };
       if (o.group !== undefined) dev.group = Number(o.group);
       if (o.noIommu !== undefined) dev.noIommu = Boolean(o.noIommu);
+      if (o.flags !== undefined) dev.flags = boolMap(o.flags, PCI_FLAGS, `${where}.flags`);
       return dev;
     });
+  }
+  if (m.spapr !== undefined) {
+    if (typeof m.spapr !== "object" || m.spapr === null || Array.isArray(m.spapr))
+      throw new ScenarioError("machine.spapr: expected { platform?, pgsizes? }");
+    const sp = m.spapr as Record<string, unknown>;
+    checkKeys(sp, ["platform", "pgsizes"], "machine.spapr");
+    out.spapr = {};
+    if (sp.platform !== undefined) out.spapr.platform = String(sp.platform);
+    if (sp.pgsizes !== undefined) {
+      if (!Array.isArray(sp.pgsizes))
+        throw new ScenarioError("machine.spapr.pgsizes: expected a list of log2 page sizes ([12, 16, 24])");
+      out.spapr.pgsizes = sp.pgsizes.map(Number);
+    }
+  }
+  return out;
+}
+
+function boolMap(v: unknown, keys: readonly string[], where: string): Record<string, boolean> {
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new ScenarioError(`${where}: expected a mapping of ${keys.join(", ")} to true/false`);
+  const o = v as Record<string, unknown>;
+  checkKeys(o, keys, where);
+  const out: Record<string, boolean> = {};
+  for (const [k, x] of Object.entries(o)) {
+    if (typeof x !== "boolean") throw new ScenarioError(`${where}.${k}: expected true or false`);
+    out[k] = x;
   }
   return out;
 }

@@ -43,8 +43,8 @@ export interface StepEnv {
   profile: KernelProfile;
 }
 
-const PROT: Record<string, bigint> = { NONE: 0n, READ: 1n, WRITE: 2n, EXEC: 4n };
-const MAP: Record<string, bigint> = {
+export const PROT: Record<string, bigint> = { NONE: 0n, READ: 1n, WRITE: 2n, EXEC: 4n };
+export const MAP: Record<string, bigint> = {
   SHARED: 0x1n,
   PRIVATE: 0x2n,
   SHARED_VALIDATE: 0x3n,
@@ -58,7 +58,7 @@ const MAP: Record<string, bigint> = {
   HUGE_2MB: 21n << 26n,
   HUGE_1GB: 30n << 26n,
 };
-const O_FLAGS: Record<string, bigint> = {
+export const O_FLAGS: Record<string, bigint> = {
   O_RDONLY: 0n,
   O_WRONLY: 1n,
   O_RDWR: 2n,
@@ -67,7 +67,7 @@ const O_FLAGS: Record<string, bigint> = {
   O_NONBLOCK: 0o4000n,
   O_CLOEXEC: 0o2000000n,
 };
-const MFD: Record<string, bigint> = {
+export const MFD: Record<string, bigint> = {
   CLOEXEC: 1n,
   ALLOW_SEALING: 2n,
   HUGETLB: 4n,
@@ -76,7 +76,7 @@ const MFD: Record<string, bigint> = {
   HUGE_2MB: 21n << 26n,
   HUGE_1GB: 30n << 26n,
 };
-const EFD: Record<string, bigint> = { SEMAPHORE: 1n, NONBLOCK: 0o4000n, CLOEXEC: 0o2000000n };
+export const EFD: Record<string, bigint> = { SEMAPHORE: 1n, NONBLOCK: 0o4000n, CLOEXEC: 0o2000000n };
 
 /** Execute one step (not `repeat`, which the runner unrolls). */
 export function execStep(step: Step, env: StepEnv, where: string): Outcome {
@@ -164,6 +164,10 @@ export function execStep(step: Step, env: StepEnv, where: string): Outcome {
       const bdf = toStr(step.body, v, `${where}: bdf`);
       const driver = a.driver === undefined ? "vfio-pci" : toStr(a.driver, v, `${where}: driver`);
       return kernelResult(`bind_driver ${bdf} ${driver}`, () => env.m.bindDriver(bdf, driver));
+    }
+    case "unbind_driver": {
+      const bdf = toStr(step.body, v, `${where}: bdf`);
+      return kernelResult(`unbind_driver ${bdf}`, () => env.m.unbindDriver(bdf));
     }
     case "set_param": {
       const name = toStr(step.body, v, `${where}: name`);

@@ -16,12 +16,23 @@ export interface Scenario {
 export interface MachineSpec {
   iommu?: string;
   memory?: unknown;
-  pci?: { bdf: string; kind: string; group?: number; noIommu?: boolean }[];
+  pci?: PciSpec[];
   kconfig?: Record<string, boolean>;
   params?: Record<string, boolean | number | string>;
   kernel?: string;
   noiommuRevision?: string;
   seed?: number;
+  /** PPC64: platform flavour and TCE page sizes (MachineOptions.spapr). */
+  spapr?: { platform?: string; pgsizes?: number[] };
+}
+
+export interface PciSpec {
+  bdf: string;
+  kind: string;
+  group?: number;
+  noIommu?: boolean;
+  /** What the device's IOMMU driver reads: { pasid, noDirty, noEnforceCoherency, hugeIova }. */
+  flags?: Record<string, boolean>;
 }
 
 export interface ProcessSpec {
@@ -83,6 +94,7 @@ export const HELPER_KINDS = [
 
 export const MACHINE_KINDS = [
   "bind_driver",
+  "unbind_driver",
   "set_param",
   "read_memory",
   "write_memory",
@@ -141,6 +153,7 @@ export const STEP_ARGS: Record<StepKind, readonly string[]> = {
   attach_pt: ["pt"],
   device_dma: ["src", "dst", "len", "bus_master"],
   bind_driver: ["driver"],
+  unbind_driver: [],
   set_param: ["value"],
   read_memory: ["len"],
   write_memory: ["data"],

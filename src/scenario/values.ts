@@ -109,7 +109,7 @@ export function toFlags(v: unknown, table: Record<string, bigint>, vars: Vars, w
   const names: unknown[] = Array.isArray(v) ? v : typeof v === "string" ? v.split("|") : [v];
   let out = 0n;
   for (const n of names) {
-    if (typeof n === "number") {
+    if (typeof n === "number" || typeof n === "bigint") {
       out |= BigInt(n);
       continue;
     }
@@ -206,7 +206,7 @@ export function describe(v: unknown): string {
   if (v === null || v === undefined) return "nothing";
   if (Array.isArray(v)) return "a list";
   if (typeof v === "object") return "a mapping";
-  return `${typeof v} ${JSON.stringify(v)}`;
+  return `${typeof v} ${typeof v === "bigint" ? v : JSON.stringify(v)}`;
 }
 
 export function hex(v: bigint | number): string {
