@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { bootMachine, parseScenario, type Scenario, type StepResult } from "../scenario/index.js";
+import { writeRecording } from "./cmd-record.js";
 import { stepLine } from "./cmd-run.js";
 import { execute, exitCode, failureLines, profileOf } from "./common.js";
 import { DEMO_MODES, DEMOS } from "./demos.js";
@@ -51,6 +52,10 @@ export function cmdDemo(ctx: CliContext, args: string[]): number {
     n++;
     printStep(ctx, sr, n, profile);
   });
+  if (ctx.opts.record !== undefined && r.machine !== undefined) {
+    const code = writeRecording(ctx, r, sc, ctx.opts.record);
+    if (code !== 0) return code;
+  }
   if (!r.ok) {
     out.line();
     for (const l of failureLines(ctx, r)) out.error(l);

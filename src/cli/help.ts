@@ -10,6 +10,7 @@ commands:
   trace <scenario.yaml>  run it and print every system call, strace-style
   inspect <scenario.yaml> run it, then show IOASes, HWPTs, page tables, pins, counters
   explain <scenario.yaml> run it, then explain each failed call in kernel terms
+  record <scenario.yaml> [-o out.yaml]  run it and write it back as a fully explicit scenario
   help [command]         this text, or a command's
 
 options (every command):
@@ -23,7 +24,7 @@ exit codes: 0 passed; 1 an expectation failed; 2 usage error or a part of the
 model that is not there yet; 3 the scenario file is wrong.
 
 docs: docs/getting-started.md, docs/cli.md, docs/scenario-format.md`,
-  demo: `usage: iommufd-sim demo <noiommu|iommu|ppc64|vfio-group> [--quiet|--verbose]
+  demo: `usage: iommufd-sim demo <noiommu|iommu|ppc64|vfio-group> [--record out.yaml] [--quiet|--verbose]
 
 A guided run on a fresh simulated machine: each step prints the system call
 as strace would (structs decoded from the uapi tables), its result, and a few
@@ -36,7 +37,21 @@ subsystem is not modelled yet says so and exits with code 2.
   ppc64       the sPAPR TCE container and its DMA windows
   vfio-group  the legacy path: group, container (type1), MAP_DMA
 
-The scenario behind each demo is examples/demo-<mode>.yaml.`,
+The scenario behind each demo is examples/demo-<mode>.yaml. --record out.yaml
+also writes the run as a scenario (every system call, explicit), which
+\`iommufd-sim run out.yaml\` replays.`,
+  record: `usage: iommufd-sim record <scenario.yaml> [-o out.yaml]
+
+Run the scenario with the trace on, then write what ran as a fully explicit
+scenario (stdout, or -o FILE): the machine's options, the processes, every
+system call as an ioctl/mmap/... step with its struct decoded by field name,
+user pointers through the mmap variables ($buf + 0x1000), and every result as
+an expectation (rc, errno, out fields, data). Helpers such as device_dma
+become the calls they make; checks and narration are not system calls and
+are left out. Replaying the output gives the same trace.
+
+A run that stops at a failed expectation is still recorded (up to that step)
+and exits with code 1.`,
   run: `usage: iommufd-sim run <scenario.yaml> [--json] [--quiet|--verbose]
 
 Boot the machine the file describes, run its steps, and check every

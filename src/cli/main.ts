@@ -3,6 +3,7 @@ import { parseScenario, type Scenario, ScenarioError } from "../scenario/index.j
 import { cmdDemo } from "./cmd-demo.js";
 import { cmdExplain } from "./cmd-explain.js";
 import { cmdInspect } from "./cmd-inspect.js";
+import { cmdRecord } from "./cmd-record.js";
 import { cmdRun } from "./cmd-run.js";
 import { cmdTrace } from "./cmd-trace.js";
 import { HELP } from "./help.js";
@@ -21,6 +22,10 @@ export interface CliOptions {
   colour: boolean | undefined;
   help: boolean;
   pid: boolean;
+  /** record: `-o out.yaml` (default stdout). */
+  output?: string;
+  /** demo: `--record out.yaml`. */
+  record?: string;
   positional: string[];
 }
 
@@ -55,8 +60,24 @@ export function parseArgs(argv: string[]): CliOptions | string {
     pid: false,
     positional: [],
   };
-  for (const a of argv) {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const eq = /^(--output|--record)=(.*)$/.exec(a);
+    if (eq) {
+      if (eq[1] === "--output") o.output = eq[2];
+      else o.record = eq[2];
+      continue;
+    }
     switch (a) {
+      case "-o":
+      case "--output":
+      case "--record": {
+        const v = argv[++i];
+        if (v === undefined) return `${a} needs a file name`;
+        if (a === "--record") o.record = v;
+        else o.output = v;
+        break;
+      }
       case "--json":
         o.json = true;
         break;
@@ -135,6 +156,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       return cmdTrace(ctx, sc);
     case "inspect":
       return cmdInspect(ctx, sc);
+    case "record":
+      return cmdRecord(ctx, sc);
     default:
       return cmdExplain(ctx, sc);
   }

@@ -9,6 +9,8 @@ export interface CliIo {
   /** NO_COLOR / FORCE_COLOR from the environment. */
   env?: Record<string, string | undefined>;
   readFile?: (path: string) => string;
+  /** Where `record -o` and `demo --record` write (tests keep it in memory). */
+  writeFile?: (path: string, text: string) => void;
 }
 
 export type Verbosity = "quiet" | "normal" | "verbose";
