@@ -18,6 +18,7 @@ export function machineOptions(spec: MachineSpec, trace: boolean): MachineOption
     o.noiommuRevision = spec.noiommuRevision as MachineOptions["noiommuRevision"];
   if (spec.seed !== undefined) o.seed = spec.seed;
   if (spec.spapr !== undefined) o.spapr = spec.spapr as MachineOptions["spapr"];
+  if (spec.hugepages !== undefined) o.hugepages = spec.hugepages as MachineOptions["hugepages"];
   return o;
 }
 

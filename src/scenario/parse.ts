@@ -25,6 +25,7 @@ const MACHINE_KEYS = [
   "noiommuRevision",
   "seed",
   "spapr",
+  "hugepages",
 ];
 const PCI_FLAGS = ["noEnforceCoherency", "noDirty", "pasid", "hugeIova"];
 const PROCESS_KEYS = ["name", "uid", "caps", "rlimitMemlock"];
@@ -128,6 +129,13 @@ function parseMachine(v: unknown): MachineSpec {
       if (o.flags !== undefined) dev.flags = boolMap(o.flags, PCI_FLAGS, `${where}.flags`);
       return dev;
     });
+  }
+  if (m.hugepages !== undefined) {
+    if (typeof m.hugepages !== "object" || m.hugepages === null || Array.isArray(m.hugepages))
+      throw new ScenarioError('machine.hugepages: expected { "2M": n, "1G": n }');
+    checkKeys(m.hugepages as Record<string, unknown>, ["2M", "1G"], "machine.hugepages");
+    out.hugepages = {};
+    for (const [k, n] of Object.entries(m.hugepages)) out.hugepages[k] = Number(n);
   }
   if (m.spapr !== undefined) {
     if (typeof m.spapr !== "object" || m.spapr === null || Array.isArray(m.spapr))

@@ -118,6 +118,7 @@ class Recorder {
         return dev;
       });
     }
+    if (o.hugepages !== undefined) out.hugepages = mapOf(o.hugepages as Record<string, number>);
     if (o.spapr !== undefined) {
       const s: Record<string, Val> = {};
       if (o.spapr.platform !== undefined) s.platform = o.spapr.platform;
@@ -126,7 +127,10 @@ class Recorder {
     }
     const known = ["iommu", "memoryBytes", "seed", "kernel", "noiommuRevision", "kconfig", "params", "pci"];
     for (const k of Object.keys(o)) {
-      if (![...known, "spapr", "trace"].includes(k) && (o as Record<string, unknown>)[k] !== undefined)
+      if (
+        ![...known, "spapr", "hugepages", "trace"].includes(k) &&
+        (o as Record<string, unknown>)[k] !== undefined
+      )
         this.skipped.push(`machine option ${k} (the scenario format has no key for it yet)`);
     }
     return out;

@@ -24,6 +24,8 @@ export interface MachineSpec {
   seed?: number;
   /** PPC64: platform flavour and TCE page sizes (MachineOptions.spapr). */
   spapr?: { platform?: string; pgsizes?: number[] };
+  /** Hugetlb pools allocated at boot: { "2M": n, "1G": n } (MachineOptions.hugepages). */
+  hugepages?: Record<string, number>;
 }
 
 export interface PciSpec {

@@ -141,3 +141,40 @@ describe("recordScenario: a library program", () => {
     expect(() => recordScenario(m)).toThrow(/fork/);
   });
 });
+
+describe("recordScenario: every machine option", () => {
+  it("writes pci flags, kconfig, params, kernel, noiommuRevision, hugepages and spapr, and the replay builds the same machine", () => {
+    const opts = {
+      iommu: "mock" as const,
+      memoryBytes: 3n << 30n,
+      seed: 3,
+      kernel: "6.12" as const,
+      noiommuRevision: "v7" as const,
+      kconfig: { IOMMUFD_VFIO_CONTAINER: true },
+      params: { "vfio.enable_unsafe_noiommu_mode": true },
+      pci: [{ bdf: "0000:00:05.0", kind: "memcpy" as const, group: 4, flags: { pasid: true } }],
+      hugepages: { "2M": 4 },
+      trace: true,
+    };
+    const m = new Machine(opts);
+    m.spawn({ uid: 0, rlimitMemlock: (1n << 64n) - 1n });
+    const yaml = recordScenario(m);
+    expect(yaml).toContain('kernel: "6.12"');
+    expect(yaml).toContain("hugepages: { 2M: 4 }");
+    expect(yaml).toContain("flags: { pasid: true }");
+    expect(yaml).toContain("rlimitMemlock: unlimited");
+    const again = replay(yaml).machine as Machine;
+    const { trace: _t, ...want } = opts;
+    const { trace: _u, ...got } = again.options;
+    expect(got).toEqual(want);
+    const sp = new Machine({
+      iommu: "spapr",
+      spapr: { platform: "pseries", pgsizes: [12, 16] },
+      trace: true,
+    });
+    expect((replay(recordScenario(sp)).machine as Machine).options.spapr).toEqual({
+      platform: "pseries",
+      pgsizes: [12, 16],
+    });
+  });
+});
