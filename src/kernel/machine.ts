@@ -7,6 +7,7 @@ import type { IommuDeviceFlags } from "../iommu/device.js";
 import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
 import { registerIommufd } from "../iommufd/index.js";
+import { HSTATE_ATTRS, writeHstateAttr } from "../mm/hugetlb-pool.js";
 import { EINVAL, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
 import { VfioCore } from "../vfio/vfio-main.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
@@ -16,7 +17,6 @@ import { resolveKconfig } from "./kconfig.js";
 import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from "./kctx.js";
 import { checkMachineInvariants } from "./machine-invariants.js";
 import { MmGlue } from "./mm-glue.js";
-import { HSTATE_ATTRS, writeHstateAttr } from "../mm/hugetlb-pool.js";
 import { isParamName, PARAM_DEFAULTS, type ParamName, type ParamValue, parseParam } from "./params.js";
 import { KernelLog } from "./printk.js";
 import { Process } from "./process.js";
@@ -341,10 +341,12 @@ export class Machine implements KernelServices {
   private bootHugetlb(cfg: MachineOptions["hugepages"]): void {
     const pages = this.mmGlue.pages;
     if (cfg !== undefined) {
-      for (const k of Object.keys(cfg)) if (k !== "2M" && k !== "1G") throw new Error(`unknown hugepages size ${k}`);
+      for (const k of Object.keys(cfg))
+        if (k !== "2M" && k !== "1G") throw new Error(`unknown hugepages size ${k}`);
+      // gigantic pages first, as boot-time allocation does: 2 MiB pages would fragment the gigabytes
       for (const [h, n] of [
-        [pages.h2m, cfg["2M"] ?? 0],
         [pages.h1g, cfg["1G"] ?? 0],
+        [pages.h2m, cfg["2M"] ?? 0],
       ] as const) {
         if (!Number.isSafeInteger(n) || n < 0) throw new Error(`bad hugepages count ${n}`);
         h.setMaxHugePages(n);

@@ -41,6 +41,12 @@ export class MemFile {
   seals: number;
   private refs = 1;
   private readonly cache = new Map<number, number>();
+  /**
+   * Hugetlbfs on a limited pool: folio indices reserved by a mapping or
+   * instantiated (the inode's resv_map regions). An index here and not in
+   * the cache holds an unconsumed reservation on the pool.
+   */
+  private readonly resvIdx = new Set<number>();
   /** VMAs mapping this file (the i_mmap tree). */
   readonly mappings = new Set<Vma>();
   /** Shared writable mappings (i_mmap_writable): F_SEAL_WRITE is refused while any exists. */
@@ -127,6 +133,7 @@ export class MemFile {
   put(): void {
     if (this.refs <= 0) throw new Error(`MemFile ${this.name}: put without reference`);
     if (--this.refs > 0) return;
+    this.unreserveFrom(0);
     for (const head of this.cache.values()) this.pages.put(head);
     this.cache.clear();
     this.released = true;
@@ -146,6 +153,7 @@ export class MemFile {
   folioAlloc(idx: number, undo: UndoLog | null): number {
     const have = this.cache.get(idx);
     if (have !== undefined) return have;
+    if (this.hugetlb && this.pages.hstate(this.order as 9 | 18).limited) return this.hugeAlloc(idx, undo);
     const head = this.pages.allocFolio(
       this.order,
       this.hugetlb ? "alloc_hugetlb_folio" : "shmem_alloc_folio",
@@ -157,6 +165,66 @@ export class MemFile {
       this.pages.put(head);
     });
     return head;
+  }
+
+  /**
+   * folioAlloc on a limited pool: an index a mapping reserved consumes its
+   * reservation (and cannot fail); any other needs a free page nobody
+   * reserved or a surplus page, and joins the reserved regions once
+   * instantiated, as region_add does.
+   */
+  private hugeAlloc(idx: number, undo: UndoLog | null): number {
+    const order = this.order as 9 | 18;
+    const reserved = this.resvIdx.has(idx);
+    const head = reserved
+      ? this.pages.allocReservedFolio(order)
+      : this.pages.allocFolio(order, "alloc_hugetlb_folio");
+    if (head < 0) return -1;
+    this.cache.set(idx, head);
+    if (!reserved) this.resvIdx.add(idx);
+    undo?.add(() => {
+      this.cache.delete(idx);
+      if (reserved) this.pages.hstate(order).restoreReserve();
+      else this.resvIdx.delete(idx);
+      this.pages.put(head);
+    });
+    return head;
+  }
+
+  /**
+   * hugetlb_reserve_pages for a shared mapping of folios [from, to): the
+   * indices neither reserved nor instantiated yet are reserved on the pool.
+   * False (the mmap's ENOMEM) with nothing changed when the pool cannot.
+   * A no-op on shmem or an unlimited pool.
+   */
+  reserveShared(from: number, to: number): boolean {
+    if (!this.hugetlb) return true;
+    const hs = this.pages.hstate(this.order as 9 | 18);
+    if (!hs.limited) return true;
+    let chg = 0;
+    for (let i = from; i < to; i++) if (!this.resvIdx.has(i) && !this.cache.has(i)) chg++;
+    if (!hs.reserve(chg)) return false;
+    for (let i = from; i < to; i++) this.resvIdx.add(i);
+    return true;
+  }
+
+  /** Unconsumed reservations of this file (resv_map entries with no page). */
+  get unconsumedReservations(): number {
+    let n = 0;
+    for (const i of this.resvIdx) if (!this.cache.has(i)) n++;
+    return n;
+  }
+
+  /** hugetlb_unreserve_pages from folio `first` on (truncation, or the inode's eviction). */
+  private unreserveFrom(first: number): void {
+    if (this.resvIdx.size === 0) return;
+    let unused = 0;
+    for (const i of this.resvIdx) {
+      if (i < first) continue;
+      if (!this.cache.has(i)) unused++;
+      this.resvIdx.delete(i);
+    }
+    this.pages.hstate(this.order as 9 | 18).unreserve(unused);
   }
 
   /** The pfn of 4 KiB page `pgoff` if present in the cache, else -1. */
@@ -318,6 +386,7 @@ export class MemFile {
 
   private shrink(len: bigint): void {
     const keepFolios = Number((len + BigInt(this.folioSize - 1)) >> BigInt(this.shift));
+    this.unreserveFrom(keepFolios);
     for (const [idx, head] of this.cache) {
       if (idx >= keepFolios) {
         this.cache.delete(idx);

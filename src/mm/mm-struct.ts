@@ -13,6 +13,7 @@ import {
   EOVERFLOW,
   EPERM,
 } from "../uapi/errno.js";
+import { PrivResv } from "./hugetlb-pool.js";
 import { type IoMem, isIoMem } from "./io-mem.js";
 import { type MmCred, memlockLimitPages, type UserStruct } from "./locked-vm.js";
 import { hugeShiftFromLog, MemFile } from "./memfd.js";
@@ -29,6 +30,7 @@ import {
   MAP_HUGETLB,
   MAP_LOCKED,
   MAP_NONBLOCK,
+  MAP_NORESERVE,
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -99,6 +101,8 @@ const F_SIGBUS = -1;
 const F_OOM = -2;
 /** A read of an untouched private anonymous page: the shared zero page, nothing allocated. */
 const F_ZERO = -3;
+/** A hugetlb fault with no reservation found no free huge page nor room for a surplus one (SIGBUS). */
+const F_NOHUGE = -4;
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 const PAGE_MASK_B = ~BigInt(PAGE_SIZE - 1);
@@ -355,6 +359,16 @@ export class MmStruct implements VmaOwner {
     } else if (file !== null) {
       file.get();
     }
+    // hugetlbfs_file_mmap -> hugetlb_reserve_pages (MAP_NORESERVE is VM_NORESERVE for hugetlb whatever the overcommit policy)
+    let resv: PrivResv | null = null;
+    if (shift !== 12 && (flags & MAP_NORESERVE) === 0) {
+      const r = this.reserveHuge(shift, shared, backing, Number(pgoff), lenN);
+      if (typeof r === "number") {
+        backing?.put();
+        return r;
+      }
+      resv = r;
+    }
     if ((flags & MAP_FIXED) !== 0) this.unmapRange(addr, end);
     const locked = (flags & MAP_LOCKED) !== 0 && shift === 12;
     const vma = new Vma(
@@ -369,6 +383,7 @@ export class MmStruct implements VmaOwner {
       locked,
       file === null,
     );
+    vma.resv = resv;
     this.vmas.insert(vma);
     this.pages.liveVmas++;
     backing?.addMapping(vma);
@@ -378,6 +393,37 @@ export class MmStruct implements VmaOwner {
     if ((flags & MAP_LOCKED) !== 0 || (flags & (MAP_POPULATE | MAP_NONBLOCK)) === MAP_POPULATE)
       this.populate(vma);
     return addr;
+  }
+
+  /**
+   * hugetlb_reserve_pages for a new hugetlb mapping of `len` bytes at file
+   * page `pgoff` (4 KiB units): a shared mapping reserves the file's
+   * indices not yet reserved or instantiated, a private one a page per huge
+   * page it spans. The private reservation map (null when nothing was
+   * reserved), or -ENOMEM when the pool cannot promise the pages.
+   */
+  private reserveHuge(
+    shift: PageShift,
+    shared: boolean,
+    file: MemFile | null,
+    pgoff: number,
+    len: number,
+  ): PrivResv | null | number {
+    const hs = this.pages.hstate((shift - 12) as 9 | 18);
+    if (!hs.limited) return null;
+    if (this.faults.hit("hugetlb_reserve_pages"))
+      return this.err(ENOMEM, "mmap: hugetlb_reserve_pages: cannot allocate the reservation map");
+    const n = len / 2 ** shift;
+    const why = (need: number) =>
+      `mmap: hugetlb_reserve_pages: ${need} ${hs.name} page(s) to reserve but ${hs.free - hs.resv} free and unreserved ` +
+      `(nr_hugepages ${hs.nr}, resv ${hs.resv}), and nr_overcommit_hugepages ${hs.overcommit} allows ` +
+      `${Math.max(0, hs.overcommit - hs.surplus)} more surplus`;
+    if (shared && file !== null) {
+      const from = pgoff / 2 ** (shift - 12);
+      return file.reserveShared(from, from + n) ? null : this.err(ENOMEM, why(n));
+    }
+    if (!hs.reserve(n)) return this.err(ENOMEM, why(n));
+    return new PrivResv(hs);
   }
 
   /** mm_populate: fault the mapping in; failures are ignored, as mmap does. */
@@ -464,6 +510,8 @@ export class MmStruct implements VmaOwner {
       const s = Math.max(start, v.start);
       const e = Math.min(end, v.end);
       if (!v.shared) this.zapPrivate(v, s, e);
+      // hugetlb_vm_op_close: the unmapped part's unconsumed reservations go back
+      v.resv?.release(s / v.pageSize, e / v.pageSize);
       if (v.locked) this.lockedVm -= (e - s) / PAGE_SIZE;
       this.vmas.remove(v);
       this.pages.liveVmas--;
@@ -478,6 +526,7 @@ export class MmStruct implements VmaOwner {
   private insertPiece(v: Vma, start: number, end: number): void {
     const pgoff = v.file !== null ? v.pgoff + (start - v.start) / PAGE_SIZE : 0;
     const piece = new Vma(this, start, end, v.prot, v.shared, v.shift, v.file, pgoff, v.locked, v.anon);
+    piece.resv = v.resv;
     if (v.io !== null) {
       piece.io = v.io;
       piece.pgoff = v.pgoff + (start - v.start) / PAGE_SIZE;
@@ -543,7 +592,7 @@ export class MmStruct implements VmaOwner {
         // a write (or a long-term pin, which must not see a later copy) copies it.
         if ((write || unshare) && this.pages.refCount(have) > 1) {
           const head = this.cowCopy(m, key, have, order, undo);
-          return head < 0 ? F_OOM : head + sub;
+          return head < 0 ? this.allocFailed(order) : head + sub;
         }
         return have + sub;
       }
@@ -556,23 +605,57 @@ export class MmStruct implements VmaOwner {
       // A private file mapping is a COW mapping: a write copies the page,
       // and so does a long-term pin even when read-only (gup_must_unshare,
       // mm/internal.h), so the pin keeps seeing what the process maps later.
-      if (v.shared || (!write && !unshare)) {
+      // A hole in a reserved private hugetlb mapping gets a private page from
+      // the mapping's reservation (hugetlb_no_page adds it to no page cache).
+      if (v.shared || (!write && !unshare && (v.resv === null || file.folio(fidx) >= 0))) {
         const head = file.folioAlloc(fidx, undo);
-        return head < 0 ? F_OOM : head + sub;
+        return head < 0 ? this.allocFailed(order) : head + sub;
       }
       // Write (or unshare) of a private file page: copy it (a hole copies as zeros).
       const src = file.folio(fidx);
-      const head = this.pages.allocFolio(order, order === 0 ? "wp_page_copy" : "alloc_hugetlb_folio");
-      if (head < 0) return F_OOM;
+      const head = this.allocPrivate(v, key, order, order === 0 ? "wp_page_copy" : "alloc_hugetlb_folio");
+      if (head < 0) return this.allocFailed(order);
       if (src >= 0) for (let i = 0; i < 2 ** order; i++) this.phys.copyFrame(head + i, src + i);
       this.setPrivate(m, key, head, undo);
+      this.noteConsumed(v, key, undo);
       return head + sub;
     }
     if (order === 0 && !write && !unshare) return F_ZERO;
-    const head = this.pages.allocFolio(order, order === 0 ? "do_anonymous_page" : "alloc_hugetlb_folio");
-    if (head < 0) return F_OOM;
+    const head = this.allocPrivate(v, key, order, order === 0 ? "do_anonymous_page" : "alloc_hugetlb_folio");
+    if (head < 0) return this.allocFailed(order);
     this.setPrivate(m, key, head, undo);
+    this.noteConsumed(v, key, undo);
     return head + sub;
+  }
+
+  /**
+   * A new private folio for huge page `key` of v: from v's reservation when
+   * it holds an unconsumed one there (alloc_hugetlb_folio with a
+   * reservation cannot fail), else from what the pool has left.
+   */
+  private allocPrivate(v: Vma, key: number, order: FolioOrder, site: string): number {
+    const r = v.resv;
+    if (r === null || r.consumed.has(key)) return this.pages.allocFolio(order, site);
+    return this.pages.allocReservedFolio(order as 9 | 18);
+  }
+
+  /**
+   * Mark v's reservation at `key` consumed (after setPrivate, so a rollback
+   * gives the reservation back before it frees the folio).
+   */
+  private noteConsumed(v: Vma, key: number, undo: UndoLog | null): void {
+    const r = v.resv;
+    if (r === null || r.consumed.has(key)) return;
+    r.consumed.add(key);
+    undo?.add(() => {
+      r.consumed.delete(key);
+      r.hs.restoreReserve();
+    });
+  }
+
+  /** The fault code for a failed allocation: SIGBUS for a limited hugetlb pool (ENOSPC), else OOM. */
+  private allocFailed(order: FolioOrder): number {
+    return order !== 0 && this.pages.hstate(order).limited ? F_NOHUGE : F_OOM;
   }
 
   /**
@@ -624,12 +707,9 @@ export class MmStruct implements VmaOwner {
         );
       }
       const pfn = this.fault(v, cur, false, false, undo);
-      if (pfn === F_SIGBUS || pfn === F_OOM) {
+      if (pfn === F_SIGBUS || pfn === F_OOM || pfn === F_NOHUGE) {
         undo.rollback();
-        return this.err(
-          EFAULT,
-          `read: fault at 0x${cur.toString(16)} (${pfn === F_SIGBUS ? "past EOF" : "no memory"})`,
-        );
+        return this.err(EFAULT, `read: fault at 0x${cur.toString(16)} (${faultWhy(pfn)})`);
       }
       const src = pfn === F_ZERO ? ZERO_PAGE : this.phys.peekU8(pfn);
       out.set(src.subarray(inPage, inPage + step), done);
@@ -664,10 +744,7 @@ export class MmStruct implements VmaOwner {
       const pfn = this.fault(v, cur, true, false, undo);
       if (pfn < 0) {
         undo.rollback();
-        return this.err(
-          EFAULT,
-          `write: fault at 0x${cur.toString(16)} (${pfn === F_SIGBUS ? "past EOF" : "no memory"})`,
-        );
+        return this.err(EFAULT, `write: fault at 0x${cur.toString(16)} (${faultWhy(pfn)})`);
       }
       pfns[pg - first] = pfn;
     }
@@ -752,7 +829,7 @@ export class MmStruct implements VmaOwner {
       const v = this.vmas.find(cur)!;
       const size = v.pageSize;
       const stop = Math.min(end, v.end);
-      if (!v.shared && v.file === null) {
+      if (!v.shared && v.file === null && v.resv === null) {
         // private anonymous: what fault() does with unshare, folio by folio, without its general cases
         cur = this.pinAnon(v, cur, stop, b, undo);
         if (cur < 0) {
@@ -767,6 +844,8 @@ export class MmStruct implements VmaOwner {
         if (pfn < 0) {
           this.pages.unpinRuns(b.peek());
           undo.rollback();
+          if (pfn === F_NOHUGE)
+            return this.err(EFAULT, `pin: fault at 0x${cur.toString(16)} (${faultWhy(pfn)})`);
           return pfn === F_SIGBUS
             ? this.err(EFAULT, `pin: 0x${cur.toString(16)} is past the end of the mapped file`)
             : this.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
@@ -817,6 +896,8 @@ export class MmStruct implements VmaOwner {
         head = pages.allocFolio(order, site);
         if (head < 0) {
           undo.addFolioRange(m, fresh0, fresh, this.putFolio);
+          if (this.allocFailed(order) === F_NOHUGE)
+            return this.err(EFAULT, `pin: fault at 0x${cur.toString(16)} (${faultWhy(F_NOHUGE)})`);
           return this.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
         }
         m.set(key, head);
@@ -991,6 +1072,13 @@ export class MmStruct implements VmaOwner {
     this.lastReason = reason;
     return -errno;
   }
+}
+
+function faultWhy(code: number): string {
+  if (code === F_SIGBUS) return "past EOF";
+  if (code === F_NOHUGE)
+    return "SIGBUS: no free huge page without a reservation and no surplus allowed (MAP_NORESERVE, or a forked child's private copy)";
+  return "no memory";
 }
 
 function alignUp64(v: bigint, align: number): bigint {

@@ -1,6 +1,7 @@
 import type { FaultInject } from "../hw/fault-inject.js";
 import type { FrameAllocator } from "../hw/frame-alloc.js";
 import type { PhysMem } from "../hw/phys-mem.js";
+import { Hstate } from "./hugetlb-pool.js";
 import type { PfnRuns } from "./pfn-runs.js";
 
 /** Folio orders the model allocates: a 4 KiB page, a 2 MiB and a 1 GiB hugetlb folio. */
@@ -61,6 +62,9 @@ export class PageTracker {
    * DMA to one of these frames a use after unmap rather than a stray address.
    */
   onUnpin: ((pfn: number, n: number) => void) | null = null;
+  /** The hugetlb pools: 2 MiB and 1 GiB (unlimited until configured). */
+  readonly h2m: Hstate;
+  readonly h1g: Hstate;
 
   constructor(
     readonly phys: PhysMem,
@@ -70,6 +74,13 @@ export class PageTracker {
     const blocks = Math.ceil(phys.nrFrames / HUGE_2M_PAGES);
     this.hOrder = new Uint8Array(blocks);
     this.hCount = new Float64Array(blocks * 2);
+    this.h2m = new Hstate(9, frames, faults, phys);
+    this.h1g = new Hstate(18, frames, faults, phys);
+  }
+
+  /** The pool of huge folios of `order`. */
+  hstate(order: 9 | 18): Hstate {
+    return order === 9 ? this.h2m : this.h1g;
   }
 
   /** A new zeroed folio holding one reference, or -1 (out of memory or an injected failure). */
@@ -81,8 +92,24 @@ export class PageTracker {
       this.owned++;
       return pfn;
     }
-    const head = order === 9 ? this.frames.alloc2m(site) : this.frames.alloc1g(site);
+    const head = (order === 9 ? this.h2m : this.h1g).allocNoReserve(site);
     if (head < 0) return -1;
+    this.installHuge(head, order);
+    return head;
+  }
+
+  /**
+   * A new zeroed hugetlb folio for a fault that holds a reservation on the
+   * pool of `order`: it consumes the reservation and never fails.
+   */
+  allocReservedFolio(order: 9 | 18): number {
+    const head = (order === 9 ? this.h2m : this.h1g).allocReserved();
+    if (head < 0) return -1;
+    this.installHuge(head, order);
+    return head;
+  }
+
+  private installHuge(head: number, order: 9 | 18): void {
     const b = head / HUGE_2M_PAGES;
     this.hOrder[b] = order;
     this.hCount[2 * b] = 1;
@@ -91,7 +118,6 @@ export class PageTracker {
     if (order === 9) this.n2m++;
     else this.n1g++;
     this.owned += order === 9 ? HUGE_2M_PAGES : HUGE_1G_PAGES;
-    return head;
   }
 
   /** Take another reference on the folio headed at `head`. */
@@ -249,6 +275,19 @@ export class PageTracker {
     };
   }
 
+  /**
+   * The hugetlb pools' invariants: each pool's own counters, and the pages
+   * it counts in use are the hugetlb folios mm holds of that size.
+   */
+  hugetlbInvariants(): string[] {
+    const out = [...this.h2m.check(), ...this.h1g.check()];
+    if (this.h2m.inUse !== this.n2m)
+      out.push(`hugepages-2048kB: ${this.h2m.inUse} in use but ${this.n2m} 2 MiB folios live`);
+    if (this.h1g.inUse !== this.n1g)
+      out.push(`hugepages-1048576kB: ${this.h1g.inUse} in use but ${this.n1g} 1 GiB folios live`);
+    return out;
+  }
+
   /** The 2 MiB block holding the head of pfn's hugetlb folio, or -1 when pfn is not in one. */
   private hugeBlockOf(pfn: number): number {
     if (this.nHuge === 0) return -1;
@@ -285,11 +324,11 @@ export class PageTracker {
     if (order === 9) {
       this.n2m--;
       this.owned -= HUGE_2M_PAGES;
-      this.frames.free2m(head);
+      this.h2m.freePage(head);
     } else {
       this.n1g--;
       this.owned -= HUGE_1G_PAGES;
-      this.frames.free1g(head);
+      this.h1g.freePage(head);
     }
   }
 }

@@ -1,3 +1,4 @@
+import type { PrivResv } from "./hugetlb-pool.js";
 import type { IoMem } from "./io-mem.js";
 import type { MemFile } from "./memfd.js";
 import { PROT_READ, PROT_WRITE } from "./mman.js";
@@ -21,6 +22,8 @@ export interface VmaOwner {
 export class Vma {
   /** Device memory (VM_IO | VM_PFNMAP): loads and stores go to it; never faulted, never pinned. */
   io: IoMem | null = null;
+  /** A private hugetlb mapping's reservations (null: none, e.g. MAP_NORESERVE or an unlimited pool). */
+  resv: PrivResv | null = null;
 
   constructor(
     readonly mm: VmaOwner,
