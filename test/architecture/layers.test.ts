@@ -61,6 +61,8 @@ it("no layer imports from a layer above it, and the core never imports the tools
         }
         continue;
       }
+      // the package entry re-exports the recorder (docs/api.md): a tool, but part of the public API
+      if (from === "index" && relative(SRC, target) === "scenario/record.ts") continue;
       if (TOOLS.has(to) || !(ALLOWED[from] ?? []).includes(to)) {
         violations.push(`${relative(SRC, file)} (${from}) -> ${relative(SRC, target)} (${to})`);
       }
