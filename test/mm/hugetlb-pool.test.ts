@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Machine } from "../../src/kernel/machine.js";
 import type { Process } from "../../src/kernel/process.js";
@@ -299,5 +300,74 @@ describe("hugetlb pools", () => {
     m.debug.failNth(0);
     expect(pool(m)).toMatchObject({ free: 1, resv: 0 });
     expect(m.debug.checkInvariants()).toEqual([]);
+  });
+});
+
+describe("hugetlb pools: random operation sequences", () => {
+  it("keep the pool's counters consistent and return to the boot state when every process exits", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            op: fc.constantFrom("mmap", "mmapShared", "mmapNoresv", "touch", "munmap", "fork", "exit", "pin"),
+            n: fc.integer({ min: 1, max: 4 }),
+            i: fc.nat(),
+          }),
+          { maxLength: 25 },
+        ),
+        (ops) => {
+          const m = new Machine({ hugepages: { "2M": 6 } });
+          const boot = pool(m);
+          const procs: Process[] = [m.spawn()];
+          const maps: { p: Process; va: bigint; n: number }[] = [];
+          for (const o of ops) {
+            const p = procs[o.i % procs.length];
+            if (p === undefined) break;
+            if (o.op.startsWith("mmap")) {
+              const flags =
+                o.op === "mmapShared"
+                  ? MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB
+                  : HUGE2 | (o.op === "mmapNoresv" ? MAP_NORESERVE : 0);
+              const before = pool(m);
+              const va = p.mmap(0n, BigInt(o.n) * M2, RW, flags);
+              if (va < 0n) {
+                expect(va).toBe(BigInt(-ENOMEM));
+                expect(pool(m)).toEqual(before);
+              } else maps.push({ p, va, n: o.n });
+            } else if (o.op === "touch" || o.op === "munmap" || o.op === "pin") {
+              const mp = maps.filter((x) => x.p === p);
+              const t = mp[o.i % Math.max(1, mp.length)];
+              if (t === undefined) continue;
+              if (o.op === "touch") {
+                const r = p.writeMemory(t.va + BigInt(o.i % t.n) * M2, new Uint8Array([1]));
+                expect([0, -EFAULT]).toContain(r);
+              } else if (o.op === "pin") {
+                const r = p.task.mm.pinUserPages(t.va, t.n * 512, true);
+                if (typeof r !== "number") p.task.mm.unpinUserPages(r);
+                else expect([-EFAULT]).toContain(r);
+              } else {
+                expect(p.munmap(t.va, BigInt(t.n) * M2)).toBe(0);
+                maps.splice(maps.indexOf(t), 1);
+              }
+            } else if (o.op === "fork") {
+              const c = p.fork();
+              if (typeof c !== "number") {
+                procs.push(c);
+                for (const x of maps.filter((y) => y.p === p)) maps.push({ ...x, p: c });
+              }
+            } else {
+              p.exit();
+              procs.splice(procs.indexOf(p), 1);
+              for (let k = maps.length - 1; k >= 0; k--) if (maps[k].p === p) maps.splice(k, 1);
+            }
+            expect(m.debug.checkInvariants()).toEqual([]);
+          }
+          for (const p of procs) p.exit();
+          expect(pool(m)).toEqual(boot);
+          expect(m.debug.checkInvariants()).toEqual([]);
+        },
+      ),
+      { numRuns: 150, seed: 7 },
+    );
   });
 });
