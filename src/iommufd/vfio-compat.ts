@@ -44,13 +44,22 @@ function compatIoas(ictx: IommufdCtx): IommufdIoas {
 
 /**
  * iommufd_vfio_compat_ioas_create(): the IOAS the first VFIO group on the
- * container uses (a normal object, destroyed at close). EINVAL in no-IOMMU mode.
+ * container uses (a normal object, destroyed at close). The kernel allocates
+ * the new IOAS first (so an allocation failure wins), then refuses a
+ * no-IOMMU context (EINVAL, even when an IOAS was set with IOMMU_VFIO_IOAS),
+ * then reuses an existing compat IOAS and drops the new one.
  */
 export function iommufdVfioCompatIoasCreate(ictx: IommufdCtx): number {
-  if (ictx.vfioIoas !== undefined) return ictx.vfioIoas.id;
-  if (ictx.noIommuMode) fail(EINVAL, "the container is in no-IOMMU mode; it has no IOAS");
   const ioas = new IommufdIoas(ictx);
   ictx.objects.alloc(ioas);
+  if (ictx.noIommuMode) {
+    ictx.objects.abort(ioas);
+    fail(EINVAL, "the container is in no-IOMMU mode; it has no IOAS");
+  }
+  if (ictx.vfioIoas !== undefined) {
+    ictx.objects.abort(ioas);
+    return ictx.vfioIoas.id;
+  }
   ictx.objects.finalize(ioas);
   ictx.vfioIoas = ioas;
   return ioas.id;
