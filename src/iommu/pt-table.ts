@@ -132,27 +132,7 @@ export class PtTable implements IoPageTable {
   }
 
   leaves(visit: (iova: number, pa: number, len: number, prot: number) => void): void {
-    const fmt = this.table.fmt;
-    // dump() lists entries depth first; rebuild each leaf's IOVA from the
-    // index path (9 bits a level over the granule, in units) and skip the
-    // replicas of contiguous leaves.
-    const path: number[] = [];
-    let nextFree = 0;
-    for (const e of this.table.dump()) {
-      path[e.level] = e.index;
-      const lo = Number(e.raw & 0xffffffffn);
-      const hi = Number(e.raw >> 32n);
-      if (e.level > 0 && fmt.isTable(lo, hi, e.level)) continue;
-      let iova = 0;
-      const top = this.table.info().topLevel;
-      for (let l = top; l >= e.level; l--) iova += (path[l] ?? 0) * 2 ** (9 * l);
-      const shift = fmt.leafShift(lo, hi, e.level);
-      const len = 2 ** shift;
-      const start = iova - (iova % len);
-      if (start < nextFree) continue;
-      nextFree = start + len;
-      visit(start, fmt.leafPfn(lo, hi, e.level), len, 0);
-    }
+    this.table.forEachLeaf((iova, pfn, len) => visit(iova, pfn, len, 0));
   }
 
   info(): PtInfo {

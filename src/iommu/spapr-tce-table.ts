@@ -158,18 +158,8 @@ export class TceTable {
    * its bus address, first host pfn, units it spans.
    */
   leaves(visit: (unit: number, pfn: number, units: number) => void): void {
-    const bits = this.shape.levelShift - 3;
-    const path: number[] = [];
-    const fmt = this.table.fmt;
-    for (const e of this.table.dump()) {
-      path[e.level] = e.index;
-      if (e.level > 0) continue;
-      let idx = 0;
-      for (let l = this.levels - 1; l >= 0; l--) idx += (path[l] ?? 0) * 2 ** (bits * l);
-      const lo = Number(e.raw & 0xffffffffn);
-      const hi = Number(e.raw >> 32n);
-      visit((this.itOffset + idx) * this.unitsPerTce, fmt.leafPfn(lo, hi, 0), this.unitsPerTce);
-    }
+    // every TCE is a one-entry leaf of unitsPerTce units at bus unit (it_offset + entry) * unitsPerTce
+    this.table.forEachLeaf(visit);
   }
 
   walkCtx(): IommuWalkCtx {

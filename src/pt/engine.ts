@@ -77,6 +77,9 @@ export interface DumpEntry {
 /** Called for each dirty leaf piece: first IOVA pfn and number of pfns (table units). */
 export type DirtyRecord = (iovaPfn: number, npfn: number) => void;
 
+/** Called for each leaf by forEachLeaf: first IOVA pfn, first output pfn and pfns it spans (table units). */
+export type LeafVisit = (iovaPfn: number, pfn: number, npfn: number) => void;
+
 const ZERO_WORDS = new Uint32Array(1024);
 /** Slots of the level-0 table cache used by iova_to_phys (a power of 2). */
 const TLB_SLOTS = 1024;
@@ -932,6 +935,56 @@ export class PageTable {
   }
 
   // ---------------------------------------------------------------- dump, destroy
+
+  /**
+   * Every leaf, in IOVA order, read from the table bytes; a contiguous
+   * leaf's replicas are one visit. Allocates nothing and skips table frames
+   * never written, so a sparse many-frame table (a TCE window) costs a
+   * lookup per 512 entries: the invariant checkers read every domain
+   * through it after each fuzzer step.
+   */
+  forEachLeaf(visit: LeafVisit): void {
+    if (this.destroyed) return;
+    this.leafWalk(this.topPfn, this.topLevel, 0, visit);
+  }
+
+  private leafWalk(tpfn: number, level: number, base: number, visit: LeafVisit): void {
+    const fmt = this.fmt;
+    const s = this.shiftOf[level];
+    const span = POW2[s];
+    const entries = this.entries;
+    let i = 0;
+    while (i < entries) {
+      const u = this.mem.peekU32(tpfn + (i >>> 9));
+      const stop = Math.min(entries, (i | 511) + 1);
+      if (u === undefined) {
+        i = stop;
+        continue;
+      }
+      while (i < stop) {
+        const w = (i & 511) << 1;
+        if ((u[w] | u[w + 1]) === 0) {
+          i++;
+          continue;
+        }
+        this.ld(u, w);
+        const lo = this.eLo;
+        const hi = this.eHi;
+        const pos = base + i * span;
+        if (level > 0 && fmt.isTable(lo, hi, level)) {
+          this.leafWalk(fmt.childPfn(lo, hi), level - 1, pos, visit);
+          i++;
+          continue;
+        }
+        const ls = fmt.leafShift(lo, hi, level);
+        const n = ls > s ? POW2[ls - s] : 1;
+        const first = i - (i % n);
+        const len = POW2[ls];
+        visit(this.fromRel(base + first * span), fmt.leafPfn(lo, hi, level), len);
+        i = first + n;
+      }
+    }
+  }
 
   /** Every non-empty entry, depth first from the root: raw value and decoded meaning. */
   dump(): DumpEntry[] {

@@ -12,7 +12,8 @@ import { CASES, makeEnv, sizesOf } from "./helpers.js";
  * (largest bitmap size that fits length and alignment), EADDRINUSE on any
  * overlap, unmap removes whole leaves from the start and stops at a hole or
  * mid-leaf. After every step the engine's iova_to_phys, the HW walker and
- * the reference agree; after destroy no frame is left.
+ * the reference agree, and forEachLeaf lists the reference's leaves; after
+ * destroy no frame is left.
  */
 type Op = { kind: "map" | "unmap"; start: number; count: number; size: number; prot: number; paOff: number };
 
@@ -95,6 +96,11 @@ describe.each(CASES)("property: $label", (c) => {
             expect(r).toBe(total * U);
           }
         }
+        // forEachLeaf reads the same leaves back from the bytes, in IOVA order, each once
+        const seen: [number, number, number][] = [];
+        pt.forEachLeaf((iova, pfn, n) => seen.push([iova, pfn, n]));
+        const want = [...leaves].sort((a, b) => a[0] - b[0]).map(([s, [n, pa]]) => [s, pa, n]);
+        expect(seen).toEqual(want);
         const ctx = pt.walkCtx();
         for (let p = base; p < base + W; p += minSpan) {
           const s = covering(p);
