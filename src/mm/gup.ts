@@ -1,9 +1,11 @@
 import { EFAULT, EINVAL, ENOMEM } from "../uapi/errno.js";
 import { allocFailed, cowCopy, F_NOHUGE, F_SIGBUS, faultWhy, handleFault } from "./fault.js";
+import type { PrivResv } from "./hugetlb-pool.js";
 import type { MmStruct } from "./mm-struct.js";
 import { PAGE_SIZE } from "./mman.js";
 import type { FolioOrder } from "./page-tracker.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
+import type { PrivPages } from "./priv-pages.js";
 import { UndoLog } from "./undo.js";
 import type { Vma } from "./vma.js";
 
@@ -62,8 +64,9 @@ export function pinUserPages(
     const v = mm.vmas.find(cur)!;
     const size = v.pageSize;
     const stop = Math.min(end, v.end);
-    if (!v.shared && v.file === null && v.resv === null) {
-      // private anonymous: what fault() does with unshare, folio by folio, without its general cases
+    if (!v.shared && v.file === null) {
+      // private anonymous (a reserved hugetlb mapping too): what fault() does with
+      // unshare, folio by folio, without its general cases
       cur = pinAnon(mm, v, cur, stop, b, undo);
       if (cur < 0) {
         mm.pages.unpinRuns(b.peek());
@@ -130,28 +133,41 @@ export function pinAnonPiece(
   const site = order === 0 ? "do_anonymous_page" : "alloc_hugetlb_folio";
   const m = mm.privMap(v.shift);
   const pages = mm.pages;
+  const resv = v.resv;
   let key = Math.floor(cur / size);
   let sub = (cur - key * size) / PAGE_SIZE;
   const perFolio = size / PAGE_SIZE;
-  // folios this call installs come in runs of consecutive keys: one undo record per run
+  // Folios this call installs come in runs of consecutive keys: one undo
+  // record per run. A run is of one kind: folios that took the mapping's
+  // reservation at their key (allocPrivate + noteConsumed in fault.ts) or not.
   let fresh0 = key;
   let fresh = 0;
+  let freshResv = false;
   while (cur < stop) {
     let head = m.get(key);
     if (head < 0) {
-      head = pages.allocFolio(order, site);
+      const useResv = resv !== null && !resv.consumed.has(key);
+      if (fresh > 0 && useResv !== freshResv) {
+        addFreshRun(mm, m, undo, fresh0, fresh, freshResv ? resv : null);
+        fresh = 0;
+      }
+      head = useResv ? pages.allocReservedFolio(order as 9 | 18) : pages.allocFolio(order, site);
       if (head < 0) {
-        undo.addFolioRange(m, fresh0, fresh, mm.putFolio);
+        addFreshRun(mm, m, undo, fresh0, fresh, freshResv ? resv : null);
         if (allocFailed(mm, order) === F_NOHUGE)
           return mm.err(EFAULT, `pin: fault at 0x${cur.toString(16)} (${faultWhy(F_NOHUGE)})`);
         return mm.err(ENOMEM, `pin: cannot allocate the page at 0x${cur.toString(16)}`);
       }
       m.set(key, head);
-      if (fresh === 0) fresh0 = key;
+      if (useResv) resv!.consumed.add(key);
+      if (fresh === 0) {
+        fresh0 = key;
+        freshResv = useResv;
+      }
       fresh++;
     } else {
       if (fresh > 0) {
-        undo.addFolioRange(m, fresh0, fresh, mm.putFolio);
+        addFreshRun(mm, m, undo, fresh0, fresh, freshResv ? resv : null);
         fresh = 0;
       }
       // still shared with a forked mm: a FOLL_LONGTERM pin unshares it first (gup_must_unshare)
@@ -168,8 +184,38 @@ export function pinAnonPiece(
     key++;
     sub = 0;
   }
-  undo.addFolioRange(m, fresh0, fresh, mm.putFolio);
+  addFreshRun(mm, m, undo, fresh0, fresh, freshResv ? resv : null);
   return stop;
+}
+
+/**
+ * The undo record of `n` fresh folios installed at keys k0.. of `m`. With
+ * `resv` they took its reservations: a rollback gives each reservation back
+ * before it frees the folio (newest first, as fault.ts's per-folio records
+ * would), so a surplus page goes where free_huge_folio sends it.
+ */
+function addFreshRun(
+  mm: MmStruct,
+  m: PrivPages,
+  undo: UndoLog,
+  k0: number,
+  n: number,
+  resv: PrivResv | null,
+): void {
+  if (n <= 0) return;
+  if (resv === null) {
+    undo.addFolioRange(m, k0, n, mm.putFolio);
+    return;
+  }
+  undo.add(() => {
+    for (let k = k0 + n - 1; k >= k0; k--) {
+      resv.consumed.delete(k);
+      resv.hs.restoreReserve();
+      const head = m.get(k);
+      m.delete(k);
+      mm.putFolio(head);
+    }
+  });
 }
 
 const PAGE_MASK_B = ~BigInt(PAGE_SIZE - 1);

@@ -299,7 +299,7 @@ export function writeHstateAttr(h: Hstate, name: HstateAttr, text: string): numb
  * has none (hugetlb_dup_vma_private).
  */
 export class PrivResv {
-  readonly consumed = new Set<number>();
+  readonly consumed = new KeyBits();
   constructor(readonly hs: Hstate) {}
 
   /** Release the reservations of huge pages [k0, k1) not consumed, and forget the range. */
@@ -309,5 +309,60 @@ export class PrivResv {
       if (!this.consumed.delete(k)) unused++;
     }
     this.hs.unreserve(unused);
+  }
+}
+
+/** Keys per KeyBits leaf (a Uint32Array of 128 words). */
+const KEY_LEAF = 4096;
+
+/**
+ * A set of huge-page indices as bits in leaves of 4096 (a Map by index /
+ * 4096, the last leaf cached): has/add/delete as a Set<number>'s, without
+ * hashing, so a pin that consumes 32768 reservations costs no table growth.
+ */
+export class KeyBits {
+  private readonly dir = new Map<number, Uint32Array>();
+  private lastIdx = -1;
+  private lastLeaf: Uint32Array | undefined;
+
+  has(key: number): boolean {
+    const l = this.leaf(Math.floor(key / KEY_LEAF));
+    if (l === undefined) return false;
+    const i = key % KEY_LEAF;
+    return ((l[i >>> 5] >>> (i & 31)) & 1) === 1;
+  }
+
+  add(key: number): void {
+    const idx = Math.floor(key / KEY_LEAF);
+    let l = this.leaf(idx);
+    if (l === undefined) {
+      l = new Uint32Array(KEY_LEAF / 32);
+      this.dir.set(idx, l);
+      this.lastIdx = idx;
+      this.lastLeaf = l;
+    }
+    const i = key % KEY_LEAF;
+    l[i >>> 5] |= 1 << (i & 31);
+  }
+
+  /** Remove key; true when it was present (as Set.delete). */
+  delete(key: number): boolean {
+    const l = this.leaf(Math.floor(key / KEY_LEAF));
+    if (l === undefined) return false;
+    const i = key % KEY_LEAF;
+    const bit = 1 << (i & 31);
+    if ((l[i >>> 5] & bit) === 0) return false;
+    l[i >>> 5] &= ~bit;
+    return true;
+  }
+
+  private leaf(idx: number): Uint32Array | undefined {
+    if (idx === this.lastIdx) return this.lastLeaf;
+    const l = this.dir.get(idx);
+    if (l !== undefined) {
+      this.lastIdx = idx;
+      this.lastLeaf = l;
+    }
+    return l;
   }
 }

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Machine } from "../../src/kernel/machine.js";
 import type { Process } from "../../src/kernel/process.js";
+import { KeyBits } from "../../src/mm/hugetlb-pool.js";
 import { EFAULT, EINVAL, ENOMEM, EPERM } from "../../src/uapi/errno.js";
 
 const M2 = 2n << 20n;
@@ -200,6 +201,28 @@ describe("hugetlb pools", () => {
     expect(m.debug.checkInvariants()).toEqual([]);
   });
 
+  it("a pin that faults in reserved folios and then fails gives every reservation back before freeing", () => {
+    const m = new Machine({ hugepages: { "2M": 2 } });
+    const p = m.spawn();
+    const before = m.debug.counters();
+    // two reserved huge pages, then a MAP_NORESERVE one right after them with no page left for it
+    const va = p.mmap(0n, 3n * M2, RW, HUGE2 | MAP_NORESERVE);
+    expect(p.munmap(va, 2n * M2)).toBe(0);
+    expect(p.mmap(va, 2n * M2, RW, HUGE2 | 0x10)).toBe(va);
+    expect(pool(m)).toMatchObject({ free: 2, resv: 2 });
+    expect(p.task.mm.pinUserPages(va, 3 * 512, true)).toBe(-EFAULT);
+    expect(p.task.mm.lastReason).toMatch(/pin: fault at 0x[0-9a-f]+ \(SIGBUS/);
+    // nothing allocated, pinned or consumed: the two reservations still stand and serve a fault
+    expect(pool(m)).toMatchObject({ nr: 2, free: 2, resv: 2, surplus: 0 });
+    expect(m.debug.counters().pinnedPages).toBe(0);
+    expect(m.debug.counters().ownedFrames).toBe(before.ownedFrames);
+    expect(touch(p, va, 2)).toBe(0);
+    expect(pool(m)).toMatchObject({ free: 0, resv: 0 });
+    expect(m.debug.checkInvariants()).toEqual([]);
+    p.exit();
+    expect(pool(m)).toMatchObject({ nr: 2, free: 2, resv: 0 });
+  });
+
   it("a forked child's private copy has no reservation: its COW fault can SIGBUS", () => {
     const m = new Machine({ hugepages: { "2M": 2 } });
     const p = m.spawn();
@@ -368,6 +391,30 @@ describe("hugetlb pools: random operation sequences", () => {
         },
       ),
       { numRuns: 150, seed: 7 },
+    );
+  });
+});
+
+describe("KeyBits (a reservation map's consumed keys)", () => {
+  it("answers has/add/delete as a Set<number> does, across leaves", () => {
+    const op = fc.record({
+      kind: fc.constantFrom("add", "delete", "has"),
+      key: fc.oneof(fc.integer({ min: 0, max: 9000 }), fc.integer({ min: 0, max: 2 ** 35 })),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 200 }), (ops) => {
+        const bits = new KeyBits();
+        const ref = new Set<number>();
+        for (const o of ops) {
+          if (o.kind === "add") {
+            bits.add(o.key);
+            ref.add(o.key);
+          } else if (o.kind === "delete") expect(bits.delete(o.key)).toBe(ref.delete(o.key));
+          else expect(bits.has(o.key)).toBe(ref.has(o.key));
+        }
+        for (const k of ref) expect(bits.has(k)).toBe(true);
+      }),
+      { numRuns: 200, seed: 1204 },
     );
   });
 });
