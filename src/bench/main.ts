@@ -55,7 +55,6 @@ function runC(): Record<string, number>[] | null {
 
 /** The suite's measured samples, in this process. */
 function runHere(s: BenchSuite): Record<string, number>[] {
-  if (s.fresh) return [s.run({ quick })];
   // unmeasured runs so the JIT has compiled the hot paths (ptref.c is compiled ahead of time):
   // at least two, because creating the second instance of each class turns
   // V8's const fields mutable, which deoptimizes what the first run compiled;
@@ -73,13 +72,7 @@ function runIsolated(s: BenchSuite): Record<string, number>[] {
   const cargs = [...process.execArgv, fileURLToPath(import.meta.url), "--child", "--suite", s.name];
   cargs.push("--runs", String(runs));
   if (quick) cargs.push("--quick");
-  const one = (): Record<string, number>[] =>
-    JSON.parse(execFileSync(process.execPath, cargs, { encoding: "utf8", maxBuffer: 1 << 24 }));
-  if (!s.fresh) return one();
-  // a fresh suite: one process per sample
-  const out: Record<string, number>[] = [];
-  for (let i = 0; i < runs; i++) out.push(...one());
-  return out;
+  return JSON.parse(execFileSync(process.execPath, cargs, { encoding: "utf8", maxBuffer: 1 << 24 }));
 }
 
 if (child) {

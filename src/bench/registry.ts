@@ -11,11 +11,6 @@ export interface BenchSuite {
   run(opts: BenchOpts): Record<string, number>;
   /** metric -> key in the C reference's JSON, for the metrics it has a twin of. */
   cRef?: Record<string, string>;
-  /**
-   * Each sample is the first run of a fresh Node process (no warm-up): what
-   * a one-shot run pays while the JIT compiles the path.
-   */
-  fresh?: boolean;
 }
 
 export interface BenchOpts {

@@ -25,6 +25,10 @@ it.runIf(existsSync(main))("bench --json --quick prints one JSON line with every
     "ioas_map_hugetlb_64g_ns_per_2m",
     "ioas_map_hugetlb_64g_rss_mb",
     "ioas_area_scaling_ratio",
+    "ioas_map_hugetlb_64g_seeded_cold_ns_per_2m",
+    "ioas_map_hugetlb_64g_seeded_warm_ns_per_2m",
+    "ratio_ioas_map_hugetlb_64g_seeded_cold_ns_per_2m",
+    "ratio_ioas_map_hugetlb_64g_seeded_warm_ns_per_2m",
   ]) {
     expect(typeof r[k], k).toBe("number");
     expect(r[k]).toBeGreaterThan(0);
