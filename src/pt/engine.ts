@@ -962,11 +962,12 @@ export class PageTable {
         continue;
       }
       while (i < stop) {
-        const w = (i & 511) << 1;
-        if ((u[w] | u[w + 1]) === 0) {
-          i++;
-          continue;
-        }
+        // skip the empty entries in a tight loop over the frame's words
+        let w = (i & 511) << 1;
+        const wEnd = w + ((stop - i) << 1);
+        while (w < wEnd && (u[w] | u[w + 1]) === 0) w += 2;
+        i += (w - ((i & 511) << 1)) >> 1;
+        if (w >= wEnd) break;
         this.ld(u, w);
         const lo = this.eLo;
         const hi = this.eHi;
