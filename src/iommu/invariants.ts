@@ -21,8 +21,9 @@ export function checkDomainTable(d: IommuDomain): string[] {
   const hex = (units: number) => `0x${(BigInt(units) << BigInt(u)).toString(16)}`;
   const inTable: Run[] = [];
   pt.leaves((iova, pa, len) => push(inTable, iova, pa, len));
+  const recorded = d.mapped.all();
   const believed: Run[] = [];
-  for (const r of d.mapped.all()) push(believed, r.iova, r.pa, r.len);
+  for (const r of recorded) push(believed, r.iova, r.pa, r.len);
   const out: string[] = [];
   const n = Math.max(inTable.length, believed.length);
   for (let i = 0; i < n && out.length < 8; i++) {
@@ -34,14 +35,13 @@ export function checkDomainTable(d: IommuDomain): string[] {
     out.push(`domain ${d.id} (${d.driver.name}): page table maps ${t} where the domain recorded ${w}`);
   }
   if (out.length > 0) return out;
-  for (const r of d.mapped.all()) {
+  // one probe per recorded run and direction (no arrays built per run: this runs after every fuzzer step)
+  for (const r of recorded) {
     const iova = BigInt(r.iova) << BigInt(u);
-    for (const [write, bit] of [
-      [false, IOMMU_READ],
-      [true, IOMMU_WRITE],
-    ] as const) {
+    for (let dir = 0; dir < 2; dir++) {
+      const write = dir === 1;
       const res = pt.translate(iova, write, true);
-      const want = (r.prot & bit) !== 0;
+      const want = (r.prot & (write ? IOMMU_WRITE : IOMMU_READ)) !== 0;
       if (res.ok !== want) {
         out.push(
           `domain ${d.id} (${d.driver.name}): ${write ? "write" : "read"} at 0x${iova.toString(16)} ` +
