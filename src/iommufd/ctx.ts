@@ -5,6 +5,7 @@ import {
   IOPT_PAGES_ACCOUNT_USER,
   type IoptPagesAccountMode,
 } from "../mm/locked-vm.js";
+import type { IoctlRow } from "./main.js";
 import type { IommufdObject } from "./object.js";
 import { ObjectTable } from "./object.js";
 
@@ -36,6 +37,8 @@ export class IommufdCtx {
   /** The file this context lives in (the KFile of /dev/iommu). */
   file!: KFile;
   released = false;
+  /** The kernel's ioctl table, looked up once per context (the profile and Kconfig are fixed at boot). */
+  ioctls: Map<number, IoctlRow> | undefined;
 
   constructor(
     readonly k: KernelCtx,
