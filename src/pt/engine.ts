@@ -83,6 +83,10 @@ export type LeafVisit = (iovaPfn: number, pfn: number, npfn: number) => void;
 const ZERO_WORDS = new Uint32Array(1024);
 /** Slots of the level-0 table cache used by iova_to_phys (a power of 2). */
 const TLB_SLOTS = 1024;
+/** The lookup cache of a table before its first lookup: tags -1 match no IOVA. */
+const NO_TLB_TAG = new Float64Array(TLB_SLOTS).fill(-1);
+const NO_TLB_GEN = new Uint32Array(TLB_SLOTS);
+const NO_TLB_U: (Uint32Array | null)[] = new Array(TLB_SLOTS).fill(null);
 
 /**
  * One generic_pt page table (drivers/iommu/generic_pt/iommu_pt.h): the walk,
@@ -175,9 +179,11 @@ export class PageTable {
    * A JS-side shortcut over the bytes, never a second copy of them: freeing any
    * table bumps tlbGenNow, which invalidates every slot at once.
    */
-  private readonly tlbTag = new Float64Array(TLB_SLOTS).fill(-1);
-  private readonly tlbGen = new Uint32Array(TLB_SLOTS);
-  private readonly tlbU: (Uint32Array | null)[] = new Array(TLB_SLOTS).fill(null);
+  // (shared empty arrays until the first lookup fills a slot: a table that is
+  // never looked up, e.g. each fuzzer HWPT, allocates none of its 20 KiB)
+  private tlbTag = NO_TLB_TAG;
+  private tlbGen = NO_TLB_GEN;
+  private tlbU = NO_TLB_U;
   private tlbGenNow = 1;
   private readonly tlbOk: boolean;
   /** Pfns covered by the current top (pt_check_range against the top). */
@@ -788,6 +794,11 @@ export class PageTable {
       const lo = be ? bswap32(u[w + 1]) : u[w];
       const hi = be ? bswap32(u[w]) : u[w + 1];
       if (level === 0 && this.tlbOk) {
+        if (this.tlbTag === NO_TLB_TAG) {
+          this.tlbTag = new Float64Array(TLB_SLOTS).fill(-1);
+          this.tlbGen = new Uint32Array(TLB_SLOTS);
+          this.tlbU = new Array(TLB_SLOTS).fill(null);
+        }
         const tag = rp < 4294967296 ? rp >>> 9 : Math.floor(rp / 512);
         const slot = tag & (TLB_SLOTS - 1);
         this.tlbTag[slot] = tag;
