@@ -136,7 +136,7 @@ export function iommufdDeviceBind(
   }
   idev.igroup = igroupGet(ictx, dev.group);
   if (!idev.mock) ictx.get();
-  idev.users++; // the binding driver's reference
+  idev.refGet(); // the binding driver's reference
   ictx.objects.finalize(idev);
   return idev;
 }
@@ -148,7 +148,7 @@ function bindNoiommu(ictx: IommufdCtx, opts: BindOpts): IommufdDevice {
   idev.igroup = new Igroup(ictx, null);
   idev.igroup.refs = 1;
   if (!idev.mock) ictx.get();
-  idev.users++; // the binding driver's reference
+  idev.refGet(); // the binding driver's reference
   ictx.objects.finalize(idev);
   return idev;
 }
@@ -156,7 +156,7 @@ function bindNoiommu(ictx: IommufdCtx, opts: BindOpts): IommufdDevice {
 /** iommufd_device_unbind(): detach if needed, then destroy the object. */
 export function iommufdDeviceUnbind(idev: IommufdDevice): void {
   if (idev.hwpt !== undefined) iommufdDeviceDetach(idev);
-  idev.users--;
+  idev.refPut();
   idev.ictx.objects.removeInternal(idev);
 }
 
@@ -221,8 +221,8 @@ export function deviceDoAttach(idev: IommufdDevice, hwpt: Hwpt): void {
   ig.hwpt = hwpt;
   ig.devices.add(idev);
   idev.hwpt = hwpt;
-  hwpt.users++;
-  idev.users++;
+  hwpt.refGet();
+  idev.refGet();
 }
 
 /**
@@ -243,9 +243,9 @@ export function deviceDoDetach(idev: IommufdDevice, destroying: boolean): void {
     ig.handle = undefined;
   }
   idev.hwpt = undefined;
-  hwpt.users--;
+  hwpt.refPut();
   // The self reference taken at attach; during destroy the table's is already gone.
-  if (!destroying) idev.users--;
+  if (!destroying) idev.refPut();
   putAutoHwpt(hwpt);
 }
 
@@ -280,9 +280,7 @@ function autoGetDomain(idev: IommufdDevice, ioas: IommufdIoas, replace: boolean)
     try {
       deviceDoReplace(idev, hwpt);
     } catch (e) {
-      ictx.objects.abort(hwpt);
-      hwpt.users = 0;
-      hwpt.destroy();
+      ictx.objects.abortAndDestroy(hwpt);
       throw e;
     }
   } else {
@@ -331,8 +329,8 @@ function deviceDoReplace(idev: IommufdDevice, hwpt: Hwpt): void {
   ig.hwpt = hwpt;
   for (const d of devs) {
     d.hwpt = hwpt;
-    hwpt.users++;
-    old.users--;
+    hwpt.refGet();
+    old.refPut();
   }
   putAutoHwpt(old);
 }

@@ -44,7 +44,7 @@ function eventqFops(kind: string, q: IommufdFault | IommufdVeventq): FileOps {
     pwrite: () => fail(ESPIPE, `${kind} files are not seekable (nonseekable_open)`),
     release: () => {
       // iommufd_eventq_fops_release(): the file's reference on the object and the context.
-      q.users--;
+      q.refPut();
       q.ictx.put();
     },
   };
@@ -65,7 +65,7 @@ function installEventqFd(
   fdField: string,
 ) {
   const file = new KFile(eventqFops(name, q), q, `anon_inode:${name}`, 2);
-  q.users++;
+  q.refGet();
   u.ictx.get();
   q.file = file;
   const fd = u.task.fdInstall(file);
@@ -269,7 +269,7 @@ export class IommufdVeventq extends IommufdObject {
     const l = this.viommu.veventqs;
     const i = l.indexOf(this);
     if (i >= 0) l.splice(i, 1);
-    this.viommu.users--;
+    this.viommu.refPut();
   }
 
   /** iommufd_viommu_report_event() past the queue lookup; iommufd_vevent_handler(). */
@@ -329,7 +329,7 @@ export function veventqAlloc(u: Ucmd): number {
   }
   const q = new IommufdVeventq(u.ictx, viommu, type, depth);
   createWithFd(u, q, () => {
-    viommu.users++;
+    viommu.refGet();
     viommu.veventqs.push(q);
     return installEventqFd(u, q, "[iommufd-viommu-event]", "out_veventq_id", "out_veventq_fd");
   });

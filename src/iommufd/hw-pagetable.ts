@@ -36,7 +36,7 @@ export class HwptPaging extends IommufdObject {
     readonly domain: IommuDomain,
   ) {
     super();
-    ioas.users++;
+    ioas.refGet();
     ioas.hwptList.push(this);
   }
   destroy(): void {
@@ -45,8 +45,8 @@ export class HwptPaging extends IommufdObject {
     const l = this.ioas.hwptList;
     const i = l.indexOf(this);
     if (i >= 0) l.splice(i, 1);
-    this.ioas.users--;
-    if (this.fault !== undefined) this.fault.users--;
+    this.ioas.refPut();
+    if (this.fault !== undefined) this.fault.refPut();
     this.fault = undefined;
     this.domain.free();
   }
@@ -67,13 +67,13 @@ export class HwptNested extends IommufdObject {
     readonly viommu?: IommufdViommu,
   ) {
     super();
-    if (viommu !== undefined) viommu.users++;
-    else parent.users++;
+    if (viommu !== undefined) viommu.refGet();
+    else parent.refGet();
   }
   destroy(): void {
-    if (this.viommu !== undefined) this.viommu.users--;
-    else this.parent.users--;
-    if (this.fault !== undefined) this.fault.users--;
+    if (this.viommu !== undefined) this.viommu.refPut();
+    else this.parent.refPut();
+    if (this.fault !== undefined) this.fault.refPut();
     this.fault = undefined;
     this.domain.free();
   }
@@ -133,9 +133,7 @@ export function hwptPagingAlloc(
       throw e;
     }
   } catch (e) {
-    ictx.objects.abort(hwpt);
-    hwpt.users = 0;
-    hwpt.destroy();
+    ictx.objects.abortAndDestroy(hwpt);
     throw e;
   }
   return hwpt;
@@ -172,14 +170,12 @@ export function hwptAlloc(u: Ucmd): number {
       // The domain's iopf_handler becomes iommufd's: its page requests go to this queue.
       const fault = getFault(ictx, u.num("fault_id"));
       hwpt.fault = fault;
-      fault.users++;
+      fault.refGet();
     }
     u.set("out_hwpt_id", hwpt.id);
     u.respond();
   } catch (e) {
-    ictx.objects.abort(hwpt);
-    hwpt.users = 0;
-    hwpt.destroy();
+    ictx.objects.abortAndDestroy(hwpt);
     throw e;
   }
   ictx.objects.finalize(hwpt);
@@ -242,8 +238,7 @@ export function installNested(u: Ucmd, h: HwptNested, flags: number): HwptNested
   try {
     u.ictx.objects.alloc(h);
   } catch (e) {
-    h.users = 0;
-    h.destroy();
+    u.ictx.objects.abortAndDestroy(h);
     throw e;
   }
   return h;

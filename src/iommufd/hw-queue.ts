@@ -33,17 +33,17 @@ export class IommufdHwQueue extends IommufdObject implements HwQueueCore {
     super();
   }
   depend(on: HwQueueCore): void {
-    (on as IommufdHwQueue).users++;
+    (on as IommufdHwQueue).refGet();
   }
   undepend(on: HwQueueCore): void {
-    (on as IommufdHwQueue).users--;
+    (on as IommufdHwQueue).refPut();
   }
   destroy(): void {
     this.driverDestroy?.();
     this.driverDestroy = undefined;
     if (this.access !== undefined) destroyAccess(this.access, this.baseAddr, this.length);
     this.access = undefined;
-    if (this.viommu !== undefined) this.viommu.users--;
+    if (this.viommu !== undefined) this.viommu.refPut();
     this.viommu = undefined;
   }
 }
@@ -110,7 +110,7 @@ export function hwQueueAlloc(u: Ucmd): number {
   u.createObject(q, () => {
     const [access, basePa] = allocPhys(viommu, iova, length);
     q.viommu = viommu;
-    viommu.users++;
+    viommu.refGet();
     q.access = access;
     st.hwQueueInitPhys!(q, u.num("index"), basePa);
     u.set("out_hw_queue_id", q.id);

@@ -57,9 +57,7 @@ export class Ucmd {
       build(obj);
       if (this.ictx.k.faults.hit("iommufd_object_finalize")) fail(EFAULT, "injected failure before finalize");
     } catch (e) {
-      this.ictx.objects.abort(obj);
-      obj.users = 0;
-      obj.destroy();
+      this.ictx.objects.abortAndDestroy(obj);
       throw e;
     }
     this.ictx.objects.finalize(obj);
