@@ -10,6 +10,7 @@ import type { IommufdIoas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import { AttachHandle, iommufdDevicePasidDetachAll, type PasidAttach, ridPasidCompat } from "./pasid.js";
 import type { Ucmd } from "./ucmd.js";
+import type { IommufdVdevice } from "./viommu.js";
 
 /**
  * struct iommufd_group: the context's view of one iommu_group, shared by
@@ -84,7 +85,7 @@ export class IommufdDevice extends IommufdObject {
     this.name = dev?.name ?? name ?? "noiommu device";
   }
   /** The vDEVICE representing this device on a vIOMMU (idev->vdev): one at a time. */
-  vdev: IommufdObject | undefined;
+  vdev: IommufdVdevice | undefined;
   destroy(): void {
     // iommufd_device_remove_vdev(): the vDEVICE goes with its device.
     if (this.vdev !== undefined) this.ictx.objects.removeInternal(this.vdev);
@@ -98,7 +99,7 @@ export class IommufdDevice extends IommufdObject {
 }
 
 export function getDevice(ictx: IommufdCtx, id: number): IommufdDevice {
-  return ictx.objects.get(id, "DEVICE", "device") as IommufdDevice;
+  return ictx.objects.get(id, "DEVICE", "device");
 }
 
 /**
@@ -262,7 +263,7 @@ function putAutoHwpt(hwpt: Hwpt): void {
  */
 function autoGetDomain(idev: IommufdDevice, ioas: IommufdIoas, replace: boolean): Hwpt {
   for (const o of [...ioas.hwptList]) {
-    const h = o as HwptPaging;
+    const h = o;
     if (!h.autoDomain) continue;
     try {
       if (replace) deviceDoReplace(idev, h);
@@ -341,13 +342,13 @@ function changePt(idev: IommufdDevice, ptId: number, replace: boolean): number {
   switch (obj.type) {
     case "HWPT_PAGING":
     case "HWPT_NESTED": {
-      const h = obj as Hwpt;
+      const h = obj;
       if (replace) deviceDoReplace(idev, h);
       else deviceDoAttach(idev, h);
       return h.id;
     }
     case "IOAS":
-      return autoGetDomain(idev, obj as IommufdIoas, replace).id;
+      return autoGetDomain(idev, obj, replace).id;
     default:
       return fail(EINVAL, `pt_id ${ptId} is a ${obj.type}; attach takes an IOAS or a HWPT`);
   }

@@ -192,7 +192,7 @@ export function faultQueueAlloc(u: Ucmd): number {
 }
 
 export function getFault(ictx: IommufdCtx, id: number): IommufdFault {
-  return ictx.objects.get(id, "FAULT", "fault queue") as IommufdFault;
+  return ictx.objects.get(id, "FAULT", "fault queue");
 }
 
 /** A page request as IOMMU_TEST_OP_TRIGGER_IOPF raises it (struct iopf_fault's prm). */
@@ -322,7 +322,7 @@ export function veventqAlloc(u: Ucmd): number {
   }
   const depth = u.num("veventq_depth");
   if (depth === 0) fail(EINVAL, "veventq_depth is 0");
-  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU") as IommufdViommu;
+  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU");
   const type = u.num("type");
   if (viommu.veventqs.some((q) => q.eventType === type)) {
     fail(EEXIST, `vIOMMU ${viommu.id} already has a vEVENTQ of type 0x${type.toString(16)}`);

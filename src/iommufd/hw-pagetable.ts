@@ -157,11 +157,11 @@ export function hwptAlloc(u: Ucmd): number {
   let hwpt: Hwpt;
   if (pt.type === "IOAS") {
     const ud = dataType !== 0 ? readUserData(u, dataType, dataLen) : undefined;
-    hwpt = hwptPagingAlloc(ictx, pt as IommufdIoas, idev, flags, false, ud);
+    hwpt = hwptPagingAlloc(ictx, pt, idev, flags, false, ud);
   } else if (pt.type === "HWPT_PAGING") {
-    hwpt = hwptNestedAlloc(u, pt as HwptPaging, idev, flags, dataType, dataLen);
+    hwpt = hwptNestedAlloc(u, pt, idev, flags, dataType, dataLen);
   } else if (pt.type === "VIOMMU") {
-    hwpt = viommuAllocHwptNested(u, pt as IommufdViommu, idev, flags, dataType, dataLen);
+    hwpt = viommuAllocHwptNested(u, pt, idev, flags, dataType, dataLen);
   } else {
     return fail(EINVAL, `pt_id ${ptId} is a ${pt.type}, not an IOAS, paging HWPT or vIOMMU`);
   }
@@ -245,7 +245,7 @@ export function installNested(u: Ucmd, h: HwptNested, flags: number): HwptNested
 }
 
 export function getHwptPaging(ictx: IommufdCtx, id: number): HwptPaging {
-  return ictx.objects.get(id, "HWPT_PAGING", "paging HWPT") as HwptPaging;
+  return ictx.objects.get(id, "HWPT_PAGING", "paging HWPT");
 }
 
 /** IOMMU_HWPT_SET_DIRTY_TRACKING. Enabling starts from a clean snapshot (iopt_clear_dirty_data). */
@@ -338,7 +338,7 @@ export function hwptInvalidate(u: Ucmd): number {
     if (num > 0 && (ptr === 0n || len === 0)) fail(EINVAL, "entry_num > 0 needs data_uptr and entry_len");
     const obj = u.ictx.objects.get(u.num("hwpt_id"));
     if (obj.type === "HWPT_NESTED") {
-      const h = obj as HwptNested;
+      const h = obj;
       const drv = h.domain.driver;
       if (drv.cacheInvalidateUser === undefined) fail(EOPNOTSUPP, "the driver has no cache_invalidate_user");
       const entries: Uint8Array[] = [];
@@ -354,7 +354,7 @@ export function hwptInvalidate(u: Ucmd): number {
       if (r.errno !== 0) fail(r.errno, r.reason ?? "cache_invalidate_user failed");
       if (entries.length < num) fail(EFAULT, `cannot read invalidation entry ${entries.length}`);
     } else if (obj.type === "VIOMMU") {
-      const r = viommuCacheInvalidate(u, obj as IommufdViommu, num, len, ptr);
+      const r = viommuCacheInvalidate(u, obj, num, len, ptr);
       handled = r.handled;
       if (r.errno !== 0) fail(r.errno, r.reason ?? "cache_invalidate failed");
     } else {

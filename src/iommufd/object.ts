@@ -1,5 +1,13 @@
 import type { FaultInject } from "../hw/fault-inject.js";
 import { EBUSY, ENOENT, ENOMEM, ENOSPC, fail } from "../uapi/errno.js";
+import type { IommufdAccess } from "./access.js";
+import type { IommufdDevice } from "./device.js";
+import type { IommufdFault, IommufdVeventq } from "./eventq.js";
+import type { HwptNested, HwptPaging } from "./hw-pagetable.js";
+import type { IommufdHwQueue } from "./hw-queue.js";
+import type { IommufdIoas } from "./ioas.js";
+import type { SelftestDev } from "./selftest.js";
+import type { IommufdVdevice, IommufdViommu } from "./viommu.js";
 
 /**
  * enum iommufd_object_type (include/linux/iommufd.h); userspace only sees IDs.
@@ -17,6 +25,27 @@ export type ObjType =
   | "VEVENTQ"
   | "HW_QUEUE"
   | "SELFTEST";
+
+/** Every object class, told apart by its `type` (a discriminated union: `switch (o.type)` narrows). */
+export type AnyObject =
+  | IommufdDevice
+  | HwptPaging
+  | HwptNested
+  | IommufdIoas
+  | IommufdAccess
+  | IommufdFault
+  | IommufdViommu
+  | IommufdVdevice
+  | IommufdVeventq
+  | IommufdHwQueue
+  | SelftestDev;
+
+/** The class of objects of type T: ObjOfType<"IOAS"> is IommufdIoas. */
+export type ObjOfType<T extends ObjType> = Extract<AnyObject, { readonly type: T }>;
+
+// Each ObjType has its class, and each class one ObjType.
+const everyTypeHasAClass: [ObjType] extends [AnyObject["type"]] ? true : never = true;
+void everyTypeHasAClass;
 
 /** The object table's own hold on an object ends (removal, abort): module-private, set below. */
 let dropTableRef: (o: IommufdObject, leaked?: boolean) => void;
@@ -141,26 +170,37 @@ export class ObjectTable {
     obj.finalized = false;
   }
 
-  /** iommufd_get_object: by ID and type (undefined type = any). */
-  get(id: number, type?: ObjType | readonly ObjType[], what = "object"): IommufdObject {
-    const o = this.slots.get(id);
-    if (o === undefined || !o.finalized) fail(ENOENT, `${what} id ${id} does not exist`);
-    if (type !== undefined && (typeof type === "string" ? o.type !== type : !type.includes(o.type))) {
+  /**
+   * iommufd_get_object(): the published object with this ID, of type `type`
+   * (one of several, or any when omitted), as its class. A missing ID and
+   * an object of another type are both ENOENT, as in the kernel; `what`
+   * names the argument in the reason.
+   */
+  get<T extends ObjType = ObjType>(id: number, type?: T | readonly T[], what = "object"): ObjOfType<T> {
+    const o = this.tryGet(id);
+    if (o === undefined) fail(ENOENT, `${what} id ${id} does not exist`);
+    if (
+      type !== undefined &&
+      (typeof type === "string" ? o.type !== type : !(type as readonly string[]).includes(o.type))
+    ) {
       fail(ENOENT, `id ${id} is a ${o.type} object, not ${typeof type === "string" ? type : type.join("/")}`);
     }
-    return o;
+    // o.type was just checked against T, and each class has its own type
+    return o as ObjOfType<T>;
   }
 
-  tryGet(id: number): IommufdObject | undefined {
+  /** The published object with this ID, if any. */
+  tryGet(id: number): AnyObject | undefined {
     const o = this.slots.get(id);
-    return o?.finalized ? o : undefined;
+    // only the iommufd object classes (AnyObject) are ever stored
+    return o?.finalized ? (o as AnyObject) : undefined;
   }
 
   /**
    * IOMMU_DESTROY / iommufd_object_remove: only when the table holds the
    * last reference; the object's destroy then drops what it holds.
    */
-  remove(id: number, type?: ObjType): IommufdObject {
+  remove(id: number, type?: ObjType): AnyObject {
     const o = this.get(id, type);
     if (o.users !== 1) {
       fail(EBUSY, `${o.describe()} is still in use (${o.users - 1} reference(s) besides the object table)`);
@@ -206,8 +246,10 @@ export class ObjectTable {
     for (const o of objs) o.destroy();
   }
 
-  values(): IommufdObject[] {
-    return [...this.slots.values()];
+  /** Every object, published or only reserved, in ID-allocation order. */
+  values(): AnyObject[] {
+    // only the iommufd object classes (AnyObject) are ever stored
+    return [...this.slots.values()] as AnyObject[];
   }
 
   private release(id: number): void {

@@ -138,7 +138,7 @@ function hwptAttachPasid(idev: IommufdDevice, hwpt: Hwpt, pasid: number): void {
 
 function resolveHwpt(idev: IommufdDevice, ptId: number, pasid: number): Hwpt {
   const obj = idev.ictx.objects.get(ptId, undefined, "pt_id");
-  if (obj.type === "HWPT_PAGING" || obj.type === "HWPT_NESTED") return obj as Hwpt;
+  if (obj.type === "HWPT_PAGING" || obj.type === "HWPT_NESTED") return obj;
   if (obj.type === "IOAS") {
     // The automatic domains (and a new one) are never PASID-compatible: each try is EINVAL.
     return fail(

@@ -203,7 +203,7 @@ export function viommuAlloc(u: Ucmd): number {
  * (EEXIST) and one device per virtual ID on the vIOMMU (EEXIST).
  */
 export function vdeviceAlloc(u: Ucmd): number {
-  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU") as IommufdViommu;
+  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU");
   const idev = getDevice(u.ictx, u.num("dev_id"));
   if (idev.dev === undefined || idev.dev.driver !== viommu.driver) {
     fail(EINVAL, `${idev.name} is not behind the physical IOMMU of vIOMMU ${viommu.id}`);
@@ -288,9 +288,9 @@ export function viommuCacheInvalidate(
 
 /** The vIOMMU a device's vDEVICE is on (tests, m.debug). */
 export function vdevOf(idev: IommufdDevice): IommufdVdevice | undefined {
-  return idev.vdev as IommufdVdevice | undefined;
+  return idev.vdev;
 }
 
 export function getViommu(ictx: IommufdCtx, id: number): IommufdViommu {
-  return ictx.objects.get(id, "VIOMMU", "vIOMMU") as IommufdViommu;
+  return ictx.objects.get(id, "VIOMMU", "vIOMMU");
 }

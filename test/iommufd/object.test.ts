@@ -1,5 +1,7 @@
-import { describe, expect, it } from "vitest";
-import { IommufdObject, ObjectTable } from "../../src/iommufd/object.js";
+import { describe, expect, expectTypeOf, it } from "vitest";
+import type { HwptNested, HwptPaging } from "../../src/iommufd/hw-pagetable.js";
+import type { IommufdIoas } from "../../src/iommufd/ioas.js";
+import { type AnyObject, IommufdObject, ObjectTable } from "../../src/iommufd/object.js";
 import { EBUSY, ENOENT, KernelError } from "../../src/uapi/errno.js";
 
 /** An object that records what was undone, and how. */
@@ -9,6 +11,11 @@ class Probe extends IommufdObject {
   destroy(): void {
     this.calls.push("destroy");
   }
+}
+
+class HwptProbe extends IommufdObject {
+  readonly type = "HWPT_PAGING" as const;
+  destroy(): void {}
 }
 
 class ProbeWithAbort extends Probe {
@@ -91,5 +98,36 @@ describe("iommufd object lifetimes (struct iommufd_object)", () => {
     expect(errnoOf(() => t.get(o.id, "IOAS"))).toBe(ENOENT);
     t.finalize(o);
     expect(t.get(o.id, "IOAS")).toBe(o);
+  });
+
+  it("get(id, type) returns that class; a missing id or another type is ENOENT with a reason", () => {
+    const t = new ObjectTable();
+    const ioas = published(t, new Probe());
+    const hwpt = published(t, new HwptProbe());
+    // the types: the class of the type asked for, a union for several, every class for none
+    expectTypeOf(t.get(ioas.id, "IOAS")).toEqualTypeOf<IommufdIoas>();
+    expectTypeOf(t.get(hwpt.id, ["HWPT_PAGING", "HWPT_NESTED"])).toEqualTypeOf<HwptPaging | HwptNested>();
+    expectTypeOf(t.get(hwpt.id)).toEqualTypeOf<AnyObject>();
+    expect(t.get(ioas.id, "IOAS")).toBe(ioas);
+    expect(t.get(hwpt.id, ["HWPT_PAGING", "HWPT_NESTED"])).toBe(hwpt);
+    const reason = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        if (e instanceof KernelError) return [e.errno, e.reason];
+        throw e;
+      }
+      return [0, ""];
+    };
+    expect(reason(() => t.get(hwpt.id, "IOAS", "IOAS"))).toEqual([
+      ENOENT,
+      expect.stringContaining(`id ${hwpt.id} is a HWPT_PAGING object, not IOAS`),
+    ]);
+    expect(reason(() => t.get(9, "IOAS", "IOAS"))).toEqual([
+      ENOENT,
+      expect.stringContaining("IOAS id 9 does not exist"),
+    ]);
+    // a failed lookup takes nothing
+    expect([ioas.users, hwpt.users]).toEqual([1, 1]);
   });
 });
