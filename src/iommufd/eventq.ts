@@ -87,14 +87,16 @@ function installEventqFd(
  */
 function createWithFd(u: Ucmd, q: IommufdFault | IommufdVeventq, build: () => number): void {
   let fd = -1;
-  try {
-    u.createObject(q, () => {
+  u.createObject(
+    q,
+    () => {
       fd = build();
-    });
-  } catch (e) {
-    if (fd >= 0 && q.file !== undefined && u.task.fds[fd] === q.file) u.task.fdClose(fd);
-    throw e;
-  }
+    },
+    // the file's put drops its reference on the object before the object is aborted
+    () => {
+      if (fd >= 0 && q.file !== undefined && u.task.fds[fd] === q.file) u.task.fdClose(fd);
+    },
+  );
 }
 
 /**
