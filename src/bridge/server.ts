@@ -79,6 +79,8 @@ export class BridgeServer {
   /** Connections dropped for a malformed request. */
   malformed = 0;
   private idleWaiters: (() => void)[] = [];
+  private readonly anonInodes = new WeakMap<KFile, number>();
+  private nextAnonIno = 0x10000;
   /** Called after each request (the trace writer drains the model's trace). */
   afterRequest: (() => void) | null = null;
 
@@ -387,9 +389,19 @@ export class BridgeServer {
     let s: StatInfo;
     if (typeof r === "number") {
       // anonymous-inode files (a device fd from GET_DEVICE_FD, an access, a fault queue)
-      s = { mode: 0o600, nlink: 1, rdev: 0n, size: 0n, ino: BigInt(f.serial), dev: 14n };
+      s = { mode: 0o600, nlink: 1, rdev: 0n, size: 0n, ino: this.anonIno(f), dev: 14n };
     } else s = this.ns.statOf(r);
     return { ret: 0, payload: encodeStat(s) };
+  }
+
+  /** A stable inode number for an anonymous-inode file, per server. */
+  private anonIno(f: KFile): bigint {
+    let n = this.anonInodes.get(f);
+    if (n === undefined) {
+      n = ++this.nextAnonIno;
+      this.anonInodes.set(f, n);
+    }
+    return BigInt(n);
   }
 
   private fork(p: Process): number {
