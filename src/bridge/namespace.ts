@@ -93,6 +93,8 @@ export class BridgeNamespace {
   /** Resolve a path: the node, or -errno. `follow`: follow a final symlink. */
   resolve(path: string, follow: boolean): Resolved | number {
     if (!path.startsWith("/")) return -ENOENT;
+    // /proc is the real kernel's but for this file, which the bridge serves
+    if (FAIL_NTH.test(normalize(path))) return this.node(normalize(path))!;
     const parts = path.split("/").filter((s) => s !== "" && s !== ".");
     return this.walk("/", parts, follow, 0);
   }

@@ -360,6 +360,11 @@ export class BridgeServer {
       );
       return -EFAULT;
     }
+    const f = p.task.fds[q.fd];
+    // sysfs-like files the bridge serves take write(2) as a write at their position
+    if (q.op === OP.WRITE && f !== undefined && f.ops.write === undefined && POSITIONED.has(f.kind)) {
+      return p.pwrite(q.fd, bytes, BigInt(c.pos.get(f) ?? 0));
+    }
     if (q.op === OP.WRITE) return p.write(q.fd, bytes);
     return p.pwrite(q.fd, bytes, BigInt.asIntN(64, q.b));
   }
