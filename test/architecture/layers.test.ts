@@ -33,7 +33,7 @@ const ALLOWED: Record<string, string[]> = {
   kernel: ["vfio", "iommufd", "iommu", "kernel-if", "pt", "mm", "hw", "uapi"],
   index: ["kernel", "kernel-if", "hw", "uapi"],
 };
-const TOOLS = new Set(["cli", "scenario", "bench", "fuzz", "bridge"]);
+const TOOLS = new Set(["cli", "scenario", "bench", "fuzz", "conformance", "bridge"]);
 /** Tool-to-tool edges: the CLI runs scenarios and the bridge, the bridge formats with the CLI's trace printer, the bench times the bridge. */
 const TOOL_EDGES = new Set(["cli->scenario", "cli->bridge", "bridge->cli", "bench->bridge"]);
 
