@@ -20,7 +20,7 @@ int main(int argc, char **argv) {
   const char *p = "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit";
   if (argc > 1) {
     FILE *f = fopen(p, "w");
-    fprintf(f, "%s\n", argv[1]);
+    fprintf(f, "%s\\n", argv[1]);
     OUT("set", "%d", fclose(f));
   }
   char buf[32] = { 0 };
