@@ -976,6 +976,11 @@ export class PageTable {
         // skip the empty entries in a tight loop over the frame's words
         let w = (i & 511) << 1;
         const wEnd = w + ((stop - i) << 1);
+        while (
+          w + 8 <= wEnd &&
+          (u[w] | u[w + 1] | u[w + 2] | u[w + 3] | u[w + 4] | u[w + 5] | u[w + 6] | u[w + 7]) === 0
+        )
+          w += 8;
         while (w < wEnd && (u[w] | u[w + 1]) === 0) w += 2;
         i += (w - ((i & 511) << 1)) >> 1;
         if (w >= wEnd) break;
