@@ -8,7 +8,7 @@ import { formatTraceEvent } from "./trace-format.js";
  * What an errno usually means on these interfaces (uapi.md §7). The model's
  * own reason, printed above it, names the exact rule that fired.
  */
-const ERRNO_MEANING: Record<string, string> = {
+export const ERRNO_MEANING: Record<string, string> = {
   EPERM: "the caller lacks a capability the operation needs (CAP_SYS_RAWIO, CAP_SYS_RESOURCE, ...)",
   ENOENT:
     "no such path, object ID or mapping (iommufd UNMAP: nothing mapped in the range, or an area only partly covered)",

@@ -23,11 +23,13 @@
  * their fds, on drivers implementing src/iommu/drivers/viommu-ops.ts (the
  * mock). PASID attach (pasid.ts): `iommufdDevicePasidAttach/Replace/Detach`.
  */
+
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { HwptDebugInfo, KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
 import { contextsOf, type IommufdCtx } from "./ctx.js";
+import { debugIoas } from "./debug-view.js";
 import { IommufdFault, IommufdVeventq } from "./eventq.js";
 import { HwptNested, HwptPaging } from "./hw-pagetable.js";
 import { setNoiommuOps } from "./hwpt-noiommu.js";
@@ -123,6 +125,7 @@ export function registerIommufd(ctx: KernelCtx, iommu: IommuSubsystem | undefine
   });
   ctx.invariantChecks.set("iommufd", () => checkIommufdInvariants(ctx));
   ctx.debugHwpt = (task: Task, fd: number, id: number) => debugHwpt(task, fd, id);
+  ctx.debugIoas = debugIoas;
 }
 
 function debugHwpt(task: Task, fd: number, id: number): HwptDebugInfo {

@@ -32,12 +32,32 @@ export interface KernelCtx {
   readonly dmaLog: DmaLog;
   /** m.debug.hwpt(): filled in by iommufd (pid, fd, hwpt id) → the table's shape. */
   debugHwpt?: (task: Task, fd: number, id: number) => HwptDebugInfo;
+  /** m.debug.ioas(): filled in by iommufd (pid, fd, IOAS id) → areas, reserved and allowed ranges. */
+  debugIoas?: (task: Task, fd: number, id: number) => IoasDebugInfo;
   /** Subsystems publish leak counters here by name (summed into m.debug.counters()). */
   readonly counterSources: Map<string, () => number>;
   /** Subsystems publish invariant checks here (run by m.debug.checkInvariants()). */
   readonly invariantChecks: Map<string, () => string[]>;
   /** Run when a process's mm dies, after its files are closed (before exit_mmap). */
   readonly mmExitHooks?: ((mm: object) => void)[];
+}
+
+/** An IOAS as m.debug.ioas() reports it (read-only, for tools). */
+export interface IoasDebugInfo {
+  /** Areas by IOVA: prot is IOMMU_READ (1) | IOMMU_WRITE (2); addr is the user VA (or file offset) of the first byte. */
+  areas: {
+    iova: bigint;
+    last: bigint;
+    prot: number;
+    source: "user" | "file";
+    addr: bigint;
+    /** The pinned pfns behind the area, as runs (at most 4096 runs). */
+    pinnedRuns: { pfn: number; n: number }[];
+  }[];
+  /** iopt reserved ranges and what reserved them (device regions such as the MSI window, aperture gaps). */
+  reserved: { start: bigint; last: bigint; owner: string }[];
+  /** IOMMU_IOAS_ALLOW_IOVAS ranges (empty: everything not reserved is allowed). */
+  allowed: { start: bigint; last: bigint }[];
 }
 
 export interface HwptDebugInfo {
