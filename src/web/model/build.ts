@@ -1,4 +1,4 @@
-import { ERRNO_MEANING } from "../../cli/cmd-explain.js";
+import { ERRNO_MEANING } from "../../cli/errno-meaning.js";
 import { iommufdViews } from "../../cli/inspect-state.js";
 import { formatTraceEvent } from "../../cli/trace-format.js";
 import type { Machine, Process, TraceEvent } from "../../index.js";
