@@ -5,7 +5,6 @@ import { ERRNO_MEANING } from "./errno-meaning.js";
 import type { CliContext } from "./main.js";
 import { formatTraceEvent } from "./trace-format.js";
 
-
 /** `iommufd-sim explain <scenario>`: every failed call of the run and the rule behind its errno. */
 export function cmdExplain(ctx: CliContext, sc: Scenario): number {
   const { out, opts } = ctx;

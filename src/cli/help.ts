@@ -11,6 +11,7 @@ commands:
   inspect <scenario.yaml> run it, then show IOASes, HWPTs, page tables, pins, counters
   explain <scenario.yaml> run it, then explain each failed call in kernel terms
   record <scenario.yaml> [-o out.yaml]  run it and write it back as a fully explicit scenario
+  web [scenario.yaml]    open the run in a browser view (--port N, --export DIR)
   help [command]         this text, or a command's
 
 options (every command):
@@ -77,4 +78,16 @@ hex and what they mean), bound devices; then pins and accounting
 Run the scenario, then list every failed call (m.debug.failures()) with the
 rule that produced its errno, in kernel terms, and whether the scenario
 expected it.`,
+  web: `usage: iommufd-sim web [scenario.yaml] [--port N] [--export DIR]
+
+Serve a browser view of the run on 127.0.0.1 and print its URL
+(http://127.0.0.1:PORT/) as the first line of stdout; Ctrl+C stops it.
+Without a file it opens examples/demo-noiommu.yaml. --port 0 picks a free
+port (default 8080). --export DIR writes the same view as a static site
+(index.html, app.js, app.css) instead of serving it.
+
+The page runs the model itself: step through the run (arrow keys, Home/End,
+the slider), see each step's calls with their errno and rule, each IOAS as an
+address line, each HWPT's page table, pinned frames, VMAs and the DMA log,
+and edit and rerun the scenario. Nothing is fetched from the network.`,
 };

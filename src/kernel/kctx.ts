@@ -44,7 +44,7 @@ export interface KernelCtx {
 
 /** An IOAS as m.debug.ioas() reports it (read-only, for tools). */
 export interface IoasDebugInfo {
-  /** Areas by IOVA: prot is IOMMU_READ (1) | IOMMU_WRITE (2); addr is the user VA (or file offset) of the first byte. */
+  /** Areas by IOVA: prot is the IOMMU_READ (1) / IOMMU_WRITE (2) / IOMMU_CACHE (4) ... bits the area maps with; addr is the user VA (or file offset) of the first byte. */
   areas: {
     iova: bigint;
     last: bigint;

@@ -28,7 +28,11 @@ export function append(el: Node, children: Child[]): void {
 
 const SVG = "http://www.w3.org/2000/svg";
 
-export function s(tag: string, attrs: Record<string, string | number> = {}, ...children: (Node | string)[]): SVGElement {
+export function s(
+  tag: string,
+  attrs: Record<string, string | number> = {},
+  ...children: (Node | string)[]
+): SVGElement {
   const el = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
   for (const c of children) el.appendChild(typeof c === "string" ? document.createTextNode(c) : c);

@@ -22,7 +22,9 @@ export function renderEditor(state: AppState, run: (text: string) => void): HTML
   const fillGutter = () => {
     const n = ta.value.split("\n").length;
     gutter.replaceChildren(
-      ...Array.from({ length: n }, (_, i) => h("div", { class: bad.has(i + 1) ? "errline" : "" }, bad.has(i + 1) ? `✖${i + 1}` : String(i + 1))),
+      ...Array.from({ length: n }, (_, i) =>
+        h("div", { class: bad.has(i + 1) ? "errline" : "" }, bad.has(i + 1) ? `✖${i + 1}` : String(i + 1)),
+      ),
     );
   };
   fillGutter();
@@ -51,7 +53,12 @@ export function renderEditor(state: AppState, run: (text: string) => void): HTML
   });
   const list = h(
     "div",
-    { id: "problems", class: "problems", role: problems.length ? "alert" : "status", "data-testid": "problems" },
+    {
+      id: "problems",
+      class: "problems",
+      role: problems.length ? "alert" : "status",
+      "data-testid": "problems",
+    },
     problems.length
       ? problems.map((p) =>
           h(
@@ -70,13 +77,26 @@ export function renderEditor(state: AppState, run: (text: string) => void): HTML
             `✖ ${p.line !== undefined ? `line ${p.line}: ` : ""}${p.message}`,
           ),
         )
-      : h("span", { class: "dim" }, "Ctrl+Enter runs the scenario in this page. Escape, then Tab, leaves the editor."),
+      : h(
+          "span",
+          { class: "dim" },
+          "Ctrl+Enter runs the scenario in this page. Escape, then Tab, leaves the editor.",
+        ),
   );
   return h(
     "div",
     { class: "editorbox" },
     h("div", { class: "editwrap" }, gutter, ta),
-    h("div", { class: "editbar" }, h("button", { type: "button", class: "primary", "data-testid": "run", onclick: () => run(ta.value) }, "Run ▶"), h("span", { class: "dim" }, state.file)),
+    h(
+      "div",
+      { class: "editbar" },
+      h(
+        "button",
+        { type: "button", class: "primary", "data-testid": "run", onclick: () => run(ta.value) },
+        "Run ▶",
+      ),
+      h("span", { class: "dim" }, state.file),
+    ),
     list,
   );
 }

@@ -2,8 +2,8 @@ import { buildRun } from "../model/build.js";
 import type { RunView } from "../model/types.js";
 import { h } from "./dom.js";
 import { renderEditor } from "./editor.js";
-import { renderCounters, renderDevices, renderMemory, renderProcesses } from "./render-mem.js";
 import { renderIoas } from "./render-ioas.js";
+import { renderCounters, renderDevices, renderMemory, renderProcesses } from "./render-mem.js";
 import { renderPageTables } from "./render-pt.js";
 import { renderChanges, renderStep, renderStepList } from "./render-step.js";
 import { type AppState, TABS, type TabId } from "./state.js";
@@ -48,7 +48,9 @@ function goto(n: number): void {
   const max = state.run.steps.length - 1;
   state.step = Math.max(0, Math.min(max, n));
   render();
-  document.querySelector<HTMLElement>(`#steplist [data-step="${state.step}"]`)?.scrollIntoView({ block: "nearest" });
+  document
+    .querySelector<HTMLElement>(`#steplist [data-step="${state.step}"]`)
+    ?.scrollIntoView({ block: "nearest" });
 }
 
 function header(): HTMLElement {
@@ -93,7 +95,14 @@ function stepBar(): HTMLElement {
   const btn = (label: string, text: string, to: number, key: string, id: string) =>
     h(
       "button",
-      { type: "button", "aria-label": label, title: `${label} (${key})`, disabled: n === 0 || to === at, "data-testid": id, onclick: () => goto(to) },
+      {
+        type: "button",
+        "aria-label": label,
+        title: `${label} (${key})`,
+        disabled: n === 0 || to === at,
+        "data-testid": id,
+        onclick: () => goto(to),
+      },
       text,
     );
   const slider = h("input", {
@@ -109,12 +118,16 @@ function stepBar(): HTMLElement {
   return h(
     "div",
     { class: "stepbar", role: "toolbar", "aria-label": "Step through the run" },
-    btn("First step", "⏮", 0, "Home", "first"),
+    btn("First step", "|◀", 0, "Home", "first"),
     btn("Previous step", "◀ Prev", at - 1, "←", "prev"),
     slider,
     btn("Next step", "Next ▶", at + 1, "→", "next"),
-    btn("Last step", "⏭", n - 1, "End", "last"),
-    h("span", { class: "stepno", "aria-live": "polite", "data-testid": "stepno" }, n ? `Step ${at + 1} of ${n}` : "No steps ran"),
+    btn("Last step", "▶|", n - 1, "End", "last"),
+    h(
+      "span",
+      { class: "stepno", "aria-live": "polite", "data-testid": "stepno" },
+      n ? `Step ${at + 1} of ${n}` : "No steps ran",
+    ),
   );
 }
 
@@ -160,7 +173,7 @@ function tabs(): HTMLElement {
           },
           onkeydown: (ev: Event) => {
             const e = ev as KeyboardEvent;
-            const i = TABS.findIndex((x) => x.id === state.tab);
+            const i = TABS.findIndex((x) => x.id === t.id);
             const d = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
             if (!d) return;
             e.preventDefault();
@@ -180,9 +193,16 @@ function tabs(): HTMLElement {
 
 function panel(): HTMLElement {
   const cur = state.run.steps[state.step];
-  const p = h("div", { id: "panel", class: "panel", role: "tabpanel", "aria-labelledby": `tab-${state.tab}` });
+  const p = h("div", {
+    id: "panel",
+    class: "panel",
+    role: "tabpanel",
+    "aria-labelledby": `tab-${state.tab}`,
+  });
   if (!cur) {
-    p.appendChild(h("p", { class: "empty" }, "Nothing ran: fix the scenario in the editor and run it again."));
+    p.appendChild(
+      h("p", { class: "empty" }, "Nothing ran: fix the scenario in the editor and run it again."),
+    );
     return p;
   }
   switch (state.tab) {
@@ -228,11 +248,13 @@ function leftPane(): HTMLElement {
     "aside",
     { class: "left", "aria-label": "Steps and scenario" },
     h("div", { class: "lefttabs" }, tabBtn("steps", "Steps"), tabBtn("edit", "Edit scenario")),
-    state.left === "steps" ? renderStepList(state) : renderEditor(state, (text) => {
-      runText(text, state.file);
-      if (state.run.problems.length === 0) state.left = "steps";
-      render();
-    }),
+    state.left === "steps"
+      ? renderStepList(state)
+      : renderEditor(state, (text) => {
+          runText(text, state.file);
+          if (state.run.problems.length === 0) state.left = "steps";
+          render();
+        }),
   );
 }
 

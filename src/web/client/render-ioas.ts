@@ -1,4 +1,4 @@
-import { bytesLabel, FULL, fit, fraction, hex, pan, type Viewport, zoom } from "../model/addr.js";
+import { bytesLabel, FULL, fitRange, fraction, hex, pan, type Viewport, zoom } from "../model/addr.js";
 import type { IoasView, StepView } from "../model/types.js";
 import { changedMark, h } from "./dom.js";
 import type { AppState } from "./state.js";
@@ -7,7 +7,11 @@ export function renderIoas(state: AppState, s: StepView): HTMLElement {
   const box = h("div", { class: "ioaslist" });
   if (s.ioas.length === 0) {
     box.appendChild(
-      h("p", { class: "empty" }, "No iommufd IOAS at this step. (A VFIO container's mappings live in its own backend; see the calls and Physical memory.)"),
+      h(
+        "p",
+        { class: "empty" },
+        "No iommufd IOAS at this step. (A VFIO container's mappings live in its own backend; see the calls and Physical memory.)",
+      ),
     );
   }
   for (const io of s.ioas) box.appendChild(ioasView(state, s, io));
@@ -16,11 +20,11 @@ export function renderIoas(state: AppState, s: StepView): HTMLElement {
 
 function defaultViewport(io: IoasView): Viewport {
   if (io.areas.length === 0) return FULL;
-  return fit(io.areas[0].iova, io.areas[io.areas.length - 1].last);
+  return fitRange(io.areas[0].iova, io.areas[io.areas.length - 1].last);
 }
 
 function ioasView(state: AppState, s: StepView, io: IoasView): HTMLElement {
-  let v = state.viewports.get(io.key) ?? defaultViewport(io);
+  const v = state.viewports.get(io.key) ?? defaultViewport(io);
   const set = (nv: Viewport) => {
     state.viewports.set(io.key, nv);
     state.rerender();
@@ -64,7 +68,13 @@ function ioasView(state: AppState, s: StepView, io: IoasView): HTMLElement {
   const visible = (a: bigint, b: bigint) => b >= v.start && a < v.start + v.span;
   for (const al of io.allowed) {
     if (visible(al.start, al.last))
-      track.appendChild(h("div", { class: "seg allowed", style: pos(al.start, al.last), title: `allowed [${hex(al.start)}, ${hex(al.last)}]` }));
+      track.appendChild(
+        h("div", {
+          class: "seg allowed",
+          style: pos(al.start, al.last),
+          title: `allowed [${hex(al.start)}, ${hex(al.last)}]`,
+        }),
+      );
   }
   for (const r of io.reserved) {
     if (!visible(r.start, r.last)) continue;
@@ -94,7 +104,7 @@ function ioasView(state: AppState, s: StepView, io: IoasView): HTMLElement {
           title: `area [${hex(a.iova)}, ${hex(a.last)}] ${a.perms} ← ${a.source}${chg ? " (changed)" : ""}`,
           "aria-label": `area ${hex(a.iova)} to ${hex(a.last)}, ${a.perms}; zoom to it`,
           "data-iova": hex(a.iova),
-          onclick: () => set(fit(a.iova, a.last)),
+          onclick: () => set(fitRange(a.iova, a.last)),
         },
         h("span", {}, `${hex(a.iova)} ${bytesLabel(a.last - a.iova + 1n)} ${a.perms}`),
       ),
@@ -127,7 +137,17 @@ function ioasView(state: AppState, s: StepView, io: IoasView): HTMLElement {
     h(
       "thead",
       {},
-      h("tr", {}, h("th", {}, "IOVA start"), h("th", {}, "last"), h("th", {}, "size"), h("th", {}, "perm"), h("th", {}, "backed by"), h("th", {}, "pinned pages"), h("th", {}, "")),
+      h(
+        "tr",
+        {},
+        h("th", {}, "IOVA start"),
+        h("th", {}, "last"),
+        h("th", {}, "size"),
+        h("th", {}, "perm"),
+        h("th", {}, "backed by"),
+        h("th", {}, "pinned pages"),
+        h("th", {}, ""),
+      ),
     ),
     h(
       "tbody",
@@ -146,21 +166,59 @@ function ioasView(state: AppState, s: StepView, io: IoasView): HTMLElement {
         ),
       ),
       io.reserved.map((r) =>
-        h("tr", { class: "res" }, h("td", { class: "mono" }, hex(r.start)), h("td", { class: "mono" }, hex(r.last)), h("td", {}, bytesLabel(r.last - r.start + 1n)), h("td", {}, "—"), h("td", {}, `reserved: ${r.label}`), h("td", {}, ""), h("td", {}, "")),
+        h(
+          "tr",
+          { class: "res" },
+          h("td", { class: "mono" }, hex(r.start)),
+          h("td", { class: "mono" }, hex(r.last)),
+          h("td", {}, bytesLabel(r.last - r.start + 1n)),
+          h("td", {}, "—"),
+          h("td", {}, `reserved: ${r.label}`),
+          h("td", {}, ""),
+          h("td", {}, ""),
+        ),
       ),
       io.allowed.map((r) =>
-        h("tr", { class: "res" }, h("td", { class: "mono" }, hex(r.start)), h("td", { class: "mono" }, hex(r.last)), h("td", {}, bytesLabel(r.last - r.start + 1n)), h("td", {}, "—"), h("td", {}, "allowed range (IOAS_ALLOW_IOVAS)"), h("td", {}, ""), h("td", {}, "")),
+        h(
+          "tr",
+          { class: "res" },
+          h("td", { class: "mono" }, hex(r.start)),
+          h("td", { class: "mono" }, hex(r.last)),
+          h("td", {}, bytesLabel(r.last - r.start + 1n)),
+          h("td", {}, "—"),
+          h("td", {}, "allowed range (IOAS_ALLOW_IOVAS)"),
+          h("td", {}, ""),
+          h("td", {}, ""),
+        ),
       ),
     ),
   );
   return h(
     "section",
     { class: "ioas", "aria-label": io.key, "data-testid": "ioas" },
-    h("h3", {}, io.key, h("span", { class: "dim" }, ` — ${io.areas.length} area(s), ${io.reserved.length} reserved range(s)${io.allowed.length ? `, ${io.allowed.length} allowed range(s)` : ""}`)),
+    h(
+      "h3",
+      {},
+      io.key,
+      h(
+        "span",
+        { class: "dim" },
+        ` — ${io.areas.length} area(s), ${io.reserved.length} reserved range(s)${io.allowed.length ? `, ${io.allowed.length} allowed range(s)` : ""}`,
+      ),
+    ),
     controls,
     track,
     axis,
-    h("p", { class: "legend dim" }, h("span", { class: "key area" }, "area"), " mapped  ", h("span", { class: "key reserved" }, "reserved"), " reserved (hatched)  ", h("span", { class: "key allowed" }, "allowed"), " allowed (outlined)"),
+    h(
+      "p",
+      { class: "legend dim" },
+      h("span", { class: "key area" }, "area"),
+      " mapped  ",
+      h("span", { class: "key reserved" }, "reserved"),
+      " reserved (hatched)  ",
+      h("span", { class: "key allowed" }, "allowed"),
+      " allowed (outlined)",
+    ),
     table,
   );
 }

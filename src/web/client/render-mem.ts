@@ -7,7 +7,20 @@ const ORDER_SIZE: Record<number, string> = { 0: "4K", 9: "2M (hugetlb folio)", 1
 const MAX_ROWS = 300;
 
 function table(head: string[], rows: HTMLElement[], testid: string): HTMLElement {
-  return h("table", { class: "grid", "data-testid": testid }, h("thead", {}, h("tr", {}, head.map((x) => h("th", {}, x)))), h("tbody", {}, rows));
+  return h(
+    "table",
+    { class: "grid", "data-testid": testid },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        head.map((x) => h("th", {}, x)),
+      ),
+    ),
+    h("tbody", {}, rows),
+  );
 }
 
 export function renderMemory(s: StepView): HTMLElement {
@@ -19,7 +32,11 @@ export function renderMemory(s: StepView): HTMLElement {
       "tr",
       { class: chg ? "changed" : "" },
       h("td", { class: "mono" }, hex(p.pfn)),
-      h("td", { class: "mono" }, `${hex(BigInt(p.pfn) * 4096n)} – ${hex(BigInt(p.pfn + p.count * pages) * 4096n - 1n)}`),
+      h(
+        "td",
+        { class: "mono" },
+        `${hex(BigInt(p.pfn) * 4096n)} – ${hex(BigInt(p.pfn + p.count * pages) * 4096n - 1n)}`,
+      ),
       h("td", {}, `${p.count} × ${ORDER_SIZE[p.order] ?? `order ${p.order}`}`),
       h("td", {}, String(p.pins)),
       h("td", {}, p.owners.join("; ")),
@@ -29,7 +46,11 @@ export function renderMemory(s: StepView): HTMLElement {
   return h(
     "div",
     {},
-    h("p", {}, `${total} page pin(s) machine-wide (counters().pinnedPages), ${s.pins.length} run(s) of pinned frames. "pins" counts pin_user_pages references on each frame (on a hugetlb folio, over all its pages).`),
+    h(
+      "p",
+      {},
+      `${total} page pin(s) machine-wide (counters().pinnedPages), ${s.pins.length} run(s) of pinned frames. "pins" counts pin_user_pages references on each frame (on a hugetlb folio, over all its pages).`,
+    ),
     table(["pfn", "physical range", "frames", "pins", "pinned by", ""], rows, "pins"),
     s.pins.length > MAX_ROWS ? h("p", { class: "dim" }, `… ${s.pins.length - MAX_ROWS} more runs`) : null,
   );
@@ -39,7 +60,14 @@ export function renderProcesses(s: StepView): HTMLElement {
   const box = h("div", {});
   if (s.procs.length === 0) box.appendChild(h("p", { class: "empty" }, "No live process."));
   for (const p of s.procs) {
-    box.appendChild(h("h3", {}, `${p.name} (pid ${p.pid})`, h("span", { class: "dim" }, ` — ${p.vmas.length} VMA(s), like /proc/${p.pid}/maps`)));
+    box.appendChild(
+      h(
+        "h3",
+        {},
+        `${p.name} (pid ${p.pid})`,
+        h("span", { class: "dim" }, ` — ${p.vmas.length} VMA(s), like /proc/${p.pid}/maps`),
+      ),
+    );
     box.appendChild(
       table(
         ["start", "end", "size", "perms", "page", "backing", ""],
@@ -72,13 +100,36 @@ export function renderDevices(state: AppState, s: StepView): HTMLElement {
       "ul",
       { class: "devices" },
       s.devices.map((d) =>
-        h("li", {}, h("strong", { class: "mono" }, d.bdf), ` — ${d.behindIommu ? "behind the IOMMU" : "no IOMMU: its DMA addresses are physical"}`, d.bindings.length ? h("ul", {}, d.bindings.map((b) => h("li", {}, b))) : null),
+        h(
+          "li",
+          {},
+          h("strong", { class: "mono" }, d.bdf),
+          ` — ${d.behindIommu ? "behind the IOMMU" : "no IOMMU: its DMA addresses are physical"}`,
+          d.bindings.length
+            ? h(
+                "ul",
+                {},
+                d.bindings.map((b) => h("li", {}, b)),
+              )
+            : null,
+        ),
       ),
     ),
   );
   const all = state.run.steps.at(-1)?.dma ?? [];
   const n = state.run.steps.length;
-  box.appendChild(h("h3", {}, "DMA timeline", h("span", { class: "dim" }, ` — ${all.length} DMA(s) in the whole run; each mark opens the step that caused it`)));
+  box.appendChild(
+    h(
+      "h3",
+      {},
+      "DMA timeline",
+      h(
+        "span",
+        { class: "dim" },
+        ` — ${all.length} DMA(s) in the whole run; each mark opens the step that caused it`,
+      ),
+    ),
+  );
   const line = h("div", { class: "timeline", role: "list", "aria-label": "DMA timeline by step" });
   for (const d of all) {
     const x = n > 1 ? (d.step / (n - 1)) * 100 : 50;
@@ -100,9 +151,13 @@ export function renderDevices(state: AppState, s: StepView): HTMLElement {
       ),
     );
   }
-  line.appendChild(h("div", { class: "tnow", style: `left:${n > 1 ? (s.n / (n - 1)) * 100 : 50}%`, "aria-hidden": "true" }));
+  line.appendChild(
+    h("div", { class: "tnow", style: `left:${n > 1 ? (s.n / (n - 1)) * 100 : 50}%`, "aria-hidden": "true" }),
+  );
   box.appendChild(line);
-  box.appendChild(h("p", { class: "legend dim" }, "■ copy ok   ✖ IOMMU fault   ⚠ DMA-sanitizer finding   | this step"));
+  box.appendChild(
+    h("p", { class: "legend dim" }, "■ copy ok   ✖ IOMMU fault   ⚠ DMA-sanitizer finding   | this step"),
+  );
   const sofar = s.dma;
   box.appendChild(
     table(
@@ -113,12 +168,24 @@ export function renderDevices(state: AppState, s: StepView): HTMLElement {
           "tr",
           { class: `${chg ? "changed" : ""}${d.result === "fault" ? " faultrow" : ""}` },
           h("td", {}, String(d.n)),
-          h("td", {}, h("button", { type: "button", class: "link", onclick: () => state.goto(d.step) }, `step ${d.step + 1}`)),
+          h(
+            "td",
+            {},
+            h(
+              "button",
+              { type: "button", class: "link", onclick: () => state.goto(d.step) },
+              `step ${d.step + 1}`,
+            ),
+          ),
           h("td", { class: "mono" }, d.device),
           h("td", {}, d.op),
           h("td", { class: "mono" }, hex(d.addr)),
           h("td", {}, String(d.len)),
-          h("td", { "data-testid": "dma-result" }, d.result === "fault" ? `FAULT (${d.fault ?? "?"}), FAULT_ADDR ${hex(d.addr)}` : "ok"),
+          h(
+            "td",
+            { "data-testid": "dma-result" },
+            d.result === "fault" ? `FAULT (${d.fault ?? "?"}), FAULT_ADDR ${hex(d.addr)}` : "ok",
+          ),
           h("td", {}, d.finding ?? ""),
           h("td", {}, changedMark(chg)),
         );
@@ -134,12 +201,22 @@ export function renderCounters(s: StepView): HTMLElement {
   return h(
     "div",
     {},
-    h("p", {}, "m.debug.counters(): everything a process can hold, machine-wide (the leak checks compare these)."),
+    h(
+      "p",
+      {},
+      "m.debug.counters(): everything a process can hold, machine-wide (the leak checks compare these).",
+    ),
     table(
       ["counter", "value", ""],
       Object.entries(s.counters).map(([k, v]) => {
         const chg = s.changed.has(`counter ${k}=${v}`);
-        return h("tr", { class: chg ? "changed" : "" }, h("td", { class: "mono" }, k), h("td", {}, String(v)), h("td", {}, changedMark(chg)));
+        return h(
+          "tr",
+          { class: chg ? "changed" : "" },
+          h("td", { class: "mono" }, k),
+          h("td", {}, String(v)),
+          h("td", {}, changedMark(chg)),
+        );
       }),
       "counters",
     ),

@@ -1,5 +1,5 @@
 import { bytesLabel, hex } from "../model/addr.js";
-import { ptePath, translate } from "../model/pte.js";
+import { leafPa, ptePath, translate } from "../model/pte.js";
 import type { HwptView, PteView, StepView } from "../model/types.js";
 import { changedMark, h } from "./dom.js";
 import type { AppState } from "./state.js";
@@ -18,14 +18,17 @@ const PAGE = 64;
 
 export function renderPageTables(state: AppState, s: StepView): HTMLElement {
   const box = h("div", { class: "ptlist" });
-  if (s.hwpts.length === 0) box.appendChild(h("p", { class: "empty" }, "No HWPT (IOMMU page table) at this step."));
+  if (s.hwpts.length === 0)
+    box.appendChild(h("p", { class: "empty" }, "No HWPT (IOMMU page table) at this step."));
   for (const hw of s.hwpts) box.appendChild(hwptView(state, s, hw));
   return box;
 }
 
 /** The IOVA a walk starts from by default: the newest DMA so far, else the first mapped byte. */
 function defaultWalk(s: StepView, hw: HwptView): string {
-  const last = [...s.dma].reverse().find((d) => d.step <= s.n);
+  // only a device behind the IOMMU puts IOVAs on the bus; a noiommu device's addresses are physical
+  const translated = new Set(s.devices.filter((d) => d.behindIommu).map((d) => d.bdf));
+  const last = [...s.dma].reverse().find((d) => d.step <= s.n && translated.has(d.device));
   if (last) return hex(last.addr);
   const first = hw.roots.length ? firstLeaf(hw.roots) : undefined;
   return first ? hex(first.iovaStart) : "0x0";
@@ -50,7 +53,11 @@ function parseIova(t: string): bigint | undefined {
 }
 
 function decodedLines(e: PteView): string[] {
-  const bytes = Array.from({ length: 8 }, (_, i) => Number((e.raw >> BigInt(8 * i)) & 0xffn).toString(16).padStart(2, "0")).join(" ");
+  const bytes = Array.from({ length: 8 }, (_, i) =>
+    Number((e.raw >> BigInt(8 * i)) & 0xffn)
+      .toString(16)
+      .padStart(2, "0"),
+  ).join(" ");
   const out = [
     `L${e.level}[${e.index}] in the table at PA ${hex(e.tablePhys)} (entry at ${hex(e.tablePhys + BigInt(e.index) * 8n)})`,
     `raw ${e.raw.toString(16).padStart(16, "0")}  bytes (LE) ${bytes}`,
@@ -59,10 +66,23 @@ function decodedLines(e: PteView): string[] {
   if (e.kind === "table") out.push(`next-level table at PA ${e.pa !== undefined ? hex(e.pa) : "?"}`);
   if (e.kind === "leaf") {
     out.push(`maps PA ${e.pa !== undefined ? hex(e.pa) : "?"}, page size ${e.size ?? "?"}`);
+    const pa = leafPa(e, e.iovaStart);
+    if (pa !== e.pa && pa !== undefined) out.push(`this slot (IOVA ${hex(e.iovaStart)}) is PA ${hex(pa)}`);
     out.push(`permissions: ${e.perms}`);
   }
   if (e.flags.length) out.push(`flags: ${e.flags.join(" ")}`);
   return out;
+}
+
+/** "0x205000 → 0x10e771000 4K slot of an 8K page read write". */
+function leafText(e: PteView): string {
+  const pa = leafPa(e, e.iovaStart);
+  const slot = bytesLabel(e.iovaLast - e.iovaStart + 1n);
+  const size =
+    e.size === undefined || e.size === slot
+      ? (e.size ?? "")
+      : `(${slot} slot of a ${e.size} page at ${e.pa !== undefined ? hex(e.pa) : "?"})`;
+  return `${hex(e.iovaStart)} → ${pa !== undefined ? hex(pa) : "?"} ${size} ${e.perms}`;
 }
 
 function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
@@ -91,7 +111,13 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
     ),
   );
   if (hw.entryCount === 0) {
-    sec.appendChild(h("p", { class: "dim" }, "No entry to show: the table is empty, or this platform's table is not in simulated memory."));
+    sec.appendChild(
+      h(
+        "p",
+        { class: "dim" },
+        "No entry to show: the table is empty, or this platform's table is not in simulated memory.",
+      ),
+    );
     return sec;
   }
   const walkText = state.walk.get(hw.key) ?? defaultWalk(s, hw);
@@ -99,8 +125,20 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
   const path = iova === undefined ? [] : ptePath(hw.roots, iova);
   const onPath = new Set(path);
   const pa = iova === undefined ? undefined : translate(hw.roots, iova);
-  const inspector = h("div", { class: "inspector", "aria-live": "polite", "data-testid": "pte-inspector" }, h("p", { class: "dim" }, "Hover or focus an entry to decode it."));
-  const show = (e: PteView) => inspector.replaceChildren(h("h4", {}, `L${e.level}[${e.index}] ${e.kind === "leaf" ? "leaf" : e.kind === "table" ? "table pointer" : "entry"}`), ...decodedLines(e).map((l) => h("div", { class: "mono" }, l)));
+  const inspector = h(
+    "div",
+    { class: "inspector", "aria-live": "polite", "data-testid": "pte-inspector" },
+    h("p", { class: "dim" }, "Hover or focus an entry to decode it."),
+  );
+  const show = (e: PteView) =>
+    inspector.replaceChildren(
+      h(
+        "h4",
+        {},
+        `L${e.level}[${e.index}] ${e.kind === "leaf" ? "leaf" : e.kind === "table" ? "table pointer" : "entry"}`,
+      ),
+      ...decodedLines(e).map((l) => h("div", { class: "mono" }, l)),
+    );
   const input = h("input", {
     type: "text",
     id: `walk-${hw.id}-${hw.fd}`,
@@ -154,7 +192,7 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
       " ",
       h("span", { class: "raw" }, e.raw.toString(16).padStart(16, "0")),
       " ",
-      h("span", { class: "txt" }, e.kind === "leaf" ? `${hex(e.iovaStart)} → ${e.pa !== undefined ? hex(e.pa) : "?"} ${e.size ?? ""} ${e.perms}` : e.text),
+      h("span", { class: "txt" }, e.kind === "leaf" ? leafText(e) : e.text),
       changedMark(chg),
     );
     if (e.kind !== "table") return h("li", { role: "treeitem" }, row);
@@ -176,11 +214,28 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
         shown += PAGE;
         kids.querySelector(".more")?.remove();
         if (shown < e.children.length)
-          kids.appendChild(h("li", { class: "more" }, h("button", { type: "button", onclick: more }, `show ${Math.min(PAGE, e.children.length - shown)} more of ${e.children.length}`)));
+          kids.appendChild(
+            h(
+              "li",
+              { class: "more" },
+              h(
+                "button",
+                { type: "button", onclick: more },
+                `show ${Math.min(PAGE, e.children.length - shown)} more of ${e.children.length}`,
+              ),
+            ),
+          );
       };
       more();
     };
-    details.appendChild(h("summary", {}, row, h("span", { class: "dim" }, ` ${e.children.length} entr${e.children.length === 1 ? "y" : "ies"}`)));
+    details.appendChild(
+      h(
+        "summary",
+        {},
+        row,
+        h("span", { class: "dim" }, ` ${e.children.length} entr${e.children.length === 1 ? "y" : "ies"}`),
+      ),
+    );
     details.appendChild(kids);
     if (details.open) fill();
     return h("li", { role: "treeitem", "aria-expanded": details.open ? "true" : "false" }, details);

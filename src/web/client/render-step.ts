@@ -8,7 +8,10 @@ function stepStatus(s: StepView): { text: string; cls: string } {
   const failed = s.calls.filter((c) => !c.ok);
   if (failed.length) {
     const unexpected = failed.some((c) => !c.expected);
-    return { text: `${unexpected ? "⚠" : "✓"} ${failed[failed.length - 1].errno}`, cls: unexpected ? "warn" : "errno" };
+    return {
+      text: `${unexpected ? "⚠" : "✓"} ${failed[failed.length - 1].errno}`,
+      cls: unexpected ? "warn" : "errno",
+    };
   }
   if (s.dma.some((d) => d.step === s.n && d.result === "fault")) return { text: "⚠ DMA fault", cls: "warn" };
   return { text: "", cls: "" };
@@ -47,20 +50,19 @@ export function renderStep(state: AppState, s: StepView | undefined): HTMLElemen
   if (!s) {
     const p = state.run.problems;
     box.appendChild(h("h2", {}, p.length ? "The scenario does not parse" : "No steps"));
-    for (const x of p) box.appendChild(h("p", { class: "problem" }, `${x.line ? `line ${x.line}: ` : ""}${x.message}`));
+    for (const x of p)
+      box.appendChild(h("p", { class: "problem" }, `${x.line ? `line ${x.line}: ` : ""}${x.message}`));
     return box;
   }
   box.appendChild(
-    h(
-      "h2",
-      {},
-      h("span", { class: "where" }, s.where),
-      " ",
-      h("span", { class: "label" }, s.label),
-    ),
+    h("h2", {}, h("span", { class: "where" }, s.where), " ", h("span", { class: "label" }, s.label)),
   );
   if (s.note) box.appendChild(h("p", { class: "note" }, s.note));
-  const calls = h("ol", { class: "calls", "aria-label": "System calls of this step", "data-testid": "calls" });
+  const calls = h("ol", {
+    class: "calls",
+    "aria-label": "System calls of this step",
+    "data-testid": "calls",
+  });
   for (const c of s.calls) {
     const li = h("li", { class: c.ok ? "call ok" : c.expected ? "call err expected" : "call err" });
     li.appendChild(h("code", {}, c.text));
@@ -69,18 +71,32 @@ export function renderStep(state: AppState, s: StepView | undefined): HTMLElemen
         h(
           "div",
           { class: "explain", "data-testid": "explain" },
-          h("div", {}, h("strong", {}, `${c.errno}`), c.expected ? " — expected by the scenario" : " — not expected"),
+          h(
+            "div",
+            {},
+            h("strong", {}, `${c.errno}`),
+            c.expected ? " — expected by the scenario" : " — not expected",
+          ),
           h("div", {}, h("span", { class: "k" }, "Kernel rule: "), c.reason ?? "(no reason recorded)"),
-          c.meaning ? h("div", { class: "dim" }, h("span", { class: "k" }, `${c.errno} generally means: `), c.meaning) : null,
+          c.meaning
+            ? h("div", { class: "dim" }, h("span", { class: "k" }, `${c.errno} generally means: `), c.meaning)
+            : null,
         ),
       );
     }
     calls.appendChild(li);
   }
-  if (s.calls.length === 0) calls.appendChild(h("li", { class: "dim" }, "(no system call: a machine operation or a check)"));
-  box.appendChild(calls);
+  if (s.calls.length === 0)
+    calls.appendChild(h("li", { class: "dim" }, "(no system call: a machine operation or a check)"));
   if (s.result.length) {
-    box.appendChild(h("div", { class: "result", "data-testid": "result" }, h("span", { class: "k" }, "Result: "), ...s.result.map((r) => h("code", {}, r))));
+    box.appendChild(
+      h(
+        "div",
+        { class: "result", "data-testid": "result" },
+        h("span", { class: "k" }, "Result: "),
+        ...s.result.map((r) => h("code", {}, r)),
+      ),
+    );
   }
   const dmaNow = s.dma.filter((d) => d.step === s.n);
   for (const d of dmaNow) {
@@ -89,17 +105,26 @@ export function renderStep(state: AppState, s: StepView | undefined): HTMLElemen
         "div",
         { class: d.result === "fault" || d.finding ? "dmaline bad" : "dmaline" },
         `DMA ${d.op} by ${d.device} at 0x${d.addr.toString(16)} (${d.len} bytes): `,
-        d.result === "fault" ? h("strong", {}, `FAULT (${d.fault ?? "fault"}), FAULT_ADDR 0x${d.addr.toString(16)}`) : "ok",
+        d.result === "fault"
+          ? h("strong", {}, `FAULT (${d.fault ?? "fault"}), FAULT_ADDR 0x${d.addr.toString(16)}`)
+          : "ok",
         d.finding ? h("div", {}, h("strong", {}, "DMA sanitizer: "), d.finding) : null,
       ),
     );
   }
-  if (s.failure) box.appendChild(h("p", { class: "problem", role: "alert" }, `Expectation failed: ${s.failure}`));
+  if (s.failure)
+    box.appendChild(h("p", { class: "problem", role: "alert" }, `Expectation failed: ${s.failure}`));
+  box.appendChild(h("h3", { class: "callshead" }, `System calls (${s.calls.length})`));
+  box.appendChild(calls);
   return box;
 }
 
 export function renderChanges(s: StepView | undefined): HTMLElement {
-  const box = h("section", { class: "changes", "aria-label": "What changed at this step", "data-testid": "changes" });
+  const box = h("section", {
+    class: "changes",
+    "aria-label": "What changed at this step",
+    "data-testid": "changes",
+  });
   if (!s) return box;
   const kinds = new Map<string, number>();
   for (const c of s.changed) {
@@ -117,7 +142,8 @@ export function renderChanges(s: StepView | undefined): HTMLElement {
     kinds.set(k, (kinds.get(k) ?? 0) + 1);
   }
   box.appendChild(h("span", { class: "k" }, "Changed: "));
-  if (kinds.size === 0 && s.removed.length === 0) box.appendChild(h("span", { class: "dim" }, "nothing in the machine's state"));
+  if (kinds.size === 0 && s.removed.length === 0)
+    box.appendChild(h("span", { class: "dim" }, "nothing in the machine's state"));
   box.appendChild(h("span", {}, [...kinds].map(([k, n]) => `${n} ${k}${n === 1 ? "" : "s"}`).join(", ")));
   if (s.removed.length) {
     box.appendChild(
@@ -125,7 +151,11 @@ export function renderChanges(s: StepView | undefined): HTMLElement {
         "details",
         { class: "removed" },
         h("summary", {}, `${s.removed.length} gone`),
-        h("ul", {}, s.removed.slice(0, 50).map((r) => h("li", {}, r))),
+        h(
+          "ul",
+          {},
+          s.removed.slice(0, 50).map((r) => h("li", {}, r)),
+        ),
       ),
     );
   }

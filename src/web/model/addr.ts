@@ -13,7 +13,7 @@ export interface Viewport {
 export const FULL: Viewport = { start: 0n, span: SPACE };
 
 function clamp(v: Viewport): Viewport {
-  let span = v.span < MIN_SPAN ? MIN_SPAN : v.span > SPACE ? SPACE : v.span;
+  const span = v.span < MIN_SPAN ? MIN_SPAN : v.span > SPACE ? SPACE : v.span;
   let start = v.start < 0n ? 0n : v.start;
   if (start + span > SPACE) start = SPACE - span;
   return { start, span };
@@ -34,7 +34,7 @@ export function pan(v: Viewport, fraction: number): Viewport {
 }
 
 /** The smallest power-of-two-sized window (at least a page, with a margin) around [start, last]. */
-export function fit(start: bigint, last: bigint): Viewport {
+export function fitRange(start: bigint, last: bigint): Viewport {
   const len = last - start + 1n;
   let span = MIN_SPAN;
   while (span < len * 2n && span < SPACE) span <<= 1n;

@@ -41,7 +41,14 @@ export function buildRun(text: string, file: string): RunView {
     sc = parseScenario(text, file);
   } catch (e) {
     if (e instanceof ScenarioError) {
-      return { file, name: file, machine: "", ok: false, problems: [{ line: e.line, message: e.message }], steps: [] };
+      return {
+        file,
+        name: file,
+        machine: "",
+        ok: false,
+        problems: [{ line: e.line, message: e.message }],
+        steps: [],
+      };
     }
     return { file, name: file, machine: "", ok: false, problems: [{ message: String(e) }], steps: [] };
   }
@@ -63,14 +70,20 @@ export function buildRun(text: string, file: string): RunView {
       steps.push(v);
     },
   });
-  const failure = r.failure ? `${r.failure.where}: ${r.failure.message}` : undefined;
+  const f = r.failure;
+  const failure = f ? (f.message.startsWith(f.where) ? f.message : `${f.where}: ${f.message}`) : undefined;
+  // a mistake the parser could not see (an unknown key of a step, a bad value) is still the file's: show it on its line
+  const problems =
+    f?.kind === "scenario"
+      ? [{ line: Number(/\(line (\d+)\)/.exec(f.where)?.[1]) || undefined, message: failure ?? f.message }]
+      : [];
   return {
     file,
     name: sc.name,
     description: sc.description,
     machine: machineLine(sc),
     ok: r.ok,
-    problems: [],
+    problems,
     failure,
     steps,
   };
@@ -194,7 +207,9 @@ function stepView(
 function deviceBdf(m: Machine, deviceFd: number, p: Process): string | undefined {
   const opened = m.debug
     .trace()
-    .filter((e) => e.pid === p.pid && e.call === "open" && Number(e.ret) === deviceFd && e.errno === undefined)
+    .filter(
+      (e) => e.pid === p.pid && e.call === "open" && Number(e.ret) === deviceFd && e.errno === undefined,
+    )
     .at(-1);
   const path = opened ? String(opened.args[0]) : "";
   const cdev = /\/dev\/vfio\/devices\/vfio(\d+)$/.exec(path);
@@ -212,7 +227,17 @@ function hwptView(
   devs: Map<number, { attachedTo?: number }>,
 ): HwptView {
   const devices = [...devs].filter(([, d]) => d.attachedTo === id).map(([devId]) => devId);
-  const v: HwptView = { key: `${who} HWPT ${id}`, pid: p.pid, fd, id, auto: h.auto, ptId: h.ptId, roots: [], entryCount: 0, devices };
+  const v: HwptView = {
+    key: `${who} HWPT ${id}`,
+    pid: p.pid,
+    fd,
+    id,
+    auto: h.auto,
+    ptId: h.ptId,
+    roots: [],
+    entryCount: 0,
+    devices,
+  };
   try {
     const info = m.debug.hwpt(p, fd, id);
     v.format = info.format;
@@ -246,7 +271,8 @@ function callView(ev: TraceEvent, sr: StepResult, profile: KernelProfile): CallV
 function resultLines(sr: StepResult): string[] {
   const o = sr.outcome;
   const out: string[] = [];
-  if (sr.events.length === 0 && o.errno !== undefined) out.push(`error ${errnoName(o.errno)}: ${o.reason ?? ""}`);
+  if (sr.events.length === 0 && o.errno !== undefined)
+    out.push(`error ${errnoName(o.errno)}: ${o.reason ?? ""}`);
   if (o.entries) out.push(o.entries.join("  ") || "(empty)");
   if (o.text !== undefined) out.push(JSON.stringify(o.text));
   if (o.data !== undefined) out.push(hexdump(o.data));

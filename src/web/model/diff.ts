@@ -34,7 +34,9 @@ export function diffSteps(prev: StepView | undefined, cur: StepView): void {
   const a = prev ? signatures(prev) : new Map<string, string>();
   const b = signatures(cur);
   cur.changed = new Set([...b.keys()].filter((k) => !a.has(k)));
-  const counterNames = new Set([...b.keys()].filter((k) => k.startsWith("counter ")).map((k) => k.split("=")[0]));
+  const counterNames = new Set(
+    [...b.keys()].filter((k) => k.startsWith("counter ")).map((k) => k.split("=")[0]),
+  );
   cur.removed = [...a]
     .filter(([k]) => !b.has(k) && !(k.startsWith("counter ") && counterNames.has(k.split("=")[0])))
     .map(([, d]) => d);

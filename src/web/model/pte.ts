@@ -23,7 +23,8 @@ const WRITE_FLAGS = new Set(["IW", "W", "WRITE", "BIDIR", "RW"]);
 export function decodePte(e: DumpEntry): Omit<PteView, "sig" | "iovaStart" | "iovaLast" | "children"> {
   const words = e.text.split(/\s+/).filter(Boolean);
   const head = words[0] ?? "";
-  const kind = head === "TABLE" || head === "INDIRECT" ? "table" : head === "LEAF" || head === "TCE" ? "leaf" : "other";
+  const kind =
+    head === "TABLE" || head === "INDIRECT" ? "table" : head === "LEAF" || head === "TCE" ? "leaf" : "other";
   let pa: bigint | undefined;
   let size: string | undefined;
   const flags: string[] = [];
@@ -44,7 +45,18 @@ export function decodePte(e: DumpEntry): Omit<PteView, "sig" | "iovaStart" | "io
     }
   }
   const perms = kind !== "leaf" ? "" : r && w ? "read write" : r ? "read" : w ? "write" : "none";
-  return { level: e.level, index: e.index, tablePhys: e.tablePhys, raw: e.raw, text: e.text, kind, pa, size, perms, flags };
+  return {
+    level: e.level,
+    index: e.index,
+    tablePhys: e.tablePhys,
+    raw: e.raw,
+    text: e.text,
+    kind,
+    pa,
+    size,
+    perms,
+    flags,
+  };
 }
 
 const SIZE_SHIFT: Record<string, number> = { "": 0, K: 10, M: 20, G: 30, T: 40, P: 50, E: 60 };
@@ -111,11 +123,23 @@ export function ptePath(roots: PteView[], iova: bigint): PteView[] {
   }
 }
 
+/**
+ * The PA an entry gives for `iova`. A leaf's page may be larger than the
+ * slot it sits in (AMDv1 and the TCE tables repeat one entry over each slot
+ * of an 8K/64K page, each holding the page's base): the offset is then taken
+ * within the page, not within the slot.
+ */
+export function leafPa(e: PteView, iova: bigint): bigint | undefined {
+  if (e.kind !== "leaf" || e.pa === undefined) return undefined;
+  const slot = e.iovaLast - e.iovaStart + 1n;
+  const page = e.size !== undefined ? 1n << BigInt(sizeLg2(e.size)) : slot;
+  return page > slot ? e.pa + (iova & (page - 1n)) : e.pa + (iova - e.iovaStart);
+}
+
 /** The PA a walk of `iova` ends at, or undefined when no leaf maps it. */
 export function translate(roots: PteView[], iova: bigint): bigint | undefined {
   const leaf = ptePath(roots, iova).at(-1);
-  if (leaf?.kind !== "leaf" || leaf.pa === undefined) return undefined;
-  return leaf.pa + (iova - leaf.iovaStart);
+  return leaf === undefined ? undefined : leafPa(leaf, iova);
 }
 
 export function countEntries(roots: PteView[]): number {
