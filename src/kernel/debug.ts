@@ -1,4 +1,5 @@
 import type { DmaEvent } from "../hw/dma-log.js";
+import { iommufdDebugHwpt, iommufdDebugIoas } from "../iommufd/index.js";
 import type { VmaInfo } from "../mm/mm-struct.js";
 import type { PageTracker } from "../mm/page-tracker.js";
 import { EBADF, fail } from "../uapi/errno.js";
@@ -30,16 +31,16 @@ export class Debug {
   hwpt(p: Process, iommufdFd: number, hwptId: number): HwptDebugInfo {
     const f = p.task.fds[iommufdFd];
     if (f === undefined) fail(EBADF, `fd ${iommufdFd} is not open`);
-    if (this.m.ctx.debugHwpt === undefined) throw new Error("no iommufd in this machine");
-    return this.m.ctx.debugHwpt(p.task, iommufdFd, hwptId);
+    if (this.m.iommufd === undefined) throw new Error("no iommufd in this machine");
+    return iommufdDebugHwpt(p.task, iommufdFd, hwptId);
   }
 
   /** An IOAS of an iommufd fd of process p: areas (with their pinned pfns), reserved and allowed ranges. */
   ioas(p: Process, iommufdFd: number, ioasId: number): IoasDebugInfo {
     const f = p.task.fds[iommufdFd];
     if (f === undefined) fail(EBADF, `fd ${iommufdFd} is not open`);
-    if (this.m.ctx.debugIoas === undefined) throw new Error("no iommufd in this machine");
-    return this.m.ctx.debugIoas(p.task, iommufdFd, ioasId);
+    if (this.m.iommufd === undefined) throw new Error("no iommufd in this machine");
+    return iommufdDebugIoas(p.task, iommufdFd, ioasId);
   }
 
   /** Pinned pages and hugetlb folios machine-wide: pfn, pin count, folio order. */

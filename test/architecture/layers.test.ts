@@ -33,7 +33,7 @@ const ALLOWED: Record<string, string[]> = {
   kernel: ["vfio", "iommufd", "iommu", "kernel-if", "pt", "mm", "hw", "uapi"],
   index: ["kernel", "kernel-if", "hw", "uapi"],
 };
-const TOOLS = new Set(["cli", "scenario", "bench", "fuzz", "web"]);
+const TOOLS = new Set(["cli", "scenario", "bench", "fuzz", "conformance", "web"]);
 /** Tool-to-tool edges: the CLI runs scenarios; the web view runs scenarios and reuses the CLI's trace/explain text. */
 const TOOL_EDGES = new Set(["cli>scenario", "web>scenario", "web>cli"]);
 

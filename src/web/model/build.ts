@@ -141,7 +141,7 @@ function stepView(
             iova: a.iova,
             last: a.last,
             perms: `${a.prot & 1 ? "r" : "-"}${a.prot & 2 ? "w" : "-"}`,
-            source: a.source === "user" ? `user VA ${hex(a.addr)}` : `file offset ${hex(a.addr)}`,
+            source: a.source === "user" ? `user VA ${hex(a.addr)}` : `${a.source} offset ${hex(a.addr)}`,
             pinnedPages: a.pinnedRuns.reduce((s, x) => s + x.n, 0),
             runs: a.pinnedRuns,
           })),
