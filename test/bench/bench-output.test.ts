@@ -34,7 +34,9 @@ it.runIf(existsSync(main))("bench --json --quick prints one JSON line with every
     "syscall_object_make_free_ns",
   ]) {
     expect(typeof r[k], k).toBe("number");
-    expect(r[k]).toBeGreaterThan(0);
+    // the RSS growth of the hugetlb map may round to 0 MB (untouched frames never materialize)
+    if (k === "ioas_map_hugetlb_64g_rss_mb") expect(r[k], k).toBeGreaterThanOrEqual(0);
+    else expect(r[k], k).toBeGreaterThan(0);
   }
   // each syscall case next to the host kernel's own (bench/syscallref.c, built with cc in the run)
   for (const k of ["syscall_ioctl_fail", "syscall_close_ebadf", "syscall_object_make_free"]) {
