@@ -112,7 +112,7 @@ describe("invariant check", () => {
   });
 
   it("counters: ptFrames and domains come back after free", () => {
-    const { ctx, sub, dev, d } = attached("amd");
+    const { sub, dev, d } = attached("amd");
     const frames = () => sub.counters().ptFrames;
     const domains = () => sub.counters().domains;
     expect(domains()).toBe(2); // the default DMA domain and d
