@@ -183,7 +183,7 @@ export class Machine implements KernelServices {
       }),
       invariants: () => [],
     };
-    this.debug = new Debug(this, sources);
+    this.debug = new Debug(this, this.mmGlue.pages, sources);
     const fc = this.debug.counters();
     const poolFree = () => this.poolFreeFrames();
     const bootOther = fc.usedFrames - fc.ptFrames - poolFree();
