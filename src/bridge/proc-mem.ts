@@ -55,19 +55,20 @@ export class ProcMemory implements ForeignMemory {
       return undefined;
     }
     for (const line of text.split("\n")) {
-      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/.exec(line);
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\S+)\s*(.*)$/.exec(line);
       if (m === null) continue;
       const start = Number.parseInt(m[1], 16);
       const end = Number.parseInt(m[2], 16);
       if (va < start || va >= end) continue;
       const perms = m[3];
-      const name = m[4];
+      const name = m[6];
       return {
         start,
         end,
         read: perms[0] === "r",
         write: perms[1] === "w",
         io: name.startsWith("/dev/") && !name.startsWith("/dev/shm/") && !name.startsWith("/dev/zero"),
+        ...(perms[3] === "s" && { shared: `${m[4]} ${m[5]}` }),
       };
     }
     return undefined;
