@@ -81,6 +81,7 @@ export class BridgeServer {
   private idleWaiters: (() => void)[] = [];
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
+  private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
   /** Called after each request (the trace writer drains the model's trace). */
   afterRequest: (() => void) | null = null;
 
@@ -169,6 +170,10 @@ export class BridgeServer {
     c.nextFd = -1;
     let ret: number | bigint;
     let payload: Uint8Array | undefined;
+    // every errno is a thrown KernelError inside the model: capturing its stack costs
+    // microseconds per failing call on the bridge's hot path (IOMMUFD_SIM_DEBUG keeps stacks)
+    const limit = Error.stackTraceLimit;
+    if (!this.keepStacks) Error.stackTraceLimit = 0;
     try {
       const r = this.dispatch(c, q);
       if (typeof r === "object") {
@@ -180,6 +185,8 @@ export class BridgeServer {
       this.internalErrors.push(`op ${q.op}: ${msg}`);
       this.log(`bridge: pid ${c.pid}: internal error in op ${q.op}: ${msg.split("\n")[0]}`);
       ret = -5;
+    } finally {
+      Error.stackTraceLimit = limit;
     }
     c.nextFd = -1;
     let flags = c.consumed ? REP_SPARE_USED : 0;
