@@ -1,5 +1,5 @@
-import { closeSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
-import type { ForeignMemory, ForeignVma } from "../mm/index.js";
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, readSync, writeSync } from "node:fs";
+import type { ForeignFile, ForeignMemory, ForeignVma } from "../mm/index.js";
 import { EFAULT } from "../uapi/errno.js";
 
 /**
@@ -109,4 +109,64 @@ export function capNames(capEff: bigint): string[] {
   return Object.entries(CAP_BITS)
     .filter(([, bit]) => (capEff >> BigInt(bit)) & 1n)
     .map(([name]) => name);
+}
+
+/**
+ * A real process's memfd, opened by the server through /proc/PID/fd/N (the
+ * same file, not a copy), or undefined when fd is no memfd of that process.
+ */
+export function openProcMemfd(
+  pid: number,
+  fd: number,
+): { file: ForeignFile; name: string; ino: number } | { other: string } | undefined {
+  let target: string;
+  try {
+    target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+  } catch {
+    return undefined;
+  }
+  if (!target.startsWith("/memfd:")) return { other: target };
+  let osfd: number;
+  try {
+    osfd = openSync(`/proc/${pid}/fd/${fd}`, "r+");
+  } catch {
+    try {
+      osfd = openSync(`/proc/${pid}/fd/${fd}`, "r");
+    } catch {
+      return { other: target };
+    }
+  }
+  let open = true;
+  const file: ForeignFile = {
+    read(off, len) {
+      if (!open) return -EFAULT;
+      const out = Buffer.alloc(len);
+      try {
+        const n = readSync(osfd, out, 0, len, off);
+        return new Uint8Array(out.buffer, out.byteOffset, n);
+      } catch (e) {
+        return -((e as NodeJS.ErrnoException).errno !== undefined ? -(e as NodeJS.ErrnoException).errno! : 5);
+      }
+    },
+    write(off, bytes) {
+      if (!open) return -EFAULT;
+      try {
+        return writeSync(osfd, bytes, 0, bytes.length, off);
+      } catch (e) {
+        return -((e as NodeJS.ErrnoException).errno !== undefined ? -(e as NodeJS.ErrnoException).errno! : 5);
+      }
+    },
+    size() {
+      return open ? BigInt(fstatSync(osfd).size) : 0n;
+    },
+    close() {
+      if (open) closeSync(osfd);
+      open = false;
+    },
+  };
+  return {
+    file,
+    name: target.slice("/memfd:".length).replace(/ \(deleted\)$/, ""),
+    ino: fstatSync(osfd).ino,
+  };
 }
