@@ -80,6 +80,8 @@ export class BridgeServer {
   readonly internalErrors: string[] = [];
   /** Connections dropped for a malformed request. */
   malformed = 0;
+  /** Processes that went with files still open or memory still pinned (exit released them): --report. */
+  readonly leftAtExit: { pid: number; files: number; pinnedPages: number }[] = [];
   private idleWaiters: (() => void)[] = [];
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
@@ -477,6 +479,9 @@ export class BridgeServer {
     const p = c.proc;
     if (p === null) return;
     c.proc = null;
+    const files = p.task.openFileCount();
+    const pinned = p.task.mm instanceof ForeignMm ? p.task.mm.pinnedPagesHere() : 0;
+    if (files > 0 || pinned > 0) this.leftAtExit.push({ pid: c.pid, files, pinnedPages: pinned });
     p.exit(); // the mm keeps a copy of each pinned page while the memory is still there
     for (const m of c.memfds.values()) m.mf.put();
     c.memfds.clear();

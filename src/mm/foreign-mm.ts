@@ -82,6 +82,13 @@ export class ForeignMm extends MmStruct {
     return this.foreignPages.size;
   }
 
+  /** Pages of this process some long-term pin holds now. */
+  pinnedPagesHere(): number {
+    let n = 0;
+    for (const pfn of this.foreignPages.values()) if (this.pages.isPinned(pfn)) n++;
+    return n;
+  }
+
   override read(vaB: bigint, len: number): Uint8Array | number {
     const va = this.foreignRange(vaB, len);
     if (va < 0 || this.foreignMem === null)

@@ -81,6 +81,7 @@ int main(void) {
     expect(o.dst).toBe("stored after the map, before the doorbell");
     expect(o.fault).toBe("3");
     expect(r.report).toMatch(/1 faults or sanitizer findings/);
+    expect(r.report).toMatch(/pid \d+: 2 fd\(s\) open, 2 page\(s\) pinned/);
     // the process exited with the mapping in place: every pin and object went with it
     expect(r.counters.pinnedPages).toBe(0);
     expect(r.counters.objects).toBe(0);
