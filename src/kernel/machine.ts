@@ -13,7 +13,7 @@ import {
   registerIommufd,
 } from "../iommufd/index.js";
 import { HSTATE_ATTRS, writeHstateAttr } from "../mm/hugetlb-pool.js";
-import type { ForeignMemory } from "../mm/index.js";
+import { type ForeignFile, ForeignMemFile, type ForeignMemory } from "../mm/index.js";
 import type { MmStruct } from "../mm/mm-struct.js";
 import { EINVAL, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
 import { VfioCore } from "../vfio/vfio-main.js";
@@ -255,6 +255,11 @@ export class Machine implements KernelServices {
       ret: 0,
     });
     return p;
+  }
+
+  /** A real process's memfd as a file of this machine (the exec bridge's IOMMU_IOAS_MAP_FILE). */
+  newForeignMemFile(name: string, file: ForeignFile): ForeignMemFile {
+    return new ForeignMemFile(this.mmGlue.pages, name, file);
   }
 
   /** Like writing /sys/module/<mod>/parameters/<name>. 0 or -errno. */
