@@ -4,7 +4,7 @@ import type { Task } from "../kernel/task.js";
 import { E2BIG, EBADFD, EINVAL, ENOMEM, ENOTTY, fail } from "../uapi/errno.js";
 import { IOMMUFD_CMD_TEST, type IoctlDef, iommufdIoctls, iommufdRoute } from "../uapi/iommufd.js";
 import type { StructDef } from "../uapi/struct.js";
-import { contextsOf, IommufdCtx } from "./ctx.js";
+import { IommufdCtx, type IommufdGlobals } from "./ctx.js";
 import { getHwInfo } from "./device.js";
 import { faultQueueAlloc, veventqAlloc } from "./eventq.js";
 import { getPa } from "./get-pa.js";
@@ -189,7 +189,7 @@ export function releaseCtx(ictx: IommufdCtx): void {
       }
     }
   }
-  contextsOf(ictx.k).delete(ictx);
+  ictx.globals.contexts.delete(ictx);
 }
 
 export function iommufdFops(): FileOps {
@@ -204,9 +204,12 @@ export function iommufdFops(): FileOps {
 const FOPS = iommufdFops();
 
 /** A new context with its KFile (open of /dev/iommu, or of /dev/vfio/vfio for the compat container). */
-export function openIommufd(k: KernelCtx, viaVfioContainer: boolean): { ops: FileOps; priv: IommufdCtx } {
-  if (k.faults.hit("iommufd_fops_open")) fail(ENOMEM, "cannot allocate the iommufd_ctx");
-  return { ops: FOPS, priv: new IommufdCtx(k, viaVfioContainer) };
+export function openIommufd(
+  globals: IommufdGlobals,
+  viaVfioContainer: boolean,
+): { ops: FileOps; priv: IommufdCtx } {
+  if (globals.k.faults.hit("iommufd_fops_open")) fail(ENOMEM, "cannot allocate the iommufd_ctx");
+  return { ops: FOPS, priv: new IommufdCtx(globals, viaVfioContainer) };
 }
 
 /** iommufd_ctx_from_file(): EBADFD when the file is not an iommufd. */

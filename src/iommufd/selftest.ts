@@ -7,7 +7,6 @@ import {
 } from "../iommu/drivers/mock-viommu.js";
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import { KFile } from "../kernel/file.js";
-import type { KernelCtx } from "../kernel/kctx.js";
 import { EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
 import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from "../uapi/iommufd.js";
 import { fld, type StructDef } from "../uapi/struct.js";
@@ -23,7 +22,7 @@ import {
   iommufdAccessRw,
   iommufdAccessUnpinPages,
 } from "./access.js";
-import { contextsOf } from "./ctx.js";
+import type { IommufdGlobals } from "./ctx.js";
 import {
   getDevice,
   type IommufdDevice,
@@ -98,12 +97,6 @@ export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
 export const MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1;
 export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
 const MOCK_IO_PAGE = 2048n;
-
-const iommus = new WeakMap<KernelCtx, IommuSubsystem | undefined>();
-
-export function setTestIommu(k: KernelCtx, iommu: IommuSubsystem | undefined): void {
-  iommus.set(k, iommu);
-}
 
 /** The selftest "stdev" object: a mock device bound and attached, destroyable by IOMMU_DESTROY. */
 class SelftestDev extends IommufdObject {
@@ -218,7 +211,7 @@ export function testCmd(u: Ucmd): number {
 function mockDomain(u: Ucmd, devFlags: number): number {
   const known = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | MOCK_FLAGS_DEVICE_PASID;
   if ((devFlags & ~known) !== 0) fail(EINVAL, `unknown mock device flags 0x${devFlags.toString(16)}`);
-  const iommu = iommus.get(u.ictx.k);
+  const iommu = u.ictx.globals.iommu;
   if (iommu === undefined || iommu.driver?.name !== "mock") {
     fail(ENODEV, 'mock devices need a machine with iommu: "mock"');
   }
@@ -263,11 +256,11 @@ function checkMap(u: Ucmd): number {
 }
 
 /** How many iommufd pins (pages objects of every context) hold this pfn. */
-function iommufdPins(k: KernelCtx, pfn: number): number {
+function iommufdPins(g: IommufdGlobals, pfn: number): number {
   let n = 0;
   // A pages object shared by COPY between IOASes pins its pages once.
   const seen = new Set<unknown>();
-  for (const ictx of contextsOf(k)) {
+  for (const ictx of g.contexts) {
     for (const o of ictx.objects.values()) {
       const iopt = (o as { iopt?: { areas: { all(): Iterable<{ value: { pages: unknown } }> } } }).iopt;
       if (iopt === undefined) continue;
@@ -300,7 +293,7 @@ function checkRefs(u: Ucmd): number {
       continue;
     }
     const pfn = Number(pa / 4096n);
-    const have = pinsSeen.get(pfn) ?? iommufdPins(u.ictx.k, pfn);
+    const have = pinsSeen.get(pfn) ?? iommufdPins(u.ictx.globals, pfn);
     pinsSeen.set(pfn, have);
     if (have !== refs)
       fail(EIO, `page 0x${(uptr + off).toString(16)} has ${have} iommufd pin(s), expected ${refs}`);

@@ -6,8 +6,9 @@ import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
 import type { IommuDeviceFlags } from "../iommu/device.js";
 import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
-import { registerIommufd } from "../iommufd/index.js";
+import { type IommufdGlobals, registerIommufd } from "../iommufd/index.js";
 import { HSTATE_ATTRS, writeHstateAttr } from "../mm/hugetlb-pool.js";
+import type { MmStruct } from "../mm/mm-struct.js";
 import { EINVAL, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
 import { VfioCore } from "../vfio/vfio-main.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
@@ -85,6 +86,8 @@ export class Machine implements KernelServices {
   readonly debug: Debug;
   /** The IOMMU layer: groups, IommuDevices by BDF, drivers (src/iommu). */
   readonly iommu: IommuSubsystem;
+  /** iommufd's globals: the live contexts (src/iommufd); undefined without CONFIG_IOMMUFD. */
+  readonly iommufd: IommufdGlobals | undefined;
   readonly pciConfig: readonly PciDeviceConfig[];
   /** The PCI bus: functions by BDF, with their DMA engines (src/hw). */
   readonly pci: PciBus;
@@ -130,9 +133,9 @@ export class Machine implements KernelServices {
       iommuKind: this.iommuKind,
       seed,
       dmaLog: new DmaLog(),
+      domainIds: { next: 1 },
       counterSources: new Map(),
       invariantChecks: new Map(),
-      mmExitHooks: [],
     };
     if (!["latest", "6.12"].includes(this.ctx.profile))
       throw new Error(`unknown kernel profile ${this.ctx.profile}`);
@@ -142,7 +145,7 @@ export class Machine implements KernelServices {
     this.mmGlue = new MmGlue(this.ctx);
     this.bootHugetlb(opts.hugepages);
     this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig], { spapr: opts.spapr });
-    registerIommufd(this.ctx, this.iommu);
+    this.iommufd = registerIommufd(this.ctx, this.iommu);
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
     for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;
     this.pci.sanitizer.oracle = this.mmGlue.pages;
@@ -154,6 +157,7 @@ export class Machine implements KernelServices {
       pciFunction: (bdf) => this.pci.get(bdf),
       pciFunctions: () => this.pci.all(),
     });
+    this.mmGlue.onMmExit = (mm) => this.vfio.mmExit(mm);
     this.ctx.counterSources.set("openFiles", () => this.openFiles());
     this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();
@@ -172,7 +176,9 @@ export class Machine implements KernelServices {
         return bootOther + poolFree();
       },
       vfioBackends: () => this.vfio.containerBackends(),
+      iommufdContexts: () => this.iommufd?.contexts ?? [],
       vfioPreregions: () => this.vfio.preregions(),
+      vfioPreregCharged: (mm: MmStruct) => this.vfio.mmIommu.charged(mm),
       domains: () => this.iommu.liveDomains(),
       sanitizerOracle: () => this.pci.sanitizer.oracle,
       dmaLog: this.ctx.dmaLog,

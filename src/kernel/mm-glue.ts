@@ -16,6 +16,8 @@ export class MmGlue {
   readonly pages: PageTracker;
   readonly users = new UserTable();
   private pidSeed = 0;
+  /** Run when a process's mm dies, after its files are closed (before exit_mmap): VFIO's mm_iommu_cleanup. */
+  onMmExit: ((mm: MmStruct) => void) | undefined;
 
   constructor(private readonly ctx: KernelCtx) {
     this.pages = new PageTracker(ctx.phys, ctx.frames, ctx.faults);
@@ -70,7 +72,7 @@ export class MmGlue {
 
   release(task: Task): void {
     const mm = this.mm(task);
-    for (const h of this.ctx.mmExitHooks ?? []) h(mm);
+    this.onMmExit?.(mm);
     mm.release();
   }
 

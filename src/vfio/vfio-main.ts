@@ -22,7 +22,7 @@ import {
 } from "./device-cdev.js";
 import { VfioGroup, vfioDfGroupClose, vfioGroupFops, vfioGroupOpen } from "./group.js";
 import { VfioPciCore } from "./pci/vfio-pci.js";
-import { allMmIommuRegions, mmIommuCleanup } from "./spapr-prereg.js";
+import { MmIommuRegistry } from "./spapr-prereg.js";
 import { vfioIommuType1Driver } from "./type1.js";
 import { vfioNoiommuDriver } from "./vfio-noiommu.js";
 
@@ -68,6 +68,9 @@ export class VfioCore {
   readonly deviceFops: FileOps;
   readonly groupFops: FileOps;
   private readonly containerFops = vfioContainerFops();
+  /** sPAPR pre-registered memory of this machine's mms (mm_iommu_*). */
+  readonly mmIommu = new MmIommuRegistry();
+  private readonly spaprTceDriver = vfioIommuSpaprTceDriver(this.mmIommu);
 
   constructor(private readonly env: VfioEnv) {
     const k = env.ctx.kconfig;
@@ -105,14 +108,6 @@ export class VfioCore {
       "vfioDevicesOpen",
       () => [...this.devices.values()].filter((d) => d.openCount > 0).length,
     );
-    env.ctx.mmExitHooks?.push((mm) => {
-      for (const mem of mmIommuCleanup(env.ctx, mm as MmStruct)) {
-        env.ctx.klog.printk(
-          "warn",
-          `mm_iommu: region 0x${mem.ua.toString(16)} still registered when its mm died`,
-        );
-      }
-    });
     env.ctx.counterSources.set("vfioContainers", () => this.containers.size);
     env.ctx.counterSources.set("vfioDeviceFiles", () => this.deviceFiles.size);
     env.ctx.counterSources.set("vfioType1PinnedPages", () => {
@@ -123,9 +118,19 @@ export class VfioCore {
     });
   }
 
+  /** A process's mm dies (after its files are closed): mm_iommu_cleanup() of its pre-registered regions. */
+  mmExit(mm: MmStruct): void {
+    for (const mem of this.mmIommu.cleanup(mm)) {
+      this.env.ctx.klog.printk(
+        "warn",
+        `mm_iommu: region 0x${mem.ua.toString(16)} still registered when its mm died`,
+      );
+    }
+  }
+
   /** sPAPR pre-registered regions of every live mm (each pinned once, whichever containers use it). */
   preregions(): { entries: number; runs: PfnRuns }[] {
-    return allMmIommuRegions(this.env.ctx);
+    return this.mmIommu.all();
   }
 
   /** Every live container's backend (for the machine invariants). */
@@ -139,7 +144,7 @@ export class VfioCore {
   private iommuDrivers(): VfioIommuDriver[] {
     const k = this.env.ctx.kconfig;
     const drivers: VfioIommuDriver[] = k.VFIO_IOMMU_TYPE1 ? [vfioIommuType1Driver] : [];
-    if (k.VFIO_IOMMU_SPAPR_TCE) drivers.push(vfioIommuSpaprTceDriver);
+    if (k.VFIO_IOMMU_SPAPR_TCE) drivers.push(this.spaprTceDriver);
     // container.c registers vfio-noiommu with VFIO_NOIOMMU.
     if (k.VFIO_NOIOMMU) drivers.push(vfioNoiommuDriver);
     return drivers;

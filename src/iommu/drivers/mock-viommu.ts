@@ -42,10 +42,9 @@ export interface MockDevState {
   pasid1024FakeError: boolean;
 }
 
-const devState = new WeakMap<IommuDevice, MockDevState>();
-
 export function mockDevState(dev: IommuDevice): MockDevState {
-  let s = devState.get(dev);
+  // only the mock driver sets driverPriv, and only to a MockDevState
+  let s = dev.driverPriv as MockDevState | undefined;
   if (s === undefined) {
     s = {
       cache: new Array<number>(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT),
@@ -54,7 +53,7 @@ export function mockDevState(dev: IommuDevice): MockDevState {
       vdevId: 0n,
       pasid1024FakeError: false,
     };
-    devState.set(dev, s);
+    dev.driverPriv = s;
   }
   return s;
 }
