@@ -7,7 +7,7 @@ import {
 } from "../iommu/drivers/mock-viommu.js";
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import { KFile } from "../kernel/file.js";
-import { EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
+import { EBADF, EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
 import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from "../uapi/iommufd.js";
 import { fld, type StructDef } from "../uapi/struct.js";
 import {
@@ -31,6 +31,7 @@ import {
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
 } from "./device.js";
+import { DMABUF_KIND, type DmaBuf, testDmabufGet } from "./dmabuf.js";
 import { reportDeviceFault } from "./eventq.js";
 import { getHwptPaging, type Hwpt, type HwptNested } from "./hw-pagetable.js";
 import { getIoas, taskMm } from "./ioas.js";
@@ -87,6 +88,8 @@ export const IOMMU_TEST_OP_PASID_ATTACH = 18;
 export const IOMMU_TEST_OP_PASID_REPLACE = 19;
 export const IOMMU_TEST_OP_PASID_DETACH = 20;
 export const IOMMU_TEST_OP_PASID_CHECK_HWPT = 21;
+export const IOMMU_TEST_OP_DMABUF_GET = 22;
+export const IOMMU_TEST_OP_DMABUF_REVOKE = 23;
 
 export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
 export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
@@ -203,6 +206,13 @@ export function testCmd(u: Ucmd): number {
       return 0;
     case IOMMU_TEST_OP_PASID_CHECK_HWPT:
       return pasidCheckHwpt(u);
+    case IOMMU_TEST_OP_DMABUF_GET: {
+      // dma_buf_fd(): the new fd is the ioctl's return value
+      const file = testDmabufGet(u.ictx.k, u32(u, 16));
+      return u.task.fdInstall(file);
+    }
+    case IOMMU_TEST_OP_DMABUF_REVOKE:
+      return dmabufRevoke(u);
     default:
       return fail(EOPNOTSUPP, `IOMMU_TEST_CMD op ${op} is not modelled`);
   }
@@ -298,6 +308,16 @@ function checkRefs(u: Ucmd): number {
     if (have !== refs)
       fail(EIO, `page 0x${(uptr + off).toString(16)} has ${have} iommufd pin(s), expected ${refs}`);
   }
+  return 0;
+}
+
+/** iommufd_test_dmabuf_revoke(): dma_buf_get() (EBADF, EINVAL), then only the selftest's own. */
+function dmabufRevoke(u: Ucmd): number {
+  const fd = u32(u, 16) | 0;
+  const f = u.task.fds[fd];
+  if (f === undefined) fail(EBADF, `fd ${fd} is not open`);
+  if (f.kind !== DMABUF_KIND) fail(EINVAL, `fd ${fd} is not a dma-buf`);
+  (f.priv as DmaBuf).setRevoked(u32(u, 20) !== 0);
   return 0;
 }
 

@@ -33,7 +33,7 @@ const ALLOWED: Record<string, string[]> = {
   kernel: ["vfio", "iommufd", "iommu", "kernel-if", "pt", "mm", "hw", "uapi"],
   index: ["kernel", "kernel-if", "hw", "uapi"],
 };
-const TOOLS = new Set(["cli", "scenario", "bench", "fuzz"]);
+const TOOLS = new Set(["cli", "scenario", "bench", "fuzz", "conformance"]);
 
 function walk(dir: string, out: string[] = []): string[] {
   for (const n of readdirSync(dir)) {

@@ -1,4 +1,4 @@
-import { E2BIG, EEXIST, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../../uapi/errno.js";
+import { EEXIST, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../../uapi/errno.js";
 import { IOMMU_HWPT_ALLOC_PASID } from "../../uapi/iommufd.js";
 import type { IommuDevice } from "../device.js";
 import type { IommuDomain } from "../domain.js";
@@ -94,12 +94,14 @@ export function mockSetDevPasid(domain: IommuDomain | undefined, dev: IommuDevic
   } else s.pasid1024FakeError = true;
 }
 
-/** iommu_copy_struct_from_user(): short of `min` EINVAL; non-zero bytes past `size` E2BIG; zero-extended. */
+/**
+ * iommu_copy_struct_from_user() (__iommu_copy_struct_from_user): short of
+ * `min` or longer than the kernel's `size` EINVAL (the user's length may not
+ * exceed the kernel's struct); zero-extended.
+ */
 function copyStruct(bytes: Uint8Array, min: number, size: number, what: string): DataView {
   if (bytes.length < min) fail(EINVAL, `${what}: ${bytes.length} bytes is shorter than ${min}`);
-  for (let i = size; i < bytes.length; i++) {
-    if (bytes[i] !== 0) fail(E2BIG, `${what}: non-zero byte ${i} past the ${size} the kernel knows`);
-  }
+  if (bytes.length > size) fail(EINVAL, `${what}: ${bytes.length} bytes is longer than the kernel's ${size}`);
   const k = new Uint8Array(size);
   k.set(bytes.subarray(0, Math.min(size, bytes.length)));
   return new DataView(k.buffer);
