@@ -18,4 +18,9 @@ export function skipWithoutDist(...rel: string[]): boolean {
   return !mustRun && !rel.every((r) => existsSync(distFile(r)));
 }
 
+/** The same for a test that finds its built files itself: skip only outside npm test and CI. */
+export function skipUnlessBuilt(built: boolean): boolean {
+  return !mustRun && !built;
+}
+
 export const NEEDS_DIST = "(needs dist/: skipped until `npm run build`)";
