@@ -10,7 +10,7 @@ import { KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import { EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
 import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from "../uapi/iommufd.js";
-import { fld, type StructDef } from "../uapi/struct.js";
+import { defineStruct, fld } from "../uapi/struct.js";
 import {
   IOMMUFD_ACCESS_RW_KTHREAD,
   IOMMUFD_ACCESS_RW_WRITE,
@@ -47,7 +47,7 @@ import type { Ucmd } from "./ucmd.js";
 
 // Layout of struct iommu_test_cmd (drivers/iommu/iommufd/iommufd_test.h):
 // size, op, id, __reserved, then a 48-byte union at 16, then `last` at 64; sizeof 72.
-export const iommu_test_cmd: StructDef = {
+export const iommu_test_cmd = defineStruct({
   name: "iommu_test_cmd",
   size: 72,
   fields: [
@@ -63,7 +63,7 @@ export const iommu_test_cmd: StructDef = {
     fld("u56", 56, 8, "inout", { fmt: "hex" }),
     fld("last", 64, 4, "in"),
   ],
-};
+});
 /** IOCTL_OP(IOMMU_TEST_CMD, ..., last): offsetofend(last). */
 export const IOMMU_TEST_CMD_MIN_SIZE = 68;
 
