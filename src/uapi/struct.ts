@@ -607,13 +607,11 @@ export function vfioCopyBackSize(argsz: number, structSize: number): number {
 }
 
 /** Shorthand for a FieldDef row in the struct tables (name, size and extras kept as literal types). */
-export function fld<const N extends string, const S extends FieldSize, const E extends FieldExtra = {}>(
-  name: N,
-  offset: number,
-  size: S,
-  dir: FieldDir,
-  extra?: E,
-): FieldDef<N, S> & E {
+export function fld<
+  const N extends string,
+  const S extends FieldSize,
+  const E extends FieldExtra = Record<never, never>,
+>(name: N, offset: number, size: S, dir: FieldDir, extra?: E): FieldDef<N, S> & E {
   return { name, offset, size, dir, ...(extra as E) };
 }
 

@@ -946,7 +946,14 @@ const VROWS: VRow[] = [
     struct: vfio_irq_info,
     last: "count",
   }),
-  vrow({ name: "VFIO_DEVICE_SET_IRQS", n: 10, fd: "device", arg: "struct", struct: vfio_irq_set, last: "count" }),
+  vrow({
+    name: "VFIO_DEVICE_SET_IRQS",
+    n: 10,
+    fd: "device",
+    arg: "struct",
+    struct: vfio_irq_set,
+    last: "count",
+  }),
   vrow({ name: "VFIO_DEVICE_RESET", n: 11, fd: "device", arg: "none" }),
   vrow({
     name: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
