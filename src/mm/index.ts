@@ -5,9 +5,11 @@
  * - `PageTracker` (one per machine): folio references and long-term pins;
  *   a page returns to the FrameAllocator only when nothing maps, caches or
  *   pins it.
- * - `MmStruct` (one per process): mmap/munmap with Linux's checks and
- *   errnos, first-touch faults, read/write of its own memory, translate,
- *   pin_user_pages(FOLL_LONGTERM) and unpin, release on exit.
+ * - `MmStruct` (one per process, `mm-struct.ts`: the state): mmap
+ *   (`mmap.ts`) and munmap (`munmap.ts`) with Linux's checks and errnos,
+ *   first-touch and COW faults (`fault.ts`), read/write of its own memory
+ *   and translate (`access.ts`), pin_user_pages(FOLL_LONGTERM) and unpin
+ *   (`gup.ts`), fork (`fork.ts`), release on exit.
  * - `MemFile`: a memfd (shmem or hugetlbfs) and its page cache: ftruncate,
  *   pread/pwrite, seals, memfd_pin_folios for IOMMU_IOAS_MAP_FILE.
  * - RLIMIT_MEMLOCK accounting of pins for iommufd's account modes
