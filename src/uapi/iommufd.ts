@@ -908,13 +908,28 @@ export function iommufdIoctls(profile: KernelProfile = "latest"): IoctlDef[] {
 
 /**
  * ARRAY_SIZE(iommufd_ioctl_ops): the table is indexed by nr - 0x80 and sized
- * by its highest entry (IOMMU_TEST_CMD at 0xa0 on selftest kernels).
+ * by its highest entry (IOMMU_TEST_CMD at 0xa0 on selftest kernels). A
+ * kernel built without IOMMUFD_NOIOMMU has no GET_PA row.
  */
-export function iommufdTableSize(profile: KernelProfile = "latest", selftest = false): number {
+export function iommufdTableSize(
+  profile: KernelProfile = "latest",
+  selftest = false,
+  noiommu = true,
+): number {
   if (selftest) return IOMMUFD_CMD_TEST - IOMMUFD_CMD_BASE + 1;
-  let top = IOMMUFD_CMD_BASE - 1;
-  for (const nr of PROFILE_TABLES.get(profile)?.keys() ?? []) top = Math.max(top, nr);
-  return top - IOMMUFD_CMD_BASE + 1;
+  return TABLE_SIZES.get(profile)?.[noiommu ? 0 : 1] ?? 0;
+}
+
+/** Per profile: [size with the noiommu row, size without it]; computed once, read on every ioctl. */
+const TABLE_SIZES = new Map<KernelProfile, readonly [number, number]>();
+for (const [p, table] of PROFILE_TABLES) {
+  let withRow = IOMMUFD_CMD_BASE - 1;
+  let withoutRow = IOMMUFD_CMD_BASE - 1;
+  for (const d of table.values()) {
+    withRow = Math.max(withRow, d.nr);
+    if (d.since !== "noiommu") withoutRow = Math.max(withoutRow, d.nr);
+  }
+  TABLE_SIZES.set(p, [withRow - IOMMUFD_CMD_BASE + 1, withoutRow - IOMMUFD_CMD_BASE + 1]);
 }
 
 export type IommufdRoute =
@@ -926,20 +941,24 @@ export type IommufdRoute =
   | { kind: "test" }
   | { kind: "ioctl"; def: IoctlDef };
 
-/** Step 1 and 3 of iommufd_fops_ioctl: where a request on an iommufd fd goes. */
+/**
+ * Step 1 and 3 of iommufd_fops_ioctl: where a request on an iommufd fd goes.
+ * The one place the route is decided (the kernel's dispatch uses it too).
+ */
 export function iommufdRoute(
   request: number,
   profile: KernelProfile = "latest",
   selftest = false,
+  noiommu = true,
 ): IommufdRoute {
   const req = request >>> 0;
   const nr = _IOC_NR(req);
-  if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= iommufdTableSize(profile, selftest)) {
+  if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= iommufdTableSize(profile, selftest, noiommu)) {
     return { kind: "compat" };
   }
   if (selftest && nr === IOMMUFD_CMD_TEST)
     return req === IOMMU_TEST_CMD ? { kind: "test" } : { kind: "enotty" };
   const def = iommufdIoctlByNr(nr, profile);
-  if (!def || def.request !== req) return { kind: "enotty" };
+  if (!def || def.request !== req || (!noiommu && def.since === "noiommu")) return { kind: "enotty" };
   return { kind: "ioctl", def };
 }

@@ -309,7 +309,11 @@ type ViewValue<F> = F extends { count: number } ? ViewScalar<F>[] : ViewScalar<F
  * array and are written whole. Writes go straight to the buffer, with the
  * same range checks as `encode`.
  */
-export type StructView<D extends StructDef> = { [F in FieldOf<D> as F["name"]]: ViewValue<F> };
+export type StructView<D extends StructDef> =
+  string extends FieldName<D>
+    ? // A table not declared through defineStruct: names unknown to the compiler.
+      Record<string, number | bigint | (number | bigint)[]>
+    : { [F in FieldOf<D> as F["name"]]: ViewValue<F> };
 
 const VIEW_BYTES = Symbol("bytes");
 const VIEW_DV = Symbol("dv");
