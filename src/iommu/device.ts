@@ -22,6 +22,9 @@ export interface IommuDeviceFlags {
  * device's engine uses. The attached domain is the group's.
  */
 export class IommuDevice {
+  /** dev_iommu_priv: the driver's own per-device state (the mock's struct mock_dev), made on first use. */
+  driverPriv: object | undefined;
+
   constructor(
     /** PCI BDF ("0000:00:04.0") or a mock device name. */
     readonly name: string,

@@ -8,8 +8,6 @@ import { MappedRanges } from "./mapped-ranges.js";
 import { iommuPgsizeCount, lg2ToBitmap, pgsizePick } from "./pgsize.js";
 import type { Aperture, IommuDomainType, PagingUse, PtInfo } from "./types.js";
 
-let nextDomainId = 1;
-
 /** Longest stretch of single-leaf runs handed to the table at once (one leaf table's worth). */
 const STRETCH = 512;
 
@@ -21,7 +19,8 @@ const STRETCH = 512;
  * here as map() / unmap().
  */
 export class IommuDomain {
-  readonly id = nextDomainId++;
+  /** The machine's domain number (reasons and invariants name domains by it): one sequence per machine. */
+  readonly id: number;
   /** Driver that allocated the domain (domain->owner). */
   readonly driver: IommuDriver;
   readonly type: IommuDomainType;
@@ -64,6 +63,7 @@ export class IommuDomain {
     priv?: Record<string, unknown>;
   }) {
     this.driver = init.driver;
+    this.id = init.driver.ctx.domainIds.next++;
     this.type = init.type;
     this.use = init.type === "paging" ? (init.use ?? "unmanaged") : undefined;
     this.pt = init.pt;

@@ -1,3 +1,4 @@
+import type { KernelCtx } from "../kernel/kctx.js";
 import type { IommuDevice } from "./device.js";
 import type { IommuDomain } from "./domain.js";
 import type { DmaTranslation, HwInfo, IommuCap, ResvRegion } from "./types.js";
@@ -22,6 +23,8 @@ export interface IommuUserData {
  */
 export interface IommuDriver {
   readonly name: "amd" | "intel" | "mock" | "spapr" | "noiommu";
+  /** The machine the driver runs in (its domain ids, memory, fault injection). */
+  readonly ctx: KernelCtx;
   /** ops->capable(). */
   capable(dev: IommuDevice, cap: IommuCap): boolean;
   /** ops->get_resv_regions(). */

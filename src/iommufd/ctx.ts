@@ -1,3 +1,6 @@
+import type { NoiommuDriver } from "../iommu/drivers/noiommu.js";
+import type { IommuGroup } from "../iommu/group.js";
+import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import {
@@ -5,19 +8,27 @@ import {
   IOPT_PAGES_ACCOUNT_USER,
   type IoptPagesAccountMode,
 } from "../mm/locked-vm.js";
+import type { Igroup } from "./device.js";
 import type { IommufdObject } from "./object.js";
 import { ObjectTable } from "./object.js";
+import type { Immap } from "./viommu.js";
 
-/** The live iommufd contexts of each machine (counters, invariants, m.debug.hwpt). */
-const contexts = new WeakMap<KernelCtx, Set<IommufdCtx>>();
+/**
+ * What the kernel keeps in iommufd's module globals, one set per machine:
+ * the live contexts (counters, invariants, m.debug.hwpt), the IOMMU layer
+ * the selftest's mock devices are made on, and iommufd_noiommu_ops
+ * (present only with CONFIG_IOMMUFD_NOIOMMU).
+ */
+export class IommufdGlobals {
+  readonly contexts = new Set<IommufdCtx>();
+  readonly noiommuOps: NoiommuDriver | undefined;
 
-export function contextsOf(k: KernelCtx): Set<IommufdCtx> {
-  let s = contexts.get(k);
-  if (s === undefined) {
-    s = new Set();
-    contexts.set(k, s);
+  constructor(
+    readonly k: KernelCtx,
+    readonly iommu: IommuSubsystem | undefined,
+  ) {
+    this.noiommuOps = k.kconfig.IOMMUFD_NOIOMMU ? iommu?.noiommu : undefined;
   }
-  return s;
 }
 
 /**
@@ -36,15 +47,22 @@ export class IommufdCtx {
   /** The file this context lives in (the KFile of /dev/iommu). */
   file!: KFile;
   released = false;
+  /** ictx->groups: the igroup of each iommu_group with a device bound here. */
+  readonly igroups = new Map<IommuGroup, Igroup>();
+  /** ictx->mt_mmap: regions drivers registered for mmap() of this fd, by offset. */
+  readonly mmaps = new Map<bigint, Immap>();
+  readonly k: KernelCtx;
 
   constructor(
-    readonly k: KernelCtx,
+    /** The machine's iommufd globals; the context is in `globals.contexts` until its release. */
+    readonly globals: IommufdGlobals,
     /** Opened through /dev/vfio/vfio (IOMMUFD_VFIO_CONTAINER). */
     readonly viaVfioContainer: boolean,
   ) {
-    this.objects = new ObjectTable(k.faults);
+    this.k = globals.k;
+    this.objects = new ObjectTable(this.k.faults);
     this.accountMode = viaVfioContainer ? IOPT_PAGES_ACCOUNT_MM : IOPT_PAGES_ACCOUNT_USER;
-    contextsOf(k).add(this);
+    globals.contexts.add(this);
   }
 
   /** iommufd_ctx_get(): the in-kernel users (VFIO device, access) keep the file alive. */

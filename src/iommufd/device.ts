@@ -37,14 +37,8 @@ export class Igroup {
   }
 }
 
-const igroups = new WeakMap<IommufdCtx, Map<IommuGroup, Igroup>>();
-
 function igroupGet(ictx: IommufdCtx, group: IommuGroup): Igroup {
-  let m = igroups.get(ictx);
-  if (m === undefined) {
-    m = new Map();
-    igroups.set(ictx, m);
-  }
+  const m = ictx.igroups;
   let g = m.get(group);
   if (g === undefined) {
     g = new Igroup(ictx, group);
@@ -56,7 +50,7 @@ function igroupGet(ictx: IommufdCtx, group: IommuGroup): Igroup {
 
 function igroupPut(g: Igroup): void {
   if (--g.refs > 0 || g.group === null) return;
-  igroups.get(g.ictx)?.delete(g.group);
+  g.ictx.igroups.delete(g.group);
 }
 
 export interface BindOpts {

@@ -106,7 +106,7 @@ export function hwptPagingAlloc(
     fail(EOPNOTSUPP, `${idev.name}'s IOMMU cannot track dirty pages (IOMMU_CAP_DIRTY_TRACKING)`);
   }
   // get_iommu_ops(): a dummy igroup (no iommu_group) means iommufd_noiommu_ops.
-  const ops = idev.igroup.group === null || dev === undefined ? noiommuOps(ictx.k) : dev.driver;
+  const ops = idev.igroup.group === null || dev === undefined ? noiommuOps(ictx.globals) : dev.driver;
   const domain = ops.allocPaging(dev, flags, userData);
   let hwpt: HwptPaging;
   try {

@@ -2,6 +2,7 @@ import type { IommuDomain } from "../iommu/domain.js";
 import { isNoiommuDomain, type NoiommuDriver } from "../iommu/drivers/noiommu.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import { ENODEV, fail } from "../uapi/errno.js";
+import type { IommufdGlobals } from "./ctx.js";
 
 /**
  * iommufd's side of hwpt_noiommu.c (the noiommu cdev series): which ops
@@ -9,16 +10,9 @@ import { ENODEV, fail } from "../uapi/errno.js";
  * noiommu. The software domain itself (AMDv1, the seed's configuration)
  * is src/iommu/drivers/noiommu.ts.
  */
-const opsByKernel = new WeakMap<KernelCtx, NoiommuDriver>();
-
-/** Boot: iommufd_noiommu_ops exists only with CONFIG_IOMMUFD_NOIOMMU. */
-export function setNoiommuOps(k: KernelCtx, drv: NoiommuDriver): void {
-  if (k.kconfig.IOMMUFD_NOIOMMU) opsByKernel.set(k, drv);
-}
-
 /** &iommufd_noiommu_ops; ENODEV when the kernel was built without it. */
-export function noiommuOps(k: KernelCtx): NoiommuDriver {
-  const d = opsByKernel.get(k);
+export function noiommuOps(g: IommufdGlobals): NoiommuDriver {
+  const d = g.noiommuOps;
   if (d === undefined) fail(ENODEV, "CONFIG_IOMMUFD_NOIOMMU is not built: no noiommu software domain");
   return d;
 }

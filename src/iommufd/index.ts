@@ -27,14 +27,12 @@ import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { HwptDebugInfo, KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
-import { contextsOf, type IommufdCtx } from "./ctx.js";
+import { type IommufdCtx, IommufdGlobals } from "./ctx.js";
 import { IommufdFault, IommufdVeventq } from "./eventq.js";
 import { HwptNested, HwptPaging } from "./hw-pagetable.js";
-import { setNoiommuOps } from "./hwpt-noiommu.js";
 import { checkIommufdInvariants } from "./invariants.js";
 import { IommufdIoas } from "./ioas.js";
 import { iommufdCtxFromFile, openIommufd } from "./main.js";
-import { setTestIommu } from "./selftest.js";
 import { IommufdViommu } from "./viommu.js";
 
 export {
@@ -51,7 +49,7 @@ export {
   iommufdAccessRw,
   iommufdAccessUnpinPages,
 } from "./access.js";
-export type { IommufdCtx } from "./ctx.js";
+export type { IommufdCtx, IommufdGlobals } from "./ctx.js";
 export {
   type BindOpts,
   type IommufdDevice,
@@ -76,8 +74,8 @@ export {
 } from "./vfio-compat.js";
 
 /** The device node of /dev/vfio/vfio when iommufd provides the container (IOMMUFD_VFIO_CONTAINER). */
-export function openIommufdVfioContainer(k: KernelCtx) {
-  return openIommufd(k, true);
+export function openIommufdVfioContainer(g: IommufdGlobals) {
+  return openIommufd(g, true);
 }
 
 /**
@@ -85,35 +83,37 @@ export function openIommufdVfioContainer(k: KernelCtx) {
  * with IOMMUFD_VFIO_CONTAINER), counters, invariants and m.debug.hwpt.
  * Nothing happens without CONFIG_IOMMUFD.
  */
-export function registerIommufd(ctx: KernelCtx, iommu: IommuSubsystem | undefined): void {
-  if (!ctx.kconfig.IOMMUFD) return;
-  setTestIommu(ctx, iommu);
-  if (iommu !== undefined) setNoiommuOps(ctx, iommu.noiommu);
-  ctx.vfs.add("/dev/iommu", { type: "chr", open: () => openIommufd(ctx, false) });
+export function registerIommufd(
+  ctx: KernelCtx,
+  iommu: IommuSubsystem | undefined,
+): IommufdGlobals | undefined {
+  if (!ctx.kconfig.IOMMUFD) return undefined;
+  const g = new IommufdGlobals(ctx, iommu);
+  ctx.vfs.add("/dev/iommu", { type: "chr", open: () => openIommufd(g, false) });
   if (ctx.kconfig.IOMMUFD_VFIO_CONTAINER) {
-    ctx.vfs.add("/dev/vfio/vfio", { type: "chr", open: () => openIommufd(ctx, true) });
+    ctx.vfs.add("/dev/vfio/vfio", { type: "chr", open: () => openIommufd(g, true) });
   }
   ctx.counterSources.set("objects", () => {
     let n = 0;
-    for (const c of contextsOf(ctx)) n += c.objects.size;
+    for (const c of g.contexts) n += c.objects.size;
     return n;
   });
   ctx.counterSources.set("areas", () => {
     let n = 0;
-    for (const c of contextsOf(ctx))
+    for (const c of g.contexts)
       for (const o of c.objects.values()) if (o instanceof IommufdIoas) n += o.iopt.areas.size;
     return n;
   });
-  ctx.counterSources.set("iommufdContexts", () => contextsOf(ctx).size);
+  ctx.counterSources.set("iommufdContexts", () => g.contexts.size);
   // vIOMMU-side state a leak would leave behind: vIOMMUs, queued page requests and vEVENTs.
   ctx.counterSources.set("viommus", () => {
     let n = 0;
-    for (const c of contextsOf(ctx)) for (const o of c.objects.values()) if (o instanceof IommufdViommu) n++;
+    for (const c of g.contexts) for (const o of c.objects.values()) if (o instanceof IommufdViommu) n++;
     return n;
   });
   ctx.counterSources.set("pendingEvents", () => {
     let n = 0;
-    for (const c of contextsOf(ctx)) {
+    for (const c of g.contexts) {
       for (const o of c.objects.values()) {
         if (o instanceof IommufdFault) n += o.deliver.length + o.response.size;
         if (o instanceof IommufdVeventq) n += o.deliver.length;
@@ -121,11 +121,12 @@ export function registerIommufd(ctx: KernelCtx, iommu: IommuSubsystem | undefine
     }
     return n;
   });
-  ctx.invariantChecks.set("iommufd", () => checkIommufdInvariants(ctx));
-  ctx.debugHwpt = (task: Task, fd: number, id: number) => debugHwpt(task, fd, id);
+  ctx.invariantChecks.set("iommufd", () => checkIommufdInvariants(g));
+  return g;
 }
 
-function debugHwpt(task: Task, fd: number, id: number): HwptDebugInfo {
+/** m.debug.hwpt(): the page table behind HWPT `id` of iommufd `fd` of `task`. */
+export function iommufdDebugHwpt(task: Task, fd: number, id: number): HwptDebugInfo {
   const ictx: IommufdCtx = iommufdCtxFromFile(task.fdget(fd));
   const o = ictx.objects.tryGet(id);
   if (o === undefined) fail(ENOENT, `HWPT id ${id} does not exist`);

@@ -1,8 +1,7 @@
-import type { KernelCtx } from "../kernel/kctx.js";
 import type { AccountTarget } from "../mm/locked-vm.js";
 import { IOPT_PAGES_ACCOUNT_MM, IOPT_PAGES_ACCOUNT_USER } from "../mm/locked-vm.js";
 import { IommufdAccess } from "./access.js";
-import { contextsOf } from "./ctx.js";
+import type { IommufdGlobals } from "./ctx.js";
 import { IommufdDevice } from "./device.js";
 import { IommufdFault, IommufdVeventq } from "./eventq.js";
 import { HwptNested, HwptPaging } from "./hw-pagetable.js";
@@ -19,10 +18,10 @@ import { IommufdVdevice, IommufdViommu } from "./viommu.js";
  * - every paging domain of an IOAS translates exactly the IOAS's areas;
  * - refcounts equal the references other objects hold.
  */
-export function checkIommufdInvariants(k: KernelCtx): string[] {
+export function checkIommufdInvariants(g: IommufdGlobals): string[] {
   const out: string[] = [];
   const allPages = new Set<IoptPages>();
-  for (const ictx of contextsOf(k)) {
+  for (const ictx of g.contexts) {
     const objs = ictx.objects.values();
     for (const o of objs) {
       if (o instanceof IommufdIoas) {

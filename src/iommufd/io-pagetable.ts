@@ -378,6 +378,7 @@ export class IoPagetable {
       try {
         for (const n of this.areas.all()) {
           const a = n.value;
+          if (a.pages.revoked) continue;
           this.pinArea(a);
           filled.push(a);
           this.mapAreaInto(a, domain);
@@ -407,11 +408,21 @@ export class IoPagetable {
     if (last !== domain) this.domains[i] = last;
     for (const n of this.areas.all()) {
       const a = n.value;
-      domain.unmap(a.iova, a.length);
+      if (!a.pages.revoked) domain.unmap(a.iova, a.length);
       if (this.domains.length === 0) this.unpinArea(a);
     }
     this.removeReserved((o) => o.kind === "domain" && o.domain === domain);
     this.iovaAlignment = this.computeAlignment();
+  }
+
+  /** iopt_revoke_notify(): unmap every area of a revoked dma-buf's pages from every domain. */
+  revokePages(pages: IoptPages): void {
+    for (const n of this.areas.all()) {
+      const a = n.value;
+      if (a.pages !== pages || a.domainsUser === undefined) continue;
+      for (const d of this.domains) d.unmap(a.iova, a.length);
+      this.unpinArea(a);
+    }
   }
 
   // --- accesses -------------------------------------------------------------
@@ -485,7 +496,7 @@ export class IoPagetable {
 
   /** iopt_area_fill_domains(): pin and map into every domain; undo on failure. */
   private fillArea(a: IoptArea): void {
-    if (this.domains.length === 0) return;
+    if (this.domains.length === 0 || a.pages.revoked) return;
     this.pinArea(a);
     const done: IommuDomain[] = [];
     try {
@@ -539,7 +550,7 @@ export class IoPagetable {
 
   /** Unmap from every domain, unpin, drop from the tree, put the pages. */
   private destroyArea(a: IoptArea): void {
-    for (const d of this.domains) d.unmap(a.iova, a.length);
+    if (!a.pages.revoked) for (const d of this.domains) d.unmap(a.iova, a.length);
     this.unpinArea(a);
     this.areas.remove(a.node);
     a.pages.put();

@@ -32,6 +32,7 @@ import {
   IOMMU_VFIO_IOAS_SET,
 } from "../uapi/iommufd.js";
 import type { IommufdCtx } from "./ctx.js";
+import { DmaBuf, dmabufPinSource } from "./dmabuf.js";
 import {
   IOMMU_IOAS_MAP_FIXED_IOVA,
   IOMMU_IOAS_MAP_READABLE,
@@ -142,6 +143,8 @@ function allocFilePages(
   writable: boolean,
 ): IoptPages {
   const span = pagesSpan(start, length, "start");
+  if (file.priv instanceof DmaBuf)
+    return allocDmabufPages(ictx, task, file.priv, span, start, length, writable);
   let src: PinSource;
   let memfile: MemFile | undefined;
   if (file.priv instanceof MemFile) {
@@ -163,6 +166,42 @@ function allocFilePages(
     memfile.get();
     pages.onFree = () => memfile.put();
   }
+  return pages;
+}
+
+/**
+ * iopt_alloc_dmabuf_pages(): a pages object over [start, start+length) of a
+ * dma-buf. The exporter is asked for the memory first (revoked: ENODEV),
+ * the range must lie inside it (EINVAL); nothing is pinned or charged. On
+ * a revoke every area of it is unmapped from its IOAS's domains.
+ */
+function allocDmabufPages(
+  ictx: IommufdCtx,
+  task: Task,
+  buf: DmaBuf,
+  span: PagesSpan,
+  start: bigint,
+  length: bigint,
+  writable: boolean,
+): IoptPages {
+  if (buf.revoked) fail(ENODEV, "the dma-buf is revoked");
+  if (start + length > buf.length) {
+    fail(EINVAL, `[${hex(start)}, +${hex(length)}) is outside the ${hex(buf.length)}-byte dma-buf`);
+  }
+  const pages = newPages(ictx, task, dmabufPinSource(buf, Number(span.base / PAGE)), span, length, writable);
+  pages.accountMode = IOPT_PAGES_ACCOUNT_NONE;
+  const importer = {
+    revoke: () => {
+      pages.revoked = true;
+      for (const o of ictx.objects.values()) if (o instanceof IommufdIoas) o.iopt.revokePages(pages);
+    },
+  };
+  buf.get();
+  buf.importers.add(importer);
+  pages.onFree = () => {
+    buf.importers.delete(importer);
+    buf.put();
+  };
   return pages;
 }
 

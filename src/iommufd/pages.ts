@@ -43,6 +43,12 @@ export class IoptPages {
   private segs: PinnedSeg[] = [];
   /** Pages pinned (each once) and charged per `accountMode`. */
   npinned = 0;
+  /**
+   * A dma-buf's pages after the exporter revoked them: mapped into no
+   * domain (iopt_revoke_notify unmapped them; filling a new domain skips
+   * them) until the area goes.
+   */
+  revoked = false;
   /** Runs when the last reference goes (drops the memfd reference of MAP_FILE). */
   onFree: (() => void) | undefined;
 

@@ -8,7 +8,7 @@ import type { PfnRuns } from "../mm/pfn-runs.js";
  * is the page index inside the pages object.
  */
 export interface PinSource {
-  readonly kind: "user" | "file";
+  readonly kind: "user" | "file" | "dmabuf";
   /** Pin n pages from page `index`: runs, or -errno with `lastReason` set. */
   pin(index: number, n: number, write: boolean): PfnRuns | number;
   unpin(runs: PfnRuns): void;

@@ -7,8 +7,7 @@ import {
 } from "../iommu/drivers/mock-viommu.js";
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import { KFile } from "../kernel/file.js";
-import type { KernelCtx } from "../kernel/kctx.js";
-import { EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
+import { EBADF, EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
 import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from "../uapi/iommufd.js";
 import { defineStruct, type FieldDef, fld, structView } from "../uapi/struct.js";
 import {
@@ -23,7 +22,7 @@ import {
   iommufdAccessRw,
   iommufdAccessUnpinPages,
 } from "./access.js";
-import { contextsOf } from "./ctx.js";
+import type { IommufdGlobals } from "./ctx.js";
 import {
   getDevice,
   type IommufdDevice,
@@ -32,6 +31,7 @@ import {
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
 } from "./device.js";
+import { DMABUF_KIND, type DmaBuf, testDmabufGet } from "./dmabuf.js";
 import { reportDeviceFault } from "./eventq.js";
 import { getHwptPaging, type Hwpt, type HwptNested } from "./hw-pagetable.js";
 import { getIoas, taskMm } from "./ioas.js";
@@ -151,6 +151,14 @@ export const test_pasid_check = testMember("pasid_check", [
   fld("pasid", U, 4, "in"),
   fld("hwpt_id", U + 4, 4, "in"),
 ]);
+export const test_dmabuf_get = testMember("dmabuf_get", [
+  fld("length", U, 4, "in"),
+  fld("open_flags", U + 4, 4, "in"),
+]);
+export const test_dmabuf_revoke = testMember("dmabuf_revoke", [
+  fld("dmabuf_fd", U, 4, "in", { kind: "fd" }),
+  fld("revoked", U + 4, 4, "in"),
+]);
 
 /** The ucmd of IOMMU_TEST_CMD (header fields typed; union members through the tables above). */
 type TestUcmd = Ucmd<typeof iommu_test_cmd>;
@@ -176,6 +184,8 @@ export const IOMMU_TEST_OP_PASID_ATTACH = 18;
 export const IOMMU_TEST_OP_PASID_REPLACE = 19;
 export const IOMMU_TEST_OP_PASID_DETACH = 20;
 export const IOMMU_TEST_OP_PASID_CHECK_HWPT = 21;
+export const IOMMU_TEST_OP_DMABUF_GET = 22;
+export const IOMMU_TEST_OP_DMABUF_REVOKE = 23;
 
 export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
 export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
@@ -186,12 +196,6 @@ export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
 export const MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1;
 export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
 const MOCK_IO_PAGE = 2048n;
-
-const iommus = new WeakMap<KernelCtx, IommuSubsystem | undefined>();
-
-export function setTestIommu(k: KernelCtx, iommu: IommuSubsystem | undefined): void {
-  iommus.set(k, iommu);
-}
 
 /** The selftest "stdev" object: a mock device bound and attached, destroyable by IOMMU_DESTROY. */
 class SelftestDev extends IommufdObject {
@@ -293,6 +297,13 @@ export function testCmd(u: TestUcmd): number {
       return 0;
     case IOMMU_TEST_OP_PASID_CHECK_HWPT:
       return pasidCheckHwpt(u);
+    case IOMMU_TEST_OP_DMABUF_GET: {
+      // dma_buf_fd(): the new fd is the ioctl's return value
+      const file = testDmabufGet(u.ictx.k, structView(test_dmabuf_get, u.kbuf).length);
+      return u.task.fdInstall(file);
+    }
+    case IOMMU_TEST_OP_DMABUF_REVOKE:
+      return dmabufRevoke(u);
     default:
       return fail(EOPNOTSUPP, `IOMMU_TEST_CMD op ${op} is not modelled`);
   }
@@ -301,7 +312,7 @@ export function testCmd(u: TestUcmd): number {
 function mockDomain(u: TestUcmd, devFlags: number): number {
   const known = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | MOCK_FLAGS_DEVICE_PASID;
   if ((devFlags & ~known) !== 0) fail(EINVAL, `unknown mock device flags 0x${devFlags.toString(16)}`);
-  const iommu = iommus.get(u.ictx.k);
+  const iommu = u.ictx.globals.iommu;
   if (iommu === undefined || iommu.driver?.name !== "mock") {
     fail(ENODEV, 'mock devices need a machine with iommu: "mock"');
   }
@@ -346,11 +357,11 @@ function checkMap(u: TestUcmd): number {
 }
 
 /** How many iommufd pins (pages objects of every context) hold this pfn. */
-function iommufdPins(k: KernelCtx, pfn: number): number {
+function iommufdPins(g: IommufdGlobals, pfn: number): number {
   let n = 0;
   // A pages object shared by COPY between IOASes pins its pages once.
   const seen = new Set<unknown>();
-  for (const ictx of contextsOf(k)) {
+  for (const ictx of g.contexts) {
     for (const o of ictx.objects.values()) {
       const iopt = (o as { iopt?: { areas: { all(): Iterable<{ value: { pages: unknown } }> } } }).iopt;
       if (iopt === undefined) continue;
@@ -381,11 +392,22 @@ function checkRefs(u: TestUcmd): number {
       continue;
     }
     const pfn = Number(pa / 4096n);
-    const have = pinsSeen.get(pfn) ?? iommufdPins(u.ictx.k, pfn);
+    const have = pinsSeen.get(pfn) ?? iommufdPins(u.ictx.globals, pfn);
     pinsSeen.set(pfn, have);
     if (have !== refs)
       fail(EIO, `page 0x${(uptr + off).toString(16)} has ${have} iommufd pin(s), expected ${refs}`);
   }
+  return 0;
+}
+
+/** iommufd_test_dmabuf_revoke(): dma_buf_get() (EBADF, EINVAL), then only the selftest's own. */
+function dmabufRevoke(u: TestUcmd): number {
+  const c = structView(test_dmabuf_revoke, u.kbuf);
+  const fd = c.dmabuf_fd;
+  const f = u.task.fds[fd];
+  if (f === undefined) fail(EBADF, `fd ${fd} is not open`);
+  if (f.kind !== DMABUF_KIND) fail(EINVAL, `fd ${fd} is not a dma-buf`);
+  (f.priv as DmaBuf).setRevoked(c.revoked !== 0);
   return 0;
 }
 

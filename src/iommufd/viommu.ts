@@ -27,26 +27,15 @@ const PAGE = 4096n;
 const PROT_EXEC = 4;
 
 /** A region a driver registered for mmap() of the iommufd fd (struct iommufd_mmap). */
-interface Immap {
+export interface Immap {
   owner: IommufdViommu;
   offset: bigint;
   bytes: Uint8Array;
 }
 
-const mmaps = new WeakMap<IommufdCtx, Map<bigint, Immap>>();
-
-function mmapTable(ictx: IommufdCtx): Map<bigint, Immap> {
-  let t = mmaps.get(ictx);
-  if (t === undefined) {
-    t = new Map();
-    mmaps.set(ictx, t);
-  }
-  return t;
-}
-
 /** _iommufd_alloc_mmap(): the lowest page-aligned offset >= PAGE_SIZE where the region fits (mt_mmap). */
 function allocMmap(ictx: IommufdCtx, owner: IommufdViommu, bytes: Uint8Array): bigint {
-  const t = mmapTable(ictx);
+  const t = ictx.mmaps;
   const len = BigInt(bytes.length);
   const used = [...t.values()].sort((a, b) => (a.offset < b.offset ? -1 : 1));
   let off = PAGE;
@@ -66,7 +55,7 @@ function allocMmap(ictx: IommufdCtx, owner: IommufdViommu, bytes: Uint8Array): b
  */
 export function iommufdMmap(ictx: IommufdCtx, file: KFile, len: bigint, off: bigint, prot: number): IoMem {
   if (prot & PROT_EXEC) fail(EPERM, "mmap of an iommufd region cannot be executable");
-  const imm = [...mmapTable(ictx).values()].find(
+  const imm = [...ictx.mmaps.values()].find(
     (r) => off >= r.offset && off < r.offset + BigInt(r.bytes.length),
   );
   if (imm === undefined || imm.owner.users === 0)
@@ -120,7 +109,7 @@ export class IommufdViommu extends IommufdObject {
     readonly viommuType: number,
   ) {
     super();
-    const t = mmapTable(ictx);
+    const t = ictx.mmaps;
     this.core = {
       type: viommuType,
       vdevIdOf: (dev) => {

@@ -1,4 +1,5 @@
 import type { DmaEvent } from "../hw/dma-log.js";
+import { iommufdDebugHwpt } from "../iommufd/index.js";
 import { EBADF, fail } from "../uapi/errno.js";
 import type { HwptDebugInfo } from "./kctx.js";
 import type { Machine } from "./machine.js";
@@ -25,8 +26,8 @@ export class Debug {
   hwpt(p: Process, iommufdFd: number, hwptId: number): HwptDebugInfo {
     const f = p.task.fds[iommufdFd];
     if (f === undefined) fail(EBADF, `fd ${iommufdFd} is not open`);
-    if (this.m.ctx.debugHwpt === undefined) throw new Error("no iommufd in this machine");
-    return this.m.ctx.debugHwpt(p.task, iommufdFd, hwptId);
+    if (this.m.iommufd === undefined) throw new Error("no iommufd in this machine");
+    return iommufdDebugHwpt(p.task, iommufdFd, hwptId);
   }
 
   /** Leak counters: everything a process can hold, machine-wide. */

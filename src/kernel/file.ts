@@ -28,11 +28,8 @@ export interface FileOps {
   release?(file: KFile): void;
 }
 
-let nextFileSerial = 1;
-
 export class KFile {
   refs = 1;
-  readonly serial = nextFileSerial++;
   constructor(
     readonly ops: FileOps,
     /** The file's private data (private_data in the kernel). */

@@ -5,7 +5,6 @@ import type { PhysMem } from "../hw/phys-mem.js";
 import type { Kconfig } from "./kconfig.js";
 import type { ParamName, ParamValue } from "./params.js";
 import type { KernelLog } from "./printk.js";
-import type { Task } from "./task.js";
 import type { Vfs } from "./vfs.js";
 
 export type IommuKind = "amd" | "intel" | "spapr" | "mock" | "none";
@@ -30,14 +29,12 @@ export interface KernelCtx {
   readonly iommuKind: IommuKind;
   readonly seed: number;
   readonly dmaLog: DmaLog;
-  /** m.debug.hwpt(): filled in by iommufd (pid, fd, hwpt id) → the table's shape. */
-  debugHwpt?: (task: Task, fd: number, id: number) => HwptDebugInfo;
+  /** The next IommuDomain id: numbered per machine, so two machines built alike name domains alike. */
+  readonly domainIds: { next: number };
   /** Subsystems publish leak counters here by name (summed into m.debug.counters()). */
   readonly counterSources: Map<string, () => number>;
   /** Subsystems publish invariant checks here (run by m.debug.checkInvariants()). */
   readonly invariantChecks: Map<string, () => string[]>;
-  /** Run when a process's mm dies, after its files are closed (before exit_mmap). */
-  readonly mmExitHooks?: ((mm: object) => void)[];
 }
 
 export interface HwptDebugInfo {

@@ -1,7 +1,7 @@
 import type { DmaLog } from "../hw/dma-log.js";
 import type { PinOracle } from "../hw/dma-sanitizer.js";
 import type { IommuDomain } from "../iommu/domain.js";
-import { contextsOf } from "../iommufd/ctx.js";
+import type { IommufdCtx } from "../iommufd/ctx.js";
 import { IommufdIoas } from "../iommufd/ioas.js";
 import type { IoptPages } from "../iommufd/pages.js";
 import type { PageTracker, UserTable } from "../mm/index.js";
@@ -9,7 +9,6 @@ import { IOPT_PAGES_ACCOUNT_MM, IOPT_PAGES_ACCOUNT_USER } from "../mm/locked-vm.
 import type { MmStruct } from "../mm/mm-struct.js";
 import type { PfnRuns } from "../mm/pfn-runs.js";
 import type { VfioIommuBackend } from "../vfio/container.js";
-import { mmIommuCharged } from "../vfio/spapr-prereg.js";
 import type { KernelCtx } from "./kctx.js";
 import type { Task } from "./task.js";
 
@@ -38,8 +37,12 @@ export interface MachineView {
   bootOtherFrames: number;
   /** Legacy containers' IOMMU backends (type1, sPAPR TCE). */
   vfioBackends(): VfioIommuBackend[];
+  /** The live iommufd contexts (none without CONFIG_IOMMUFD). */
+  iommufdContexts(): Iterable<IommufdCtx>;
   /** sPAPR pre-registered regions (each once). */
   vfioPreregions(): { runs: PfnRuns }[];
+  /** Pages the mm's sPAPR pre-registered regions charged to its locked_vm. */
+  vfioPreregCharged(mm: MmStruct): number;
   /** Live domains (paging domains user space filled are "unmanaged"). */
   domains(): IommuDomain[];
   /** What the DMA sanitizer asks about pins (must be the page tracker). */
@@ -68,7 +71,7 @@ const RUN_CHECK_LIMIT = 4096;
 export function checkMachineInvariants(v: MachineView): string[] {
   const out: string[] = [];
   const all = new Set<IoptPages>();
-  for (const ictx of contextsOf(v.ctx)) {
+  for (const ictx of v.iommufdContexts()) {
     for (const o of ictx.objects.values()) {
       if (o instanceof IommufdIoas) for (const n of o.iopt.areas.all()) all.add(n.value.pages);
     }
@@ -116,7 +119,7 @@ export function checkMachineInvariants(v: MachineView): string[] {
     const mm = t.mm as unknown as MmStruct;
     let lockedVmas = 0;
     for (const m of mm.maps()) if (m.locked) lockedVmas += Number((m.end - m.start) >> 12n);
-    const prereg = mmIommuCharged(mm);
+    const prereg = v.vfioPreregCharged(mm);
     const charged = mmCharged.get(t.mm) ?? 0;
     if (mm.lockedVm !== lockedVmas + charged + prereg) {
       out.push(

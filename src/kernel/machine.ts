@@ -6,8 +6,10 @@ import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
 import type { IommuDeviceFlags } from "../iommu/device.js";
 import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
-import { registerIommufd } from "../iommufd/index.js";
+import { type IommufdGlobals, registerIommufd } from "../iommufd/index.js";
 import { HSTATE_ATTRS, writeHstateAttr } from "../mm/hugetlb-pool.js";
+import type { ForeignMemory } from "../mm/index.js";
+import type { MmStruct } from "../mm/mm-struct.js";
 import { EINVAL, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
 import { VfioCore } from "../vfio/vfio-main.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
@@ -18,6 +20,7 @@ import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from ".
 import { checkMachineInvariants } from "./machine-invariants.js";
 import { MmGlue } from "./mm-glue.js";
 import { isParamName, PARAM_DEFAULTS, type ParamName, type ParamValue, parseParam } from "./params.js";
+import { addPciSysfs } from "./pci-sysfs.js";
 import { KernelLog } from "./printk.js";
 import { Process } from "./process.js";
 import type { KernelServices } from "./services.js";
@@ -64,6 +67,11 @@ export interface SpawnOptions {
   caps?: string[];
   /** RLIMIT_MEMLOCK in bytes; default 8 MiB as on current distributions. */
   rlimitMemlock?: bigint;
+  /**
+   * The memory of a real process (the exec bridge): the new process's
+   * address space is that process's, not simulated memory (ForeignMm).
+   */
+  foreignMemory?: ForeignMemory;
 }
 
 const GIB = 1n << 30n;
@@ -85,6 +93,8 @@ export class Machine implements KernelServices {
   readonly debug: Debug;
   /** The IOMMU layer: groups, IommuDevices by BDF, drivers (src/iommu). */
   readonly iommu: IommuSubsystem;
+  /** iommufd's globals: the live contexts (src/iommufd); undefined without CONFIG_IOMMUFD. */
+  readonly iommufd: IommufdGlobals | undefined;
   readonly pciConfig: readonly PciDeviceConfig[];
   /** The PCI bus: functions by BDF, with their DMA engines (src/hw). */
   readonly pci: PciBus;
@@ -130,9 +140,9 @@ export class Machine implements KernelServices {
       iommuKind: this.iommuKind,
       seed,
       dmaLog: new DmaLog(),
+      domainIds: { next: 1 },
       counterSources: new Map(),
       invariantChecks: new Map(),
-      mmExitHooks: [],
     };
     if (!["latest", "6.12"].includes(this.ctx.profile))
       throw new Error(`unknown kernel profile ${this.ctx.profile}`);
@@ -142,9 +152,10 @@ export class Machine implements KernelServices {
     this.mmGlue = new MmGlue(this.ctx);
     this.bootHugetlb(opts.hugepages);
     this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig], { spapr: opts.spapr });
-    registerIommufd(this.ctx, this.iommu);
+    this.iommufd = registerIommufd(this.ctx, this.iommu);
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
     for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;
+    addPciSysfs(this.vfs, this.pci);
     this.pci.sanitizer.oracle = this.mmGlue.pages;
     const sanitizer = this.pci.sanitizer;
     this.mmGlue.pages.onUnpin = (pfn, n) => sanitizer.noteUnpin(pfn, n);
@@ -154,6 +165,7 @@ export class Machine implements KernelServices {
       pciFunction: (bdf) => this.pci.get(bdf),
       pciFunctions: () => this.pci.all(),
     });
+    this.mmGlue.onMmExit = (mm) => this.vfio.mmExit(mm);
     this.ctx.counterSources.set("openFiles", () => this.openFiles());
     this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();
@@ -172,7 +184,9 @@ export class Machine implements KernelServices {
         return bootOther + poolFree();
       },
       vfioBackends: () => this.vfio.containerBackends(),
+      iommufdContexts: () => this.iommufd?.contexts ?? [],
       vfioPreregions: () => this.vfio.preregions(),
+      vfioPreregCharged: (mm: MmStruct) => this.vfio.mmIommu.charged(mm),
       domains: () => this.iommu.liveDomains(),
       sanitizerOracle: () => this.pci.sanitizer.oracle,
       dmaLog: this.ctx.dmaLog,
@@ -210,7 +224,9 @@ export class Machine implements KernelServices {
       rlimitMemlock: opts.rlimitMemlock ?? 8n << 20n,
     };
     if (cred.rlimitMemlock < 0n || cred.rlimitMemlock > RLIM_INFINITY) throw new Error("bad rlimitMemlock");
-    const p = new Process(this, this.nextPid++, cred);
+    const mm =
+      opts.foreignMemory === undefined ? undefined : this.mmGlue.newForeignMm(cred, opts.foreignMemory);
+    const p = new Process(this, this.nextPid++, cred, mm);
     this.processes.set(p.pid, p);
     this.tracer.op({
       pid: p.pid,

@@ -1,4 +1,12 @@
-import { isIoMem, MemFile, MmStruct, PageTracker, UserTable } from "../mm/index.js";
+import {
+  type ForeignMemory,
+  ForeignMm,
+  isIoMem,
+  MemFile,
+  MmStruct,
+  PageTracker,
+  UserTable,
+} from "../mm/index.js";
 import { EINVAL, ENODEV, fail } from "../uapi/errno.js";
 import type { Cred } from "./cred.js";
 import { type FileOps, KFile } from "./file.js";
@@ -16,6 +24,8 @@ export class MmGlue {
   readonly pages: PageTracker;
   readonly users = new UserTable();
   private pidSeed = 0;
+  /** Run when a process's mm dies, after its files are closed (before exit_mmap): VFIO's mm_iommu_cleanup. */
+  onMmExit: ((mm: MmStruct) => void) | undefined;
 
   constructor(private readonly ctx: KernelCtx) {
     this.pages = new PageTracker(ctx.phys, ctx.frames, ctx.faults);
@@ -34,6 +44,21 @@ export class MmGlue {
       cred,
       seed: this.ctx.seed * 7919 + this.pidSeed++,
     });
+  }
+
+  /** The address space of a real process behind the exec bridge (its bytes stay in the process). */
+  newForeignMm(cred: Cred, mem: ForeignMemory): ForeignMm {
+    return new ForeignMm(
+      {
+        phys: this.ctx.phys,
+        frames: this.ctx.frames,
+        faults: this.ctx.faults,
+        pages: this.pages,
+        user: this.users.get(cred.uid),
+        cred,
+      },
+      mem,
+    );
   }
 
   /** dup_mm for fork: the child's copy of the parent's address space, charged to `cred`'s user. */
@@ -70,7 +95,7 @@ export class MmGlue {
 
   release(task: Task): void {
     const mm = this.mm(task);
-    for (const h of this.ctx.mmExitHooks ?? []) h(mm);
+    this.onMmExit?.(mm);
     mm.release();
   }
 

@@ -39,15 +39,7 @@ import {
   VFIO_SPAPR_TCE_v2_IOMMU,
 } from "../uapi/vfio.js";
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
-import {
-  type MmIommuMem,
-  mmIommuGet,
-  mmIommuLookup,
-  mmIommuNew,
-  mmIommuNoteMm,
-  mmIommuPut,
-  mmIommuUaToHpa,
-} from "./spapr-prereg.js";
+import { type MmIommuMem, type MmIommuRegistry, mmIommuUaToHpa } from "./spapr-prereg.js";
 import { u32, u64, vfioCopyIn } from "./uaccess.js";
 
 const PAGE_SHIFT = 12;
@@ -91,6 +83,8 @@ export class SpaprTceContainer implements VfioIommuBackend {
 
   constructor(
     private readonly k: KernelCtx,
+    /** The machine's pre-registered regions (mm_iommu_*). */
+    private readonly mmIommu: MmIommuRegistry,
     readonly v2: boolean,
   ) {}
 
@@ -157,7 +151,7 @@ export class SpaprTceContainer implements VfioIommuBackend {
     for (const mem of this.orphans.splice(0)) {
       // The kernel keeps an orphaned region pinned until the mm dies (and
       // WARNs then); the model frees it here so nothing outlives its owner.
-      if (mm !== null && mem.mapped === 1 && mmIommuPut(mm, mem) === 0) {
+      if (mm !== null && mem.mapped === 1 && this.mmIommu.put(mm, mem) === 0) {
         this.k.klog.printk(
           "warn",
           `mm_iommu: freed region 0x${mem.ua.toString(16)} left registered by UNREGISTER_MEMORY`,
@@ -217,7 +211,6 @@ export class SpaprTceContainer implements VfioIommuBackend {
     const mm = task.mm as unknown as MmStruct;
     if (this.mm !== null && this.mm !== mm) fail(EPERM, "the container is bound to another mm");
     this.mm = mm;
-    mmIommuNoteMm(this.k, mm);
     return mm;
   }
 
@@ -426,7 +419,7 @@ export class SpaprTceContainer implements VfioIommuBackend {
     try {
       for (; i < pages; i++) {
         const ua = vaddr + (BigInt(i) << BigInt(shift));
-        const mem = mmIommuLookup(mm, ua, 1n << BigInt(shift));
+        const mem = this.mmIommu.lookup(mm, ua, 1n << BigInt(shift));
         if (mem === undefined)
           fail(EINVAL, `${hex(ua)} is not in pre-registered memory (REGISTER_MEMORY first)`);
         const pfn = mmIommuUaToHpa(mem, ua, shift);
@@ -471,7 +464,7 @@ export class SpaprTceContainer implements VfioIommuBackend {
     const pua = this.puaOf(t);
     const ua = pua.get(entry);
     if (ua === undefined || this.mm === null) return;
-    const mem = mmIommuLookup(this.mm, ua, 1n << BigInt(t.pageShift));
+    const mem = this.mmIommu.lookup(this.mm, ua, 1n << BigInt(t.pageShift));
     if (mem !== undefined && mem.mapped > 1) mem.mapped--;
     pua.delete(entry);
   }
@@ -597,14 +590,14 @@ export class SpaprTceContainer implements VfioIommuBackend {
       fail(EINVAL, "VFIO_IOMMU_SPAPR_REGISTER_MEMORY: vaddr and size must be page aligned and not wrap");
     }
     const entries = Number(size >> BigInt(PAGE_SHIFT));
-    let mem = mmIommuGet(mm, vaddr, entries);
+    let mem = this.mmIommu.get(mm, vaddr, entries);
     if (mem !== undefined) {
       if (this.prereg.includes(mem)) {
-        mmIommuPut(mm, mem);
+        this.mmIommu.put(mm, mem);
         fail(EBUSY, `[${hex(vaddr)}, +${hex(size)}) is already registered with this container`);
       }
     } else {
-      mem = mmIommuNew(mm, vaddr, entries);
+      mem = this.mmIommu.new(mm, vaddr, entries);
     }
     this.prereg.push(mem);
     this.enabled = true;
@@ -622,21 +615,21 @@ export class SpaprTceContainer implements VfioIommuBackend {
       fail(EINVAL, "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: vaddr and size must be page aligned");
     }
     const mm = this.mm;
-    const mem = mmIommuGet(mm, vaddr, Number(size >> BigInt(PAGE_SHIFT)));
+    const mem = this.mmIommu.get(mm, vaddr, Number(size >> BigInt(PAGE_SHIFT)));
     if (mem === undefined) fail(ENOENT, `[${hex(vaddr)}, +${hex(size)}) is not a registered region`);
     if (!this.prereg.includes(mem)) {
-      mmIommuPut(mm, mem);
+      this.mmIommu.put(mm, mem);
       fail(ENOENT, `[${hex(vaddr)}, +${hex(size)}) is registered by another container`);
     }
     const r = this.preregFree(mem);
     // The reference mmIommuGet took: its EBUSY (TCEs still use the region) is ignored by the kernel.
-    if (mmIommuPut(mm, mem) !== 0 && r === 0) this.orphans.push(mem);
+    if (this.mmIommu.put(mm, mem) !== 0 && r === 0) this.orphans.push(mem);
     return r === 0 ? 0 : fail(-r, "mm_iommu_put refused");
   }
 
   /** tce_iommu_prereg_free. */
   private preregFree(mem: MmIommuMem): number {
-    const r = mmIommuPut(this.mm!, mem);
+    const r = this.mmIommu.put(this.mm!, mem);
     if (r !== 0) return r;
     this.prereg.splice(this.prereg.indexOf(mem), 1);
     return 0;
@@ -648,14 +641,16 @@ function spaprCheckExtension(ext: number): number {
   return ext === VFIO_SPAPR_TCE_IOMMU || ext === VFIO_SPAPR_TCE_v2_IOMMU ? 1 : 0;
 }
 
-/** The sPAPR TCE driver as the container's driver list sees it ("iommu-vfio-powerpc"). */
-export const vfioIommuSpaprTceDriver: VfioIommuDriver = {
-  name: "iommu-vfio-powerpc",
-  checkExtension: spaprCheckExtension,
-  open(k, type) {
-    if (type !== VFIO_SPAPR_TCE_IOMMU && type !== VFIO_SPAPR_TCE_v2_IOMMU) {
-      fail(EINVAL, `tce_iommu_open: wrong IOMMU type ${type}`);
-    }
-    return new SpaprTceContainer(k, type === VFIO_SPAPR_TCE_v2_IOMMU);
-  },
-};
+/** The sPAPR TCE driver as the container's driver list sees it ("iommu-vfio-powerpc"), on a machine's regions. */
+export function vfioIommuSpaprTceDriver(mmIommu: MmIommuRegistry): VfioIommuDriver {
+  return {
+    name: "iommu-vfio-powerpc",
+    checkExtension: spaprCheckExtension,
+    open(k, type) {
+      if (type !== VFIO_SPAPR_TCE_IOMMU && type !== VFIO_SPAPR_TCE_v2_IOMMU) {
+        fail(EINVAL, `tce_iommu_open: wrong IOMMU type ${type}`);
+      }
+      return new SpaprTceContainer(k, mmIommu, type === VFIO_SPAPR_TCE_v2_IOMMU);
+    },
+  };
+}

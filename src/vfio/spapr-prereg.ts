@@ -28,62 +28,100 @@ export interface MmIommuMem {
   mapped: number;
 }
 
-const registries = new WeakMap<MmStruct, MmIommuMem[]>();
-/** The mms of a machine (by its kernel context) that containers bound, so the regions can be walked. */
-const machineMms = new WeakMap<object, Set<MmStruct>>();
-
-/** A container of this machine bound this mm (container->mm). */
-export function mmIommuNoteMm(machine: object, mm: MmStruct): void {
-  let set = machineMms.get(machine);
-  if (set === undefined) {
-    set = new Set();
-    machineMms.set(machine, set);
-  }
-  set.add(mm);
-}
-
-/** Every pre-registered region of the machine's live mms (for the pin counters and invariants). */
-export function allMmIommuRegions(machine: object): MmIommuMem[] {
-  const out: MmIommuMem[] = [];
-  for (const mm of machineMms.get(machine) ?? []) out.push(...(registries.get(mm) ?? []));
-  return out;
-}
-
 /**
- * The mm dies. The kernel's mm_iommu_cleanup only WARNs about regions
- * still registered (a container released while another container's TCEs
- * pointed into its region leaves one with a reference nobody drops); the
- * model unpins and uncharges them so nothing outlives its owner. Returns
- * the regions freed.
+ * The pre-registered regions of one machine: mm->context.iommu_group_mem_list
+ * of each mm that registered memory, kept by the machine's VFIO (an mm
+ * leaves it when it dies: cleanup()).
  */
-export function mmIommuCleanup(machine: object, mm: MmStruct): MmIommuMem[] {
-  machineMms.get(machine)?.delete(mm);
-  const l = registries.get(mm) ?? [];
-  registries.delete(mm);
-  for (const mem of l) {
+export class MmIommuRegistry {
+  private readonly lists = new Map<MmStruct, MmIommuMem[]>();
+
+  /** Every pre-registered region of the machine's live mms (for the pin counters and invariants). */
+  all(): MmIommuMem[] {
+    const out: MmIommuMem[] = [];
+    for (const l of this.lists.values()) out.push(...l);
+    return out;
+  }
+
+  /**
+   * The mm dies. The kernel's mm_iommu_cleanup only WARNs about regions
+   * still registered (a container released while another container's TCEs
+   * pointed into its region leaves one with a reference nobody drops); the
+   * model unpins and uncharges them so nothing outlives its owner. Returns
+   * the regions freed.
+   */
+  cleanup(mm: MmStruct): MmIommuMem[] {
+    const l = this.lists.get(mm) ?? [];
+    this.lists.delete(mm);
+    for (const mem of l) {
+      mem.mapped = 0;
+      mem.used = 0;
+      mm.unpinUserPages(mem.runs);
+      accountMmLockedVm(mm, mem.entries, false);
+    }
+    return l;
+  }
+
+  /** mm->context.iommu_group_mem_list (empty when the mm registered nothing). */
+  list(mm: MmStruct): readonly MmIommuMem[] {
+    return this.lists.get(mm) ?? [];
+  }
+
+  /** Pages the mm's pre-registered regions charged to its locked_vm (mm_iommu_new), for the invariants. */
+  charged(mm: MmStruct): number {
+    let n = 0;
+    for (const m of this.list(mm)) n += m.entries;
+    return n;
+  }
+
+  /**
+   * mm_iommu_new(): charge `entries` pages to locked_vm (ENOMEM), pin them for
+   * write (EFAULT), work out the page shift the region can back, then refuse
+   * an overlap with a registered region (EINVAL). All or nothing.
+   */
+  new(mm: MmStruct, ua: bigint, entries: number): MmIommuMem {
+    const mem = mmIommuPrepare(mm, ua, entries, this.list(mm));
+    let l = this.lists.get(mm);
+    if (l === undefined) {
+      l = [];
+      this.lists.set(mm, l);
+    }
+    l.push(mem);
+    return mem;
+  }
+
+  /** mm_iommu_get(): the region registered with exactly this ua and size, with a reference taken. */
+  get(mm: MmStruct, ua: bigint, entries: number): MmIommuMem | undefined {
+    const mem = this.list(mm).find((m) => m.ua === ua && m.entries === entries);
+    if (mem !== undefined) mem.used++;
+    return mem;
+  }
+
+  /**
+   * mm_iommu_put(): drop a reference; the last one releases the region
+   * (unpin, uncharge) unless TCEs still point into it (EBUSY, reference kept).
+   */
+  put(mm: MmStruct, mem: MmIommuMem): number {
+    if (mem.used === 0) return -ENOENT;
+    mem.used--;
+    if (mem.used > 0) return 0;
+    if (mem.mapped !== 1) {
+      mem.used++;
+      return -EBUSY;
+    }
     mem.mapped = 0;
-    mem.used = 0;
+    const list = this.lists.get(mm) ?? [];
+    list.splice(list.indexOf(mem), 1);
+    if (list.length === 0) this.lists.delete(mm);
     mm.unpinUserPages(mem.runs);
     accountMmLockedVm(mm, mem.entries, false);
+    return 0;
   }
-  return l;
-}
 
-/** mm->context.iommu_group_mem_list. */
-export function mmIommuList(mm: MmStruct): MmIommuMem[] {
-  let l = registries.get(mm);
-  if (l === undefined) {
-    l = [];
-    registries.set(mm, l);
+  /** mm_iommu_lookup(): the region holding [ua, ua+size). */
+  lookup(mm: MmStruct, ua: bigint, size: bigint): MmIommuMem | undefined {
+    return this.list(mm).find((m) => m.ua <= ua && ua + size <= m.ua + BigInt(m.entries) * PAGE);
   }
-  return l;
-}
-
-/** Pages the mm's pre-registered regions charged to its locked_vm (mm_iommu_new), for the invariants. */
-export function mmIommuCharged(mm: MmStruct): number {
-  let n = 0;
-  for (const m of registries.get(mm) ?? []) n += m.entries;
-  return n;
 }
 
 function lowestBit(x: bigint): number {
@@ -96,12 +134,8 @@ function lowestBit(x: bigint): number {
   return n;
 }
 
-/**
- * mm_iommu_new(): charge `entries` pages to locked_vm (ENOMEM), pin them for
- * write (EFAULT), work out the page shift the region can back, then refuse
- * an overlap with a registered region (EINVAL). All or nothing.
- */
-export function mmIommuNew(mm: MmStruct, ua: bigint, entries: number): MmIommuMem {
+/** mm_iommu_new() up to the list insertion: charged, pinned, checked against `list`; all or nothing. */
+function mmIommuPrepare(mm: MmStruct, ua: bigint, entries: number, list: readonly MmIommuMem[]): MmIommuMem {
   if (accountMmLockedVm(mm, entries, true) !== 0) {
     fail(ENOMEM, `mm_iommu_new: ${entries} pages over RLIMIT_MEMLOCK (account_locked_vm)`);
   }
@@ -127,47 +161,12 @@ export function mmIommuNew(mm: MmStruct, ua: bigint, entries: number): MmIommuMe
     memShift = Math.min(memShift, ps);
   }
   const end = ua + BigInt(entries) * PAGE;
-  const list = mmIommuList(mm);
   if (list.some((m) => m.ua < end && ua < m.ua + BigInt(m.entries) * PAGE)) {
     mm.unpinUserPages(runs);
     accountMmLockedVm(mm, entries, false);
     fail(EINVAL, `mm_iommu_new: [0x${ua.toString(16)}, 0x${end.toString(16)}) overlaps a registered region`);
   }
-  const mem: MmIommuMem = { ua, entries, pageshift: memShift, hpas, folioShift, runs, used: 1, mapped: 1 };
-  list.push(mem);
-  return mem;
-}
-
-/** mm_iommu_get(): the region registered with exactly this ua and size, with a reference taken. */
-export function mmIommuGet(mm: MmStruct, ua: bigint, entries: number): MmIommuMem | undefined {
-  const mem = mmIommuList(mm).find((m) => m.ua === ua && m.entries === entries);
-  if (mem !== undefined) mem.used++;
-  return mem;
-}
-
-/**
- * mm_iommu_put(): drop a reference; the last one releases the region
- * (unpin, uncharge) unless TCEs still point into it (EBUSY, reference kept).
- */
-export function mmIommuPut(mm: MmStruct, mem: MmIommuMem): number {
-  if (mem.used === 0) return -ENOENT;
-  mem.used--;
-  if (mem.used > 0) return 0;
-  if (mem.mapped !== 1) {
-    mem.used++;
-    return -EBUSY;
-  }
-  mem.mapped = 0;
-  const list = mmIommuList(mm);
-  list.splice(list.indexOf(mem), 1);
-  mm.unpinUserPages(mem.runs);
-  accountMmLockedVm(mm, mem.entries, false);
-  return 0;
-}
-
-/** mm_iommu_lookup(): the region holding [ua, ua+size). */
-export function mmIommuLookup(mm: MmStruct, ua: bigint, size: bigint): MmIommuMem | undefined {
-  return mmIommuList(mm).find((m) => m.ua <= ua && ua + size <= m.ua + BigInt(m.entries) * PAGE);
+  return { ua, entries, pageshift: memShift, hpas, folioShift, runs, used: 1, mapped: 1 };
 }
 
 /** mm_iommu_ua_to_hpa(): host pfn of ua's page, or -EFAULT past the region or above its page shift. */

@@ -22,7 +22,7 @@ import {
 } from "./device-cdev.js";
 import { VfioGroup, vfioDfGroupClose, vfioGroupFops, vfioGroupOpen } from "./group.js";
 import { VfioPciCore } from "./pci/vfio-pci.js";
-import { allMmIommuRegions, mmIommuCleanup } from "./spapr-prereg.js";
+import { MmIommuRegistry } from "./spapr-prereg.js";
 import { vfioIommuType1Driver } from "./type1.js";
 import { vfioNoiommuDriver } from "./vfio-noiommu.js";
 
@@ -68,6 +68,9 @@ export class VfioCore {
   readonly deviceFops: FileOps;
   readonly groupFops: FileOps;
   private readonly containerFops = vfioContainerFops();
+  /** sPAPR pre-registered memory of this machine's mms (mm_iommu_*). */
+  readonly mmIommu = new MmIommuRegistry();
+  private readonly spaprTceDriver = vfioIommuSpaprTceDriver(this.mmIommu);
 
   constructor(private readonly env: VfioEnv) {
     const k = env.ctx.kconfig;
@@ -105,14 +108,6 @@ export class VfioCore {
       "vfioDevicesOpen",
       () => [...this.devices.values()].filter((d) => d.openCount > 0).length,
     );
-    env.ctx.mmExitHooks?.push((mm) => {
-      for (const mem of mmIommuCleanup(env.ctx, mm as MmStruct)) {
-        env.ctx.klog.printk(
-          "warn",
-          `mm_iommu: region 0x${mem.ua.toString(16)} still registered when its mm died`,
-        );
-      }
-    });
     env.ctx.counterSources.set("vfioContainers", () => this.containers.size);
     env.ctx.counterSources.set("vfioDeviceFiles", () => this.deviceFiles.size);
     env.ctx.counterSources.set("vfioType1PinnedPages", () => {
@@ -123,9 +118,19 @@ export class VfioCore {
     });
   }
 
+  /** A process's mm dies (after its files are closed): mm_iommu_cleanup() of its pre-registered regions. */
+  mmExit(mm: MmStruct): void {
+    for (const mem of this.mmIommu.cleanup(mm)) {
+      this.env.ctx.klog.printk(
+        "warn",
+        `mm_iommu: region 0x${mem.ua.toString(16)} still registered when its mm died`,
+      );
+    }
+  }
+
   /** sPAPR pre-registered regions of every live mm (each pinned once, whichever containers use it). */
   preregions(): { entries: number; runs: PfnRuns }[] {
-    return allMmIommuRegions(this.env.ctx);
+    return this.mmIommu.all();
   }
 
   /** Every live container's backend (for the machine invariants). */
@@ -139,7 +144,7 @@ export class VfioCore {
   private iommuDrivers(): VfioIommuDriver[] {
     const k = this.env.ctx.kconfig;
     const drivers: VfioIommuDriver[] = k.VFIO_IOMMU_TYPE1 ? [vfioIommuType1Driver] : [];
-    if (k.VFIO_IOMMU_SPAPR_TCE) drivers.push(vfioIommuSpaprTceDriver);
+    if (k.VFIO_IOMMU_SPAPR_TCE) drivers.push(this.spaprTceDriver);
     // container.c registers vfio-noiommu with VFIO_NOIOMMU.
     if (k.VFIO_NOIOMMU) drivers.push(vfioNoiommuDriver);
     return drivers;
@@ -338,6 +343,8 @@ export class VfioCore {
       type: "attr",
       read: () => (hasCdev ? `MAJOR=511\nMINOR=${index}\nDEVNAME=vfio/devices/${dev.cdevName}\n` : ""),
     });
+    // the cdev's dev_t as "MAJOR:MINOR" (what fstat of /dev/vfio/devices/<name> gives in st_rdev)
+    if (hasCdev) vfs.add(`${sys}/dev`, { type: "attr", read: () => `511:${index}\n` });
     vfs.add(`/sys/class/vfio-dev/${dev.cdevName}`, {
       type: "link",
       target: `../../devices/pci${fn.bdf.slice(0, 7)}/${fn.bdf}/vfio-dev/${dev.cdevName}`,
@@ -370,6 +377,7 @@ export class VfioCore {
     d.registered = false;
     vfs.remove(`/dev/vfio/devices/${d.cdevName}`);
     vfs.remove(`/sys/bus/pci/devices/${d.bdf}/vfio-dev/${d.cdevName}/uevent`);
+    vfs.remove(`/sys/bus/pci/devices/${d.bdf}/vfio-dev/${d.cdevName}/dev`);
     vfs.remove(`/sys/class/vfio-dev/${d.cdevName}`);
     vfs.remove(`/sys/bus/pci/devices/${d.bdf}/driver`);
     const g = d.group;

@@ -562,6 +562,19 @@ describe("fixture iommufd_ioas: alloc_hwpt_nested (15, mock_domain)", () => {
     expectErrno(f.p, r.rc, EINVAL);
     expect(r.out.entry_num).toBe(1n);
     expectErrno(f.p, inv(Number(n0.out.out_hwpt_id), { __reserved: 1 }).rc, EOPNOTSUPP);
+    // structure size sanity: an entry one byte longer (zero tail) or shorter than the kernel's
+    // 8-byte struct iommu_hwpt_invalidate_selftest is EINVAL with nothing handled
+    ok(f.p, f.p.writeMemory(data, new Uint8Array(16)));
+    for (const entry_len of [9, 1]) {
+      r = inv(Number(n0.out.out_hwpt_id), {
+        data_type: 0xdeadbeef,
+        entry_len,
+        entry_num: 1,
+        data_uptr: data,
+      });
+      expectErrno(f.p, r.rc, EINVAL);
+      expect(r.out.entry_num).toBe(0n);
+    }
     // replace the device onto nested[0]: it cannot be destroyed while attached
     ok(f.p, replace(f, f.stdevs[0], Number(n0.out.out_hwpt_id)));
     expectErrno(f.p, destroy(f, Number(n0.out.out_hwpt_id)), EBUSY);

@@ -27,6 +27,7 @@ export function testCtx(seed = 1): KernelCtx {
     iommuKind: "amd",
     seed,
     dmaLog: new DmaLog(),
+    domainIds: { next: 1 },
     counterSources: new Map(),
     invariantChecks: new Map(),
   };

@@ -3,7 +3,6 @@
 // every domain translates, pins and accounting, fds and VMAs of every
 // process, counters. Test-only: it reads the model's internals.
 
-import { contextsOf } from "../../src/iommufd/ctx.js";
 import { IommufdDevice } from "../../src/iommufd/device.js";
 import { HwptNested, HwptPaging } from "../../src/iommufd/hw-pagetable.js";
 import { IommufdIoas } from "../../src/iommufd/ioas.js";
@@ -35,7 +34,7 @@ export function snapshot(m: Machine): Snapshot {
   for (const [k, v] of Object.entries(all)) if (!VOLATILE_COUNTERS.has(k)) counters[k] = v;
   counters.otherKernelFrames = all.usedFrames - all.ownedFrames - all.ptFrames;
   const contexts: unknown[] = [];
-  for (const ictx of contextsOf(m.ctx)) {
+  for (const ictx of m.iommufd?.contexts ?? []) {
     const objs = ictx.objects
       .values()
       .sort((a, b) => a.id - b.id)

@@ -1,4 +1,4 @@
-import { E2BIG, EEXIST, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../../uapi/errno.js";
+import { EEXIST, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../../uapi/errno.js";
 import { IOMMU_HWPT_ALLOC_PASID } from "../../uapi/iommufd.js";
 import type { IommuDevice } from "../device.js";
 import type { IommuDomain } from "../domain.js";
@@ -42,10 +42,9 @@ export interface MockDevState {
   pasid1024FakeError: boolean;
 }
 
-const devState = new WeakMap<IommuDevice, MockDevState>();
-
 export function mockDevState(dev: IommuDevice): MockDevState {
-  let s = devState.get(dev);
+  // only the mock driver sets driverPriv, and only to a MockDevState
+  let s = dev.driverPriv as MockDevState | undefined;
   if (s === undefined) {
     s = {
       cache: new Array<number>(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT),
@@ -54,7 +53,7 @@ export function mockDevState(dev: IommuDevice): MockDevState {
       vdevId: 0n,
       pasid1024FakeError: false,
     };
-    devState.set(dev, s);
+    dev.driverPriv = s;
   }
   return s;
 }
@@ -95,12 +94,14 @@ export function mockSetDevPasid(domain: IommuDomain | undefined, dev: IommuDevic
   } else s.pasid1024FakeError = true;
 }
 
-/** iommu_copy_struct_from_user(): short of `min` EINVAL; non-zero bytes past `size` E2BIG; zero-extended. */
+/**
+ * iommu_copy_struct_from_user() (__iommu_copy_struct_from_user): short of
+ * `min` or longer than the kernel's `size` EINVAL (the user's length may not
+ * exceed the kernel's struct); zero-extended.
+ */
 function copyStruct(bytes: Uint8Array, min: number, size: number, what: string): DataView {
   if (bytes.length < min) fail(EINVAL, `${what}: ${bytes.length} bytes is shorter than ${min}`);
-  for (let i = size; i < bytes.length; i++) {
-    if (bytes[i] !== 0) fail(E2BIG, `${what}: non-zero byte ${i} past the ${size} the kernel knows`);
-  }
+  if (bytes.length > size) fail(EINVAL, `${what}: ${bytes.length} bytes is longer than the kernel's ${size}`);
   const k = new Uint8Array(size);
   k.set(bytes.subarray(0, Math.min(size, bytes.length)));
   return new DataView(k.buffer);

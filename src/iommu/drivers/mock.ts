@@ -1,5 +1,5 @@
 import type { KernelCtx } from "../../kernel/kctx.js";
-import { E2BIG, EINVAL, EOPNOTSUPP, fail } from "../../uapi/errno.js";
+import { EINVAL, EOPNOTSUPP, fail } from "../../uapi/errno.js";
 import {
   IOMMU_HW_INFO_TYPE_DEFAULT,
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
@@ -28,6 +28,8 @@ export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
 export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
 export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
 export const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
+/** sizeof(struct iommu_hwpt_selftest) in 7.x (iotlb, pagetable_type); 6.12 programs send its first 4 bytes. */
+export const HWPT_SELFTEST_SIZE = 8;
 export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
 export const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1;
 export const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
@@ -137,7 +139,7 @@ export class MockIommuDriver extends DriverBase implements ViommuDriver, PasidDr
   /**
    * __mock_domain_alloc_nested(): the data type must be
    * IOMMU_HWPT_DATA_SELFTEST (EOPNOTSUPP); struct iommu_hwpt_selftest
-   * { __u32 iotlb } copied with the extensible-struct rules. A vIOMMU's
+   * { __u32 iotlb; __u32 pagetable_type } copied with the extensible-struct rules. A vIOMMU's
    * nested domain remembers its vIOMMU (attach then needs a vDEVICE).
    */
   private nestedDomain(
@@ -148,7 +150,7 @@ export class MockIommuDriver extends DriverBase implements ViommuDriver, PasidDr
     if (userData.type !== IOMMU_HWPT_DATA_SELFTEST) {
       fail(EOPNOTSUPP, `mock nested domains take IOMMU_HWPT_DATA_SELFTEST (got ${userData.type})`);
     }
-    const iotlb = copyU32Struct(userData.bytes, 4, "struct iommu_hwpt_selftest")[0];
+    const iotlb = copyU32Struct(userData.bytes, 4, HWPT_SELFTEST_SIZE, "struct iommu_hwpt_selftest")[0];
     return this.track(
       new IommuDomain({
         driver: this,
@@ -217,7 +219,7 @@ export class MockIommuDriver extends DriverBase implements ViommuDriver, PasidDr
     for (const e of entries) {
       let flagsId: number[];
       try {
-        flagsId = copyU32Struct(e.subarray(0, entryLen), 8, "struct iommu_hwpt_invalidate_selftest");
+        flagsId = copyU32Struct(e.subarray(0, entryLen), 8, 8, "struct iommu_hwpt_invalidate_selftest");
       } catch (err) {
         const k = err as { errno: number; reason: string };
         return { handled, errno: k.errno, reason: k.reason };
@@ -246,17 +248,18 @@ export class MockIommuDriver extends DriverBase implements ViommuDriver, PasidDr
 }
 
 /**
- * iommu_copy_struct_from_user(): `bytes` must reach the last mandatory
- * field (`min` bytes) or EINVAL; bytes past what the kernel knows must be
- * zero or E2BIG. Returns the little-endian u32 fields.
+ * iommu_copy_struct_from_user() (__iommu_copy_struct_from_user): `bytes`
+ * must reach the last mandatory field (`min`) and may not be longer than the
+ * kernel's struct (`size`), both EINVAL; copy_struct_from_user() then
+ * zero-extends. Returns the little-endian u32 fields of the kernel's struct.
  */
-function copyU32Struct(bytes: Uint8Array, min: number, what: string): number[] {
+function copyU32Struct(bytes: Uint8Array, min: number, size: number, what: string): number[] {
   if (bytes.length < min) fail(EINVAL, `${what}: ${bytes.length} bytes is shorter than ${min}`);
-  for (let i = min; i < bytes.length; i++) {
-    if (bytes[i] !== 0) fail(E2BIG, `${what}: non-zero bytes past the ${min} the kernel knows`);
-  }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, min);
+  if (bytes.length > size) fail(EINVAL, `${what}: ${bytes.length} bytes is longer than the kernel's ${size}`);
+  const k = new Uint8Array(size);
+  k.set(bytes);
+  const dv = new DataView(k.buffer);
   const out: number[] = [];
-  for (let o = 0; o < min; o += 4) out.push(dv.getUint32(o, true));
+  for (let o = 0; o < size; o += 4) out.push(dv.getUint32(o, true));
   return out;
 }

@@ -1,0 +1,235 @@
+/**
+ * `npm run conformance`: build the kernel's iommufd selftests (cached,
+ * scripts/selftests/build.sh), run each unmodified binary against the model
+ * through `iommufd-sim exec`, compare with the committed expectations
+ * (test/conformance/kselftest-expected.json) and write the per-test table
+ * into docs/conformance.md. Exits 1 when a test recorded as passing does not
+ * pass, or a binary could not be built or run.
+ *
+ *   npm run conformance -- [--tree 6.12|7.2]... [--bin iommufd|iommufd_fail_nth]...
+ *                          [--update] [--no-docs] [--timeout SECONDS]
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { renderSection, replaceSection } from "./report.js";
+import { compare, counts, type Expected, parseKselftestTap, type TapRun, type Verdict } from "./tap.js";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const EXPECTED_FILE = join(ROOT, "test/conformance/kselftest-expected.json");
+const DOC_FILE = join(ROOT, "docs/conformance.md");
+export const TREES = ["6.12", "7.2"] as const;
+export const BINARIES = ["iommufd", "iommufd_fail_nth"] as const;
+
+export type ExpectedFile = Record<string, Record<string, Expected & { version?: string }>>;
+
+interface Options {
+  trees: string[];
+  bins: string[];
+  update: boolean;
+  docs: boolean;
+  timeoutSec: number;
+}
+
+export interface BinaryRun {
+  tree: string;
+  bin: string;
+  version: string;
+  run: TapRun;
+  exitCode: number | null;
+  timedOut: boolean;
+  seconds: number;
+  stderrTail: string;
+}
+
+function parseOptions(argv: string[]): Options {
+  const o: Options = { trees: [], bins: [], update: false, docs: true, timeoutSec: 175 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--tree") o.trees.push(argv[++i]);
+    else if (a === "--bin") o.bins.push(argv[++i]);
+    else if (a === "--update") o.update = true;
+    else if (a === "--no-docs") o.docs = false;
+    else if (a === "--timeout") o.timeoutSec = Number(argv[++i]);
+    else throw new Error(`unknown option ${a}`);
+  }
+  if (o.trees.length === 0) o.trees = [...TREES];
+  if (o.bins.length === 0) o.bins = [...BINARIES];
+  for (const t of o.trees) if (!(TREES as readonly string[]).includes(t)) throw new Error(`no tree ${t}`);
+  for (const b of o.bins) if (!(BINARIES as readonly string[]).includes(b)) throw new Error(`no binary ${b}`);
+  if (!(o.timeoutSec > 0)) throw new Error("--timeout needs a positive number of seconds");
+  return o;
+}
+
+/** scripts/selftests/build.sh: tree -> [bin dir, package version]. */
+function build(trees: string[]): Map<string, [string, string]> {
+  const out = new Map<string, [string, string]>();
+  for (const t of trees) {
+    const r = spawnSync("bash", [join(ROOT, "scripts/selftests/build.sh"), t], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    if (r.status !== 0) throw new Error(`scripts/selftests/build.sh ${t} failed (exit ${r.status})`);
+    const [tree, dir, version] = r.stdout.trim().split(/\s+/);
+    out.set(tree, [dir, version]);
+  }
+  return out;
+}
+
+/** The arguments `exec` gets for one tree (issue 13: mock IOMMU, IOMMUFD_TEST, the 6.12 UAPI profile). */
+export function execArgs(tree: string, program: string): string[] {
+  return [
+    "exec",
+    "--iommu",
+    "mock",
+    "--kconfig",
+    "IOMMUFD_TEST=y",
+    ...(tree === "6.12" ? ["--kernel", "6.12"] : []),
+    "--",
+    program,
+  ];
+}
+
+function runOne(
+  tree: string,
+  bin: string,
+  dir: string,
+  version: string,
+  timeoutSec: number,
+): Promise<BinaryRun> {
+  const cwd = mkdtempSync(join(tmpdir(), "iommufd-sim-kselftest-"));
+  const started = Date.now();
+  return new Promise((done) => {
+    // its own process group, so a global timeout ends the program and everything it forked
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, "bin/iommufd-sim.js"), ...execArgs(tree, join(dir, bin))],
+      {
+        cwd,
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (s: string) => {
+      stdout += s;
+    });
+    child.stderr.setEncoding("utf8").on("data", (s: string) => {
+      stderr += s;
+      if (stderr.length > 1 << 20) stderr = stderr.slice(-(1 << 19));
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-(child.pid as number), "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, timeoutSec * 1000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      rmSync(cwd, { recursive: true, force: true });
+      const logDir = join(dir, "..", "runs");
+      mkdirSync(logDir, { recursive: true });
+      writeFileSync(join(logDir, `${bin}.tap`), stdout);
+      writeFileSync(join(logDir, `${bin}.stderr`), stderr);
+      done({
+        tree,
+        bin,
+        version,
+        run: parseKselftestTap(stdout),
+        exitCode: code,
+        timedOut,
+        seconds: (Date.now() - started) / 1000,
+        stderrTail: stderr.trim().split("\n").slice(-5).join("\n"),
+      });
+    });
+  });
+}
+
+function loadExpected(): ExpectedFile {
+  try {
+    return JSON.parse(readFileSync(EXPECTED_FILE, "utf8")) as ExpectedFile;
+  } catch {
+    return {};
+  }
+}
+
+function line(r: BinaryRun, v: Verdict): string {
+  const c = counts(r.run);
+  const plan = r.run.plan < 0 ? "no TAP plan" : `plan ${r.run.plan}`;
+  const extra = r.timedOut ? ", TIMED OUT" : r.run.totals === undefined ? ", ended early" : "";
+  return (
+    `${r.tree.padEnd(4)} ${r.bin.padEnd(16)} pass ${c.pass} fail ${c.fail} skip ${c.skip} (${plan}${extra}, ` +
+    `${r.seconds.toFixed(0)} s)  regressions ${v.regressions.length}, newly passing ${v.improvements.length}`
+  );
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const o = parseOptions(argv);
+  const built = build(o.trees);
+  const expected = loadExpected();
+  const runs: BinaryRun[] = [];
+  for (const tree of o.trees) {
+    const [dir, version] = built.get(tree)!;
+    for (const bin of o.bins) {
+      process.stderr.write(
+        `conformance: ${tree} ${bin} (exec ${execArgs(tree, bin).slice(1, -2).join(" ")})\n`,
+      );
+      runs.push(await runOne(tree, bin, dir, version, o.timeoutSec));
+    }
+  }
+  let failed = false;
+  const summary: string[] = [];
+  for (const r of runs) {
+    const exp = expected[r.tree]?.[r.bin] ?? { status: {} };
+    const v = compare(exp, r.run);
+    summary.push(line(r, v));
+    for (const g of v.regressions) summary.push(`  REGRESSION ${g.name}: now ${g.now} (${g.why})`);
+    if (v.improvements.length > 0 && !o.update) {
+      summary.push(`  newly passing (run with --update to record): ${v.improvements.join(", ")}`);
+    }
+    if (r.run.plan < 0) {
+      summary.push(
+        `  no TAP output; exec exit ${r.exitCode}; stderr:\n${r.stderrTail.replace(/^/gm, "    ")}`,
+      );
+      failed = true;
+    }
+    if (v.regressions.length > 0) failed = true;
+    if (o.update && r.run.plan >= 0) {
+      const old = expected[r.tree]?.[r.bin];
+      const status: Expected["status"] = {};
+      for (const t of r.run.results) status[t.name] = t.status;
+      const why: Record<string, string> = {};
+      for (const [k, w] of Object.entries(old?.why ?? {}))
+        if (status[k] !== undefined && status[k] !== "pass") why[k] = w;
+      expected[r.tree] ??= {};
+      expected[r.tree][r.bin] = { version: r.version, status, why };
+    }
+  }
+  if (o.update) writeFileSync(EXPECTED_FILE, `${JSON.stringify(expected, null, 2)}\n`);
+  // the table covers every binary, so only a full run rewrites it
+  if (o.docs && o.trees.length === TREES.length && o.bins.length === BINARIES.length) {
+    const doc = readFileSync(DOC_FILE, "utf8");
+    writeFileSync(DOC_FILE, replaceSection(doc, renderSection(runs, expected)));
+  }
+  process.stdout.write(`${summary.join("\n")}\n`);
+  process.stdout.write(failed ? "conformance: FAILED\n" : "conformance: ok\n");
+  return failed ? 1 : 0;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`conformance: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
