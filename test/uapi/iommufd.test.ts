@@ -264,6 +264,11 @@ describe("request lookup and routing (main.c iommufd_fops_ioctl)", () => {
     expect(iommufdTableSize("latest")).toBe(0x16);
     expect(iommufdTableSize("6.12")).toBe(0x0f);
     expect(iommufdTableSize("latest", true)).toBe(0x21);
+    // Built without IOMMUFD_NOIOMMU: the table ends at HW_QUEUE_ALLOC, GET_PA goes to compat (or is a hole).
+    expect(iommufdTableSize("latest", false, false)).toBe(0x15);
+    expect(iommufdTableSize("6.12", false, false)).toBe(0x0f);
+    expect(iommufdRoute(0x3b95, "latest", false, false)).toEqual({ kind: "compat" });
+    expect(iommufdRoute(0x3b95, "latest", true, false)).toEqual({ kind: "enotty" });
   });
   it("routes", () => {
     expect(iommufdRoute(0x3b64)).toEqual({ kind: "compat" }); // VFIO_GET_API_VERSION
