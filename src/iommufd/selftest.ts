@@ -33,7 +33,7 @@ import {
 } from "./device.js";
 import { DMABUF_KIND, type DmaBuf, testDmabufGet } from "./dmabuf.js";
 import { reportDeviceFault } from "./eventq.js";
-import { getHwptPaging, type Hwpt, type HwptNested } from "./hw-pagetable.js";
+import { getHwptPaging, type Hwpt } from "./hw-pagetable.js";
 import { getIoas, taskMm } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import {
@@ -198,7 +198,7 @@ export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
 const MOCK_IO_PAGE = 2048n;
 
 /** The selftest "stdev" object: a mock device bound and attached, destroyable by IOMMU_DESTROY. */
-class SelftestDev extends IommufdObject {
+export class SelftestDev extends IommufdObject {
   readonly type = "SELFTEST" as const;
   idev: IommufdDevice | undefined;
   constructor(
@@ -231,7 +231,7 @@ export function testCmd(u: TestUcmd): number {
         op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? structView(test_mock_domain_flags, u.kbuf).dev_flags : 0,
       );
     case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: {
-      const s = u.ictx.objects.get(u.cmd.id, "SELFTEST", "mock device") as SelftestDev;
+      const s = u.ictx.objects.get(u.cmd.id, "SELFTEST", "mock device");
       const c = structView(test_mock_domain_replace, u.kbuf);
       c.pt_id = iommufdDeviceReplace(s.idev!, c.pt_id);
       u.respond();
@@ -542,12 +542,12 @@ function dirty(u: TestUcmd): number {
 }
 
 function selftestDev(u: TestUcmd): SelftestDev {
-  return u.ictx.objects.get(u.cmd.id, "SELFTEST", "mock device") as SelftestDev;
+  return u.ictx.objects.get(u.cmd.id, "SELFTEST", "mock device");
 }
 
 /** MD_CHECK_IOTLB: a mock nested domain's IOTLB entry has the value (EINVAL otherwise). */
 function checkIotlb(u: TestUcmd): number {
-  const h = u.ictx.objects.get(u.cmd.id, "HWPT_NESTED", "nested HWPT") as HwptNested;
+  const h = u.ictx.objects.get(u.cmd.id, "HWPT_NESTED", "nested HWPT");
   const iotlb = h.domain.priv.iotlb as number[] | undefined;
   if (iotlb === undefined) fail(EINVAL, `HWPT ${h.id} is not a mock nested domain`);
   const { id, iotlb: want } = structView(test_check_iotlb, u.kbuf);
