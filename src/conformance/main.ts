@@ -10,7 +10,7 @@
  *                          [--update] [--no-docs] [--timeout SECONDS]
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,7 +41,7 @@ export interface BinaryRun {
   exitCode: number | null;
   timedOut: boolean;
   seconds: number;
-  stderrTail: string;
+  outputTail: string;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -100,6 +100,12 @@ function runOne(
   timeoutSec: number,
 ): Promise<BinaryRun> {
   const cwd = mkdtempSync(join(tmpdir(), "iommufd-sim-kselftest-"));
+  const logDir = join(dir, "..", "runs");
+  mkdirSync(logDir, { recursive: true });
+  // The harness logs assertions on stderr and results on stdout (flushed around each
+  // test's fork): one file for both keeps them in order, as `2>&1` would.
+  const outFile = join(logDir, `${bin}.log`);
+  const out = openSync(outFile, "w");
   const started = Date.now();
   return new Promise((done) => {
     // its own process group, so a global timeout ends the program and everything it forked
@@ -109,18 +115,10 @@ function runOne(
       {
         cwd,
         detached: true,
-        stdio: ["ignore", "pipe", "pipe"],
+        stdio: ["ignore", out, out],
       },
     );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => {
-      stdout += s;
-    });
-    child.stderr.setEncoding("utf8").on("data", (s: string) => {
-      stderr += s;
-      if (stderr.length > 1 << 20) stderr = stderr.slice(-(1 << 19));
-    });
+    closeSync(out);
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -133,19 +131,16 @@ function runOne(
     child.on("close", (code) => {
       clearTimeout(timer);
       rmSync(cwd, { recursive: true, force: true });
-      const logDir = join(dir, "..", "runs");
-      mkdirSync(logDir, { recursive: true });
-      writeFileSync(join(logDir, `${bin}.tap`), stdout);
-      writeFileSync(join(logDir, `${bin}.stderr`), stderr);
+      const text = readFileSync(outFile, "utf8");
       done({
         tree,
         bin,
         version,
-        run: parseKselftestTap(stdout),
+        run: parseKselftestTap(text),
         exitCode: code,
         timedOut,
         seconds: (Date.now() - started) / 1000,
-        stderrTail: stderr.trim().split("\n").slice(-5).join("\n"),
+        outputTail: text.trim().split("\n").slice(-5).join("\n"),
       });
     });
   });
@@ -195,7 +190,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (r.run.plan < 0) {
       summary.push(
-        `  no TAP output; exec exit ${r.exitCode}; stderr:\n${r.stderrTail.replace(/^/gm, "    ")}`,
+        `  no TAP output; exec exit ${r.exitCode}; output:\n${r.outputTail.replace(/^/gm, "    ")}`,
       );
       failed = true;
     }

@@ -315,13 +315,18 @@ export class IommufdVeventq extends IommufdObject {
   }
 }
 
+/** The most events a vEVENTQ may queue (iommufd's cap on veventq_depth, 1 << 19). */
+export const IOMMU_VEVENTQ_MAX_DEPTH = 1 << 19;
+
 /** IOMMU_VEVENTQ_ALLOC (iommufd_veventq_alloc): one queue per type per vIOMMU (EEXIST). */
 export function veventqAlloc(u: Ucmd): number {
   if (u.num("flags") !== 0 || u.num("__reserved") !== 0 || u.num("type") === 0) {
     fail(EOPNOTSUPP, "flags/__reserved must be 0 and type must not be IOMMU_VEVENTQ_TYPE_DEFAULT");
   }
   const depth = u.num("veventq_depth");
-  if (depth === 0) fail(EINVAL, "veventq_depth is 0");
+  if (depth === 0 || depth > IOMMU_VEVENTQ_MAX_DEPTH) {
+    fail(EINVAL, `veventq_depth ${depth} is 0 or above ${IOMMU_VEVENTQ_MAX_DEPTH}`);
+  }
   const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU") as IommufdViommu;
   const type = u.num("type");
   if (viommu.veventqs.some((q) => q.eventType === type)) {

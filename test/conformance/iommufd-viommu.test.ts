@@ -324,8 +324,14 @@ describe("iommufd_viommu (54-60)", () => {
         const { e } = f;
         fails(e, EOPNOTSUPP, () => veventqAlloc(e, f.viommu, 0, 2).rc);
         fails(e, EINVAL, () => veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 0).rc);
+        // the depth cap, 1 << 19 (the 7.2 selftest's VEVENTQ_MAX_DEPTH + 1)
+        fails(e, EINVAL, () => veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, (1 << 19) + 1).rc);
         fails(e, ENOENT, () => veventqAlloc(e, 0xffff, IOMMU_VEVENTQ_TYPE_SELFTEST, 2).rc);
         if (f.dev !== 0) {
+          const max = veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 1 << 19);
+          ok(e.p, max.rc);
+          ok(e.p, e.p.close(max.fd));
+          ok(e.p, destroy(e, max.id));
           // With no vEVENTQ of the selftest type the event has nowhere to go.
           ok(e.p, vdeviceAlloc(e, f.viommu, f.dev, 0x5n).rc);
           ok(e.p, replace(e, f.stdev, f.nested));
