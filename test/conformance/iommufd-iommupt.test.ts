@@ -3,7 +3,7 @@
 // (mock_domain_alloc_pgtable): MOCK_IOMMUPT_DEFAULT or MOCK_IOMMUPT_HUGE (1 MiB leaves only).
 import { expect, it } from "vitest";
 import { Machine } from "../../src/kernel/machine.js";
-import { EINVAL, EOPNOTSUPP } from "../../src/uapi/errno.js";
+import { EINVAL, ENOENT, EOPNOTSUPP } from "../../src/uapi/errno.js";
 import {
   call,
   expectErrno,
@@ -58,7 +58,7 @@ it("pagetable_type: DEFAULT and HUGE allocate; other types EOPNOTSUPP; bad data 
   expectNoLeaks(e);
 });
 
-it("the 6.12 mock takes no driver data on a paging HWPT", () => {
+it("6.12: the mock takes no driver data on a paging HWPT; invalidating a paging HWPT is ENOENT", () => {
   const m = new Machine({ iommu: "mock", kernel: "6.12", kconfig: { IOMMUFD_TEST: true } });
   const p = m.spawn({ caps: [], rlimitMemlock: 64n << 20n });
   const fd = p.open("/dev/iommu");
@@ -71,6 +71,16 @@ it("the 6.12 mock takes no driver data on a paging HWPT", () => {
     hwptAlloc(e, d.idev, ioas, 0, { dataType: IOMMU_HWPT_DATA_SELFTEST, data: u32s(0, 0) }).rc,
     EOPNOTSUPP,
   );
+  // and 6.12's IOMMU_HWPT_INVALIDATE finds only nested HWPTs: a paging one is ENOENT (7.x: EINVAL)
+  const h = hwptAlloc(e, d.idev, ioas, 0);
+  ok(p, h.rc);
+  const inv = call(p, fd, U.IOMMU_HWPT_INVALIDATE, U.iommu_hwpt_invalidate, {
+    hwpt_id: h.id,
+    data_type: 0xdeadbeef,
+    entry_len: 8,
+    entry_num: 0,
+  });
+  expectErrno(p, inv.rc, ENOENT);
 });
 
 it("MOCK_IOMMUPT_HUGE: 2 MiB of hugetlb maps as 1 MiB leaves, so one dirty 2 KiB page reports its whole leaf", () => {
