@@ -7,7 +7,7 @@
  * pass, or a binary could not be built or run.
  *
  *   npm run conformance -- [--tree 6.12|7.2]... [--bin iommufd|iommufd_fail_nth]...
- *                          [--update] [--no-docs] [--timeout SECONDS]
+ *                          [--update] [--no-docs] [--timeout SECONDS] [--hugepages N]
  */
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -31,6 +31,8 @@ interface Options {
   update: boolean;
   docs: boolean;
   timeoutSec: number;
+  /** 2 MiB hugetlb pages to make sure are free on the host (the program's memory is real memory). */
+  hugepages: number;
 }
 
 export interface BinaryRun {
@@ -45,7 +47,14 @@ export interface BinaryRun {
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { trees: [], bins: [], update: false, docs: true, timeoutSec: 175 };
+  const o: Options = {
+    trees: [],
+    bins: [],
+    update: false,
+    docs: true,
+    timeoutSec: 175,
+    hugepages: HUGEPAGES,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--tree") o.trees.push(argv[++i]);
@@ -53,6 +62,7 @@ function parseOptions(argv: string[]): Options {
     else if (a === "--update") o.update = true;
     else if (a === "--no-docs") o.docs = false;
     else if (a === "--timeout") o.timeoutSec = Number(argv[++i]);
+    else if (a === "--hugepages") o.hugepages = Number(argv[++i]);
     else throw new Error(`unknown option ${a}`);
   }
   if (o.trees.length === 0) o.trees = [...TREES];
@@ -60,7 +70,52 @@ function parseOptions(argv: string[]): Options {
   for (const t of o.trees) if (!(TREES as readonly string[]).includes(t)) throw new Error(`no tree ${t}`);
   for (const b of o.bins) if (!(BINARIES as readonly string[]).includes(b)) throw new Error(`no binary ${b}`);
   if (!(o.timeoutSec > 0)) throw new Error("--timeout needs a positive number of seconds");
+  if (!Number.isInteger(o.hugepages) || o.hugepages < 0) throw new Error("--hugepages needs a count");
   return o;
+}
+
+/**
+ * The selftests' MAP_HUGETLB buffers are the program's real memory, so the
+ * host needs free 2 MiB hugetlb pages (iommufd_dirty_tracking's 128M_huge
+ * variant maps 64 of them; the kernel's own selftest scripts reserve a pool
+ * the same way). As root, grow the pool for the run and put it back after.
+ */
+const HUGEPAGES = 80;
+const NR_HUGEPAGES = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+const FREE_HUGEPAGES = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+
+function readCount(path: string): number | undefined {
+  try {
+    return Number(readFileSync(path, "utf8").trim());
+  } catch {
+    return undefined;
+  }
+}
+
+export function reserveHugepages(want: number, log: (s: string) => void): () => void {
+  const total = readCount(NR_HUGEPAGES);
+  const free = readCount(FREE_HUGEPAGES);
+  if (want === 0 || total === undefined || free === undefined || free >= want) return () => {};
+  const target = total + (want - free);
+  try {
+    writeFileSync(NR_HUGEPAGES, String(target));
+  } catch {
+    log(
+      `conformance: ${free} free 2 MiB hugetlb pages and ${NR_HUGEPAGES} is not writable: MAP_HUGETLB tests will fail`,
+    );
+    return () => {};
+  }
+  log(`conformance: hugetlb pool ${total} -> ${readCount(NR_HUGEPAGES)} pages of 2 MiB for the run`);
+  return () => {
+    // only if nobody changed it meanwhile
+    if (readCount(NR_HUGEPAGES) === target) {
+      try {
+        writeFileSync(NR_HUGEPAGES, String(total));
+      } catch {
+        // left as it is
+      }
+    }
+  };
 }
 
 /** scripts/selftests/build.sh: tree -> [bin dir, package version]. */
