@@ -3,15 +3,19 @@ import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import "./bridge-cases.js";
 import "./iommufd-cases.js";
 import "./pt-cases.js";
+import "./syscall-cases.js";
 import { allSuites, type BenchSuite, median } from "./registry.js";
 
 /**
  * npm run bench [-- --json] [--runs N] [--quick] [--suite name]
- * Runs every registered suite N times (default 5, after 3 unmeasured runs) and the C reference
- * (ptref.c, built with cc -O2 in a temp dir) N times; reports medians and
- * ratios ours/C. With --json: one JSON line.
+ * Runs every registered suite N times (default 5, after 3 unmeasured runs) and the C references
+ * (ptref.c, a page table in C, and bench/syscallref.c, the host kernel's own
+ * system calls; each built with cc -O2 in a temp dir) N times; reports medians
+ * and ratios ours/C (`ratio_K`, `c_K`) and ours/host (`X_ratio`, `X_host_ns`).
+ * With --json: one JSON line.
  *
  * Each suite runs in a Node process of its own (this script with --child),
  * so no suite pays for the garbage or the JIT state another one left: a
@@ -36,20 +40,29 @@ function findPtref(): string | undefined {
   return undefined;
 }
 
-function runC(): Record<string, number>[] | null {
-  const src = findPtref();
+/** Build a C reference with cc -O2 in a temp dir and run it `runs` times: its JSON lines, or null. */
+function runCProgram(src: string | undefined, cargs: string[]): Record<string, number>[] | null {
   if (src === undefined) return null;
-  const dir = mkdtempSync(join(tmpdir(), "ptref-"));
-  const exe = join(dir, "ptref");
+  const dir = mkdtempSync(join(tmpdir(), "benchref-"));
+  const exe = join(dir, "ref");
   try {
     execFileSync("cc", ["-O2", "-o", exe, src], { stdio: "ignore" });
   } catch {
     return null;
   }
   const out: Record<string, number>[] = [];
-  const cargs = quick ? ["4096", "512"] : [];
   for (let i = 0; i < runs; i++) out.push(JSON.parse(execFileSync(exe, cargs, { encoding: "utf8" })));
   return out;
+}
+
+function runC(): Record<string, number>[] | null {
+  return runCProgram(findPtref(), quick ? ["4096", "512"] : []);
+}
+
+/** The host kernel's system calls (bench/syscallref.c in the repository). */
+function runHost(): Record<string, number>[] | null {
+  const src = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "syscallref.c");
+  return runCProgram(existsSync(src) ? src : undefined, quick ? ["2000"] : []);
 }
 
 /** The suite's measured samples, in this process. */
@@ -83,11 +96,25 @@ if (child) {
 
 const result: Record<string, number | null> = {};
 const cRuns = runC();
+const hostRuns = runHost();
+/** Keys computed from a host figure (not rows of the text table). */
+const derived = new Set<string>();
 for (const s of allSuites()) {
   if (only !== undefined && s.name !== only) continue;
   const samples = runIsolated(s);
   for (const k of Object.keys(samples[0])) {
     const v = median(samples.map((x) => x[k]));
+    const hk = s.host?.[k];
+    if (hk !== undefined) {
+      // syscall_X_ns -> syscall_X_host_ns, syscall_X_ratio
+      const base = k.replace(/_ns$/, "");
+      const hv = hostRuns ? median(hostRuns.map((x) => x[hk])) : null;
+      result[k] = round(v);
+      result[`${base}_host_ns`] = hv === null ? null : round(hv);
+      result[`${base}_ratio`] = hv === null || hv === 0 ? null : round(v / hv);
+      derived.add(`${base}_host_ns`).add(`${base}_ratio`);
+      continue;
+    }
     const ck = s.cRef?.[k];
     if (ck === undefined) {
       // the issue's key names stand as they are; only a suite's checksum is prefixed
@@ -111,7 +138,11 @@ function round(x: number): number {
 if (json) {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } else {
-  const rows = Object.keys(result).filter((k) => !k.startsWith("c_") && !k.startsWith("ratio_"));
+  const hostOf = (k: string) => `${k.replace(/_ns$/, "")}_host_ns`;
+  const ratioOf = (k: string) => (`${hostOf(k)}` in result ? `${k.replace(/_ns$/, "")}_ratio` : `ratio_${k}`);
+  const rows = Object.keys(result).filter(
+    (k) => !k.startsWith("c_") && !k.startsWith("ratio_") && !derived.has(k),
+  );
   const w = Math.max(...rows.map((r) => r.length));
   process.stdout.write(
     `${"case".padEnd(w)}  ${"ours".padStart(10)}  ${"C".padStart(10)}  ${"ours/C".padStart(8)}\n`,
@@ -119,8 +150,10 @@ if (json) {
   for (const k of rows) {
     const f = (v: number | null | undefined) => (v === null || v === undefined ? "-" : String(v));
     process.stdout.write(
-      `${k.padEnd(w)}  ${f(result[k]).padStart(10)}  ${f(result[`c_${k}`]).padStart(10)}  ${f(result[`ratio_${k}`]).padStart(8)}\n`,
+      `${k.padEnd(w)}  ${f(result[k]).padStart(10)}  ${f(result[`c_${k}`] ?? result[hostOf(k)]).padStart(10)}  ${f(result[ratioOf(k)]).padStart(8)}\n`,
     );
   }
-  process.stdout.write(`(median of ${runs} runs${quick ? ", quick" : ""}; ns per operation)\n`);
+  process.stdout.write(
+    `(median of ${runs} runs${quick ? ", quick" : ""}; ns per operation; C: ptref.c, or the host kernel for syscall_*)\n`,
+  );
 }

@@ -1,8 +1,8 @@
 /**
  * Bench registry: a suite is a named function returning named metrics
  * (ns per operation). A suite may name, for each metric, the key of the C
- * reference (ptref.c) that measures the same thing; main.ts then reports the
- * C value and the ratio. Add a suite with registerSuite() from a module that
+ * reference (ptref.c) that measures the same thing, or of the host kernel
+ * reference (bench/syscallref.c); main.ts then reports that value and the ratio. Add a suite with registerSuite() from a module that
  * main.ts imports.
  */
 export interface BenchSuite {
@@ -11,6 +11,11 @@ export interface BenchSuite {
   run(opts: BenchOpts): Record<string, number>;
   /** metric -> key in the C reference's JSON, for the metrics it has a twin of. */
   cRef?: Record<string, string>;
+  /**
+   * metric -> key in the host kernel reference's JSON (bench/syscallref.c):
+   * main.ts reports metric `X_ns` with `X_host_ns` and `X_ratio`.
+   */
+  host?: Record<string, string>;
 }
 
 export interface BenchOpts {

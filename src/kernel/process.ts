@@ -10,6 +10,7 @@ import { normalize } from "./vfs.js";
 
 const O_ACCMODE = 3;
 const O_RDONLY = 0;
+const U64_MAX = (1n << 64n) - 1n;
 
 /**
  * A user process: the one way into the model. Every method is a system
@@ -19,7 +20,8 @@ const O_RDONLY = 0;
  */
 export class Process {
   readonly task: Task;
-  private last: LastError | undefined;
+  /** The last failed call's event (the LastError is made from it when asked for). */
+  private lastFailed: TraceEvent | undefined;
   private scratchVa = 0n;
   private scratchLen = 0;
 
@@ -39,7 +41,8 @@ export class Process {
 
   /** The errno and rule of the last failed call of this process. */
   lastError(): LastError | undefined {
-    return this.last;
+    const ev = this.lastFailed;
+    return ev === undefined ? undefined : describeErr(ev.call, ev.errno!, ev.reason!);
   }
 
   open(path: string, flags = 2): number {
@@ -74,9 +77,10 @@ export class Process {
    * copied back in place.
    */
   ioctl(fd: number, request: number | bigint, arg: bigint | Uint8Array = 0n): number {
-    const req = Number(BigInt.asUintN(32, BigInt(request)));
+    // (numbers and in-range bigints pass as they are: a BigInt made per call is garbage per call)
+    const req = typeof request === "number" ? request >>> 0 : Number(BigInt.asUintN(32, request));
     if (arg instanceof Uint8Array) return this.ioctlBuffer(fd, req, arg);
-    const ptr = BigInt.asUintN(64, arg);
+    const ptr = arg >= 0n && arg <= U64_MAX ? arg : BigInt.asUintN(64, arg);
     const ev = this.begin("ioctl", [fd, req, ptr]);
     let ret: number;
     try {
@@ -312,7 +316,7 @@ export class Process {
     const { errno, reason } = toErrno(e, this.k.tracer, ev.call);
     ev.errno = errno;
     ev.reason = reason;
-    this.last = describeErr(ev.call, errno, reason);
+    this.lastFailed = ev;
     return errno;
   }
 

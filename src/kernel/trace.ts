@@ -60,8 +60,10 @@ export class Tracer {
   record(ev: TraceEvent): void {
     if (this.enabled) this.events.push(ev);
     if (ev.errno !== undefined) {
-      this.failures.push(ev);
-      if (this.failures.length > Tracer.MAX_FAILURES) this.failures.shift();
+      // trimmed in batches: a shift() per failure moved the whole array once it was full
+      if (this.failures.push(ev) > Tracer.MAX_FAILURES + 1024) {
+        this.failures.splice(0, this.failures.length - Tracer.MAX_FAILURES);
+      }
     }
   }
 }

@@ -47,14 +47,15 @@ export function accessRead(mm: MmStruct, vaB: bigint, len: number): Uint8Array |
   const io = ioAccess(mm, va, len, null);
   if (io !== undefined) return io;
   const out = new Uint8Array(len);
-  const undo = new UndoLog();
+  // a single fault either succeeds or changes nothing: only a multi-page access has work to undo
+  const undo = onePage(va, len) ? null : new UndoLog();
   for (let done = 0; done < len; ) {
     const cur = va + done;
     const inPage = cur % PAGE_SIZE;
     const step = Math.min(PAGE_SIZE - inPage, len - done);
     const v = mm.vmas.find(cur);
     if (v === undefined || !v.cpuReadable) {
-      undo.rollback();
+      undo?.rollback();
       return mm.err(
         EFAULT,
         `read: 0x${cur.toString(16)} is ${v === undefined ? "not mapped" : "not readable"}`,
@@ -62,7 +63,7 @@ export function accessRead(mm: MmStruct, vaB: bigint, len: number): Uint8Array |
     }
     const pfn = handleFault(mm, v, cur, false, false, undo);
     if (pfn === F_SIGBUS || pfn === F_OOM || pfn === F_NOHUGE) {
-      undo.rollback();
+      undo?.rollback();
       return mm.err(EFAULT, `read: fault at 0x${cur.toString(16)} (${faultWhy(pfn)})`);
     }
     const src = pfn === F_ZERO ? ZERO_PAGE : mm.phys.peekU8(pfn);
@@ -81,7 +82,7 @@ export function accessWrite(mm: MmStruct, vaB: bigint, bytes: Uint8Array): numbe
   if (va < 0) return mm.err(EFAULT, "write: range outside user space");
   const io = ioAccess(mm, va, len, bytes);
   if (io !== undefined) return io as number;
-  const undo = new UndoLog();
+  const undo = onePage(va, len) ? null : new UndoLog();
   const first = Math.floor(va / PAGE_SIZE);
   const last = Math.floor((va + len - 1) / PAGE_SIZE);
   const pfns = new Float64Array(last - first + 1);
@@ -89,7 +90,7 @@ export function accessWrite(mm: MmStruct, vaB: bigint, bytes: Uint8Array): numbe
     const cur = pg * PAGE_SIZE;
     const v = mm.vmas.find(cur);
     if (v === undefined || !v.mayWrite) {
-      undo.rollback();
+      undo?.rollback();
       return mm.err(
         EFAULT,
         `write: 0x${cur.toString(16)} is ${v === undefined ? "not mapped" : "not writable"}`,
@@ -97,7 +98,7 @@ export function accessWrite(mm: MmStruct, vaB: bigint, bytes: Uint8Array): numbe
     }
     const pfn = handleFault(mm, v, cur, true, false, undo);
     if (pfn < 0) {
-      undo.rollback();
+      undo?.rollback();
       return mm.err(EFAULT, `write: fault at 0x${cur.toString(16)} (${faultWhy(pfn)})`);
     }
     pfns[pg - first] = pfn;
@@ -136,3 +137,8 @@ export function translateVa(mm: MmStruct, vaB: bigint): bigint | null {
 }
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+
+/** [va, va + len) lies in one 4 KiB page. */
+function onePage(va: number, len: number): boolean {
+  return Math.floor(va / PAGE_SIZE) === Math.floor((va + len - 1) / PAGE_SIZE);
+}

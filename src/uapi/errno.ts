@@ -105,16 +105,40 @@ export function errnoValue(name: string): number | undefined {
  * A failure inside the model: an errno and the rule that produced it.
  * Thrown inside the kernel and turned into `-errno` at the syscall boundary;
  * it never crosses the syscall contract.
+ *
+ * Failing is an ordinary outcome of a system call, so it must cost about
+ * what a return does. An `Error` would capture a stack trace (about half of
+ * a failing ioctl's time) and even without one its constructor costs
+ * several times a plain object's; so a KernelError is a plain object whose
+ * prototype chain reaches `Error.prototype` (`instanceof Error` holds, test
+ * runners print it as an error) and its message is built only when read.
+ * Set `KernelError.captureStacks = true` while debugging to get stacks.
  */
-export class KernelError extends Error {
+export class KernelError {
+  /** Capture a JS stack trace for each KernelError (debugging only: it costs microseconds a throw). */
+  static captureStacks = false;
+  declare stack?: string;
+
   constructor(
     readonly errno: number,
     readonly reason: string,
   ) {
-    super(`${errnoName(errno)}: ${reason}`);
-    this.name = "KernelError";
+    if (KernelError.captureStacks) Error.captureStackTrace(this, KernelError);
+  }
+
+  get message(): string {
+    return `${errnoName(this.errno)}: ${this.reason}`;
+  }
+
+  get name(): string {
+    return "KernelError";
+  }
+
+  toString(): string {
+    return `KernelError: ${this.message}`;
   }
 }
+Object.setPrototypeOf(KernelError.prototype, Error.prototype);
 
 /** Throw a KernelError; `return fail(...)` keeps control flow obvious. */
 export function fail(errno: number, reason: string): never {

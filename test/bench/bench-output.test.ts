@@ -25,9 +25,17 @@ it.runIf(existsSync(main))("bench --json --quick prints one JSON line with every
     "ioas_map_hugetlb_64g_ns_per_2m",
     "ioas_map_hugetlb_64g_rss_mb",
     "ioas_area_scaling_ratio",
+    "syscall_ioctl_fail_ns",
+    "syscall_close_ebadf_ns",
+    "syscall_object_make_free_ns",
   ]) {
     expect(typeof r[k], k).toBe("number");
     expect(r[k]).toBeGreaterThan(0);
+  }
+  // each syscall case next to the host kernel's own (bench/syscallref.c, built with cc in the run)
+  for (const k of ["syscall_ioctl_fail", "syscall_close_ebadf", "syscall_object_make_free"]) {
+    expect(r[`${k}_host_ns`], k).toBeGreaterThan(0);
+    expect(r[`${k}_ratio`], k).toBeCloseTo((r[`${k}_ns`] as number) / (r[`${k}_host_ns`] as number), 0);
   }
   // (--quick does fewer lookups than ptref.c's fixed 1M, so the two checksums differ here)
   expect(typeof r.amdv1_check).toBe("number");
