@@ -224,14 +224,18 @@ export async function main(argv: string[]): Promise<number> {
   const built = build(o.trees);
   const expected = loadExpected();
   const runs: BinaryRun[] = [];
-  for (const tree of o.trees) {
-    const [dir, version] = built.get(tree)!;
-    for (const bin of o.bins) {
-      process.stderr.write(
-        `conformance: ${tree} ${bin} (exec ${execArgs(tree, bin).slice(1, -2).join(" ")})\n`,
-      );
-      runs.push(await runOne(tree, bin, dir, version, o.timeoutSec));
+  const release = reserveHugepages(o.hugepages, (m) => process.stderr.write(`${m}\n`));
+  try {
+    for (const tree of o.trees) {
+      const [dir, version] = built.get(tree)!;
+      for (const bin of o.bins) {
+        const args = execArgs(tree, bin).slice(1, -2).join(" ");
+        process.stderr.write(`conformance: ${tree} ${bin} (exec ${args})\n`);
+        runs.push(await runOne(tree, bin, dir, version, o.timeoutSec));
+      }
     }
+  } finally {
+    release();
   }
   let failed = false;
   const summary: string[] = [];

@@ -289,6 +289,9 @@ export class IommufdVeventq extends IommufdObject {
 
   /** iommufd_veventq_fops_read(): whole events only; a lost-events header carries no data. */
   read(_task: Task, len: number): Uint8Array {
+    // a count that cannot hold even a header is refused up front, empty queue or not
+    if (len < VEVENT_HEADER_SIZE)
+      fail(EINVAL, `read of ${len} bytes cannot hold a ${VEVENT_HEADER_SIZE}-byte vEVENT header`);
     const parts: Uint8Array[] = [];
     let done = 0;
     while (this.deliver.length > 0) {
@@ -304,6 +307,10 @@ export class IommufdVeventq extends IommufdObject {
       parts.push(h);
       done += h.length;
       if (!ev.lost) this.numEvents--;
+    }
+    // the first queued event does not fit: nothing delivered is an error, not an empty read
+    if (done === 0 && this.deliver.length > 0) {
+      fail(EINVAL, `read of ${len} bytes cannot hold the next vEVENT (header and payload)`);
     }
     const out = new Uint8Array(done);
     let o = 0;
