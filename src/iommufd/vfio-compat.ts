@@ -36,7 +36,7 @@ const PAGE = 4096n;
 /** get_compat_ioas(): ENODEV when no compat IOAS is set. */
 function compatIoas(ictx: IommufdCtx): IommufdIoas {
   const ioas = ictx.vfioIoas;
-  if (!(ioas instanceof IommufdIoas)) {
+  if (ioas === undefined) {
     fail(ENODEV, "no compat IOAS: attach a VFIO group to this container or set one with IOMMU_VFIO_IOAS");
   }
   return ioas;
