@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { iommufdCtxFromFile, iommufdDeviceBind, iommufdDeviceUnbind } from "../../src/iommufd/index.js";
 import {
+  E2BIG,
   EBUSY,
   EEXIST,
   EFAULT,
@@ -413,6 +414,44 @@ describe("iommufd_viommu (54-60)", () => {
         }
         expectNoLeaks(e);
       });
+
+      // mock_viommu_cache_invalidate() reads the array with iommu_copy_struct_from_full_user_array(),
+      // i.e. plain copy_struct_from_user() per entry: unlike the nested HWPT's entries (and the
+      // VIOMMU_ALLOC data), a longer entry with a zero tail is taken and a short one zero-filled.
+      it.skipIf(variant === "no_viommu")(
+        "59b vIOMMU invalidation entries: copy_struct_from_user sizes",
+        () => {
+          const f = fixture(variant);
+          const { e } = f;
+          ok(e.p, vdeviceAlloc(e, f.viommu, f.dev, 0x99n).rc);
+          const D = IOMMU_TEST_DEV_CACHE_DEFAULT;
+          const cache = (v: number[]) => {
+            for (const [i, x] of v.entries()) ok(e.p, checkDevCache(e, f.dev, i, x));
+          };
+          const T = IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST;
+          const entry16 = (cacheId: number, tail: number) => u32s(0, 0x99, cacheId, tail);
+          // 16-byte entries, tail zero: both applied
+          let r = invalidate(e, f.viommu, T, 16, 2, new Uint8Array([...entry16(3, 0), ...entry16(2, 0)]));
+          ok(e.p, r.rc);
+          expect(r.num).toBe(2);
+          cache([D, D, 0, 0]);
+          // a non-zero byte past the kernel's 12: E2BIG before any entry is applied
+          fails(
+            e,
+            E2BIG,
+            () => invalidate(e, f.viommu, T, 16, 2, new Uint8Array([...entry16(1, 0), ...entry16(0, 1)])).rc,
+          );
+          r = invalidate(e, f.viommu, T, 16, 1, entry16(1, 0x100));
+          expect(r).toEqual({ rc: -E2BIG, num: 0 });
+          cache([D, D, 0, 0]);
+          // an 8-byte entry: cache_id is zero-filled, so cache 0 is cleared
+          r = invalidate(e, f.viommu, T, 8, 1, u32s(0, 0x99));
+          ok(e.p, r.rc);
+          expect(r.num).toBe(1);
+          cache([0, D, 0, 0]);
+          expectNoLeaks(e);
+        },
+      );
 
       it("60 hw_queue: check order, index chain, locked IOVA, dependency EBUSY", () => {
         const f = fixture(variant);
