@@ -295,6 +295,9 @@ export class IommufdVeventq extends IommufdObject {
 
   /** iommufd_veventq_fops_read(): whole events only; a lost-events header carries no data. */
   read(_task: Task, len: number): Uint8Array {
+    // a count that cannot hold even a header is refused up front, empty queue or not
+    if (len < VEVENT_HEADER_SIZE)
+      fail(EINVAL, `read of ${len} bytes cannot hold a ${VEVENT_HEADER_SIZE}-byte vEVENT header`);
     const parts: Uint8Array[] = [];
     let done = 0;
     while (this.deliver.length > 0) {
@@ -311,6 +314,10 @@ export class IommufdVeventq extends IommufdObject {
       done += h.length;
       if (!ev.lost) this.numEvents--;
     }
+    // the first queued event does not fit: nothing delivered is an error, not an empty read
+    if (done === 0 && this.deliver.length > 0) {
+      fail(EINVAL, `read of ${len} bytes cannot hold the next vEVENT (header and payload)`);
+    }
     const out = new Uint8Array(done);
     let o = 0;
     for (const p of parts) {
@@ -321,13 +328,18 @@ export class IommufdVeventq extends IommufdObject {
   }
 }
 
+/** The most events a vEVENTQ may queue (iommufd's cap on veventq_depth, 1 << 19). */
+export const IOMMU_VEVENTQ_MAX_DEPTH = 1 << 19;
+
 /** IOMMU_VEVENTQ_ALLOC (iommufd_veventq_alloc): one queue per type per vIOMMU (EEXIST). */
 export function veventqAlloc(u: UcmdOf<"IOMMU_VEVENTQ_ALLOC">): number {
   if (u.cmd.flags !== 0 || u.cmd.__reserved !== 0 || u.cmd.type === 0) {
     fail(EOPNOTSUPP, "flags/__reserved must be 0 and type must not be IOMMU_VEVENTQ_TYPE_DEFAULT");
   }
   const depth = u.cmd.veventq_depth;
-  if (depth === 0) fail(EINVAL, "veventq_depth is 0");
+  if (depth === 0 || depth > IOMMU_VEVENTQ_MAX_DEPTH) {
+    fail(EINVAL, `veventq_depth ${depth} is 0 or above ${IOMMU_VEVENTQ_MAX_DEPTH}`);
+  }
   const viommu = u.ictx.objects.get(u.cmd.viommu_id, "VIOMMU", "vIOMMU");
   const type = u.cmd.type;
   if (viommu.veventqs.some((q) => q.eventType === type)) {

@@ -1,6 +1,6 @@
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuUserData } from "../iommu/driver.js";
-import { EFAULT, EINVAL, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
+import { EFAULT, EINVAL, ENOENT, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
 import type { IommufdCtx } from "./ctx.js";
 import { deviceDoAttach, deviceDoDetach, getDevice, type IommufdDevice } from "./device.js";
 import { getFault, type IommufdFault } from "./eventq.js";
@@ -327,6 +327,10 @@ export function hwptGetDirtyBitmap(u: UcmdOf<"IOMMU_HWPT_GET_DIRTY_BITMAP">): nu
   return 0;
 }
 
+const PAGE_SIZE = 4096;
+/** The most entries one IOMMU_HWPT_INVALIDATE may carry. */
+export const IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX = 1 << 19;
+
 /** IOMMU_HWPT_INVALIDATE: entry_num is written back with the entries handled, also on error. */
 export function hwptInvalidate(u: UcmdOf<"IOMMU_HWPT_INVALIDATE">): number {
   if (u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
@@ -336,8 +340,18 @@ export function hwptInvalidate(u: UcmdOf<"IOMMU_HWPT_INVALIDATE">): number {
   let handled = 0;
   let err: KernelError | undefined;
   try {
-    if (num > 0 && (ptr === 0n || len === 0)) fail(EINVAL, "entry_num > 0 needs data_uptr and entry_len");
+    // bounded so one call cannot pin the CPU; entry_len also bounds the zero-tail scan
+    if (
+      num > 0 &&
+      (ptr === 0n || len === 0 || len > PAGE_SIZE || num > IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX)
+    ) {
+      fail(EINVAL, "entry_num > 0 needs data_uptr and entry_len <= PAGE_SIZE, and entry_num <= 1 << 19");
+    }
     const obj = u.ictx.objects.get(u.cmd.hwpt_id);
+    // 6.12 looks the id up as a nested HWPT only (iommufd_get_hwpt_nested): anything else ENOENT
+    if (u.ictx.k.profile === "6.12" && obj.type !== "HWPT_NESTED") {
+      fail(ENOENT, `hwpt_id ${obj.id} is a ${obj.type}, not a nested HWPT`);
+    }
     if (obj.type === "HWPT_NESTED") {
       const h = obj;
       const drv = h.domain.driver;

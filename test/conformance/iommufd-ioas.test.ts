@@ -595,6 +595,15 @@ describe("fixture iommufd_ioas: alloc_hwpt_nested (15, mock_domain)", () => {
     // structure size sanity: an entry one byte longer (zero tail) or shorter than the kernel's
     // 8-byte struct iommu_hwpt_invalidate_selftest is EINVAL with nothing handled
     ok(f.p, f.p.writeMemory(data, new Uint8Array(16)));
+    // iommufd's own bounds: entry_len at most PAGE_SIZE, entry_num at most 1 << 19
+    for (const [entry_len, entry_num] of [
+      [4097, 1],
+      [8, (1 << 19) + 1],
+    ]) {
+      r = inv(Number(n0.out.out_hwpt_id), { data_type: 0xdeadbeef, entry_len, entry_num, data_uptr: data });
+      expectErrno(f.p, r.rc, EINVAL);
+      expect(r.out.entry_num).toBe(0n);
+    }
     for (const entry_len of [9, 1]) {
       r = inv(Number(n0.out.out_hwpt_id), {
         data_type: 0xdeadbeef,

@@ -277,6 +277,13 @@ describe("iommufd_viommu (54-60)", () => {
           const q = veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 2);
           ok(e.p, q.rc);
           fails(e, EEXIST, () => veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 2).rc);
+          // read counts that cannot hold a header are EINVAL even on an empty queue
+          for (const n of [0, 7]) {
+            fails(e, EINVAL, () => {
+              const r = e.p.read(q.fd, n);
+              return typeof r === "number" ? r : r.length;
+            });
+          }
           const vd = vdeviceAlloc(e, f.viommu, f.dev, 0x99n);
           ok(e.p, vd.rc);
           ok(e.p, replace(e, f.stdev, f.nested));
@@ -325,8 +332,14 @@ describe("iommufd_viommu (54-60)", () => {
         const { e } = f;
         fails(e, EOPNOTSUPP, () => veventqAlloc(e, f.viommu, 0, 2).rc);
         fails(e, EINVAL, () => veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 0).rc);
+        // the depth cap, 1 << 19 (the 7.2 selftest's VEVENTQ_MAX_DEPTH + 1)
+        fails(e, EINVAL, () => veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, (1 << 19) + 1).rc);
         fails(e, ENOENT, () => veventqAlloc(e, 0xffff, IOMMU_VEVENTQ_TYPE_SELFTEST, 2).rc);
         if (f.dev !== 0) {
+          const max = veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 1 << 19);
+          ok(e.p, max.rc);
+          ok(e.p, e.p.close(max.fd));
+          ok(e.p, destroy(e, max.id));
           // With no vEVENTQ of the selftest type the event has nowhere to go.
           ok(e.p, vdeviceAlloc(e, f.viommu, f.dev, 0x5n).rc);
           ok(e.p, replace(e, f.stdev, f.nested));
@@ -334,7 +347,8 @@ describe("iommufd_viommu (54-60)", () => {
           const q = veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 4);
           ok(e.p, q.rc);
           ok(e.p, triggerVevent(e, f.dev));
-          expect(e.p.read(q.fd, 11)).toEqual(new Uint8Array(0));
+          // a header fits but the payload does not: EINVAL, the event stays queued
+          expect(e.p.read(q.fd, 11)).toBe(-EINVAL);
           expect(readVevent(e, q.fd)).toMatchObject({ seq: 0, virtId: 5 });
           // The vEVENTQ holds the vIOMMU; the fd holds the vEVENTQ (closed: destroyable).
           fails(e, EBUSY, () => destroy(e, q.id));
