@@ -83,13 +83,12 @@ export function dmabufPinSource(buf: DmaBuf, firstPage: number): PinSource {
   return {
     kind: "dmabuf",
     pin: (index, n) => {
-      if (buf.revoked) return -ENODEV;
+      if (buf.revoked) fail(ENODEV, "the dma-buf was revoked");
       const b = new RunBuilder(1);
       for (let i = 0; i < n; i++) b.push(buf.pfns[firstPage + index + i], 1);
       return b.finish();
     },
     unpin: (_runs: PfnRuns) => {},
-    lastReason: () => "the dma-buf was revoked",
     describe: () => `dma-buf of ${buf.pfns.length} pages from page ${firstPage}`,
   };
 }

@@ -145,9 +145,8 @@ function allocFilePages(
     // memfd_pin_folios() refuses anything but shmem and hugetlbfs files.
     src = {
       kind: "file",
-      pin: () => -EINVAL,
+      pin: () => fail(EINVAL, `${file.kind} files are neither shmem nor hugetlbfs (memfd_pin_folios)`),
       unpin: () => {},
-      lastReason: () => `${file.kind} files are neither shmem nor hugetlbfs (memfd_pin_folios)`,
       describe: () => `${file.kind} file ${file.path}`,
     };
   }

@@ -6,6 +6,7 @@ import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { accountMmLockedVm } from "../mm/locked-vm.js";
 import type { MmStruct } from "../mm/mm-struct.js";
+import type { PfnRuns } from "../mm/pfn-runs.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
 import {
   EBUSY,
@@ -19,6 +20,7 @@ import {
   ENXIO,
   EPERM,
   fail,
+  rethrowWith,
 } from "../uapi/errno.js";
 import {
   VFIO_CHECK_EXTENSION,
@@ -378,9 +380,12 @@ export class SpaprTceContainer implements VfioIommuBackend {
     try {
       for (; i < pages; i++) {
         const ua = vaddr + (BigInt(i) << BigInt(t.pageShift));
-        const runs = mm.pinUserPages(ua, 1, write, "tce_iommu_use_page");
-        if (typeof runs === "number")
-          fail(EFAULT, `tce_iommu_use_page: pin_user_pages_fast failed: ${mm.lastReason}`);
+        let runs: PfnRuns;
+        try {
+          runs = mm.pinUserPages(ua, 1, write, "tce_iommu_use_page");
+        } catch (e) {
+          rethrowWith(e, "tce_iommu_use_page: pin_user_pages_fast failed: ", EFAULT);
+        }
         const pfn = runs.pfn[0];
         const v = mm.vmas.find(Number(ua));
         if ((v?.pageSize ?? 4096) < 2 ** t.pageShift) {

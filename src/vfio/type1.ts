@@ -17,6 +17,7 @@ import {
   ENOTTY,
   fail,
   KernelError,
+  rethrowWith,
 } from "../uapi/errno.js";
 import {
   VFIO_CHECK_EXTENSION,
@@ -352,8 +353,12 @@ export class VfioIommuType1 implements VfioIommuBackend {
     }
     const mm = task.mm as unknown as MmStruct;
     const npages = Number(size / PAGE);
-    const runs = mm.pinUserPages(vaddr, npages, (prot & IOMMU_WRITE) !== 0);
-    if (typeof runs === "number") fail(-runs, `VFIO_IOMMU_MAP_DMA: ${mm.lastReason}`);
+    let runs: PfnRuns;
+    try {
+      runs = mm.pinUserPages(vaddr, npages, (prot & IOMMU_WRITE) !== 0);
+    } catch (e) {
+      rethrowWith(e, "VFIO_IOMMU_MAP_DMA: ");
+    }
     if (accountMmLockedVm(mm, npages, true) !== 0) {
       mm.unpinUserPages(runs);
       fail(ENOMEM, `VFIO_IOMMU_MAP_DMA: locked memory (${npages} pages) over RLIMIT_MEMLOCK`);
