@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import "./bridge-cases.js";
 import "./iommufd-cases.js";
 import "./pt-cases.js";
 import "./syscall-cases.js";

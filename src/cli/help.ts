@@ -11,6 +11,8 @@ commands:
   inspect <scenario.yaml> run it, then show IOASes, HWPTs, page tables, pins, counters
   explain <scenario.yaml> run it, then explain each failed call in kernel terms
   record <scenario.yaml> [-o out.yaml]  run it and write it back as a fully explicit scenario
+  exec [machine options] -- PROGRAM [ARGS...]  run a real program against the model
+  serve --socket PATH [machine options]  a machine several real programs join
   help [command]         this text, or a command's
 
 options (every command):
@@ -77,4 +79,52 @@ hex and what they mean), bound devices; then pins and accounting
 Run the scenario, then list every failed call (m.debug.failures()) with the
 rule that produced its errno, in kernel terms, and whether the scenario
 expected it.`,
+  exec: `usage: iommufd-sim exec [--iommu amd|intel|mock|spapr|none] [--kernel latest|6.12]
+                        [--kconfig NAME=y|n]... [--param NAME=VALUE]... [--pci BDF=KIND]...
+                        [--seed N] [--noiommu-revision v4|v7|v9] [--trace FILE] [--report]
+                        -- PROGRAM [ARGS...]
+
+Run an unmodified program (C, Rust, anything on glibc) against a simulated
+machine: boot it (default: one memcpy device at 0000:00:04.0, an AMD IOMMU),
+set the module parameters, bind every PCI function to vfio-pci, and run
+PROGRAM with the bridge shim preloaded (LD_PRELOAD). PROGRAM inherits stdin,
+stdout, stderr and the environment; the exit status is PROGRAM's (128 + N
+when signal N killed it).
+
+The shim forwards what touches the model's files (/dev/iommu, /dev/vfio/**,
+/sys/bus/pci/**, /sys/kernel/iommu_groups/**, /sys/module/vfio*/parameters,
+/sys/kernel/mm/hugepages, fail-nth, /sys/kernel/debug fault injection) and
+passes everything else to the real kernel. ioctl arguments stay pointers
+into the program's own memory; pinned pages and device DMA use the
+program's real bytes.
+
+  --iommu K            amd (default), intel, mock (the selftest's), spapr, none
+  --kernel P           UAPI profile: latest (default) or 6.12
+  --kconfig NAME=y|n   a Kconfig symbol (e.g. IOMMUFD_TEST=y), repeatable
+  --param NAME=VALUE   a module parameter, set before any driver binds
+                       (e.g. vfio.enable_unsafe_noiommu_mode=1), repeatable
+  --pci BDF=KIND       a PCI function (kind: memcpy), repeatable
+  --seed N             the machine's seed (deterministic runs)
+  --noiommu-revision R the noiommu GET_PA revision: v4, v7, v9 (default)
+  --trace FILE         every call into the model, strace-style, with the
+                       reason behind each errno
+  --report             at exit, on stderr: DMA faults and sanitizer
+                       findings, what was left pinned or open, taint, dmesg
+
+The shim is built with the machine's C compiler (cc, or $CC) on first use and
+cached in ~/.cache/iommufd-sim (or $XDG_CACHE_HOME, $IOMMUFD_SIM_CACHE).
+Example: iommufd-sim exec --iommu none --param vfio.enable_unsafe_noiommu_mode=1 -- ./my-dpdk-app
+More: docs/exec.md`,
+  serve: `usage: iommufd-sim serve --socket PATH [machine options as for exec] [--trace FILE] [--report]
+
+Boot one machine and serve it on a Unix socket until SIGINT or SIGTERM, so
+several programs share it (a VMM and a helper). The socket's directory must
+be private (mode 0700); the socket is made 0600. The first line on stdout is
+the environment a program needs:
+  IOMMUFD_SIM_SOCKET=PATH LD_PRELOAD=/path/to/shim.so
+Then run each program with it, e.g.
+  IOMMUFD_SIM_SOCKET=/run/me/sim.sock LD_PRELOAD=... ./vmm
+Each program (and each child it forks) is a process of the machine; objects
+of one are not reachable from another except through the fds it inherited.
+More: docs/exec.md`,
 };

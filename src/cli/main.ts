@@ -1,10 +1,12 @@
 import { readFileSync } from "node:fs";
 import { parseScenario, type Scenario, ScenarioError } from "../scenario/index.js";
 import { cmdDemo } from "./cmd-demo.js";
+import { cmdExec } from "./cmd-exec.js";
 import { cmdExplain } from "./cmd-explain.js";
 import { cmdInspect } from "./cmd-inspect.js";
 import { cmdRecord } from "./cmd-record.js";
 import { cmdRun } from "./cmd-run.js";
+import { cmdServe } from "./cmd-serve.js";
 import { cmdTrace } from "./cmd-trace.js";
 import { HELP } from "./help.js";
 import { type CliIo, Out, type Verbosity } from "./out.js";
@@ -117,6 +119,11 @@ export function parseArgs(argv: string[]): CliOptions | string {
  * never calls process.exit, so tests run it in-process with their own io.
  */
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  // exec and serve take machine options and a program's own arguments: their own parser
+  if (argv[0] === "exec" && !argv.slice(1, 2).some((a) => a === "--help" || a === "-h"))
+    return cmdExec(argv.slice(1), io);
+  if (argv[0] === "serve" && !argv.slice(1, 2).some((a) => a === "--help" || a === "-h"))
+    return cmdServe(argv.slice(1), io);
   const parsed = parseArgs(argv);
   if (typeof parsed === "string") {
     io.stderr(`iommufd-sim: ${parsed}\n${HELP.main.split("\n")[2]}\n`);

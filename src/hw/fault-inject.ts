@@ -25,6 +25,14 @@ export class FaultInject {
     this.nth = 0;
   }
 
+  /**
+   * What /proc/<pid>/task/<tid>/fail-nth reads: the hits left before the
+   * failure, 0 once it fired or when disarmed.
+   */
+  remaining(): number {
+    return this.nth === 0 || this.fired !== undefined ? 0 : this.nth - this.count;
+  }
+
   get armed(): boolean {
     return this.nth > 0;
   }

@@ -60,7 +60,20 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error("iommufd-sim needs a little-endian host");
 }
 
+/**
+ * A frame whose bytes live outside the model: a page of a real process
+ * behind the exec bridge (src/mm/foreign-mm.ts). Every DMA and access
+ * read/write of the frame goes to it, so the process sees device writes at
+ * once and the device reads what the process stored.
+ */
+export interface ExternalFrame {
+  read(off: number, len: number): Uint8Array;
+  write(off: number, bytes: Uint8Array): void;
+}
+
 export class PhysMem {
+  /** Frames backed outside the model, by pfn (none unless the bridge pins real memory). */
+  readonly external = new Map<number, ExternalFrame>();
   /** Frames of RAM; pfns at and past this are not memory. */
   readonly nrFrames: number;
   private readonly chunks32: (Uint32Array | undefined)[][] = [];
@@ -147,8 +160,9 @@ export class PhysMem {
       const pfn = Math.floor(cur / PAGE_SIZE);
       const off = cur - pfn * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - off, len - done);
-      const f = this.peekU8(pfn);
-      out.set(f.subarray(off, off + n), done);
+      const x = this.external.size === 0 ? undefined : this.external.get(pfn);
+      if (x !== undefined) out.set(x.read(off, n), done);
+      else out.set(this.peekU8(pfn).subarray(off, off + n), done);
       done += n;
     }
     return out;
@@ -164,7 +178,9 @@ export class PhysMem {
       const off = cur - pfn * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - off, len - done);
       const src = bytes.subarray(done, done + n);
-      if (this.isResident(pfn) || !isZero(src)) this.frameU8(pfn).set(src, off);
+      const x = this.external.size === 0 ? undefined : this.external.get(pfn);
+      if (x !== undefined) x.write(off, src);
+      else if (this.isResident(pfn) || !isZero(src)) this.frameU8(pfn).set(src, off);
       done += n;
     }
   }

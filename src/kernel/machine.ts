@@ -8,6 +8,7 @@ import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
 import { type IommufdGlobals, registerIommufd } from "../iommufd/index.js";
 import { HSTATE_ATTRS, writeHstateAttr } from "../mm/hugetlb-pool.js";
+import type { ForeignMemory } from "../mm/index.js";
 import type { MmStruct } from "../mm/mm-struct.js";
 import { EINVAL, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
 import { VfioCore } from "../vfio/vfio-main.js";
@@ -19,6 +20,7 @@ import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from ".
 import { checkMachineInvariants } from "./machine-invariants.js";
 import { MmGlue } from "./mm-glue.js";
 import { isParamName, PARAM_DEFAULTS, type ParamName, type ParamValue, parseParam } from "./params.js";
+import { addPciSysfs } from "./pci-sysfs.js";
 import { KernelLog } from "./printk.js";
 import { Process } from "./process.js";
 import type { KernelServices } from "./services.js";
@@ -65,6 +67,11 @@ export interface SpawnOptions {
   caps?: string[];
   /** RLIMIT_MEMLOCK in bytes; default 8 MiB as on current distributions. */
   rlimitMemlock?: bigint;
+  /**
+   * The memory of a real process (the exec bridge): the new process's
+   * address space is that process's, not simulated memory (ForeignMm).
+   */
+  foreignMemory?: ForeignMemory;
 }
 
 const GIB = 1n << 30n;
@@ -148,6 +155,7 @@ export class Machine implements KernelServices {
     this.iommufd = registerIommufd(this.ctx, this.iommu);
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
     for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;
+    addPciSysfs(this.vfs, this.pci);
     this.pci.sanitizer.oracle = this.mmGlue.pages;
     const sanitizer = this.pci.sanitizer;
     this.mmGlue.pages.onUnpin = (pfn, n) => sanitizer.noteUnpin(pfn, n);
@@ -216,7 +224,9 @@ export class Machine implements KernelServices {
       rlimitMemlock: opts.rlimitMemlock ?? 8n << 20n,
     };
     if (cred.rlimitMemlock < 0n || cred.rlimitMemlock > RLIM_INFINITY) throw new Error("bad rlimitMemlock");
-    const p = new Process(this, this.nextPid++, cred);
+    const mm =
+      opts.foreignMemory === undefined ? undefined : this.mmGlue.newForeignMm(cred, opts.foreignMemory);
+    const p = new Process(this, this.nextPid++, cred, mm);
     this.processes.set(p.pid, p);
     this.tracer.op({
       pid: p.pid,

@@ -1,4 +1,12 @@
-import { isIoMem, MemFile, MmStruct, PageTracker, UserTable } from "../mm/index.js";
+import {
+  type ForeignMemory,
+  ForeignMm,
+  isIoMem,
+  MemFile,
+  MmStruct,
+  PageTracker,
+  UserTable,
+} from "../mm/index.js";
 import { EINVAL, ENODEV, fail } from "../uapi/errno.js";
 import type { Cred } from "./cred.js";
 import { type FileOps, KFile } from "./file.js";
@@ -36,6 +44,21 @@ export class MmGlue {
       cred,
       seed: this.ctx.seed * 7919 + this.pidSeed++,
     });
+  }
+
+  /** The address space of a real process behind the exec bridge (its bytes stay in the process). */
+  newForeignMm(cred: Cred, mem: ForeignMemory): ForeignMm {
+    return new ForeignMm(
+      {
+        phys: this.ctx.phys,
+        frames: this.ctx.frames,
+        faults: this.ctx.faults,
+        pages: this.pages,
+        user: this.users.get(cred.uid),
+        cred,
+      },
+      mem,
+    );
   }
 
   /** dup_mm for fork: the child's copy of the parent's address space, charged to `cred`'s user. */

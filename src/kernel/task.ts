@@ -14,6 +14,12 @@ export class Task {
   /** Open files by fd number. */
   readonly fds: (KFile | undefined)[] = [];
   exited = false;
+  /**
+   * Where the next file goes when the fd number is not the model's to
+   * choose (a real process behind the bridge reserved it): the number, or
+   * -1 for EMFILE. Unset: the lowest free fd, as the kernel does.
+   */
+  fdAlloc: (() => number) | undefined;
 
   constructor(
     readonly pid: number,
@@ -55,8 +61,9 @@ export class Task {
   /** Install a file at the lowest free fd (the file's reference moves to the table). */
   fdInstall(file: KFile): number {
     let fd = 0;
-    while (fd < this.fds.length && this.fds[fd] !== undefined) fd++;
-    if (fd >= NR_OPEN_DEFAULT) {
+    if (this.fdAlloc !== undefined) fd = this.fdAlloc();
+    else while (fd < this.fds.length && this.fds[fd] !== undefined) fd++;
+    if (fd < 0 || fd >= NR_OPEN_DEFAULT) {
       file.put();
       fail(EMFILE, `pid ${this.pid} has ${NR_OPEN_DEFAULT} open files`);
     }
@@ -65,6 +72,7 @@ export class Task {
       file.put();
       fail(ENOMEM, "cannot grow the fd table (injected)");
     }
+    this.fds[fd]?.put(); // a reserved number the model still held: the real fd was replaced
     this.fds[fd] = file;
     return fd;
   }

@@ -16,6 +16,7 @@
  *   (`accountLockedVm` / `unaccountLockedVm`), `UserStruct` per uid.
  * - Pinned pages come back as `PfnRuns`: runs of physically contiguous pfns.
  */
+export * from "./foreign-mm.js";
 export * from "./io-mem.js";
 export * from "./locked-vm.js";
 export { hugeShiftFromLog, MemFile } from "./memfd.js";

@@ -343,6 +343,8 @@ export class VfioCore {
       type: "attr",
       read: () => (hasCdev ? `MAJOR=511\nMINOR=${index}\nDEVNAME=vfio/devices/${dev.cdevName}\n` : ""),
     });
+    // the cdev's dev_t as "MAJOR:MINOR" (what fstat of /dev/vfio/devices/<name> gives in st_rdev)
+    if (hasCdev) vfs.add(`${sys}/dev`, { type: "attr", read: () => `511:${index}\n` });
     vfs.add(`/sys/class/vfio-dev/${dev.cdevName}`, {
       type: "link",
       target: `../../devices/pci${fn.bdf.slice(0, 7)}/${fn.bdf}/vfio-dev/${dev.cdevName}`,
@@ -375,6 +377,7 @@ export class VfioCore {
     d.registered = false;
     vfs.remove(`/dev/vfio/devices/${d.cdevName}`);
     vfs.remove(`/sys/bus/pci/devices/${d.bdf}/vfio-dev/${d.cdevName}/uevent`);
+    vfs.remove(`/sys/bus/pci/devices/${d.bdf}/vfio-dev/${d.cdevName}/dev`);
     vfs.remove(`/sys/class/vfio-dev/${d.cdevName}`);
     vfs.remove(`/sys/bus/pci/devices/${d.bdf}/driver`);
     const g = d.group;

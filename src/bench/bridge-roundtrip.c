@@ -1,0 +1,73 @@
+/*
+ * The bridge benchmark's client: a failing ioctl forwarded by the shim to
+ * the model (IOMMU_IOAS_ALLOC with a short size: EINVAL) against a failing
+ * ioctl of the real kernel (ENOTTY on /dev/null, made with syscall(2) so the
+ * shim does not see it), and the floor any bridge pays on this machine: a
+ * 16-byte request and reply between two C processes over a Unix socket.
+ * Prints one JSON line of ns per call.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : 20000;
+	int iommufd = open("/dev/iommu", O_RDWR);
+	int null = open("/dev/null", O_RDWR);
+	if (iommufd < 0 || null < 0)
+		return 2;
+	struct { uint32_t size, flags, out_ioas_id; } bad = {8, 0, 0};
+	unsigned long req = _IO(';', 0x81);
+	for (long i = 0; i < n / 10 + 100; i++)
+		ioctl(iommufd, req, &bad);
+	double t0 = now_ns();
+	for (long i = 0; i < n; i++)
+		if (ioctl(iommufd, req, &bad) != -1)
+			return 3;
+	double bridge = (now_ns() - t0) / (double)n;
+	long hn = n * 10;
+	t0 = now_ns();
+	for (long i = 0; i < hn; i++)
+		syscall(SYS_ioctl, null, req, &bad);
+	double host = (now_ns() - t0) / (double)hn;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return 4;
+	char msg[16] = {0};
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (long i = 0; i < n + 100; i++) {
+			if (read(sv[1], msg, sizeof(msg)) != sizeof(msg) || write(sv[1], msg, sizeof(msg)) != sizeof(msg))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	for (long i = 0; i < 100; i++)
+		if (write(sv[0], msg, sizeof(msg)) != sizeof(msg) || read(sv[0], msg, sizeof(msg)) != sizeof(msg))
+			return 5;
+	t0 = now_ns();
+	for (long i = 0; i < n; i++)
+		if (write(sv[0], msg, sizeof(msg)) != sizeof(msg) || read(sv[0], msg, sizeof(msg)) != sizeof(msg))
+			return 5;
+	double pingpong = (now_ns() - t0) / (double)n;
+	waitpid(pid, NULL, 0);
+	printf("{\"bridge_ioctl_roundtrip_ns\":%.1f,\"host_ioctl_fail_ns\":%.1f,\"unix_pingpong_ns\":%.1f}\n", bridge, host,
+	       pingpong);
+	return 0;
+}

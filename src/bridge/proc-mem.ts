@@ -1,0 +1,111 @@
+import { closeSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
+import type { ForeignMemory, ForeignVma } from "../mm/index.js";
+import { EFAULT } from "../uapi/errno.js";
+
+/**
+ * A real process's memory through /proc/PID/mem (reads and writes at
+ * virtual addresses; the kernel answers EIO for an unmapped byte, which
+ * becomes EFAULT) and its mappings through /proc/PID/maps. The server may
+ * open it: the program is its child under exec, and under serve the shim
+ * names the server its ptracer (PR_SET_PTRACER) for Yama.
+ */
+export class ProcMemory implements ForeignMemory {
+  private fd: number;
+
+  constructor(readonly pid: number) {
+    this.fd = openSync(`/proc/${pid}/mem`, "r+");
+  }
+
+  read(va: number, len: number): Uint8Array | number {
+    if (this.fd < 0) return -EFAULT;
+    const out = Buffer.allocUnsafe(len);
+    let done = 0;
+    try {
+      while (done < len) {
+        const n = readSync(this.fd, out, done, len - done, va + done);
+        if (n <= 0) return -EFAULT;
+        done += n;
+      }
+    } catch {
+      return -EFAULT;
+    }
+    return new Uint8Array(out.buffer, out.byteOffset, len);
+  }
+
+  write(va: number, bytes: Uint8Array): number {
+    if (this.fd < 0) return -EFAULT;
+    let done = 0;
+    try {
+      while (done < bytes.length) {
+        const n = writeSync(this.fd, bytes, done, bytes.length - done, va + done);
+        if (n <= 0) return -EFAULT;
+        done += n;
+      }
+    } catch {
+      return -EFAULT;
+    }
+    return 0;
+  }
+
+  vma(va: number): ForeignVma | undefined {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${this.pid}/maps`, "latin1");
+    } catch {
+      return undefined;
+    }
+    for (const line of text.split("\n")) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (m === null) continue;
+      const start = Number.parseInt(m[1], 16);
+      const end = Number.parseInt(m[2], 16);
+      if (va < start || va >= end) continue;
+      const perms = m[3];
+      const name = m[4];
+      return {
+        start,
+        end,
+        read: perms[0] === "r",
+        write: perms[1] === "w",
+        io: name.startsWith("/dev/") && !name.startsWith("/dev/shm/") && !name.startsWith("/dev/zero"),
+      };
+    }
+    return undefined;
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** What the bridge needs of a real process's credentials: /proc/PID/status and limits. */
+export function procCred(pid: number): { uid: number; capEff: bigint; rlimitMemlock: bigint } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "latin1");
+    const uid = Number(/^Uid:\s+\d+\s+(\d+)/m.exec(status)?.[1] ?? "1000");
+    const capEff = BigInt(`0x${/^CapEff:\s+([0-9a-f]+)/m.exec(status)?.[1] ?? "0"}`);
+    const limits = readFileSync(`/proc/${pid}/limits`, "latin1");
+    const ml = /^Max locked memory\s+(\S+)/m.exec(limits)?.[1] ?? "8388608";
+    const rlimitMemlock = ml === "unlimited" ? (1n << 64n) - 1n : BigInt(ml);
+    return { uid, capEff, rlimitMemlock };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Capability numbers the model checks (linux/capability.h). */
+const CAP_BITS: Record<string, number> = {
+  CAP_DAC_OVERRIDE: 1,
+  CAP_IPC_LOCK: 14,
+  CAP_SYS_RAWIO: 17,
+  CAP_SYS_ADMIN: 21,
+  CAP_SYS_RESOURCE: 24,
+};
+
+/** The capability names set in a CapEff mask. */
+export function capNames(capEff: bigint): string[] {
+  return Object.entries(CAP_BITS)
+    .filter(([, bit]) => (capEff >> BigInt(bit)) & 1n)
+    .map(([name]) => name);
+}

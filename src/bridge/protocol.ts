@@ -1,0 +1,100 @@
+/**
+ * The bridge's wire protocol (mirrors src/bridge/shim/bridge-proto.h; a
+ * test compares the two). Little-endian fixed headers; a request is
+ * REQ_SIZE bytes then a payload (a path), a reply REP_SIZE bytes then a
+ * payload.
+ */
+export const OP = {
+  HELLO: 1,
+  OPEN: 2,
+  CLOSE: 3,
+  IOCTL: 4,
+  READ: 5,
+  WRITE: 6,
+  PREAD: 7,
+  PWRITE: 8,
+  STAT: 9,
+  FSTAT: 10,
+  READLINK: 11,
+  READDIR: 12,
+  REALPATH: 13,
+  DUP: 14,
+  FORK: 15,
+  FORK_DONE: 16,
+  EXIT: 17,
+  DETACH: 18,
+  LSEEK: 19,
+  MMAP: 20,
+  PING: 21,
+} as const;
+
+export const STAT_NOFOLLOW = 1;
+export const REP_SPARE_USED = 1;
+export const REP_HAS_PINS = 2;
+/** ret of a path call the model does not answer: the shim does the real call. */
+export const PASSTHROUGH = -100000;
+
+/** struct br_req: u32 len, u16 op, u16 flags, i32 fd, i32 fd2, u64 a, u64 b, u64 c. */
+export const REQ_SIZE = 40;
+/** struct br_rep: u32 len, u32 flags, i64 ret. */
+export const REP_SIZE = 16;
+/** struct br_stat: u32 mode, u32 nlink, u64 rdev, u64 size, u64 ino, u64 dev. */
+export const STAT_SIZE = 40;
+export const MAX_PAYLOAD = 1 << 20;
+
+export interface Request {
+  op: number;
+  flags: number;
+  fd: number;
+  fd2: number;
+  a: bigint;
+  b: bigint;
+  c: bigint;
+  payload: Uint8Array;
+}
+
+/** Decode the request at the start of buf: the request and its length, or null when incomplete, or a string when malformed. */
+export function decodeRequest(buf: Buffer): { req: Request; size: number } | null | string {
+  if (buf.length < 4) return null;
+  const len = buf.readUInt32LE(0);
+  if (len < REQ_SIZE || len > REQ_SIZE + MAX_PAYLOAD) return `bad request length ${len}`;
+  if (buf.length < len) return null;
+  return {
+    size: len,
+    req: {
+      op: buf.readUInt16LE(4),
+      flags: buf.readUInt16LE(6),
+      fd: buf.readInt32LE(8),
+      fd2: buf.readInt32LE(12),
+      a: buf.readBigUInt64LE(16),
+      b: buf.readBigUInt64LE(24),
+      c: buf.readBigUInt64LE(32),
+      payload: buf.subarray(REQ_SIZE, len),
+    },
+  };
+}
+
+export function encodeReply(ret: number | bigint, flags: number, payload?: Uint8Array): Buffer {
+  const n = payload?.length ?? 0;
+  const out = Buffer.allocUnsafe(REP_SIZE + n);
+  out.writeUInt32LE(REP_SIZE + n, 0);
+  out.writeUInt32LE(flags, 4);
+  out.writeBigInt64LE(BigInt(ret), 8);
+  if (n > 0) out.set(payload!, REP_SIZE);
+  return out;
+}
+
+export function encodeRequest(r: Partial<Request> & { op: number }): Buffer {
+  const payload = r.payload ?? new Uint8Array(0);
+  const out = Buffer.alloc(REQ_SIZE + payload.length);
+  out.writeUInt32LE(out.length, 0);
+  out.writeUInt16LE(r.op, 4);
+  out.writeUInt16LE(r.flags ?? 0, 6);
+  out.writeInt32LE(r.fd ?? 0, 8);
+  out.writeInt32LE(r.fd2 ?? 0, 12);
+  out.writeBigUInt64LE(r.a ?? 0n, 16);
+  out.writeBigUInt64LE(r.b ?? 0n, 24);
+  out.writeBigUInt64LE(r.c ?? 0n, 32);
+  out.set(payload, REQ_SIZE);
+  return out;
+}

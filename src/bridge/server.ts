@@ -1,0 +1,521 @@
+import { randomInt } from "node:crypto";
+import { existsSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { type FileOps, KFile } from "../kernel/file.js";
+import type { Machine } from "../kernel/machine.js";
+import type { Process } from "../kernel/process.js";
+import { ForeignMm } from "../mm/index.js";
+import { EBADF, EFAULT, EINVAL, ENODEV, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
+import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
+import { capNames, ProcMemory, procCred } from "./proc-mem.js";
+import {
+  decodeRequest,
+  encodeReply,
+  OP,
+  PASSTHROUGH,
+  REP_HAS_PINS,
+  REP_SPARE_USED,
+  type Request,
+  STAT_NOFOLLOW,
+  STAT_SIZE,
+} from "./protocol.js";
+
+const O_NOFOLLOW = 0o400000;
+const O_CLOEXEC = 0o2000000;
+const EMFILE = 24;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** What the server says about itself besides the model's trace (bridge-level failures, process lifetimes). */
+export type BridgeLog = (line: string) => void;
+
+interface Pending {
+  proc: Process;
+  /** The real child's pid once the parent reported it. */
+  pid?: number;
+}
+
+/** Files the bridge reads at a position of its own (sysfs text, fail-nth): read(2) advances it. */
+const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir"]);
+
+/**
+ * One connection: one real process (a thread group). Its model Process,
+ * its memory, the fd number the next model file must take.
+ */
+class Client {
+  proc: Process | null = null;
+  mem: ProcMemory | null = null;
+  pid = 0;
+  buf: Buffer = Buffer.alloc(0);
+  /** The real fd reserved for the next file the model installs (-1: none). */
+  nextFd = -1;
+  consumed = false;
+  readonly pos = new WeakMap<KFile, number>();
+  constructor(readonly sock: Socket) {}
+
+  takeFd(): number {
+    const fd = this.nextFd;
+    this.nextFd = -1;
+    if (fd >= 0) this.consumed = true;
+    return fd;
+  }
+}
+
+/**
+ * The bridge server: one Machine, any number of real processes connected
+ * over a Unix socket (the shim in each). Requests are handled one at a time
+ * on the event loop, synchronously, so the model sees one syscall at a time
+ * as before. A malformed request closes that connection; an exception
+ * inside a handler becomes EIO for that call and is counted as a model bug;
+ * a connection that goes away (the process died) exits its process.
+ */
+export class BridgeServer {
+  readonly ns: BridgeNamespace;
+  private server: Server | null = null;
+  private readonly clients = new Set<Client>();
+  private readonly forks = new Map<number, Pending>();
+  /** Handlers that threw (model or bridge bugs); --report prints them. */
+  readonly internalErrors: string[] = [];
+  /** Connections dropped for a malformed request. */
+  malformed = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly anonInodes = new WeakMap<KFile, number>();
+  private nextAnonIno = 0x10000;
+  /** Called after each request (the trace writer drains the model's trace). */
+  afterRequest: (() => void) | null = null;
+
+  constructor(
+    readonly m: Machine,
+    private readonly log: BridgeLog = () => {},
+  ) {
+    this.ns = new BridgeNamespace(m);
+  }
+
+  listen(path: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const s = createServer((sock) => this.accept(sock));
+      s.once("error", reject);
+      s.listen(path, () => {
+        this.server = s;
+        resolve();
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    for (const c of this.clients) c.sock.destroy();
+    return new Promise((resolve) => {
+      if (this.server === null) resolve();
+      else this.server.close(() => resolve());
+    });
+  }
+
+  /** Connections still open. */
+  get connections(): number {
+    return this.clients.size;
+  }
+
+  /** Resolves when no connection is open. */
+  idle(): Promise<void> {
+    if (this.clients.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Exit every model process still alive (forks that never joined included). */
+  shutdown(): void {
+    for (const c of this.clients) this.drop(c);
+    for (const [t, p] of this.forks) {
+      p.proc.exit();
+      this.forks.delete(t);
+    }
+  }
+
+  private accept(sock: Socket): void {
+    const c = new Client(sock);
+    this.clients.add(c);
+    sock.setNoDelay?.(true);
+    sock.on("data", (d: Buffer) => this.onData(c, d));
+    sock.on("error", () => {});
+    sock.on("close", () => {
+      this.drop(c);
+      this.clients.delete(c);
+      this.reapForks();
+      if (this.clients.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    });
+  }
+
+  private onData(c: Client, d: Buffer): void {
+    c.buf = c.buf.length === 0 ? d : Buffer.concat([c.buf, d]);
+    for (;;) {
+      const r = decodeRequest(c.buf);
+      if (r === null) return;
+      if (typeof r === "string") {
+        this.malformed++;
+        this.log(`bridge: pid ${c.pid}: ${r}; connection closed`);
+        c.buf = Buffer.alloc(0);
+        c.sock.destroy();
+        return;
+      }
+      c.buf = c.buf.subarray(r.size);
+      const rep = this.handle(c, r.req);
+      if (!c.sock.destroyed) c.sock.write(rep);
+      this.afterRequest?.();
+    }
+  }
+
+  /** One request: always a reply, never an exception. */
+  handle(c: Client, q: Request): Buffer {
+    c.consumed = false;
+    c.nextFd = -1;
+    let ret: number | bigint;
+    let payload: Uint8Array | undefined;
+    try {
+      const r = this.dispatch(c, q);
+      if (typeof r === "object") {
+        ret = r.ret;
+        payload = r.payload;
+      } else ret = r;
+    } catch (e) {
+      const msg = e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e);
+      this.internalErrors.push(`op ${q.op}: ${msg}`);
+      this.log(`bridge: pid ${c.pid}: internal error in op ${q.op}: ${msg.split("\n")[0]}`);
+      ret = -5;
+    }
+    c.nextFd = -1;
+    let flags = c.consumed ? REP_SPARE_USED : 0;
+    const mm = c.proc?.task.mm;
+    if (mm instanceof ForeignMm && mm.hasAttached()) flags |= REP_HAS_PINS;
+    return encodeReply(ret, flags, payload);
+  }
+
+  private dispatch(c: Client, q: Request): number | bigint | { ret: number | bigint; payload: Uint8Array } {
+    if (q.op === OP.HELLO) return this.hello(c, q);
+    if (q.op === OP.PING) return 0;
+    const p = c.proc;
+    if (p === null) return -EPERM; // no HELLO yet, or after EXIT
+    const path = () => dec.decode(q.payload);
+    switch (q.op) {
+      case OP.OPEN:
+        return this.open(c, p, path(), Number(q.a), q.fd);
+      case OP.CLOSE:
+        return p.close(q.fd);
+      case OP.IOCTL:
+        c.nextFd = q.fd2;
+        return p.ioctl(q.fd, Number(q.a & 0xffffffffn), q.b);
+      case OP.READ:
+      case OP.PREAD:
+        return this.read(c, p, q);
+      case OP.WRITE:
+      case OP.PWRITE:
+        return this.write(c, p, q);
+      case OP.LSEEK:
+        return this.lseek(c, p, q.fd, BigInt.asIntN(64, q.a), Number(q.b));
+      case OP.STAT: {
+        const s = this.ns.passthrough(path())
+          ? PASSTHROUGH
+          : this.ns.stat(path(), (Number(q.a) & STAT_NOFOLLOW) === 0);
+        return typeof s === "number"
+          ? this.pathFail(p, "stat", path(), s)
+          : { ret: 0, payload: encodeStat(s) };
+      }
+      case OP.FSTAT:
+        return this.fstat(p, q.fd);
+      case OP.READLINK: {
+        const t = this.ns.passthrough(path()) ? PASSTHROUGH : this.ns.readlink(path());
+        return typeof t === "number"
+          ? this.pathFail(p, "readlink", path(), t)
+          : { ret: 0, payload: enc.encode(t) };
+      }
+      case OP.REALPATH: {
+        const t = this.ns.passthrough(path()) ? PASSTHROUGH : this.ns.realpath(path());
+        return typeof t === "number"
+          ? this.pathFail(p, "realpath", path(), t)
+          : { ret: 0, payload: enc.encode(t) };
+      }
+      case OP.READDIR: {
+        const l = this.ns.passthrough(path()) ? PASSTHROUGH : this.ns.readdir(path());
+        return typeof l === "number"
+          ? this.pathFail(p, "opendir", path(), l)
+          : { ret: l.length, payload: encodeDir(l) };
+      }
+      case OP.DUP:
+        if (p.task.fds[q.fd] === undefined) return -EBADF;
+        c.nextFd = q.fd2;
+        return p.dup(q.fd);
+      case OP.FORK:
+        return this.fork(p);
+      case OP.FORK_DONE:
+        return this.forkDone(Number(q.a), Number(BigInt.asIntN(64, q.b)));
+      case OP.EXIT:
+        this.log(`bridge: pid ${c.pid} exited (status ${Number(q.a)})`);
+        this.drop(c);
+        return 0;
+      case OP.DETACH:
+        if (p.task.mm instanceof ForeignMm) p.task.mm.detach(q.a, q.b);
+        return 0;
+      case OP.MMAP:
+        this.log(
+          `bridge: pid ${c.pid}: mmap of model fd ${q.fd} refused with ENODEV: mapping a device region through the bridge is not modelled yet (BAR mmap trapping is issue 14)`,
+        );
+        return -ENODEV;
+      default:
+        this.log(`bridge: pid ${c.pid}: unknown request ${q.op}`);
+        return -ENOSYS;
+    }
+  }
+
+  private hello(c: Client, q: Request): number {
+    if (c.proc !== null) return -EINVAL;
+    const pid = Number(q.a);
+    const token = Number(q.b);
+    if (!Number.isSafeInteger(pid) || pid <= 0) return -EINVAL;
+    let mem: ProcMemory;
+    try {
+      mem = new ProcMemory(pid);
+    } catch (e) {
+      this.log(`bridge: pid ${pid}: cannot open /proc/${pid}/mem (${(e as Error).message}); refused`);
+      return -EPERM;
+    }
+    let proc: Process;
+    if (token !== 0) {
+      const f = this.forks.get(token);
+      if (f === undefined || (f.pid !== undefined && f.pid !== pid)) {
+        mem.close();
+        this.log(`bridge: pid ${pid}: joined with an unknown fork token; refused`);
+        return -EPERM;
+      }
+      this.forks.delete(token);
+      proc = f.proc;
+      if (proc.task.mm instanceof ForeignMm) proc.task.mm.attach(mem);
+    } else {
+      const cred = procCred(pid);
+      if (cred === undefined) {
+        mem.close();
+        return -EPERM;
+      }
+      proc = this.m.spawn({
+        uid: cred.uid,
+        caps: capNames(cred.capEff),
+        rlimitMemlock: cred.rlimitMemlock,
+        foreignMemory: mem,
+      });
+    }
+    proc.task.fdAlloc = () => c.takeFd();
+    c.proc = proc;
+    c.mem = mem;
+    c.pid = pid;
+    this.log(`bridge: pid ${pid} joined as model pid ${proc.pid}${token !== 0 ? " (forked)" : ""}`);
+    return process.pid;
+  }
+
+  private open(c: Client, p: Process, path: string, flags: number, fd: number): number {
+    if (this.ns.passthrough(path)) return PASSTHROUGH;
+    const r = this.ns.resolve(path, (flags & O_NOFOLLOW) === 0);
+    if (typeof r === "number") return this.pathFail(p, "open", path, r);
+    if (r.synthetic !== undefined) {
+      if (r.kind === "dir") return install(c, p, new KFile({ kind: "dir" }, undefined, r.path, flags), fd);
+      const ops = r.synthetic === "fail-nth" ? this.failNthOps() : this.debugfsOps(r.path);
+      return install(c, p, new KFile(ops, undefined, r.path, flags), fd);
+    }
+    c.nextFd = fd;
+    return p.open(r.model, flags & ~O_CLOEXEC);
+  }
+
+  /** A path call the bridge answers itself failed: the trace gets the reason. */
+  private pathFail(p: Process, call: string, path: string, errno: number): number {
+    if (errno === PASSTHROUGH) return errno;
+    const why = errno === -2 ? "no such file in the model's namespace" : `path resolution failed`;
+    this.log(`[pid ${p.pid}] ${call}(${JSON.stringify(path)}) = -1 (${why}, errno ${-errno})`);
+    return errno;
+  }
+
+  private read(c: Client, p: Process, q: Request): number {
+    const len = Number(q.a);
+    const f = p.task.fds[q.fd];
+    if (f === undefined) return -EBADF;
+    let r: Uint8Array | number;
+    if (q.op === OP.READ && POSITIONED.has(f.kind)) {
+      if (f.kind === "dir") return -21; // EISDIR
+      const pos = c.pos.get(f) ?? 0;
+      r = p.pread(q.fd, len, BigInt(pos));
+      if (typeof r !== "number") c.pos.set(f, pos + r.length);
+    } else if (q.op === OP.READ) r = p.read(q.fd, len);
+    else r = p.pread(q.fd, len, BigInt.asIntN(64, q.b));
+    if (typeof r === "number") return r;
+    if (r.length > 0 && c.mem!.write(Number(q.c), r) !== 0) {
+      this.log(
+        `[pid ${p.pid}] read(${q.fd}) = -1 EFAULT (the buffer at 0x${q.c.toString(16)} is not writable)`,
+      );
+      return -EFAULT;
+    }
+    return r.length;
+  }
+
+  private write(c: Client, p: Process, q: Request): number {
+    const len = Number(q.a);
+    const bytes = len === 0 ? new Uint8Array(0) : c.mem!.read(Number(q.c), len);
+    if (typeof bytes === "number") {
+      this.log(
+        `[pid ${p.pid}] write(${q.fd}) = -1 EFAULT (the buffer at 0x${q.c.toString(16)} is not readable)`,
+      );
+      return -EFAULT;
+    }
+    const f = p.task.fds[q.fd];
+    // sysfs-like files the bridge serves take write(2) as a write at their position
+    if (q.op === OP.WRITE && f !== undefined && f.ops.write === undefined && POSITIONED.has(f.kind)) {
+      return p.pwrite(q.fd, bytes, BigInt(c.pos.get(f) ?? 0));
+    }
+    if (q.op === OP.WRITE) return p.write(q.fd, bytes);
+    return p.pwrite(q.fd, bytes, BigInt.asIntN(64, q.b));
+  }
+
+  private lseek(c: Client, p: Process, fd: number, off: bigint, whence: number): number {
+    const f = p.task.fds[fd];
+    if (f === undefined) return -EBADF;
+    if (!POSITIONED.has(f.kind)) return f.kind.startsWith("vfio") ? 0 : -ESPIPE;
+    const cur = c.pos.get(f) ?? 0;
+    let size = 0;
+    if (whence === 2) {
+      const all = p.pread(fd, 1 << 16, 0n);
+      size = typeof all === "number" ? 0 : all.length;
+    }
+    const base = whence === 0 ? 0 : whence === 1 ? cur : whence === 2 ? size : -1;
+    if (base < 0) return -EINVAL;
+    const n = base + Number(off);
+    if (n < 0) return -EINVAL;
+    c.pos.set(f, n);
+    return n;
+  }
+
+  private fstat(p: Process, fd: number): number | { ret: number; payload: Uint8Array } {
+    const f = p.task.fds[fd];
+    if (f === undefined) return -EBADF;
+    const r = this.ns.resolve(f.path, true);
+    let s: StatInfo;
+    if (typeof r === "number") {
+      // anonymous-inode files (a device fd from GET_DEVICE_FD, an access, a fault queue)
+      s = { mode: 0o600, nlink: 1, rdev: 0n, size: 0n, ino: this.anonIno(f), dev: 14n };
+    } else s = this.ns.statOf(r);
+    return { ret: 0, payload: encodeStat(s) };
+  }
+
+  /** A stable inode number for an anonymous-inode file, per server. */
+  private anonIno(f: KFile): bigint {
+    let n = this.anonInodes.get(f);
+    if (n === undefined) {
+      n = ++this.nextAnonIno;
+      this.anonInodes.set(f, n);
+    }
+    return BigInt(n);
+  }
+
+  private fork(p: Process): number {
+    const child = p.fork();
+    if (typeof child === "number") return child;
+    let token = 0;
+    while (token === 0 || this.forks.has(token)) token = randomInt(1, 2 ** 47);
+    this.forks.set(token, { proc: child });
+    return token;
+  }
+
+  private forkDone(token: number, pid: number): number {
+    const f = this.forks.get(token);
+    if (f === undefined) return 0; // the child joined already
+    if (pid <= 0) {
+      f.proc.exit();
+      this.forks.delete(token);
+      return 0;
+    }
+    f.pid = pid;
+    return 0;
+  }
+
+  /** Forked children that never joined and whose real process is gone. */
+  private reapForks(): void {
+    for (const [t, f] of this.forks) {
+      if (f.pid !== undefined && !existsSync(`/proc/${f.pid}`)) {
+        f.proc.exit();
+        this.forks.delete(t);
+      }
+    }
+  }
+
+  /** The process is gone (EXIT, or its connection closed): release everything it held. */
+  private drop(c: Client): void {
+    const p = c.proc;
+    if (p === null) return;
+    c.proc = null;
+    p.exit(); // the mm keeps a copy of each pinned page while the memory is still there
+    c.mem?.close();
+    c.mem = null;
+  }
+
+  private failNthOps(): FileOps {
+    const faults = this.m.faults;
+    const m = this.m;
+    return {
+      kind: "fail-nth",
+      pread(_f, _t, len, off) {
+        const b = enc.encode(`${faults.remaining()}\n`);
+        const o = Number(off > BigInt(b.length) ? BigInt(b.length) : off);
+        return b.subarray(o, o + len);
+      },
+      pwrite(_f, _t, bytes) {
+        const n = Number.parseInt(dec.decode(bytes).trim(), 10);
+        if (!Number.isInteger(n) || n < 0) fail(EINVAL, "fail-nth takes a non-negative number");
+        m.debug.failNth(n);
+        return bytes.length;
+      },
+    };
+  }
+
+  private debugfsOps(path: string): FileOps {
+    const store = this.ns.debugfs;
+    return {
+      kind: "debugfs",
+      pread(_f, _t, len, off) {
+        const b = enc.encode(store.get(path) ?? "0\n");
+        const o = Number(off > BigInt(b.length) ? BigInt(b.length) : off);
+        return b.subarray(o, o + len);
+      },
+      pwrite(_f, _t, bytes) {
+        store.set(path, `${dec.decode(bytes).trim()}\n`);
+        return bytes.length;
+      },
+    };
+  }
+}
+
+/** Put a file the bridge made at the reserved fd. */
+function install(c: Client, p: Process, f: KFile, fd: number): number {
+  if (fd < 0) return -EMFILE;
+  c.nextFd = fd;
+  try {
+    return p.task.fdInstall(f);
+  } catch (e) {
+    if (e instanceof KernelError) return -e.errno;
+    throw e;
+  }
+}
+
+function encodeStat(s: StatInfo): Uint8Array {
+  const b = Buffer.alloc(STAT_SIZE);
+  b.writeUInt32LE(s.mode, 0);
+  b.writeUInt32LE(s.nlink, 4);
+  b.writeBigUInt64LE(s.rdev, 8);
+  b.writeBigUInt64LE(s.size, 16);
+  b.writeBigUInt64LE(s.ino, 24);
+  b.writeBigUInt64LE(s.dev, 32);
+  return b;
+}
+
+const DT: Record<NodeKind, number> = { dir: 4, file: 8, link: 10, chr: 2 };
+
+function encodeDir(l: { name: string; kind: NodeKind }[]): Uint8Array {
+  const parts: number[] = [];
+  for (const e of l) {
+    const n = enc.encode(e.name).subarray(0, 255);
+    parts.push(DT[e.kind], n.length, ...n);
+  }
+  return Uint8Array.from(parts);
+}

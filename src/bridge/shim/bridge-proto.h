@@ -1,0 +1,71 @@
+/*
+ * The wire protocol between the LD_PRELOAD shim and the iommufd-sim server
+ * (src/bridge/protocol.ts mirrors these numbers; a test compares them).
+ * Little-endian, fixed headers, no text on the hot path.
+ *
+ * Request: struct br_req, then `len - sizeof(struct br_req)` payload bytes
+ * (a path or data). Reply: struct br_rep, then payload bytes.
+ */
+#ifndef IOMMUFD_SIM_BRIDGE_PROTO_H
+#define IOMMUFD_SIM_BRIDGE_PROTO_H
+#include <stdint.h>
+
+#define BR_OP_HELLO 1        /* a = pid, b = fork token (0: a new process) -> server pid */
+#define BR_OP_OPEN 2         /* fd = reserved fd, a = flags, b = mode, path -> fd */
+#define BR_OP_CLOSE 3        /* fd */
+#define BR_OP_IOCTL 4        /* fd, fd2 = spare fd, a = request, b = arg */
+#define BR_OP_READ 5         /* fd, a = len, c = buffer: the server writes the program's memory */
+#define BR_OP_WRITE 6        /* fd, a = len, c = buffer: the server reads it */
+#define BR_OP_PREAD 7        /* fd, a = len, b = offset, c = buffer */
+#define BR_OP_PWRITE 8       /* fd, a = len, b = offset, c = buffer */
+#define BR_OP_STAT 9         /* a = BR_STAT_NOFOLLOW?, path -> struct br_stat */
+#define BR_OP_FSTAT 10       /* fd -> struct br_stat */
+#define BR_OP_READLINK 11    /* path -> target */
+#define BR_OP_READDIR 12     /* path -> entries: u8 d_type, u8 name length, name */
+#define BR_OP_REALPATH 13    /* path -> canonical path */
+#define BR_OP_DUP 14         /* fd = old, fd2 = new */
+#define BR_OP_FORK 15        /* -> token for the child's HELLO */
+#define BR_OP_FORK_DONE 16   /* a = token, b = child pid (or -errno: the fork failed) */
+#define BR_OP_EXIT 17        /* a = status */
+#define BR_OP_DETACH 18      /* a = va, b = len: memory about to leave the process */
+#define BR_OP_LSEEK 19       /* fd, a = offset, b = whence -> new offset */
+#define BR_OP_MMAP 20        /* fd, a = len, b = offset, c = prot | flags << 32 */
+#define BR_OP_PING 21        /* nothing: a round trip (the benchmark) */
+
+#define BR_STAT_NOFOLLOW 1
+
+/* reply flags */
+#define BR_REP_SPARE_USED 1  /* the model installed a file at the spare fd */
+#define BR_REP_HAS_PINS 2    /* the model holds pins on this process's memory */
+
+/* ret of a path call whose path the model does not have: do the real call */
+#define BR_PASSTHROUGH (-100000)
+
+struct br_req {
+	uint32_t len;
+	uint16_t op;
+	uint16_t flags;
+	int32_t fd;
+	int32_t fd2;
+	uint64_t a;
+	uint64_t b;
+	uint64_t c;
+};
+
+struct br_rep {
+	uint32_t len;
+	uint32_t flags;
+	int64_t ret;
+};
+
+struct br_stat {
+	uint32_t mode;
+	uint32_t nlink;
+	uint64_t rdev;
+	uint64_t size;
+	uint64_t ino;
+	uint64_t dev;
+};
+
+#define BR_MAX_PAYLOAD (1u << 20)
+#endif

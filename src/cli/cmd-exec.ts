@@ -1,0 +1,40 @@
+import { BridgeSession, parseBridgeArgs, runProgram } from "../bridge/session.js";
+import { ensureShim } from "../bridge/shim-build.js";
+import { HELP } from "./help.js";
+import type { CliIo } from "./out.js";
+
+const EXIT_USAGE = 2;
+
+/**
+ * `iommufd-sim exec [machine options] -- PROGRAM [ARGS...]`: boot a machine,
+ * bind every PCI function to vfio-pci, run PROGRAM with the bridge shim
+ * preloaded (it inherits stdin, stdout, stderr and the environment), and
+ * exit with its status (128 + the signal when a signal killed it).
+ */
+export async function cmdExec(argv: string[], io: CliIo): Promise<number> {
+  const parsed = parseBridgeArgs(argv);
+  if (typeof parsed === "string") {
+    io.stderr(`iommufd-sim exec: ${parsed}\n${HELP.exec.split("\n")[0]}\n`);
+    return EXIT_USAGE;
+  }
+  const [program, ...args] = parsed.rest;
+  if (program === undefined) {
+    io.stderr(`iommufd-sim exec: no program to run\n${HELP.exec.split("\n")[0]}\n`);
+    return EXIT_USAGE;
+  }
+  let shim: string;
+  let session: BridgeSession;
+  try {
+    shim = ensureShim();
+    session = await BridgeSession.start(parsed.opts, undefined, io.stderr);
+  } catch (e) {
+    io.stderr(`${(e as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+  const status = await runProgram(session, shim, program, args, "inherit", io.stderr);
+  // children the program forked may still be talking to the model: give them a moment
+  await Promise.race([session.server.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
+  const report = await session.finish(parsed.opts.report);
+  if (report) io.stderr(report);
+  return status;
+}

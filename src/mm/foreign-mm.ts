@@ -1,0 +1,229 @@
+import type { ExternalFrame } from "../hw/phys-mem.js";
+import { EFAULT, EINVAL, ENOMEM } from "../uapi/errno.js";
+import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
+import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
+
+const PAGE = 4096;
+/** x86-64 user space ends at 2^47. */
+const USER_END = 2 ** 47;
+
+/** One mapping of a real process (a line of /proc/PID/maps). */
+export interface ForeignVma {
+  start: number;
+  end: number;
+  read: boolean;
+  write: boolean;
+  /** VM_IO / VM_PFNMAP (device memory): nothing to pin. */
+  io: boolean;
+}
+
+/**
+ * A real process's memory as the bridge reaches it (/proc/PID/mem and
+ * /proc/PID/maps in src/bridge). Reads and writes are all-or-nothing.
+ */
+export interface ForeignMemory {
+  /** The bytes, or -EFAULT when part of the range is not mapped. */
+  read(va: number, len: number): Uint8Array | number;
+  /** 0, or -EFAULT. */
+  write(va: number, bytes: Uint8Array): number;
+  /** The mapping holding va, if any. */
+  vma(va: number): ForeignVma | undefined;
+}
+
+/**
+ * The address space of a real process behind the exec bridge. Its bytes
+ * stay in the process: copy_{from,to}_user go to its memory, and a page
+ * pinned for DMA is a frame of simulated memory whose contents are the
+ * process's page (PhysMem.external), so the device and the process see one
+ * set of bytes. The frame keeps its page until the page leaves the process
+ * (munmap, exit: `detach`), when the frame takes a copy of the contents and
+ * lives on while pinned, as a pinned page outlives munmap in the kernel.
+ * The same virtual page always gives the same frame while it is attached.
+ * VMAs are the process's own (the model's mmap/munmap are not used).
+ */
+export class ForeignMm extends MmStruct {
+  /** The process's memory; null before a forked child joins and after exit. */
+  private foreignMem: ForeignMemory | null = null;
+  /** Attached pages: virtual page number -> pfn (the frame holds one reference). */
+  private readonly foreignPages = new Map<number, number>();
+  private readonly foreignBase: MmStructOptions;
+
+  constructor(opts: MmStructOptions, mem: ForeignMemory | null) {
+    super(opts);
+    this.foreignBase = opts;
+    this.foreignMem = mem;
+  }
+
+  /** A forked child joins: its memory becomes reachable. */
+  attach(mem: ForeignMemory): void {
+    this.foreignMem = mem;
+  }
+
+  /** True while frames mirror pages of the process (the shim must report munmap). */
+  hasAttached(): boolean {
+    return this.foreignPages.size > 0;
+  }
+
+  attachedPages(): number {
+    return this.foreignPages.size;
+  }
+
+  override read(vaB: bigint, len: number): Uint8Array | number {
+    const va = this.foreignRange(vaB, len);
+    if (va < 0 || this.foreignMem === null)
+      return this.foreignFault(`cannot read user memory at 0x${vaB.toString(16)}`);
+    if (len === 0) return new Uint8Array(0);
+    const r = this.foreignMem.read(va, len);
+    if (typeof r === "number")
+      return this.foreignFault(`0x${vaB.toString(16)} (+${len}) is not mapped in the process`);
+    return r;
+  }
+
+  override write(vaB: bigint, bytes: Uint8Array): number {
+    const va = this.foreignRange(vaB, bytes.length);
+    if (va < 0 || this.foreignMem === null)
+      return this.foreignFault(`cannot write user memory at 0x${vaB.toString(16)}`);
+    if (bytes.length === 0) return 0;
+    if (this.foreignMem.write(va, bytes) !== 0)
+      return this.foreignFault(`0x${vaB.toString(16)} (+${bytes.length}) is not mapped in the process`);
+    return 0;
+  }
+
+  override translate(vaB: bigint): bigint | null {
+    const va = this.foreignRange(vaB, 1);
+    if (va < 0) return null;
+    const pfn = this.foreignPages.get(Math.floor(va / PAGE));
+    return pfn === undefined ? null : BigInt(pfn) * BigInt(PAGE) + BigInt(va % PAGE);
+  }
+
+  /**
+   * pin_user_pages(FOLL_LONGTERM): EFAULT when a page is not mapped, is
+   * device memory, or lacks the permission the pin needs; ENOMEM when a
+   * frame cannot be allocated or a failure is injected at `site`. All or
+   * nothing.
+   */
+  override pinUserPages(
+    vaB: bigint,
+    nPages: number,
+    write: boolean,
+    site = "pin_user_pages",
+  ): PfnRuns | number {
+    if (this.released || this.foreignMem === null)
+      return this.foreignErr(EFAULT, "pin: the process's memory is gone");
+    if (!Number.isInteger(nPages) || nPages < 0) return this.foreignErr(EINVAL, "pin: bad page count");
+    if (nPages === 0) return emptyRuns();
+    const va = this.foreignRange(BigInt.asUintN(64, vaB) & ~4095n, nPages * PAGE);
+    if (va < 0) return this.foreignErr(EFAULT, "pin: range outside user space");
+    const end = va + nPages * PAGE;
+    for (let cur = va; cur < end; ) {
+      const v = this.foreignMem.vma(cur);
+      if (v === undefined) return this.foreignErr(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
+      if (v.io) return this.foreignErr(EFAULT, "pin: device memory (VM_IO | VM_PFNMAP) has no pages to pin");
+      if (write && !v.write) return this.foreignErr(EFAULT, "pin: write pin of a mapping without PROT_WRITE");
+      if (!write && !v.read) return this.foreignErr(EFAULT, "pin: read pin of a mapping without PROT_READ");
+      cur = v.end;
+    }
+    if (this.faults.hit(site)) return this.foreignErr(ENOMEM, `pin: injected failure at ${site}`);
+    const b = new RunBuilder(Math.min(nPages, 1 << 16));
+    const fresh: number[] = [];
+    for (let vp = va / PAGE; vp < end / PAGE; vp++) {
+      let pfn = this.foreignPages.get(vp);
+      if (pfn === undefined) {
+        pfn = this.pages.allocFolio(0, "do_anonymous_page");
+        if (pfn < 0) {
+          this.pages.unpinRuns(b.peek());
+          for (const p of fresh) this.foreignDetach(p, false);
+          return this.foreignErr(ENOMEM, `pin: cannot allocate the page at 0x${(vp * PAGE).toString(16)}`);
+        }
+        this.foreignPages.set(vp, pfn);
+        this.phys.external.set(pfn, this.foreignFrame(vp));
+        fresh.push(vp);
+      }
+      this.pages.pinRange(pfn, 1);
+      b.push(pfn, 1);
+    }
+    return b.finish();
+  }
+
+  /**
+   * The pages of [va, va+len) leave the process (munmap, mremap,
+   * MAP_FIXED, MADV_DONTNEED): each attached frame keeps a copy of its page
+   * and lives on only while pinned.
+   */
+  detach(vaB: bigint, len: bigint): void {
+    if (len <= 0n || vaB < 0n) return;
+    const first = Number(vaB / BigInt(PAGE));
+    const last = Number((vaB + len - 1n) / BigInt(PAGE));
+    if (last - first + 1 > this.foreignPages.size) {
+      for (const vp of [...this.foreignPages.keys()])
+        if (vp >= first && vp <= last) this.foreignDetach(vp, true);
+    } else {
+      for (let vp = first; vp <= last; vp++) if (this.foreignPages.has(vp)) this.foreignDetach(vp, true);
+    }
+  }
+
+  override release(): void {
+    if (this.released) return;
+    for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, true);
+    this.foreignMem = null;
+    super.release();
+  }
+
+  /** The process died without saying so: its memory is already gone, nothing to copy. */
+  releaseLost(): void {
+    if (this.released) return;
+    for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, false);
+    this.foreignMem = null;
+    super.release();
+  }
+
+  /** fork: the child's address space is the real child's; it joins with `attach`. */
+  override fork(opts: MmForkOptions): MmStruct | number {
+    if (this.released) return this.foreignErr(EFAULT, "fork: the mm is gone");
+    if (this.faults.hit("dup_mm"))
+      return this.foreignErr(ENOMEM, "fork: cannot allocate the child's mm_struct");
+    return new ForeignMm(
+      { ...this.foreignBase, user: opts.user, cred: opts.cred, mmapBase: this.mmapBase },
+      null,
+    );
+  }
+
+  private foreignDetach(vp: number, keep: boolean): void {
+    const pfn = this.foreignPages.get(vp);
+    if (pfn === undefined) return;
+    const bytes = keep && this.foreignMem !== null ? this.foreignMem.read(vp * PAGE, PAGE) : -EFAULT;
+    this.phys.external.delete(pfn);
+    this.foreignPages.delete(vp);
+    if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
+    this.pages.put(pfn);
+  }
+
+  private foreignFrame(vp: number): ExternalFrame {
+    const base = vp * PAGE;
+    return {
+      read: (off, len) => {
+        const r = this.foreignMem === null ? -EFAULT : this.foreignMem.read(base + off, len);
+        return typeof r === "number" ? new Uint8Array(len) : r;
+      },
+      write: (off, bytes) => {
+        if (this.foreignMem !== null) this.foreignMem.write(base + off, bytes);
+      },
+    };
+  }
+
+  /** va as a number when [va, va+len) is user space, else -1. */
+  private foreignRange(vaB: bigint, len: number): number {
+    if (vaB < 0n || len < 0 || vaB + BigInt(len) > BigInt(USER_END)) return -1;
+    return Number(vaB);
+  }
+
+  private foreignFault(reason: string): number {
+    this.lastReason = reason;
+    return -EFAULT;
+  }
+
+  private foreignErr(errno: number, reason: string): number {
+    this.lastReason = reason;
+    return -errno;
+  }
+}

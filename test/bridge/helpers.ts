@@ -1,0 +1,107 @@
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { BridgeSession, parseBridgeArgs, runProgram } from "../../src/bridge/session.js";
+import { ensureShim } from "../../src/bridge/shim-build.js";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const BUILD = join(tmpdir(), `iommufd-sim-test-c-${process.getuid?.() ?? 0}`);
+
+/** Compile a C program (cached by its text) and return the binary's path. */
+export function compileC(source: string, extra: string[] = []): string {
+  mkdirSync(BUILD, { recursive: true });
+  const h = createHash("sha256").update(source).update(extra.join(" ")).digest("hex").slice(0, 16);
+  const bin = join(BUILD, `t-${h}`);
+  if (existsSync(bin)) return bin;
+  const src = `${bin}.c`;
+  writeFileSync(src, source);
+  execFileSync("cc", [
+    "-O1",
+    "-Wall",
+    "-I",
+    join(ROOT, "examples/c"),
+    "-o",
+    `${bin}.tmp`,
+    src,
+    "-lpthread",
+    ...extra,
+  ]);
+  execFileSync("mv", [`${bin}.tmp`, bin]);
+  return bin;
+}
+
+export interface ExecResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+  trace: string;
+  /** Counters once the program and its children exited (before the session shuts down). */
+  counters: Record<string, number>;
+  report: string;
+  session: BridgeSession;
+}
+
+/** Run a binary through the bridge as `iommufd-sim exec ARGS -- bin` does, capturing its output. */
+export async function execBin(
+  bin: string,
+  args: string[] = [],
+  progArgs: string[] = [],
+): Promise<ExecResult> {
+  const trace = join(BUILD, `trace-${process.pid}-${Math.random().toString(36).slice(2)}.txt`);
+  const parsed = parseBridgeArgs([...args, "--trace", trace, "--", bin, ...progArgs]);
+  if (typeof parsed === "string") throw new Error(parsed);
+  const shim = ensureShim();
+  const session = await BridgeSession.start(parsed.opts, undefined, () => {});
+  let stdout = "";
+  let stderr = "";
+  const status = await runProgram(
+    session,
+    shim,
+    bin,
+    progArgs,
+    ["ignore", "pipe", "pipe"],
+    () => {},
+    (child) => {
+      child.stdout?.on("data", (d: Buffer) => {
+        stdout += d.toString();
+      });
+      child.stderr?.on("data", (d: Buffer) => {
+        stderr += d.toString();
+      });
+    },
+  );
+  await Promise.race([session.server.idle(), new Promise((r) => setTimeout(r, 5000))]);
+  const counters = session.m.debug.counters();
+  const report = await session.finish(true);
+  return { status, stdout, stderr, trace: readFileSync(trace, "utf8"), counters, report, session };
+}
+
+/** Lines "key=value" a test program printed, as a map. */
+export function kv(stdout: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of stdout.split("\n")) {
+    const i = l.indexOf("=");
+    if (i > 0) out[l.slice(0, i)] = l.slice(i + 1);
+  }
+  return out;
+}
+
+export const C_PRELUDE = `#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include "iommufd-uapi.h"
+#define OUT(k, fmt, ...) do { printf("%s=" fmt "\\n", k, __VA_ARGS__); fflush(stdout); } while (0)
+`;
