@@ -1,5 +1,5 @@
 import type { ExternalFrame } from "../hw/phys-mem.js";
-import { EFAULT, EINVAL, ENOMEM } from "../uapi/errno.js";
+import { EFAULT, EINVAL, ENOMEM, fail } from "../uapi/errno.js";
 import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
 
@@ -68,7 +68,7 @@ export class ForeignMm extends MmStruct {
     return this.foreignPages.size;
   }
 
-  override read(vaB: bigint, len: number): Uint8Array | number {
+  override read(vaB: bigint, len: number): Uint8Array {
     const va = this.foreignRange(vaB, len);
     if (va < 0 || this.foreignMem === null)
       return this.foreignFault(`cannot read user memory at 0x${vaB.toString(16)}`);
@@ -102,12 +102,7 @@ export class ForeignMm extends MmStruct {
    * frame cannot be allocated or a failure is injected at `site`. All or
    * nothing.
    */
-  override pinUserPages(
-    vaB: bigint,
-    nPages: number,
-    write: boolean,
-    site = "pin_user_pages",
-  ): PfnRuns | number {
+  override pinUserPages(vaB: bigint, nPages: number, write: boolean, site = "pin_user_pages"): PfnRuns {
     if (this.released || this.foreignMem === null)
       return this.foreignErr(EFAULT, "pin: the process's memory is gone");
     if (!Number.isInteger(nPages) || nPages < 0) return this.foreignErr(EINVAL, "pin: bad page count");
@@ -178,7 +173,7 @@ export class ForeignMm extends MmStruct {
   }
 
   /** fork: the child's address space is the real child's; it joins with `attach`. */
-  override fork(opts: MmForkOptions): MmStruct | number {
+  override fork(opts: MmForkOptions): MmStruct {
     if (this.released) return this.foreignErr(EFAULT, "fork: the mm is gone");
     if (this.faults.hit("dup_mm"))
       return this.foreignErr(ENOMEM, "fork: cannot allocate the child's mm_struct");
@@ -217,13 +212,11 @@ export class ForeignMm extends MmStruct {
     return Number(vaB);
   }
 
-  private foreignFault(reason: string): number {
-    this.lastReason = reason;
-    return -EFAULT;
+  private foreignFault(reason: string): never {
+    fail(EFAULT, reason);
   }
 
-  private foreignErr(errno: number, reason: string): number {
-    this.lastReason = reason;
-    return -errno;
+  private foreignErr(errno: number, reason: string): never {
+    fail(errno, reason);
   }
 }
