@@ -1,5 +1,6 @@
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
 import { EFAULT, EINVAL, ENOENT, EOVERFLOW, EPERM, fail, rethrowWith } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import type { IoptAccessHook, IoptArea } from "./io-pagetable.js";
 import { getIoas, type IommufdIoas } from "./ioas.js";
@@ -7,7 +8,6 @@ import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
 import type { PinUser } from "./pages.js";
 
-const PAGE = 4096n;
 /** IOMMUFD_ACCESS_RW_WRITE */
 export const IOMMUFD_ACCESS_RW_WRITE = 1 << 0;
 /** IOMMUFD_ACCESS_RW_KTHREAD: caller is not the owning process (force the slow path). */

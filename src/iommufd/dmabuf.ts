@@ -2,9 +2,9 @@ import { KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import { type PfnRuns, RunBuilder } from "../mm/pfn-runs.js";
 import { EINVAL, ENODEV, ENOMEM, fail } from "../uapi/errno.js";
+import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import type { PinSource } from "./pin-source.js";
 
-const PAGE = 4096;
 export const DMABUF_KIND = "dmabuf";
 /** iommufd_test_dmabuf_get(): at most 512 pages. */
 export const TEST_DMABUF_MAX_PAGES = 512;

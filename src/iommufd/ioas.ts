@@ -22,6 +22,7 @@ import {
   EPERM,
   fail,
 } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import { DmaBuf, dmabufPinSource } from "./dmabuf.js";
 import {
@@ -37,7 +38,6 @@ import { IoptPages } from "./pages.js";
 import { filePinSource, type PinnableMm, type PinSource, userPinSource } from "./pin-source.js";
 import type { Ucmd } from "./ucmd.js";
 
-const PAGE = 4096n;
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 
 /** struct iommufd_ioas. HWPTs on it and attached accesses hold `users`. */

@@ -8,10 +8,11 @@ import {
   unaccountLockedVm,
 } from "../mm/locked-vm.js";
 import { type PfnRuns, RunBuilder } from "../mm/pfn-runs.js";
-import { EFAULT, ENOMEM, fail, rethrowWith } from "../uapi/errno.js";
+import { ENOMEM, fail, rethrowWith } from "../uapi/errno.js";
+import { PAGE_SIZE } from "../uapi/linux.js";
 import type { PinSource } from "./pin-source.js";
 
-export const PAGE_SIZE = 4096;
+export { PAGE_SIZE };
 
 /** A reason a range of pages must stay pinned: an area filled into domains, or an access pin. */
 export interface PinUser {

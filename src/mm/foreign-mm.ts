@@ -1,9 +1,9 @@
 import type { ExternalFrame } from "../hw/phys-mem.js";
 import { EFAULT, EINVAL, ENOMEM, fail } from "../uapi/errno.js";
+import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
 
-const PAGE = 4096;
 /** x86-64 user space ends at 2^47. */
 const USER_END = 2 ** 47;
 

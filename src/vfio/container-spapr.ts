@@ -22,6 +22,7 @@ import {
   fail,
   rethrowWith,
 } from "../uapi/errno.js";
+import { PAGE_SHIFT } from "../uapi/linux.js";
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_MAP_FLAG_READ,
@@ -44,7 +45,6 @@ import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
 import { type MmIommuMem, type MmIommuRegistry, mmIommuUaToHpa } from "./spapr-prereg.js";
 import { u32, u64, vfioCopyIn } from "./uaccess.js";
 
-const PAGE_SHIFT = 12;
 const MAX_TABLES = 2;
 
 /** A TCE as a direction (enum dma_data_direction) turned into IOMMU prot bits. */

@@ -3,9 +3,7 @@ import type { MmStruct } from "../mm/mm-struct.js";
 import type { PfnRuns } from "../mm/pfn-runs.js";
 import { runsToArray } from "../mm/pfn-runs.js";
 import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, fail, rethrowWith } from "../uapi/errno.js";
-
-const PAGE_SHIFT = 12;
-const PAGE = 1n << 12n;
+import { PAGE_SIZE_B as PAGE, PAGE_SHIFT } from "../uapi/linux.js";
 
 /**
  * struct mm_iommu_table_group_mem_t (arch/powerpc/mm/book3s64/iommu_api.c):

@@ -19,6 +19,7 @@ import {
   KernelError,
   rethrowWith,
 } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_CC_IOMMU,
@@ -48,7 +49,6 @@ import {
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
 import { u32, u64, vfioCopyIn, writeCaps } from "./uaccess.js";
 
-const PAGE = 4096n;
 const U64_MAX = (1n << 64n) - 1n;
 /** DIRTY_BITMAP_SIZE_MAX: the bitmap bytes for INT_MAX pages (vfio_iommu_type1.c). */
 const DIRTY_BITMAP_SIZE_MAX = 0x10000000n;
