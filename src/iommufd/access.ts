@@ -64,7 +64,7 @@ export class IommufdAccess extends IommufdObject implements IoptAccessHook {
       }
       this.pins.clear();
       this.ioas.iopt.removeAccess(this);
-      this.ioas.users--;
+      this.ioas.refPut();
       this.ioas = undefined;
     }
     if (!this.internal) this.ictx.put();
@@ -75,7 +75,7 @@ export class IommufdAccess extends IommufdObject implements IoptAccessHook {
 export function iommufdAccessCreateInternal(ictx: IommufdCtx, ioas: IommufdIoas): IommufdAccess {
   const a = new IommufdAccess(ictx, { needsPinPages: false, unmap: () => {} }, true);
   ioas.iopt.addAccess(a);
-  ioas.users++;
+  ioas.refGet();
   a.ioas = ioas;
   return a;
 }
@@ -84,7 +84,7 @@ export function iommufdAccessCreateInternal(ictx: IommufdCtx, ioas: IommufdIoas)
 export function iommufdAccessCreate(ictx: IommufdCtx, ops: AccessOps): IommufdAccess {
   const a = new IommufdAccess(ictx, ops);
   ictx.objects.alloc(a);
-  a.users++;
+  a.refGet();
   ictx.get();
   ictx.objects.finalize(a);
   return a;
@@ -92,7 +92,7 @@ export function iommufdAccessCreate(ictx: IommufdCtx, ops: AccessOps): IommufdAc
 
 /** iommufd_access_destroy(): the driver drops its reference and the object goes. */
 export function iommufdAccessDestroy(a: IommufdAccess): void {
-  a.users--;
+  a.refPut();
   a.ictx.objects.removeInternal(a);
 }
 
@@ -101,7 +101,7 @@ export function iommufdAccessAttach(a: IommufdAccess, ioasId: number): void {
   if (a.ioas !== undefined) fail(EINVAL, `access ${a.id} is already attached to IOAS ${a.ioas.id}`);
   const ioas = getIoas(a.ictx, ioasId);
   ioas.iopt.addAccess(a);
-  ioas.users++;
+  ioas.refGet();
   a.ioas = ioas;
 }
 
@@ -114,7 +114,7 @@ export function iommufdAccessReplace(a: IommufdAccess, ioasId: number): void {
   a.ops.unmap(0n, U64_MAX);
   detachInternal(a);
   ioas.iopt.addAccess(a);
-  ioas.users++;
+  ioas.refGet();
   a.ioas = ioas;
 }
 
@@ -128,7 +128,7 @@ export function iommufdAccessDetach(a: IommufdAccess): void {
 function detachInternal(a: IommufdAccess): void {
   const ioas = a.ioas!;
   ioas.iopt.removeAccess(a);
-  ioas.users--;
+  ioas.refPut();
   a.ioas = undefined;
 }
 

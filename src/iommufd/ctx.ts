@@ -9,8 +9,8 @@ import {
   type IoptPagesAccountMode,
 } from "../mm/locked-vm.js";
 import type { Igroup } from "./device.js";
+import type { IommufdIoas } from "./ioas.js";
 import type { IoctlRow } from "./main.js";
-import type { IommufdObject } from "./object.js";
 import { ObjectTable } from "./object.js";
 import type { Immap } from "./viommu.js";
 
@@ -42,7 +42,7 @@ export class IommufdCtx {
   /** USER for /dev/iommu, MM for /dev/vfio/vfio (legacy VFIO accounting). */
   accountMode: IoptPagesAccountMode;
   /** The IOAS the VFIO type1 compat ioctls use (IOMMU_VFIO_IOAS). */
-  vfioIoas: IommufdObject | undefined;
+  vfioIoas: IommufdIoas | undefined;
   /** A VFIO no-IOMMU group was attached to this context. */
   noIommuMode = false;
   /** The file this context lives in (the KFile of /dev/iommu). */

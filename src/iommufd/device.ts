@@ -10,6 +10,7 @@ import type { IommufdIoas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import { AttachHandle, iommufdDevicePasidDetachAll, type PasidAttach, ridPasidCompat } from "./pasid.js";
 import type { Ucmd } from "./ucmd.js";
+import type { IommufdVdevice } from "./viommu.js";
 
 /**
  * struct iommufd_group: the context's view of one iommu_group, shared by
@@ -84,7 +85,7 @@ export class IommufdDevice extends IommufdObject {
     this.name = dev?.name ?? name ?? "noiommu device";
   }
   /** The vDEVICE representing this device on a vIOMMU (idev->vdev): one at a time. */
-  vdev: IommufdObject | undefined;
+  vdev: IommufdVdevice | undefined;
   destroy(): void {
     // iommufd_device_remove_vdev(): the vDEVICE goes with its device.
     if (this.vdev !== undefined) this.ictx.objects.removeInternal(this.vdev);
@@ -98,7 +99,7 @@ export class IommufdDevice extends IommufdObject {
 }
 
 export function getDevice(ictx: IommufdCtx, id: number): IommufdDevice {
-  return ictx.objects.get(id, "DEVICE", "device") as IommufdDevice;
+  return ictx.objects.get(id, "DEVICE", "device");
 }
 
 /**
@@ -136,7 +137,7 @@ export function iommufdDeviceBind(
   }
   idev.igroup = igroupGet(ictx, dev.group);
   if (!idev.mock) ictx.get();
-  idev.users++; // the binding driver's reference
+  idev.refGet(); // the binding driver's reference
   ictx.objects.finalize(idev);
   return idev;
 }
@@ -148,7 +149,7 @@ function bindNoiommu(ictx: IommufdCtx, opts: BindOpts): IommufdDevice {
   idev.igroup = new Igroup(ictx, null);
   idev.igroup.refs = 1;
   if (!idev.mock) ictx.get();
-  idev.users++; // the binding driver's reference
+  idev.refGet(); // the binding driver's reference
   ictx.objects.finalize(idev);
   return idev;
 }
@@ -156,7 +157,7 @@ function bindNoiommu(ictx: IommufdCtx, opts: BindOpts): IommufdDevice {
 /** iommufd_device_unbind(): detach if needed, then destroy the object. */
 export function iommufdDeviceUnbind(idev: IommufdDevice): void {
   if (idev.hwpt !== undefined) iommufdDeviceDetach(idev);
-  idev.users--;
+  idev.refPut();
   idev.ictx.objects.removeInternal(idev);
 }
 
@@ -221,8 +222,8 @@ export function deviceDoAttach(idev: IommufdDevice, hwpt: Hwpt): void {
   ig.hwpt = hwpt;
   ig.devices.add(idev);
   idev.hwpt = hwpt;
-  hwpt.users++;
-  idev.users++;
+  hwpt.refGet();
+  idev.refGet();
 }
 
 /**
@@ -243,9 +244,9 @@ export function deviceDoDetach(idev: IommufdDevice, destroying: boolean): void {
     ig.handle = undefined;
   }
   idev.hwpt = undefined;
-  hwpt.users--;
+  hwpt.refPut();
   // The self reference taken at attach; during destroy the table's is already gone.
-  if (!destroying) idev.users--;
+  if (!destroying) idev.refPut();
   putAutoHwpt(hwpt);
 }
 
@@ -262,7 +263,7 @@ function putAutoHwpt(hwpt: Hwpt): void {
  */
 function autoGetDomain(idev: IommufdDevice, ioas: IommufdIoas, replace: boolean): Hwpt {
   for (const o of [...ioas.hwptList]) {
-    const h = o as HwptPaging;
+    const h = o;
     if (!h.autoDomain) continue;
     try {
       if (replace) deviceDoReplace(idev, h);
@@ -280,9 +281,7 @@ function autoGetDomain(idev: IommufdDevice, ioas: IommufdIoas, replace: boolean)
     try {
       deviceDoReplace(idev, hwpt);
     } catch (e) {
-      ictx.objects.abort(hwpt);
-      hwpt.users = 0;
-      hwpt.destroy();
+      ictx.objects.abortAndDestroy(hwpt);
       throw e;
     }
   } else {
@@ -331,8 +330,8 @@ function deviceDoReplace(idev: IommufdDevice, hwpt: Hwpt): void {
   ig.hwpt = hwpt;
   for (const d of devs) {
     d.hwpt = hwpt;
-    hwpt.users++;
-    old.users--;
+    hwpt.refGet();
+    old.refPut();
   }
   putAutoHwpt(old);
 }
@@ -343,13 +342,13 @@ function changePt(idev: IommufdDevice, ptId: number, replace: boolean): number {
   switch (obj.type) {
     case "HWPT_PAGING":
     case "HWPT_NESTED": {
-      const h = obj as Hwpt;
+      const h = obj;
       if (replace) deviceDoReplace(idev, h);
       else deviceDoAttach(idev, h);
       return h.id;
     }
     case "IOAS":
-      return autoGetDomain(idev, obj as IommufdIoas, replace).id;
+      return autoGetDomain(idev, obj, replace).id;
     default:
       return fail(EINVAL, `pt_id ${ptId} is a ${obj.type}; attach takes an IOAS or a HWPT`);
   }

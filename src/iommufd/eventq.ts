@@ -44,7 +44,7 @@ function eventqFops(kind: string, q: IommufdFault | IommufdVeventq): FileOps {
     pwrite: () => fail(ESPIPE, `${kind} files are not seekable (nonseekable_open)`),
     release: () => {
       // iommufd_eventq_fops_release(): the file's reference on the object and the context.
-      q.users--;
+      q.refPut();
       q.ictx.put();
     },
   };
@@ -65,7 +65,7 @@ function installEventqFd(
   fdField: string,
 ) {
   const file = new KFile(eventqFops(name, q), q, `anon_inode:${name}`, 2);
-  q.users++;
+  q.refGet();
   u.ictx.get();
   q.file = file;
   const fd = u.task.fdInstall(file);
@@ -87,14 +87,16 @@ function installEventqFd(
  */
 function createWithFd(u: Ucmd, q: IommufdFault | IommufdVeventq, build: () => number): void {
   let fd = -1;
-  try {
-    u.createObject(q, () => {
+  u.createObject(
+    q,
+    () => {
       fd = build();
-    });
-  } catch (e) {
-    if (fd >= 0 && q.file !== undefined && u.task.fds[fd] === q.file) u.task.fdClose(fd);
-    throw e;
-  }
+    },
+    // the file's put drops its reference on the object before the object is aborted
+    () => {
+      if (fd >= 0 && q.file !== undefined && u.task.fds[fd] === q.file) u.task.fdClose(fd);
+    },
+  );
 }
 
 /**
@@ -192,7 +194,7 @@ export function faultQueueAlloc(u: Ucmd): number {
 }
 
 export function getFault(ictx: IommufdCtx, id: number): IommufdFault {
-  return ictx.objects.get(id, "FAULT", "fault queue") as IommufdFault;
+  return ictx.objects.get(id, "FAULT", "fault queue");
 }
 
 /** A page request as IOMMU_TEST_OP_TRIGGER_IOPF raises it (struct iopf_fault's prm). */
@@ -269,7 +271,7 @@ export class IommufdVeventq extends IommufdObject {
     const l = this.viommu.veventqs;
     const i = l.indexOf(this);
     if (i >= 0) l.splice(i, 1);
-    this.viommu.users--;
+    this.viommu.refPut();
   }
 
   /** iommufd_viommu_report_event() past the queue lookup; iommufd_vevent_handler(). */
@@ -322,14 +324,14 @@ export function veventqAlloc(u: Ucmd): number {
   }
   const depth = u.num("veventq_depth");
   if (depth === 0) fail(EINVAL, "veventq_depth is 0");
-  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU") as IommufdViommu;
+  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU");
   const type = u.num("type");
   if (viommu.veventqs.some((q) => q.eventType === type)) {
     fail(EEXIST, `vIOMMU ${viommu.id} already has a vEVENTQ of type 0x${type.toString(16)}`);
   }
   const q = new IommufdVeventq(u.ictx, viommu, type, depth);
   createWithFd(u, q, () => {
-    viommu.users++;
+    viommu.refGet();
     viommu.veventqs.push(q);
     return installEventqFd(u, q, "[iommufd-viommu-event]", "out_veventq_id", "out_veventq_fd");
   });

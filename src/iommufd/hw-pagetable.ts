@@ -36,7 +36,7 @@ export class HwptPaging extends IommufdObject {
     readonly domain: IommuDomain,
   ) {
     super();
-    ioas.users++;
+    ioas.refGet();
     ioas.hwptList.push(this);
   }
   destroy(): void {
@@ -45,8 +45,8 @@ export class HwptPaging extends IommufdObject {
     const l = this.ioas.hwptList;
     const i = l.indexOf(this);
     if (i >= 0) l.splice(i, 1);
-    this.ioas.users--;
-    if (this.fault !== undefined) this.fault.users--;
+    this.ioas.refPut();
+    if (this.fault !== undefined) this.fault.refPut();
     this.fault = undefined;
     this.domain.free();
   }
@@ -67,13 +67,13 @@ export class HwptNested extends IommufdObject {
     readonly viommu?: IommufdViommu,
   ) {
     super();
-    if (viommu !== undefined) viommu.users++;
-    else parent.users++;
+    if (viommu !== undefined) viommu.refGet();
+    else parent.refGet();
   }
   destroy(): void {
-    if (this.viommu !== undefined) this.viommu.users--;
-    else this.parent.users--;
-    if (this.fault !== undefined) this.fault.users--;
+    if (this.viommu !== undefined) this.viommu.refPut();
+    else this.parent.refPut();
+    if (this.fault !== undefined) this.fault.refPut();
     this.fault = undefined;
     this.domain.free();
   }
@@ -133,9 +133,7 @@ export function hwptPagingAlloc(
       throw e;
     }
   } catch (e) {
-    ictx.objects.abort(hwpt);
-    hwpt.users = 0;
-    hwpt.destroy();
+    ictx.objects.abortAndDestroy(hwpt);
     throw e;
   }
   return hwpt;
@@ -159,11 +157,11 @@ export function hwptAlloc(u: Ucmd): number {
   let hwpt: Hwpt;
   if (pt.type === "IOAS") {
     const ud = dataType !== 0 ? readUserData(u, dataType, dataLen) : undefined;
-    hwpt = hwptPagingAlloc(ictx, pt as IommufdIoas, idev, flags, false, ud);
+    hwpt = hwptPagingAlloc(ictx, pt, idev, flags, false, ud);
   } else if (pt.type === "HWPT_PAGING") {
-    hwpt = hwptNestedAlloc(u, pt as HwptPaging, idev, flags, dataType, dataLen);
+    hwpt = hwptNestedAlloc(u, pt, idev, flags, dataType, dataLen);
   } else if (pt.type === "VIOMMU") {
-    hwpt = viommuAllocHwptNested(u, pt as IommufdViommu, idev, flags, dataType, dataLen);
+    hwpt = viommuAllocHwptNested(u, pt, idev, flags, dataType, dataLen);
   } else {
     return fail(EINVAL, `pt_id ${ptId} is a ${pt.type}, not an IOAS, paging HWPT or vIOMMU`);
   }
@@ -172,14 +170,12 @@ export function hwptAlloc(u: Ucmd): number {
       // The domain's iopf_handler becomes iommufd's: its page requests go to this queue.
       const fault = getFault(ictx, u.num("fault_id"));
       hwpt.fault = fault;
-      fault.users++;
+      fault.refGet();
     }
     u.set("out_hwpt_id", hwpt.id);
     u.respond();
   } catch (e) {
-    ictx.objects.abort(hwpt);
-    hwpt.users = 0;
-    hwpt.destroy();
+    ictx.objects.abortAndDestroy(hwpt);
     throw e;
   }
   ictx.objects.finalize(hwpt);
@@ -242,15 +238,14 @@ export function installNested(u: Ucmd, h: HwptNested, flags: number): HwptNested
   try {
     u.ictx.objects.alloc(h);
   } catch (e) {
-    h.users = 0;
-    h.destroy();
+    u.ictx.objects.abortAndDestroy(h);
     throw e;
   }
   return h;
 }
 
 export function getHwptPaging(ictx: IommufdCtx, id: number): HwptPaging {
-  return ictx.objects.get(id, "HWPT_PAGING", "paging HWPT") as HwptPaging;
+  return ictx.objects.get(id, "HWPT_PAGING", "paging HWPT");
 }
 
 /** IOMMU_HWPT_SET_DIRTY_TRACKING. Enabling starts from a clean snapshot (iopt_clear_dirty_data). */
@@ -343,7 +338,7 @@ export function hwptInvalidate(u: Ucmd): number {
     if (num > 0 && (ptr === 0n || len === 0)) fail(EINVAL, "entry_num > 0 needs data_uptr and entry_len");
     const obj = u.ictx.objects.get(u.num("hwpt_id"));
     if (obj.type === "HWPT_NESTED") {
-      const h = obj as HwptNested;
+      const h = obj;
       const drv = h.domain.driver;
       if (drv.cacheInvalidateUser === undefined) fail(EOPNOTSUPP, "the driver has no cache_invalidate_user");
       const entries: Uint8Array[] = [];
@@ -359,7 +354,7 @@ export function hwptInvalidate(u: Ucmd): number {
       if (r.errno !== 0) fail(r.errno, r.reason ?? "cache_invalidate_user failed");
       if (entries.length < num) fail(EFAULT, `cannot read invalidation entry ${entries.length}`);
     } else if (obj.type === "VIOMMU") {
-      const r = viommuCacheInvalidate(u, obj as IommufdViommu, num, len, ptr);
+      const r = viommuCacheInvalidate(u, obj, num, len, ptr);
       handled = r.handled;
       if (r.errno !== 0) fail(r.errno, r.reason ?? "cache_invalidate failed");
     } else {

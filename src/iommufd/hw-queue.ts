@@ -32,17 +32,17 @@ export class IommufdHwQueue extends IommufdObject implements HwQueueCore {
     super();
   }
   depend(on: HwQueueCore): void {
-    (on as IommufdHwQueue).users++;
+    on.refGet();
   }
   undepend(on: HwQueueCore): void {
-    (on as IommufdHwQueue).users--;
+    on.refPut();
   }
   destroy(): void {
     this.driverDestroy?.();
     this.driverDestroy = undefined;
     if (this.access !== undefined) destroyAccess(this.access, this.baseAddr, this.length);
     this.access = undefined;
-    if (this.viommu !== undefined) this.viommu.users--;
+    if (this.viommu !== undefined) this.viommu.refPut();
     this.viommu = undefined;
   }
 }
@@ -99,7 +99,7 @@ export function hwQueueAlloc(u: Ucmd): number {
   if (length === 0n) fail(EINVAL, "length is 0");
   const iova = u.big("nesting_parent_iova");
   if (iova + length - 1n > U64_MAX) fail(EOVERFLOW, `nesting_parent_iova ${hex(iova)} + length overflows`);
-  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU") as IommufdViommu;
+  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU");
   const st = viommu.state;
   if (st?.hwQueueSupported === undefined || st.hwQueueInitPhys === undefined)
     fail(EOPNOTSUPP, "the vIOMMU's driver has no HW queues (get_hw_queue_size/hw_queue_init_phys)");
@@ -109,7 +109,7 @@ export function hwQueueAlloc(u: Ucmd): number {
   u.createObject(q, () => {
     const [access, basePa] = allocPhys(viommu, iova, length);
     q.viommu = viommu;
-    viommu.users++;
+    viommu.refGet();
     q.access = access;
     st.hwQueueInitPhys!(q, u.num("index"), basePa);
     u.set("out_hw_queue_id", q.id);

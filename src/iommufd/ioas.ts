@@ -25,6 +25,7 @@ import {
 import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import { DmaBuf, dmabufPinSource } from "./dmabuf.js";
+import type { HwptPaging } from "./hw-pagetable.js";
 import {
   IOMMU_IOAS_MAP_FIXED_IOVA,
   IOMMU_IOAS_MAP_READABLE,
@@ -45,7 +46,7 @@ export class IommufdIoas extends IommufdObject {
   readonly type = "IOAS" as const;
   readonly iopt: IoPagetable;
   /** HWPT_PAGING objects built on this IOAS (auto ones are tried by device attach, in order). */
-  readonly hwptList: IommufdObject[] = [];
+  readonly hwptList: HwptPaging[] = [];
   constructor(readonly ictx: IommufdCtx) {
     super();
     this.iopt = new IoPagetable(ictx.k.faults);
@@ -58,7 +59,7 @@ export class IommufdIoas extends IommufdObject {
 }
 
 export function getIoas(ictx: IommufdCtx, id: number): IommufdIoas {
-  return ictx.objects.get(id, "IOAS", "IOAS") as IommufdIoas;
+  return ictx.objects.get(id, "IOAS", "IOAS");
 }
 
 /** The accounting mode a new pages object gets (iopt_alloc_pages + the context's RLIMIT_MODE). */

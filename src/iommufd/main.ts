@@ -185,10 +185,7 @@ export function releaseCtx(ictx: IommufdCtx): void {
     if (!progress) {
       // A reference leaked: the kernel WARNs. Keep the model's books balanced anyway.
       ictx.k.klog.lines.push(`WARNING: iommufd release with ${objs.length} object(s) still referenced`);
-      for (const o of ictx.objects.values()) {
-        o.users = 1;
-        ictx.objects.removeInternal(o);
-      }
+      ictx.objects.removeLeaked(ictx.objects.values());
     }
   }
   ictx.globals.contexts.delete(ictx);

@@ -1,5 +1,13 @@
 import type { FaultInject } from "../hw/fault-inject.js";
 import { EBUSY, ENOENT, ENOMEM, ENOSPC, fail } from "../uapi/errno.js";
+import type { IommufdAccess } from "./access.js";
+import type { IommufdDevice } from "./device.js";
+import type { IommufdFault, IommufdVeventq } from "./eventq.js";
+import type { HwptNested, HwptPaging } from "./hw-pagetable.js";
+import type { IommufdHwQueue } from "./hw-queue.js";
+import type { IommufdIoas } from "./ioas.js";
+import type { SelftestDev } from "./selftest.js";
+import type { IommufdVdevice, IommufdViommu } from "./viommu.js";
 
 /**
  * enum iommufd_object_type (include/linux/iommufd.h); userspace only sees IDs.
@@ -18,27 +26,100 @@ export type ObjType =
   | "HW_QUEUE"
   | "SELFTEST";
 
+/** Every object class, told apart by its `type` (a discriminated union: `switch (o.type)` narrows). */
+export type AnyObject =
+  | IommufdDevice
+  | HwptPaging
+  | HwptNested
+  | IommufdIoas
+  | IommufdAccess
+  | IommufdFault
+  | IommufdViommu
+  | IommufdVdevice
+  | IommufdVeventq
+  | IommufdHwQueue
+  | SelftestDev;
+
+/** The class of objects of type T: ObjOfType<"IOAS"> is IommufdIoas. */
+export type ObjOfType<T extends ObjType> = Extract<AnyObject, { readonly type: T }>;
+
+// Each ObjType has its class, and each class one ObjType.
+const everyTypeHasAClass: [ObjType] extends [AnyObject["type"]] ? true : never = true;
+void everyTypeHasAClass;
+
+/** The object table's own hold on an object ends (removal, abort): module-private, set below. */
+let dropTableRef: (o: IommufdObject, leaked?: boolean) => void;
+
 /**
  * The header every object shares (struct iommufd_object).
  *
  * Ownership: `users` starts at 1, the reference of the object table. Every
  * long-term reference another object or a kernel user (VFIO) holds adds one
- * (see iommufd-semantics.md §1.3): HWPT_PAGING → IOAS, an attached device →
- * its HWPT and itself, a bound device → +1 for the binding driver, an
- * attached access → its IOAS. DESTROY removes an object only while the
- * table's reference is the only one (EBUSY otherwise).
+ * with refGet() and gives it back with refPut() (see iommufd-semantics.md
+ * §1.3): HWPT_PAGING → IOAS, an attached device → its HWPT and itself, a
+ * bound device → +1 for the binding driver, an attached access → its IOAS.
+ * Only the table drops its own reference: DESTROY removes an object while
+ * that is the only one (EBUSY otherwise); the kernel removes internally owned
+ * objects (auto domains, the binding's device) with removeInternal().
+ * Lookups take no short-term reference: an ioctl runs to completion before
+ * another one starts, so nothing can free an object under a lookup.
+ *
+ * Each class says what it holds in `destroy` (iommufd_object_ops.destroy) and,
+ * when a half-built object needs other undoing, in `abort` (ops.abort; by
+ * default the same as destroy). ObjectTable.abortAndDestroy() is the one way
+ * to undo an object whose creation failed.
  */
 export abstract class IommufdObject {
   id = 0;
-  users = 1;
+  #users = 1;
+  /** Torn down by a release that found references leaked: holders' late puts are expected. */
+  #leaked = false;
   /** Published in the table (lookups see it). */
   finalized = false;
   abstract readonly type: ObjType;
   /** Drop what this object holds on others; runs once, after removal from the table. */
   abstract destroy(): void;
+
+  /** Undo a half-built object (iommufd_object_ops.abort); by default what destroy does. */
+  abort(): void {
+    this.destroy();
+  }
+
+  /** refcount_read(&obj->users): 1 for the table, one per holder; 0 once removed. */
+  get users(): number {
+    return this.#users;
+  }
+
+  /** refcount_inc(&obj->users) (n times): a long-term reference is taken. */
+  refGet(n = 1): void {
+    if (this.#users === 0) throw new Error(`${this.describe()}: reference taken after it was destroyed`);
+    this.#users += n;
+  }
+
+  /**
+   * refcount_dec(&obj->users) (n times): a reference is given back. Never
+   * the table's own: a put that would drop it is a model bug.
+   */
+  refPut(n = 1): void {
+    if (this.#leaked) return;
+    if (this.#users - n < 1) {
+      throw new Error(
+        `${this.describe()}: reference put with only the object table's left (users ${this.#users})`,
+      );
+    }
+    this.#users -= n;
+  }
+
   /** A short description for reasons and debug dumps. */
   describe(): string {
     return `${this.type.toLowerCase()} ${this.id}`;
+  }
+
+  static {
+    dropTableRef = (o, leaked = false) => {
+      o.#users = 0;
+      o.#leaked = leaked;
+    };
   }
 }
 
@@ -89,33 +170,44 @@ export class ObjectTable {
     obj.finalized = false;
   }
 
-  /** iommufd_get_object: by ID and type (undefined type = any). */
-  get(id: number, type?: ObjType | readonly ObjType[], what = "object"): IommufdObject {
-    const o = this.slots.get(id);
-    if (o === undefined || !o.finalized) fail(ENOENT, `${what} id ${id} does not exist`);
-    if (type !== undefined && (typeof type === "string" ? o.type !== type : !type.includes(o.type))) {
+  /**
+   * iommufd_get_object(): the published object with this ID, of type `type`
+   * (one of several, or any when omitted), as its class. A missing ID and
+   * an object of another type are both ENOENT, as in the kernel; `what`
+   * names the argument in the reason.
+   */
+  get<T extends ObjType = ObjType>(id: number, type?: T | readonly T[], what = "object"): ObjOfType<T> {
+    const o = this.tryGet(id);
+    if (o === undefined) fail(ENOENT, `${what} id ${id} does not exist`);
+    if (
+      type !== undefined &&
+      (typeof type === "string" ? o.type !== type : !(type as readonly string[]).includes(o.type))
+    ) {
       fail(ENOENT, `id ${id} is a ${o.type} object, not ${typeof type === "string" ? type : type.join("/")}`);
     }
-    return o;
+    // o.type was just checked against T, and each class has its own type
+    return o as ObjOfType<T>;
   }
 
-  tryGet(id: number): IommufdObject | undefined {
+  /** The published object with this ID, if any. */
+  tryGet(id: number): AnyObject | undefined {
     const o = this.slots.get(id);
-    return o?.finalized ? o : undefined;
+    // only the iommufd object classes (AnyObject) are ever stored
+    return o?.finalized ? (o as AnyObject) : undefined;
   }
 
   /**
    * IOMMU_DESTROY / iommufd_object_remove: only when the table holds the
    * last reference; the object's destroy then drops what it holds.
    */
-  remove(id: number, type?: ObjType): IommufdObject {
+  remove(id: number, type?: ObjType): AnyObject {
     const o = this.get(id, type);
     if (o.users !== 1) {
       fail(EBUSY, `${o.describe()} is still in use (${o.users - 1} reference(s) besides the object table)`);
     }
     this.slots.delete(id);
     this.release(id);
-    o.users = 0;
+    dropTableRef(o);
     o.destroy();
     return o;
   }
@@ -125,12 +217,39 @@ export class ObjectTable {
     if (this.slots.get(o.id) !== o) return;
     this.slots.delete(o.id);
     this.release(o.id);
-    o.users = 0;
+    dropTableRef(o);
     o.destroy();
   }
 
-  values(): IommufdObject[] {
-    return [...this.slots.values()];
+  /**
+   * iommufd_object_abort_and_destroy(): creation failed. The reserved ID (if
+   * the object got one) is released and the class's abort undoes what the
+   * half-built object holds. The object was never published.
+   */
+  abortAndDestroy(o: IommufdObject): void {
+    this.abort(o);
+    dropTableRef(o);
+    o.abort();
+  }
+
+  /**
+   * iommufd_fops_release() when references leaked (the kernel WARNs): the
+   * table takes every object back regardless, so the model's books balance.
+   */
+  removeLeaked(objs: IommufdObject[]): void {
+    for (const o of objs) {
+      if (this.slots.get(o.id) !== o) continue;
+      this.slots.delete(o.id);
+      this.release(o.id);
+      dropTableRef(o, true);
+    }
+    for (const o of objs) o.destroy();
+  }
+
+  /** Every object, published or only reserved, in ID-allocation order. */
+  values(): AnyObject[] {
+    // only the iommufd object classes (AnyObject) are ever stored
+    return [...this.slots.values()] as AnyObject[];
   }
 
   private release(id: number): void {

@@ -132,13 +132,13 @@ function hwptAttachPasid(idev: IommufdDevice, hwpt: Hwpt, pasid: number): void {
     coreSetPasid(idev, hwpt, pasid, undefined);
     ig.pasids.set(pasid, { hwpt, devices: new Set([idev]), handle: new AttachHandle(idev, pasid) });
   } else a.devices.add(idev);
-  hwpt.users++;
-  idev.users++;
+  hwpt.refGet();
+  idev.refGet();
 }
 
 function resolveHwpt(idev: IommufdDevice, ptId: number, pasid: number): Hwpt {
   const obj = idev.ictx.objects.get(ptId, undefined, "pt_id");
-  if (obj.type === "HWPT_PAGING" || obj.type === "HWPT_NESTED") return obj as Hwpt;
+  if (obj.type === "HWPT_PAGING" || obj.type === "HWPT_NESTED") return obj;
   if (obj.type === "IOAS") {
     // The automatic domains (and a new one) are never PASID-compatible: each try is EINVAL.
     return fail(
@@ -184,13 +184,18 @@ export function iommufdDevicePasidReplace(idev: IommufdDevice, pasid: number, pt
   a!.handle = new AttachHandle(idev, pasid);
   a!.hwpt = hwpt;
   const n = a!.devices.size;
-  hwpt.users += n;
-  old.users -= n;
+  hwpt.refGet(n);
+  old.refPut(n);
   return hwpt.id;
 }
 
 /** iommufd_device_detach(idev, pasid != 0): a PASID not attached is a silent no-op. */
 export function iommufdDevicePasidDetach(idev: IommufdDevice, pasid: number): void {
+  pasidDetach(idev, pasid, false);
+}
+
+/** The detach; while the device is being destroyed its own references (the attach's among them) are gone. */
+function pasidDetach(idev: IommufdDevice, pasid: number, destroying: boolean): void {
   const ig = idev.igroup;
   const a = ig.pasids.get(pasid);
   if (a === undefined || !a.devices.has(idev)) return;
@@ -200,16 +205,14 @@ export function iommufdDevicePasidDetach(idev: IommufdDevice, pasid: number): vo
     a.hwpt.fault?.autoResponse(a.handle);
     ig.pasids.delete(pasid);
   }
-  a.hwpt.users--;
-  idev.users--;
+  a.hwpt.refPut();
+  if (!destroying) idev.refPut();
 }
 
 /** Every PASID of the device (VFIO unbind, the selftest device's destroy). */
 export function iommufdDevicePasidDetachAll(idev: IommufdDevice, destroying: boolean): void {
   for (const [pasid, a] of [...idev.igroup.pasids]) {
     if (!a.devices.has(idev)) continue;
-    iommufdDevicePasidDetach(idev, pasid);
-    // During destroy the table's reference is already gone; the attach's own one went above.
-    if (destroying) idev.users++;
+    pasidDetach(idev, pasid, destroying);
   }
 }

@@ -33,7 +33,7 @@ import {
 } from "./device.js";
 import { DMABUF_KIND, type DmaBuf, testDmabufGet } from "./dmabuf.js";
 import { reportDeviceFault } from "./eventq.js";
-import { getHwptPaging, type Hwpt, type HwptNested } from "./hw-pagetable.js";
+import { getHwptPaging, type Hwpt } from "./hw-pagetable.js";
 import { getIoas, taskMm } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import {
@@ -102,7 +102,7 @@ export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
 const MOCK_IO_PAGE = 2048n;
 
 /** The selftest "stdev" object: a mock device bound and attached, destroyable by IOMMU_DESTROY. */
-class SelftestDev extends IommufdObject {
+export class SelftestDev extends IommufdObject {
   readonly type = "SELFTEST" as const;
   idev: IommufdDevice | undefined;
   constructor(
@@ -141,7 +141,7 @@ export function testCmd(u: Ucmd): number {
     case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
       return mockDomain(u, op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? u32(u, 28) : 0);
     case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: {
-      const s = u.ictx.objects.get(u32(u, 8), "SELFTEST", "mock device") as SelftestDev;
+      const s = u.ictx.objects.get(u32(u, 8), "SELFTEST", "mock device");
       const id = iommufdDeviceReplace(s.idev!, u32(u, 16));
       setU32(u, 16, id);
       u.respond();
@@ -454,12 +454,12 @@ function dirty(u: Ucmd): number {
 }
 
 function selftestDev(u: Ucmd): SelftestDev {
-  return u.ictx.objects.get(u32(u, 8), "SELFTEST", "mock device") as SelftestDev;
+  return u.ictx.objects.get(u32(u, 8), "SELFTEST", "mock device");
 }
 
 /** MD_CHECK_IOTLB: a mock nested domain's IOTLB entry has the value (EINVAL otherwise). */
 function checkIotlb(u: Ucmd): number {
-  const h = u.ictx.objects.get(u32(u, 8), "HWPT_NESTED", "nested HWPT") as HwptNested;
+  const h = u.ictx.objects.get(u32(u, 8), "HWPT_NESTED", "nested HWPT");
   const iotlb = h.domain.priv.iotlb as number[] | undefined;
   if (iotlb === undefined) fail(EINVAL, `HWPT ${h.id} is not a mock nested domain`);
   const id = u32(u, 16);

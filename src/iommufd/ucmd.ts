@@ -50,16 +50,18 @@ export class Ucmd {
    * Create an object the way the kernel does for ucmd allocations: reserve
    * the ID, build, respond, and publish only when everything succeeded;
    * otherwise the ID is released and the half-built object destroyed.
+   * `unwind` first drops what the build handed out that holds the object
+   * (an event queue's file), as the kernel's error labels do before
+   * iommufd_object_abort_and_destroy().
    */
-  createObject<O extends IommufdObject>(obj: O, build: (o: O) => void): O {
+  createObject<O extends IommufdObject>(obj: O, build: (o: O) => void, unwind?: () => void): O {
     this.ictx.objects.alloc(obj);
     try {
       build(obj);
       if (this.ictx.k.faults.hit("iommufd_object_finalize")) fail(EFAULT, "injected failure before finalize");
     } catch (e) {
-      this.ictx.objects.abort(obj);
-      obj.users = 0;
-      obj.destroy();
+      unwind?.();
+      this.ictx.objects.abortAndDestroy(obj);
       throw e;
     }
     this.ictx.objects.finalize(obj);

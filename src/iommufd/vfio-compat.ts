@@ -36,7 +36,7 @@ const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
 /** get_compat_ioas(): ENODEV when no compat IOAS is set. */
 function compatIoas(ictx: IommufdCtx): IommufdIoas {
   const ioas = ictx.vfioIoas;
-  if (!(ioas instanceof IommufdIoas)) {
+  if (ioas === undefined) {
     fail(ENODEV, "no compat IOAS: attach a VFIO group to this container or set one with IOMMU_VFIO_IOAS");
   }
   return ioas;

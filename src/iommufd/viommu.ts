@@ -76,12 +76,12 @@ export function iommufdMmap(ictx: IommufdCtx, file: KFile, len: bigint, off: big
       return 0;
     },
     get: () => {
-      imm.owner.users++;
+      imm.owner.refGet();
       imm.owner.mappings++;
       file.get();
     },
     put: () => {
-      imm.owner.users--;
+      imm.owner.refPut();
       imm.owner.mappings--;
       file.put();
     },
@@ -127,7 +127,7 @@ export class IommufdViommu extends IommufdObject {
   destroy(): void {
     this.state?.destroy();
     this.state = undefined;
-    if (this.holdsHwpt) this.hwpt.users--;
+    if (this.holdsHwpt) this.hwpt.refPut();
     this.holdsHwpt = false;
     this.vdevs.clear();
   }
@@ -145,7 +145,7 @@ export class IommufdVdevice extends IommufdObject {
   }
   destroy(): void {
     if (this.viommu.vdevs.get(this.virtId) === this) this.viommu.vdevs.delete(this.virtId);
-    this.viommu.users--;
+    this.viommu.refPut();
     if (this.idev.vdev === this) this.idev.vdev = undefined;
   }
 }
@@ -178,7 +178,7 @@ export function viommuAlloc(u: Ucmd): number {
   const dataLen = u.num("data_len");
   const v = new IommufdViommu(u.ictx, hwpt, dev.driver, type);
   u.createObject(v, () => {
-    hwpt.users++;
+    hwpt.refGet();
     v.holdsHwpt = true;
     const ud: IommuUserData | undefined = dataLen !== 0 ? readUserData(u, type, dataLen) : undefined;
     const state = drv.viommuInit(v.core, hwpt.domain, ud);
@@ -203,7 +203,7 @@ export function viommuAlloc(u: Ucmd): number {
  * (EEXIST) and one device per virtual ID on the vIOMMU (EEXIST).
  */
 export function vdeviceAlloc(u: Ucmd): number {
-  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU") as IommufdViommu;
+  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU");
   const idev = getDevice(u.ictx, u.num("dev_id"));
   if (idev.dev === undefined || idev.dev.driver !== viommu.driver) {
     fail(EINVAL, `${idev.name} is not behind the physical IOMMU of vIOMMU ${viommu.id}`);
@@ -212,7 +212,7 @@ export function vdeviceAlloc(u: Ucmd): number {
   const virtId = u.big("virt_id");
   const vdev = new IommufdVdevice(viommu, idev, virtId);
   u.createObject(vdev, () => {
-    viommu.users++;
+    viommu.refGet();
     idev.vdev = vdev;
     if (viommu.vdevs.has(virtId)) {
       fail(EEXIST, `virtual ID 0x${virtId.toString(16)} is taken on vIOMMU ${viommu.id}`);
@@ -288,9 +288,9 @@ export function viommuCacheInvalidate(
 
 /** The vIOMMU a device's vDEVICE is on (tests, m.debug). */
 export function vdevOf(idev: IommufdDevice): IommufdVdevice | undefined {
-  return idev.vdev as IommufdVdevice | undefined;
+  return idev.vdev;
 }
 
 export function getViommu(ictx: IommufdCtx, id: number): IommufdViommu {
-  return ictx.objects.get(id, "VIOMMU", "vIOMMU") as IommufdViommu;
+  return ictx.objects.get(id, "VIOMMU", "vIOMMU");
 }

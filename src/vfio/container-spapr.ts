@@ -42,7 +42,13 @@ import {
   VFIO_SPAPR_TCE_v2_IOMMU,
 } from "../uapi/vfio.js";
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
-import { type MmIommuMem, type MmIommuRegistry, mmIommuUaToHpa } from "./spapr-prereg.js";
+import {
+  type MmIommuMem,
+  type MmIommuRegistry,
+  mmIommuMappedDec,
+  mmIommuMappedInc,
+  mmIommuUaToHpa,
+} from "./spapr-prereg.js";
 import { u32, u64, vfioCopyIn } from "./uaccess.js";
 
 const MAX_TABLES = 2;
@@ -438,12 +444,13 @@ export class SpaprTceContainer implements VfioIommuBackend {
         if (mem.folioShift[idx] < shift) {
           fail(EPERM, `the page at ${hex(ua)} is smaller than the window's TCE (tce_page_is_contained)`);
         }
-        mem.mapped++;
+        if (mmIommuMappedInc(mem) < 0)
+          fail(ENXIO, `the registered region at ${hex(mem.ua)} is being released`);
         let old: number | undefined;
         try {
           old = this.xchg(t, entry + i, pfn, prot);
         } catch (e) {
-          mem.mapped--;
+          mmIommuMappedDec(mem);
           throw e;
         }
         if (old !== undefined) this.unusePageV2(t, entry + i);
@@ -470,7 +477,7 @@ export class SpaprTceContainer implements VfioIommuBackend {
     const ua = pua.get(entry);
     if (ua === undefined || this.mm === null) return;
     const mem = this.mmIommu.lookup(this.mm, ua, 1n << BigInt(t.pageShift));
-    if (mem !== undefined && mem.mapped > 1) mem.mapped--;
+    if (mem !== undefined) mmIommuMappedDec(mem);
     pua.delete(entry);
   }
 

@@ -2,7 +2,7 @@ import { accountMmLockedVm } from "../mm/locked-vm.js";
 import type { MmStruct } from "../mm/mm-struct.js";
 import type { PfnRuns } from "../mm/pfn-runs.js";
 import { runsToArray } from "../mm/pfn-runs.js";
-import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, fail, rethrowWith } from "../uapi/errno.js";
+import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, fail, rethrowWith } from "../uapi/errno.js";
 import { PAGE_SIZE_B as PAGE, PAGE_SHIFT } from "../uapi/linux.js";
 
 /**
@@ -167,6 +167,18 @@ function mmIommuPrepare(mm: MmStruct, ua: bigint, entries: number, list: readonl
     fail(EINVAL, `mm_iommu_new: [0x${ua.toString(16)}, 0x${end.toString(16)}) overlaps a registered region`);
   }
   return { ua, entries, pageshift: memShift, hpas, folioShift, runs, used: 1, mapped: 1 };
+}
+
+/** mm_iommu_mapped_inc(): one more TCE points into the region; ENXIO once the region is being released. */
+export function mmIommuMappedInc(mem: MmIommuMem): number {
+  if (mem.mapped === 0) return -ENXIO;
+  mem.mapped++;
+  return 0;
+}
+
+/** mm_iommu_mapped_dec(): one TCE fewer; the base count 1 (the registration's) stays. */
+export function mmIommuMappedDec(mem: MmIommuMem): void {
+  if (mem.mapped > 1) mem.mapped--;
 }
 
 /** mm_iommu_ua_to_hpa(): host pfn of ua's page, or -EFAULT past the region or above its page shift. */

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { holes, IntervalTree, type ItNode } from "../../src/iommufd/interval-tree.js";
-import { ObjectTable } from "../../src/iommufd/object.js";
+import { IommufdObject, ObjectTable } from "../../src/iommufd/object.js";
 
 describe("IntervalTree", () => {
   it("matches a brute-force reference under random insert/remove/query", () => {
@@ -42,26 +42,21 @@ describe("IntervalTree", () => {
 describe("ObjectTable IDs", () => {
   it("hands out the lowest free ID from 1 and reuses destroyed ones (xa_alloc)", () => {
     const t = new ObjectTable();
-    class O {
-      id = 0;
-      users = 1;
-      finalized = false;
-      type = "IOAS" as const;
+    class O extends IommufdObject {
+      readonly type = "IOAS" as const;
       destroy() {}
-      describe() {
-        return "o";
-      }
     }
     const os = [1, 2, 3, 4].map(() => {
-      const o = t.alloc(new O() as never);
+      const o = t.alloc(new O());
       t.finalize(o);
-      return o as unknown as O;
+      return o;
     });
     expect(os.map((o) => o.id)).toEqual([1, 2, 3, 4]);
     t.remove(3);
     t.remove(2);
-    expect((t.alloc(new O() as never) as unknown as O).id).toBe(2);
-    expect((t.alloc(new O() as never) as unknown as O).id).toBe(3);
-    expect((t.alloc(new O() as never) as unknown as O).id).toBe(5);
+    expect(os[2].users).toBe(0);
+    expect(t.alloc(new O()).id).toBe(2);
+    expect(t.alloc(new O()).id).toBe(3);
+    expect(t.alloc(new O()).id).toBe(5);
   });
 });

@@ -31,6 +31,9 @@ export interface HwQueueCore {
   readonly baseAddr: bigint;
   /** iommufd_hw_queue_depend(): `this` keeps `on` from being destroyed (EBUSY). */
   depend(on: HwQueueCore): void;
+  /** The queue object's users (what depend/undepend change on `on`). */
+  refGet(): void;
+  refPut(): void;
   /** iommufd_hw_queue_undepend(). */
   undepend(on: HwQueueCore): void;
   /** Set by hw_queue_init_phys on success (hw_queue->destroy). */
