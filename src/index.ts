@@ -14,7 +14,13 @@ export type { DmaEvent } from "./hw/dma-log.js";
 export { RLIM_INFINITY } from "./kernel/cred.js";
 export type { Debug } from "./kernel/debug.js";
 export { KCONFIG_DEFAULTS, type Kconfig } from "./kernel/kconfig.js";
-export type { HwptDebugInfo, IommuKind, KernelProfileName, NoiommuRevision } from "./kernel/kctx.js";
+export type {
+  HwptDebugInfo,
+  IoasDebugInfo,
+  IommuKind,
+  KernelProfileName,
+  NoiommuRevision,
+} from "./kernel/kctx.js";
 export { Machine, type MachineOptions, type PciDeviceConfig, type SpawnOptions } from "./kernel/machine.js";
 export { PARAM_DEFAULTS } from "./kernel/params.js";
 export { Process } from "./kernel/process.js";

@@ -13,6 +13,7 @@ commands:
   record <scenario.yaml> [-o out.yaml]  run it and write it back as a fully explicit scenario
   exec [machine options] -- PROGRAM [ARGS...]  run a real program against the model
   serve --socket PATH [machine options]  a machine several real programs join
+  web [scenario.yaml]    open the run in a browser view (--port N, --export DIR)
   help [command]         this text, or a command's
 
 options (every command):
@@ -127,4 +128,16 @@ Then run each program with it, e.g.
 Each program (and each child it forks) is a process of the machine; objects
 of one are not reachable from another except through the fds it inherited.
 More: docs/exec.md`,
+  web: `usage: iommufd-sim web [scenario.yaml] [--port N] [--export DIR]
+
+Serve a browser view of the run on 127.0.0.1 and print its URL
+(http://127.0.0.1:PORT/) as the first line of stdout; Ctrl+C stops it.
+Without a file it opens examples/demo-noiommu.yaml. --port 0 picks a free
+port (default 8080). --export DIR writes the same view as a static site
+(index.html, app.js, app.css) instead of serving it.
+
+The page runs the model itself: step through the run (arrow keys, Home/End,
+the slider), see each step's calls with their errno and rule, each IOAS as an
+address line, each HWPT's page table, pinned frames, VMAs and the DMA log,
+and edit and rerun the scenario. Nothing is fetched from the network.`,
 };

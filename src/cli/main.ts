@@ -8,6 +8,7 @@ import { cmdRecord } from "./cmd-record.js";
 import { cmdRun } from "./cmd-run.js";
 import { cmdServe } from "./cmd-serve.js";
 import { cmdTrace } from "./cmd-trace.js";
+import { cmdWeb } from "./cmd-web.js";
 import { HELP } from "./help.js";
 import { type CliIo, Out, type Verbosity } from "./out.js";
 
@@ -28,6 +29,10 @@ export interface CliOptions {
   output?: string;
   /** demo: `--record out.yaml`. */
   record?: string;
+  /** web: `--port N` (0: any free port). */
+  port?: string;
+  /** web: `--export DIR` (a static site instead of a server). */
+  export?: string;
   positional: string[];
 }
 
@@ -64,10 +69,12 @@ export function parseArgs(argv: string[]): CliOptions | string {
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const eq = /^(--output|--record)=(.*)$/.exec(a);
+    const eq = /^(--output|--record|--port|--export)=(.*)$/.exec(a);
     if (eq) {
       if (eq[1] === "--output") o.output = eq[2];
-      else o.record = eq[2];
+      else if (eq[1] === "--record") o.record = eq[2];
+      else if (eq[1] === "--port") o.port = eq[2];
+      else o.export = eq[2];
       continue;
     }
     switch (a) {
@@ -78,6 +85,14 @@ export function parseArgs(argv: string[]): CliOptions | string {
         if (v === undefined) return `${a} needs a file name`;
         if (a === "--record") o.record = v;
         else o.output = v;
+        break;
+      }
+      case "--port":
+      case "--export": {
+        const v = argv[++i];
+        if (v === undefined) return `${a} needs a value`;
+        if (a === "--port") o.port = v;
+        else o.export = v;
         break;
       }
       case "--json":
@@ -150,6 +165,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     return EXIT_OK;
   }
   if (cmd === "demo") return cmdDemo(ctx, rest);
+  if (cmd === "web") return cmdWeb(ctx, rest);
   if (rest.length !== 1) {
     out.error(`iommufd-sim ${cmd}: expected one scenario file\n${HELP[cmd].split("\n")[0]}`);
     return EXIT_USAGE;

@@ -11,6 +11,8 @@ export interface CliIo {
   readFile?: (path: string) => string;
   /** Where `record -o` and `demo --record` write (tests keep it in memory). */
   writeFile?: (path: string, text: string) => void;
+  /** `web`: the server once it listens, and how to stop it (tests stop it themselves). */
+  onServer?: (server: import("node:http").Server, stop: () => void) => void;
 }
 
 export type Verbosity = "quiet" | "normal" | "verbose";

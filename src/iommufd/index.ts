@@ -23,6 +23,7 @@
  * their fds, on drivers implementing src/iommu/drivers/viommu-ops.ts (the
  * mock). PASID attach (pasid.ts): `iommufdDevicePasidAttach/Replace/Detach`.
  */
+
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { HwptDebugInfo, KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
@@ -136,3 +137,4 @@ export function iommufdDebugHwpt(task: Task, fd: number, id: number): HwptDebugI
   const dump = () => h.domain.ptDump();
   return { format: info.format, rootPhys: info.rootPhys, topLevel: info.topLevel, dump };
 }
+export { debugIoas as iommufdDebugIoas } from "./debug-view.js";

@@ -1,7 +1,9 @@
 import type { DmaEvent } from "../hw/dma-log.js";
-import { iommufdDebugHwpt } from "../iommufd/index.js";
+import { iommufdDebugHwpt, iommufdDebugIoas } from "../iommufd/index.js";
+import type { VmaInfo } from "../mm/mm-struct.js";
+import type { PageTracker } from "../mm/page-tracker.js";
 import { EBADF, fail } from "../uapi/errno.js";
-import type { HwptDebugInfo } from "./kctx.js";
+import type { HwptDebugInfo, IoasDebugInfo } from "./kctx.js";
 import type { Machine } from "./machine.js";
 import type { Process } from "./process.js";
 import type { TraceEvent } from "./trace.js";
@@ -12,7 +14,10 @@ import type { TraceEvent } from "./trace.js";
  * fault injection).
  */
 export class Debug {
-  constructor(private readonly m: Machine) {}
+  constructor(
+    private readonly m: Machine,
+    private readonly pages: PageTracker,
+  ) {}
 
   /** Raw simulated physical memory. */
   readPhys(pa: bigint, len: number): Uint8Array {
@@ -28,6 +33,24 @@ export class Debug {
     if (f === undefined) fail(EBADF, `fd ${iommufdFd} is not open`);
     if (this.m.iommufd === undefined) throw new Error("no iommufd in this machine");
     return iommufdDebugHwpt(p.task, iommufdFd, hwptId);
+  }
+
+  /** An IOAS of an iommufd fd of process p: areas (with their pinned pfns), reserved and allowed ranges. */
+  ioas(p: Process, iommufdFd: number, ioasId: number): IoasDebugInfo {
+    const f = p.task.fds[iommufdFd];
+    if (f === undefined) fail(EBADF, `fd ${iommufdFd} is not open`);
+    if (this.m.iommufd === undefined) throw new Error("no iommufd in this machine");
+    return iommufdDebugIoas(p.task, iommufdFd, ioasId);
+  }
+
+  /** Pinned pages and hugetlb folios machine-wide: pfn, pin count, folio order. */
+  pinnedFrames(): { pfn: number; pins: number; order: number }[] {
+    return this.pages.pinnedFrames();
+  }
+
+  /** A process's VMAs, like /proc/<pid>/maps (empty once it has exited). */
+  vmas(p: Process): VmaInfo[] {
+    return p.task.exited ? [] : p.task.mm.maps();
   }
 
   /** Leak counters: everything a process can hold, machine-wide. */

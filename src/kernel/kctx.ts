@@ -37,6 +37,24 @@ export interface KernelCtx {
   readonly invariantChecks: Map<string, () => string[]>;
 }
 
+/** An IOAS as m.debug.ioas() reports it (read-only, for tools). */
+export interface IoasDebugInfo {
+  /** Areas by IOVA: prot is the IOMMU_READ (1) / IOMMU_WRITE (2) / IOMMU_CACHE (4) ... bits the area maps with; addr is the user VA (or file offset) of the first byte. */
+  areas: {
+    iova: bigint;
+    last: bigint;
+    prot: number;
+    source: "user" | "file" | "dmabuf";
+    addr: bigint;
+    /** The pinned pfns behind the area, as runs (at most 4096 runs). */
+    pinnedRuns: { pfn: number; n: number }[];
+  }[];
+  /** iopt reserved ranges and what reserved them (device regions such as the MSI window, aperture gaps). */
+  reserved: { start: bigint; last: bigint; owner: string }[];
+  /** IOMMU_IOAS_ALLOW_IOVAS ranges (empty: everything not reserved is allowed). */
+  allowed: { start: bigint; last: bigint }[];
+}
+
 export interface HwptDebugInfo {
   /**
    * "amdv1_mock": the selftest mock's generic_pt AMDv1 variant (iommu_mock.c),

@@ -169,7 +169,7 @@ export class Machine implements KernelServices {
     this.ctx.counterSources.set("openFiles", () => this.openFiles());
     this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();
-    this.debug = new Debug(this);
+    this.debug = new Debug(this, this.mmGlue.pages);
     const fc = this.debug.counters();
     const poolFree = () => this.poolFreeFrames();
     const bootOther = fc.usedFrames - fc.ptFrames - poolFree();

@@ -240,6 +240,23 @@ export class PageTracker {
     return this.pinCount(pfn) > 0;
   }
 
+  /**
+   * Every pinned page or hugetlb folio, by pfn: pins and the folio order
+   * (0 for a 4 KiB page). Read-only, for m.debug.pinnedFrames().
+   */
+  pinnedFrames(): { pfn: number; pins: number; order: FolioOrder }[] {
+    const out: { pfn: number; pins: number; order: FolioOrder }[] = [];
+    for (const [pfn, pins] of this.pins4k) if (pins > 0) out.push({ pfn, pins, order: 0 });
+    if (this.nHuge > 0) {
+      for (let b = 0; b < this.hOrder.length; b++) {
+        const pins = this.hCount[2 * b + 1];
+        if (this.hOrder[b] !== 0 && pins > 0)
+          out.push({ pfn: b * HUGE_2M_PAGES, pins, order: this.hOrder[b] as FolioOrder });
+      }
+    }
+    return out.sort((a, b) => a.pfn - b.pfn);
+  }
+
   totalPinnedPages(): number {
     return this.pinned;
   }

@@ -39,8 +39,8 @@ export interface RunResult {
 export interface RunOptions {
   /** Build the machine with trace: true (every syscall kept for m.debug.trace()). */
   trace?: boolean;
-  /** Called after each step (progress display, demos). */
-  onStep?: (r: StepResult, done: number, total: number) => void;
+  /** Called after each step (progress display, demos); `run` is the run so far (its machine and processes). */
+  onStep?: (r: StepResult, done: number, total: number, run: RunResult) => void;
 }
 
 /** Run a scenario on a fresh machine; stops at the first failed expectation. Never throws for scenario content. */
@@ -92,7 +92,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
         if (failure === undefined) capture(step, outcome, vars, r, where);
         else r.failure = failure;
         res.results.push(r);
-        opts.onStep?.(r, ++done, res.totalSteps);
+        opts.onStep?.(r, ++done, res.totalSteps, res);
         if (failure !== undefined) {
           res.failure = { where: `${where}: ${outcome.label}`, message: failure, kind: "expectation" };
           return false;

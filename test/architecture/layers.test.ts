@@ -33,9 +33,19 @@ const ALLOWED: Record<string, string[]> = {
   kernel: ["vfio", "iommufd", "iommu", "kernel-if", "pt", "mm", "hw", "uapi"],
   index: ["kernel", "kernel-if", "hw", "uapi"],
 };
-const TOOLS = new Set(["cli", "scenario", "bench", "fuzz", "conformance", "bridge"]);
-/** Tool-to-tool edges: the CLI runs scenarios and the bridge, the bridge formats with the CLI's trace printer, the bench times the bridge. */
-const TOOL_EDGES = new Set(["cli->scenario", "cli->bridge", "bridge->cli", "bench->bridge"]);
+const TOOLS = new Set(["cli", "scenario", "bench", "fuzz", "conformance", "bridge", "web"]);
+/**
+ * Tool-to-tool edges: the CLI runs scenarios and the bridge, the bridge formats with the CLI's trace printer,
+ * the bench times the bridge, the web view runs scenarios and reuses the CLI's trace/explain text.
+ */
+const TOOL_EDGES = new Set([
+  "cli->scenario",
+  "cli->bridge",
+  "bridge->cli",
+  "bench->bridge",
+  "web->scenario",
+  "web->cli",
+]);
 
 function walk(dir: string, out: string[] = []): string[] {
   for (const n of readdirSync(dir)) {

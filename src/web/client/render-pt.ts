@@ -1,0 +1,246 @@
+import { bytesLabel, hex } from "../model/addr.js";
+import { leafPa, ptePath, translate } from "../model/pte.js";
+import type { HwptView, PteView, StepView } from "../model/types.js";
+import { changedMark, h } from "./dom.js";
+import type { AppState } from "./state.js";
+
+const FORMAT_NAMES: Record<string, string> = {
+  amdv1: "AMD IOMMU v1",
+  amdv1_mock: "AMDv1 (iommufd selftest mock, 2 KiB granule)",
+  vtdss: "Intel VT-d second stage",
+  x86_64: "x86-64 (VT-d first stage)",
+  riscv: "RISC-V IOMMU (Sv39/48/57)",
+  spapr_tce: "sPAPR TCE (PowerNV)",
+};
+
+/** Rows shown under one table before "show more": 512 leaves each in the DOM would bury the path. */
+const PAGE = 64;
+
+export function renderPageTables(state: AppState, s: StepView): HTMLElement {
+  const box = h("div", { class: "ptlist" });
+  if (s.hwpts.length === 0)
+    box.appendChild(h("p", { class: "empty" }, "No HWPT (IOMMU page table) at this step."));
+  for (const hw of s.hwpts) box.appendChild(hwptView(state, s, hw));
+  return box;
+}
+
+/** The IOVA a walk starts from by default: the newest DMA so far, else the first mapped byte. */
+function defaultWalk(s: StepView, hw: HwptView): string {
+  // only a device behind the IOMMU puts IOVAs on the bus; a noiommu device's addresses are physical
+  const translated = new Set(s.devices.filter((d) => d.behindIommu).map((d) => d.bdf));
+  const last = [...s.dma].reverse().find((d) => d.step <= s.n && translated.has(d.device));
+  if (last) return hex(last.addr);
+  const first = hw.roots.length ? firstLeaf(hw.roots) : undefined;
+  return first ? hex(first.iovaStart) : "0x0";
+}
+
+function firstLeaf(l: PteView[]): PteView | undefined {
+  for (const e of l) {
+    if (e.kind === "leaf") return e;
+    const c = firstLeaf(e.children);
+    if (c) return c;
+  }
+  return undefined;
+}
+
+function parseIova(t: string): bigint | undefined {
+  try {
+    const v = BigInt(t.trim());
+    return v >= 0n && v < 1n << 64n ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodedLines(e: PteView): string[] {
+  const bytes = Array.from({ length: 8 }, (_, i) =>
+    Number((e.raw >> BigInt(8 * i)) & 0xffn)
+      .toString(16)
+      .padStart(2, "0"),
+  ).join(" ");
+  const out = [
+    `L${e.level}[${e.index}] in the table at PA ${hex(e.tablePhys)} (entry at ${hex(e.tablePhys + BigInt(e.index) * 8n)})`,
+    `raw ${e.raw.toString(16).padStart(16, "0")}  bytes (LE) ${bytes}`,
+    `covers IOVA [${hex(e.iovaStart)}, ${hex(e.iovaLast)}] (${bytesLabel(e.iovaLast - e.iovaStart + 1n)})`,
+  ];
+  if (e.kind === "table") out.push(`next-level table at PA ${e.pa !== undefined ? hex(e.pa) : "?"}`);
+  if (e.kind === "leaf") {
+    out.push(`maps PA ${e.pa !== undefined ? hex(e.pa) : "?"}, page size ${e.size ?? "?"}`);
+    const pa = leafPa(e, e.iovaStart);
+    if (pa !== e.pa && pa !== undefined) out.push(`this slot (IOVA ${hex(e.iovaStart)}) is PA ${hex(pa)}`);
+    out.push(`permissions: ${e.perms}`);
+  }
+  if (e.flags.length) out.push(`flags: ${e.flags.join(" ")}`);
+  return out;
+}
+
+/** "0x205000 → 0x10e771000 4K slot of an 8K page read write". */
+function leafText(e: PteView): string {
+  const pa = leafPa(e, e.iovaStart);
+  const slot = bytesLabel(e.iovaLast - e.iovaStart + 1n);
+  const size =
+    e.size === undefined || e.size === slot
+      ? (e.size ?? "")
+      : `(${slot} slot of a ${e.size} page at ${e.pa !== undefined ? hex(e.pa) : "?"})`;
+  return `${hex(e.iovaStart)} → ${pa !== undefined ? hex(pa) : "?"} ${size} ${e.perms}`;
+}
+
+function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
+  const sec = h("section", { class: "hwpt", "aria-label": hw.key, "data-testid": "hwpt" });
+  sec.appendChild(
+    h(
+      "h3",
+      {},
+      hw.key,
+      h(
+        "span",
+        { class: "dim" },
+        ` — ${hw.auto ? "automatic domain" : "allocated"} on ${hw.ptId}${hw.devices.length ? `, device ${hw.devices.join(", ")} attached` : ""}`,
+      ),
+    ),
+  );
+  if (hw.error) {
+    sec.appendChild(h("p", { class: "dim" }, hw.error));
+    return sec;
+  }
+  sec.appendChild(
+    h(
+      "p",
+      { class: "ptinfo" },
+      `Format ${FORMAT_NAMES[hw.format ?? ""] ?? hw.format} · root table at ${hex(hw.rootPhys ?? 0n)} · top level ${hw.topLevel} · ${hw.entryCount} non-empty entries`,
+    ),
+  );
+  if (hw.entryCount === 0) {
+    sec.appendChild(
+      h(
+        "p",
+        { class: "dim" },
+        "No entry to show: the table is empty, or this platform's table is not in simulated memory.",
+      ),
+    );
+    return sec;
+  }
+  const walkText = state.walk.get(hw.key) ?? defaultWalk(s, hw);
+  const iova = parseIova(walkText);
+  const path = iova === undefined ? [] : ptePath(hw.roots, iova);
+  const onPath = new Set(path);
+  const pa = iova === undefined ? undefined : translate(hw.roots, iova);
+  const inspector = h(
+    "div",
+    { class: "inspector", "aria-live": "polite", "data-testid": "pte-inspector" },
+    h("p", { class: "dim" }, "Hover or focus an entry to decode it."),
+  );
+  const show = (e: PteView) =>
+    inspector.replaceChildren(
+      h(
+        "h4",
+        {},
+        `L${e.level}[${e.index}] ${e.kind === "leaf" ? "leaf" : e.kind === "table" ? "table pointer" : "entry"}`,
+      ),
+      ...decodedLines(e).map((l) => h("div", { class: "mono" }, l)),
+    );
+  const input = h("input", {
+    type: "text",
+    id: `walk-${hw.id}-${hw.fd}`,
+    value: walkText,
+    spellcheck: "false",
+    "aria-label": "IOVA to walk",
+    "data-testid": "walk-iova",
+    onchange: (ev: Event) => {
+      state.walk.set(hw.key, (ev.target as HTMLInputElement).value);
+      state.rerender();
+    },
+  });
+  sec.appendChild(
+    h(
+      "div",
+      { class: "walk" },
+      h("label", { for: input.id }, "Walk IOVA "),
+      input,
+      h(
+        "span",
+        { "data-testid": "walk-result", class: pa === undefined ? "bad" : "" },
+        iova === undefined
+          ? " not an address"
+          : pa === undefined
+            ? ` → no leaf maps ${hex(iova)} (the IOMMU faults: ${path.length ? `stops at L${path[path.length - 1].level}` : "nothing at the root"})`
+            : ` → PA ${hex(pa)} via ${path.map((e) => `L${e.level}[${e.index}]`).join(" → ")}`,
+      ),
+    ),
+  );
+  const tree = h("ul", { class: "pt", role: "tree", "aria-label": `${hw.key} page table` });
+  const entryRow = (e: PteView): HTMLElement => {
+    const chg = s.changed.has(e.sig);
+    const key = `${e.tablePhys}:${e.index}`;
+    const on = onPath.has(e);
+    const row = h(
+      "span",
+      {
+        class: `pte ${e.kind}${on ? " onpath" : ""}${chg ? " changed" : ""}`,
+        tabindex: 0,
+        title: decodedLines(e).join("\n"),
+        "data-testid": "pte",
+        "data-level": e.level,
+        "data-index": e.index,
+        "data-pa": e.pa !== undefined ? hex(e.pa) : "",
+        "data-iova": hex(e.iovaStart),
+        onmouseenter: () => show(e),
+        onfocus: () => show(e),
+      },
+      on ? h("span", { class: "pathmark", title: "on the walk's path" }, "◆ path ") : null,
+      h("span", { class: "idx" }, `L${e.level}[${String(e.index).padStart(3, "0")}]`),
+      " ",
+      h("span", { class: "raw" }, e.raw.toString(16).padStart(16, "0")),
+      " ",
+      h("span", { class: "txt" }, e.kind === "leaf" ? leafText(e) : e.text),
+      changedMark(chg),
+    );
+    if (e.kind !== "table") return h("li", { role: "treeitem" }, row);
+    const details = h("details", { open: on || state.open.has(key) });
+    details.addEventListener("toggle", () => {
+      if (details.open) state.open.add(key);
+      else state.open.delete(key);
+      if (details.open && details.querySelector("ul")?.childElementCount === 0) fill();
+    });
+    const kids = h("ul", { role: "group" });
+    const fill = () => {
+      let shown = 0;
+      const more = () => {
+        const batch = e.children.slice(shown, shown + PAGE);
+        // the path's child always shows, wherever it is in the table
+        const pathKid = e.children.find((c) => onPath.has(c));
+        if (shown === 0 && pathKid && !batch.includes(pathKid)) batch.unshift(pathKid);
+        for (const c of batch) kids.appendChild(entryRow(c));
+        shown += PAGE;
+        kids.querySelector(".more")?.remove();
+        if (shown < e.children.length)
+          kids.appendChild(
+            h(
+              "li",
+              { class: "more" },
+              h(
+                "button",
+                { type: "button", onclick: more },
+                `show ${Math.min(PAGE, e.children.length - shown)} more of ${e.children.length}`,
+              ),
+            ),
+          );
+      };
+      more();
+    };
+    details.appendChild(
+      h(
+        "summary",
+        {},
+        row,
+        h("span", { class: "dim" }, ` ${e.children.length} entr${e.children.length === 1 ? "y" : "ies"}`),
+      ),
+    );
+    details.appendChild(kids);
+    if (details.open) fill();
+    return h("li", { role: "treeitem", "aria-expanded": details.open ? "true" : "false" }, details);
+  };
+  for (const r of hw.roots) tree.appendChild(entryRow(r));
+  sec.appendChild(h("div", { class: "ptwrap" }, tree, inspector));
+  return sec;
+}
