@@ -1,7 +1,16 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parseScenario, runScenario } from "../../src/scenario/index.js";
-import { FULL, fitRange, fraction, MIN_SPAN, pan, SPACE, zoom } from "../../src/web/model/addr.js";
+import {
+  bytesLabel,
+  FULL,
+  fitRange,
+  fraction,
+  MIN_SPAN,
+  pan,
+  SPACE,
+  zoom,
+} from "../../src/web/model/addr.js";
 import { buildRun } from "../../src/web/model/build.js";
 import { decodePte, ptePath, pteTree, translate } from "../../src/web/model/pte.js";
 import type { RunView } from "../../src/web/model/types.js";
@@ -212,5 +221,13 @@ describe("address line viewport", () => {
     expect(fraction(FULL, 1n << 63n)).toBe(0.5);
     expect(fraction(v, 0n)).toBe(0);
     expect(fraction(v, SPACE - 1n)).toBe(1);
+  });
+  it("labels sizes in binary units, approximately when they are not round", () => {
+    expect(bytesLabel(4096n)).toBe("4K");
+    expect(bytesLabel(0x200000n)).toBe("2M");
+    expect(bytesLabel(SPACE)).toBe("16E");
+    expect(bytesLabel(100n)).toBe("100");
+    expect(bytesLabel(0x7fffffffe000n)).toBe("~128T");
+    expect(bytesLabel(0x180001000n)).toBe("~6.0G");
   });
 });

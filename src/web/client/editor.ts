@@ -83,6 +83,13 @@ export function renderEditor(state: AppState, run: (text: string) => void): HTML
           "Ctrl+Enter runs the scenario in this page. Escape, then Tab, leaves the editor.",
         ),
   );
+  // bring the first error into view once the editor is on the page
+  const first = problems.find((p) => p.line !== undefined)?.line;
+  if (first !== undefined)
+    requestAnimationFrame(() => {
+      ta.scrollTop = Math.max(0, (first - 4) * 18.125);
+      gutter.scrollTop = ta.scrollTop;
+    });
   return h(
     "div",
     { class: "editorbox" },

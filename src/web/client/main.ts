@@ -246,7 +246,7 @@ function leftPane(): HTMLElement {
     );
   return h(
     "aside",
-    { class: "left", "aria-label": "Steps and scenario" },
+    { class: state.left === "edit" ? "left editing" : "left", "aria-label": "Steps and scenario" },
     h("div", { class: "lefttabs" }, tabBtn("steps", "Steps"), tabBtn("edit", "Edit scenario")),
     state.left === "steps"
       ? renderStepList(state)

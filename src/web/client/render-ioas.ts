@@ -10,7 +10,7 @@ export function renderIoas(state: AppState, s: StepView): HTMLElement {
       h(
         "p",
         { class: "empty" },
-        "No iommufd IOAS at this step. (A VFIO container's mappings live in its own backend; see the calls and Physical memory.)",
+        "No iommufd IOAS at this step. (A VFIO type1 or sPAPR container keeps its mappings in its own backend, not an IOAS: see its calls and Physical memory.)",
       ),
     );
   }
@@ -87,7 +87,7 @@ function ioasView(state: AppState, s: StepView, io: IoasView): HTMLElement {
           title: `reserved [${hex(r.start)}, ${hex(r.last)}]: ${r.label}`,
           "aria-label": `reserved ${hex(r.start)} to ${hex(r.last)}, ${r.label}`,
         },
-        h("span", {}, "reserved"),
+        fraction(v, r.last + 1n) - fraction(v, r.start) > 0.06 ? h("span", {}, "reserved") : null,
       ),
     );
   }
@@ -106,7 +106,10 @@ function ioasView(state: AppState, s: StepView, io: IoasView): HTMLElement {
           "data-iova": hex(a.iova),
           onclick: () => set(fitRange(a.iova, a.last)),
         },
-        h("span", {}, `${hex(a.iova)} ${bytesLabel(a.last - a.iova + 1n)} ${a.perms}`),
+        // a label only where there is room for one (the full text is in the title)
+        fraction(v, a.last + 1n) - fraction(v, a.iova) > 0.08
+          ? h("span", {}, `${hex(a.iova)} ${bytesLabel(a.last - a.iova + 1n)} ${a.perms}`)
+          : null,
       ),
     );
   }

@@ -141,7 +141,7 @@ export function renderChanges(s: StepView | undefined): HTMLElement {
               : "page-table entry";
     kinds.set(k, (kinds.get(k) ?? 0) + 1);
   }
-  box.appendChild(h("span", { class: "k" }, "Changed: "));
+  box.appendChild(h("span", { class: "k" }, s.n === 0 ? "Changed since boot: " : "Changed: "));
   if (kinds.size === 0 && s.removed.length === 0)
     box.appendChild(h("span", { class: "dim" }, "nothing in the machine's state"));
   box.appendChild(h("span", {}, [...kinds].map(([k, n]) => `${n} ${k}${n === 1 ? "" : "s"}`).join(", ")));

@@ -55,15 +55,21 @@ function scale(x: bigint, f: number): bigint {
   return (x * BigInt(Math.round(f * 2 ** 20))) >> 20n;
 }
 
-/** "4K", "2M", "16E": a byte count in binary units, when it is a power of two multiple. */
+/** "4K", "2M", "16E" for exact binary multiples; "~512T" (one significant unit) otherwise. */
 export function bytesLabel(n: bigint): string {
   const units = ["", "K", "M", "G", "T", "P", "E"];
   let u = 0;
-  while (u < units.length - 1 && n >= 1024n && n % 1024n === 0n) {
-    n /= 1024n;
+  let exact = n;
+  while (u < units.length - 1 && exact >= 1024n && exact % 1024n === 0n) {
+    exact /= 1024n;
     u++;
   }
-  return `${n}${units[u]}`;
+  if (exact < 1024n || u === units.length - 1) return `${exact}${units[u]}`;
+  // not a round multiple: the nearest value in the largest unit that keeps it at least 1
+  let big = 0;
+  while (big < units.length - 1 && n >= 1024n ** BigInt(big + 1)) big++;
+  const v = Number(n) / 1024 ** big;
+  return `~${v >= 100 ? Math.round(v) : v.toFixed(1)}${units[big]}`;
 }
 
 export function hex(v: bigint | number): string {
