@@ -1,5 +1,5 @@
-import { closeSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
-import type { ForeignMemory, ForeignVma } from "../mm/index.js";
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, readSync, writeSync } from "node:fs";
+import type { ForeignFile, ForeignMemory, ForeignVma } from "../mm/index.js";
 import { EFAULT } from "../uapi/errno.js";
 
 /**
@@ -55,19 +55,20 @@ export class ProcMemory implements ForeignMemory {
       return undefined;
     }
     for (const line of text.split("\n")) {
-      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/.exec(line);
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\S+)\s*(.*)$/.exec(line);
       if (m === null) continue;
       const start = Number.parseInt(m[1], 16);
       const end = Number.parseInt(m[2], 16);
       if (va < start || va >= end) continue;
       const perms = m[3];
-      const name = m[4];
+      const name = m[6];
       return {
         start,
         end,
         read: perms[0] === "r",
         write: perms[1] === "w",
         io: name.startsWith("/dev/") && !name.startsWith("/dev/shm/") && !name.startsWith("/dev/zero"),
+        ...(perms[3] === "s" && { shared: `${m[4]} ${m[5]}` }),
       };
     }
     return undefined;
@@ -108,4 +109,64 @@ export function capNames(capEff: bigint): string[] {
   return Object.entries(CAP_BITS)
     .filter(([, bit]) => (capEff >> BigInt(bit)) & 1n)
     .map(([name]) => name);
+}
+
+/**
+ * A real process's memfd, opened by the server through /proc/PID/fd/N (the
+ * same file, not a copy), or undefined when fd is no memfd of that process.
+ */
+export function openProcMemfd(
+  pid: number,
+  fd: number,
+): { file: ForeignFile; name: string; ino: number } | { other: string } | undefined {
+  let target: string;
+  try {
+    target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+  } catch {
+    return undefined;
+  }
+  if (!target.startsWith("/memfd:")) return { other: target };
+  let osfd: number;
+  try {
+    osfd = openSync(`/proc/${pid}/fd/${fd}`, "r+");
+  } catch {
+    try {
+      osfd = openSync(`/proc/${pid}/fd/${fd}`, "r");
+    } catch {
+      return { other: target };
+    }
+  }
+  let open = true;
+  const file: ForeignFile = {
+    read(off, len) {
+      if (!open) return -EFAULT;
+      const out = Buffer.alloc(len);
+      try {
+        const n = readSync(osfd, out, 0, len, off);
+        return new Uint8Array(out.buffer, out.byteOffset, n);
+      } catch (e) {
+        return -((e as NodeJS.ErrnoException).errno !== undefined ? -(e as NodeJS.ErrnoException).errno! : 5);
+      }
+    },
+    write(off, bytes) {
+      if (!open) return -EFAULT;
+      try {
+        return writeSync(osfd, bytes, 0, bytes.length, off);
+      } catch (e) {
+        return -((e as NodeJS.ErrnoException).errno !== undefined ? -(e as NodeJS.ErrnoException).errno! : 5);
+      }
+    },
+    size() {
+      return open ? BigInt(fstatSync(osfd).size) : 0n;
+    },
+    close() {
+      if (open) closeSync(osfd);
+      open = false;
+    },
+  };
+  return {
+    file,
+    name: target.slice("/memfd:".length).replace(/ \(deleted\)$/, ""),
+    ino: fstatSync(osfd).ino,
+  };
 }

@@ -4,10 +4,10 @@ import { createServer, type Server, type Socket } from "node:net";
 import { type FileOps, KFile } from "../kernel/file.js";
 import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
-import { ForeignMm } from "../mm/index.js";
+import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENODEV, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
-import { capNames, ProcMemory, procCred } from "./proc-mem.js";
+import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
 import {
   decodeRequest,
   encodeReply,
@@ -51,6 +51,8 @@ class Client {
   nextFd = -1;
   consumed = false;
   readonly pos = new WeakMap<KFile, number>();
+  /** The process's memfds the model has seen (IOAS_MAP_FILE), by fd: the file and its inode. */
+  readonly memfds = new Map<number, { kfile: KFile; mf: ForeignMemFile; ino: number }>();
   constructor(readonly sock: Socket) {}
 
   takeFd(): number {
@@ -78,9 +80,12 @@ export class BridgeServer {
   readonly internalErrors: string[] = [];
   /** Connections dropped for a malformed request. */
   malformed = 0;
+  /** Processes that went with files still open or memory still pinned (exit released them): --report. */
+  readonly leftAtExit: { pid: number; files: number; pinnedPages: number }[] = [];
   private idleWaiters: (() => void)[] = [];
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
+  private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
   /** Called after each request (the trace writer drains the model's trace). */
   afterRequest: (() => void) | null = null;
 
@@ -169,6 +174,10 @@ export class BridgeServer {
     c.nextFd = -1;
     let ret: number | bigint;
     let payload: Uint8Array | undefined;
+    // every errno is a thrown KernelError inside the model: capturing its stack costs
+    // microseconds per failing call on the bridge's hot path (IOMMUFD_SIM_DEBUG keeps stacks)
+    const limit = Error.stackTraceLimit;
+    if (!this.keepStacks) Error.stackTraceLimit = 0;
     try {
       const r = this.dispatch(c, q);
       if (typeof r === "object") {
@@ -180,9 +189,12 @@ export class BridgeServer {
       this.internalErrors.push(`op ${q.op}: ${msg}`);
       this.log(`bridge: pid ${c.pid}: internal error in op ${q.op}: ${msg.split("\n")[0]}`);
       ret = -5;
+    } finally {
+      Error.stackTraceLimit = limit;
     }
     c.nextFd = -1;
-    let flags = c.consumed ? REP_SPARE_USED : 0;
+    // only an ioctl uses the shim's spare fd (open and dup name the fd they reserved)
+    let flags = c.consumed && q.op === OP.IOCTL ? REP_SPARE_USED : 0;
     const mm = c.proc?.task.mm;
     if (mm instanceof ForeignMm && mm.hasAttached()) flags |= REP_HAS_PINS;
     return encodeReply(ret, flags, payload);
@@ -301,6 +313,7 @@ export class BridgeServer {
       });
     }
     proc.task.fdAlloc = () => c.takeFd();
+    proc.task.fdImport = (fd) => this.importFd(c, fd);
     c.proc = proc;
     c.mem = mem;
     c.pid = pid;
@@ -440,12 +453,38 @@ export class BridgeServer {
     }
   }
 
+  /**
+   * A real fd of the process the model has no file for: its memfd (for
+   * IOMMU_IOAS_MAP_FILE) becomes a ForeignMemFile over the same file.
+   */
+  private importFd(c: Client, fd: number): KFile | undefined {
+    const r = openProcMemfd(c.pid, fd);
+    if (r === undefined) return undefined;
+    // another real file (a pipe, a socket, an eventfd): the model sees a file it has no driver for
+    if ("other" in r) return new KFile({ kind: "file" }, undefined, r.other, 0);
+    const had = c.memfds.get(fd);
+    if (had !== undefined && had.ino === r.ino && !had.mf.released) {
+      r.file.close();
+      return had.kfile;
+    }
+    if (had !== undefined) had.mf.put();
+    const mf = this.m.newForeignMemFile(r.name, r.file);
+    const kfile = new KFile({ kind: "memfd" }, mf, `/memfd:${r.name} (deleted)`, 2);
+    c.memfds.set(fd, { kfile, mf, ino: r.ino });
+    return kfile;
+  }
+
   /** The process is gone (EXIT, or its connection closed): release everything it held. */
   private drop(c: Client): void {
     const p = c.proc;
     if (p === null) return;
     c.proc = null;
+    const files = p.task.openFileCount();
+    const pinned = p.task.mm instanceof ForeignMm ? p.task.mm.pinnedPagesHere() : 0;
+    if (files > 0 || pinned > 0) this.leftAtExit.push({ pid: c.pid, files, pinnedPages: pinned });
     p.exit(); // the mm keeps a copy of each pinned page while the memory is still there
+    for (const m of c.memfds.values()) m.mf.put();
+    c.memfds.clear();
     c.mem?.close();
     c.mem = null;
   }

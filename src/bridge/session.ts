@@ -203,7 +203,11 @@ export class BridgeSession {
     const left = ["pinnedPages", "objects", "openFiles", "processes", "memFiles", "ownedFrames"]
       .map((k) => `${k}=${c[k] ?? 0}`)
       .join(" ");
-    lines.push(`  left after exit: ${left}`);
+    const held = this.server.leftAtExit;
+    lines.push(`  processes that exited holding files or pins (exit released them): ${held.length}`);
+    for (const h of held.slice(0, 20))
+      lines.push(`    pid ${h.pid}: ${h.files} fd(s) open, ${h.pinnedPages} page(s) pinned`);
+    lines.push(`  left after every process exited: ${left}`);
     const taint = m.debug.taint();
     lines.push(`  taint: ${taint.length === 0 ? "none" : taint.join(", ")}`);
     const dmesg = m.debug.dmesg();

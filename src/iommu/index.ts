@@ -8,9 +8,9 @@
  *   `ptFrames()`, `liveDomains()`, `checkInvariants()`. sPAPR (iommu "spapr"):
  *   `SpaprTceIommuDriver` with `platform` (SpaprPlatform: window slots,
  *   pgsizes, createTable, getTableSize) and `tableGroup(group)` (the PE's
- *   TVEs a legacy VFIO container programs); TceTable is one window. It publishes
- *   ctx.counterSources "ptFrames" and "domains", ctx.invariantChecks
- *   "iommu", and the sysfs nodes /sys/kernel/iommu_groups/N/{devices/<bdf>,
+ *   TVEs a legacy VFIO container programs); TceTable is one window. Its `counters()`
+ *   ("ptFrames", "domains", the driver's own) and `checkInvariants()` feed
+ *   m.debug; it adds the sysfs nodes /sys/kernel/iommu_groups/N/{devices/<bdf>,
  *   type,reserved_regions} and /sys/bus/pci/devices/<bdf>/iommu_group.
  *   Functions with no IOMMU (iommu "none", or noIommu) get no IommuDevice.
  *

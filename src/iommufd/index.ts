@@ -29,12 +29,9 @@ import type { HwptDebugInfo, KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
 import { type IommufdCtx, IommufdGlobals } from "./ctx.js";
-import { IommufdFault, IommufdVeventq } from "./eventq.js";
 import { HwptNested, HwptPaging } from "./hw-pagetable.js";
 import { checkIommufdInvariants } from "./invariants.js";
-import { IommufdIoas } from "./ioas.js";
 import { iommufdCtxFromFile, openIommufd } from "./main.js";
-import { IommufdViommu } from "./viommu.js";
 
 export {
   type AccessOps,
@@ -94,36 +91,31 @@ export function registerIommufd(
   if (ctx.kconfig.IOMMUFD_VFIO_CONTAINER) {
     ctx.vfs.add("/dev/vfio/vfio", { type: "chr", open: () => openIommufd(g, true) });
   }
-  ctx.counterSources.set("objects", () => {
-    let n = 0;
-    for (const c of g.contexts) n += c.objects.size;
-    return n;
-  });
-  ctx.counterSources.set("areas", () => {
-    let n = 0;
-    for (const c of g.contexts)
-      for (const o of c.objects.values()) if (o instanceof IommufdIoas) n += o.iopt.areas.size;
-    return n;
-  });
-  ctx.counterSources.set("iommufdContexts", () => g.contexts.size);
-  // vIOMMU-side state a leak would leave behind: vIOMMUs, queued page requests and vEVENTs.
-  ctx.counterSources.set("viommus", () => {
-    let n = 0;
-    for (const c of g.contexts) for (const o of c.objects.values()) if (o instanceof IommufdViommu) n++;
-    return n;
-  });
-  ctx.counterSources.set("pendingEvents", () => {
-    let n = 0;
-    for (const c of g.contexts) {
-      for (const o of c.objects.values()) {
-        if (o instanceof IommufdFault) n += o.deliver.length + o.response.size;
-        if (o instanceof IommufdVeventq) n += o.deliver.length;
-      }
-    }
-    return n;
-  });
-  ctx.invariantChecks.set("iommufd", () => checkIommufdInvariants(g));
   return g;
+}
+
+/** iommufd's leak counters (m.debug.counters()): what a process's iommufd state leaves behind. */
+export function iommufdCounters(g: IommufdGlobals) {
+  let objects = 0;
+  let areas = 0;
+  // vIOMMU-side state a leak would leave behind: vIOMMUs, queued page requests and vEVENTs.
+  let viommus = 0;
+  let pendingEvents = 0;
+  for (const c of g.contexts) {
+    objects += c.objects.size;
+    for (const o of c.objects.values()) {
+      if (o.type === "IOAS") areas += o.iopt.areas.size;
+      else if (o.type === "VIOMMU") viommus++;
+      else if (o.type === "FAULT") pendingEvents += o.deliver.length + o.response.size;
+      else if (o.type === "VEVENTQ") pendingEvents += o.deliver.length;
+    }
+  }
+  return { objects, areas, iommufdContexts: g.contexts.size, viommus, pendingEvents };
+}
+
+/** iommufd's invariant check (m.debug.checkInvariants()). */
+export function iommufdInvariants(g: IommufdGlobals): string[] {
+  return checkIommufdInvariants(g);
 }
 
 /** m.debug.hwpt(): the page table behind HWPT `id` of iommufd `fd` of `task`. */

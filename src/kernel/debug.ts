@@ -13,10 +13,17 @@ import type { TraceEvent } from "./trace.js";
  * and tools. It never changes the model's state (failNth aside, which arms
  * fault injection).
  */
+/** What the machine's subsystems report to m.debug: leak counters by name, invariant violations. */
+export interface DebugSources {
+  counters(): Record<string, number>;
+  invariants(): string[];
+}
+
 export class Debug {
   constructor(
     private readonly m: Machine,
     private readonly pages: PageTracker,
+    private readonly sources: DebugSources,
   ) {}
 
   /** Raw simulated physical memory. */
@@ -55,8 +62,7 @@ export class Debug {
 
   /** Leak counters: everything a process can hold, machine-wide. */
   counters(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [name, fn] of this.m.ctx.counterSources) out[name] = fn();
+    const out = this.sources.counters();
     const fc = this.m.frames.counters();
     out.usedFrames = fc.usedFrames;
     out.residentFrames = this.m.phys.residentFrames;
@@ -105,8 +111,7 @@ export class Debug {
 
   /** Run every subsystem's invariant checks; returns the violations (empty when sound). */
   checkInvariants(): string[] {
-    const out: string[] = [];
-    for (const [name, fn] of this.m.ctx.invariantChecks) for (const v of fn()) out.push(`${name}: ${v}`);
+    const out = this.sources.invariants();
     for (const e of this.m.tracer.internalErrors) out.push(`internal error: ${e.split("\n")[0]}`);
     return out;
   }

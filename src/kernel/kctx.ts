@@ -31,10 +31,6 @@ export interface KernelCtx {
   readonly dmaLog: DmaLog;
   /** The next IommuDomain id: numbered per machine, so two machines built alike name domains alike. */
   readonly domainIds: { next: number };
-  /** Subsystems publish leak counters here by name (summed into m.debug.counters()). */
-  readonly counterSources: Map<string, () => number>;
-  /** Subsystems publish invariant checks here (run by m.debug.checkInvariants()). */
-  readonly invariantChecks: Map<string, () => string[]>;
 }
 
 /** An IOAS as m.debug.ioas() reports it (read-only, for tools). */

@@ -6,14 +6,19 @@ import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
 import type { IommuDeviceFlags } from "../iommu/device.js";
 import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
 import { createIommuSubsystem, type IommuSubsystem } from "../iommu/subsystem.js";
-import { type IommufdGlobals, registerIommufd } from "../iommufd/index.js";
+import {
+  type IommufdGlobals,
+  iommufdCounters,
+  iommufdInvariants,
+  registerIommufd,
+} from "../iommufd/index.js";
 import { HSTATE_ATTRS, writeHstateAttr } from "../mm/hugetlb-pool.js";
-import type { ForeignMemory } from "../mm/index.js";
+import { type ForeignFile, ForeignMemFile, type ForeignMemory } from "../mm/index.js";
 import type { MmStruct } from "../mm/mm-struct.js";
 import { EINVAL, ENOENT, ENOMEM, fail } from "../uapi/errno.js";
 import { VfioCore } from "../vfio/vfio-main.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
-import { Debug } from "./debug.js";
+import { Debug, type DebugSources } from "./debug.js";
 import type { KFile } from "./file.js";
 import { resolveKconfig } from "./kconfig.js";
 import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from "./kctx.js";
@@ -141,8 +146,6 @@ export class Machine implements KernelServices {
       seed,
       dmaLog: new DmaLog(),
       domainIds: { next: 1 },
-      counterSources: new Map(),
-      invariantChecks: new Map(),
     };
     if (!["latest", "6.12"].includes(this.ctx.profile))
       throw new Error(`unknown kernel profile ${this.ctx.profile}`);
@@ -166,10 +169,21 @@ export class Machine implements KernelServices {
       pciFunctions: () => this.pci.all(),
     });
     this.mmGlue.onMmExit = (mm) => this.vfio.mmExit(mm);
-    this.ctx.counterSources.set("openFiles", () => this.openFiles());
-    this.ctx.counterSources.set("processes", () => this.processes.size);
     this.registerModuleParams();
-    this.debug = new Debug(this, this.mmGlue.pages);
+    const iommufd = this.iommufd;
+    // Every subsystem's counters and invariant checks, typed, in boot order.
+    const sources: DebugSources = {
+      counters: () => ({
+        ...this.mmGlue.counters(),
+        ...this.iommu.counters(),
+        ...(iommufd === undefined ? {} : iommufdCounters(iommufd)),
+        ...this.vfio.counters(),
+        openFiles: this.openFiles(),
+        processes: this.processes.size,
+      }),
+      invariants: () => [],
+    };
+    this.debug = new Debug(this, this.mmGlue.pages, sources);
     const fc = this.debug.counters();
     const poolFree = () => this.poolFreeFrames();
     const bootOther = fc.usedFrames - fc.ptFrames - poolFree();
@@ -194,8 +208,13 @@ export class Machine implements KernelServices {
         this.pci.get(bdf)?.iommu !== null && this.pci.get(bdf)?.iommu !== undefined,
       dmaChecked: { n: 0 },
     };
-    this.ctx.invariantChecks.set("machine", () => checkMachineInvariants(view));
-    this.ctx.invariantChecks.set("hugetlb", () => this.mmGlue.pages.hugetlbInvariants());
+    const named = (name: string, found: string[]) => found.map((v) => `${name}: ${v}`);
+    sources.invariants = () => [
+      ...named("iommu", this.iommu.checkInvariants()),
+      ...(iommufd === undefined ? [] : named("iommufd", iommufdInvariants(iommufd))),
+      ...named("machine", checkMachineInvariants(view)),
+      ...named("hugetlb", this.mmGlue.pages.hugetlbInvariants()),
+    ];
   }
 
   get kconfig() {
@@ -236,6 +255,11 @@ export class Machine implements KernelServices {
       ret: 0,
     });
     return p;
+  }
+
+  /** A real process's memfd as a file of this machine (the exec bridge's IOMMU_IOAS_MAP_FILE). */
+  newForeignMemFile(name: string, file: ForeignFile): ForeignMemFile {
+    return new ForeignMemFile(this.mmGlue.pages, name, file);
   }
 
   /** Like writing /sys/module/<mod>/parameters/<name>. 0 or -errno. */

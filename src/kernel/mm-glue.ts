@@ -29,9 +29,12 @@ export class MmGlue {
 
   constructor(private readonly ctx: KernelCtx) {
     this.pages = new PageTracker(ctx.phys, ctx.frames, ctx.faults);
-    ctx.counterSources.set("pinnedPages", () => this.pages.totalPinnedPages());
-    ctx.counterSources.set("memFiles", () => this.pages.counters().memFiles);
-    ctx.counterSources.set("ownedFrames", () => this.pages.counters().ownedFrames);
+  }
+
+  /** The mm layer's leak counters (m.debug.counters()). */
+  counters() {
+    const c = this.pages.counters();
+    return { pinnedPages: this.pages.totalPinnedPages(), memFiles: c.memFiles, ownedFrames: c.ownedFrames };
   }
 
   newMm(cred: Cred): MmStruct {

@@ -20,6 +20,11 @@ export class Task {
    * -1 for EMFILE. Unset: the lowest free fd, as the kernel does.
    */
   fdAlloc: (() => number) | undefined;
+  /**
+   * A file the model does not hold at fd but the real process behind the
+   * bridge does (its memfd for IOMMU_IOAS_MAP_FILE), or undefined.
+   */
+  fdImport: ((fd: number) => KFile | undefined) | undefined;
 
   constructor(
     readonly pid: number,
@@ -53,7 +58,9 @@ export class Task {
 
   /** fdget(): the file behind fd, or EBADF. */
   fdget(fd: number): KFile {
-    const f = Number.isInteger(fd) && fd >= 0 ? this.fds[fd] : undefined;
+    let f = Number.isInteger(fd) && fd >= 0 ? this.fds[fd] : undefined;
+    if (f === undefined && this.fdImport !== undefined && Number.isInteger(fd) && fd >= 0)
+      f = this.fdImport(fd);
     if (f === undefined) fail(EBADF, `fd ${fd} is not open in pid ${this.pid}`);
     return f;
   }

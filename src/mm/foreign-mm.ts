@@ -15,6 +15,8 @@ export interface ForeignVma {
   write: boolean;
   /** VM_IO / VM_PFNMAP (device memory): nothing to pin. */
   io: boolean;
+  /** For a MAP_SHARED mapping: what it maps (device and inode), equal in every process sharing it. */
+  shared?: string;
 }
 
 /**
@@ -47,11 +49,23 @@ export class ForeignMm extends MmStruct {
   /** Attached pages: virtual page number -> pfn (the frame holds one reference). */
   private readonly foreignPages = new Map<number, number>();
   private readonly foreignBase: MmStructOptions;
+  /** Attached pages in MAP_SHARED mappings: virtual page -> what the mapping maps. */
+  private readonly foreignShared = new Map<number, string>();
+  /**
+   * Frames another process of the family pinned in a shared mapping and
+   * handed over when the page left it (pfn -> virtual page here, key): this
+   * process still maps the same page, so the frame stays live through it.
+   */
+  private readonly foreignAdopted = new Map<number, { vp: number; key: string }>();
+  /** The processes forked from one another (they may share MAP_SHARED pages). */
+  private readonly foreignFamily: Set<ForeignMm>;
 
-  constructor(opts: MmStructOptions, mem: ForeignMemory | null) {
+  constructor(opts: MmStructOptions, mem: ForeignMemory | null, family?: Set<ForeignMm>) {
     super(opts);
     this.foreignBase = opts;
     this.foreignMem = mem;
+    this.foreignFamily = family ?? new Set();
+    this.foreignFamily.add(this);
   }
 
   /** A forked child joins: its memory becomes reachable. */
@@ -61,11 +75,18 @@ export class ForeignMm extends MmStruct {
 
   /** True while frames mirror pages of the process (the shim must report munmap). */
   hasAttached(): boolean {
-    return this.foreignPages.size > 0;
+    return this.foreignPages.size > 0 || this.foreignAdopted.size > 0;
   }
 
   attachedPages(): number {
     return this.foreignPages.size;
+  }
+
+  /** Pages of this process some long-term pin holds now. */
+  pinnedPagesHere(): number {
+    let n = 0;
+    for (const pfn of this.foreignPages.values()) if (this.pages.isPinned(pfn)) n++;
+    return n;
   }
 
   override read(vaB: bigint, len: number): Uint8Array {
@@ -110,12 +131,14 @@ export class ForeignMm extends MmStruct {
     const va = this.foreignRange(BigInt.asUintN(64, vaB) & ~4095n, nPages * PAGE);
     if (va < 0) return this.foreignErr(EFAULT, "pin: range outside user space");
     const end = va + nPages * PAGE;
+    const vmas: ForeignVma[] = [];
     for (let cur = va; cur < end; ) {
       const v = this.foreignMem.vma(cur);
       if (v === undefined) return this.foreignErr(EFAULT, `pin: 0x${cur.toString(16)} is not mapped`);
       if (v.io) return this.foreignErr(EFAULT, "pin: device memory (VM_IO | VM_PFNMAP) has no pages to pin");
       if (write && !v.write) return this.foreignErr(EFAULT, "pin: write pin of a mapping without PROT_WRITE");
       if (!write && !v.read) return this.foreignErr(EFAULT, "pin: read pin of a mapping without PROT_READ");
+      vmas.push(v);
       cur = v.end;
     }
     if (this.faults.hit(site)) return this.foreignErr(ENOMEM, `pin: injected failure at ${site}`);
@@ -132,6 +155,8 @@ export class ForeignMm extends MmStruct {
         }
         this.foreignPages.set(vp, pfn);
         this.phys.external.set(pfn, this.foreignFrame(vp));
+        const shared = vmas.find((v) => v.start <= vp * PAGE && vp * PAGE < v.end)?.shared;
+        if (shared !== undefined) this.foreignShared.set(vp, shared);
         fresh.push(vp);
       }
       this.pages.pinRange(pfn, 1);
@@ -155,12 +180,16 @@ export class ForeignMm extends MmStruct {
     } else {
       for (let vp = first; vp <= last; vp++) if (this.foreignPages.has(vp)) this.foreignDetach(vp, true);
     }
+    for (const [pfn, a] of [...this.foreignAdopted])
+      if (a.vp >= first && a.vp <= last) this.leaveAdopted(pfn, true);
   }
 
   override release(): void {
     if (this.released) return;
     for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, true);
+    for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, true);
     this.foreignMem = null;
+    this.foreignFamily.delete(this);
     super.release();
   }
 
@@ -168,7 +197,9 @@ export class ForeignMm extends MmStruct {
   releaseLost(): void {
     if (this.released) return;
     for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, false);
+    for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, false);
     this.foreignMem = null;
+    this.foreignFamily.delete(this);
     super.release();
   }
 
@@ -180,15 +211,44 @@ export class ForeignMm extends MmStruct {
     return new ForeignMm(
       { ...this.foreignBase, user: opts.user, cred: opts.cred, mmapBase: this.mmapBase },
       null,
+      this.foreignFamily,
     );
   }
 
   private foreignDetach(vp: number, keep: boolean): void {
     const pfn = this.foreignPages.get(vp);
     if (pfn === undefined) return;
+    const key = this.foreignShared.get(vp);
+    this.foreignPages.delete(vp);
+    this.foreignShared.delete(vp);
+    this.leave(pfn, vp, key, keep);
+  }
+
+  private leaveAdopted(pfn: number, keep: boolean): void {
+    const a = this.foreignAdopted.get(pfn);
+    if (a === undefined) return;
+    this.foreignAdopted.delete(pfn);
+    this.leave(pfn, a.vp, a.key, keep);
+  }
+
+  /**
+   * A frame's page leaves this process. A MAP_SHARED page another process
+   * of the family still maps at the same address stays live through it (a
+   * pin holds the shared page, which that process keeps seeing); otherwise
+   * the frame takes a copy of the contents and lives on only while pinned.
+   */
+  private leave(pfn: number, vp: number, key: string | undefined, keep: boolean): void {
+    if (key !== undefined) {
+      for (const other of this.foreignFamily) {
+        if (other === this || other.released || other.foreignMem === null) continue;
+        if (other.foreignMem.vma(vp * PAGE)?.shared !== key) continue;
+        other.foreignAdopted.set(pfn, { vp, key });
+        this.phys.external.set(pfn, other.foreignFrame(vp));
+        return;
+      }
+    }
     const bytes = keep && this.foreignMem !== null ? this.foreignMem.read(vp * PAGE, PAGE) : -EFAULT;
     this.phys.external.delete(pfn);
-    this.foreignPages.delete(vp);
     if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
     this.pages.put(pfn);
   }

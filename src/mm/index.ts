@@ -16,6 +16,8 @@
  *   (`accountLockedVm` / `unaccountLockedVm`), `UserStruct` per uid.
  * - Pinned pages come back as `PfnRuns`: runs of physically contiguous pfns.
  */
+
+export * from "./foreign-memfd.js";
 export * from "./foreign-mm.js";
 export * from "./io-mem.js";
 export * from "./locked-vm.js";

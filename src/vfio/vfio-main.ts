@@ -104,18 +104,19 @@ export class VfioCore {
       });
     }
     // With IOMMUFD_VFIO_CONTAINER, iommufd itself registers /dev/vfio/vfio (registerIommufd).
-    env.ctx.counterSources.set(
-      "vfioDevicesOpen",
-      () => [...this.devices.values()].filter((d) => d.openCount > 0).length,
-    );
-    env.ctx.counterSources.set("vfioContainers", () => this.containers.size);
-    env.ctx.counterSources.set("vfioDeviceFiles", () => this.deviceFiles.size);
-    env.ctx.counterSources.set("vfioType1PinnedPages", () => {
-      let n = 0;
-      for (const c of this.containers) n += c.backend?.pinnedPages() ?? 0;
-      for (const r of this.preregions()) n += r.entries;
-      return n;
-    });
+  }
+
+  /** VFIO's leak counters (m.debug.counters()). */
+  counters() {
+    let vfioType1PinnedPages = 0;
+    for (const c of this.containers) vfioType1PinnedPages += c.backend?.pinnedPages() ?? 0;
+    for (const r of this.preregions()) vfioType1PinnedPages += r.entries;
+    return {
+      vfioDevicesOpen: [...this.devices.values()].filter((d) => d.openCount > 0).length,
+      vfioContainers: this.containers.size,
+      vfioDeviceFiles: this.deviceFiles.size,
+      vfioType1PinnedPages,
+    };
   }
 
   /** A process's mm dies (after its files are closed): mm_iommu_cleanup() of its pre-registered regions. */

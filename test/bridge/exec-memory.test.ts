@@ -81,6 +81,7 @@ int main(void) {
     expect(o.dst).toBe("stored after the map, before the doorbell");
     expect(o.fault).toBe("3");
     expect(r.report).toMatch(/1 faults or sanitizer findings/);
+    expect(r.report).toMatch(/pid \d+: 2 fd\(s\) open, 2 page\(s\) pinned/);
     // the process exited with the mapping in place: every pin and object went with it
     expect(r.counters.pinnedPages).toBe(0);
     expect(r.counters.objects).toBe(0);
@@ -113,6 +114,47 @@ int main(void) {
     expect(o.status).toBe("2");
     expect(o.b).toBe("kept by the pin");
     expect(r.counters.pinnedPages).toBe(0);
+  });
+
+  it("IOAS_MAP_FILE of the program's real memfd: the device copies inside the file the program maps", async () => {
+    const bin = compileC(`${C_PRELUDE}${DEVICE}
+struct map_file { uint32_t size, flags, ioas_id; int32_t fd; uint64_t start, length, iova; };
+int main(void) {
+  setup("/dev/vfio/devices/vfio0");
+  int mfd = memfd_create("guest-ram", 0);
+  ftruncate(mfd, 8192);
+  char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  strcpy(p, "through the memfd");
+  struct map_file m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .fd = mfd, .start = 0, .length = 8192, .iova = 0x100000 };
+  OUT("map_file", "%d", ioctl(iommufd, _IO(';', 0x8f), &m));
+  OUT("status", "%u", copy(0x100000, 0x101000, 32));
+  OUT("mapped", "%s", p + 4096);
+  char buf[32] = { 0 };
+  pread(mfd, buf, 31, 4096);
+  OUT("pread", "%s", buf);
+  int r;
+  m.fd = 1; /* stdout (a pipe): a file, but not shmem or hugetlbfs */
+  m.iova = 0x200000;
+  r = ioctl(iommufd, _IO(';', 0x8f), &m);
+  OUT("not_memfd", "%d/%d", r, errno);
+  m.fd = 999;
+  r = ioctl(iommufd, _IO(';', 0x8f), &m);
+  OUT("no_fd", "%d/%d", r, errno);
+  return 0;
+}
+`);
+    const r = await execBin(bin);
+    expect(r.stderr).toBe("");
+    const o = kv(r.stdout);
+    expect(o.map_file).toBe("0");
+    expect(o.status).toBe("2");
+    expect(o.mapped).toBe("through the memfd");
+    expect(o.pread).toBe("through the memfd");
+    expect(o.not_memfd).toBe("-1/22");
+    expect(o.no_fd).toBe("-1/9");
+    expect(r.counters.pinnedPages).toBe(0);
+    expect(r.counters.memFiles).toBe(0);
+    expect(r.counters.ownedFrames).toBe(0);
   });
 
   it("EFAULT from the program's real mappings: an IOAS_MAP of unmapped memory, a struct past the end of a mapping", async () => {

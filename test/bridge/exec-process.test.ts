@@ -107,6 +107,51 @@ int main(void) {
     expect(r.counters.pinnedPages).toBe(0);
   });
 
+  it("a shared page a child pinned stays live through the parent after the child exits (fork_gone)", async () => {
+    const bin = compileC(`${C_PRELUDE}
+int main(void) {
+  int iommufd = open("/dev/iommu", O_RDWR);
+  int dev = open("/dev/vfio/devices/vfio0", O_RDWR);
+  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
+  ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b);
+  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
+  ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a);
+  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
+  ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
+  uint16_t cmd = 6;
+  pwrite(dev, &cmd, 2, (7ull << 40) + 4);
+  char *buf = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = 8192, .iova = 0x100000 };
+    exit(ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m) ? 1 : 0);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  OUT("child", "%d", WEXITSTATUS(st));
+  strcpy(buf, "stored by the parent");
+  uint64_t src = 0x100000, dst = 0x101000, len = 32;
+  uint32_t one = 1, s = 0;
+  pwrite(dev, &src, 8, MCPY_SRC);
+  pwrite(dev, &dst, 8, MCPY_DST);
+  pwrite(dev, &len, 8, MCPY_LEN);
+  pwrite(dev, &one, 4, MCPY_DOORBELL);
+  pread(dev, &s, 4, MCPY_STATUS);
+  OUT("status", "%u", s);
+  OUT("copied", "%s", buf + 4096);
+  return 0;
+}
+`);
+    const r = await execBin(bin);
+    expect(r.stderr).toBe("");
+    const o = kv(r.stdout);
+    expect(o.child).toBe("0");
+    expect(o.status).toBe("2");
+    expect(o.copied).toBe("stored by the parent");
+    expect(r.counters.pinnedPages).toBe(0);
+    expect(r.counters.ownedFrames).toBe(0);
+  });
+
   it("threads issue ioctls at once on one fd: every call gets its own answer", async () => {
     const bin = compileC(`${C_PRELUDE}${DESTROY}
 #include <pthread.h>

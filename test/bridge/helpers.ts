@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,20 +16,13 @@ export function compileC(source: string, extra: string[] = []): string {
   const h = createHash("sha256").update(source).update(extra.join(" ")).digest("hex").slice(0, 16);
   const bin = join(BUILD, `t-${h}`);
   if (existsSync(bin)) return bin;
-  const src = `${bin}.c`;
+  // per-process temporaries: test files run in parallel workers
+  const src = `${bin}.${process.pid}.c`;
   writeFileSync(src, source);
-  execFileSync("cc", [
-    "-O1",
-    "-Wall",
-    "-I",
-    join(ROOT, "examples/c"),
-    "-o",
-    `${bin}.tmp`,
-    src,
-    "-lpthread",
-    ...extra,
-  ]);
-  execFileSync("mv", [`${bin}.tmp`, bin]);
+  const tmp = `${bin}.${process.pid}.tmp`;
+  const flags = ["-O1", "-Wall", "-Wno-unused-function", "-I", join(ROOT, "examples/c")];
+  execFileSync("cc", [...flags, "-o", tmp, src, "-lpthread", ...extra]);
+  renameSync(tmp, bin);
   return bin;
 }
 

@@ -89,8 +89,7 @@ describe("invariant check", () => {
     const { ctx, sub, d } = attached("intel");
     d.map(0x4000n, 0x2345_6000n, 8n * KiB, RW);
     d.map(0x20_0000n, GiB / 2n, 2n * 1024n * KiB, IOMMU_READ);
-    const check = ctx.invariantChecks.get("iommu")!;
-    expect(check()).toEqual([]);
+    expect(sub.checkInvariants()).toEqual([]);
     const t = (d.pt as PtTable).table;
     const e = t.leafEntry(5)!;
     ctx.phys.write(e.tablePfn * 4096 + e.index * 8, new Uint8Array([0x03, 0x90, 0x99, 0x19, 0, 0, 0, 0]));
@@ -100,22 +99,22 @@ describe("invariant check", () => {
   });
 
   it("reports a permission bit flipped behind the domain's back", () => {
-    const { ctx, d } = attached("intel");
+    const { ctx, sub, d } = attached("intel");
     d.map(0x4000n, 0x2345_6000n, 4n * KiB, IOMMU_READ);
     const e = (d.pt as PtTable).table.leafEntry(4)!;
     const off = e.tablePfn * 4096 + e.index * 8;
     const b = ctx.phys.read(off, 8);
     b[0] |= 2; // VT-d W
     ctx.phys.write(off, b);
-    expect(ctx.invariantChecks.get("iommu")!()).toEqual([
+    expect(sub.checkInvariants()).toEqual([
       expect.stringMatching(/write at 0x4000 is allowed but the mapping's prot is 0x1/),
     ]);
   });
 
   it("counters: ptFrames and domains come back after free", () => {
-    const { ctx, sub, dev, d } = attached("amd");
-    const frames = ctx.counterSources.get("ptFrames")!;
-    const domains = ctx.counterSources.get("domains")!;
+    const { sub, dev, d } = attached("amd");
+    const frames = () => sub.counters().ptFrames;
+    const domains = () => sub.counters().domains;
     expect(domains()).toBe(2); // the default DMA domain and d
     d.map(0x7f_0000_0000n, 0x3000_0000n, 4n * KiB, RW);
     const f = frames();

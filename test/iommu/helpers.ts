@@ -28,8 +28,6 @@ export function testCtx(seed = 1): KernelCtx {
     seed,
     dmaLog: new DmaLog(),
     domainIds: { next: 1 },
-    counterSources: new Map(),
-    invariantChecks: new Map(),
   };
 }
 

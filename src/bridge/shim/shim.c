@@ -534,6 +534,10 @@ EXPORT int close(int fd)
 		errno = EBADF; /* the bridge's own socket is not the program's */
 		return -1;
 	}
+	if (fd >= 0 && fd == br_spare) {
+		br_spare = -1; /* the program closed our reserved number (closefrom): reserve another later */
+		return real_close(fd);
+	}
 	if (is_model_fd(fd)) {
 		pthread_mutex_lock(&br_lock);
 		set_model_fd(fd, 0);
@@ -832,6 +836,8 @@ static int dup_to(int oldfd, int newfd, int flags)
 		return -1;
 	}
 	int was_model = is_model_fd(newfd) && oldfd != newfd;
+	if (newfd == br_spare && oldfd != newfd)
+		br_spare = -1;
 	int r = flags == -1 ? real_dup2(oldfd, newfd) : real_dup3(oldfd, newfd, flags);
 	if (r < 0)
 		return r;

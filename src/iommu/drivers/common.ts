@@ -49,6 +49,9 @@ export abstract class DriverBase implements IommuDriver {
   abstract attachDev(domain: IommuDomain, dev: IommuDevice): void;
   abstract enforceCacheCoherency(domain: IommuDomain): boolean;
 
+  /** Leak counters of the driver's own beyond its domains (m.debug.counters()). */
+  counters?(): Record<string, number>;
+
   maxPasidLog2(_dev: IommuDevice): number {
     return 0;
   }

@@ -81,8 +81,11 @@ export class SpaprTceIommuDriver extends DriverBase {
     super(ctx, false);
     this.platform = new SpaprPlatform(ctx.phys, ctx.frames, opts);
     this.platformDomain = new IommuDomain({ driver: this, type: "platform" });
-    // Windows a legacy VFIO container owns live outside any domain: count them too.
-    ctx.counterSources.set("spaprTceTableFrames", () => this.platform.ownerTableFrames());
+  }
+
+  /** Windows a legacy VFIO container owns live outside any domain: count them too. */
+  override counters(): Record<string, number> {
+    return { spaprTceTableFrames: this.platform.ownerTableFrames() };
   }
 
   /** iommu_group_get_iommudata(): the PE behind an iommu_group. */

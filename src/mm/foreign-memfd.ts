@@ -1,0 +1,122 @@
+import type { ExternalFrame } from "../hw/phys-mem.js";
+import { EINVAL, ENOMEM, fail } from "../uapi/errno.js";
+import { MemFile } from "./memfd.js";
+import type { PageTracker } from "./page-tracker.js";
+import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
+
+const PAGE = 4096;
+
+/** A real process's memfd as the bridge reaches it (the server's own open of /proc/PID/fd/N). */
+export interface ForeignFile {
+  /** Bytes from off (short at EOF), or -errno. */
+  read(off: number, len: number): Uint8Array | number;
+  /** Bytes written, or -errno. */
+  write(off: number, bytes: Uint8Array): number;
+  size(): bigint;
+  close(): void;
+}
+
+/**
+ * A memfd of a real process behind the exec bridge, for IOMMU_IOAS_MAP_FILE:
+ * its pages stay in the real file. A pinned page is a frame whose bytes are
+ * the file's (PhysMem.external), so DMA and the program's own mappings of
+ * the memfd see the same bytes. When the last reference goes, each frame
+ * keeps a copy of its page and lives on while pinned.
+ */
+export class ForeignMemFile extends MemFile {
+  private readonly foreignCache = new Map<number, number>();
+
+  constructor(
+    pages: PageTracker,
+    name: string,
+    private readonly file: ForeignFile,
+  ) {
+    super(pages, name, 0);
+    this.size = file.size();
+  }
+
+  override pinPages(pgoff: number, n: number, _write: boolean, site = "memfd_pin_folios"): PfnRuns {
+    this.size = this.file.size();
+    if (!Number.isInteger(pgoff) || !Number.isInteger(n) || pgoff < 0 || n < 0) {
+      return this.foreignErr(EINVAL, "pin: bad range");
+    }
+    if (n === 0) return emptyRuns();
+    if (pgoff + n > this.nrPages) return this.foreignErr(EINVAL, "pin: range extends past EOF");
+    if (this.pages.faults.hit(site)) return this.foreignErr(ENOMEM, `pin: injected failure at ${site}`);
+    const b = new RunBuilder();
+    const fresh: number[] = [];
+    for (let p = pgoff; p < pgoff + n; p++) {
+      let pfn = this.foreignCache.get(p);
+      if (pfn === undefined) {
+        pfn = this.pages.allocFolio(0, "shmem_alloc_folio");
+        if (pfn < 0) {
+          this.pages.unpinRuns(b.peek());
+          for (const q of fresh) this.dropPage(q, false);
+          return this.foreignErr(ENOMEM, `pin: cannot allocate page ${p} of memfd ${this.name}`);
+        }
+        this.foreignCache.set(p, pfn);
+        this.pages.phys.external.set(pfn, this.frame(p));
+        fresh.push(p);
+      }
+      this.pages.pinRange(pfn, 1);
+      b.push(pfn, 1);
+    }
+    return b.finish();
+  }
+
+  override pfnAt(pgoff: number): number {
+    return this.foreignCache.get(pgoff) ?? -1;
+  }
+
+  override read(off: bigint, len: number): Uint8Array {
+    if (off < 0n) return this.foreignErr(EINVAL, "read: negative offset");
+    const r = this.file.read(Number(off), len);
+    if (typeof r === "number") this.foreignErr(-r, `read: the process's file ${this.name} refused (pread)`);
+    return r;
+  }
+
+  override write(off: bigint, bytes: Uint8Array): number {
+    if (off < 0n) return this.foreignErr(EINVAL, "write: negative offset");
+    const w = this.file.write(Number(off), bytes);
+    if (w < 0) this.foreignErr(-w, `write: the process's file ${this.name} refused (pwrite)`);
+    return w;
+  }
+
+  override put(): void {
+    if (this.refCount === 1) {
+      for (const p of [...this.foreignCache.keys()]) this.dropPage(p, true);
+      this.file.close();
+    }
+    super.put();
+  }
+
+  private dropPage(p: number, keep: boolean): void {
+    const pfn = this.foreignCache.get(p);
+    if (pfn === undefined) return;
+    this.foreignCache.delete(p);
+    const bytes = keep ? this.file.read(p * PAGE, PAGE) : -1;
+    this.pages.phys.external.delete(pfn);
+    if (typeof bytes !== "number") this.pages.phys.write(pfn * PAGE, bytes);
+    this.pages.put(pfn);
+  }
+
+  private frame(p: number): ExternalFrame {
+    return {
+      read: (off, len) => {
+        const r = this.file.read(p * PAGE + off, len);
+        if (typeof r === "number") return new Uint8Array(len);
+        if (r.length === len) return r;
+        const out = new Uint8Array(len);
+        out.set(r);
+        return out;
+      },
+      write: (off, bytes) => {
+        this.file.write(p * PAGE + off, bytes);
+      },
+    };
+  }
+
+  private foreignErr(errno: number, reason: string): never {
+    fail(errno, reason);
+  }
+}
