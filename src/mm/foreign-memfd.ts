@@ -1,10 +1,9 @@
 import type { ExternalFrame } from "../hw/phys-mem.js";
 import { EINVAL, ENOMEM, fail } from "../uapi/errno.js";
+import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import { MemFile } from "./memfd.js";
 import type { PageTracker } from "./page-tracker.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
-
-const PAGE = 4096;
 
 /** A real process's memfd as the bridge reaches it (the server's own open of /proc/PID/fd/N). */
 export interface ForeignFile {
