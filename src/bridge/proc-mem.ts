@@ -68,6 +68,8 @@ export class ProcMemory implements ForeignMemory {
         read: perms[0] === "r",
         write: perms[1] === "w",
         io: name.startsWith("/dev/") && !name.startsWith("/dev/shm/") && !name.startsWith("/dev/zero"),
+        // MAP_HUGETLB memory (anonymous or on hugetlbfs): the host's default 2 MiB pages
+        hugetlb: name.startsWith("/anon_hugepage") || name.startsWith("/dev/hugepages/"),
         ...(perms[3] === "s" && { shared: `${m[4]} ${m[5]}` }),
       };
     }

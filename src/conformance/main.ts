@@ -7,10 +7,10 @@
  * pass, or a binary could not be built or run.
  *
  *   npm run conformance -- [--tree 6.12|7.2]... [--bin iommufd|iommufd_fail_nth]...
- *                          [--update] [--no-docs] [--timeout SECONDS]
+ *                          [--update] [--no-docs] [--timeout SECONDS] [--hugepages N]
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,6 +31,8 @@ interface Options {
   update: boolean;
   docs: boolean;
   timeoutSec: number;
+  /** 2 MiB hugetlb pages to make sure are free on the host (the program's memory is real memory). */
+  hugepages: number;
 }
 
 export interface BinaryRun {
@@ -41,11 +43,18 @@ export interface BinaryRun {
   exitCode: number | null;
   timedOut: boolean;
   seconds: number;
-  stderrTail: string;
+  outputTail: string;
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { trees: [], bins: [], update: false, docs: true, timeoutSec: 175 };
+  const o: Options = {
+    trees: [],
+    bins: [],
+    update: false,
+    docs: true,
+    timeoutSec: 175,
+    hugepages: HUGEPAGES,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--tree") o.trees.push(argv[++i]);
@@ -53,6 +62,7 @@ function parseOptions(argv: string[]): Options {
     else if (a === "--update") o.update = true;
     else if (a === "--no-docs") o.docs = false;
     else if (a === "--timeout") o.timeoutSec = Number(argv[++i]);
+    else if (a === "--hugepages") o.hugepages = Number(argv[++i]);
     else throw new Error(`unknown option ${a}`);
   }
   if (o.trees.length === 0) o.trees = [...TREES];
@@ -60,7 +70,52 @@ function parseOptions(argv: string[]): Options {
   for (const t of o.trees) if (!(TREES as readonly string[]).includes(t)) throw new Error(`no tree ${t}`);
   for (const b of o.bins) if (!(BINARIES as readonly string[]).includes(b)) throw new Error(`no binary ${b}`);
   if (!(o.timeoutSec > 0)) throw new Error("--timeout needs a positive number of seconds");
+  if (!Number.isInteger(o.hugepages) || o.hugepages < 0) throw new Error("--hugepages needs a count");
   return o;
+}
+
+/**
+ * The selftests' MAP_HUGETLB buffers are the program's real memory, so the
+ * host needs free 2 MiB hugetlb pages (iommufd_dirty_tracking's 128M_huge
+ * variant maps 64 of them; the kernel's own selftest scripts reserve a pool
+ * the same way). As root, grow the pool for the run and put it back after.
+ */
+const HUGEPAGES = 80;
+const NR_HUGEPAGES = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+const FREE_HUGEPAGES = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+
+function readCount(path: string): number | undefined {
+  try {
+    return Number(readFileSync(path, "utf8").trim());
+  } catch {
+    return undefined;
+  }
+}
+
+export function reserveHugepages(want: number, log: (s: string) => void): () => void {
+  const total = readCount(NR_HUGEPAGES);
+  const free = readCount(FREE_HUGEPAGES);
+  if (want === 0 || total === undefined || free === undefined || free >= want) return () => {};
+  const target = total + (want - free);
+  try {
+    writeFileSync(NR_HUGEPAGES, String(target));
+  } catch {
+    log(
+      `conformance: ${free} free 2 MiB hugetlb pages and ${NR_HUGEPAGES} is not writable: MAP_HUGETLB tests will fail`,
+    );
+    return () => {};
+  }
+  log(`conformance: hugetlb pool ${total} -> ${readCount(NR_HUGEPAGES)} pages of 2 MiB for the run`);
+  return () => {
+    // only if nobody changed it meanwhile
+    if (readCount(NR_HUGEPAGES) === target) {
+      try {
+        writeFileSync(NR_HUGEPAGES, String(total));
+      } catch {
+        // left as it is
+      }
+    }
+  };
 }
 
 /** scripts/selftests/build.sh: tree -> [bin dir, package version]. */
@@ -100,6 +155,12 @@ function runOne(
   timeoutSec: number,
 ): Promise<BinaryRun> {
   const cwd = mkdtempSync(join(tmpdir(), "iommufd-sim-kselftest-"));
+  const logDir = join(dir, "..", "runs");
+  mkdirSync(logDir, { recursive: true });
+  // The harness logs assertions on stderr and results on stdout (flushed around each
+  // test's fork): one file for both keeps them in order, as `2>&1` would.
+  const outFile = join(logDir, `${bin}.log`);
+  const out = openSync(outFile, "w");
   const started = Date.now();
   return new Promise((done) => {
     // its own process group, so a global timeout ends the program and everything it forked
@@ -109,18 +170,10 @@ function runOne(
       {
         cwd,
         detached: true,
-        stdio: ["ignore", "pipe", "pipe"],
+        stdio: ["ignore", out, out],
       },
     );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => {
-      stdout += s;
-    });
-    child.stderr.setEncoding("utf8").on("data", (s: string) => {
-      stderr += s;
-      if (stderr.length > 1 << 20) stderr = stderr.slice(-(1 << 19));
-    });
+    closeSync(out);
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -133,19 +186,16 @@ function runOne(
     child.on("close", (code) => {
       clearTimeout(timer);
       rmSync(cwd, { recursive: true, force: true });
-      const logDir = join(dir, "..", "runs");
-      mkdirSync(logDir, { recursive: true });
-      writeFileSync(join(logDir, `${bin}.tap`), stdout);
-      writeFileSync(join(logDir, `${bin}.stderr`), stderr);
+      const text = readFileSync(outFile, "utf8");
       done({
         tree,
         bin,
         version,
-        run: parseKselftestTap(stdout),
+        run: parseKselftestTap(text),
         exitCode: code,
         timedOut,
         seconds: (Date.now() - started) / 1000,
-        stderrTail: stderr.trim().split("\n").slice(-5).join("\n"),
+        outputTail: text.trim().split("\n").slice(-5).join("\n"),
       });
     });
   });
@@ -174,14 +224,18 @@ export async function main(argv: string[]): Promise<number> {
   const built = build(o.trees);
   const expected = loadExpected();
   const runs: BinaryRun[] = [];
-  for (const tree of o.trees) {
-    const [dir, version] = built.get(tree)!;
-    for (const bin of o.bins) {
-      process.stderr.write(
-        `conformance: ${tree} ${bin} (exec ${execArgs(tree, bin).slice(1, -2).join(" ")})\n`,
-      );
-      runs.push(await runOne(tree, bin, dir, version, o.timeoutSec));
+  const release = reserveHugepages(o.hugepages, (m) => process.stderr.write(`${m}\n`));
+  try {
+    for (const tree of o.trees) {
+      const [dir, version] = built.get(tree)!;
+      for (const bin of o.bins) {
+        const args = execArgs(tree, bin).slice(1, -2).join(" ");
+        process.stderr.write(`conformance: ${tree} ${bin} (exec ${args})\n`);
+        runs.push(await runOne(tree, bin, dir, version, o.timeoutSec));
+      }
     }
+  } finally {
+    release();
   }
   let failed = false;
   const summary: string[] = [];
@@ -195,7 +249,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (r.run.plan < 0) {
       summary.push(
-        `  no TAP output; exec exit ${r.exitCode}; stderr:\n${r.stderrTail.replace(/^/gm, "    ")}`,
+        `  no TAP output; exec exit ${r.exitCode}; output:\n${r.outputTail.replace(/^/gm, "    ")}`,
       );
       failed = true;
     }

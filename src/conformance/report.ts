@@ -18,7 +18,9 @@ export function renderSection(runs: BinaryRun[], expected: ExpectedFile): string
     "machine's gcc (cached in `~/.cache/iommufd-sim/selftests/`); `npm run conformance` runs",
     "each binary as `iommufd-sim exec --iommu mock --kconfig IOMMUFD_TEST=y [--kernel 6.12] -- BINARY`,",
     "parses its TAP output and compares it with `test/conformance/kselftest-expected.json`:",
-    "CI fails when a test recorded there as passing does not pass.",
+    "CI fails when a test recorded there as passing does not pass. The selftests' MAP_HUGETLB buffers",
+    "are the program's real memory: run as root, the runner grows the host's 2 MiB hugetlb pool for",
+    "the run (`--hugepages N`, default 80) and puts it back.",
     "",
     "| tree | binary | package | pass | fail | skip | of (plan) | seconds |",
     "|---|---|---|---|---|---|---|---|",
@@ -30,6 +32,20 @@ export function renderSection(runs: BinaryRun[], expected: ExpectedFile): string
     out.push(
       `| ${r.tree} | \`${r.bin}\` | ${r.version} | ${c.pass} | ${c.fail} | ${c.skip} | ${plan} | ${secs} |`,
     );
+  }
+  // every cause of a non-passing test once, with how many tests it explains
+  const causes = new Map<string, number>();
+  for (const r of runs) {
+    const why = expected[r.tree]?.[r.bin]?.why ?? {};
+    for (const t of r.run.results) {
+      if (t.status !== "fail") continue;
+      const c = why[t.name] ?? "unexplained";
+      causes.set(c, (causes.get(c) ?? 0) + 1);
+    }
+  }
+  if (causes.size > 0) {
+    out.push("", "Why the failing tests fail (count over all binaries):", "");
+    for (const [c, n] of [...causes].sort((a, b) => b[1] - a[1])) out.push(`- ${n} × ${c}`);
   }
   for (const r of runs) {
     const why = expected[r.tree]?.[r.bin]?.why ?? {};

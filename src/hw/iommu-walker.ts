@@ -23,7 +23,9 @@ import type { PhysMem } from "./phys-mem.js";
  *   gets A, and D on writes.
  * - x86-64 first stage: P, R/W AND'ed for writes (reads always allowed), PS
  *   at 1-2, canonical check; A is set on each entry used and D on a leaf
- *   written (the format pre-sets both, so bytes rarely change).
+ *   written (the format pre-sets both, so bytes rarely change). DMA here
+ *   carries no PASID, so VT-d and AMD treat it as a user-mode request: U/S
+ *   must be 1 at every level (the format sets it on tables and leaves).
  * - RISC-V: V, W without R reserved, leaves at any level, misaligned
  *   superpages fault, Svnapot 64 KiB; Svade rule: A clear, or D clear on a
  *   write, is a fault (the format pre-sets A and D).
@@ -236,6 +238,7 @@ export class IommuWalker {
     if (pfn < 0) return this.f("out_of_range", level);
     let tpfn = ctx.rootPfn;
     let w = true;
+    let user = true;
     for (;;) {
       const i = IommuWalker.idx9(pfn, level);
       const u = this.words(tpfn);
@@ -243,12 +246,13 @@ export class IommuWalker {
       const hi = u[i * 2 + 1];
       if ((lo & 1) === 0) return this.f("not_present", level);
       w = w && (lo & 2) !== 0;
+      user = user && (lo & 4) !== 0;
       const ps = (lo & 0x80) !== 0;
       if (ps && level > 2) return this.f("reserved", level);
       const alo = lo & ~this.smeLo;
       const ahi = hi & ~this.smeHi;
       const leaf = level === 0 || ps;
-      if (leaf && write && !w) return this.f("permission", level);
+      if (leaf && (!user || (write && !w))) return this.f("permission", level);
       const want = (lo | 0x20 | (leaf && write ? 0x40 : 0)) >>> 0;
       if (want !== lo) this.mem.frameU32(tpfn)[i * 2] = want;
       if (leaf) {

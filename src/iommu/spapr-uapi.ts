@@ -1,4 +1,4 @@
-import { fld, type StructDef } from "../uapi/struct.js";
+import { defineStruct, fld } from "../uapi/struct.js";
 
 /*
  * The model's own uapi for sPAPR TCE under iommufd. Upstream has none yet:
@@ -21,7 +21,7 @@ export const IOMMU_HW_INFO_SPAPR_TCE_DDW = 1;
  * struct iommu_hw_info_spapr_tce (48 bytes): what VFIO_IOMMU_SPAPR_TCE_GET_INFO
  * reports for a v2 container, plus where each window slot starts.
  */
-export const iommu_hw_info_spapr_tce: StructDef = {
+export const iommu_hw_info_spapr_tce = defineStruct({
   name: "iommu_hw_info_spapr_tce",
   size: 48,
   fields: [
@@ -34,7 +34,7 @@ export const iommu_hw_info_spapr_tce: StructDef = {
     fld("dma32_window_size", 32, 8, "out", { fmt: "hex" }),
     fld("dma64_window_start", 40, 8, "out", { fmt: "hex" }),
   ],
-};
+});
 
 /** Window slots a table_group has (IOMMU_TABLE_GROUP_MAX_TABLES). */
 export const SPAPR_MAX_WINDOWS = 2;
@@ -50,7 +50,7 @@ export const SPAPR_WINDOW_DESC_SIZE = 32;
  * start_addr names the slot: dma32_window_start or dma64_window_start of
  * GET_HW_INFO (the platform chooses bus addresses; the user only picks).
  */
-export const iommu_hwpt_spapr_tce: StructDef = {
+export const iommu_hwpt_spapr_tce = defineStruct({
   name: "iommu_hwpt_spapr_tce",
   size: 8 + SPAPR_MAX_WINDOWS * SPAPR_WINDOW_DESC_SIZE,
   fields: [
@@ -69,7 +69,7 @@ export const iommu_hwpt_spapr_tce: StructDef = {
       ];
     }),
   ],
-};
+});
 
 /** One window as a driver (or a test) describes it. */
 export interface SpaprWindowSpec {

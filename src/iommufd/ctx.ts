@@ -10,7 +10,6 @@ import {
 } from "../mm/locked-vm.js";
 import type { Igroup } from "./device.js";
 import type { IommufdIoas } from "./ioas.js";
-import type { IoctlRow } from "./main.js";
 import { ObjectTable } from "./object.js";
 import type { Immap } from "./viommu.js";
 
@@ -48,8 +47,6 @@ export class IommufdCtx {
   /** The file this context lives in (the KFile of /dev/iommu). */
   file!: KFile;
   released = false;
-  /** The kernel's ioctl table, looked up once per context (the profile and Kconfig are fixed at boot). */
-  ioctls: Map<number, IoctlRow> | undefined;
   /** ictx->groups: the igroup of each iommu_group with a device bound here. */
   readonly igroups = new Map<IommuGroup, Igroup>();
   /** ictx->mt_mmap: regions drivers registered for mmap() of this fd, by offset. */

@@ -2,14 +2,15 @@ import type { IommuDevice } from "../iommu/device.js";
 import type { IommuGroup } from "../iommu/group.js";
 import { IOMMU_RESV_DIRECT_RELAXABLE, IOMMU_RESV_MSI, IOMMU_RESV_SW_MSI } from "../iommu/types.js";
 import { EINVAL, EOPNOTSUPP, fail, KernelError } from "../uapi/errno.js";
-import { IOMMU_HW_INFO_TYPE_AMD, IOMMU_HW_INFO_TYPE_NONE } from "../uapi/iommufd.js";
+import { IOMMU_HW_INFO_TYPE_AMD, IOMMU_HW_INFO_TYPE_NONE, iommu_hw_info_v6_12 } from "../uapi/iommufd.js";
+import { structView } from "../uapi/struct.js";
 import type { IommufdCtx } from "./ctx.js";
 import { type Hwpt, HwptPaging, hwptPagingAlloc } from "./hw-pagetable.js";
 import { deviceIsNoiommu } from "./hwpt-noiommu.js";
 import type { IommufdIoas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import { AttachHandle, iommufdDevicePasidDetachAll, type PasidAttach, ridPasidCompat } from "./pasid.js";
-import type { Ucmd } from "./ucmd.js";
+import type { UcmdOf } from "./ucmd.js";
 import type { IommufdVdevice } from "./viommu.js";
 
 /**
@@ -377,19 +378,21 @@ export function iommufdDeviceDetach(idev: IommufdDevice): void {
 
 const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1;
 
-export function getHwInfo(u: Ucmd): number {
-  const latest = u.def.fields.some((f) => f.name === "in_data_type");
-  const flags = u.num("flags");
+export function getHwInfo(u: UcmdOf<"IOMMU_GET_HW_INFO">): number {
+  // A 6.12 kernel's struct has no in_data_type union, no PASID width and a u32 __reserved at 28.
+  const v612 = u.def.fields.some((f) => f.name === "in_data_type")
+    ? undefined
+    : structView(iommu_hw_info_v6_12, u.kbuf);
+  const latest = v612 === undefined;
+  const flags = u.cmd.flags;
   const validFlags = latest && u.ictx.k.profile !== "6.12" ? IOMMU_HW_INFO_FLAG_INPUT_TYPE : 0;
-  const reservedNonZero = latest
-    ? u.kbuf[29] !== 0 || u.kbuf[30] !== 0 || u.kbuf[31] !== 0
-    : u.num("__reserved") !== 0;
+  const reservedNonZero = v612 === undefined ? u.cmd.__reserved.some((b) => b !== 0) : v612.__reserved !== 0;
   if ((flags & ~validFlags) !== 0 || reservedNonZero)
     fail(EOPNOTSUPP, "unknown flags or non-zero __reserved");
-  const idev = getDevice(u.ictx, u.num("dev_id"));
+  const idev = getDevice(u.ictx, u.cmd.dev_id);
   const dev = idev.dev;
   if (dev === undefined) fail(EOPNOTSUPP, `${idev.name} is a noiommu device: there is no IOMMU to describe`);
-  const reqType = (flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE) !== 0 ? u.num("in_data_type") : 0;
+  const reqType = (flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE) !== 0 ? u.cmd.in_data_type : 0;
   const raw = dev.hwInfo(reqType);
   // 6.12's uapi knows only the VT-d (and selftest) hw_info types: AMD had no
   // hw_info op yet, so iommufd reported IOMMU_HW_INFO_TYPE_NONE with no data.
@@ -397,23 +400,23 @@ export function getHwInfo(u: Ucmd): number {
     u.ictx.k.profile === "6.12" && raw.type === IOMMU_HW_INFO_TYPE_AMD
       ? { type: IOMMU_HW_INFO_TYPE_NONE, data: new Uint8Array(0) }
       : raw;
-  const userLen = u.num("data_len");
-  const ptr = u.big("data_uptr");
+  const userLen = u.cmd.data_len;
+  const ptr = u.cmd.data_uptr;
   if (userLen > 0) {
     // Copy what fits and zero the rest of the user's buffer.
     const out = new Uint8Array(userLen);
     out.set(info.data.subarray(0, Math.min(userLen, info.data.length)));
     u.task.copyToUser(ptr, out);
   }
-  u.set("data_len", info.data.length);
-  u.set(latest ? "out_data_type" : "out_data_type", info.type >>> 0);
+  u.cmd.data_len = info.data.length;
+  u.cmd.out_data_type = info.type >>> 0;
   let caps = 0n;
   if (dev.capable("DIRTY_TRACKING")) caps |= 1n;
   if (latest) {
     const pasid = dev.maxPasidLog2();
-    u.set("out_max_pasid_log2", pasid);
+    u.cmd.out_max_pasid_log2 = pasid;
   }
-  u.set("out_capabilities", caps);
+  u.cmd.out_capabilities = caps;
   u.respond();
   return 0;
 }

@@ -12,7 +12,7 @@ import type { IommufdDevice } from "./device.js";
 import type { Hwpt } from "./hw-pagetable.js";
 import { IommufdObject } from "./object.js";
 import type { AttachHandle } from "./pasid.js";
-import type { Ucmd } from "./ucmd.js";
+import type { Ucmd, UcmdOf } from "./ucmd.js";
 import type { IommufdViommu } from "./viommu.js";
 
 /** sizeof(struct iommu_hwpt_pgfault) and sizeof(struct iommu_hwpt_page_response). */
@@ -61,8 +61,8 @@ function installEventqFd(
   u: Ucmd,
   q: IommufdFault | IommufdVeventq,
   name: string,
-  idField: string,
-  fdField: string,
+  /** Writes the new object's id and fd into the command's out fields. */
+  report: (id: number, fd: number) => void,
 ) {
   const file = new KFile(eventqFops(name, q), q, `anon_inode:${name}`, 2);
   q.refGet();
@@ -70,8 +70,7 @@ function installEventqFd(
   q.file = file;
   const fd = u.task.fdInstall(file);
   try {
-    u.set(idField, q.id);
-    u.set(fdField, fd);
+    report(q.id, fd);
     u.respond();
   } catch (e) {
     u.task.fdClose(fd);
@@ -186,10 +185,15 @@ export class IommufdFault extends IommufdObject {
 }
 
 /** IOMMU_FAULT_QUEUE_ALLOC (iommufd_fault_alloc). */
-export function faultQueueAlloc(u: Ucmd): number {
-  if (u.num("flags") !== 0) fail(EOPNOTSUPP, "flags must be 0");
+export function faultQueueAlloc(u: UcmdOf<"IOMMU_FAULT_QUEUE_ALLOC">): number {
+  if (u.cmd.flags !== 0) fail(EOPNOTSUPP, "flags must be 0");
   const f = new IommufdFault(u.ictx);
-  createWithFd(u, f, () => installEventqFd(u, f, "[iommufd-pgfault]", "out_fault_id", "out_fault_fd"));
+  createWithFd(u, f, () =>
+    installEventqFd(u, f, "[iommufd-pgfault]", (id, fd) => {
+      u.cmd.out_fault_id = id;
+      u.cmd.out_fault_fd = fd;
+    }),
+  );
   return 0;
 }
 
@@ -291,6 +295,9 @@ export class IommufdVeventq extends IommufdObject {
 
   /** iommufd_veventq_fops_read(): whole events only; a lost-events header carries no data. */
   read(_task: Task, len: number): Uint8Array {
+    // a count that cannot hold even a header is refused up front, empty queue or not
+    if (len < VEVENT_HEADER_SIZE)
+      fail(EINVAL, `read of ${len} bytes cannot hold a ${VEVENT_HEADER_SIZE}-byte vEVENT header`);
     const parts: Uint8Array[] = [];
     let done = 0;
     while (this.deliver.length > 0) {
@@ -307,6 +314,10 @@ export class IommufdVeventq extends IommufdObject {
       done += h.length;
       if (!ev.lost) this.numEvents--;
     }
+    // the first queued event does not fit: nothing delivered is an error, not an empty read
+    if (done === 0 && this.deliver.length > 0) {
+      fail(EINVAL, `read of ${len} bytes cannot hold the next vEVENT (header and payload)`);
+    }
     const out = new Uint8Array(done);
     let o = 0;
     for (const p of parts) {
@@ -317,15 +328,20 @@ export class IommufdVeventq extends IommufdObject {
   }
 }
 
+/** The most events a vEVENTQ may queue (iommufd's cap on veventq_depth, 1 << 19). */
+export const IOMMU_VEVENTQ_MAX_DEPTH = 1 << 19;
+
 /** IOMMU_VEVENTQ_ALLOC (iommufd_veventq_alloc): one queue per type per vIOMMU (EEXIST). */
-export function veventqAlloc(u: Ucmd): number {
-  if (u.num("flags") !== 0 || u.num("__reserved") !== 0 || u.num("type") === 0) {
+export function veventqAlloc(u: UcmdOf<"IOMMU_VEVENTQ_ALLOC">): number {
+  if (u.cmd.flags !== 0 || u.cmd.__reserved !== 0 || u.cmd.type === 0) {
     fail(EOPNOTSUPP, "flags/__reserved must be 0 and type must not be IOMMU_VEVENTQ_TYPE_DEFAULT");
   }
-  const depth = u.num("veventq_depth");
-  if (depth === 0) fail(EINVAL, "veventq_depth is 0");
-  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU");
-  const type = u.num("type");
+  const depth = u.cmd.veventq_depth;
+  if (depth === 0 || depth > IOMMU_VEVENTQ_MAX_DEPTH) {
+    fail(EINVAL, `veventq_depth ${depth} is 0 or above ${IOMMU_VEVENTQ_MAX_DEPTH}`);
+  }
+  const viommu = u.ictx.objects.get(u.cmd.viommu_id, "VIOMMU", "vIOMMU");
+  const type = u.cmd.type;
   if (viommu.veventqs.some((q) => q.eventType === type)) {
     fail(EEXIST, `vIOMMU ${viommu.id} already has a vEVENTQ of type 0x${type.toString(16)}`);
   }
@@ -333,7 +349,10 @@ export function veventqAlloc(u: Ucmd): number {
   createWithFd(u, q, () => {
     viommu.refGet();
     viommu.veventqs.push(q);
-    return installEventqFd(u, q, "[iommufd-viommu-event]", "out_veventq_id", "out_veventq_fd");
+    return installEventqFd(u, q, "[iommufd-viommu-event]", (id, fd) => {
+      u.cmd.out_veventq_id = id;
+      u.cmd.out_veventq_fd = fd;
+    });
   });
   return 0;
 }

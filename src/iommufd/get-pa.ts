@@ -6,7 +6,7 @@ import { isNoiommuStorage } from "./hwpt-noiommu.js";
 import type { IoPagetable } from "./io-pagetable.js";
 import { getIoas } from "./ioas.js";
 import { hex, U64_MAX } from "./iova-alloc.js";
-import type { Ucmd } from "./ucmd.js";
+import type { UcmdOf } from "./ucmd.js";
 
 /**
  * IOMMU_IOAS_NOIOMMU_GET_PA (nr 0x95; IOMMU_IOAS_GET_PA in the seed): the
@@ -19,21 +19,21 @@ import type { Ucmd } from "./ucmd.js";
  * Revisions (machine option noiommuRevision): v4 `length` is output only;
  * v7 it is an upper bound where 0 means none; v9 a required upper bound.
  */
-export function getPa(u: Ucmd): number {
+export function getPa(u: UcmdOf<"IOMMU_IOAS_NOIOMMU_GET_PA">): number {
   const revName = u.ictx.k.noiommuRevision;
   const rev = GET_PA_REVISIONS[revName];
   if (!u.task.capable("CAP_SYS_RAWIO")) fail(EPERM, "IOMMU_IOAS_NOIOMMU_GET_PA needs CAP_SYS_RAWIO");
-  if (u.num("flags") !== 0 || u.num("__reserved") !== 0) fail(EOPNOTSUPP, "flags and __reserved must be 0");
-  const length = rev.lengthIsInput ? u.big("length") : 0n;
+  if (u.cmd.flags !== 0 || u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "flags and __reserved must be 0");
+  const length = rev.lengthIsInput ? u.cmd.length : 0n;
   if (rev.lengthIsInput && rev.zeroLength === "EINVAL" && length === 0n) {
     fail(EINVAL, `length is a required upper bound in revision ${revName}; 0 is invalid`);
   }
-  const iova = u.big("iova");
+  const iova = u.cmd.iova;
   if (iova >= U64_MAX) fail(EOVERFLOW, "iova is ULONG_MAX");
-  const ioas = getIoas(u.ictx, u.num("ioas_id"));
+  const ioas = getIoas(u.ictx, u.cmd.ioas_id);
   const r = ioptGetPhys(ioas.iopt, iova, length === 0n ? U64_MAX : length);
-  u.set("out_phys", r.phys);
-  u.set("length", r.length);
+  u.cmd.out_phys = r.phys;
+  u.cmd.length = r.length;
   u.respond();
   return 0;
 }

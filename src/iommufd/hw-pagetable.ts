@@ -1,6 +1,6 @@
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuUserData } from "../iommu/driver.js";
-import { EFAULT, EINVAL, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
+import { EFAULT, EINVAL, ENOENT, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
 import type { IommufdCtx } from "./ctx.js";
 import { deviceDoAttach, deviceDoDetach, getDevice, type IommufdDevice } from "./device.js";
 import { getFault, type IommufdFault } from "./eventq.js";
@@ -8,7 +8,7 @@ import { noiommuOps } from "./hwpt-noiommu.js";
 import type { IommufdIoas } from "./ioas.js";
 import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
-import type { Ucmd } from "./ucmd.js";
+import type { Ucmd, UcmdOf } from "./ucmd.js";
 import { type IommufdViommu, viommuAllocHwptNested, viommuCacheInvalidate } from "./viommu.js";
 
 export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1;
@@ -140,20 +140,20 @@ export function hwptPagingAlloc(
 }
 
 /** IOMMU_HWPT_ALLOC. */
-export function hwptAlloc(u: Ucmd): number {
+export function hwptAlloc(u: UcmdOf<"IOMMU_HWPT_ALLOC">): number {
   const ictx = u.ictx;
-  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  if (u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
   // __reserved2 (after fault_id) is not checked by iommufd_hwpt_alloc (hw_pagetable.c).
-  const dataType = u.num("data_type");
-  const dataLen = u.num("data_len");
+  const dataType = u.cmd.data_type;
+  const dataLen = u.cmd.data_len;
   if ((dataType === 0 && dataLen !== 0) || (dataType !== 0 && dataLen === 0)) {
     fail(EINVAL, `data_type ${dataType} and data_len ${dataLen} disagree (NONE needs 0, others need data)`);
   }
-  const idev = getDevice(ictx, u.num("dev_id"));
-  const ptId = u.num("pt_id");
+  const idev = getDevice(ictx, u.cmd.dev_id);
+  const ptId = u.cmd.pt_id;
   const pt = ictx.objects.tryGet(ptId);
   if (pt === undefined) fail(EINVAL, `pt_id ${ptId} does not exist`);
-  const flags = u.num("flags");
+  const flags = u.cmd.flags;
   let hwpt: Hwpt;
   if (pt.type === "IOAS") {
     const ud = dataType !== 0 ? readUserData(u, dataType, dataLen) : undefined;
@@ -168,11 +168,11 @@ export function hwptAlloc(u: Ucmd): number {
   try {
     if ((flags & IOMMU_HWPT_FAULT_ID_VALID) !== 0) {
       // The domain's iopf_handler becomes iommufd's: its page requests go to this queue.
-      const fault = getFault(ictx, u.num("fault_id"));
+      const fault = getFault(ictx, u.cmd.fault_id);
       hwpt.fault = fault;
       fault.refGet();
     }
-    u.set("out_hwpt_id", hwpt.id);
+    u.cmd.out_hwpt_id = hwpt.id;
     u.respond();
   } catch (e) {
     ictx.objects.abortAndDestroy(hwpt);
@@ -182,12 +182,15 @@ export function hwptAlloc(u: Ucmd): number {
   return 0;
 }
 
-export function readUserData(u: Ucmd, type: number, len: number): IommuUserData {
-  return { type, bytes: u.task.copyFromUser(u.big("data_uptr"), len) };
+/** The commands that carry driver data at data_uptr. */
+export type UcmdWithData = UcmdOf<"IOMMU_HWPT_ALLOC"> | UcmdOf<"IOMMU_VIOMMU_ALLOC">;
+
+export function readUserData(u: UcmdWithData, type: number, len: number): IommuUserData {
+  return { type, bytes: u.task.copyFromUser(u.cmd.data_uptr, len) };
 }
 
 function hwptNestedAlloc(
-  u: Ucmd,
+  u: UcmdOf<"IOMMU_HWPT_ALLOC">,
   parent: HwptPaging,
   idev: IommufdDevice,
   flags: number,
@@ -215,7 +218,7 @@ function hwptNestedAlloc(
  * unknown type (EOPNOTSUPP) win over the bad pointer.
  */
 export function readNestedUserData(
-  u: Ucmd,
+  u: UcmdWithData,
   type: number,
   len: number,
   alloc: (ud: IommuUserData) => IommuDomain,
@@ -249,11 +252,10 @@ export function getHwptPaging(ictx: IommufdCtx, id: number): HwptPaging {
 }
 
 /** IOMMU_HWPT_SET_DIRTY_TRACKING. Enabling starts from a clean snapshot (iopt_clear_dirty_data). */
-export function hwptSetDirtyTracking(u: Ucmd): number {
-  const flags = u.num("flags");
-  if ((flags & ~1) !== 0 || u.num("__reserved") !== 0)
-    fail(EOPNOTSUPP, "unknown flags or non-zero __reserved");
-  const hwpt = getHwptPaging(u.ictx, u.num("hwpt_id"));
+export function hwptSetDirtyTracking(u: UcmdOf<"IOMMU_HWPT_SET_DIRTY_TRACKING">): number {
+  const flags = u.cmd.flags;
+  if ((flags & ~1) !== 0 || u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "unknown flags or non-zero __reserved");
+  const hwpt = getHwptPaging(u.ictx, u.cmd.hwpt_id);
   const d = hwpt.domain;
   if (!d.dirtyOps) fail(EOPNOTSUPP, `HWPT ${hwpt.id} was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING`);
   const enable = (flags & 1) !== 0;
@@ -266,17 +268,16 @@ export function hwptSetDirtyTracking(u: Ucmd): number {
 }
 
 /** IOMMU_HWPT_GET_DIRTY_BITMAP: the kernel only sets bits in the user's bitmap. */
-export function hwptGetDirtyBitmap(u: Ucmd): number {
-  const flags = u.num("flags");
-  if ((flags & ~1) !== 0 || u.num("__reserved") !== 0)
-    fail(EOPNOTSUPP, "unknown flags or non-zero __reserved");
-  const hwpt = getHwptPaging(u.ictx, u.num("hwpt_id"));
+export function hwptGetDirtyBitmap(u: UcmdOf<"IOMMU_HWPT_GET_DIRTY_BITMAP">): number {
+  const flags = u.cmd.flags;
+  if ((flags & ~1) !== 0 || u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "unknown flags or non-zero __reserved");
+  const hwpt = getHwptPaging(u.ictx, u.cmd.hwpt_id);
   const iopt = hwpt.ioas.iopt;
   const d = hwpt.domain;
   if (!d.dirtyOps) fail(EOPNOTSUPP, `HWPT ${hwpt.id} has no dirty tracking ops`);
-  const iova = u.big("iova");
-  const length = u.big("length");
-  const pageSize = u.big("page_size");
+  const iova = u.cmd.iova;
+  const length = u.cmd.length;
+  const pageSize = u.cmd.page_size;
   const last = iova + length - 1n;
   if (length === 0n || last > U64_MAX)
     fail(EOVERFLOW, `iova ${hex(iova)} + length ${hex(length)} - 1 overflows`);
@@ -318,7 +319,7 @@ export function hwptGetDirtyBitmap(u: Ucmd): number {
     if (cur > last || cur === 0n) break;
   }
   if (any) {
-    const ptr = u.big("data");
+    const ptr = u.cmd.data;
     const old = u.task.copyFromUser(ptr, bitmap.length);
     for (let i = 0; i < bitmap.length; i++) bitmap[i] |= old[i];
     u.task.copyToUser(ptr, bitmap);
@@ -326,17 +327,31 @@ export function hwptGetDirtyBitmap(u: Ucmd): number {
   return 0;
 }
 
+const PAGE_SIZE = 4096;
+/** The most entries one IOMMU_HWPT_INVALIDATE may carry. */
+export const IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX = 1 << 19;
+
 /** IOMMU_HWPT_INVALIDATE: entry_num is written back with the entries handled, also on error. */
-export function hwptInvalidate(u: Ucmd): number {
-  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
-  const num = u.num("entry_num");
-  const len = u.num("entry_len");
-  const ptr = u.big("data_uptr");
+export function hwptInvalidate(u: UcmdOf<"IOMMU_HWPT_INVALIDATE">): number {
+  if (u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const num = u.cmd.entry_num;
+  const len = u.cmd.entry_len;
+  const ptr = u.cmd.data_uptr;
   let handled = 0;
   let err: KernelError | undefined;
   try {
-    if (num > 0 && (ptr === 0n || len === 0)) fail(EINVAL, "entry_num > 0 needs data_uptr and entry_len");
-    const obj = u.ictx.objects.get(u.num("hwpt_id"));
+    // bounded so one call cannot pin the CPU; entry_len also bounds the zero-tail scan
+    if (
+      num > 0 &&
+      (ptr === 0n || len === 0 || len > PAGE_SIZE || num > IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX)
+    ) {
+      fail(EINVAL, "entry_num > 0 needs data_uptr and entry_len <= PAGE_SIZE, and entry_num <= 1 << 19");
+    }
+    const obj = u.ictx.objects.get(u.cmd.hwpt_id);
+    // 6.12 looks the id up as a nested HWPT only (iommufd_get_hwpt_nested): anything else ENOENT
+    if (u.ictx.k.profile === "6.12" && obj.type !== "HWPT_NESTED") {
+      fail(ENOENT, `hwpt_id ${obj.id} is a ${obj.type}, not a nested HWPT`);
+    }
     if (obj.type === "HWPT_NESTED") {
       const h = obj;
       const drv = h.domain.driver;
@@ -349,7 +364,7 @@ export function hwptInvalidate(u: Ucmd): number {
           break;
         }
       }
-      const r = drv.cacheInvalidateUser(h.domain, u.num("data_type"), len, entries);
+      const r = drv.cacheInvalidateUser(h.domain, u.cmd.data_type, len, entries);
       handled = r.handled;
       if (r.errno !== 0) fail(r.errno, r.reason ?? "cache_invalidate_user failed");
       if (entries.length < num) fail(EFAULT, `cannot read invalidation entry ${entries.length}`);
@@ -364,7 +379,7 @@ export function hwptInvalidate(u: Ucmd): number {
     if (!(e instanceof KernelError)) throw e;
     err = e;
   }
-  u.set("entry_num", handled);
+  u.cmd.entry_num = handled;
   u.respond();
   if (err !== undefined) throw err;
   return 0;

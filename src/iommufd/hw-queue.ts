@@ -9,7 +9,7 @@ import {
 } from "./access.js";
 import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
-import type { Ucmd } from "./ucmd.js";
+import type { UcmdOf } from "./ucmd.js";
 import type { IommufdViommu } from "./viommu.js";
 
 /**
@@ -91,15 +91,15 @@ function allocPhys(viommu: IommufdViommu, iova: bigint, length: bigint): [Iommuf
  * (ENOENT), the driver's queue support (EOPNOTSUPP), the pinned contiguous
  * pages, then hw_queue_init_phys with the queue's PA.
  */
-export function hwQueueAlloc(u: Ucmd): number {
-  const type = u.num("type");
-  if (u.num("flags") !== 0 || type === 0)
+export function hwQueueAlloc(u: UcmdOf<"IOMMU_HW_QUEUE_ALLOC">): number {
+  const type = u.cmd.type;
+  if (u.cmd.flags !== 0 || type === 0)
     fail(EOPNOTSUPP, "flags must be 0 and type must not be IOMMU_HW_QUEUE_TYPE_DEFAULT");
-  const length = u.big("length");
+  const length = u.cmd.length;
   if (length === 0n) fail(EINVAL, "length is 0");
-  const iova = u.big("nesting_parent_iova");
+  const iova = u.cmd.nesting_parent_iova;
   if (iova + length - 1n > U64_MAX) fail(EOVERFLOW, `nesting_parent_iova ${hex(iova)} + length overflows`);
-  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU");
+  const viommu = u.ictx.objects.get(u.cmd.viommu_id, "VIOMMU", "vIOMMU");
   const st = viommu.state;
   if (st?.hwQueueSupported === undefined || st.hwQueueInitPhys === undefined)
     fail(EOPNOTSUPP, "the vIOMMU's driver has no HW queues (get_hw_queue_size/hw_queue_init_phys)");
@@ -111,8 +111,8 @@ export function hwQueueAlloc(u: Ucmd): number {
     q.viommu = viommu;
     viommu.refGet();
     q.access = access;
-    st.hwQueueInitPhys!(q, u.num("index"), basePa);
-    u.set("out_hw_queue_id", q.id);
+    st.hwQueueInitPhys!(q, u.cmd.index, basePa);
+    u.cmd.out_hw_queue_id = q.id;
     u.respond();
   });
   return 0;

@@ -22,6 +22,15 @@ import {
   EPERM,
   fail,
 } from "../uapi/errno.js";
+import {
+  IOMMU_OPTION_HUGE_PAGES,
+  IOMMU_OPTION_OP_GET,
+  IOMMU_OPTION_OP_SET,
+  IOMMU_OPTION_RLIMIT_MODE,
+  IOMMU_VFIO_IOAS_CLEAR,
+  IOMMU_VFIO_IOAS_GET,
+  IOMMU_VFIO_IOAS_SET,
+} from "../uapi/iommufd.js";
 import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import { DmaBuf, dmabufPinSource } from "./dmabuf.js";
@@ -37,7 +46,7 @@ import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
 import { IoptPages } from "./pages.js";
 import { filePinSource, type PinnableMm, type PinSource, userPinSource } from "./pin-source.js";
-import type { Ucmd } from "./ucmd.js";
+import type { UcmdOf } from "./ucmd.js";
 
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 
@@ -228,80 +237,83 @@ export function mapNewPages(ioas: IommufdIoas, pages: IoptPages, iova: bigint, f
 
 // --- handlers ---------------------------------------------------------------
 
-export function ioasAlloc(u: Ucmd): number {
-  if (u.num("flags") !== 0) fail(EOPNOTSUPP, "iommu_ioas_alloc.flags must be 0");
+export function ioasAlloc(u: UcmdOf<"IOMMU_IOAS_ALLOC">): number {
+  if (u.cmd.flags !== 0) fail(EOPNOTSUPP, "iommu_ioas_alloc.flags must be 0");
   u.createObject(new IommufdIoas(u.ictx), (ioas) => {
-    u.set("out_ioas_id", ioas.id);
+    u.cmd.out_ioas_id = ioas.id;
     u.respond();
   });
   return 0;
 }
 
 /** What IOAS_MAP and IOAS_MAP_FILE check first, in this order: flags, ULONG_MAX, READABLE|WRITEABLE, the IOAS. */
-function mapArgs(u: Ucmd, reserved: number) {
-  const flags = u.num("flags");
+/** IOMMU_IOAS_MAP and IOMMU_IOAS_MAP_FILE share flags, ioas_id, length and iova. */
+type UcmdMap = UcmdOf<"IOMMU_IOAS_MAP"> | UcmdOf<"IOMMU_IOAS_MAP_FILE">;
+
+function mapArgs(u: UcmdMap, reserved: number) {
+  const flags = u.cmd.flags;
   checkMapFlags(flags, reserved);
-  const iova = u.big("iova");
-  const length = u.big("length");
+  const iova = u.cmd.iova;
+  const length = u.cmd.length;
   if (iova >= U64_MAX || length >= U64_MAX) fail(EOVERFLOW, "iova or length is ULONG_MAX");
   checkRw(flags);
-  const ioas = getIoas(u.ictx, u.num("ioas_id"));
+  const ioas = getIoas(u.ictx, u.cmd.ioas_id);
   return { flags, iova, length, ioas, writable: (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0 };
 }
 
 /** Map a new pages object and tell the caller its IOVA. */
-function mapAndRespond(u: Ucmd, ioas: IommufdIoas, pages: IoptPages, iova: bigint, flags: number): number {
+function mapAndRespond(u: UcmdMap, ioas: IommufdIoas, pages: IoptPages, iova: bigint, flags: number): number {
   const out = mapNewPages(ioas, pages, iova, flags);
-  u.set("iova", out);
+  u.cmd.iova = out;
   // iommufd_ioas_map(): a failed copy-back returns EFAULT and leaves the mapping in place.
   u.respond();
   return 0;
 }
 
-export function ioasMap(u: Ucmd): number {
-  const { flags, iova, length, ioas, writable } = mapArgs(u, u.num("__reserved"));
-  const pages = allocUserPages(u.ictx, u.task, u.big("user_va"), length, writable);
+export function ioasMap(u: UcmdOf<"IOMMU_IOAS_MAP">): number {
+  const { flags, iova, length, ioas, writable } = mapArgs(u, u.cmd.__reserved);
+  const pages = allocUserPages(u.ictx, u.task, u.cmd.user_va, length, writable);
   return mapAndRespond(u, ioas, pages, iova, flags);
 }
 
-export function ioasMapFile(u: Ucmd): number {
+export function ioasMapFile(u: UcmdOf<"IOMMU_IOAS_MAP_FILE">): number {
   const { flags, iova, length, ioas, writable } = mapArgs(u, 0);
-  const fd = Number(BigInt.asIntN(32, u.big("fd")));
+  const fd = u.cmd.fd;
   let file: KFile;
   try {
     file = u.task.fdget(fd);
   } catch {
     return fail(EBADF, `fd ${fd} is not open`);
   }
-  const pages = allocFilePages(u.ictx, u.task, file, u.big("start"), length, writable);
+  const pages = allocFilePages(u.ictx, u.task, file, u.cmd.start, length, writable);
   return mapAndRespond(u, ioas, pages, iova, flags);
 }
 
-export function ioasCopy(u: Ucmd): number {
-  const flags = u.num("flags");
+export function ioasCopy(u: UcmdOf<"IOMMU_IOAS_COPY">): number {
+  const flags = u.cmd.flags;
   if ((flags & ~MAP_FLAGS) !== 0) fail(EOPNOTSUPP, `unknown flags 0x${(flags & ~MAP_FLAGS).toString(16)}`);
-  const length = u.big("length");
-  const src = u.big("src_iova");
-  const dst = u.big("dst_iova");
+  const length = u.cmd.length;
+  const src = u.cmd.src_iova;
+  const dst = u.cmd.dst_iova;
   if (length >= U64_MAX || src >= U64_MAX || dst >= U64_MAX)
     fail(EOVERFLOW, "length, src_iova or dst_iova is ULONG_MAX");
   checkRw(flags);
-  const srcIoas = getIoas(u.ictx, u.num("src_ioas_id"));
+  const srcIoas = getIoas(u.ictx, u.cmd.src_ioas_id);
   if (length === 0n) fail(EINVAL, "length is 0");
   if (src + length - 1n > U64_MAX) fail(EOVERFLOW, `src_iova ${hex(src)} + length overflows`);
   const slices: PagesSlice[] = srcIoas.iopt.getPages(src, length);
-  const dstIoas = getIoas(u.ictx, u.num("dst_ioas_id"));
+  const dstIoas = getIoas(u.ictx, u.cmd.dst_ioas_id);
   const out = dstIoas.iopt.mapSlices(slices, dst, flags);
-  u.set("dst_iova", out);
+  u.cmd.dst_iova = out;
   // iommufd_ioas_copy(): as for MAP, EFAULT with the copy left mapped.
   u.respond();
   return 0;
 }
 
-export function ioasUnmap(u: Ucmd): number {
-  const ioas = getIoas(u.ictx, u.num("ioas_id"));
-  const iova = u.big("iova");
-  const length = u.big("length");
+export function ioasUnmap(u: UcmdOf<"IOMMU_IOAS_UNMAP">): number {
+  const ioas = getIoas(u.ictx, u.cmd.ioas_id);
+  const iova = u.cmd.iova;
+  const length = u.cmd.length;
   let unmapped: bigint;
   if (iova === 0n && length === U64_MAX) {
     unmapped = ioas.iopt.unmapAll();
@@ -313,16 +325,16 @@ export function ioasUnmap(u: Ucmd): number {
     unmapped = ioas.iopt.unmapRange(iova, last);
     if (unmapped === 0n) fail(ENOENT, `no area inside [${hex(iova)}, ${hex(last)}]`);
   }
-  u.set("length", unmapped);
+  u.cmd.length = unmapped;
   u.respond();
   return 0;
 }
 
-export function ioasIovaRanges(u: Ucmd): number {
-  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
-  const ioas = getIoas(u.ictx, u.num("ioas_id"));
-  const max = u.num("num_iovas");
-  const ptr = u.big("allowed_iovas");
+export function ioasIovaRanges(u: UcmdOf<"IOMMU_IOAS_IOVA_RANGES">): number {
+  if (u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const ioas = getIoas(u.ictx, u.cmd.ioas_id);
+  const max = u.cmd.num_iovas;
+  const ptr = u.cmd.allowed_iovas;
   const ranges = ioas.iopt.usableRanges();
   for (let i = 0; i < ranges.length && i < max; i++) {
     const b = new Uint8Array(16);
@@ -331,8 +343,8 @@ export function ioasIovaRanges(u: Ucmd): number {
     dv.setBigUint64(8, ranges[i][1], true);
     u.task.copyToUser(ptr + BigInt(i * 16), b);
   }
-  u.set("num_iovas", ranges.length);
-  u.set("out_iova_alignment", ioas.iopt.iovaAlignment);
+  u.cmd.num_iovas = ranges.length;
+  u.cmd.out_iova_alignment = ioas.iopt.iovaAlignment;
   u.respond();
   if (ranges.length > max) {
     fail(EMSGSIZE, `${ranges.length} IOVA range(s) but room for ${max}; num_iovas now holds the total`);
@@ -340,11 +352,11 @@ export function ioasIovaRanges(u: Ucmd): number {
   return 0;
 }
 
-export function ioasAllowIovas(u: Ucmd): number {
-  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
-  const ioas = getIoas(u.ictx, u.num("ioas_id"));
-  const n = u.num("num_iovas");
-  const ptr = u.big("allowed_iovas");
+export function ioasAllowIovas(u: UcmdOf<"IOMMU_IOAS_ALLOW_IOVAS">): number {
+  if (u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const ioas = getIoas(u.ictx, u.cmd.ioas_id);
+  const n = u.cmd.num_iovas;
+  const ptr = u.cmd.allowed_iovas;
   const list: [bigint, bigint][] = [];
   for (let i = 0; i < n; i++) {
     const b = u.task.copyFromUser(ptr + BigInt(i * 16), 16);
@@ -361,24 +373,24 @@ export function ioasAllowIovas(u: Ucmd): number {
   return 0;
 }
 
-export function option(u: Ucmd): number {
-  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
-  const id = u.num("option_id");
-  const op = u.num("op");
-  if (id === 0) optionRlimitMode(u, op);
-  else if (id === 1) optionHugePages(u, op);
+export function option(u: UcmdOf<"IOMMU_OPTION">): number {
+  if (u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const id = u.cmd.option_id;
+  const op = u.cmd.op;
+  if (id === IOMMU_OPTION_RLIMIT_MODE) optionRlimitMode(u, op);
+  else if (id === IOMMU_OPTION_HUGE_PAGES) optionHugePages(u, op);
   else fail(EOPNOTSUPP, `unknown option_id ${id}`);
-  u.respondRange(16, 8);
+  u.respondField("val64");
   return 0;
 }
 
-function optionRlimitMode(u: Ucmd, op: number): void {
-  if (u.num("object_id") !== 0) fail(EOPNOTSUPP, "IOMMU_OPTION_RLIMIT_MODE is global: object_id must be 0");
-  if (op === 1) {
-    u.set("val64", u.ictx.accountMode === IOPT_PAGES_ACCOUNT_MM ? 1 : 0);
+function optionRlimitMode(u: UcmdOf<"IOMMU_OPTION">, op: number): void {
+  if (u.cmd.object_id !== 0) fail(EOPNOTSUPP, "IOMMU_OPTION_RLIMIT_MODE is global: object_id must be 0");
+  if (op === IOMMU_OPTION_OP_GET) {
+    u.cmd.val64 = u.ictx.accountMode === IOPT_PAGES_ACCOUNT_MM ? 1n : 0n;
     return;
   }
-  if (op !== 0) fail(EOPNOTSUPP, `unknown op ${op}`);
+  if (op !== IOMMU_OPTION_OP_SET) fail(EOPNOTSUPP, `unknown op ${op}`);
   if (!u.task.capable("CAP_SYS_RESOURCE"))
     fail(EPERM, "setting IOMMU_OPTION_RLIMIT_MODE needs CAP_SYS_RESOURCE");
   if (u.ictx.objects.size > 0) {
@@ -387,20 +399,20 @@ function optionRlimitMode(u: Ucmd, op: number): void {
       `the context already has ${u.ictx.objects.size} object(s); RLIMIT_MODE can only change while empty`,
     );
   }
-  const v = u.big("val64");
+  const v = u.cmd.val64;
   if (v === 0n) u.ictx.accountMode = IOPT_PAGES_ACCOUNT_USER;
   else if (v === 1n) u.ictx.accountMode = IOPT_PAGES_ACCOUNT_MM;
   else fail(EINVAL, `RLIMIT_MODE value ${v} is neither 0 (user) nor 1 (process)`);
 }
 
-function optionHugePages(u: Ucmd, op: number): void {
-  const ioas = getIoas(u.ictx, u.num("object_id"));
-  if (op === 1) {
-    u.set("val64", ioas.iopt.disableLargePages ? 0 : 1);
+function optionHugePages(u: UcmdOf<"IOMMU_OPTION">, op: number): void {
+  const ioas = getIoas(u.ictx, u.cmd.object_id);
+  if (op === IOMMU_OPTION_OP_GET) {
+    u.cmd.val64 = ioas.iopt.disableLargePages ? 0n : 1n;
     return;
   }
-  if (op !== 0) fail(EOPNOTSUPP, `unknown op ${op}`);
-  const v = u.big("val64");
+  if (op !== IOMMU_OPTION_OP_SET) fail(EOPNOTSUPP, `unknown op ${op}`);
+  const v = u.cmd.val64;
   if (v === 0n) disableLargePages(ioas);
   else if (v === 1n) ioas.iopt.setDisableLargePages(false);
   else fail(EINVAL, `HUGE_PAGES value ${v} is neither 0 nor 1`);
@@ -416,22 +428,22 @@ export function disableLargePages(ioas: IommufdIoas): void {
   iopt.setDisableLargePages(true);
 }
 
-export function vfioIoas(u: Ucmd): number {
-  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
-  const op = u.num("op");
+export function vfioIoas(u: UcmdOf<"IOMMU_VFIO_IOAS">): number {
+  if (u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+  const op = u.cmd.op;
   switch (op) {
-    case 0: {
+    case IOMMU_VFIO_IOAS_GET: {
       const ioas = u.ictx.vfioIoas;
       if (ioas === undefined)
         fail(ENODEV, "no compat IOAS is set (IOMMU_VFIO_IOAS SET, or attach a VFIO group)");
-      u.set("ioas_id", ioas.id);
+      u.cmd.ioas_id = ioas.id;
       u.respond();
       return 0;
     }
-    case 1:
-      u.ictx.vfioIoas = getIoas(u.ictx, u.num("ioas_id"));
+    case IOMMU_VFIO_IOAS_SET:
+      u.ictx.vfioIoas = getIoas(u.ictx, u.cmd.ioas_id);
       return 0;
-    case 2:
+    case IOMMU_VFIO_IOAS_CLEAR:
       u.ictx.vfioIoas = undefined;
       return 0;
     default:
@@ -444,8 +456,8 @@ export function vfioIoas(u: Ucmd): number {
  * the caller. Only file-backed areas can move (their pages do not belong
  * to the old mm); all-or-nothing.
  */
-export function ioasChangeProcess(u: Ucmd): number {
-  if (u.num("__reserved") !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
+export function ioasChangeProcess(u: UcmdOf<"IOMMU_IOAS_CHANGE_PROCESS">): number {
+  if (u.cmd.__reserved !== 0) fail(EOPNOTSUPP, "__reserved must be 0");
   const ioases = u.ictx.objects.values().filter((o): o is IommufdIoas => o instanceof IommufdIoas);
   const pagesSet = new Set<IoptPages>();
   for (const ioas of ioases) {

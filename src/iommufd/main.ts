@@ -2,8 +2,19 @@ import type { FileOps, KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { E2BIG, EBADFD, EINVAL, ENOMEM, ENOTTY, fail } from "../uapi/errno.js";
-import { IOMMUFD_CMD_TEST, type IoctlDef, iommufdIoctls, iommufdRoute } from "../uapi/iommufd.js";
-import type { StructDef } from "../uapi/struct.js";
+import { _IO } from "../uapi/ioc.js";
+import {
+  IOMMU_TEST_CMD,
+  IOMMUFD_CMD_BASE,
+  IOMMUFD_CMD_TEST,
+  IOMMUFD_TYPE,
+  type IoctlDef,
+  type IommufdCmdName,
+  type IommufdRow,
+  iommufdRoute,
+} from "../uapi/iommufd.js";
+import { KERNEL_PROFILES } from "../uapi/profiles.js";
+import { offsetOfEnd, type StructDef } from "../uapi/struct.js";
 import { IommufdCtx, type IommufdGlobals } from "./ctx.js";
 import { getHwInfo } from "./device.js";
 import { faultQueueAlloc, veventqAlloc } from "./eventq.js";
@@ -22,29 +33,23 @@ import {
   option,
   vfioIoas,
 } from "./ioas.js";
-import { IOMMU_TEST_CMD_MIN_SIZE, iommu_test_cmd, testCmd } from "./selftest.js";
-import { Ucmd } from "./ucmd.js";
+import { iommu_test_cmd, testCmd } from "./selftest.js";
+import { Ucmd, type UcmdOf } from "./ucmd.js";
 import { vfioCompatIoctl } from "./vfio-compat.js";
 import { iommufdMmap, vdeviceAlloc, viommuAlloc } from "./viommu.js";
 
-export type Handler = (u: Ucmd) => number;
+/** An ioctl handler, typed by the struct of its command. */
+export type Handler<D extends StructDef = StructDef> = (u: Ucmd<D>) => number;
 
 /**
- * One row of the ioctl table (IOCTL_OP in main.c): the command, its struct,
- * the minimum size (offsetofend of the last mandatory field) and the
- * handler. The uapi layer says which commands a profile has; this table
- * says who serves them.
+ * The handler of every command in the uapi table (src/uapi/iommufd.ts, one
+ * row per command: request, struct, last mandatory field, since). Keyed by
+ * the command name as a type: a missing command, an unknown name, or a
+ * handler written for another command's struct does not compile. With the
+ * uapi row it makes the kernel's IOCTL_OP row; the uapi half stays in uapi
+ * because user-space tools (scenario, trace printer) read it too.
  */
-export interface IoctlRow {
-  nr: number;
-  request: number;
-  name: string;
-  def: StructDef;
-  minSize: number;
-  handler: Handler;
-}
-
-const HANDLERS: Record<string, Handler> = {
+const IOCTL_OPS: { [R in IommufdRow as R["name"]]: Handler<R["struct"]> } = {
   IOMMU_DESTROY: destroy,
   IOMMU_IOAS_ALLOC: ioasAlloc,
   IOMMU_IOAS_ALLOW_IOVAS: ioasAllowIovas,
@@ -69,40 +74,72 @@ const HANDLERS: Record<string, Handler> = {
   IOMMU_IOAS_NOIOMMU_GET_PA: getPa,
 };
 
-const tables = new Map<string, Map<number, IoctlRow>>();
-/** Slots in each table (ARRAY_SIZE of the kernel's iommufd_ioctl_ops): nr - 0x80 past it goes to compat. */
-const tableLens = new WeakMap<Map<number, IoctlRow>, number>();
+/**
+ * One row of the kernel's ioctl table (IOCTL_OP in main.c): the command's
+ * uapi row (request, struct for this profile, minimum size) and its handler.
+ */
+export interface IoctlRow {
+  def: IoctlDef;
+  /** The handler, given a ucmd over the kernel's copy of the struct. */
+  run(ictx: IommufdCtx, task: Task, file: KFile, arg: bigint, usize: number, kbuf: Uint8Array): number;
+}
 
-/** The ioctl table of a kernel: rows by nr, for its profile and Kconfig. */
+function makeRow<D extends StructDef>(def: IoctlDef<D>, handler: Handler<D>): IoctlRow {
+  return {
+    def,
+    run: (ictx, task, file, arg, usize, kbuf) =>
+      handler(new Ucmd(ictx, task, file, arg, usize, def.struct, kbuf)),
+  };
+}
+
+const rows = new WeakMap<IoctlDef, IoctlRow>();
+
+/** The kernel's row for a command the route found; built once per profile's command. */
+function ioctlRow(def: IoctlDef): IoctlRow {
+  let row = rows.get(def);
+  if (row === undefined) {
+    // def.struct is the struct of def.name (the uapi row, possibly a profile's
+    // variant of it); IOCTL_OPS's type ties each handler to that struct.
+    row = makeRow(def, IOCTL_OPS[def.name as IommufdCmdName] as Handler);
+    rows.set(def, row);
+  }
+  return row;
+}
+
+/** IOMMU_TEST_CMD's row (selftest kernels only; not a uapi command). */
+const TEST_ROW: IoctlRow = makeRow(
+  {
+    name: "IOMMU_TEST_CMD",
+    nr: IOMMUFD_CMD_TEST,
+    request: IOMMU_TEST_CMD,
+    struct: iommu_test_cmd,
+    lastField: "last",
+    minSize: offsetOfEnd(iommu_test_cmd, "last"),
+    since: "6.2",
+    profiles: new Set(KERNEL_PROFILES),
+  },
+  testCmd,
+);
+
+/** The ioctl table of a kernel, by nr: its profile's commands and, on selftest kernels, IOMMU_TEST_CMD. */
 export function ioctlTable(k: KernelCtx): Map<number, IoctlRow> {
-  const key = `${k.profile}/${k.kconfig.IOMMUFD_TEST}/${k.kconfig.IOMMUFD_NOIOMMU}`;
-  let t = tables.get(key);
-  if (t !== undefined) return t;
-  t = new Map();
-  for (const d of iommufdIoctls(k.profile) as IoctlDef[]) {
-    if (d.name === "IOMMU_IOAS_NOIOMMU_GET_PA" && !k.kconfig.IOMMUFD_NOIOMMU) continue;
-    const handler = HANDLERS[d.name];
-    if (handler === undefined) throw new Error(`iommufd: no handler for ${d.name}`);
-    t.set(d.nr, { nr: d.nr, request: d.request, name: d.name, def: d.struct, minSize: d.minSize, handler });
+  const t = new Map<number, IoctlRow>();
+  for (let nr = IOMMUFD_CMD_BASE; nr <= IOMMUFD_CMD_TEST; nr++) {
+    const route = iommufdRoute(
+      _IO(IOMMUFD_TYPE, nr),
+      k.profile,
+      k.kconfig.IOMMUFD_TEST,
+      k.kconfig.IOMMUFD_NOIOMMU,
+    );
+    if (route.kind === "ioctl") t.set(nr, ioctlRow(route.def));
+    else if (route.kind === "test") t.set(nr, TEST_ROW);
   }
-  if (k.kconfig.IOMMUFD_TEST) {
-    t.set(IOMMUFD_CMD_TEST, {
-      nr: IOMMUFD_CMD_TEST,
-      request: 0x3b00 | IOMMUFD_CMD_TEST,
-      name: "IOMMU_TEST_CMD",
-      def: iommu_test_cmd,
-      minSize: IOMMU_TEST_CMD_MIN_SIZE,
-      handler: testCmd,
-    });
-  }
-  tables.set(key, t);
-  tableLens.set(t, Math.max(...t.keys()) - 0x80 + 1);
   return t;
 }
 
 /** IOMMU_DESTROY: any object type; EBUSY while referenced. */
-function destroy(u: Ucmd): number {
-  u.ictx.objects.remove(u.num("id"));
+function destroy(u: UcmdOf<"IOMMU_DESTROY">): number {
+  u.ictx.objects.remove(u.cmd.id);
   return 0;
 }
 
@@ -135,30 +172,27 @@ function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number
   const ictx = file.priv as IommufdCtx;
   ictx.file = file;
   const k = ictx.k;
-  ictx.ioctls ??= ioctlTable(k);
-  const table = ictx.ioctls;
-  const route = iommufdRoute(cmd, k.profile, k.kconfig.IOMMUFD_TEST);
-  const nr = cmd & 0xff;
-  const tableLen = tableLens.get(table)!;
-  if (route.kind === "compat" || nr - 0x80 >= tableLen) return vfioCompatIoctl(ictx, task, cmd, arg);
+  const route = iommufdRoute(cmd, k.profile, k.kconfig.IOMMUFD_TEST, k.kconfig.IOMMUFD_NOIOMMU);
+  if (route.kind === "compat") return vfioCompatIoctl(ictx, task, cmd, arg);
   const head = task.copyFromUser(arg, 4);
   // (not a DataView: making one over a small array costs more than the rest of a failing ioctl)
   const usize = (head[0] | (head[1] << 8) | (head[2] << 16) | (head[3] << 24)) >>> 0;
-  const row = table.get(nr);
-  if (route.kind === "enotty" || row === undefined || row.request !== cmd >>> 0) {
+  if (route.kind === "enotty") {
     fail(
       ENOTTY,
       `ioctl 0x${(cmd >>> 0).toString(16)} is not an iommufd command of this kernel (${k.profile})`,
     );
   }
-  if (usize < row.minSize) {
+  const row = route.kind === "test" ? TEST_ROW : ioctlRow(route.def);
+  const def = row.def;
+  if (usize < def.minSize) {
     fail(
       EINVAL,
-      `${row.def.name}: size ${usize} is below the minimum ${row.minSize} (offsetofend of the last mandatory field)`,
+      `${def.struct.name}: size ${usize} is below the minimum ${def.minSize} (offsetofend of the last mandatory field)`,
     );
   }
-  const kbuf = copyIn(task, arg, usize, row.def.size, row.def.name);
-  return row.handler(new Ucmd(ictx, task, file, arg, usize, row.def, kbuf));
+  const kbuf = copyIn(task, arg, usize, def.struct.size, def.struct.name);
+  return row.run(ictx, task, file, arg, usize, kbuf);
 }
 
 /**

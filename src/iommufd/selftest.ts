@@ -9,7 +9,7 @@ import type { IommuSubsystem } from "../iommu/subsystem.js";
 import { KFile } from "../kernel/file.js";
 import { EBADF, EBADFD, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../uapi/errno.js";
 import { IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID } from "../uapi/iommufd.js";
-import { fld, type StructDef } from "../uapi/struct.js";
+import { defineStruct, type FieldDef, fld, structView } from "../uapi/struct.js";
 import {
   IOMMUFD_ACCESS_RW_KTHREAD,
   IOMMUFD_ACCESS_RW_WRITE,
@@ -47,7 +47,7 @@ import type { Ucmd } from "./ucmd.js";
 
 // Layout of struct iommu_test_cmd (drivers/iommu/iommufd/iommufd_test.h):
 // size, op, id, __reserved, then a 48-byte union at 16, then `last` at 64; sizeof 72.
-export const iommu_test_cmd: StructDef = {
+export const iommu_test_cmd = defineStruct({
   name: "iommu_test_cmd",
   size: 72,
   fields: [
@@ -63,9 +63,105 @@ export const iommu_test_cmd: StructDef = {
     fld("u56", 56, 8, "inout", { fmt: "hex" }),
     fld("last", 64, 4, "in"),
   ],
-};
-/** IOCTL_OP(IOMMU_TEST_CMD, ..., last): offsetofend(last). */
-export const IOMMU_TEST_CMD_MIN_SIZE = 68;
+});
+
+/**
+ * The members of iommu_test_cmd's union, one struct table each, at their
+ * offsets in the whole command (the union starts at 16), with the kernel's
+ * member and field names: a handler reads `structView(test_check_map, kbuf).uptr`
+ * rather than a byte offset.
+ */
+function testMember<const F extends readonly FieldDef[]>(member: string, fields: F) {
+  return defineStruct({ name: `iommu_test_cmd.${member}`, size: iommu_test_cmd.size, fields });
+}
+const U = 16;
+export const test_add_reserved = testMember("add_reserved", [
+  fld("start", U, 8, "in"),
+  fld("length", U + 8, 8, "in"),
+]);
+export const test_mock_domain_flags = testMember("mock_domain_flags", [
+  fld("out_stdev_id", U, 4, "out"),
+  fld("out_hwpt_id", U + 4, 4, "out"),
+  fld("out_idev_id", U + 8, 4, "out"),
+  fld("dev_flags", U + 12, 4, "in"),
+]);
+export const test_mock_domain_replace = testMember("mock_domain_replace", [fld("pt_id", U, 4, "inout")]);
+export const test_check_map = testMember("check_map", [
+  fld("iova", U, 8, "in"),
+  fld("length", U + 8, 8, "in"),
+  fld("uptr", U + 16, 8, "in"),
+]);
+export const test_check_refs = testMember("check_refs", [
+  fld("length", U, 8, "in"),
+  fld("uptr", U + 8, 8, "in"),
+  fld("refs", U + 16, 4, "in"),
+]);
+export const test_create_access = testMember("create_access", [
+  fld("out_access_fd", U, 4, "out"),
+  fld("flags", U + 4, 4, "in"),
+]);
+export const test_destroy_access_pages = testMember("destroy_access_pages", [
+  fld("access_pages_id", U, 4, "in"),
+]);
+export const test_access_pages = testMember("access_pages", [
+  fld("flags", U, 4, "in"),
+  fld("out_access_pages_id", U + 4, 4, "out"),
+  fld("iova", U + 8, 8, "in"),
+  fld("length", U + 16, 8, "in"),
+  fld("uptr", U + 24, 8, "in"),
+]);
+export const test_access_rw = testMember("access_rw", [
+  fld("iova", U, 8, "in"),
+  fld("length", U + 8, 8, "in"),
+  fld("uptr", U + 16, 8, "in"),
+  fld("flags", U + 24, 4, "in"),
+]);
+export const test_access_replace_ioas = testMember("access_replace_ioas", [fld("ioas_id", U, 4, "in")]);
+export const test_dirty = testMember("dirty", [
+  fld("flags", U, 4, "in"),
+  fld("iova", U + 8, 8, "in"),
+  fld("length", U + 16, 8, "in"),
+  fld("page_size", U + 24, 8, "in"),
+  fld("uptr", U + 32, 8, "in"),
+  fld("out_nr_dirty", U + 40, 8, "out"),
+]);
+export const test_check_iotlb = testMember("check_iotlb", [
+  fld("id", U, 4, "in"),
+  fld("iotlb", U + 4, 4, "in"),
+]);
+export const test_trigger_iopf = testMember("trigger_iopf", [
+  fld("dev_id", U, 4, "in"),
+  fld("pasid", U + 4, 4, "in"),
+  fld("grpid", U + 8, 4, "in"),
+  fld("perm", U + 12, 4, "in"),
+  fld("addr", U + 16, 8, "in"),
+]);
+export const test_check_dev_cache = testMember("check_dev_cache", [
+  fld("id", U, 4, "in"),
+  fld("cache", U + 4, 4, "in"),
+]);
+export const test_trigger_vevent = testMember("trigger_vevent", [fld("dev_id", U, 4, "in")]);
+/** pasid_attach, pasid_replace (pt_id written back) and pasid_check (hwpt_id at the same place). */
+export const test_pasid_attach = testMember("pasid_attach", [
+  fld("pasid", U, 4, "in"),
+  fld("pt_id", U + 4, 4, "inout"),
+]);
+export const test_pasid_detach = testMember("pasid_detach", [fld("pasid", U, 4, "in")]);
+export const test_pasid_check = testMember("pasid_check", [
+  fld("pasid", U, 4, "in"),
+  fld("hwpt_id", U + 4, 4, "in"),
+]);
+export const test_dmabuf_get = testMember("dmabuf_get", [
+  fld("length", U, 4, "in"),
+  fld("open_flags", U + 4, 4, "in"),
+]);
+export const test_dmabuf_revoke = testMember("dmabuf_revoke", [
+  fld("dmabuf_fd", U, 4, "in", { kind: "fd" }),
+  fld("revoked", U + 4, 4, "in"),
+]);
+
+/** The ucmd of IOMMU_TEST_CMD (header fields typed; union members through the tables above). */
+type TestUcmd = Ucmd<typeof iommu_test_cmd>;
 
 export const IOMMU_TEST_OP_ADD_RESERVED = 1;
 export const IOMMU_TEST_OP_MOCK_DOMAIN = 2;
@@ -118,32 +214,26 @@ export class SelftestDev extends IommufdObject {
   }
 }
 
-function dv(u: Ucmd): DataView {
-  return new DataView(u.kbuf.buffer, u.kbuf.byteOffset, u.kbuf.byteLength);
-}
-const u32 = (u: Ucmd, off: number) => dv(u).getUint32(off, true);
-const u64 = (u: Ucmd, off: number) => dv(u).getBigUint64(off, true);
-const setU32 = (u: Ucmd, off: number, v: number) => dv(u).setUint32(off, v >>> 0, true);
-const setU64 = (u: Ucmd, off: number, v: bigint) => dv(u).setBigUint64(off, v, true);
-
 /** IOMMU_TEST_CMD: the hooks the kernel selftests drive (CONFIG_IOMMUFD_TEST). */
-export function testCmd(u: Ucmd): number {
-  const op = u32(u, 4);
+export function testCmd(u: TestUcmd): number {
+  const op = u.cmd.op;
   switch (op) {
     case IOMMU_TEST_OP_ADD_RESERVED: {
-      const ioas = getIoas(u.ictx, u32(u, 8));
-      const start = u64(u, 16);
-      const len = u64(u, 24);
-      ioas.iopt.reserve(start, start + len - 1n, { kind: "test" });
+      const ioas = getIoas(u.ictx, u.cmd.id);
+      const c = structView(test_add_reserved, u.kbuf);
+      ioas.iopt.reserve(c.start, c.start + c.length - 1n, { kind: "test" });
       return 0;
     }
     case IOMMU_TEST_OP_MOCK_DOMAIN:
     case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
-      return mockDomain(u, op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? u32(u, 28) : 0);
+      return mockDomain(
+        u,
+        op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? structView(test_mock_domain_flags, u.kbuf).dev_flags : 0,
+      );
     case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: {
-      const s = u.ictx.objects.get(u32(u, 8), "SELFTEST", "mock device");
-      const id = iommufdDeviceReplace(s.idev!, u32(u, 16));
-      setU32(u, 16, id);
+      const s = u.ictx.objects.get(u.cmd.id, "SELFTEST", "mock device");
+      const c = structView(test_mock_domain_replace, u.kbuf);
+      c.pt_id = iommufdDeviceReplace(s.idev!, c.pt_id);
       u.respond();
       return 0;
     }
@@ -155,10 +245,11 @@ export function testCmd(u: Ucmd): number {
       return createAccess(u);
     case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES: {
       const sa = testAccess(u);
-      const item = sa.items.get(u32(u, 16));
-      if (item === undefined) fail(ENOENT, `access pages item ${u32(u, 16)} does not exist`);
+      const id = structView(test_destroy_access_pages, u.kbuf).access_pages_id;
+      const item = sa.items.get(id);
+      if (item === undefined) fail(ENOENT, `access pages item ${id} does not exist`);
       iommufdAccessUnpinPages(sa.access, item.iova, item.length);
-      sa.items.delete(u32(u, 16));
+      sa.items.delete(id);
       return 0;
     }
     case IOMMU_TEST_OP_ACCESS_PAGES:
@@ -170,7 +261,7 @@ export function testCmd(u: Ucmd): number {
       return 0;
     case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS: {
       const sa = testAccess(u);
-      iommufdAccessReplace(sa.access, u32(u, 16));
+      iommufdAccessReplace(sa.access, structView(test_access_replace_ioas, u.kbuf).ioas_id);
       return 0;
     }
     case IOMMU_TEST_OP_DIRTY:
@@ -186,12 +277,12 @@ export function testCmd(u: Ucmd): number {
     case IOMMU_TEST_OP_PASID_ATTACH:
     case IOMMU_TEST_OP_PASID_REPLACE: {
       const sd = selftestDev(u);
-      const pasid = u32(u, 16);
+      const c = structView(test_pasid_attach, u.kbuf);
+      const pasid = c.pasid;
       const attach = op === IOMMU_TEST_OP_PASID_ATTACH;
-      const id = attach
-        ? iommufdDevicePasidAttach(sd.idev!, pasid, u32(u, 20))
-        : iommufdDevicePasidReplace(sd.idev!, pasid, u32(u, 20));
-      setU32(u, 20, id);
+      c.pt_id = attach
+        ? iommufdDevicePasidAttach(sd.idev!, pasid, c.pt_id)
+        : iommufdDevicePasidReplace(sd.idev!, pasid, c.pt_id);
       try {
         u.respond();
       } catch (e) {
@@ -202,13 +293,13 @@ export function testCmd(u: Ucmd): number {
       return 0;
     }
     case IOMMU_TEST_OP_PASID_DETACH:
-      iommufdDevicePasidDetach(selftestDev(u).idev!, u32(u, 16));
+      iommufdDevicePasidDetach(selftestDev(u).idev!, structView(test_pasid_detach, u.kbuf).pasid);
       return 0;
     case IOMMU_TEST_OP_PASID_CHECK_HWPT:
       return pasidCheckHwpt(u);
     case IOMMU_TEST_OP_DMABUF_GET: {
       // dma_buf_fd(): the new fd is the ioctl's return value
-      const file = testDmabufGet(u.ictx.k, u32(u, 16));
+      const file = testDmabufGet(u.ictx.k, structView(test_dmabuf_get, u.kbuf).length);
       return u.task.fdInstall(file);
     }
     case IOMMU_TEST_OP_DMABUF_REVOKE:
@@ -218,7 +309,7 @@ export function testCmd(u: Ucmd): number {
   }
 }
 
-function mockDomain(u: Ucmd, devFlags: number): number {
+function mockDomain(u: TestUcmd, devFlags: number): number {
   const known = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | MOCK_FLAGS_DEVICE_PASID;
   if ((devFlags & ~known) !== 0) fail(EINVAL, `unknown mock device flags 0x${devFlags.toString(16)}`);
   const iommu = u.ictx.globals.iommu;
@@ -233,24 +324,24 @@ function mockDomain(u: Ucmd, devFlags: number): number {
   const s = new SelftestDev(iommu, dev);
   u.createObject(s, () => {
     s.idev = iommufdDeviceBind(u.ictx, dev, { mock: true });
-    const hwptId = iommufdDeviceAttach(s.idev, u32(u, 8));
-    setU32(u, 16, s.id);
-    setU32(u, 20, hwptId);
-    setU32(u, 24, s.idev.id);
+    // The mock_domain member's ioas_id is the command's id.
+    const hwptId = iommufdDeviceAttach(s.idev, u.cmd.id);
+    const c = structView(test_mock_domain_flags, u.kbuf);
+    c.out_stdev_id = s.id;
+    c.out_hwpt_id = hwptId;
+    c.out_idev_id = s.idev.id;
     u.respond();
   });
   return 0;
 }
 
 /** MD_CHECK_MAP: every mock page of [iova, iova+length) translates to the user's memory. */
-function checkMap(u: Ucmd): number {
-  const iova = u64(u, 16);
-  const length = u64(u, 24);
-  const uptr = u64(u, 32);
+function checkMap(u: TestUcmd): number {
+  const { iova, length, uptr } = structView(test_check_map, u.kbuf);
   if (iova % MOCK_IO_PAGE !== 0n || length % MOCK_IO_PAGE !== 0n || uptr % MOCK_IO_PAGE !== 0n) {
     fail(EINVAL, "CHECK_MAP arguments must be MOCK_IO_PAGE_SIZE aligned");
   }
-  const hwpt = getHwptPaging(u.ictx, u32(u, 8));
+  const hwpt = getHwptPaging(u.ictx, u.cmd.id);
   const mm = taskMm(u.task) as unknown as { translate(va: bigint): bigint | null };
   for (let off = 0n; off < length; off += MOCK_IO_PAGE) {
     const pa = hwpt.domain.iovaToPhys(iova + off);
@@ -288,10 +379,8 @@ function iommufdPins(g: IommufdGlobals, pfn: number): number {
 }
 
 /** MD_CHECK_REFS: each page of the user buffer is pinned `refs` times by iommufd. */
-function checkRefs(u: Ucmd): number {
-  const length = u64(u, 16);
-  const uptr = u64(u, 24);
-  const refs = u32(u, 32);
+function checkRefs(u: TestUcmd): number {
+  const { length, uptr, refs } = structView(test_check_refs, u.kbuf);
   if (length % 4096n !== 0n || uptr % 4096n !== 0n) fail(EINVAL, "CHECK_REFS arguments must be page aligned");
   const mm = taskMm(u.task) as unknown as { translate(va: bigint): bigint | null };
   const pinsSeen = new Map<number, number>();
@@ -312,12 +401,13 @@ function checkRefs(u: Ucmd): number {
 }
 
 /** iommufd_test_dmabuf_revoke(): dma_buf_get() (EBADF, EINVAL), then only the selftest's own. */
-function dmabufRevoke(u: Ucmd): number {
-  const fd = u32(u, 16) | 0;
+function dmabufRevoke(u: TestUcmd): number {
+  const c = structView(test_dmabuf_revoke, u.kbuf);
+  const fd = c.dmabuf_fd;
   const f = u.task.fds[fd];
   if (f === undefined) fail(EBADF, `fd ${fd} is not open`);
   if (f.kind !== DMABUF_KIND) fail(EINVAL, `fd ${fd} is not a dma-buf`);
-  (f.priv as DmaBuf).setRevoked(u32(u, 20) !== 0);
+  (f.priv as DmaBuf).setRevoked(c.revoked !== 0);
   return 0;
 }
 
@@ -330,15 +420,17 @@ interface TestAccess {
 
 const TEST_ACCESS_KIND = "iommufd-test-access";
 
-function testAccess(u: Ucmd): TestAccess {
-  const fd = u32(u, 8) | 0;
+function testAccess(u: TestUcmd): TestAccess {
+  // The access ops name the access by its fd in the command's id.
+  const fd = u.cmd.id | 0;
   const f = u.task.fds[fd];
   if (f === undefined || f.kind !== TEST_ACCESS_KIND) fail(EBADFD, `fd ${fd} is not a selftest access`);
   return f.priv as TestAccess;
 }
 
-function createAccess(u: Ucmd): number {
-  const flags = u32(u, 20);
+function createAccess(u: TestUcmd): number {
+  const c = structView(test_create_access, u.kbuf);
+  const flags = c.flags;
   if ((flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) !== 0) fail(EOPNOTSUPP, "unknown access flags");
   const sa = { items: new Map(), nextItem: 1 } as unknown as TestAccess;
   const access = iommufdAccessCreate(u.ictx, {
@@ -354,7 +446,7 @@ function createAccess(u: Ucmd): number {
   });
   sa.access = access;
   try {
-    iommufdAccessAttach(access, u32(u, 8));
+    iommufdAccessAttach(access, u.cmd.id);
   } catch (e) {
     iommufdAccessDestroy(access);
     throw e;
@@ -373,7 +465,7 @@ function createAccess(u: Ucmd): number {
     2,
   );
   const fd = u.task.fdInstall(file);
-  setU32(u, 16, fd);
+  c.out_access_fd = fd;
   try {
     u.respond();
   } catch (e) {
@@ -383,13 +475,13 @@ function createAccess(u: Ucmd): number {
   return 0;
 }
 
-function accessPages(u: Ucmd): number {
+function accessPages(u: TestUcmd): number {
   const sa = testAccess(u);
-  const flags = u32(u, 16);
+  const c = structView(test_access_pages, u.kbuf);
+  const flags = c.flags;
   if ((flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ)) !== 0) fail(EOPNOTSUPP, "unknown flags");
   if (!sa.access.ops.needsPinPages) fail(EOPNOTSUPP, "this access was created without NEEDS_PIN_PAGES");
-  const iova = u64(u, 24);
-  const length = u64(u, 32);
+  const { iova, length } = c;
   if (length > 16n << 20n) fail(ENOMEM, "ACCESS_PAGES is limited to 16 MiB");
   iommufdAccessPinPages(
     sa.access,
@@ -399,17 +491,14 @@ function accessPages(u: Ucmd): number {
   );
   const id = sa.nextItem++;
   sa.items.set(id, { iova, length });
-  setU32(u, 20, id);
+  c.out_access_pages_id = id;
   u.respond();
   return 0;
 }
 
-function accessRw(u: Ucmd): number {
+function accessRw(u: TestUcmd): number {
   const sa = testAccess(u);
-  const iova = u64(u, 16);
-  const length = u64(u, 24);
-  const uptr = u64(u, 32);
-  const flags = u32(u, 40);
+  const { iova, length, uptr, flags } = structView(test_access_rw, u.kbuf);
   if ((flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH)) !== 0) fail(EOPNOTSUPP, "unknown flags");
   if (length > 16n << 20n) fail(ENOMEM, "ACCESS_RW is limited to 16 MiB");
   const write = (flags & MOCK_ACCESS_RW_WRITE) !== 0;
@@ -428,15 +517,14 @@ function accessRw(u: Ucmd): number {
 }
 
 /** IOMMU_TEST_OP_DIRTY: mark the IOPTEs behind each set bit of the user's bitmap dirty. */
-function dirty(u: Ucmd): number {
-  const iova = u64(u, 24);
-  const length = u64(u, 32);
-  const pageSize = u64(u, 40);
-  const uptr = u64(u, 48);
+function dirty(u: TestUcmd): number {
+  const c = structView(test_dirty, u.kbuf);
+  const { iova, length, uptr } = c;
+  const pageSize = c.page_size;
   if (pageSize === 0n || length === 0n || iova % pageSize !== 0n || length % pageSize !== 0n || uptr === 0n) {
     fail(EINVAL, "DIRTY: page_size, length, iova or uptr is invalid");
   }
-  const hwpt = getHwptPaging(u.ictx, u.num("id"));
+  const hwpt = getHwptPaging(u.ictx, u.cmd.id);
   const d = hwpt.domain;
   if (!d.dirtyTracking || d.pt === undefined) fail(EINVAL, "DIRTY: dirty tracking is off on this HWPT");
   const nbits = Number(length / pageSize);
@@ -448,40 +536,40 @@ function dirty(u: Ucmd): number {
     const at = iova + BigInt(i) * pageSize;
     if (d.pt.setDirty(Number(at >> unit)) === 0) count++;
   }
-  setU64(u, 56, count);
+  c.out_nr_dirty = count;
   u.respond();
   return 0;
 }
 
-function selftestDev(u: Ucmd): SelftestDev {
-  return u.ictx.objects.get(u32(u, 8), "SELFTEST", "mock device");
+function selftestDev(u: TestUcmd): SelftestDev {
+  return u.ictx.objects.get(u.cmd.id, "SELFTEST", "mock device");
 }
 
 /** MD_CHECK_IOTLB: a mock nested domain's IOTLB entry has the value (EINVAL otherwise). */
-function checkIotlb(u: Ucmd): number {
-  const h = u.ictx.objects.get(u32(u, 8), "HWPT_NESTED", "nested HWPT");
+function checkIotlb(u: TestUcmd): number {
+  const h = u.ictx.objects.get(u.cmd.id, "HWPT_NESTED", "nested HWPT");
   const iotlb = h.domain.priv.iotlb as number[] | undefined;
   if (iotlb === undefined) fail(EINVAL, `HWPT ${h.id} is not a mock nested domain`);
-  const id = u32(u, 16);
-  if (id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || iotlb[id] !== u32(u, 20)) {
+  const { id, iotlb: want } = structView(test_check_iotlb, u.kbuf);
+  if (id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || iotlb[id] !== want) {
     fail(
       EINVAL,
-      `mock IOTLB entry ${id} is 0x${(iotlb[id] ?? 0).toString(16)}, expected 0x${u32(u, 20).toString(16)}`,
+      `mock IOTLB entry ${id} is 0x${(iotlb[id] ?? 0).toString(16)}, expected 0x${want.toString(16)}`,
     );
   }
   return 0;
 }
 
 /** DEV_CHECK_CACHE: a mock device's cache entry (cleared by vIOMMU invalidation) has the value. */
-function checkDevCache(u: Ucmd): number {
-  const idev = getDevice(u.ictx, u32(u, 8));
+function checkDevCache(u: TestUcmd): number {
+  const idev = getDevice(u.ictx, u.cmd.id);
   if (idev.dev === undefined) fail(EINVAL, `${idev.name} is not a mock device`);
   const cache = mockDevState(idev.dev).cache;
-  const id = u32(u, 16);
-  if (id > MOCK_DEV_CACHE_ID_MAX || cache[id] !== u32(u, 20)) {
+  const { id, cache: want } = structView(test_check_dev_cache, u.kbuf);
+  if (id > MOCK_DEV_CACHE_ID_MAX || cache[id] !== want) {
     fail(
       EINVAL,
-      `mock device cache entry ${id} is 0x${(cache[id] ?? 0).toString(16)}, expected 0x${u32(u, 20).toString(16)}`,
+      `mock device cache entry ${id} is 0x${(cache[id] ?? 0).toString(16)}, expected 0x${want.toString(16)}`,
     );
   }
   return 0;
@@ -492,18 +580,15 @@ function checkDevCache(u: Ucmd): number {
  * for a non-zero PASID). Always 0: a request nobody handles is answered by
  * the IOMMU core.
  */
-function triggerIopf(u: Ucmd): number {
-  const idev = getDevice(u.ictx, u32(u, 16));
-  const pasid = u32(u, 20);
+function triggerIopf(u: TestUcmd): number {
+  const c = structView(test_trigger_iopf, u.kbuf);
+  const idev = getDevice(u.ictx, c.dev_id);
+  const pasid = c.pasid;
   let flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE;
   if (pasid !== IOMMU_NO_PASID) flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
   // The mock sets user_pasid_table: PASID requests may go to a nested domain on the RID.
   const userPasidTable = idev.dev?.driver.name === "mock";
-  reportDeviceFault(
-    idev,
-    { flags, pasid, grpid: u32(u, 24), perm: u32(u, 28), addr: u64(u, 32) },
-    userPasidTable,
-  );
+  reportDeviceFault(idev, { flags, pasid, grpid: c.grpid, perm: c.perm, addr: c.addr }, userPasidTable);
   return 0;
 }
 
@@ -512,8 +597,8 @@ function triggerIopf(u: Ucmd): number {
  * reports one IOMMU_VEVENTQ_TYPE_SELFTEST event carrying its virtual ID
  * (ENOENT when it is not; EOPNOTSUPP with no such vEVENTQ).
  */
-function triggerVevent(u: Ucmd): number {
-  const idev = getDevice(u.ictx, u32(u, 16));
+function triggerVevent(u: TestUcmd): number {
+  const idev = getDevice(u.ictx, structView(test_trigger_vevent, u.kbuf).dev_id);
   const dev = idev.dev;
   const s = dev === undefined ? undefined : mockDevState(dev);
   if (dev === undefined || s?.viommu === undefined || s.domain !== dev.domain || s.vdevId === 0n) {
@@ -527,10 +612,9 @@ function triggerVevent(u: Ucmd): number {
 }
 
 /** PASID_CHECK_HWPT: the PASID is attached to hwpt_id (0: attached to nothing), else EINVAL. */
-function pasidCheckHwpt(u: Ucmd): number {
+function pasidCheckHwpt(u: TestUcmd): number {
   const sd = selftestDev(u);
-  const pasid = u32(u, 16);
-  const want = u32(u, 20);
+  const { pasid, hwpt_id: want } = structView(test_pasid_check, u.kbuf);
   const have: Hwpt | undefined = pasidHwpt(sd.idev!, pasid);
   if (want === 0) {
     if (have !== undefined) fail(EINVAL, `PASID ${pasid} is attached to HWPT ${have.id}`);

@@ -1,38 +1,38 @@
 import type { KFile } from "../kernel/file.js";
 import type { Task } from "../kernel/task.js";
 import { EFAULT, fail } from "../uapi/errno.js";
-import { readField, type StructDef, writeField } from "../uapi/struct.js";
+import type { IommufdCmdName, IommufdCmdStruct } from "../uapi/iommufd.js";
+import {
+  type FieldName,
+  offsetOf,
+  offsetOfEnd,
+  type StructDef,
+  type StructView,
+  structView,
+} from "../uapi/struct.js";
 import type { IommufdCtx } from "./ctx.js";
 import type { IommufdObject } from "./object.js";
 
 /**
  * struct iommufd_ucmd: one ioctl in flight. `kbuf` is the kernel's copy of
  * the struct (sizeof the kernel struct, zero-extended); handlers read and
- * write fields there and call `respond` to copy it back.
+ * write it through `cmd`, typed by the command's struct table (a misspelt
+ * field does not compile), and call `respond` to copy it back.
  */
-export class Ucmd {
+export class Ucmd<D extends StructDef = StructDef> {
+  /** ucmd->cmd: the command's struct, field by field. */
+  readonly cmd: StructView<D>;
+
   constructor(
     readonly ictx: IommufdCtx,
     readonly task: Task,
     readonly file: KFile,
     readonly ubuf: bigint,
     readonly userSize: number,
-    readonly def: StructDef,
+    readonly def: D,
     readonly kbuf: Uint8Array,
-  ) {}
-
-  /** A field as a bigint. */
-  big(name: string): bigint {
-    return readField(this.def, this.kbuf, name);
-  }
-
-  /** A field as a number (for 32-bit and smaller fields). */
-  num(name: string): number {
-    return Number(readField(this.def, this.kbuf, name));
-  }
-
-  set(name: string, v: bigint | number): void {
-    writeField(this.def, this.kbuf, name, v);
+  ) {
+    this.cmd = structView(def, kbuf);
   }
 
   /** iommufd_ucmd_respond(): copy back min(user size, sizeof) bytes of the whole struct. */
@@ -41,9 +41,10 @@ export class Ucmd {
     this.task.copyToUser(this.ubuf, this.kbuf.subarray(0, n));
   }
 
-  /** Copy back just these bytes of the struct (IOMMU_OPTION writes only val64). */
-  respondRange(offset: number, size: number): void {
-    this.task.copyToUser(this.ubuf + BigInt(offset), this.kbuf.subarray(offset, offset + size));
+  /** Copy back just this field of the struct (IOMMU_OPTION writes only val64). */
+  respondField(name: FieldName<D>): void {
+    const offset = offsetOf(this.def, name);
+    this.task.copyToUser(this.ubuf + BigInt(offset), this.kbuf.subarray(offset, offsetOfEnd(this.def, name)));
   }
 
   /**
@@ -68,3 +69,6 @@ export class Ucmd {
     return obj;
   }
 }
+
+/** The ucmd of one command, typed by its struct: `UcmdOf<"IOMMU_IOAS_MAP">`. */
+export type UcmdOf<N extends IommufdCmdName> = Ucmd<IommufdCmdStruct<N>>;

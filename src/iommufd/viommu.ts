@@ -17,7 +17,7 @@ import {
   readUserData,
 } from "./hw-pagetable.js";
 import { IommufdObject } from "./object.js";
-import type { Ucmd } from "./ucmd.js";
+import type { UcmdOf } from "./ucmd.js";
 
 // vIOMMU and vDEVICE objects (drivers/iommu/iommufd/viommu.c). Only the
 // selftest mock driver implements viommu_init in the model; on amd and
@@ -156,12 +156,12 @@ export class IommufdVdevice extends IommufdObject {
  * (a paging one, ENOENT; NEST_PARENT, EINVAL), then viommu_init with the
  * driver data (which it may write back).
  */
-export function viommuAlloc(u: Ucmd): number {
-  const type = u.num("type");
-  if (u.num("flags") !== 0 || type === 0) {
+export function viommuAlloc(u: UcmdOf<"IOMMU_VIOMMU_ALLOC">): number {
+  const type = u.cmd.type;
+  if (u.cmd.flags !== 0 || type === 0) {
     fail(EOPNOTSUPP, "flags must be 0 and type must not be IOMMU_VIOMMU_TYPE_DEFAULT");
   }
-  const idev = getDevice(u.ictx, u.num("dev_id"));
+  const idev = getDevice(u.ictx, u.cmd.dev_id);
   const dev = idev.dev;
   const drv = dev === undefined ? undefined : viommuDriverOf(dev.driver);
   if (dev === undefined || drv === undefined) {
@@ -173,9 +173,9 @@ export function viommuAlloc(u: Ucmd): number {
   if (!drv.viommuSupported(dev, type)) {
     fail(EOPNOTSUPP, `the ${dev.driver.name} IOMMU driver has no vIOMMU of type 0x${type.toString(16)}`);
   }
-  const hwpt = getHwptPaging(u.ictx, u.num("hwpt_id"));
+  const hwpt = getHwptPaging(u.ictx, u.cmd.hwpt_id);
   if (!hwpt.nestParent) fail(EINVAL, `HWPT ${hwpt.id} was not allocated with IOMMU_HWPT_ALLOC_NEST_PARENT`);
-  const dataLen = u.num("data_len");
+  const dataLen = u.cmd.data_len;
   const v = new IommufdViommu(u.ictx, hwpt, dev.driver, type);
   u.createObject(v, () => {
     hwpt.refGet();
@@ -184,14 +184,14 @@ export function viommuAlloc(u: Ucmd): number {
     const state = drv.viommuInit(v.core, hwpt.domain, ud);
     if (state.outData !== undefined) {
       try {
-        u.task.copyToUser(u.big("data_uptr"), state.outData);
+        u.task.copyToUser(u.cmd.data_uptr, state.outData);
       } catch (e) {
         state.destroy();
         throw e;
       }
     }
     v.state = state;
-    u.set("out_viommu_id", v.id);
+    u.cmd.out_viommu_id = v.id;
     u.respond();
   });
   return 0;
@@ -202,14 +202,14 @@ export function viommuAlloc(u: Ucmd): number {
  * (ENOENT), the same physical IOMMU (EINVAL), one vDEVICE per device
  * (EEXIST) and one device per virtual ID on the vIOMMU (EEXIST).
  */
-export function vdeviceAlloc(u: Ucmd): number {
-  const viommu = u.ictx.objects.get(u.num("viommu_id"), "VIOMMU", "vIOMMU");
-  const idev = getDevice(u.ictx, u.num("dev_id"));
+export function vdeviceAlloc(u: UcmdOf<"IOMMU_VDEVICE_ALLOC">): number {
+  const viommu = u.ictx.objects.get(u.cmd.viommu_id, "VIOMMU", "vIOMMU");
+  const idev = getDevice(u.ictx, u.cmd.dev_id);
   if (idev.dev === undefined || idev.dev.driver !== viommu.driver) {
     fail(EINVAL, `${idev.name} is not behind the physical IOMMU of vIOMMU ${viommu.id}`);
   }
   if (idev.vdev !== undefined) fail(EEXIST, `${idev.name} already has vDEVICE ${idev.vdev.id}`);
-  const virtId = u.big("virt_id");
+  const virtId = u.cmd.virt_id;
   const vdev = new IommufdVdevice(viommu, idev, virtId);
   u.createObject(vdev, () => {
     viommu.refGet();
@@ -218,7 +218,7 @@ export function vdeviceAlloc(u: Ucmd): number {
       fail(EEXIST, `virtual ID 0x${virtId.toString(16)} is taken on vIOMMU ${viommu.id}`);
     }
     viommu.vdevs.set(virtId, vdev);
-    u.set("out_vdevice_id", vdev.id);
+    u.cmd.out_vdevice_id = vdev.id;
     u.respond();
   });
   return 0;
@@ -231,7 +231,7 @@ export function vdeviceAlloc(u: Ucmd): number {
  * flags without FAULT_ID_VALID. The nested HWPT holds +1 on the vIOMMU.
  */
 export function viommuAllocHwptNested(
-  u: Ucmd,
+  u: UcmdOf<"IOMMU_HWPT_ALLOC">,
   viommu: IommufdViommu,
   idev: IommufdDevice,
   flags: number,
@@ -263,7 +263,7 @@ export function viommuAllocHwptNested(
  * array fails with nothing handled.
  */
 export function viommuCacheInvalidate(
-  u: Ucmd,
+  u: UcmdOf<"IOMMU_HWPT_INVALIDATE">,
   viommu: IommufdViommu,
   num: number,
   len: number,
@@ -283,7 +283,7 @@ export function viommuCacheInvalidate(
     for (let i = 0; i < num; i++) out.push(all.subarray(i * len, (i + 1) * len));
     return out;
   };
-  return st.cacheInvalidate(u.num("data_type") >>> 0, len, num, fetch);
+  return st.cacheInvalidate(u.cmd.data_type >>> 0, len, num, fetch);
 }
 
 /** The vIOMMU a device's vDEVICE is on (tests, m.debug). */

@@ -4,6 +4,8 @@ import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
 
+/** 4 KiB pages in a 2 MiB hugetlb page. */
+const HUGE_PAGES = 512;
 /** x86-64 user space ends at 2^47. */
 const USER_END = 2 ** 47;
 
@@ -15,6 +17,8 @@ export interface ForeignVma {
   write: boolean;
   /** VM_IO / VM_PFNMAP (device memory): nothing to pin. */
   io: boolean;
+  /** hugetlb memory in 2 MiB pages: pinned as physically contiguous 2 MiB folios. */
+  hugetlb?: boolean;
   /** For a MAP_SHARED mapping: what it maps (device and inode), equal in every process sharing it. */
   shared?: string;
 }
@@ -146,6 +150,22 @@ export class ForeignMm extends MmStruct {
     const fresh: number[] = [];
     for (let vp = va / PAGE; vp < end / PAGE; vp++) {
       let pfn = this.foreignPages.get(vp);
+      if (
+        pfn === undefined &&
+        vmas.some((v) => v.hugetlb === true && vp * PAGE >= v.start && vp * PAGE < v.end)
+      ) {
+        // a hugetlb page is one physically contiguous 2 MiB folio, as the kernel's is
+        const head = this.attachHuge(vp - (vp % HUGE_PAGES), fresh);
+        if (head < 0) {
+          this.pages.unpinRuns(b.peek());
+          for (const p of fresh) this.foreignDetach(p, false);
+          return this.foreignErr(
+            ENOMEM,
+            `pin: cannot allocate the huge page at 0x${(vp * PAGE).toString(16)}`,
+          );
+        }
+        pfn = head + (vp % HUGE_PAGES);
+      }
       if (pfn === undefined) {
         pfn = this.pages.allocFolio(0, "do_anonymous_page");
         if (pfn < 0) {
@@ -215,6 +235,23 @@ export class ForeignMm extends MmStruct {
     );
   }
 
+  /**
+   * Attach the 512 pages of the 2 MiB hugetlb page at virtual page `vp0`
+   * to one order-9 folio (one reference per attached page). Returns the
+   * head pfn, or -1 when no folio can be allocated.
+   */
+  private attachHuge(vp0: number, fresh: number[]): number {
+    const head = this.pages.allocFolio(9, "alloc_hugetlb_folio");
+    if (head < 0) return -1;
+    for (let i = 0; i < HUGE_PAGES; i++) {
+      if (i > 0) this.pages.get(head);
+      this.foreignPages.set(vp0 + i, head + i);
+      this.phys.external.set(head + i, this.foreignFrame(vp0 + i));
+      fresh.push(vp0 + i);
+    }
+    return head;
+  }
+
   private foreignDetach(vp: number, keep: boolean): void {
     const pfn = this.foreignPages.get(vp);
     if (pfn === undefined) return;
@@ -250,7 +287,8 @@ export class ForeignMm extends MmStruct {
     const bytes = keep && this.foreignMem !== null ? this.foreignMem.read(vp * PAGE, PAGE) : -EFAULT;
     this.phys.external.delete(pfn);
     if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
-    this.pages.put(pfn);
+    // references are the folio's (a hugetlb folio holds one per attached page)
+    this.pages.put(this.pages.folioOf(pfn)?.head ?? pfn);
   }
 
   private foreignFrame(vp: number): ExternalFrame {

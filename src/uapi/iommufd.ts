@@ -15,7 +15,7 @@ import {
   type Since,
   structForProfile,
 } from "./profiles.js";
-import { fld, offsetOfEnd, type StructDef } from "./struct.js";
+import { defineStruct, type FieldName, fld, offsetOfEnd, type StructDef } from "./struct.js";
 
 export const IOMMUFD_TYPE = 0x3b; // ';'
 
@@ -193,13 +193,13 @@ const size = fld("size", 0, 4, "in");
 
 // --- command structs --------------------------------------------------------
 
-export const iommu_destroy: StructDef = {
+export const iommu_destroy = defineStruct({
   name: "iommu_destroy",
   size: 8,
   fields: [size, fld("id", 4, 4, "in", { kind: "id" })],
-};
+});
 
-export const iommu_ioas_alloc: StructDef = {
+export const iommu_ioas_alloc = defineStruct({
   name: "iommu_ioas_alloc",
   size: 12,
   fields: [
@@ -207,15 +207,15 @@ export const iommu_ioas_alloc: StructDef = {
     fld("flags", 4, 4, "in", { kind: "flags", flags: NO_FLAGS }),
     fld("out_ioas_id", 8, 4, "out", { kind: "id" }),
   ],
-};
+});
 
-export const iommu_iova_range: StructDef = {
+export const iommu_iova_range = defineStruct({
   name: "iommu_iova_range",
   size: 16,
   fields: [fld("start", 0, 8, "inout", { fmt: "hex" }), fld("last", 8, 8, "inout", { fmt: "hex" })],
-};
+});
 
-export const iommu_ioas_iova_ranges: StructDef = {
+export const iommu_ioas_iova_ranges = defineStruct({
   name: "iommu_ioas_iova_ranges",
   size: 32,
   fields: [
@@ -226,9 +226,9 @@ export const iommu_ioas_iova_ranges: StructDef = {
     fld("allowed_iovas", 16, 8, "in", { kind: "ptr" }),
     fld("out_iova_alignment", 24, 8, "out", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommu_ioas_allow_iovas: StructDef = {
+export const iommu_ioas_allow_iovas = defineStruct({
   name: "iommu_ioas_allow_iovas",
   size: 24,
   fields: [
@@ -239,9 +239,9 @@ export const iommu_ioas_allow_iovas: StructDef = {
     fld("__reserved", 12, 4, "in", { kind: "reserved" }),
     fld("allowed_iovas", 16, 8, "in", { kind: "ptr" }),
   ],
-};
+});
 
-export const iommu_ioas_map: StructDef = {
+export const iommu_ioas_map = defineStruct({
   name: "iommu_ioas_map",
   size: 40,
   fields: [
@@ -253,9 +253,9 @@ export const iommu_ioas_map: StructDef = {
     fld("length", 24, 8, "in", { fmt: "hex" }),
     fld("iova", 32, 8, "inout", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommu_ioas_map_file: StructDef = {
+export const iommu_ioas_map_file = defineStruct({
   name: "iommu_ioas_map_file",
   size: 40,
   fields: [
@@ -267,9 +267,9 @@ export const iommu_ioas_map_file: StructDef = {
     fld("length", 24, 8, "in", { fmt: "hex" }),
     fld("iova", 32, 8, "inout", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommu_ioas_copy: StructDef = {
+export const iommu_ioas_copy = defineStruct({
   name: "iommu_ioas_copy",
   size: 40,
   fields: [
@@ -281,9 +281,9 @@ export const iommu_ioas_copy: StructDef = {
     fld("dst_iova", 24, 8, "inout", { fmt: "hex" }),
     fld("src_iova", 32, 8, "in", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommu_ioas_unmap: StructDef = {
+export const iommu_ioas_unmap = defineStruct({
   name: "iommu_ioas_unmap",
   size: 24,
   fields: [
@@ -292,9 +292,9 @@ export const iommu_ioas_unmap: StructDef = {
     fld("iova", 8, 8, "in", { fmt: "hex" }),
     fld("length", 16, 8, "inout", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommu_option: StructDef = {
+export const iommu_option = defineStruct({
   name: "iommu_option",
   size: 24,
   fields: [
@@ -305,9 +305,9 @@ export const iommu_option: StructDef = {
     fld("object_id", 12, 4, "in", { kind: "id" }),
     fld("val64", 16, 8, "inout"),
   ],
-};
+});
 
-export const iommu_vfio_ioas: StructDef = {
+export const iommu_vfio_ioas = defineStruct({
   name: "iommu_vfio_ioas",
   size: 12,
   fields: [
@@ -316,9 +316,9 @@ export const iommu_vfio_ioas: StructDef = {
     fld("op", 8, 2, "in", { kind: "enum", enumNames: VFIO_IOAS_OPS }),
     fld("__reserved", 10, 2, "in", { kind: "reserved" }),
   ],
-};
+});
 
-export const iommu_hwpt_alloc: StructDef = {
+export const iommu_hwpt_alloc = defineStruct({
   name: "iommu_hwpt_alloc",
   size: 48,
   fields: [
@@ -334,9 +334,9 @@ export const iommu_hwpt_alloc: StructDef = {
     fld("fault_id", 40, 4, "in", { kind: "id" }),
     fld("__reserved2", 44, 4, "in", { kind: "reserved" }),
   ],
-};
+});
 
-export const iommu_hw_info: StructDef = {
+export const iommu_hw_info = defineStruct({
   name: "iommu_hw_info",
   size: 40,
   fields: [
@@ -352,7 +352,7 @@ export const iommu_hw_info: StructDef = {
     fld("__reserved", 29, 1, "in", { kind: "reserved", count: 3 }),
     fld("out_capabilities", 32, 8, "out", { kind: "flags", flags: HW_CAPS }),
   ],
-};
+});
 
 /**
  * iommu_hw_info as 6.12 had it: no in_data_type union, no PASID width; a u32
@@ -361,7 +361,7 @@ export const iommu_hw_info: StructDef = {
  * ends at FAULT_QUEUE_ALLOC 0x8e (hw_info types NONE and INTEL_VTD only,
  * capabilities DIRTY_TRACKING only); see docs/kernel-accuracy.md.
  */
-export const iommu_hw_info_v6_12: StructDef = {
+export const iommu_hw_info_v6_12 = defineStruct({
   name: "iommu_hw_info",
   size: 40,
   fields: [
@@ -374,9 +374,9 @@ export const iommu_hw_info_v6_12: StructDef = {
     fld("__reserved", 28, 4, "in", { kind: "reserved" }),
     fld("out_capabilities", 32, 8, "out", { kind: "flags", flags: { DIRTY_TRACKING: 1n } }),
   ],
-};
+});
 
-export const iommu_hwpt_set_dirty_tracking: StructDef = {
+export const iommu_hwpt_set_dirty_tracking = defineStruct({
   name: "iommu_hwpt_set_dirty_tracking",
   size: 16,
   fields: [
@@ -385,9 +385,9 @@ export const iommu_hwpt_set_dirty_tracking: StructDef = {
     fld("hwpt_id", 8, 4, "in", { kind: "id" }),
     fld("__reserved", 12, 4, "in", { kind: "reserved" }),
   ],
-};
+});
 
-export const iommu_hwpt_get_dirty_bitmap: StructDef = {
+export const iommu_hwpt_get_dirty_bitmap = defineStruct({
   name: "iommu_hwpt_get_dirty_bitmap",
   size: 48,
   fields: [
@@ -400,9 +400,9 @@ export const iommu_hwpt_get_dirty_bitmap: StructDef = {
     fld("page_size", 32, 8, "in", { fmt: "hex" }),
     fld("data", 40, 8, "in", { kind: "ptr" }),
   ],
-};
+});
 
-export const iommu_hwpt_invalidate: StructDef = {
+export const iommu_hwpt_invalidate = defineStruct({
   name: "iommu_hwpt_invalidate",
   size: 32,
   fields: [
@@ -414,9 +414,9 @@ export const iommu_hwpt_invalidate: StructDef = {
     fld("entry_num", 24, 4, "inout"),
     fld("__reserved", 28, 4, "in", { kind: "reserved" }),
   ],
-};
+});
 
-export const iommu_fault_alloc: StructDef = {
+export const iommu_fault_alloc = defineStruct({
   name: "iommu_fault_alloc",
   size: 16,
   fields: [
@@ -425,9 +425,9 @@ export const iommu_fault_alloc: StructDef = {
     fld("out_fault_id", 8, 4, "out", { kind: "id" }),
     fld("out_fault_fd", 12, 4, "out", { kind: "fd" }),
   ],
-};
+});
 
-export const iommu_viommu_alloc: StructDef = {
+export const iommu_viommu_alloc = defineStruct({
   name: "iommu_viommu_alloc",
   size: 40,
   fields: [
@@ -441,9 +441,9 @@ export const iommu_viommu_alloc: StructDef = {
     fld("__reserved", 28, 4, "in", { kind: "reserved" }),
     fld("data_uptr", 32, 8, "in", { kind: "ptr" }),
   ],
-};
+});
 
-export const iommu_vdevice_alloc: StructDef = {
+export const iommu_vdevice_alloc = defineStruct({
   name: "iommu_vdevice_alloc",
   size: 24,
   fields: [
@@ -453,15 +453,15 @@ export const iommu_vdevice_alloc: StructDef = {
     fld("out_vdevice_id", 12, 4, "out", { kind: "id" }),
     fld("virt_id", 16, 8, "in", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommu_ioas_change_process: StructDef = {
+export const iommu_ioas_change_process = defineStruct({
   name: "iommu_ioas_change_process",
   size: 8,
   fields: [size, fld("__reserved", 4, 4, "in", { kind: "reserved" })],
-};
+});
 
-export const iommu_veventq_alloc: StructDef = {
+export const iommu_veventq_alloc = defineStruct({
   name: "iommu_veventq_alloc",
   size: 32,
   fields: [
@@ -474,9 +474,9 @@ export const iommu_veventq_alloc: StructDef = {
     fld("out_veventq_fd", 24, 4, "out", { kind: "fd" }),
     fld("__reserved", 28, 4, "in", { kind: "reserved" }),
   ],
-};
+});
 
-export const iommu_hw_queue_alloc: StructDef = {
+export const iommu_hw_queue_alloc = defineStruct({
   name: "iommu_hw_queue_alloc",
   size: 40,
   fields: [
@@ -489,7 +489,7 @@ export const iommu_hw_queue_alloc: StructDef = {
     fld("nesting_parent_iova", 24, 8, "in", { fmt: "hex" }),
     fld("length", 32, 8, "in", { fmt: "hex" }),
   ],
-};
+});
 
 /**
  * struct iommu_ioas_noiommu_get_pa (variant B of uapi.md §6; v4 called it
@@ -497,7 +497,7 @@ export const iommu_hw_queue_alloc: StructDef = {
  * `length` is output only in v4, in/out from v7 (0 = no limit in v7, EINVAL
  * from v9). flags has no defined bits; __reserved must be 0.
  */
-export const iommu_ioas_noiommu_get_pa: StructDef = {
+export const iommu_ioas_noiommu_get_pa = defineStruct({
   name: "iommu_ioas_noiommu_get_pa",
   size: 40,
   fields: [
@@ -509,13 +509,13 @@ export const iommu_ioas_noiommu_get_pa: StructDef = {
     fld("length", 24, 8, "inout", { fmt: "hex" }),
     fld("out_phys", 32, 8, "out", { fmt: "hex" }),
   ],
-};
+});
 /** The seed revision's name for the same layout. */
 export const iommu_ioas_get_pa = iommu_ioas_noiommu_get_pa;
 
 // --- driver data and event structs ---------------------------------------
 
-export const iommu_hwpt_vtd_s1: StructDef = {
+export const iommu_hwpt_vtd_s1 = defineStruct({
   name: "iommu_hwpt_vtd_s1",
   size: 24,
   fields: [
@@ -524,22 +524,22 @@ export const iommu_hwpt_vtd_s1: StructDef = {
     fld("addr_width", 16, 4, "in"),
     fld("__reserved", 20, 4, "in", { kind: "reserved" }),
   ],
-};
+});
 
-export const iommu_hwpt_arm_smmuv3: StructDef = {
+export const iommu_hwpt_arm_smmuv3 = defineStruct({
   name: "iommu_hwpt_arm_smmuv3",
   size: 16,
   fields: [fld("ste", 0, 8, "in", { fmt: "hex", count: 2 })],
-};
+});
 
 /** Later than b4d90dbc (Rust binding of a newer header): AMD guest DTE, 4 x le64. */
-export const iommu_hwpt_amd_guest: StructDef = {
+export const iommu_hwpt_amd_guest = defineStruct({
   name: "iommu_hwpt_amd_guest",
   size: 32,
   fields: [fld("dte", 0, 8, "in", { fmt: "hex", count: 4 })],
-};
+});
 
-export const iommu_hw_info_vtd: StructDef = {
+export const iommu_hw_info_vtd = defineStruct({
   name: "iommu_hw_info_vtd",
   size: 24,
   fields: [
@@ -548,9 +548,9 @@ export const iommu_hw_info_vtd: StructDef = {
     fld("cap_reg", 8, 8, "out", { fmt: "hex" }),
     fld("ecap_reg", 16, 8, "out", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommu_hw_info_arm_smmuv3: StructDef = {
+export const iommu_hw_info_arm_smmuv3 = defineStruct({
   name: "iommu_hw_info_arm_smmuv3",
   size: 40,
   fields: [
@@ -560,9 +560,9 @@ export const iommu_hw_info_arm_smmuv3: StructDef = {
     fld("iidr", 32, 4, "out", { fmt: "hex" }),
     fld("aidr", 36, 4, "out", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommu_hw_info_tegra241_cmdqv: StructDef = {
+export const iommu_hw_info_tegra241_cmdqv = defineStruct({
   name: "iommu_hw_info_tegra241_cmdqv",
   size: 8,
   fields: [
@@ -572,20 +572,20 @@ export const iommu_hw_info_tegra241_cmdqv: StructDef = {
     fld("log2vsids", 6, 1, "out"),
     fld("__reserved", 7, 1, "out", { kind: "reserved" }),
   ],
-};
+});
 
 /**
  * AMD hw_info (IOMMU_HW_INFO_TYPE_AMD): the EFR and EFR2 registers. Later than
  * b4d90dbc (mainline AMD iommufd.c and bindings). A proposed patch appends a
  * u64 control_register (24 bytes); not modelled.
  */
-export const iommu_hw_info_amd: StructDef = {
+export const iommu_hw_info_amd = defineStruct({
   name: "iommu_hw_info_amd",
   size: 16,
   fields: [fld("efr", 0, 8, "out", { fmt: "hex" }), fld("efr2", 8, 8, "out", { fmt: "hex" })],
-};
+});
 
-export const iommu_hwpt_vtd_s1_invalidate: StructDef = {
+export const iommu_hwpt_vtd_s1_invalidate = defineStruct({
   name: "iommu_hwpt_vtd_s1_invalidate",
   size: 24,
   fields: [
@@ -594,15 +594,15 @@ export const iommu_hwpt_vtd_s1_invalidate: StructDef = {
     fld("flags", 16, 4, "in", { kind: "flags", flags: { LEAF: 1n } }),
     fld("__reserved", 20, 4, "in", { kind: "reserved" }),
   ],
-};
+});
 
-export const iommu_viommu_arm_smmuv3_invalidate: StructDef = {
+export const iommu_viommu_arm_smmuv3_invalidate = defineStruct({
   name: "iommu_viommu_arm_smmuv3_invalidate",
   size: 16,
   fields: [fld("cmd", 0, 8, "in", { fmt: "hex", count: 2 })],
-};
+});
 
-export const iommu_hwpt_pgfault: StructDef = {
+export const iommu_hwpt_pgfault = defineStruct({
   name: "iommu_hwpt_pgfault",
   size: 40,
   fields: [
@@ -616,256 +616,234 @@ export const iommu_hwpt_pgfault: StructDef = {
     fld("length", 32, 4, "out", { fmt: "hex" }),
     fld("cookie", 36, 4, "out"),
   ],
-};
+});
 
-export const iommu_hwpt_page_response: StructDef = {
+export const iommu_hwpt_page_response = defineStruct({
   name: "iommu_hwpt_page_response",
   size: 8,
   fields: [
     fld("cookie", 0, 4, "in"),
     fld("code", 4, 4, "in", { kind: "enum", enumNames: { SUCCESS: 0n, INVALID: 1n } }),
   ],
-};
+});
 
-export const iommu_viommu_tegra241_cmdqv: StructDef = {
+export const iommu_viommu_tegra241_cmdqv = defineStruct({
   name: "iommu_viommu_tegra241_cmdqv",
   size: 16,
   fields: [
     fld("out_vintf_mmap_offset", 0, 8, "out", { fmt: "hex" }),
     fld("out_vintf_mmap_length", 8, 8, "out", { fmt: "hex" }),
   ],
-};
+});
 
-export const iommufd_vevent_header: StructDef = {
+export const iommufd_vevent_header = defineStruct({
   name: "iommufd_vevent_header",
   size: 8,
   fields: [
     fld("flags", 0, 4, "out", { kind: "flags", flags: { LOST_EVENTS: 1n } }),
     fld("sequence", 4, 4, "out"),
   ],
-};
+});
 
-export const iommu_vevent_arm_smmuv3: StructDef = {
+export const iommu_vevent_arm_smmuv3 = defineStruct({
   name: "iommu_vevent_arm_smmuv3",
   size: 32,
   fields: [fld("evt", 0, 8, "out", { fmt: "hex", count: 4 })],
-};
+});
 
-export const iommu_vevent_tegra241_cmdqv: StructDef = {
+export const iommu_vevent_tegra241_cmdqv = defineStruct({
   name: "iommu_vevent_tegra241_cmdqv",
   size: 16,
   fields: [fld("lvcmdq_err_map", 0, 8, "out", { fmt: "hex", count: 2 })],
-};
+});
 
 // --- the command table ----------------------------------------------------
 
-/**
- * What a successful handler writes back to the user struct (uapi.md §2 step 8):
- * - "struct": min(user size, sizeof) bytes from offset 0 (iommufd_ucmd_respond)
- * - "none": nothing
- * - "op": depends on the op (VFIO_IOAS: only GET responds)
- * - { offset, size }: just those bytes (OPTION: val64)
- */
-export type Respond = "struct" | "none" | "op" | { offset: number; size: number };
-
-export interface IoctlDef {
+export interface IoctlDef<D extends StructDef = StructDef> {
   /** Request macro name, e.g. "IOMMU_IOAS_MAP". */
   name: string;
   /** Other macro names for the same request. */
   aliases?: readonly string[];
   nr: number;
   request: number;
-  struct: StructDef;
+  struct: D;
   /** The IOCTL_OP "last" field: the end of the mandatory part. */
-  lastField: string;
+  lastField: FieldName<D>;
   /** offsetofend(struct, lastField): user size below this is EINVAL. */
   minSize: number;
   since: Since;
   profiles: ReadonlySet<KernelProfile>;
-  respond: Respond;
 }
 
-interface Row {
-  name: string;
-  aliases?: string[];
+/** One command as the header and the IOCTL_OP table describe it; `last` must be a field of `struct`. */
+interface Row<N extends string = string, D extends StructDef = StructDef> {
+  name: N;
+  aliases?: readonly string[];
   nr: number;
-  struct: StructDef;
-  last: string;
+  struct: D;
+  last: FieldName<D>;
   since: Since;
-  respond: Respond;
+}
+
+function row<const N extends string, D extends StructDef>(r: Row<N, D>): Row<N, D> {
+  return r;
 }
 
 // `since` must agree with IOMMUFD_CMD_SINCE (a test checks it).
-const ROWS: Row[] = [
-  { name: "IOMMU_DESTROY", nr: 0x80, struct: iommu_destroy, last: "id", since: "6.2", respond: "none" },
-  {
+const ROWS = [
+  row({ name: "IOMMU_DESTROY", nr: 0x80, struct: iommu_destroy, last: "id", since: "6.2" }),
+  row({
     name: "IOMMU_IOAS_ALLOC",
     nr: 0x81,
     struct: iommu_ioas_alloc,
     last: "out_ioas_id",
     since: "6.2",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_IOAS_ALLOW_IOVAS",
     nr: 0x82,
     struct: iommu_ioas_allow_iovas,
     last: "allowed_iovas",
     since: "6.2",
-    respond: "none",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_IOAS_COPY",
     nr: 0x83,
     struct: iommu_ioas_copy,
     last: "src_iova",
     since: "6.2",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_IOAS_IOVA_RANGES",
     nr: 0x84,
     struct: iommu_ioas_iova_ranges,
     last: "out_iova_alignment",
     since: "6.2",
-    // Also written back before EMSGSIZE (uapi.md §2 step 8).
-    respond: "struct",
-  },
-  { name: "IOMMU_IOAS_MAP", nr: 0x85, struct: iommu_ioas_map, last: "iova", since: "6.2", respond: "struct" },
-  {
+  }),
+  row({ name: "IOMMU_IOAS_MAP", nr: 0x85, struct: iommu_ioas_map, last: "iova", since: "6.2" }),
+  row({
     name: "IOMMU_IOAS_UNMAP",
     nr: 0x86,
     struct: iommu_ioas_unmap,
     last: "length",
     since: "6.2",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_OPTION",
     nr: 0x87,
     struct: iommu_option,
     last: "val64",
     since: "6.2",
-    respond: { offset: 16, size: 8 },
-  },
-  {
+  }),
+  row({
     name: "IOMMU_VFIO_IOAS",
     nr: 0x88,
     struct: iommu_vfio_ioas,
     last: "__reserved",
     since: "6.2",
-    respond: "op",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_HWPT_ALLOC",
     nr: 0x89,
     struct: iommu_hwpt_alloc,
     last: "__reserved",
     since: "6.6",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_GET_HW_INFO",
     nr: 0x8a,
     struct: iommu_hw_info,
     last: "__reserved",
     since: "6.6",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_HWPT_SET_DIRTY_TRACKING",
     nr: 0x8b,
     struct: iommu_hwpt_set_dirty_tracking,
     last: "__reserved",
     since: "6.7",
-    respond: "none",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_HWPT_GET_DIRTY_BITMAP",
     nr: 0x8c,
     struct: iommu_hwpt_get_dirty_bitmap,
     last: "data",
     since: "6.7",
-    // The bitmap goes to `data`; the struct itself is not written back. UNVERIFIED.
-    respond: "none",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_HWPT_INVALIDATE",
     nr: 0x8d,
     struct: iommu_hwpt_invalidate,
     last: "__reserved",
     since: "6.8",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_FAULT_QUEUE_ALLOC",
     nr: 0x8e,
     struct: iommu_fault_alloc,
     last: "out_fault_fd",
     since: "6.11",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_IOAS_MAP_FILE",
     nr: 0x8f,
     struct: iommu_ioas_map_file,
     last: "iova",
     since: "6.13",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_VIOMMU_ALLOC",
     nr: 0x90,
     struct: iommu_viommu_alloc,
     last: "out_viommu_id",
     since: "6.13",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_VDEVICE_ALLOC",
     nr: 0x91,
     struct: iommu_vdevice_alloc,
     last: "virt_id",
     since: "6.13",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_IOAS_CHANGE_PROCESS",
     nr: 0x92,
     struct: iommu_ioas_change_process,
     last: "__reserved",
     since: "6.14",
-    respond: "none",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_VEVENTQ_ALLOC",
     nr: 0x93,
     struct: iommu_veventq_alloc,
     last: "out_veventq_fd",
     since: "6.15",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     name: "IOMMU_HW_QUEUE_ALLOC",
     nr: 0x94,
     struct: iommu_hw_queue_alloc,
     last: "length",
     since: "6.17",
-    respond: "struct",
-  },
-  {
+  }),
+  row({
     // min_size = offsetofend(out_phys) = 40, as the series' own IOCTL_OP row
-    // (downstream main.c carrying the late revision). Copy-back of the whole
-    // struct is UNVERIFIED (the handler is expected to respond normally).
+    // (downstream main.c carrying the late revision).
     name: "IOMMU_IOAS_NOIOMMU_GET_PA",
     aliases: ["IOMMU_IOAS_GET_PA"],
     nr: 0x95,
     struct: iommu_ioas_noiommu_get_pa,
     last: "out_phys",
     since: "noiommu",
-    respond: "struct",
-  },
-];
+  }),
+] as const;
+
+/** A row of the command table (each keeps its name and struct as types). */
+export type IommufdRow = (typeof ROWS)[number];
+/** Every iommufd command name (request macro) of the newest profile. */
+export type IommufdCmdName = IommufdRow["name"];
+/** The struct table of a command, by name. */
+export type IommufdCmdStruct<N extends IommufdCmdName> = Extract<IommufdRow, { name: N }>["struct"];
 
 function toDef(r: Row, struct: StructDef): IoctlDef {
   const def: IoctlDef = {
@@ -877,7 +855,6 @@ function toDef(r: Row, struct: StructDef): IoctlDef {
     minSize: offsetOfEnd(struct, r.last),
     since: r.since,
     profiles: profilesSince(r.since),
-    respond: r.respond,
   };
   if (r.aliases) def.aliases = r.aliases;
   return def;
@@ -931,13 +908,28 @@ export function iommufdIoctls(profile: KernelProfile = "latest"): IoctlDef[] {
 
 /**
  * ARRAY_SIZE(iommufd_ioctl_ops): the table is indexed by nr - 0x80 and sized
- * by its highest entry (IOMMU_TEST_CMD at 0xa0 on selftest kernels).
+ * by its highest entry (IOMMU_TEST_CMD at 0xa0 on selftest kernels). A
+ * kernel built without IOMMUFD_NOIOMMU has no GET_PA row.
  */
-export function iommufdTableSize(profile: KernelProfile = "latest", selftest = false): number {
+export function iommufdTableSize(
+  profile: KernelProfile = "latest",
+  selftest = false,
+  noiommu = true,
+): number {
   if (selftest) return IOMMUFD_CMD_TEST - IOMMUFD_CMD_BASE + 1;
-  let top = IOMMUFD_CMD_BASE - 1;
-  for (const nr of PROFILE_TABLES.get(profile)?.keys() ?? []) top = Math.max(top, nr);
-  return top - IOMMUFD_CMD_BASE + 1;
+  return TABLE_SIZES.get(profile)?.[noiommu ? 0 : 1] ?? 0;
+}
+
+/** Per profile: [size with the noiommu row, size without it]; computed once, read on every ioctl. */
+const TABLE_SIZES = new Map<KernelProfile, readonly [number, number]>();
+for (const [p, table] of PROFILE_TABLES) {
+  let withRow = IOMMUFD_CMD_BASE - 1;
+  let withoutRow = IOMMUFD_CMD_BASE - 1;
+  for (const d of table.values()) {
+    withRow = Math.max(withRow, d.nr);
+    if (d.since !== "noiommu") withoutRow = Math.max(withoutRow, d.nr);
+  }
+  TABLE_SIZES.set(p, [withRow - IOMMUFD_CMD_BASE + 1, withoutRow - IOMMUFD_CMD_BASE + 1]);
 }
 
 export type IommufdRoute =
@@ -949,20 +941,24 @@ export type IommufdRoute =
   | { kind: "test" }
   | { kind: "ioctl"; def: IoctlDef };
 
-/** Step 1 and 3 of iommufd_fops_ioctl: where a request on an iommufd fd goes. */
+/**
+ * Step 1 and 3 of iommufd_fops_ioctl: where a request on an iommufd fd goes.
+ * The one place the route is decided (the kernel's dispatch uses it too).
+ */
 export function iommufdRoute(
   request: number,
   profile: KernelProfile = "latest",
   selftest = false,
+  noiommu = true,
 ): IommufdRoute {
   const req = request >>> 0;
   const nr = _IOC_NR(req);
-  if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= iommufdTableSize(profile, selftest)) {
+  if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= iommufdTableSize(profile, selftest, noiommu)) {
     return { kind: "compat" };
   }
   if (selftest && nr === IOMMUFD_CMD_TEST)
     return req === IOMMU_TEST_CMD ? { kind: "test" } : { kind: "enotty" };
   const def = iommufdIoctlByNr(nr, profile);
-  if (!def || def.request !== req) return { kind: "enotty" };
+  if (!def || def.request !== req || (!noiommu && def.since === "noiommu")) return { kind: "enotty" };
   return { kind: "ioctl", def };
 }

@@ -127,15 +127,15 @@ const profiledStructs = new Map<KernelProfile, WeakMap<StructDef, StructDef>>();
  * the profile predates are dropped from the flag tables (so they count as
  * unknown). Returns `def` itself when nothing changes.
  */
-export function structForProfile(def: StructDef, profile: KernelProfile): StructDef {
+export function structForProfile<D extends StructDef>(def: D, profile: KernelProfile): D {
   let cache = profiledStructs.get(profile);
   if (!cache) {
     cache = new WeakMap();
     profiledStructs.set(profile, cache);
   }
   const hit = cache.get(def);
-  if (hit) return hit;
-  let out = def;
+  if (hit) return hit as D;
+  let out: StructDef = def;
   for (const f of FLAG_SINCE) {
     if (f.struct !== def.name || profileHas(profile, f.since)) continue;
     const field = out.fields.find((x) => x.name === f.field);
@@ -143,7 +143,7 @@ export function structForProfile(def: StructDef, profile: KernelProfile): Struct
     out = restrictFlags(out, f.field, (k) => k !== f.flag);
   }
   cache.set(def, out);
-  return out;
+  return out as D;
 }
 
 /** The noiommu GET_PA revisions of the proposed series (uapi.md §6, DESIGN.md). */

@@ -22,17 +22,15 @@ export type FieldDir = "in" | "out" | "inout";
  */
 export type FieldKind = "u" | "flags" | "reserved" | "ptr" | "fd" | "id" | "enum";
 
-export interface FieldDef {
-  name: string;
-  offset: number;
-  /** Size of one element in bytes. */
-  size: 1 | 2 | 4 | 8;
-  dir: FieldDir;
+export type FieldSize = 1 | 2 | 4 | 8;
+
+/** Everything of a field but its name, offset, size and direction. */
+export interface FieldExtra {
   kind?: FieldKind;
   /** Short flag names (as printed, e.g. FIXED_IOVA) to bit values. */
-  flags?: Record<string, bigint>;
+  flags?: Readonly<Record<string, bigint>>;
   /** Short enum names to values. */
-  enumNames?: Record<string, bigint>;
+  enumNames?: Readonly<Record<string, bigint>>;
   /** Two's-complement signed (fd fields are signed even without this). */
   signed?: boolean;
   /** Number format when printing; defaults depend on `kind`. */
@@ -43,15 +41,56 @@ export interface FieldDef {
   alias?: boolean;
 }
 
-export interface StructDef {
+/**
+ * One field of a struct table. The name and size are type parameters so a
+ * table declared through `defineStruct` keeps them as literal types: field
+ * names become types (a misspelt name does not compile) and a field's
+ * size decides whether a typed view reads it as a number or a bigint.
+ */
+export interface FieldDef<N extends string = string, S extends FieldSize = FieldSize> extends FieldExtra {
+  readonly name: N;
+  offset: number;
+  /** Size of one element in bytes. */
+  size: S;
+  dir: FieldDir;
+}
+
+/** A C struct: its name, sizeof, and its fields in declaration order. */
+export interface StructDef<F extends readonly FieldDef[] = readonly FieldDef[]> {
   name: string;
   /** sizeof(struct) in the kernel. */
   size: number;
-  fields: FieldDef[];
+  fields: F;
 }
 
-export type StructValues = Record<string, bigint>;
-export type StructInput = Partial<Record<string, bigint | number>>;
+/** The fields of a struct table, as a union of their types. */
+export type FieldOf<D extends StructDef> = D["fields"][number];
+/** The names of a struct's fields (arrays by their bare name). */
+export type FieldName<D extends StructDef> = FieldOf<D>["name"];
+type SlotKeyOf<F> = F extends { name: infer N extends string; count: number }
+  ? `${N}[${number}]`
+  : F extends { name: infer N extends string }
+    ? N
+    : never;
+/** The keys of a decoded struct: field names, and `name[i]` for array elements. */
+export type FieldKey<D extends StructDef> = SlotKeyOf<FieldOf<D>>;
+
+/** A decoded struct: every slot as a bigint (exact for 64-bit fields). */
+export type StructValues<D extends StructDef = StructDef> = { [K in FieldKey<D>]: bigint };
+/** What `encode` accepts: any subset of the struct's slots; unknown names do not compile. */
+export type StructInput<D extends StructDef = StructDef> = { [K in FieldKey<D>]?: bigint | number };
+
+/**
+ * A struct table whose field names and sizes are kept as types. Write the
+ * fields inline (`defineStruct({ name, size, fields: [fld(...), ...] })`).
+ */
+export function defineStruct<const F extends readonly FieldDef[]>(def: {
+  name: string;
+  size: number;
+  fields: F;
+}): StructDef<F> {
+  return def;
+}
 
 /** One scalar slot of a struct: a field, or one element of an array field. */
 export interface FieldSlot {
@@ -89,19 +128,19 @@ export function fieldSlots(def: StructDef): readonly FieldSlot[] {
   return slotsOf(def).list;
 }
 
-export function fieldDef(def: StructDef, name: string): FieldDef {
+export function fieldDef<D extends StructDef>(def: D, name: FieldName<D>): FieldDef {
   const f = def.fields.find((x) => x.name === name);
   if (!f) throw new TypeError(`${def.name} has no field ${name}`);
   return f;
 }
 
 /** offsetof(struct, field). */
-export function offsetOf(def: StructDef, name: string): number {
+export function offsetOf<D extends StructDef>(def: D, name: FieldName<D>): number {
   return fieldDef(def, name).offset;
 }
 
 /** offsetofend(struct, field): the byte just past the field (all of it, for arrays). */
-export function offsetOfEnd(def: StructDef, name: string): number {
+export function offsetOfEnd<D extends StructDef>(def: D, name: FieldName<D>): number {
   const f = fieldDef(def, name);
   return f.offset + f.size * (f.count ?? 1);
 }
@@ -219,11 +258,11 @@ function slot(def: StructDef, key: string): FieldSlot {
 }
 
 /** Every slot of the struct read from `bytes` (little-endian). Slots past the end read as 0. */
-export function decode(def: StructDef, bytes: Uint8Array): StructValues {
+export function decode<D extends StructDef>(def: D, bytes: Uint8Array): StructValues<D> {
   const dv = view(bytes);
-  const out: StructValues = {};
+  const out: Record<string, bigint> = {};
   for (const s of slotsOf(def).list) out[s.key] = readSlot(bytes, dv, s);
-  return out;
+  return out as StructValues<D>;
 }
 
 /**
@@ -231,10 +270,10 @@ export function decode(def: StructDef, bytes: Uint8Array): StructValues {
  * Unknown keys throw TypeError; values that fit neither the signed nor the
  * unsigned type throw RangeError. Fields cut off by a short `size` are truncated.
  */
-export function encode(def: StructDef, values: StructInput, size = def.size): Uint8Array {
+export function encode<D extends StructDef>(def: D, values: StructInput<D>, size = def.size): Uint8Array {
   const bytes = new Uint8Array(size);
   const dv = view(bytes);
-  for (const [key, value] of Object.entries(values)) {
+  for (const [key, value] of Object.entries(values as Record<string, bigint | number | undefined>)) {
     if (value === undefined) continue;
     const s = slot(def, key);
     writeSlot(bytes, dv, s, toBits(s, def.name, value));
@@ -242,18 +281,138 @@ export function encode(def: StructDef, values: StructInput, size = def.size): Ui
   return bytes;
 }
 
-export function readField(def: StructDef, bytes: Uint8Array, key: string): bigint {
+export function readField<D extends StructDef>(def: D, bytes: Uint8Array, key: FieldKey<D>): bigint {
   return readSlot(bytes, view(bytes), slot(def, key));
 }
 
 /** Write one field in place (the buffer keeps its length). */
-export function writeField(def: StructDef, bytes: Uint8Array, key: string, value: bigint | number): void {
+export function writeField<D extends StructDef>(
+  def: D,
+  bytes: Uint8Array,
+  key: FieldKey<D>,
+  value: bigint | number,
+): void {
   const s = slot(def, key);
   writeSlot(bytes, view(bytes), s, toBits(s, def.name, value));
 }
 
+// ---------------------------------------------------------------------------
+// Typed views: a handler's struct, field by field
+
+type ViewScalar<F> = F extends { size: 8 } ? bigint : number;
+type ViewValue<F> = F extends { count: number } ? ViewScalar<F>[] : ViewScalar<F>;
+
+/**
+ * A struct in a buffer as an object with one property per field (C union
+ * members included): fields of 8 bytes read and write as bigint, smaller
+ * ones as number (signed where the field is). Array fields read as a fresh
+ * array and are written whole. Writes go straight to the buffer, with the
+ * same range checks as `encode`.
+ */
+export type StructView<D extends StructDef> =
+  string extends FieldName<D>
+    ? // A table not declared through defineStruct: names unknown to the compiler.
+      Record<string, number | bigint | (number | bigint)[]>
+    : { [F in FieldOf<D> as F["name"]]: ViewValue<F> };
+
+const VIEW_BYTES = Symbol("bytes");
+const VIEW_DV = Symbol("dv");
+
+interface ViewBase {
+  [VIEW_BYTES]: Uint8Array;
+  [VIEW_DV]: DataView;
+}
+
+function readNum(dv: DataView, offset: number, size: FieldSize, signed: boolean): number | bigint {
+  switch (size) {
+    case 1:
+      return signed ? dv.getInt8(offset) : dv.getUint8(offset);
+    case 2:
+      return signed ? dv.getInt16(offset, true) : dv.getUint16(offset, true);
+    case 4:
+      return signed ? dv.getInt32(offset, true) : dv.getUint32(offset, true);
+    default:
+      return signed ? dv.getBigInt64(offset, true) : dv.getBigUint64(offset, true);
+  }
+}
+
+function writeNum(structName: string, s: FieldSlot, dv: DataView, value: number | bigint): void {
+  if (s.size === 8 || typeof value === "bigint") {
+    const bits = toBits(s, structName, value);
+    if (s.size === 8) dv.setBigUint64(s.offset, bits, true);
+    else writeNum(structName, s, dv, Number(bits));
+    return;
+  }
+  const range = 2 ** (s.size * 8);
+  if (!Number.isInteger(value) || value < -range / 2 || value >= range) {
+    throw new RangeError(`${structName}.${s.key}: ${value} does not fit in ${s.size} bytes`);
+  }
+  const u = value < 0 ? value + range : value;
+  if (s.size === 1) dv.setUint8(s.offset, u);
+  else if (s.size === 2) dv.setUint16(s.offset, u, true);
+  else dv.setUint32(s.offset, u, true);
+}
+
+const viewProtos = new WeakMap<StructDef, object>();
+
+function viewProto(def: StructDef): object {
+  let proto = viewProtos.get(def);
+  if (proto) return proto;
+  proto = Object.create(null) as object;
+  const byKey = slotsOf(def).byKey;
+  for (const f of def.fields) {
+    if (f.count === undefined) {
+      const s = byKey.get(f.name)!;
+      Object.defineProperty(proto, f.name, {
+        enumerable: true,
+        get(this: ViewBase) {
+          return readNum(this[VIEW_DV], s.offset, s.size, s.signed);
+        },
+        set(this: ViewBase, v: number | bigint) {
+          writeNum(def.name, s, this[VIEW_DV], v);
+        },
+      });
+    } else {
+      const slots = Array.from({ length: f.count }, (_, i) => byKey.get(`${f.name}[${i}]`)!);
+      Object.defineProperty(proto, f.name, {
+        enumerable: true,
+        get(this: ViewBase) {
+          return slots.map((s) => readNum(this[VIEW_DV], s.offset, s.size, s.signed));
+        },
+        set(this: ViewBase, vs: readonly (number | bigint)[]) {
+          if (vs.length !== slots.length) {
+            throw new RangeError(`${def.name}.${f.name}: ${vs.length} values for ${slots.length} elements`);
+          }
+          for (let i = 0; i < slots.length; i++) writeNum(def.name, slots[i], this[VIEW_DV], vs[i]);
+        },
+      });
+    }
+  }
+  viewProtos.set(def, proto);
+  return proto;
+}
+
+/**
+ * A typed view of `def` over `bytes` (at least sizeof the struct): reads and
+ * writes go to the buffer. A misspelt field name does not compile.
+ */
+export function structView<D extends StructDef>(def: D, bytes: Uint8Array): StructView<D> {
+  if (bytes.length < def.size) {
+    throw new RangeError(`${def.name}: a view needs ${def.size} bytes, the buffer has ${bytes.length}`);
+  }
+  // Object.create is untyped: the prototype's accessors are what StructView<D> describes.
+  const v = Object.create(viewProto(def));
+  v[VIEW_BYTES] = bytes;
+  v[VIEW_DV] = view(bytes);
+  return v;
+}
+
 /** Bits of `value` that the field's flag table does not name (all bits when it has none). */
-export function unknownFlags(def: StructDef, field: string, value: bigint | number): bigint {
+export function unknownFlags<D extends StructDef>(
+  def: D,
+  field: FieldName<D>,
+  value: bigint | number,
+): bigint {
   const f = fieldDef(def, field);
   let known = 0n;
   for (const bit of Object.values(f.flags ?? {})) known |= bit;
@@ -262,7 +421,7 @@ export function unknownFlags(def: StructDef, field: string, value: bigint | numb
 }
 
 /** Every bit the field's flag table names, OR-ed together. */
-export function knownFlagMask(def: StructDef, field: string): bigint {
+export function knownFlagMask<D extends StructDef>(def: D, field: FieldName<D>): bigint {
   let known = 0n;
   for (const bit of Object.values(fieldDef(def, field).flags ?? {})) known |= bit;
   return known;
@@ -276,7 +435,7 @@ function hex(v: bigint): string {
 }
 
 /** "FIXED_IOVA|WRITEABLE|0x100": names in ascending bit order, leftover bits in hex; "0" when empty. */
-export function formatFlags(flags: Record<string, bigint> | undefined, value: bigint): string {
+export function formatFlags(flags: Readonly<Record<string, bigint>> | undefined, value: bigint): string {
   if (value === 0n) return "0";
   const entries = Object.entries(flags ?? {})
     .filter(([, bit]) => bit !== 0n)
@@ -293,7 +452,7 @@ export function formatFlags(flags: Record<string, bigint> | undefined, value: bi
   return parts.join("|");
 }
 
-function formatEnum(names: Record<string, bigint> | undefined, v: bigint): string {
+function formatEnum(names: Readonly<Record<string, bigint>> | undefined, v: bigint): string {
   for (const [name, val] of Object.entries(names ?? {})) if (val === v) return name;
   return v.toString();
 }
@@ -331,7 +490,7 @@ export interface FormatOptions {
  */
 export function formatStruct(
   def: StructDef,
-  values: Partial<StructValues>,
+  values: Partial<Record<string, bigint>>,
   opts: FormatOptions = {},
 ): string {
   const parts: string[] = [];
@@ -451,27 +610,25 @@ export function vfioCopyBackSize(argsz: number, structSize: number): number {
   return Math.max(0, Math.min(argsz, structSize));
 }
 
-/** Shorthand for a FieldDef row in the struct tables. */
-export function fld(
-  name: string,
-  offset: number,
-  size: 1 | 2 | 4 | 8,
-  dir: FieldDir,
-  extra: Omit<Partial<FieldDef>, "name" | "offset" | "size" | "dir"> = {},
-): FieldDef {
-  return { name, offset, size, dir, ...extra };
+/** Shorthand for a FieldDef row in the struct tables (name, size and extras kept as literal types). */
+export function fld<
+  const N extends string,
+  const S extends FieldSize,
+  const E extends FieldExtra = Record<never, never>,
+>(name: N, offset: number, size: S, dir: FieldDir, extra?: E): FieldDef<N, S> & E {
+  return { name, offset, size, dir, ...(extra as E) };
 }
 
 /** A copy of `def` whose named flag field keeps only the flags `keep` accepts. */
-export function restrictFlags(
-  def: StructDef,
-  field: string,
+export function restrictFlags<D extends StructDef>(
+  def: D,
+  field: FieldName<D>,
   keep: (flag: string) => boolean,
   name = def.name,
-): StructDef {
+): D {
   return {
+    ...def,
     name,
-    size: def.size,
     fields: def.fields.map((f) =>
       f.name === field && f.flags
         ? { ...f, flags: Object.fromEntries(Object.entries(f.flags).filter(([k]) => keep(k))) }

@@ -22,7 +22,7 @@
 import { EINVAL } from "./errno.js";
 import { _IO, _IOC_NR } from "./ioc.js";
 import { type KernelProfile, structForProfile } from "./profiles.js";
-import { fld, offsetOfEnd, type StructDef } from "./struct.js";
+import { defineStruct, type FieldName, fld, offsetOfEnd, type StructDef } from "./struct.js";
 
 export const VFIO_TYPE = 0x3b; // ';'
 export const VFIO_BASE = 100;
@@ -313,21 +313,21 @@ export const VFIO_EEH_PE_INJECT_ERR = 9;
 const argszIn = fld("argsz", 0, 4, "in");
 const argszInOut = fld("argsz", 0, 4, "inout");
 
-export const vfio_info_cap_header: StructDef = {
+export const vfio_info_cap_header = defineStruct({
   name: "vfio_info_cap_header",
   size: 8,
   fields: [fld("id", 0, 2, "out"), fld("version", 2, 2, "out"), fld("next", 4, 4, "out")],
-};
+});
 
 const capHeader = [fld("id", 0, 2, "out"), fld("version", 2, 2, "out"), fld("next", 4, 4, "out")];
 
-export const vfio_group_status: StructDef = {
+export const vfio_group_status = defineStruct({
   name: "vfio_group_status",
   size: 8,
   fields: [argszIn, fld("flags", 4, 4, "out", { kind: "flags", flags: { VIABLE: 1n, CONTAINER_SET: 2n } })],
-};
+});
 
-export const vfio_device_info: StructDef = {
+export const vfio_device_info = defineStruct({
   name: "vfio_device_info",
   size: 24,
   fields: [
@@ -351,9 +351,9 @@ export const vfio_device_info: StructDef = {
     fld("cap_offset", 16, 4, "out"),
     fld("pad", 20, 4, "out", { kind: "reserved" }),
   ],
-};
+});
 
-export const vfio_device_info_cap_pci_atomic_comp: StructDef = {
+export const vfio_device_info_cap_pci_atomic_comp = defineStruct({
   name: "vfio_device_info_cap_pci_atomic_comp",
   size: 16,
   fields: [
@@ -361,9 +361,9 @@ export const vfio_device_info_cap_pci_atomic_comp: StructDef = {
     fld("flags", 8, 4, "out", { kind: "flags", flags: { COMP32: 1n, COMP64: 2n, COMP128: 4n } }),
     fld("reserved", 12, 4, "out", { kind: "reserved" }),
   ],
-};
+});
 
-export const vfio_region_info: StructDef = {
+export const vfio_region_info = defineStruct({
   name: "vfio_region_info",
   size: 32,
   fields: [
@@ -374,28 +374,28 @@ export const vfio_region_info: StructDef = {
     fld("size", 16, 8, "out", { fmt: "hex" }),
     fld("offset", 24, 8, "out", { fmt: "hex" }),
   ],
-};
+});
 
-export const vfio_region_sparse_mmap_area: StructDef = {
+export const vfio_region_sparse_mmap_area = defineStruct({
   name: "vfio_region_sparse_mmap_area",
   size: 16,
   fields: [fld("offset", 0, 8, "out", { fmt: "hex" }), fld("size", 8, 8, "out", { fmt: "hex" })],
-};
+});
 
 /** Header part; `areas[]` (vfio_region_sparse_mmap_area) follow at 16. */
-export const vfio_region_info_cap_sparse_mmap: StructDef = {
+export const vfio_region_info_cap_sparse_mmap = defineStruct({
   name: "vfio_region_info_cap_sparse_mmap",
   size: 16,
   fields: [...capHeader, fld("nr_areas", 8, 4, "out"), fld("reserved", 12, 4, "out", { kind: "reserved" })],
-};
+});
 
-export const vfio_region_info_cap_type: StructDef = {
+export const vfio_region_info_cap_type = defineStruct({
   name: "vfio_region_info_cap_type",
   size: 16,
   fields: [...capHeader, fld("type", 8, 4, "out", { fmt: "hex" }), fld("subtype", 12, 4, "out")],
-};
+});
 
-export const vfio_region_gfx_edid: StructDef = {
+export const vfio_region_gfx_edid = defineStruct({
   name: "vfio_region_gfx_edid",
   size: 24,
   fields: [
@@ -406,9 +406,9 @@ export const vfio_region_gfx_edid: StructDef = {
     fld("max_yres", 16, 4, "out"),
     fld("link_state", 20, 4, "inout", { kind: "enum", enumNames: { UP: 1n, DOWN: 2n } }),
   ],
-};
+});
 
-export const vfio_irq_info: StructDef = {
+export const vfio_irq_info = defineStruct({
   name: "vfio_irq_info",
   size: 16,
   fields: [
@@ -420,10 +420,10 @@ export const vfio_irq_info: StructDef = {
     fld("index", 8, 4, "in"),
     fld("count", 12, 4, "out"),
   ],
-};
+});
 
 /** Header part; data[] (u8 bools or s32 eventfds) follows at 20. */
-export const vfio_irq_set: StructDef = {
+export const vfio_irq_set = defineStruct({
   name: "vfio_irq_set",
   size: 20,
   fields: [
@@ -443,9 +443,9 @@ export const vfio_irq_set: StructDef = {
     fld("start", 12, 4, "in"),
     fld("count", 16, 4, "in"),
   ],
-};
+});
 
-export const vfio_pci_dependent_device: StructDef = {
+export const vfio_pci_dependent_device = defineStruct({
   name: "vfio_pci_dependent_device",
   size: 8,
   fields: [
@@ -455,10 +455,10 @@ export const vfio_pci_dependent_device: StructDef = {
     fld("bus", 6, 1, "out", { fmt: "hex" }),
     fld("devfn", 7, 1, "out", { fmt: "hex" }),
   ],
-};
+});
 
 /** Header part; devices[] (vfio_pci_dependent_device) follow at 12. */
-export const vfio_pci_hot_reset_info: StructDef = {
+export const vfio_pci_hot_reset_info = defineStruct({
   name: "vfio_pci_hot_reset_info",
   size: 12,
   fields: [
@@ -466,16 +466,16 @@ export const vfio_pci_hot_reset_info: StructDef = {
     fld("flags", 4, 4, "out", { kind: "flags", flags: { DEV_ID: 1n, DEV_ID_OWNED: 2n } }),
     fld("count", 8, 4, "inout"),
   ],
-};
+});
 
 /** Header part; group_fds[] (s32) follow at 12. */
-export const vfio_pci_hot_reset: StructDef = {
+export const vfio_pci_hot_reset = defineStruct({
   name: "vfio_pci_hot_reset",
   size: 12,
   fields: [argszIn, fld("flags", 4, 4, "in", { kind: "flags", flags: {} }), fld("count", 8, 4, "in")],
-};
+});
 
-export const vfio_device_gfx_plane_info: StructDef = {
+export const vfio_device_gfx_plane_info = defineStruct({
   name: "vfio_device_gfx_plane_info",
   size: 64,
   fields: [
@@ -496,9 +496,9 @@ export const vfio_device_gfx_plane_info: StructDef = {
     fld("dmabuf_id", 56, 4, "out", { alias: true }),
     fld("reserved", 60, 4, "out", { kind: "reserved" }),
   ],
-};
+});
 
-export const vfio_device_ioeventfd: StructDef = {
+export const vfio_device_ioeventfd = defineStruct({
   name: "vfio_device_ioeventfd",
   size: 32,
   fields: [
@@ -509,22 +509,22 @@ export const vfio_device_ioeventfd: StructDef = {
     fld("fd", 24, 4, "in", { kind: "fd" }),
     fld("reserved", 28, 4, "in", { kind: "reserved" }),
   ],
-};
+});
 
 /**
  * Header part; the feature payload follows at 8. The low 16 flag bits are the
  * feature index (VFIO_DEVICE_FEATURE_MASK), printed as leftover hex.
  */
-export const vfio_device_feature: StructDef = {
+export const vfio_device_feature = defineStruct({
   name: "vfio_device_feature",
   size: 8,
   fields: [
     argszIn,
     fld("flags", 4, 4, "in", { kind: "flags", flags: { GET: 0x10000n, SET: 0x20000n, PROBE: 0x40000n } }),
   ],
-};
+});
 
-export const vfio_device_bind_iommufd: StructDef = {
+export const vfio_device_bind_iommufd = defineStruct({
   name: "vfio_device_bind_iommufd",
   size: 24,
   fields: [
@@ -534,9 +534,9 @@ export const vfio_device_bind_iommufd: StructDef = {
     fld("out_devid", 12, 4, "out", { kind: "id" }),
     fld("token_uuid_ptr", 16, 8, "in", { kind: "ptr" }),
   ],
-};
+});
 
-export const vfio_device_attach_iommufd_pt: StructDef = {
+export const vfio_device_attach_iommufd_pt = defineStruct({
   name: "vfio_device_attach_iommufd_pt",
   size: 16,
   fields: [
@@ -545,9 +545,9 @@ export const vfio_device_attach_iommufd_pt: StructDef = {
     fld("pt_id", 8, 4, "inout", { kind: "id" }),
     fld("pasid", 12, 4, "in"),
   ],
-};
+});
 
-export const vfio_device_detach_iommufd_pt: StructDef = {
+export const vfio_device_detach_iommufd_pt = defineStruct({
   name: "vfio_device_detach_iommufd_pt",
   size: 12,
   fields: [
@@ -555,15 +555,15 @@ export const vfio_device_detach_iommufd_pt: StructDef = {
     fld("flags", 4, 4, "in", { kind: "flags", flags: { PASID: 1n } }),
     fld("pasid", 8, 4, "in"),
   ],
-};
+});
 
 // Feature payloads (after the 8-byte vfio_device_feature header).
 
-export const vfio_device_feature_migration: StructDef = {
+export const vfio_device_feature_migration = defineStruct({
   name: "vfio_device_feature_migration",
   size: 8,
   fields: [fld("flags", 0, 8, "out", { kind: "flags", flags: { STOP_COPY: 1n, P2P: 2n, PRE_COPY: 4n } })],
-};
+});
 
 const MIG_STATES = {
   ERROR: 0n,
@@ -576,25 +576,25 @@ const MIG_STATES = {
   PRE_COPY_P2P: 7n,
 };
 
-export const vfio_device_feature_mig_state: StructDef = {
+export const vfio_device_feature_mig_state = defineStruct({
   name: "vfio_device_feature_mig_state",
   size: 8,
   fields: [
     fld("device_state", 0, 4, "inout", { kind: "enum", enumNames: MIG_STATES }),
     fld("data_fd", 4, 4, "out", { kind: "fd" }),
   ],
-};
+});
 
-export const vfio_device_low_power_entry_with_wakeup: StructDef = {
+export const vfio_device_low_power_entry_with_wakeup = defineStruct({
   name: "vfio_device_low_power_entry_with_wakeup",
   size: 8,
   fields: [
     fld("wakeup_eventfd", 0, 4, "in", { kind: "fd" }),
     fld("reserved", 4, 4, "in", { kind: "reserved" }),
   ],
-};
+});
 
-export const vfio_device_feature_dma_logging_control: StructDef = {
+export const vfio_device_feature_dma_logging_control = defineStruct({
   name: "vfio_device_feature_dma_logging_control",
   size: 24,
   fields: [
@@ -603,15 +603,15 @@ export const vfio_device_feature_dma_logging_control: StructDef = {
     fld("__reserved", 12, 4, "in", { kind: "reserved" }),
     fld("ranges", 16, 8, "in", { kind: "ptr" }),
   ],
-};
+});
 
-export const vfio_device_feature_dma_logging_range: StructDef = {
+export const vfio_device_feature_dma_logging_range = defineStruct({
   name: "vfio_device_feature_dma_logging_range",
   size: 16,
   fields: [fld("iova", 0, 8, "in", { fmt: "hex" }), fld("length", 8, 8, "in", { fmt: "hex" })],
-};
+});
 
-export const vfio_device_feature_dma_logging_report: StructDef = {
+export const vfio_device_feature_dma_logging_report = defineStruct({
   name: "vfio_device_feature_dma_logging_report",
   size: 32,
   fields: [
@@ -620,28 +620,28 @@ export const vfio_device_feature_dma_logging_report: StructDef = {
     fld("page_size", 16, 8, "in", { fmt: "hex" }),
     fld("bitmap", 24, 8, "in", { kind: "ptr" }),
   ],
-};
+});
 
-export const vfio_device_feature_mig_data_size: StructDef = {
+export const vfio_device_feature_mig_data_size = defineStruct({
   name: "vfio_device_feature_mig_data_size",
   size: 8,
   fields: [fld("stop_copy_length", 0, 8, "out", { fmt: "hex" })],
-};
+});
 
-export const vfio_device_feature_bus_master: StructDef = {
+export const vfio_device_feature_bus_master = defineStruct({
   name: "vfio_device_feature_bus_master",
   size: 4,
   fields: [fld("op", 0, 4, "in", { kind: "enum", enumNames: { CLEAR_MASTER: 0n, SET_MASTER: 1n } })],
-};
+});
 
-export const vfio_region_dma_range: StructDef = {
+export const vfio_region_dma_range = defineStruct({
   name: "vfio_region_dma_range",
   size: 16,
   fields: [fld("offset", 0, 8, "in", { fmt: "hex" }), fld("length", 8, 8, "in", { fmt: "hex" })],
-};
+});
 
 /** Header part; dma_ranges[] (vfio_region_dma_range) follow at 16. */
-export const vfio_device_feature_dma_buf: StructDef = {
+export const vfio_device_feature_dma_buf = defineStruct({
   name: "vfio_device_feature_dma_buf",
   size: 16,
   fields: [
@@ -650,9 +650,9 @@ export const vfio_device_feature_dma_buf: StructDef = {
     fld("flags", 8, 4, "in", { kind: "flags", flags: {} }),
     fld("nr_ranges", 12, 4, "in"),
   ],
-};
+});
 
-export const vfio_precopy_info: StructDef = {
+export const vfio_precopy_info = defineStruct({
   name: "vfio_precopy_info",
   size: 24,
   fields: [
@@ -661,11 +661,11 @@ export const vfio_precopy_info: StructDef = {
     fld("initial_bytes", 8, 8, "out"),
     fld("dirty_bytes", 16, 8, "out"),
   ],
-};
+});
 
 // Type1 container API.
 
-export const vfio_iommu_type1_info: StructDef = {
+export const vfio_iommu_type1_info = defineStruct({
   name: "vfio_iommu_type1_info",
   size: 24,
   fields: [
@@ -675,22 +675,22 @@ export const vfio_iommu_type1_info: StructDef = {
     fld("cap_offset", 16, 4, "out"),
     fld("pad", 20, 4, "out", { kind: "reserved" }),
   ],
-};
+});
 
-export const vfio_iova_range: StructDef = {
+export const vfio_iova_range = defineStruct({
   name: "vfio_iova_range",
   size: 16,
   fields: [fld("start", 0, 8, "out", { fmt: "hex" }), fld("end", 8, 8, "out", { fmt: "hex" })],
-};
+});
 
 /** Header part; iova_ranges[] (vfio_iova_range, inclusive end) follow at 16. */
-export const vfio_iommu_type1_info_cap_iova_range: StructDef = {
+export const vfio_iommu_type1_info_cap_iova_range = defineStruct({
   name: "vfio_iommu_type1_info_cap_iova_range",
   size: 16,
   fields: [...capHeader, fld("nr_iovas", 8, 4, "out"), fld("reserved", 12, 4, "out", { kind: "reserved" })],
-};
+});
 
-export const vfio_iommu_type1_info_cap_migration: StructDef = {
+export const vfio_iommu_type1_info_cap_migration = defineStruct({
   name: "vfio_iommu_type1_info_cap_migration",
   size: 32,
   fields: [
@@ -699,16 +699,16 @@ export const vfio_iommu_type1_info_cap_migration: StructDef = {
     fld("pgsize_bitmap", 16, 8, "out", { fmt: "hex" }),
     fld("max_dirty_bitmap_size", 24, 8, "out"),
   ],
-};
+});
 
 /** sizeof is 12; in a chain it occupies 16 (iommufd compat rounds caps up to 8). */
-export const vfio_iommu_type1_info_dma_avail: StructDef = {
+export const vfio_iommu_type1_info_dma_avail = defineStruct({
   name: "vfio_iommu_type1_info_dma_avail",
   size: 12,
   fields: [...capHeader, fld("avail", 8, 4, "out")],
-};
+});
 
-export const vfio_iommu_type1_dma_map: StructDef = {
+export const vfio_iommu_type1_dma_map = defineStruct({
   name: "vfio_iommu_type1_dma_map",
   size: 32,
   fields: [
@@ -718,9 +718,9 @@ export const vfio_iommu_type1_dma_map: StructDef = {
     fld("iova", 16, 8, "in", { fmt: "hex" }),
     fld("size", 24, 8, "in", { fmt: "hex" }),
   ],
-};
+});
 
-export const vfio_bitmap: StructDef = {
+export const vfio_bitmap = defineStruct({
   name: "vfio_bitmap",
   size: 24,
   fields: [
@@ -728,10 +728,10 @@ export const vfio_bitmap: StructDef = {
     fld("size", 8, 8, "in", { fmt: "hex" }),
     fld("data", 16, 8, "in", { kind: "ptr" }),
   ],
-};
+});
 
 /** Header part; a vfio_bitmap follows at 24 with GET_DIRTY_BITMAP. */
-export const vfio_iommu_type1_dma_unmap: StructDef = {
+export const vfio_iommu_type1_dma_unmap = defineStruct({
   name: "vfio_iommu_type1_dma_unmap",
   size: 24,
   fields: [
@@ -740,19 +740,19 @@ export const vfio_iommu_type1_dma_unmap: StructDef = {
     fld("iova", 8, 8, "in", { fmt: "hex" }),
     fld("size", 16, 8, "inout", { fmt: "hex" }),
   ],
-};
+});
 
 /** Header part; data[] (vfio_iommu_type1_dirty_bitmap_get for GET_BITMAP) follows at 8. */
-export const vfio_iommu_type1_dirty_bitmap: StructDef = {
+export const vfio_iommu_type1_dirty_bitmap = defineStruct({
   name: "vfio_iommu_type1_dirty_bitmap",
   size: 8,
   fields: [
     argszIn,
     fld("flags", 4, 4, "in", { kind: "flags", flags: { START: 1n, STOP: 2n, GET_BITMAP: 4n } }),
   ],
-};
+});
 
-export const vfio_iommu_type1_dirty_bitmap_get: StructDef = {
+export const vfio_iommu_type1_dirty_bitmap_get = defineStruct({
   name: "vfio_iommu_type1_dirty_bitmap_get",
   size: 40,
   fields: [
@@ -762,11 +762,11 @@ export const vfio_iommu_type1_dirty_bitmap_get: StructDef = {
     fld("bitmap.size", 24, 8, "in", { fmt: "hex" }),
     fld("bitmap.data", 32, 8, "in", { kind: "ptr" }),
   ],
-};
+});
 
 // sPAPR TCE container API (plain __u64: these offsets are for 64-bit ABIs).
 
-export const vfio_iommu_spapr_tce_ddw_info: StructDef = {
+export const vfio_iommu_spapr_tce_ddw_info = defineStruct({
   name: "vfio_iommu_spapr_tce_ddw_info",
   size: 16,
   fields: [
@@ -774,9 +774,9 @@ export const vfio_iommu_spapr_tce_ddw_info: StructDef = {
     fld("max_dynamic_windows_supported", 8, 4, "out"),
     fld("levels", 12, 4, "out"),
   ],
-};
+});
 
-export const vfio_iommu_spapr_tce_info: StructDef = {
+export const vfio_iommu_spapr_tce_info = defineStruct({
   name: "vfio_iommu_spapr_tce_info",
   size: 32,
   fields: [
@@ -788,7 +788,7 @@ export const vfio_iommu_spapr_tce_info: StructDef = {
     fld("ddw.max_dynamic_windows_supported", 24, 4, "out"),
     fld("ddw.levels", 28, 4, "out"),
   ],
-};
+});
 
 const EEH_OPS = {
   DISABLE: 0n,
@@ -803,7 +803,7 @@ const EEH_OPS = {
   INJECT_ERR: 9n,
 };
 
-export const vfio_eeh_pe_op: StructDef = {
+export const vfio_eeh_pe_op = defineStruct({
   name: "vfio_eeh_pe_op",
   size: 40,
   fields: [
@@ -816,9 +816,9 @@ export const vfio_eeh_pe_op: StructDef = {
     fld("err.addr", 24, 8, "in", { fmt: "hex" }),
     fld("err.mask", 32, 8, "in", { fmt: "hex" }),
   ],
-};
+});
 
-export const vfio_iommu_spapr_register_memory: StructDef = {
+export const vfio_iommu_spapr_register_memory = defineStruct({
   name: "vfio_iommu_spapr_register_memory",
   size: 24,
   fields: [
@@ -827,9 +827,9 @@ export const vfio_iommu_spapr_register_memory: StructDef = {
     fld("vaddr", 8, 8, "in", { kind: "ptr" }),
     fld("size", 16, 8, "in", { fmt: "hex" }),
   ],
-};
+});
 
-export const vfio_iommu_spapr_tce_create: StructDef = {
+export const vfio_iommu_spapr_tce_create = defineStruct({
   name: "vfio_iommu_spapr_tce_create",
   size: 40,
   fields: [
@@ -842,9 +842,9 @@ export const vfio_iommu_spapr_tce_create: StructDef = {
     fld("__resv2", 28, 4, "in", { kind: "reserved" }),
     fld("start_addr", 32, 8, "out", { fmt: "hex" }),
   ],
-};
+});
 
-export const vfio_iommu_spapr_tce_remove: StructDef = {
+export const vfio_iommu_spapr_tce_remove = defineStruct({
   name: "vfio_iommu_spapr_tce_remove",
   size: 16,
   fields: [
@@ -852,7 +852,7 @@ export const vfio_iommu_spapr_tce_remove: StructDef = {
     fld("flags", 4, 4, "in", { kind: "flags", flags: {} }),
     fld("start_addr", 8, 8, "in", { fmt: "hex" }),
   ],
-};
+});
 
 // --- the command table -----------------------------------------------------
 
@@ -889,61 +889,73 @@ export interface VfioIoctlDef {
   note?: string;
 }
 
-interface VRow {
+interface VRow<D extends StructDef = StructDef> {
   name: string;
   n: number;
   fd: VfioFdKind;
   backend?: VfioBackend;
   arg: VfioArg;
-  struct?: StructDef;
-  last?: string;
+  struct?: D;
+  /** Must be a field of `struct` (checked by the compiler through `vrow`). */
+  last?: FieldName<D>;
   note?: string;
+}
+
+function vrow<D extends StructDef>(r: VRow<D>): VRow {
+  return r;
 }
 
 const MINSZ_FROM_MEMORY = "minsz UNVERIFIED (driver source not read; from kernel history as we know it)";
 
 const VROWS: VRow[] = [
-  { name: "VFIO_GET_API_VERSION", n: 0, fd: "container", arg: "none" },
-  { name: "VFIO_CHECK_EXTENSION", n: 1, fd: "container", arg: "value" },
-  { name: "VFIO_SET_IOMMU", n: 2, fd: "container", arg: "value" },
-  {
+  vrow({ name: "VFIO_GET_API_VERSION", n: 0, fd: "container", arg: "none" }),
+  vrow({ name: "VFIO_CHECK_EXTENSION", n: 1, fd: "container", arg: "value" }),
+  vrow({ name: "VFIO_SET_IOMMU", n: 2, fd: "container", arg: "value" }),
+  vrow({
     name: "VFIO_GROUP_GET_STATUS",
     n: 3,
     fd: "group",
     arg: "struct",
     struct: vfio_group_status,
     last: "flags",
-  },
-  { name: "VFIO_GROUP_SET_CONTAINER", n: 4, fd: "group", arg: "s32ptr" },
-  { name: "VFIO_GROUP_UNSET_CONTAINER", n: 5, fd: "group", arg: "none" },
-  { name: "VFIO_GROUP_GET_DEVICE_FD", n: 6, fd: "group", arg: "string" },
-  {
+  }),
+  vrow({ name: "VFIO_GROUP_SET_CONTAINER", n: 4, fd: "group", arg: "s32ptr" }),
+  vrow({ name: "VFIO_GROUP_UNSET_CONTAINER", n: 5, fd: "group", arg: "none" }),
+  vrow({ name: "VFIO_GROUP_GET_DEVICE_FD", n: 6, fd: "group", arg: "string" }),
+  vrow({
     name: "VFIO_DEVICE_GET_INFO",
     n: 7,
     fd: "device",
     arg: "struct",
     struct: vfio_device_info,
     last: "num_irqs",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_DEVICE_GET_REGION_INFO",
     n: 8,
     fd: "device",
     arg: "struct",
     struct: vfio_region_info,
     last: "offset",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_DEVICE_GET_IRQ_INFO",
     n: 9,
     fd: "device",
     arg: "struct",
     struct: vfio_irq_info,
     last: "count",
-  },
-  { name: "VFIO_DEVICE_SET_IRQS", n: 10, fd: "device", arg: "struct", struct: vfio_irq_set, last: "count" },
-  { name: "VFIO_DEVICE_RESET", n: 11, fd: "device", arg: "none" },
-  {
+  }),
+  vrow({
+    name: "VFIO_DEVICE_SET_IRQS",
+    n: 10,
+    fd: "device",
+    arg: "struct",
+    struct: vfio_irq_set,
+    last: "count",
+  }),
+  vrow({ name: "VFIO_DEVICE_RESET", n: 11, fd: "device", arg: "none" }),
+  vrow({
     name: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
     n: 12,
     fd: "device",
@@ -951,8 +963,8 @@ const VROWS: VRow[] = [
     struct: vfio_pci_hot_reset_info,
     last: "count",
     // minsz 12 confirmed in vfio_pci_core.c.
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_DEVICE_PCI_HOT_RESET",
     n: 13,
     fd: "device",
@@ -960,8 +972,8 @@ const VROWS: VRow[] = [
     struct: vfio_pci_hot_reset,
     last: "count",
     // minsz 12 confirmed in vfio_pci_core.c.
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_DEVICE_QUERY_GFX_PLANE",
     n: 14,
     fd: "device",
@@ -969,49 +981,49 @@ const VROWS: VRow[] = [
     struct: vfio_device_gfx_plane_info,
     last: "dmabuf_id",
     note: MINSZ_FROM_MEMORY,
-  },
-  { name: "VFIO_DEVICE_GET_GFX_DMABUF", n: 15, fd: "device", arg: "u32ptr" },
-  {
+  }),
+  vrow({ name: "VFIO_DEVICE_GET_GFX_DMABUF", n: 15, fd: "device", arg: "u32ptr" }),
+  vrow({
     name: "VFIO_DEVICE_IOEVENTFD",
     n: 16,
     fd: "device",
     arg: "struct",
     struct: vfio_device_ioeventfd,
     last: "fd",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_DEVICE_FEATURE",
     n: 17,
     fd: "device",
     arg: "struct",
     struct: vfio_device_feature,
     last: "flags",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_DEVICE_BIND_IOMMUFD",
     n: 18,
     fd: "device",
     arg: "struct",
     struct: vfio_device_bind_iommufd,
     last: "out_devid",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
     n: 19,
     fd: "device",
     arg: "struct",
     struct: vfio_device_attach_iommufd_pt,
     last: "pt_id",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_DEVICE_DETACH_IOMMUFD_PT",
     n: 20,
     fd: "device",
     arg: "struct",
     struct: vfio_device_detach_iommufd_pt,
     last: "flags",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_MIG_GET_PRECOPY_INFO",
     n: 21,
     fd: "migration",
@@ -1019,8 +1031,8 @@ const VROWS: VRow[] = [
     struct: vfio_precopy_info,
     last: "dirty_bytes",
     note: MINSZ_FROM_MEMORY,
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_IOMMU_GET_INFO",
     n: 12,
     fd: "container",
@@ -1028,8 +1040,8 @@ const VROWS: VRow[] = [
     arg: "struct",
     struct: vfio_iommu_type1_info,
     last: "iova_pgsizes",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_IOMMU_MAP_DMA",
     n: 13,
     fd: "container",
@@ -1037,8 +1049,8 @@ const VROWS: VRow[] = [
     arg: "struct",
     struct: vfio_iommu_type1_dma_map,
     last: "size",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_IOMMU_UNMAP_DMA",
     n: 14,
     fd: "container",
@@ -1046,10 +1058,10 @@ const VROWS: VRow[] = [
     arg: "struct",
     struct: vfio_iommu_type1_dma_unmap,
     last: "size",
-  },
-  { name: "VFIO_IOMMU_ENABLE", n: 15, fd: "container", backend: "spapr", arg: "none" },
-  { name: "VFIO_IOMMU_DISABLE", n: 16, fd: "container", backend: "spapr", arg: "none" },
-  {
+  }),
+  vrow({ name: "VFIO_IOMMU_ENABLE", n: 15, fd: "container", backend: "spapr", arg: "none" }),
+  vrow({ name: "VFIO_IOMMU_DISABLE", n: 16, fd: "container", backend: "spapr", arg: "none" }),
+  vrow({
     name: "VFIO_IOMMU_DIRTY_PAGES",
     n: 17,
     fd: "container",
@@ -1057,8 +1069,8 @@ const VROWS: VRow[] = [
     arg: "struct",
     struct: vfio_iommu_type1_dirty_bitmap,
     last: "flags",
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_IOMMU_SPAPR_TCE_GET_INFO",
     n: 12,
     fd: "container",
@@ -1067,8 +1079,8 @@ const VROWS: VRow[] = [
     struct: vfio_iommu_spapr_tce_info,
     last: "dma32_window_size",
     note: MINSZ_FROM_MEMORY,
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_IOMMU_SPAPR_REGISTER_MEMORY",
     n: 17,
     fd: "container",
@@ -1077,8 +1089,8 @@ const VROWS: VRow[] = [
     struct: vfio_iommu_spapr_register_memory,
     last: "size",
     note: MINSZ_FROM_MEMORY,
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY",
     n: 18,
     fd: "container",
@@ -1087,8 +1099,8 @@ const VROWS: VRow[] = [
     struct: vfio_iommu_spapr_register_memory,
     last: "size",
     note: MINSZ_FROM_MEMORY,
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_IOMMU_SPAPR_TCE_CREATE",
     n: 19,
     fd: "container",
@@ -1097,8 +1109,8 @@ const VROWS: VRow[] = [
     struct: vfio_iommu_spapr_tce_create,
     last: "start_addr",
     note: MINSZ_FROM_MEMORY,
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_IOMMU_SPAPR_TCE_REMOVE",
     n: 20,
     fd: "container",
@@ -1107,8 +1119,8 @@ const VROWS: VRow[] = [
     struct: vfio_iommu_spapr_tce_remove,
     last: "start_addr",
     note: MINSZ_FROM_MEMORY,
-  },
-  {
+  }),
+  vrow({
     name: "VFIO_EEH_PE_OP",
     n: 21,
     fd: "container",
@@ -1117,7 +1129,7 @@ const VROWS: VRow[] = [
     struct: vfio_eeh_pe_op,
     last: "op",
     note: MINSZ_FROM_MEMORY,
-  },
+  }),
 ];
 
 function vdef(r: VRow, struct: StructDef | undefined): VfioIoctlDef {

@@ -37,11 +37,16 @@ describe("examples/*.yaml through the CLI entry point", () => {
     });
   }
 
-  it("skip list is current: every skipped example exists and still fails", async () => {
-    for (const f of Object.keys(NOT_LANDED_YET)) {
-      expect(files, `${f} is in the skip list but not in examples/`).toContain(f);
-      const r = await cli(["run", new URL(f, dir).pathname, "--quiet"]);
-      expect(r.code, `${f} passes now: remove it from NOT_LANDED_YET`).not.toBe(0);
-    }
-  });
+  const skipped = Object.keys(NOT_LANDED_YET);
+  // With nothing skipped there is nothing to check: say so rather than pass a loop over nothing.
+  it.skipIf(skipped.length === 0)(
+    `skip list is current: every skipped example exists and still fails${skipped.length === 0 ? " (the list is empty)" : ""}`,
+    async () => {
+      for (const f of skipped) {
+        expect(files, `${f} is in the skip list but not in examples/`).toContain(f);
+        const r = await cli(["run", new URL(f, dir).pathname, "--quiet"]);
+        expect(r.code, `${f} passes now: remove it from NOT_LANDED_YET`).not.toBe(0);
+      }
+    },
+  );
 });

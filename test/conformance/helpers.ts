@@ -19,8 +19,16 @@ export const READ = 4;
 export const RW = WRITE | READ;
 
 /** An ioctl with a struct: returns the return code and the struct as the kernel left it. */
-export function call(p: Process, fd: number, req: number, def: StructDef, v: StructInput, size = def.size) {
-  const buf = encode(def, { size, ...v }, Math.max(size, 4));
+export function call<D extends StructDef>(
+  p: Process,
+  fd: number,
+  req: number,
+  def: D,
+  v: StructInput<D>,
+  size = def.size,
+) {
+  // Every iommufd struct starts with its u32 size.
+  const buf = encode(def, { size, ...v } as StructInput<D>, Math.max(size, 4));
   const rc = p.ioctl(fd, req, buf);
   return { rc, out: decode(def, buf), buf };
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { iommufdCtxFromFile, iommufdDeviceBind, iommufdDeviceUnbind } from "../../src/iommufd/index.js";
 import {
+  E2BIG,
   EBUSY,
   EEXIST,
   EFAULT,
@@ -276,6 +277,13 @@ describe("iommufd_viommu (54-60)", () => {
           const q = veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 2);
           ok(e.p, q.rc);
           fails(e, EEXIST, () => veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 2).rc);
+          // read counts that cannot hold a header are EINVAL even on an empty queue
+          for (const n of [0, 7]) {
+            fails(e, EINVAL, () => {
+              const r = e.p.read(q.fd, n);
+              return typeof r === "number" ? r : r.length;
+            });
+          }
           const vd = vdeviceAlloc(e, f.viommu, f.dev, 0x99n);
           ok(e.p, vd.rc);
           ok(e.p, replace(e, f.stdev, f.nested));
@@ -324,8 +332,14 @@ describe("iommufd_viommu (54-60)", () => {
         const { e } = f;
         fails(e, EOPNOTSUPP, () => veventqAlloc(e, f.viommu, 0, 2).rc);
         fails(e, EINVAL, () => veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 0).rc);
+        // the depth cap, 1 << 19 (the 7.2 selftest's VEVENTQ_MAX_DEPTH + 1)
+        fails(e, EINVAL, () => veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, (1 << 19) + 1).rc);
         fails(e, ENOENT, () => veventqAlloc(e, 0xffff, IOMMU_VEVENTQ_TYPE_SELFTEST, 2).rc);
         if (f.dev !== 0) {
+          const max = veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 1 << 19);
+          ok(e.p, max.rc);
+          ok(e.p, e.p.close(max.fd));
+          ok(e.p, destroy(e, max.id));
           // With no vEVENTQ of the selftest type the event has nowhere to go.
           ok(e.p, vdeviceAlloc(e, f.viommu, f.dev, 0x5n).rc);
           ok(e.p, replace(e, f.stdev, f.nested));
@@ -333,7 +347,8 @@ describe("iommufd_viommu (54-60)", () => {
           const q = veventqAlloc(e, f.viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 4);
           ok(e.p, q.rc);
           ok(e.p, triggerVevent(e, f.dev));
-          expect(e.p.read(q.fd, 11)).toEqual(new Uint8Array(0));
+          // a header fits but the payload does not: EINVAL, the event stays queued
+          expect(e.p.read(q.fd, 11)).toBe(-EINVAL);
           expect(readVevent(e, q.fd)).toMatchObject({ seq: 0, virtId: 5 });
           // The vEVENTQ holds the vIOMMU; the fd holds the vEVENTQ (closed: destroyable).
           fails(e, EBUSY, () => destroy(e, q.id));
@@ -399,6 +414,44 @@ describe("iommufd_viommu (54-60)", () => {
         }
         expectNoLeaks(e);
       });
+
+      // mock_viommu_cache_invalidate() reads the array with iommu_copy_struct_from_full_user_array(),
+      // i.e. plain copy_struct_from_user() per entry: unlike the nested HWPT's entries (and the
+      // VIOMMU_ALLOC data), a longer entry with a zero tail is taken and a short one zero-filled.
+      it.skipIf(variant === "no_viommu")(
+        "59b vIOMMU invalidation entries: copy_struct_from_user sizes",
+        () => {
+          const f = fixture(variant);
+          const { e } = f;
+          ok(e.p, vdeviceAlloc(e, f.viommu, f.dev, 0x99n).rc);
+          const D = IOMMU_TEST_DEV_CACHE_DEFAULT;
+          const cache = (v: number[]) => {
+            for (const [i, x] of v.entries()) ok(e.p, checkDevCache(e, f.dev, i, x));
+          };
+          const T = IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST;
+          const entry16 = (cacheId: number, tail: number) => u32s(0, 0x99, cacheId, tail);
+          // 16-byte entries, tail zero: both applied
+          let r = invalidate(e, f.viommu, T, 16, 2, new Uint8Array([...entry16(3, 0), ...entry16(2, 0)]));
+          ok(e.p, r.rc);
+          expect(r.num).toBe(2);
+          cache([D, D, 0, 0]);
+          // a non-zero byte past the kernel's 12: E2BIG before any entry is applied
+          fails(
+            e,
+            E2BIG,
+            () => invalidate(e, f.viommu, T, 16, 2, new Uint8Array([...entry16(1, 0), ...entry16(0, 1)])).rc,
+          );
+          r = invalidate(e, f.viommu, T, 16, 1, entry16(1, 0x100));
+          expect(r).toEqual({ rc: -E2BIG, num: 0 });
+          cache([D, D, 0, 0]);
+          // an 8-byte entry: cache_id is zero-filled, so cache 0 is cleared
+          r = invalidate(e, f.viommu, T, 8, 1, u32s(0, 0x99));
+          ok(e.p, r.rc);
+          expect(r.num).toBe(1);
+          cache([0, D, 0, 0]);
+          expectNoLeaks(e);
+        },
+      );
 
       it("60 hw_queue: check order, index chain, locked IOVA, dependency EBUSY", () => {
         const f = fixture(variant);

@@ -90,7 +90,7 @@ describe("kselftest TAP", () => {
       exitCode: 1,
       timedOut: false,
       seconds: 3,
-      stderrTail: "",
+      outputTail: "",
     };
     const why = { "7.2": { iommufd: { status: {}, why: { "iommufd.cmd_fail": "explained" } } } };
     const s = renderSection([run], why);

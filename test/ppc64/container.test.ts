@@ -201,6 +201,44 @@ describe("legacy sPAPR TCE v2 container", () => {
     expect(m.debug.checkInvariants()).toEqual([]);
   });
 
+  it("UNREGISTER while a TCE points into the memory: 0, yet the pages stay pinned and charged and DMA still reaches them", () => {
+    const m = machine();
+    const p = m.spawn({ rlimitMemlock: 64n << 20n });
+    const o = open(p, VFIO_SPAPR_TCE_v2_IOMMU);
+    const base = snapshot(m, p);
+    const pattern = new Uint8Array(0x1000).map((_, i) => (i * 7 + 3) & 0xff);
+    const src = buffer(p, 0x10000, (i) => pattern[i % 0x1000]);
+    const dst = buffer(p, 0x10000, () => 0);
+    expect(register(o, src, 0x10000n)).toBe(0);
+    expect(register(o, dst, 0x10000n)).toBe(0);
+    expect(create(o, 16, 4n * GIB, 1).ret).toBe(0);
+    // 4 KiB TCEs in the default window: src at 0x20000 (read), dst at 0x40000 (write)
+    expect(map(o, src, 0x20000n, 0x10000n, VFIO_DMA_MAP_FLAG_READ)).toBe(0);
+    expect(map(o, dst, 0x40000n, 0x10000n, VFIO_DMA_MAP_FLAG_WRITE)).toBe(0);
+    const mapped = snapshot(m, p);
+    expect(mapped.pinned - base.pinned).toBe(32);
+    // mm_iommu_put finds TCEs still using src: the region is kept (the kernel ignores that EBUSY)
+    expect(register(o, src, 0x10000n, VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY)).toBe(0);
+    expect(snapshot(m, p)).toEqual(mapped);
+    // the container forgot it, so a second UNREGISTER finds nothing
+    expect(register(o, src, 0x10000n, VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY)).toBe(-ENOENT);
+    // even with the user mapping gone and the memory reused, the pinned pages still hold the data
+    expect(p.munmap(src, 0x10000n)).toBe(0);
+    buffer(p, 0x40000, () => 0xee);
+    expect(snapshot(m, p).pinned).toBe(mapped.pinned);
+    enableBusMaster(o);
+    doorbell(o, 0x20000n, 0x40000n, 0x1000n);
+    expect(reg(o, 0x24)).toBe(2n);
+    expect(p.readMemory(dst, 0x1000)).toEqual(pattern);
+    expect(m.debug.checkInvariants()).toEqual([]);
+    // clearing the TCEs does not free it either: it stays pinned until its owner goes
+    expect(unmap(o, 0x20000n, 0x10000n)).toBe(0);
+    expect(snapshot(m, p).pinned).toBe(mapped.pinned);
+    p.exit();
+    expect(snapshot(m, p)).toMatchObject({ pinned: base.pinned, pt: base.pt, locked: base.locked });
+    expect(m.debug.checkInvariants()).toEqual([]);
+  });
+
   it("a short GET_INFO argsz gets only the 16-byte head; v1 reports no DDW; no group: ENXIO", () => {
     const m = machine();
     const p = m.spawn();

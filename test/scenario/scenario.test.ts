@@ -170,20 +170,54 @@ steps:
   });
 
   it("read_phys sees what a process wrote, through its physical page", () => {
-    const r = run(`
-machine: { memory: 256M }
+    // The page's PA comes from the noiommu cdev's IOMMU_IOAS_NOIOMMU_GET_PA.
+    const scenario = (expectText: string) => `
+machine:
+  iommu: none
+  memory: 256M
+  pci: [{ bdf: "0000:00:04.0", kind: memcpy }]
+  params: { vfio.enable_unsafe_noiommu_mode: true }
+processes:
+  - { name: driver, caps: [CAP_SYS_RAWIO], rlimitMemlock: 64M }
 steps:
+  - bind_driver: "0000:00:04.0"
+  - open: /dev/vfio/devices/noiommu-vfio0
+    as: dev
+  - open: /dev/iommu
+    as: iommufd
+  - bind_iommufd: $dev
+    iommufd: $iommufd
+  - ioas_alloc: $iommufd
+    as: ioas
+  - attach_pt: $dev
+    pt: $ioas
   - mmap: { len: 4K }
     as: va
-  - write_memory: $va
+  - write_memory: $va + 0x10
     data: { text: "phys" }
-  - read_phys: 0
+  - ioas_map: $iommufd
+    ioas: $ioas
+    va: $va
+    length: 4K
+    iova: 1M
+  - ioctl: IOMMU_IOAS_NOIOMMU_GET_PA
+    fd: $iommufd
+    arg: { ioas_id: $ioas, iova: 1M, length: 4K }
+    capture: { pa: out_phys }
+  - read_phys: $pa + 0x10
     len: 4
+    expect: { data: { text: "${expectText}" } }
   - read_phys: 1T
     len: 4
     expect: { errno: EINVAL }
-`);
+`;
+    const r = run(scenario("phys"));
+    expect(r.failure).toBeUndefined();
     expect(r.ok).toBe(true);
+    // and the comparison is real: other bytes are a failed expectation
+    const wrong = run(scenario("phyz"));
+    expect(wrong.ok).toBe(false);
+    expect(wrong.failure?.kind).toBe("expectation");
   });
 
   it("processes are chosen per step and keep their own fds", () => {

@@ -45,8 +45,8 @@ describe("kernel profiles", () => {
     expect(s.fields.find((f) => f.name === "flags")!.flags).not.toHaveProperty("PASID");
   });
   it("FLAG_SINCE entries name real flags", () => {
-    const defs = [...Object.values(I), ...Object.values(V)].filter(
-      (v): v is StructDef => typeof v === "object" && v !== null && "fields" in v && "size" in v,
+    const defs = ([...Object.values(I), ...Object.values(V)] as unknown[]).filter(
+      (v: unknown): v is StructDef => typeof v === "object" && v !== null && "fields" in v && "size" in v,
     );
     expect(FLAG_SINCE.length).toBeGreaterThan(0);
     for (const f of FLAG_SINCE) {

@@ -57,7 +57,7 @@ describe("encode/decode", () => {
     iommu_option,
     iommu_hw_info_arm_smmuv3,
     vfio_device_bind_iommufd,
-  ]) {
+  ] as StructDef[]) {
     it(`round-trips ${def.name}`, () => {
       fc.assert(
         fc.property(arbValues(def), (vals) => {
@@ -73,8 +73,8 @@ describe("encode/decode", () => {
   }
 
   it("round-trips every struct table of iommufd.ts and vfio.ts", () => {
-    const defs = [...Object.values(I), ...Object.values(V)].filter(
-      (v): v is StructDef => typeof v === "object" && v !== null && "fields" in v && "size" in v,
+    const defs = ([...Object.values(I), ...Object.values(V)] as unknown[]).filter(
+      (v: unknown): v is StructDef => typeof v === "object" && v !== null && "fields" in v && "size" in v,
     );
     for (const def of defs) {
       fc.assert(
@@ -131,6 +131,7 @@ describe("encode/decode", () => {
   });
 
   it("rejects unknown keys and values that do not fit", () => {
+    // @ts-expect-error: a misspelt or unknown field does not compile (and throws for untyped callers)
     expect(() => encode(iommu_ioas_map, { nope: 1 })).toThrow(TypeError);
     expect(() => encode(iommu_ioas_map, { flags: 1n << 32n })).toThrow(RangeError);
     expect(() => encode(iommu_ioas_map, { flags: -(1n << 31n) - 1n })).toThrow(RangeError);
@@ -158,6 +159,7 @@ describe("encode/decode", () => {
     writeField(iommu_ioas_map, b, "ioas_id", 3);
     expect(readField(iommu_ioas_map, b, "iova")).toBe(0x200000n);
     expect(readField(iommu_ioas_map, b, "ioas_id")).toBe(3n);
+    // @ts-expect-error: not a field of iommu_ioas_map
     expect(() => readField(iommu_ioas_map, b, "bogus")).toThrow(TypeError);
   });
 });

@@ -164,7 +164,7 @@ describe("VFIO minsz (uapi.md §4)", () => {
     expect(offsetOf(V.vfio_iommu_spapr_tce_info, "ddw.levels")).toBe(28);
   });
   it("every struct table is a sound C layout", () => {
-    const defs = Object.values(V).filter(
+    const defs = (Object.values(V) as unknown[]).filter(
       (v): v is StructDef => typeof v === "object" && v !== null && "fields" in v && "size" in v,
     );
     expect(defs.length).toBeGreaterThan(40);

@@ -107,6 +107,36 @@ describe("type1 MAP/UNMAP argument rules (vfio_iommu_type1.c)", () => {
   });
 });
 
+describe("type1 v2 UNMAP_DMA must not bisect a mapping at either end", () => {
+  it("a range ending inside a mapping is EINVAL and unmaps nothing, not even the mappings before it", () => {
+    const m = new Machine();
+    m.bindDriver(BDF, "vfio-pci");
+    const p = m.spawn();
+    const o = openGroup(p, 0);
+    const va = buffer(p, 8 * 4096);
+    // A: [0x10000, 0x12000)  B: [0x12000, 0x16000)
+    expect(dmaMap(o, va, 2 * 4096, 0x10000n)).toBe(0);
+    expect(dmaMap(o, va + 0x2000n, 4 * 4096, 0x12000n)).toBe(0);
+    const before = m.debug.counters().vfioType1PinnedPages;
+    expect(before).toBe(6);
+    for (const [iova, size] of [
+      [0x12000n, 0x1000n], // starts at B, ends inside B
+      [0x10000n, 0x3000n], // covers A whole, ends inside B
+      [0x8000n, 0xb000n], // starts in a hole, ends inside B
+      [0x10000n, 0x1000n], // starts at A, ends inside A
+    ] as const) {
+      // the kernel returns before copying the struct back: `size` keeps what the caller wrote
+      expect(unmap(o, iova, size)).toEqual({ ret: -EINVAL, size });
+      expect(m.debug.counters().vfioType1PinnedPages).toBe(before);
+    }
+    // both mappings are intact: exact ranges unmap them, reported in full
+    expect(unmap(o, 0x10000n, 0x2000n)).toEqual({ ret: 0, size: 0x2000n });
+    expect(unmap(o, 0x12000n, 0x4000n)).toEqual({ ret: 0, size: 0x4000n });
+    expect(m.debug.counters().vfioType1PinnedPages).toBe(0);
+    expect(m.debug.checkInvariants()).toEqual([]);
+  });
+});
+
 describe("VFIO_UPDATE_VADDR (UNMAP/MAP_DMA with the VADDR flag)", () => {
   it("invalidate, refuse a second invalidation and group attach (EBUSY), restore exactly", () => {
     const m = twoDevices();

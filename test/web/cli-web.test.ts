@@ -4,11 +4,12 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { webAssetsDir } from "../../src/cli/cmd-web.js";
 import { cli } from "../cli/helpers.js";
+import { skipUnlessBuilt } from "../needs-dist.js";
 import { serve } from "./serve.js";
 
 const built = webAssetsDir() !== undefined;
 
-describe.skipIf(!built)("iommufd-sim web (needs `npm run build` for dist/web)", () => {
+describe.skipIf(skipUnlessBuilt(built))("iommufd-sim web (needs `npm run build` for dist/web)", () => {
   it("`help web` exits 0 and shows the usage", async () => {
     const r = await cli(["help", "web"]);
     expect(r.code).toBe(0);

@@ -1,5 +1,6 @@
 import { EEXIST, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, EOPNOTSUPP, fail } from "../../uapi/errno.js";
 import { IOMMU_HWPT_ALLOC_PASID } from "../../uapi/iommufd.js";
+import { copyStructFromUser } from "../../uapi/struct.js";
 import type { IommuDevice } from "../device.js";
 import type { IommuDomain } from "../domain.js";
 import type { InvalidateResult, IommuUserData } from "../driver.js";
@@ -174,16 +175,19 @@ class MockViommu implements ViommuState {
         errno: EFAULT,
         reason: `mock: cannot read ${entryNum} entries of ${entryLen} bytes`,
       };
+    // iommu_copy_struct_from_full_user_array() copies each entry with plain
+    // copy_struct_from_user(), not __iommu_copy_struct_from_user(): a short
+    // entry is zero-filled and a longer one is taken if its tail is zero
+    // (E2BIG otherwise), unlike the nested HWPT's per-entry copy.
     const cmds: DataView[] = [];
     for (const e of entries) {
-      try {
-        cmds.push(
-          copyStruct(e.subarray(0, entryLen), 0, VIOMMU_INV_SIZE, "iommu_viommu_invalidate_selftest"),
-        );
-      } catch (err) {
-        const k = err as { errno: number; reason: string };
-        return { handled: 0, errno: k.errno, reason: k.reason };
-      }
+      const c = copyStructFromUser(
+        VIOMMU_INV_SIZE,
+        e.subarray(0, entryLen),
+        "struct iommu_viommu_invalidate_selftest",
+      );
+      if (!c.ok) return { handled: 0, errno: c.errno, reason: c.reason };
+      cmds.push(new DataView(c.kbuf.buffer, c.kbuf.byteOffset, VIOMMU_INV_SIZE));
     }
     let handled = 0;
     for (const c of cmds) {

@@ -5,6 +5,7 @@ import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
+  IOMMU_HWPT_DATA_NONE,
 } from "../../uapi/iommufd.js";
 import type { IommuDevice } from "../device.js";
 import { IommuDomain } from "../domain.js";
@@ -30,6 +31,9 @@ export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
 export const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
 /** sizeof(struct iommu_hwpt_selftest) in 7.x (iotlb, pagetable_type); 6.12 programs send its first 4 bytes. */
 export const HWPT_SELFTEST_SIZE = 8;
+/** struct iommu_hwpt_selftest.pagetable_type (iommufd_test.h). */
+export const MOCK_IOMMUPT_DEFAULT = 0;
+export const MOCK_IOMMUPT_HUGE = 1;
 export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
 export const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1;
 export const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
@@ -85,8 +89,13 @@ export class MockIommuDriver extends DriverBase implements ViommuDriver, PasidDr
 
   /**
    * mock_domain_alloc_paging_flags(): flags beyond NEST_PARENT |
-   * DIRTY_TRACKING | PASID, DIRTY_TRACKING on a NO_DIRTY device, or any
-   * driver data: EOPNOTSUPP.
+   * DIRTY_TRACKING | PASID, or DIRTY_TRACKING on a NO_DIRTY device:
+   * EOPNOTSUPP. Since the selftest moved to iommupt (7.x) the driver data
+   * may be a struct iommu_hwpt_selftest choosing the table
+   * (mock_domain_alloc_pgtable): MOCK_IOMMUPT_DEFAULT (2 KiB pages, the
+   * mock aperture) or MOCK_IOMMUPT_HUGE (only 1 MiB leaves plus PAGE_SIZE,
+   * the table's own aperture); any other type EOPNOTSUPP. 6.12's mock
+   * takes no driver data at all.
    */
   allocPaging(dev: IommuDevice | undefined, flags: number, userData?: IommuUserData): IommuDomain {
     const allowed = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID;
@@ -94,13 +103,28 @@ export class MockIommuDriver extends DriverBase implements ViommuDriver, PasidDr
     if ((flags & ~allowed) !== 0 || (dirty && dev?.flags.noDirty)) {
       fail(EOPNOTSUPP, "mock: unsupported flags, or DIRTY_TRACKING on a MOCK_FLAGS_DEVICE_NO_DIRTY device");
     }
-    if (userData !== undefined) fail(EOPNOTSUPP, "mock paging domains take no driver data");
-    const sizes = [MOCK_IO_PAGE_LG2];
-    if (dev?.flags.hugeIova) sizes.push(MOCK_HUGE_PAGE_LG2);
-    const apertures = [{ start: MOCK_APERTURE_START, last: MOCK_APERTURE_LAST }];
-    // The domain keeps selftest.c's pgsize_bitmap (2 KiB, plus 1 MiB for a
-    // HUGE_IOVA device) and aperture over the table's own geometry, as
-    // mock_domain_alloc_pgtable() overrides the aperture.
+    let ptType = MOCK_IOMMUPT_DEFAULT;
+    if (userData !== undefined) {
+      if (this.ctx.profile === "6.12") fail(EOPNOTSUPP, "the 6.12 mock's paging domains take no driver data");
+      if (userData.type !== IOMMU_HWPT_DATA_SELFTEST && userData.type !== IOMMU_HWPT_DATA_NONE) {
+        fail(EOPNOTSUPP, `mock paging domains take IOMMU_HWPT_DATA_SELFTEST (got ${userData.type})`);
+      }
+      if (userData.type !== IOMMU_HWPT_DATA_SELFTEST) {
+        fail(EINVAL, "iommu_copy_struct_from_user: the data type is not IOMMU_HWPT_DATA_SELFTEST");
+      }
+      ptType = copyU32Struct(userData.bytes, 4, HWPT_SELFTEST_SIZE, "struct iommu_hwpt_selftest")[1];
+      if (ptType !== MOCK_IOMMUPT_DEFAULT && ptType !== MOCK_IOMMUPT_HUGE) {
+        fail(EOPNOTSUPP, `mock: pagetable_type ${ptType} is not modelled (DEFAULT 0 and HUGE 1 are)`);
+      }
+    }
+    const huge = ptType === MOCK_IOMMUPT_HUGE;
+    const sizes = huge ? [12, MOCK_HUGE_PAGE_LG2] : [MOCK_IO_PAGE_LG2];
+    if (!huge && dev?.flags.hugeIova) sizes.push(MOCK_HUGE_PAGE_LG2);
+    // DEFAULT overrides the table's geometry with the mock aperture; HUGE keeps
+    // the 3-level amdv1_mock table's own (38 VA bits).
+    const apertures = huge
+      ? [{ start: 0n, last: (1n << 38n) - 1n }]
+      : [{ start: MOCK_APERTURE_START, last: MOCK_APERTURE_LAST }];
     const pt = newMockTable(this.ctx.phys, this.ctx.frames, sizes);
     return this.track(
       new IommuDomain({

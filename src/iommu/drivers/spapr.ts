@@ -183,7 +183,8 @@ export class SpaprTceIommuDriver extends DriverBase {
     const used = new Set<number>();
     const out: SpaprWindowSpec[] = [];
     for (let i = 0; i < n; i++) {
-      const w = (k: string) => v[`windows[${i}].${k}`];
+      const w = (k: "start_addr" | "window_size" | "page_shift" | "levels" | "flags" | "__reserved") =>
+        v[`windows[${i}].${k}`];
       if (w("flags") !== 0n || w("__reserved") !== 0n)
         fail(EINVAL, `windows[${i}]: flags and __reserved must be 0`);
       const spec: SpaprWindowSpec = {

@@ -1,0 +1,47 @@
+// The exec bridge's real-process memory (ForeignMm): MAP_HUGETLB pages are pinned as
+// physically contiguous 2 MiB folios, so a domain maps them with large IOPTEs as the kernel
+// would (the kselftests' huge dirty-tracking variants depend on it); other memory stays 4 KiB.
+import { expect, it } from "vitest";
+import { Machine } from "../../src/kernel/machine.js";
+import type { ForeignMemory, ForeignMm, ForeignVma } from "../../src/mm/foreign-mm.js";
+
+const M2 = 2 << 20;
+
+/** A fake process: a 2 MiB hugetlb mapping at 0x40000000 and a 2 MiB plain one after it. */
+function fakeMemory(): ForeignMemory {
+  const bytes = new Uint8Array(2 * M2);
+  const vmas: ForeignVma[] = [
+    { start: 0x40000000, end: 0x40000000 + M2, read: true, write: true, io: false, hugetlb: true },
+    { start: 0x40000000 + M2, end: 0x40000000 + 2 * M2, read: true, write: true, io: false },
+  ];
+  const at = (va: number) => va - 0x40000000;
+  return {
+    read: (va, len) => (at(va) < 0 || at(va) + len > bytes.length ? -14 : bytes.slice(at(va), at(va) + len)),
+    write: (va, b) => {
+      if (at(va) < 0 || at(va) + b.length > bytes.length) return -14;
+      bytes.set(b, at(va));
+      return 0;
+    },
+    vma: (va) => vmas.find((v) => va >= v.start && va < v.end),
+  };
+}
+
+it("hugetlb pages of a real process pin as one contiguous 2 MiB folio; plain pages one by one; exit frees them", () => {
+  const m = new Machine({ iommu: "mock" });
+  const base = m.debug.counters();
+  const p = m.spawn({ caps: ["CAP_IPC_LOCK"], foreignMemory: fakeMemory() });
+  const mm = p.task.mm as unknown as ForeignMm;
+  const huge = mm.pinUserPages(0x40000000n + 4096n, 511, true);
+  if (typeof huge === "number") throw new Error(`pin ${huge}`);
+  // one run, inside one 2 MiB-aligned folio, at the same offset as in the huge page
+  expect(huge.count).toBe(1);
+  expect(huge.pfn[0] % 512).toBe(1);
+  expect(mm.translate(0x40000000n)).toBe(BigInt(huge.pfn[0] - 1) * 4096n);
+  const plain = mm.pinUserPages(BigInt(0x40000000 + M2), 2, true);
+  if (typeof plain === "number") throw new Error(`pin ${plain}`);
+  expect(plain.pages).toBe(2);
+  mm.unpinUserPages(huge);
+  mm.unpinUserPages(plain);
+  p.exit();
+  expect(m.debug.counters()).toEqual(base);
+});
