@@ -5,6 +5,7 @@
 // legacy containers and their DMA mappings, memfds). Commands
 // (cmd-*.ts) run on both and compare.
 import { Machine, type MachineOptions, type Process, uapi } from "../index.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 
 export const MAX_PROCS = 3;
 /** Valid fixed IOVAs sit on this grid, inside every IOMMU's aperture (and sPAPR window 0), clear of reserved ranges. */
@@ -13,7 +14,7 @@ export const IOVA_SLOT = 0x4000n;
 export const IOVA_SLOTS = 64;
 /** The IOVA of grid slot s (modulo the grid). */
 export const slotIova = (s: number) => IOVA_BASE + BigInt(s % IOVA_SLOTS) * IOVA_SLOT;
-export const PAGE = 4096n;
+export { PAGE };
 
 export const PROT_R = 1;
 export const PROT_W = 2;

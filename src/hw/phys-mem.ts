@@ -1,3 +1,5 @@
+import { PAGE_SHIFT, PAGE_SIZE } from "../uapi/linux.js";
+
 /**
  * Simulated physical memory: sparse 4 KiB frames.
  *
@@ -8,8 +10,8 @@
  * little-endian on every machine we run on; checked at start-up) with a
  * Uint8Array view beside it.
  */
-export const PAGE_SHIFT = 12;
-export const PAGE_SIZE = 4096;
+export { PAGE_SHIFT, PAGE_SIZE };
+
 const CHUNK_SHIFT = 9;
 const CHUNK_MASK = (1 << CHUNK_SHIFT) - 1;
 

@@ -4,10 +4,9 @@ import type { PhysMem } from "../hw/phys-mem.js";
 import { createPageTable, type PageTable } from "../pt/engine.js";
 import { type TceShape, tceShape } from "../pt/fmt/spapr-tce.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
+import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import type { WalkResult } from "./io-pgtable.js";
 import type { PtInfo } from "./types.js";
-
-const PAGE = 4096;
 
 /** A TCE as read back from the table bytes: host page (4 KiB pfn of its start) and direction bits. */
 export interface TceEntry {

@@ -1,5 +1,6 @@
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
-import { EFAULT, EINVAL, ENOENT, EOVERFLOW, EPERM, fail } from "../uapi/errno.js";
+import { EFAULT, EINVAL, ENOENT, EOVERFLOW, EPERM, fail, rethrowWith } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import type { IoptAccessHook, IoptArea } from "./io-pagetable.js";
 import { getIoas, type IommufdIoas } from "./ioas.js";
@@ -7,7 +8,6 @@ import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
 import type { PinUser } from "./pages.js";
 
-const PAGE = 4096n;
 /** IOMMUFD_ACCESS_RW_WRITE */
 export const IOMMUFD_ACCESS_RW_WRITE = 1 << 0;
 /** IOMMUFD_ACCESS_RW_KTHREAD: caller is not the owning process (force the slow path). */
@@ -280,15 +280,17 @@ export function iommufdAccessRw(a: IommufdAccess, iova: bigint, buf: Uint8Array,
           else buf.set(phys.read(pa, n), bufOff);
         } else {
           const src = area.pages.source;
-          const why = () =>
-            `cannot ${write ? "write" : "read"} ${src.describe()} page ${idx}: ${src.lastReason()}`;
-          if (write) {
-            const r = src.write?.(idx, off, buf.subarray(bufOff, bufOff + n)) ?? -EFAULT;
-            if (r < 0) fail(EFAULT, why());
-          } else {
-            const r = src.read?.(idx, off, n) ?? -EFAULT;
-            if (typeof r === "number") fail(EFAULT, why());
-            buf.set(r, bufOff);
+          const what = `cannot ${write ? "write" : "read"} ${src.describe()} page ${idx}: `;
+          try {
+            if (write) {
+              if (src.write === undefined) fail(EFAULT, "no CPU access to these pages");
+              src.write(idx, off, buf.subarray(bufOff, bufOff + n));
+            } else {
+              if (src.read === undefined) fail(EFAULT, "no CPU access to these pages");
+              buf.set(src.read(idx, off, n), bufOff);
+            }
+          } catch (e) {
+            rethrowWith(e, what, EFAULT);
           }
         }
         byte += BigInt(n);

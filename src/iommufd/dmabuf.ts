@@ -2,9 +2,9 @@ import { KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import { type PfnRuns, RunBuilder } from "../mm/pfn-runs.js";
 import { EINVAL, ENODEV, ENOMEM, fail } from "../uapi/errno.js";
+import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import type { PinSource } from "./pin-source.js";
 
-const PAGE = 4096;
 export const DMABUF_KIND = "dmabuf";
 /** iommufd_test_dmabuf_get(): at most 512 pages. */
 export const TEST_DMABUF_MAX_PAGES = 512;
@@ -83,13 +83,12 @@ export function dmabufPinSource(buf: DmaBuf, firstPage: number): PinSource {
   return {
     kind: "dmabuf",
     pin: (index, n) => {
-      if (buf.revoked) return -ENODEV;
+      if (buf.revoked) fail(ENODEV, "the dma-buf was revoked");
       const b = new RunBuilder(1);
       for (let i = 0; i < n; i++) b.push(buf.pfns[firstPage + index + i], 1);
       return b.finish();
     },
     unpin: (_runs: PfnRuns) => {},
-    lastReason: () => "the dma-buf was revoked",
     describe: () => `dma-buf of ${buf.pfns.length} pages from page ${firstPage}`,
   };
 }

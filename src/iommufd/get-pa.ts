@@ -1,13 +1,12 @@
 import type { IommuDomain } from "../iommu/domain.js";
 import { EINVAL, ENOENT, EOPNOTSUPP, EOVERFLOW, EPERM, fail } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import { GET_PA_REVISIONS } from "../uapi/profiles.js";
 import { isNoiommuStorage } from "./hwpt-noiommu.js";
 import type { IoPagetable } from "./io-pagetable.js";
 import { getIoas } from "./ioas.js";
 import { hex, U64_MAX } from "./iova-alloc.js";
 import type { UcmdOf } from "./ucmd.js";
-
-const PAGE = 4096n;
 
 /**
  * IOMMU_IOAS_NOIOMMU_GET_PA (nr 0x95; IOMMU_IOAS_GET_PA in the seed): the

@@ -1,6 +1,7 @@
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuUserData } from "../iommu/driver.js";
 import { EFAULT, EINVAL, ENOENT, EOPNOTSUPP, EOVERFLOW, fail, KernelError } from "../uapi/errno.js";
+import { PAGE_SIZE } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import { deviceDoAttach, deviceDoDetach, getDevice, type IommufdDevice } from "./device.js";
 import { getFault, type IommufdFault } from "./eventq.js";
@@ -327,7 +328,6 @@ export function hwptGetDirtyBitmap(u: UcmdOf<"IOMMU_HWPT_GET_DIRTY_BITMAP">): nu
   return 0;
 }
 
-const PAGE_SIZE = 4096;
 /** The most entries one IOMMU_HWPT_INVALIDATE may carry. */
 export const IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX = 1 << 19;
 

@@ -1,5 +1,6 @@
 import type { HwQueueCore } from "../iommu/drivers/viommu-ops.js";
 import { EFAULT, EINVAL, EOPNOTSUPP, EOVERFLOW, ERANGE, fail } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import {
   type IommufdAccess,
   iommufdAccessCreateInternal,
@@ -10,8 +11,6 @@ import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
 import type { UcmdOf } from "./ucmd.js";
 import type { IommufdViommu } from "./viommu.js";
-
-const PAGE = 4096n;
 
 /**
  * struct iommufd_hw_queue: a guest queue the hardware reads by physical

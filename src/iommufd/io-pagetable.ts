@@ -13,11 +13,10 @@ import {
   EPERM,
   fail,
 } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import { IntervalTree, type ItNode } from "./interval-tree.js";
 import { allocIova, hex, U64_MAX } from "./iova-alloc.js";
 import { type IoptPages, PAGE_SIZE, type PinUser } from "./pages.js";
-
-const PAGE = 4096n;
 
 export const IOMMU_IOAS_MAP_FIXED_IOVA = 1;
 export const IOMMU_IOAS_MAP_WRITEABLE = 2;
@@ -535,6 +534,7 @@ export class IoPagetable {
         let len = BigInt(runs.len[r]) * PAGE - BigInt(skip);
         if (len > left) len = left;
         for (let off = 0n; off < len; off += PAGE) {
+          // biome-ignore lint/complexity/useMathMinMax: bigints (Math.min takes numbers)
           const step = len - off < PAGE ? len - off : PAGE;
           d.map(iova + off, pa + off, step, a.iommuProt);
         }

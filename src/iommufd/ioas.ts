@@ -31,6 +31,7 @@ import {
   IOMMU_VFIO_IOAS_GET,
   IOMMU_VFIO_IOAS_SET,
 } from "../uapi/iommufd.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import { DmaBuf, dmabufPinSource } from "./dmabuf.js";
 import type { HwptPaging } from "./hw-pagetable.js";
@@ -47,7 +48,6 @@ import { IoptPages } from "./pages.js";
 import { filePinSource, type PinnableMm, type PinSource, userPinSource } from "./pin-source.js";
 import type { UcmdOf } from "./ucmd.js";
 
-const PAGE = 4096n;
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 
 /** struct iommufd_ioas. HWPTs on it and attached accesses hold `users`. */
@@ -155,9 +155,8 @@ function allocFilePages(
     // memfd_pin_folios() refuses anything but shmem and hugetlbfs files.
     src = {
       kind: "file",
-      pin: () => -EINVAL,
+      pin: () => fail(EINVAL, `${file.kind} files are neither shmem nor hugetlbfs (memfd_pin_folios)`),
       unpin: () => {},
-      lastReason: () => `${file.kind} files are neither shmem nor hugetlbfs (memfd_pin_folios)`,
       describe: () => `${file.kind} file ${file.path}`,
     };
   }

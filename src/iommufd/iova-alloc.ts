@@ -1,8 +1,8 @@
 import { EINVAL, ENOSPC, EOVERFLOW, fail } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import { holes, type IntervalTree } from "./interval-tree.js";
 
 export const U64_MAX = (1n << 64n) - 1n;
-const PAGE = 4096n;
 /** HPAGE_SIZE on x86-64 with THP: the newest iopt_alloc_iova caps the alignment here. */
 const HPAGE = 2n << 20n;
 
@@ -75,6 +75,7 @@ export function allocIova(a: IovaAllocInput): bigint {
   if (a.allowed.size === 0) windows.push([lo, hi]);
   else {
     for (const n of a.allowed.all()) {
+      // biome-ignore lint/complexity/useMathMinMax: bigints (Math.max takes numbers)
       const s = n.start > lo ? n.start : lo;
       const l = n.last < hi ? n.last : hi;
       if (s <= l) windows.push([s, l]);

@@ -8,10 +8,11 @@ import {
   unaccountLockedVm,
 } from "../mm/locked-vm.js";
 import { type PfnRuns, RunBuilder } from "../mm/pfn-runs.js";
-import { EFAULT, ENOMEM, fail } from "../uapi/errno.js";
+import { ENOMEM, fail, rethrowWith } from "../uapi/errno.js";
+import { PAGE_SIZE } from "../uapi/linux.js";
 import type { PinSource } from "./pin-source.js";
 
-export const PAGE_SIZE = 4096;
+export { PAGE_SIZE };
 
 /** A reason a range of pages must stay pinned: an area filled into domains, or an access pin. */
 export interface PinUser {
@@ -87,12 +88,11 @@ export class IoptPages {
     try {
       for (const [a, b] of need) {
         const n = b - a + 1;
-        const runs = this.source.pin(a, n, write && this.writable);
-        if (typeof runs === "number") {
-          fail(
-            -runs || EFAULT,
-            `pinning pages ${a}..${b} of ${this.source.describe()}: ${this.source.lastReason()}`,
-          );
+        let runs: PfnRuns;
+        try {
+          runs = this.source.pin(a, n, write && this.writable);
+        } catch (e) {
+          rethrowWith(e, `pinning pages ${a}..${b} of ${this.source.describe()}: `);
         }
         if (accountLockedVm(this.acct, n, this.accountMode) !== 0) {
           this.source.unpin(runs);

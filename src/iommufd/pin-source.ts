@@ -1,6 +1,7 @@
 import type { AccountTarget } from "../mm/locked-vm.js";
 import type { MemFile } from "../mm/memfd.js";
 import type { PfnRuns } from "../mm/pfn-runs.js";
+import { EFAULT, fail } from "../uapi/errno.js";
 
 /**
  * Where an iopt_pages gets its pages: a process's memory (pin_user_pages
@@ -9,12 +10,11 @@ import type { PfnRuns } from "../mm/pfn-runs.js";
  */
 export interface PinSource {
   readonly kind: "user" | "file" | "dmabuf";
-  /** Pin n pages from page `index`: runs, or -errno with `lastReason` set. */
-  pin(index: number, n: number, write: boolean): PfnRuns | number;
+  /** Pin n pages from page `index`: the runs; a refusal throws a KernelError with its reason. */
+  pin(index: number, n: number, write: boolean): PfnRuns;
   unpin(runs: PfnRuns): void;
-  lastReason(): string;
-  /** Byte copy used by access rw when the pages are not pinned (slow path). */
-  read?(index: number, offset: number, len: number): Uint8Array | number;
+  /** Byte copy used by access rw when the pages are not pinned (slow path); throws as pin does. */
+  read?(index: number, offset: number, len: number): Uint8Array;
   write?(index: number, offset: number, bytes: Uint8Array): number;
   describe(): string;
 }
@@ -24,31 +24,34 @@ export interface PinSource {
  * accounting target plus FOLL_LONGTERM pinning. src/mm's MmStruct provides it.
  */
 export interface PinnableMm extends AccountTarget {
-  pinUserPages(va: bigint, n: number, write: boolean, site?: string): PfnRuns | number;
+  pinUserPages(va: bigint, n: number, write: boolean, site?: string): PfnRuns;
   unpinUserPages(runs: PfnRuns): void;
-  read(va: bigint, len: number): Uint8Array | number;
+  read(va: bigint, len: number): Uint8Array;
   write(va: bigint, bytes: Uint8Array): number;
-  lastReason?: string;
   /** Set once the process exited and its memory is gone. */
   readonly released?: boolean;
 }
 
 export function userPinSource(mm: PinnableMm, baseVa: bigint): PinSource {
   const va = (index: number) => baseVa + BigInt(index) * 4096n;
+  const live = () => {
+    if (mm.released === true) fail(EFAULT, "the owning process's memory is gone");
+  };
   return {
     kind: "user",
     pin: (index, n, write) => {
-      if (mm.released === true) return -14;
+      live();
       return mm.pinUserPages(va(index), n, write, "iopt_pages_pin");
     },
     unpin: (runs) => mm.unpinUserPages(runs),
-    lastReason: () =>
-      mm.released === true
-        ? "the owning process's memory is gone"
-        : (mm.lastReason ?? "pin_user_pages failed"),
-    read: (index, offset, len) => (mm.released === true ? -14 : mm.read(va(index) + BigInt(offset), len)),
-    write: (index, offset, bytes) =>
-      mm.released === true ? -14 : mm.write(va(index) + BigInt(offset), bytes),
+    read: (index, offset, len) => {
+      live();
+      return mm.read(va(index) + BigInt(offset), len);
+    },
+    write: (index, offset, bytes) => {
+      live();
+      return mm.write(va(index) + BigInt(offset), bytes);
+    },
     describe: () => `user memory at 0x${baseVa.toString(16)}`,
   };
 }
@@ -58,7 +61,6 @@ export function filePinSource(file: MemFile, firstPgoff: number): PinSource {
     kind: "file",
     pin: (index, n, write) => file.pinPages(firstPgoff + index, n, write, "iopt_pages_pin_file"),
     unpin: (runs) => file.unpinPages(runs),
-    lastReason: () => file.lastReason || "memfd_pin_folios failed",
     read: (index, offset, len) => file.read(BigInt(firstPgoff + index) * 4096n + BigInt(offset), len),
     write: (index, offset, bytes) => file.write(BigInt(firstPgoff + index) * 4096n + BigInt(offset), bytes),
     describe: () => `memfd ${file.name} from page ${firstPgoff}`,

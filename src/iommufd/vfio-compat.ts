@@ -1,5 +1,6 @@
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENODEV, ENOTTY, EOVERFLOW, EPERM, fail } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import {
   VFIO_API_VERSION,
   VFIO_CHECK_EXTENSION,
@@ -31,7 +32,6 @@ const VFIO_IOMMU_INFO_PGSIZES = 1;
 const VFIO_IOMMU_INFO_CAPS = 2;
 const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
 const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
-const PAGE = 4096n;
 
 /** get_compat_ioas(): ENODEV when no compat IOAS is set. */
 function compatIoas(ictx: IommufdCtx): IommufdIoas {

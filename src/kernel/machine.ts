@@ -316,10 +316,8 @@ export class Machine implements KernelServices {
   mmRelease(task: Task): void {
     this.mmGlue.release(task);
   }
-  lastMmReason(task: Task): string | undefined {
-    return this.mmGlue.lastReason(task);
-  }
-  userRead(task: Task, va: bigint, len: number): Uint8Array | number {
+
+  userRead(task: Task, va: bigint, len: number): Uint8Array {
     return this.mmGlue.read(task, va, len);
   }
   userWrite(task: Task, va: bigint, bytes: Uint8Array): number {

@@ -66,9 +66,7 @@ export class MmGlue {
 
   /** dup_mm for fork: the child's copy of the parent's address space, charged to `cred`'s user. */
   fork(parent: Task, cred: Cred): MmStruct {
-    const r = parent.mm.fork({ user: this.users.get(cred.uid), cred });
-    if (typeof r === "number") fail(-r, parent.mm.lastReason);
-    return r;
+    return parent.mm.fork({ user: this.users.get(cred.uid), cred });
   }
 
   mm(task: Task): MmStruct {
@@ -91,9 +89,7 @@ export class MmGlue {
   }
 
   munmap(task: Task, va: bigint, len: bigint): number {
-    const r = this.mm(task).munmap(va, len);
-    if (r < 0) fail(-r, this.mm(task).lastReason);
-    return r;
+    return this.mm(task).munmap(va, len);
   }
 
   release(task: Task): void {
@@ -102,11 +98,7 @@ export class MmGlue {
     mm.release();
   }
 
-  lastReason(task: Task): string | undefined {
-    return this.mm(task).lastReason || undefined;
-  }
-
-  read(task: Task, va: bigint, len: number): Uint8Array | number {
+  read(task: Task, va: bigint, len: number): Uint8Array {
     return this.mm(task).read(va, len);
   }
 
@@ -118,31 +110,22 @@ export class MmGlue {
     if ((flags & ~MFD_ALL) !== 0) fail(EINVAL, `memfd_create: unknown flags 0x${flags.toString(16)}`);
     if (name.length > MFD_NAME_MAX) fail(EINVAL, "memfd_create: name longer than 249 bytes");
     const f = MemFile.create(this.pages, name, flags);
-    if (typeof f === "number") fail(-f, "memfd_create: cannot set up the file");
     return new KFile(memfdOps, f, `/memfd:${name} (deleted)`, 2);
   }
 
   truncate(file: KFile, len: bigint): number {
     if (!(file.priv instanceof MemFile)) fail(EINVAL, `ftruncate: ${file.kind} files cannot be truncated`);
-    const r = file.priv.ftruncate(len);
-    if (r < 0) fail(-r, file.priv.lastReason);
-    return 0;
+    return file.priv.ftruncate(len);
   }
 }
 
 export const memfdOps: FileOps = {
   kind: "memfd",
   pread(file, _task, len, off) {
-    const mf = file.priv as MemFile;
-    const r = mf.read(off, len);
-    if (typeof r === "number") fail(-r, mf.lastReason);
-    return r;
+    return (file.priv as MemFile).read(off, len);
   },
   pwrite(file, _task, bytes, off) {
-    const mf = file.priv as MemFile;
-    const r = mf.write(off, bytes);
-    if (r < 0) fail(-r, mf.lastReason);
-    return r;
+    return (file.priv as MemFile).write(off, bytes);
   },
   mmap(file) {
     return file.priv as MemFile;

@@ -265,12 +265,18 @@ export class Process {
     if (va < 0n) return Number(va);
     // The scratch area is the process's own writable memory: a failed copy
     // means the model is broken, which the boundary reports, not hides.
-    if (this.k.userWrite(this.task, va, buf) !== 0) {
-      return -toErrno(new Error("ioctl scratch area is not writable"), this.k.tracer, "ioctl").errno;
+    try {
+      this.k.userWrite(this.task, va, buf);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      return -toErrno(new Error(`ioctl scratch area is not writable: ${why}`), this.k.tracer, "ioctl").errno;
     }
     const r = this.ioctl(fd, req, va);
-    const back = this.k.userRead(this.task, va, buf.length);
-    if (back instanceof Uint8Array) buf.set(back);
+    try {
+      buf.set(this.k.userRead(this.task, va, buf.length));
+    } catch {
+      // the process unmapped its scratch area during the call: nothing to copy back
+    }
     return r;
   }
 
@@ -350,10 +356,6 @@ export class Process {
     try {
       if (this.task.exited) fail(ESRCH, "the process has exited");
       ret = fn();
-      if (ret < 0n) {
-        // the mm layer reports -errno as a negative bigint; keep the reason it gave
-        fail(Number(-ret), this.k.lastMmReason(this.task) ?? `${call} failed`);
-      }
     } catch (e) {
       ret = -BigInt(this.failed(ev, e));
     }

@@ -22,8 +22,7 @@ export interface KernelServices {
   ): bigint;
   mmMunmap(task: Task, va: bigint, len: bigint): number;
   mmRelease(task: Task): void;
-  lastMmReason(task: Task): string | undefined;
-  userRead(task: Task, va: bigint, len: number): Uint8Array | number;
+  userRead(task: Task, va: bigint, len: number): Uint8Array;
   userWrite(task: Task, va: bigint, bytes: Uint8Array): number;
   newMemfd(name: string, flags: number): KFile;
   truncate(file: KFile, len: bigint): number;

@@ -1,5 +1,5 @@
 import type { MmStruct } from "../mm/index.js";
-import { EBADF, EFAULT, EMFILE, ENOMEM, fail } from "../uapi/errno.js";
+import { EBADF, EFAULT, EMFILE, ENOMEM, fail, rethrowWith } from "../uapi/errno.js";
 import type { Cred } from "./cred.js";
 import type { KFile } from "./file.js";
 
@@ -40,16 +40,19 @@ export class Task {
   copyFromUser(ptr: bigint, len: number): Uint8Array {
     // fail_usercopy: fail_nth reaches copy_{from,to}_user too (the iommufd_fail_nth selftest relies on it).
     if (this.mm.faults.hit("copy_from_user")) fail(EFAULT, "copy_from_user failed (injected, fail_usercopy)");
-    const r = this.mm.read(ptr, len);
-    if (typeof r === "number")
-      fail(EFAULT, `cannot read ${len} bytes of user memory at 0x${ptr.toString(16)}`);
-    return r;
+    try {
+      return this.mm.read(ptr, len);
+    } catch (e) {
+      rethrowWith(e, `cannot read ${len} bytes of user memory at 0x${ptr.toString(16)}: `, EFAULT);
+    }
   }
 
   copyToUser(ptr: bigint, bytes: Uint8Array): void {
     if (this.mm.faults.hit("copy_to_user")) fail(EFAULT, "copy_to_user failed (injected, fail_usercopy)");
-    if (this.mm.write(ptr, bytes) !== 0) {
-      fail(EFAULT, `cannot write ${bytes.length} bytes of user memory at 0x${ptr.toString(16)}`);
+    try {
+      this.mm.write(ptr, bytes);
+    } catch (e) {
+      rethrowWith(e, `cannot write ${bytes.length} bytes of user memory at 0x${ptr.toString(16)}: `, EFAULT);
     }
   }
 

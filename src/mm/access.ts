@@ -15,7 +15,7 @@ export function ioAccess(
   va: number,
   len: number,
   bytes: Uint8Array | null,
-): Uint8Array | number | undefined {
+): Uint8Array | 0 | undefined {
   const v = mm.vmas.find(va);
   if (v === undefined || v.io === null) {
     const last = mm.vmas.find(va + len - 1);
@@ -38,14 +38,14 @@ export function ioAccess(
   return w < 0 ? mm.err(EFAULT, `write: device memory at 0x${va.toString(16)} faulted (SIGBUS)`) : 0;
 }
 
-/** The process reading its own memory: the bytes, or -EFAULT (unmapped, not readable, past EOF). */
-export function accessRead(mm: MmStruct, vaB: bigint, len: number): Uint8Array | number {
+/** The process reading its own memory: the bytes; EFAULT when unmapped, not readable, past EOF. */
+export function accessRead(mm: MmStruct, vaB: bigint, len: number): Uint8Array {
   mm.checkLive();
   if (len === 0) return new Uint8Array(0);
   const va = mm.userRange(vaB, len);
   if (va < 0) return mm.err(EFAULT, "read: range outside user space");
   const io = ioAccess(mm, va, len, null);
-  if (io !== undefined) return io;
+  if (io !== undefined) return io as Uint8Array;
   const out = new Uint8Array(len);
   // a single fault either succeeds or changes nothing: only a multi-page access has work to undo
   const undo = onePage(va, len) ? null : new UndoLog();
@@ -73,7 +73,7 @@ export function accessRead(mm: MmStruct, vaB: bigint, len: number): Uint8Array |
   return out;
 }
 
-/** The process writing its own memory: 0, or -EFAULT with nothing written. */
+/** The process writing its own memory: 0; EFAULT with nothing written. */
 export function accessWrite(mm: MmStruct, vaB: bigint, bytes: Uint8Array): number {
   mm.checkLive();
   const len = bytes.length;

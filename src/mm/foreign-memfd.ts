@@ -1,10 +1,9 @@
 import type { ExternalFrame } from "../hw/phys-mem.js";
-import { EINVAL, ENOMEM } from "../uapi/errno.js";
+import { EINVAL, ENOMEM, fail } from "../uapi/errno.js";
+import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import { MemFile } from "./memfd.js";
 import type { PageTracker } from "./page-tracker.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
-
-const PAGE = 4096;
 
 /** A real process's memfd as the bridge reaches it (the server's own open of /proc/PID/fd/N). */
 export interface ForeignFile {
@@ -35,7 +34,7 @@ export class ForeignMemFile extends MemFile {
     this.size = file.size();
   }
 
-  override pinPages(pgoff: number, n: number, _write: boolean, site = "memfd_pin_folios"): PfnRuns | number {
+  override pinPages(pgoff: number, n: number, _write: boolean, site = "memfd_pin_folios"): PfnRuns {
     this.size = this.file.size();
     if (!Number.isInteger(pgoff) || !Number.isInteger(n) || pgoff < 0 || n < 0) {
       return this.foreignErr(EINVAL, "pin: bad range");
@@ -68,14 +67,18 @@ export class ForeignMemFile extends MemFile {
     return this.foreignCache.get(pgoff) ?? -1;
   }
 
-  override read(off: bigint, len: number): Uint8Array | number {
+  override read(off: bigint, len: number): Uint8Array {
     if (off < 0n) return this.foreignErr(EINVAL, "read: negative offset");
-    return this.file.read(Number(off), len);
+    const r = this.file.read(Number(off), len);
+    if (typeof r === "number") this.foreignErr(-r, `read: the process's file ${this.name} refused (pread)`);
+    return r;
   }
 
   override write(off: bigint, bytes: Uint8Array): number {
     if (off < 0n) return this.foreignErr(EINVAL, "write: negative offset");
-    return this.file.write(Number(off), bytes);
+    const w = this.file.write(Number(off), bytes);
+    if (w < 0) this.foreignErr(-w, `write: the process's file ${this.name} refused (pwrite)`);
+    return w;
   }
 
   override put(): void {
@@ -112,8 +115,7 @@ export class ForeignMemFile extends MemFile {
     };
   }
 
-  private foreignErr(errno: number, reason: string): number {
-    this.lastReason = reason;
-    return -errno;
+  private foreignErr(errno: number, reason: string): never {
+    fail(errno, reason);
   }
 }

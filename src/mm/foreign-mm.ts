@@ -1,9 +1,9 @@
 import type { ExternalFrame } from "../hw/phys-mem.js";
-import { EFAULT, EINVAL, ENOMEM } from "../uapi/errno.js";
+import { EFAULT, EINVAL, ENOMEM, fail } from "../uapi/errno.js";
+import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
 
-const PAGE = 4096;
 /** 4 KiB pages in a 2 MiB hugetlb page. */
 const HUGE_PAGES = 512;
 /** x86-64 user space ends at 2^47. */
@@ -93,7 +93,7 @@ export class ForeignMm extends MmStruct {
     return n;
   }
 
-  override read(vaB: bigint, len: number): Uint8Array | number {
+  override read(vaB: bigint, len: number): Uint8Array {
     const va = this.foreignRange(vaB, len);
     if (va < 0 || this.foreignMem === null)
       return this.foreignFault(`cannot read user memory at 0x${vaB.toString(16)}`);
@@ -127,12 +127,7 @@ export class ForeignMm extends MmStruct {
    * frame cannot be allocated or a failure is injected at `site`. All or
    * nothing.
    */
-  override pinUserPages(
-    vaB: bigint,
-    nPages: number,
-    write: boolean,
-    site = "pin_user_pages",
-  ): PfnRuns | number {
+  override pinUserPages(vaB: bigint, nPages: number, write: boolean, site = "pin_user_pages"): PfnRuns {
     if (this.released || this.foreignMem === null)
       return this.foreignErr(EFAULT, "pin: the process's memory is gone");
     if (!Number.isInteger(nPages) || nPages < 0) return this.foreignErr(EINVAL, "pin: bad page count");
@@ -229,7 +224,7 @@ export class ForeignMm extends MmStruct {
   }
 
   /** fork: the child's address space is the real child's; it joins with `attach`. */
-  override fork(opts: MmForkOptions): MmStruct | number {
+  override fork(opts: MmForkOptions): MmStruct {
     if (this.released) return this.foreignErr(EFAULT, "fork: the mm is gone");
     if (this.faults.hit("dup_mm"))
       return this.foreignErr(ENOMEM, "fork: cannot allocate the child's mm_struct");
@@ -315,13 +310,11 @@ export class ForeignMm extends MmStruct {
     return Number(vaB);
   }
 
-  private foreignFault(reason: string): number {
-    this.lastReason = reason;
-    return -EFAULT;
+  private foreignFault(reason: string): never {
+    fail(EFAULT, reason);
   }
 
-  private foreignErr(errno: number, reason: string): number {
-    this.lastReason = reason;
-    return -errno;
+  private foreignErr(errno: number, reason: string): never {
+    fail(errno, reason);
   }
 }

@@ -27,7 +27,7 @@ export function pinUserPages(
   nPages: number,
   write: boolean,
   site = "pin_user_pages",
-): PfnRuns | number {
+): PfnRuns {
   mm.checkLive();
   if (!Number.isInteger(nPages) || nPages < 0) return mm.err(EINVAL, "pin: bad page count");
   if (nPages === 0) return emptyRuns();
@@ -67,11 +67,12 @@ export function pinUserPages(
     if (!v.shared && v.file === null) {
       // private anonymous (a reserved hugetlb mapping too): what fault() does with
       // unshare, folio by folio, without its general cases
-      cur = pinAnon(mm, v, cur, stop, b, undo);
-      if (cur < 0) {
+      try {
+        cur = pinAnon(mm, v, cur, stop, b, undo);
+      } catch (e) {
         mm.pages.unpinRuns(b.peek());
         undo.rollback();
-        return cur;
+        throw e;
       }
       continue;
     }
@@ -99,7 +100,7 @@ export function pinUserPages(
  * Pin [cur, stop) of a private anonymous VMA: each folio found in the
  * private map or allocated there (as fault() with `unshare`: a read pin
  * gets a page of its own too), pinned, and appended to `b`. Returns
- * `stop`, or -ENOMEM (lastReason set) with the caller left to undo.
+ * `stop`; on failure it throws, with the caller left to undo.
  */
 export function pinAnon(
   mm: MmStruct,

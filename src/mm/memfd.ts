@@ -1,4 +1,4 @@
-import { EBUSY, EFBIG, EINVAL, ENODEV, ENOMEM, EPERM } from "../uapi/errno.js";
+import { EBUSY, EFBIG, EINVAL, ENODEV, ENOMEM, EPERM, fail } from "../uapi/errno.js";
 import {
   F_ALL_SEALS,
   F_SEAL_EXEC,
@@ -52,8 +52,6 @@ export class MemFile {
   /** Shared writable mappings (i_mmap_writable): F_SEAL_WRITE is refused while any exists. */
   private writableShared = 0;
   released = false;
-  /** Why the last call failed. */
-  lastReason = "";
 
   /**
    * A new file with one reference (the caller's). `flags` are memfd_create's
@@ -83,15 +81,16 @@ export class MemFile {
    * memfd_create's file setup: ENODEV for a huge page size the machine has
    * no hstate for (hugetlb_file_setup), ENOMEM on an allocation failure.
    */
-  static create(pages: PageTracker, name: string, flags: number, site?: string): MemFile | number {
-    if (
-      (flags & MFD_HUGETLB) !== 0 &&
-      hugeShiftFromLog((flags >>> MFD_HUGE_SHIFT) & MFD_HUGE_MASK) === undefined
-    ) {
-      return -ENODEV;
+  static create(pages: PageTracker, name: string, flags: number, site?: string): MemFile {
+    const log = (flags >>> MFD_HUGE_SHIFT) & MFD_HUGE_MASK;
+    if ((flags & MFD_HUGETLB) !== 0 && hugeShiftFromLog(log) === undefined) {
+      fail(
+        ENODEV,
+        `${name}: no hugetlb pool of the MFD_HUGE_* size asked for (2^${log} bytes; hugetlb_file_setup)`,
+      );
     }
     const s = site ?? ((flags & MFD_HUGETLB) !== 0 ? "hugetlb_file_setup" : "shmem_file_setup");
-    if (pages.faults.hit(s)) return -ENOMEM;
+    if (pages.faults.hit(s)) fail(ENOMEM, `${name}: cannot allocate the file (${s})`);
     return new MemFile(pages, name, flags);
   }
 
@@ -282,7 +281,7 @@ export class MemFile {
    * allocated. `write` does not change what is pinned (the pages are the
    * file's own; there is no COW to break).
    */
-  pinPages(pgoff: number, n: number, _write: boolean, site = "memfd_pin_folios"): PfnRuns | number {
+  pinPages(pgoff: number, n: number, _write: boolean, site = "memfd_pin_folios"): PfnRuns {
     if (!Number.isInteger(pgoff) || !Number.isInteger(n) || pgoff < 0 || n < 0) {
       return this.err(EINVAL, "pin: bad range");
     }
@@ -314,7 +313,7 @@ export class MemFile {
   }
 
   /** pread(): bytes from `off` up to EOF; holes read as zero and stay holes. */
-  read(off: bigint, len: number): Uint8Array | number {
+  read(off: bigint, len: number): Uint8Array {
     if (off < 0n) return this.err(EINVAL, "read: negative offset");
     if (off >= this.size) return new Uint8Array(0);
     const n = Number(off + BigInt(len) > this.size ? this.size - off : BigInt(len));
@@ -410,9 +409,9 @@ export class MemFile {
     }
   }
 
-  private err(errno: number, reason: string): number {
-    this.lastReason = reason;
-    return -errno;
+  /** Fail with the rule that refused (KernelError, as everywhere above src/pt). */
+  private err(errno: number, reason: string): never {
+    fail(errno, reason);
   }
 }
 

@@ -1,7 +1,7 @@
 import type { FaultInject } from "../hw/fault-inject.js";
 import type { FrameAllocator } from "../hw/frame-alloc.js";
 import type { PhysMem } from "../hw/phys-mem.js";
-import { ENOMEM } from "../uapi/errno.js";
+import { ENOMEM, fail } from "../uapi/errno.js";
 import { accessRead, accessWrite, translateVa } from "./access.js";
 import { copyPrivate } from "./fork.js";
 import { pinUserPages } from "./gup.js";
@@ -67,8 +67,8 @@ export interface MmCounters {
  * MemFile's page cache. Pages appear on first touch.
  *
  * Addresses cross the API as bigint and are numbers inside (user VAs are
- * below 2^47). Calls return -errno (a negative bigint from mmap) and set
- * `lastReason` to the rule that produced it.
+ * below 2^47). A refused call throws a KernelError (errno and the rule
+ * that refused), as every layer above src/pt fails.
  */
 export class MmStruct implements VmaOwner {
   readonly vmas = new VmaList();
@@ -86,8 +86,6 @@ export class MmStruct implements VmaOwner {
   pinnedVm = 0;
   /** mm->mmap_base: top-down placement starts below it. */
   readonly mmapBase: number;
-  /** The rule behind the last failure. */
-  lastReason = "";
   released = false;
   /** pages.put, bound once (the undo log's folio records call it). */
   readonly putFolio = (head: number): void => this.pages.put(head);
@@ -107,7 +105,7 @@ export class MmStruct implements VmaOwner {
   // The work is in the files named after the kernel's: mmap.ts, munmap.ts,
   // fault.ts, access.ts, gup.ts, fork.ts. This class holds the state.
 
-  /** mmap(2): the address, or a negative bigint -errno. `file` is ignored with MAP_ANONYMOUS. */
+  /** mmap(2): the address. `file` is ignored with MAP_ANONYMOUS. */
   mmap(
     addr: bigint,
     len: bigint,
@@ -120,7 +118,7 @@ export class MmStruct implements VmaOwner {
     return BigInt(doMmap(this, addr, len, prot, flags, file, off));
   }
 
-  /** munmap(2): 0 or -errno. Unmapping nothing is not an error. */
+  /** munmap(2): 0. Unmapping nothing is not an error. */
   munmap(addr: bigint, len: bigint): number {
     return doMunmap(this, addr, len);
   }
@@ -130,12 +128,12 @@ export class MmStruct implements VmaOwner {
     zapPrivate(this, v, start, end);
   }
 
-  /** The process reading its own memory: the bytes, or -EFAULT (unmapped, not readable, past EOF). */
-  read(va: bigint, len: number): Uint8Array | number {
+  /** The process reading its own memory: the bytes; EFAULT when unmapped, not readable, past EOF. */
+  read(va: bigint, len: number): Uint8Array {
     return accessRead(this, va, len);
   }
 
-  /** The process writing its own memory: 0, or -EFAULT with nothing written. */
+  /** The process writing its own memory: 0; EFAULT with nothing written. */
   write(va: bigint, bytes: Uint8Array): number {
     return accessWrite(this, va, bytes);
   }
@@ -146,7 +144,7 @@ export class MmStruct implements VmaOwner {
   }
 
   /** pin_user_pages(FOLL_LONGTERM [| FOLL_WRITE]): see gup.ts. */
-  pinUserPages(va: bigint, nPages: number, write: boolean, site = "pin_user_pages"): PfnRuns | number {
+  pinUserPages(va: bigint, nPages: number, write: boolean, site = "pin_user_pages"): PfnRuns {
     return pinUserPages(this, va, nPages, write, site);
   }
 
@@ -174,7 +172,7 @@ export class MmStruct implements VmaOwner {
    * page the device uses. MADV_DONTFORK / MADV_WIPEONFORK are not modelled.
    * The child, or -ENOMEM with this mm unchanged and nothing left allocated.
    */
-  fork(opts: MmForkOptions): MmStruct | number {
+  fork(opts: MmForkOptions): MmStruct {
     this.checkLive();
     if (this.faults.hit("dup_mm")) return this.err(ENOMEM, "fork: cannot allocate the child's mm_struct");
     const child = new MmStruct({
@@ -262,8 +260,8 @@ export class MmStruct implements VmaOwner {
     if (this.released) throw new Error("MmStruct used after release()");
   }
 
-  err(errno: number, reason: string): number {
-    this.lastReason = reason;
-    return -errno;
+  /** Fail with the rule that refused (KernelError, as everywhere above src/pt). */
+  err(errno: number, reason: string): never {
+    fail(errno, reason);
   }
 }

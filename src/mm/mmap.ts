@@ -208,7 +208,6 @@ export function doMmap(
       anonHuge ? "[anon_hugetlb]" : "[anon_shmem]",
       anonHuge ? MFD_HUGETLB | (shift << MAP_HUGE_SHIFT) : 0,
     );
-    if (typeof f === "number") return mm.err(-f, "mmap: cannot set up the shared anonymous file");
     f.size = len;
     backing = f;
   } else if (file !== null) {
@@ -217,12 +216,12 @@ export function doMmap(
   // hugetlbfs_file_mmap -> hugetlb_reserve_pages (MAP_NORESERVE is VM_NORESERVE for hugetlb whatever the overcommit policy)
   let resv: PrivResv | null = null;
   if (shift !== 12 && (flags & MAP_NORESERVE) === 0) {
-    const r = reserveHuge(mm, shift, shared, backing, Number(pgoff), lenN);
-    if (typeof r === "number") {
+    try {
+      resv = reserveHuge(mm, shift, shared, backing, Number(pgoff), lenN);
+    } catch (e) {
       backing?.put();
-      return r;
+      throw e;
     }
-    resv = r;
   }
   if ((flags & MAP_FIXED) !== 0) unmapRange(mm, addr, end);
   const locked = (flags & MAP_LOCKED) !== 0 && shift === 12;
@@ -264,7 +263,7 @@ export function reserveHuge(
   file: MemFile | null,
   pgoff: number,
   len: number,
-): PrivResv | null | number {
+): PrivResv | null {
   const hs = mm.pages.hstate((shift - 12) as 9 | 18);
   if (!hs.limited) return null;
   if (mm.faults.hit("hugetlb_reserve_pages"))

@@ -140,6 +140,16 @@ export class KernelError {
 }
 Object.setPrototypeOf(KernelError.prototype, Error.prototype);
 
+/**
+ * Rethrow `e` with the caller's context before its reason (and `errno` in
+ * place of its own when the caller's rule says so); anything that is not a
+ * KernelError passes unchanged. The reason of a lower layer is never dropped.
+ */
+export function rethrowWith(e: unknown, prefix: string, errno?: number): never {
+  if (e instanceof KernelError) throw new KernelError(errno ?? e.errno, `${prefix}${e.reason}`);
+  throw e;
+}
+
 /** Throw a KernelError; `return fail(...)` keeps control flow obvious. */
 export function fail(errno: number, reason: string): never {
   throw new KernelError(errno, reason);

@@ -77,6 +77,8 @@ export const EFD_NONBLOCK = O_NONBLOCK;
 // Pages (x86-64 base pages; the model uses 4 KiB everywhere)
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
+/** PAGE_SIZE as a bigint, for byte addresses and lengths at the API (the one place both are declared). */
+export const PAGE_SIZE_B = BigInt(PAGE_SIZE);
 
 // Limits
 export const U32_MAX = 0xffffffff;

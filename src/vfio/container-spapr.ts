@@ -6,6 +6,7 @@ import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { accountMmLockedVm } from "../mm/locked-vm.js";
 import type { MmStruct } from "../mm/mm-struct.js";
+import type { PfnRuns } from "../mm/pfn-runs.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
 import {
   EBUSY,
@@ -19,7 +20,9 @@ import {
   ENXIO,
   EPERM,
   fail,
+  rethrowWith,
 } from "../uapi/errno.js";
+import { PAGE_SHIFT } from "../uapi/linux.js";
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_MAP_FLAG_READ,
@@ -48,7 +51,6 @@ import {
 } from "./spapr-prereg.js";
 import { u32, u64, vfioCopyIn } from "./uaccess.js";
 
-const PAGE_SHIFT = 12;
 const MAX_TABLES = 2;
 
 /** A TCE as a direction (enum dma_data_direction) turned into IOMMU prot bits. */
@@ -384,9 +386,12 @@ export class SpaprTceContainer implements VfioIommuBackend {
     try {
       for (; i < pages; i++) {
         const ua = vaddr + (BigInt(i) << BigInt(t.pageShift));
-        const runs = mm.pinUserPages(ua, 1, write, "tce_iommu_use_page");
-        if (typeof runs === "number")
-          fail(EFAULT, `tce_iommu_use_page: pin_user_pages_fast failed: ${mm.lastReason}`);
+        let runs: PfnRuns;
+        try {
+          runs = mm.pinUserPages(ua, 1, write, "tce_iommu_use_page");
+        } catch (e) {
+          rethrowWith(e, "tce_iommu_use_page: pin_user_pages_fast failed: ", EFAULT);
+        }
         const pfn = runs.pfn[0];
         const v = mm.vmas.find(Number(ua));
         if ((v?.pageSize ?? 4096) < 2 ** t.pageShift) {

@@ -3,6 +3,7 @@ import type { IommufdCtx } from "../iommufd/ctx.js";
 import { type FileOps, KFile } from "../kernel/file.js";
 import type { Task } from "../kernel/task.js";
 import { EBADFD, EBUSY, EINVAL, ENODEV, ENOTTY, EPERM, fail, KernelError } from "../uapi/errno.js";
+import { PAGE_SIZE } from "../uapi/linux.js";
 import {
   VFIO_GROUP_FLAGS_CONTAINER_SET,
   VFIO_GROUP_FLAGS_VIABLE,
@@ -16,8 +17,6 @@ import { type VfioDevice, VfioDeviceFile } from "./device.js";
 import { vfioDfClose, vfioDfOpen } from "./device-open.js";
 import { iommufdCompat, vfioIommufdCtxFromFile, vfioIommufdPhysicalAttach } from "./iommufd.js";
 import { vfioCopyIn } from "./uaccess.js";
-
-const PAGE_SIZE = 4096;
 
 /**
  * struct vfio_group (drivers/vfio/group.c): the devices of one

@@ -2,10 +2,8 @@ import { accountMmLockedVm } from "../mm/locked-vm.js";
 import type { MmStruct } from "../mm/mm-struct.js";
 import type { PfnRuns } from "../mm/pfn-runs.js";
 import { runsToArray } from "../mm/pfn-runs.js";
-import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, fail } from "../uapi/errno.js";
-
-const PAGE_SHIFT = 12;
-const PAGE = 1n << 12n;
+import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, fail, rethrowWith } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE, PAGE_SHIFT } from "../uapi/linux.js";
 
 /**
  * struct mm_iommu_table_group_mem_t (arch/powerpc/mm/book3s64/iommu_api.c):
@@ -143,10 +141,12 @@ function mmIommuPrepare(mm: MmStruct, ua: bigint, entries: number, list: readonl
     accountMmLockedVm(mm, 0, false);
     fail(ENOMEM, "mm_iommu_new: vzalloc of a zero-entry array returns NULL");
   }
-  const runs = mm.pinUserPages(ua, entries, true, "mm_iommu_new");
-  if (typeof runs === "number") {
+  let runs: PfnRuns;
+  try {
+    runs = mm.pinUserPages(ua, entries, true, "mm_iommu_new");
+  } catch (e) {
     accountMmLockedVm(mm, entries, false);
-    fail(-runs, `mm_iommu_new: pin_user_pages(FOLL_LONGTERM|FOLL_WRITE) failed: ${mm.lastReason}`);
+    rethrowWith(e, "mm_iommu_new: pin_user_pages(FOLL_LONGTERM|FOLL_WRITE) failed: ");
   }
   const hpas = runsToArray(runs);
   const folioShift = new Uint8Array(entries);

@@ -17,7 +17,9 @@ import {
   ENOTTY,
   fail,
   KernelError,
+  rethrowWith,
 } from "../uapi/errno.js";
+import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_CC_IOMMU,
@@ -47,7 +49,6 @@ import {
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
 import { u32, u64, vfioCopyIn, writeCaps } from "./uaccess.js";
 
-const PAGE = 4096n;
 const U64_MAX = (1n << 64n) - 1n;
 /** DIRTY_BITMAP_SIZE_MAX: the bitmap bytes for INT_MAX pages (vfio_iommu_type1.c). */
 const DIRTY_BITMAP_SIZE_MAX = 0x10000000n;
@@ -352,8 +353,12 @@ export class VfioIommuType1 implements VfioIommuBackend {
     }
     const mm = task.mm as unknown as MmStruct;
     const npages = Number(size / PAGE);
-    const runs = mm.pinUserPages(vaddr, npages, (prot & IOMMU_WRITE) !== 0);
-    if (typeof runs === "number") fail(-runs, `VFIO_IOMMU_MAP_DMA: ${mm.lastReason}`);
+    let runs: PfnRuns;
+    try {
+      runs = mm.pinUserPages(vaddr, npages, (prot & IOMMU_WRITE) !== 0);
+    } catch (e) {
+      rethrowWith(e, "VFIO_IOMMU_MAP_DMA: ");
+    }
     if (accountMmLockedVm(mm, npages, true) !== 0) {
       mm.unpinUserPages(runs);
       fail(ENOMEM, `VFIO_IOMMU_MAP_DMA: locked memory (${npages} pages) over RLIMIT_MEMLOCK`);

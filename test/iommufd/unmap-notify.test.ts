@@ -11,13 +11,12 @@ import {
 import { IoptPages } from "../../src/iommufd/pages.js";
 import type { PinSource } from "../../src/iommufd/pin-source.js";
 import { IOPT_PAGES_ACCOUNT_NONE } from "../../src/mm/locked-vm.js";
-import { EDEADLK } from "../../src/uapi/errno.js";
+import { EDEADLK, EFAULT, fail } from "../../src/uapi/errno.js";
 
 const src: PinSource = {
   kind: "user",
-  pin: () => -14,
+  pin: () => fail(EFAULT, "test source pins nothing"),
   unpin: () => {},
-  lastReason: () => "",
   describe: () => "test",
 };
 

@@ -1,16 +1,14 @@
 // MmStruct.fork (dup_mmap) and the COW breaks it makes necessary, below the syscall layer.
 import { describe, expect, it } from "vitest";
 import type { IoMem, MmStruct } from "../../src/mm/index.js";
-import { M2, machine, P, RW } from "./helpers.js";
+import { M2, machine, P, RW, type Syscalls, syscalls } from "./helpers.js";
 
 const ANON = 0x22;
 const HUGE = 0x40000;
 const SHARED = 0x01;
 
-function forkOf(mm: MmStruct, users: ReturnType<typeof machine>["users"]): MmStruct {
-  const c = mm.fork({ user: users.get(1000), cred: mm.cred });
-  if (typeof c === "number") throw new Error(`fork ${c}: ${mm.lastReason}`);
-  return c;
+function forkOf(mm: MmStruct, users: ReturnType<typeof machine>["users"]): Syscalls<MmStruct> {
+  return syscalls(mm.fork({ user: users.get(1000), cred: mm.cred }));
 }
 
 describe("MmStruct.fork", () => {

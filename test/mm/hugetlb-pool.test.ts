@@ -4,6 +4,7 @@ import { Machine } from "../../src/kernel/machine.js";
 import type { Process } from "../../src/kernel/process.js";
 import { KeyBits } from "../../src/mm/hugetlb-pool.js";
 import { EFAULT, EINVAL, ENOMEM, EPERM } from "../../src/uapi/errno.js";
+import { syscalls } from "./helpers.js";
 
 const M2 = 2n << 20n;
 const G1 = 1n << 30n;
@@ -162,10 +163,12 @@ describe("hugetlb pools", () => {
     expect(touch(p, va, 2)).toBe(0);
     const before = pool(m);
     expect(p.writeMemory(va + 2n * M2, new Uint8Array([9]))).toBe(-EFAULT);
-    expect(p.task.mm.lastReason).toMatch(/SIGBUS/);
+    const mm = syscalls(p.task.mm);
+    expect(mm.write(va + 2n * M2, new Uint8Array([9]))).toBe(-EFAULT);
+    expect(mm.lastReason).toMatch(/SIGBUS/);
     expect(p.readMemory(va + 3n * M2, 1)).toBe(-EFAULT);
     // pin_user_pages sees the SIGBUS as EFAULT and leaves nothing pinned
-    expect(p.task.mm.pinUserPages(va + M2, 1024, true)).toBe(-EFAULT);
+    expect(mm.pinUserPages(va + M2, 1024, true)).toBe(-EFAULT);
     expect(m.debug.counters().pinnedPages).toBe(0);
     expect(pool(m)).toEqual(before);
     expect(m.debug.checkInvariants()).toEqual([]);
@@ -187,13 +190,13 @@ describe("hugetlb pools", () => {
     const m = new Machine({ hugepages: { "2M": 4 } });
     const p = m.spawn();
     const va = p.mmap(0n, 4n * M2, RW, HUGE2);
-    const runs = p.task.mm.pinUserPages(va, 1024, true);
+    const runs = syscalls(p.task.mm).pinUserPages(va, 1024, true);
     expect(typeof runs).toBe("object");
     expect(pool(m)).toMatchObject({ free: 2, resv: 2 });
     // a pin crossing into an unmapped range fails before faulting; one that a fault
     // injection stops after allocating rolls back the consumed reservation
     m.debug.failNth(1);
-    expect(p.task.mm.pinUserPages(va + 2n * M2, 1024, true, "pin_user_pages")).toBe(-ENOMEM);
+    expect(syscalls(p.task.mm).pinUserPages(va + 2n * M2, 1024, true, "pin_user_pages")).toBe(-ENOMEM);
     expect(pool(m)).toMatchObject({ free: 2, resv: 2 });
     if (typeof runs !== "number") p.task.mm.unpinUserPages(runs);
     p.exit();
@@ -210,8 +213,9 @@ describe("hugetlb pools", () => {
     expect(p.munmap(va, 2n * M2)).toBe(0);
     expect(p.mmap(va, 2n * M2, RW, HUGE2 | 0x10)).toBe(va);
     expect(pool(m)).toMatchObject({ free: 2, resv: 2 });
-    expect(p.task.mm.pinUserPages(va, 3 * 512, true)).toBe(-EFAULT);
-    expect(p.task.mm.lastReason).toMatch(/pin: fault at 0x[0-9a-f]+ \(SIGBUS/);
+    const mm = syscalls(p.task.mm);
+    expect(mm.pinUserPages(va, 3 * 512, true)).toBe(-EFAULT);
+    expect(mm.lastReason).toMatch(/pin: fault at 0x[0-9a-f]+ \(SIGBUS/);
     // nothing allocated, pinned or consumed: the two reservations still stand and serve a fault
     expect(pool(m)).toMatchObject({ nr: 2, free: 2, resv: 2, surplus: 0 });
     expect(m.debug.counters().pinnedPages).toBe(0);
@@ -365,7 +369,7 @@ describe("hugetlb pools: random operation sequences", () => {
                 const r = p.writeMemory(t.va + BigInt(o.i % t.n) * M2, new Uint8Array([1]));
                 expect([0, -EFAULT]).toContain(r);
               } else if (o.op === "pin") {
-                const r = p.task.mm.pinUserPages(t.va, t.n * 512, true);
+                const r = syscalls(p.task.mm).pinUserPages(t.va, t.n * 512, true);
                 if (typeof r !== "number") p.task.mm.unpinUserPages(r);
                 else expect([-EFAULT]).toContain(r);
               } else {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { MemFile, mman, runsToArray } from "../../src/mm/index.js";
 import { EBUSY, EFAULT, EINVAL, ENODEV, ENOMEM, EOVERFLOW, EPERM } from "../../src/uapi/errno.js";
-import { bytes, M2, machine, P, RW } from "./helpers.js";
+import { bytes, M2, machine, memfdCreate, P, RW, syscalls } from "./helpers.js";
 
 const {
   F_SEAL_GROW,
@@ -20,7 +20,7 @@ const {
 describe("memfd", () => {
   it("two processes sharing a memfd see the same bytes and frames", () => {
     const { newMm, pages } = machine();
-    const f = new MemFile(pages, "shared", 0);
+    const f = syscalls(new MemFile(pages, "shared", 0));
     expect(f.ftruncate(4n * P)).toBe(0);
     const a = newMm();
     const b = newMm({ uid: 1001 });
@@ -46,7 +46,7 @@ describe("memfd", () => {
 
   it("a private mapping copies on write and sees the file until then", () => {
     const { newMm, pages } = machine();
-    const f = new MemFile(pages, "cow", 0);
+    const f = syscalls(new MemFile(pages, "cow", 0));
     f.ftruncate(2n * P);
     f.write(0n, bytes(2 * 4096, 4));
     const a = newMm();
@@ -67,7 +67,7 @@ describe("memfd", () => {
 
   it("ftruncate shrink drops pages (also COWed ones past EOF); access past EOF faults", () => {
     const { newMm, pages, frames } = machine();
-    const f = new MemFile(pages, "trunc", 0);
+    const f = syscalls(new MemFile(pages, "trunc", 0));
     f.ftruncate(4n * P);
     const a = newMm();
     const sh = a.mmap(0n, 4n * P, RW, MAP_SHARED, f, 0n);
@@ -94,7 +94,7 @@ describe("memfd", () => {
   it("a page pinned through the file survives truncation until unpinned", () => {
     const { pages, frames } = machine();
     const base = frames.counters().usedFrames;
-    const f = new MemFile(pages, "pin", 0);
+    const f = syscalls(new MemFile(pages, "pin", 0));
     f.ftruncate(2n * P);
     const runs = f.pinPages(0, 2, true);
     if (typeof runs === "number") throw new Error("pin failed");
@@ -110,7 +110,7 @@ describe("memfd", () => {
 
   it("pinPages: EINVAL past EOF, all-or-nothing on injected failure", () => {
     const { pages, faults, snapshot } = machine();
-    const f = new MemFile(pages, "p", 0);
+    const f = syscalls(new MemFile(pages, "p", 0));
     f.ftruncate(8n * P);
     expect(f.pinPages(6, 3, false)).toBe(-EINVAL);
     const before = snapshot();
@@ -133,8 +133,8 @@ describe("memfd", () => {
 
   it("hugetlb memfd: aligned sizes, whole folios, shared across processes", () => {
     const { newMm, pages, frames } = machine(512n << 20n);
-    expect(MemFile.create(pages, "bad", MFD_HUGETLB | (25 << 26))).toBe(-ENODEV);
-    const f = MemFile.create(pages, "huge", MFD_HUGETLB | MFD_HUGE_2MB) as MemFile;
+    expect(memfdCreate(pages, "bad", MFD_HUGETLB | (25 << 26))).toBe(-ENODEV);
+    const f = memfdCreate(pages, "huge", MFD_HUGETLB | MFD_HUGE_2MB) as MemFile;
     expect(f.hugetlb).toBe(true);
     expect(f.ftruncate(P)).toBe(-EINVAL);
     expect(f.ftruncate(2n * M2)).toBe(0);
@@ -163,12 +163,12 @@ describe("memfd", () => {
 
   it("a writable hugetlb mapping extends the file; MAP_HUGETLB on a shmem memfd is EINVAL", () => {
     const { newMm, pages } = machine(512n << 20n);
-    const f = new MemFile(pages, "h", MFD_HUGETLB);
+    const f = syscalls(new MemFile(pages, "h", MFD_HUGETLB));
     const a = newMm();
     const va = a.mmap(0n, M2, RW, MAP_SHARED, f, 0n);
     expect(f.size).toBe(M2);
     expect(a.write(va, new Uint8Array([1]))).toBe(0);
-    const s = new MemFile(pages, "s", 0);
+    const s = syscalls(new MemFile(pages, "s", 0));
     expect(a.mmap(0n, P, RW, MAP_SHARED | MAP_HUGETLB, s, 0n)).toBe(BigInt(-EINVAL));
     expect(a.mmap(0n, P, RW, MAP_SHARED, s, (1n << 63n) - P)).toBe(BigInt(-EOVERFLOW));
     a.release();
@@ -178,7 +178,7 @@ describe("memfd", () => {
 
   it("a private mapping of a hugetlb memfd copies a whole folio on write", () => {
     const { newMm, pages, frames } = machine(512n << 20n);
-    const f = new MemFile(pages, "hp", MFD_HUGETLB);
+    const f = syscalls(new MemFile(pages, "hp", MFD_HUGETLB));
     f.ftruncate(M2);
     const a = newMm();
     const sh = a.mmap(0n, M2, RW, MAP_SHARED, f, 0n);
@@ -197,9 +197,9 @@ describe("memfd", () => {
 
   it("seals", () => {
     const { newMm, pages } = machine();
-    const locked = new MemFile(pages, "nos", 0);
+    const locked = syscalls(new MemFile(pages, "nos", 0));
     expect(locked.addSeals(F_SEAL_SHRINK)).toBe(-EPERM);
-    const f = new MemFile(pages, "s", MFD_ALLOW_SEALING);
+    const f = syscalls(new MemFile(pages, "s", MFD_ALLOW_SEALING));
     f.ftruncate(2n * P);
     const a = newMm();
     const va = a.mmap(0n, 2n * P, RW, MAP_SHARED, f, 0n);
@@ -222,7 +222,7 @@ describe("memfd", () => {
 
   it("file refs: MAP_FIXED over a file mapping drops its reference", () => {
     const { newMm, pages } = machine();
-    const f = new MemFile(pages, "r", 0);
+    const f = syscalls(new MemFile(pages, "r", 0));
     f.ftruncate(4n * P);
     const a = newMm();
     const va = a.mmap(0n, 4n * P, RW, MAP_SHARED, f, 0n);
@@ -238,7 +238,7 @@ describe("memfd", () => {
 
   it("runs of a shmem pin list each page", () => {
     const { pages } = machine();
-    const f = new MemFile(pages, "x", 0);
+    const f = syscalls(new MemFile(pages, "x", 0));
     f.ftruncate(3n * P);
     const r = f.pinPages(0, 3, true);
     if (typeof r === "number") throw new Error("pin failed");

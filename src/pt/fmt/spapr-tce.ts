@@ -1,4 +1,6 @@
 import { EINVAL, EOPNOTSUPP, fail } from "../../uapi/errno.js";
+/** The kernel PAGE_SHIFT (pages are 4 KiB everywhere in the model). */
+import { PAGE_SHIFT as KERNEL_PAGE_SHIFT } from "../../uapi/linux.js";
 import { bswap32, pfnFrom12, pfnHi12, pfnLo12 } from "../bits.js";
 import type { PtConfig, PtFormatDef, PtFormatImpl } from "../types.js";
 import { IOMMU_WRITE } from "../types.js";
@@ -15,8 +17,6 @@ export const TCE_PCI_READ = 1;
 export const TCE_PCI_WRITE = 2;
 /** POWERNV_IOMMU_MAX_LEVELS */
 export const TCE_MAX_LEVELS = 5;
-/** The model's kernel PAGE_SHIFT (pages are 4 KiB everywhere in the model). */
-const KERNEL_PAGE_SHIFT = 12;
 
 export { bswap32 };
 
