@@ -94,10 +94,10 @@ when signal N killed it).
 
 The shim forwards what touches the model's files (/dev/iommu, /dev/vfio/**,
 /sys/bus/pci/**, /sys/kernel/iommu_groups/**, /sys/module/vfio*/parameters,
-/sys/kernel/mm/hugepages, fail-nth, /sys/kernel/debug fault injection) and
-passes everything else to the real kernel. ioctl arguments stay pointers
-into the program's own memory; pinned pages and device DMA use the
-program's real bytes.
+/sys/kernel/mm/hugepages, fail-nth, /sys/kernel/debug fault injection and
+Intel IOMMU page tables) and passes everything else to the real kernel.
+ioctl arguments stay pointers into the program's own memory; pinned pages
+and device DMA use the program's real bytes.
 
   --iommu K            amd (default), intel, mock (the selftest's), spapr, none
   --kernel P           UAPI profile: latest (default) or 6.12
