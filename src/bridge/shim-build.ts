@@ -12,9 +12,7 @@ export function shimSourceDir(): string {
   for (const d of [join(here, "shim"), resolve(here, "../../src/bridge/shim")]) {
     if (existsSync(join(d, "shim.h"))) return d;
   }
-  throw new Error(
-    "iommufd-sim: the bridge shim's source (src/bridge/shim/*.c) is missing from the package",
-  );
+  throw new Error("iommufd-sim: the bridge shim's source (src/bridge/shim/*.c) is missing from the package");
 }
 
 /** The shim's source files (every .c and .h in the directory), sorted so the cache key is stable. */
@@ -43,7 +41,10 @@ export function ensureShim(env: NodeJS.ProcessEnv = process.env): string {
   const cc = env.CC || "cc";
   const flags = ["-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall"];
   const h = createHash("sha256");
-  for (const f of files) h.update(f).update("\0").update(readFileSync(join(src, f)));
+  for (const f of files)
+    h.update(f)
+      .update("\0")
+      .update(readFileSync(join(src, f)));
   h.update(flags.join(" "));
   h.update(cc);
   const dir = cacheDir(env);
