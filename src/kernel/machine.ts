@@ -160,7 +160,7 @@ export class Machine implements KernelServices {
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
     for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;
     addPciSysfs(this.vfs, this.pci);
-    addIntelDebugfs(this.vfs, this.iommu);
+    addIntelDebugfs(this.vfs, this.iommu, this.phys);
     this.pci.sanitizer.oracle = this.mmGlue.pages;
     const sanitizer = this.pci.sanitizer;
     this.mmGlue.pages.onUnpin = (pfn, n) => sanitizer.noteUnpin(pfn, n);
