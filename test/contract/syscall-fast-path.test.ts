@@ -71,7 +71,10 @@ describe.each([false, true])("syscall refusals (trace %s)", (trace) => {
     const { m, p } = setup();
     const before = m.debug.counters();
     expect(p.close(1 << 20)).toBe(-EBADF);
-    expect(p.lastError()).toMatchObject({ call: "close", reason: `fd ${1 << 20} is not open in pid ${p.pid}` });
+    expect(p.lastError()).toMatchObject({
+      call: "close",
+      reason: `fd ${1 << 20} is not open in pid ${p.pid}`,
+    });
     expect(p.ioctl(-1, uapi.IOMMU_IOAS_ALLOC, 0n)).toBe(-EBADF);
     expect(p.ioctl(1.5, uapi.IOMMU_IOAS_ALLOC, 0n)).toBe(-EBADF);
     expect(p.lastError()).toMatchObject({ call: "ioctl", reason: `fd 1.5 is not open in pid ${p.pid}` });
@@ -81,14 +84,21 @@ describe.each([false, true])("syscall refusals (trace %s)", (trace) => {
   it("a handler's -errno without a reason is a model bug: EIO, counted, with the reason saying so", () => {
     const { m, p } = setup();
     const withReason = p.task.fdInstall(
-      new KFile({ kind: "probe", ioctl: (_f, task) => task.refuse(EINVAL, "probe says no") }, undefined, "/x", 2),
+      new KFile(
+        { kind: "probe", ioctl: (_f, task) => task.refuse(EINVAL, "probe says no") },
+        undefined,
+        "/x",
+        2,
+      ),
     );
     const without = p.task.fdInstall(new KFile({ kind: "probe", ioctl: () => -EINVAL }, undefined, "/y", 2));
     expect(p.ioctl(withReason, 1)).toBe(-EINVAL);
     expect(p.lastError()?.reason).toBe("probe says no");
     expect(m.debug.internalErrors()).toEqual([]);
     expect(p.ioctl(without, 1)).toBe(-EIO);
-    expect(p.lastError()?.reason).toMatch(/internal model error in ioctl: a handler returned -22 without a reason/);
+    expect(p.lastError()?.reason).toMatch(
+      /internal model error in ioctl: a handler returned -22 without a reason/,
+    );
     expect(m.debug.internalErrors()).toHaveLength(1);
     // a refusal left by an earlier call is not taken by a later one
     expect(p.ioctl(withReason, 1)).toBe(-EINVAL);
