@@ -135,7 +135,7 @@ export class MmStruct implements VmaOwner {
     return accessRead(this, va, len);
   }
 
-  /** A u32 the kernel reads from user memory (get_user): the value; EFAULT as read. */
+  /** A u32 the kernel reads from user memory (get_user): the value; EFAULT as read (override with read). */
   readU32(va: bigint): number {
     return accessReadU32(this, va);
   }
