@@ -20,6 +20,7 @@ export type {
   IommuKind,
   KernelProfileName,
   NoiommuRevision,
+  TceWindowDebugInfo,
 } from "./kernel/kctx.js";
 export { Machine, type MachineOptions, type PciDeviceConfig, type SpawnOptions } from "./kernel/machine.js";
 export { PARAM_DEFAULTS } from "./kernel/params.js";
@@ -29,3 +30,8 @@ export { RecordError, type RecordOptions, recordScenario } from "./scenario/reco
 export * as errno from "./uapi/errno.js";
 export { KernelError } from "./uapi/errno.js";
 export * as uapi from "./uapi/index.js";
+export type {
+  SpaprTceDebugInfo,
+  Type1DebugInfo,
+  VfioContainerDebugInfo,
+} from "./vfio/debug-view.js";
