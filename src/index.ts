@@ -12,7 +12,12 @@
 
 export type { DmaEvent } from "./hw/dma-log.js";
 export { RLIM_INFINITY } from "./kernel/cred.js";
-export type { Debug } from "./kernel/debug.js";
+export type {
+  Debug,
+  SpaprTceDebugInfo,
+  Type1DebugInfo,
+  VfioContainerDebugInfo,
+} from "./kernel/debug.js";
 export { KCONFIG_DEFAULTS, type Kconfig } from "./kernel/kconfig.js";
 export type {
   HwptDebugInfo,
@@ -30,8 +35,3 @@ export { RecordError, type RecordOptions, recordScenario } from "./scenario/reco
 export * as errno from "./uapi/errno.js";
 export { KernelError } from "./uapi/errno.js";
 export * as uapi from "./uapi/index.js";
-export type {
-  SpaprTceDebugInfo,
-  Type1DebugInfo,
-  VfioContainerDebugInfo,
-} from "./vfio/debug-view.js";

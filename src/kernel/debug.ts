@@ -4,6 +4,9 @@ import type { VmaInfo } from "../mm/mm-struct.js";
 import type { PageTracker } from "../mm/page-tracker.js";
 import { EBADF, fail } from "../uapi/errno.js";
 import { debugVfioContainers, type VfioContainerDebugInfo } from "../vfio/debug-view.js";
+
+export type { SpaprTceDebugInfo, Type1DebugInfo, VfioContainerDebugInfo } from "../vfio/debug-view.js";
+
 import type { HwptDebugInfo, IoasDebugInfo } from "./kctx.js";
 import type { Machine } from "./machine.js";
 import type { Process } from "./process.js";
