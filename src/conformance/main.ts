@@ -182,11 +182,17 @@ function runOne(
       clearTimeout(timer);
       rmSync(cwd, { recursive: true, force: true });
       const text = readFileSync(outFile, "utf8");
+      const run = parseKselftestTap(text);
+      // exit 4 (KSFT_SKIP) before any plan: the program skipped as a whole (e.g. no library driver)
+      if (run.plan < 0 && code === 4) {
+        run.plan = 0;
+        run.skipAll = text.trim().split("\n")[0] ?? "exit 4 (KSFT_SKIP)";
+      }
       done({
         tree,
         bin,
         version,
-        run: parseKselftestTap(text),
+        run,
         exitCode: code,
         timedOut,
         seconds: (Date.now() - started) / 1000,
@@ -216,7 +222,13 @@ function loadExpected(): ExpectedFile {
 function line(r: BinaryRun, v: Verdict): string {
   const c = counts(r.run);
   const plan = r.run.plan < 0 ? "no TAP plan" : `plan ${r.run.plan}`;
-  const extra = r.timedOut ? ", TIMED OUT" : r.run.totals === undefined ? ", ended early" : "";
+  const extra = r.timedOut
+    ? ", TIMED OUT"
+    : r.run.skipAll !== undefined
+      ? ", skipped as a whole"
+      : r.run.totals === undefined
+        ? ", ended early"
+        : "";
   return (
     `${r.tree.padEnd(7)} ${r.bin.padEnd(30)} pass ${c.pass} fail ${c.fail} skip ${c.skip} (${plan}${extra}, ` +
     `${r.seconds.toFixed(0)} s)  regressions ${v.regressions.length}, newly passing ${v.improvements.length}`
