@@ -46,7 +46,10 @@ function rig() {
     dv.setBigUint64(24, BigInt(d.next), true);
     m.phys.write(at, b);
   };
-  m.phys.write(SRC, new Uint8Array(8192).map((_, i) => (i * 5 + 1) & 0xff));
+  m.phys.write(
+    SRC,
+    new Uint8Array(8192).map((_, i) => (i * 5 + 1) & 0xff),
+  );
   const kick = (chain: number, count: number, ctrl = 0x0009) => {
     wr(CHAINADDR, 8, chain);
     wr(CHANCTRL, 2, ctrl);
