@@ -104,6 +104,11 @@ export class ForeignMm extends MmStruct {
     return r;
   }
 
+  override readU32(vaB: bigint): number {
+    const b = this.read(vaB, 4);
+    return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+  }
+
   override write(vaB: bigint, bytes: Uint8Array): number {
     const va = this.foreignRange(vaB, bytes.length);
     if (va < 0 || this.foreignMem === null)
