@@ -11,12 +11,30 @@ import { EFAULT } from "../uapi/errno.js";
  */
 export class ProcMemory implements ForeignMemory {
   private fd: number;
+  /** The bytes at winVa the shim sent with the call being served (its ioctl struct), or null. */
+  private win: Uint8Array | null = null;
+  private winVa = 0;
 
   constructor(readonly pid: number) {
     this.fd = openSync(`/proc/${pid}/mem`, "r+");
   }
 
+  /**
+   * For one call: the process's memory at va is `bytes` (the shim read
+   * them as the call began, as the kernel's copy_from_user would), so
+   * reads inside them need no pread of /proc/PID/mem; a write that
+   * touches them ends the window (later reads see the real memory). null
+   * ends it.
+   */
+  prefetched(va: number, bytes: Uint8Array | null): void {
+    this.win = bytes !== null && bytes.length > 0 ? bytes : null;
+    this.winVa = va;
+  }
+
   read(va: number, len: number): Uint8Array | number {
+    const w = this.win;
+    if (w !== null && va >= this.winVa && va + len <= this.winVa + w.length)
+      return w.slice(va - this.winVa, va - this.winVa + len);
     if (this.fd < 0) return -EFAULT;
     const out = Buffer.allocUnsafe(len);
     let done = 0;
@@ -34,6 +52,10 @@ export class ProcMemory implements ForeignMemory {
 
   write(va: number, bytes: Uint8Array): number {
     if (this.fd < 0) return -EFAULT;
+    const w = this.win;
+    if (w !== null && va < this.winVa + w.length && va + bytes.length > this.winVa) {
+      this.win = null;
+    }
     let done = 0;
     try {
       while (done < bytes.length) {

@@ -6,6 +6,8 @@ import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
 import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENODEV, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
+import { performance } from "node:perf_hooks";
+import { Channel } from "./channel.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
 import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
 import {
@@ -13,8 +15,12 @@ import {
   encodeReply,
   OP,
   PASSTHROUGH,
+  REP_CHANNEL,
   REP_HAS_PINS,
   REP_SPARE_USED,
+  REP_WAKE,
+  REQ_CHANNEL,
+  REQ_PREFETCH,
   type Request,
   STAT_NOFOLLOW,
   STAT_SIZE,
@@ -35,6 +41,15 @@ interface Pending {
   pid?: number;
 }
 
+/**
+ * How long the server keeps polling the channels after the last request
+ * (ms): a program's next call usually comes within a few µs, and a poll
+ * costs about one pread.
+ */
+const SPIN_IDLE_MS = 0.1;
+/** The longest the server polls before it lets the event loop run (new connections, nudges, exits). */
+const SPIN_SLICE_MS = 0.5;
+
 /** Files the bridge reads at a position of its own (sysfs text, fail-nth): read(2) advances it. */
 const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir"]);
 
@@ -46,6 +61,8 @@ class Client {
   proc: Process | null = null;
   mem: ProcMemory | null = null;
   pid = 0;
+  /** The shared request channel (null: every request comes over the socket). */
+  chan: Channel | null = null;
   buf: Buffer = Buffer.alloc(0);
   /** The real fd reserved for the next file the model installs (-1: none). */
   nextFd = -1;
@@ -65,11 +82,17 @@ class Client {
 
 /**
  * The bridge server: one Machine, any number of real processes connected
- * over a Unix socket (the shim in each). Requests are handled one at a time
- * on the event loop, synchronously, so the model sees one syscall at a time
- * as before. A malformed request closes that connection; an exception
- * inside a handler becomes EIO for that call and is counted as a model bug;
- * a connection that goes away (the process died) exits its process.
+ * over a Unix socket (the shim in each). Requests are handled one at a time,
+ * synchronously, so the model sees one syscall at a time as before. A
+ * malformed request closes that connection; an exception inside a handler
+ * becomes EIO for that call and is counted as a model bug; a connection
+ * that goes away (the process died) exits its process.
+ *
+ * Most requests come through each process's channel (channel.ts) rather
+ * than the socket: once a request arrived, the server polls every channel
+ * round-robin until none posted for SPIN_IDLE_MS, giving the event loop a
+ * turn every SPIN_SLICE_MS (so a connection, a socket request or an exit
+ * never waits longer than that); it never blocks on a client.
  */
 export class BridgeServer {
   readonly ns: BridgeNamespace;
@@ -83,6 +106,10 @@ export class BridgeServer {
   /** Processes that went with files still open or memory still pinned (exit released them): --report. */
   readonly leftAtExit: { pid: number; files: number; pinnedPages: number }[] = [];
   private idleWaiters: (() => void)[] = [];
+  /** The polling loop is running or scheduled. */
+  private spinning = false;
+  /** Requests answered through a channel, and polling episodes (the bench and tests read them). */
+  readonly stats = { channelRequests: 0, socketRequests: 0, spins: 0 };
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
   private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
@@ -143,6 +170,8 @@ export class BridgeServer {
     sock.on("error", () => {});
     sock.on("close", () => {
       this.drop(c);
+      c.chan?.close();
+      c.chan = null;
       this.clients.delete(c);
       this.reapForks();
       if (this.clients.size === 0) for (const w of this.idleWaiters.splice(0)) w();
@@ -162,14 +191,102 @@ export class BridgeServer {
         return;
       }
       c.buf = c.buf.subarray(r.size);
+      if (r.req.op === OP.NUDGE) {
+        this.nudge(c, r.req);
+        continue;
+      }
+      this.stats.socketRequests++;
       const rep = this.handle(c, r.req);
       if (!c.sock.destroyed) c.sock.write(rep);
       this.afterRequest?.();
+      if (c.chan !== null) this.startSpin();
     }
   }
 
-  /** One request: always a reply, never an exception. */
+  /**
+   * The shim posted on its channel while the server was not polling, or it
+   * waited long enough to go to sleep (b = 1): serve the channel, and wake
+   * it once the request it waits on (seq a) is answered.
+   */
+  private nudge(c: Client, q: Request): void {
+    const ch = c.chan;
+    if (ch === null) return;
+    this.serveChannel(c, ch);
+    if (q.b !== 0n) {
+      if (ch.repliedSeq === Number(q.a & 0xffffffffn)) this.wake(c);
+      else ch.wakeOnReply = true;
+    }
+    this.startSpin();
+  }
+
+  private wake(c: Client): void {
+    c.chan!.wakeOnReply = false;
+    if (!c.sock.destroyed) c.sock.write(encodeReply(0, REP_WAKE));
+  }
+
+  private startSpin(): void {
+    if (this.spinning) return;
+    this.spinning = true;
+    this.stats.spins++;
+    setImmediate(this.spin);
+  }
+
+  /** Poll every channel until none posted for SPIN_IDLE_MS or the slice is over (then come back after the event loop). */
+  private readonly spin = (): void => {
+    const t0 = performance.now();
+    let last = t0;
+    for (const c of this.clients) c.chan?.setPolling(true);
+    for (;;) {
+      let any = false;
+      for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) any = true;
+      const t = performance.now();
+      if (any) {
+        last = t;
+        // a long call: the shim may have gone to sleep and nudged; read the socket before going on
+        if (t - t0 > SPIN_SLICE_MS) break;
+      } else if (t - last > SPIN_IDLE_MS) {
+        // stop polling: say so, then look once more for a request posted before the shim saw it
+        for (const c of this.clients) c.chan?.setPolling(false);
+        let again = false;
+        for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) again = true;
+        if (!again) {
+          this.spinning = false;
+          return;
+        }
+        break;
+      } else if (t - t0 > SPIN_SLICE_MS) break;
+    }
+    setImmediate(this.spin);
+  };
+
+  /** Answer the request the channel holds, if any: true when there was one. */
+  private serveChannel(c: Client, ch: Channel): boolean {
+    const q = ch.poll();
+    if (q === null) return false;
+    if (typeof q === "string") {
+      this.malformed++;
+      this.log(`bridge: pid ${c.pid}: ${q}; connection closed`);
+      ch.close();
+      c.chan = null;
+      c.sock.destroy();
+      return false;
+    }
+    this.stats.channelRequests++;
+    const r = this.serve(c, q);
+    ch.reply(r.ret, r.flags, r.payload);
+    if (ch.wakeOnReply) this.wake(c);
+    this.afterRequest?.();
+    return true;
+  }
+
+  /** One request over the socket: always a reply, never an exception. */
   handle(c: Client, q: Request): Buffer {
+    const r = this.serve(c, q);
+    return encodeReply(r.ret, r.flags, r.payload);
+  }
+
+  /** One request: always an answer, never an exception. */
+  private serve(c: Client, q: Request): { ret: number | bigint; flags: number; payload?: Uint8Array } {
     c.consumed = false;
     c.nextFd = -1;
     let ret: number | bigint;
@@ -178,6 +295,8 @@ export class BridgeServer {
     // microseconds per failing call on the bridge's hot path (IOMMUFD_SIM_DEBUG keeps stacks)
     const limit = Error.stackTraceLimit;
     if (!this.keepStacks) Error.stackTraceLimit = 0;
+    const pre = q.op === OP.IOCTL && (q.flags & REQ_PREFETCH) !== 0 && c.mem !== null;
+    if (pre) c.mem!.prefetched(Number(q.b), q.payload);
     try {
       const r = this.dispatch(c, q);
       if (typeof r === "object") {
@@ -191,13 +310,15 @@ export class BridgeServer {
       ret = -5;
     } finally {
       Error.stackTraceLimit = limit;
+      if (pre) c.mem?.prefetched(0, null);
     }
     c.nextFd = -1;
     // only an ioctl uses the shim's spare fd (open and dup name the fd they reserved)
     let flags = c.consumed && q.op === OP.IOCTL ? REP_SPARE_USED : 0;
     const mm = c.proc?.task.mm;
     if (mm instanceof ForeignMm && mm.hasAttached()) flags |= REP_HAS_PINS;
-    return encodeReply(ret, flags, payload);
+    if (q.op === OP.HELLO && c.chan !== null && typeof ret === "number" && ret >= 0) flags |= REP_CHANNEL;
+    return { ret, flags, payload };
   }
 
   private dispatch(c: Client, q: Request): number | bigint | { ret: number | bigint; payload: Uint8Array } {
@@ -317,6 +438,11 @@ export class BridgeServer {
     c.proc = proc;
     c.mem = mem;
     c.pid = pid;
+    if ((q.flags & REQ_CHANNEL) !== 0) {
+      const ch = Channel.open(pid, Number(q.c));
+      if (typeof ch === "string") this.log(`bridge: pid ${pid}: ${ch}; requests come over the socket`);
+      else c.chan = ch;
+    }
     this.log(`bridge: pid ${pid} joined as model pid ${proc.pid}${token !== 0 ? " (forked)" : ""}`);
     return process.pid;
   }
