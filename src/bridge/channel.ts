@@ -8,6 +8,7 @@ import {
   CHAN_REQ_MAX,
   CHAN_REQ_PAYLOAD,
   CHAN_REQ_SEQ2,
+  CHAN_SLEEP,
   CHAN_SRV,
   REQ_SIZE,
   type Request,
@@ -39,8 +40,9 @@ export class Channel {
   private seq = 0;
   /** The seq of the last reply written (the request the shim waits on is answered when it matches). */
   repliedSeq = 0;
-  /** The shim said it is going to sleep on the reply: the reply must also send a wake-up on the socket. */
-  wakeOnReply = false;
+  /** The seq the shim sleeps on (as of the last poll), and the last seq a wake-up was sent for. */
+  private sleepSeq = 0;
+  private wokenSeq = 0;
   /** What the server last told the shim about polling (the shim nudges over the socket when it is off). */
   polling = false;
 
@@ -68,6 +70,7 @@ export class Channel {
     const h = this.head;
     const got = readSync(this.fd, h, 0, HEAD, 0);
     if (got < HEAD) return null;
+    this.sleepSeq = h.readUInt32LE(CHAN_SLEEP);
     const seq = h.readUInt32LE(0);
     if (seq === this.seq || h.readUInt32LE(CHAN_REQ_SEQ2) !== seq) return null;
     const len = h.readUInt32LE(CHAN_REQ);
@@ -113,6 +116,17 @@ export class Channel {
     r.writeUInt32LE(this.seq, 24);
     writeSync(this.fd, r, 0, 28, CHAN_REP);
     this.repliedSeq = this.seq;
+  }
+
+  /**
+   * The shim sleeps on the socket for a reply already written: true once
+   * per reply (the caller sends the wake-up).
+   */
+  takeWake(): boolean {
+    if (this.repliedSeq === 0 || this.sleepSeq !== this.repliedSeq || this.wokenSeq === this.repliedSeq)
+      return false;
+    this.wokenSeq = this.repliedSeq;
+    return true;
   }
 
   /** Tell the shim whether the server polls (it then posts without a nudge). */

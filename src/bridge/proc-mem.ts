@@ -14,6 +14,8 @@ export class ProcMemory implements ForeignMemory {
   /** The bytes at winVa the shim sent with the call being served (its ioctl struct), or null. */
   private win: Uint8Array | null = null;
   private winVa = 0;
+  /** Reads that went to /proc/PID/mem, and reads the window answered. */
+  readonly counts = { preads: 0, prefetched: 0 };
 
   constructor(readonly pid: number) {
     this.fd = openSync(`/proc/${pid}/mem`, "r+");
@@ -33,9 +35,12 @@ export class ProcMemory implements ForeignMemory {
 
   read(va: number, len: number): Uint8Array | number {
     const w = this.win;
-    if (w !== null && va >= this.winVa && va + len <= this.winVa + w.length)
+    if (w !== null && va >= this.winVa && va + len <= this.winVa + w.length) {
+      this.counts.prefetched++;
       return w.slice(va - this.winVa, va - this.winVa + len);
+    }
     if (this.fd < 0) return -EFAULT;
+    this.counts.preads++;
     const out = Buffer.allocUnsafe(len);
     let done = 0;
     try {

@@ -43,10 +43,16 @@ interface Pending {
 
 /**
  * How long the server keeps polling the channels after the last request
- * (ms): a program's next call usually comes within a few µs, and a poll
- * costs about one pread.
+ * (ms), at most and at least: a program's next call usually comes within a
+ * few µs, and a poll costs about one pread. The window halves after a
+ * polling episode that found nothing (the program is slow, or it could not
+ * run because this polling held the CPU it needs: on a loaded machine) and
+ * doubles after one that did; below SPIN_MIN_MS polling stops, but for a
+ * probe every PROBE_EVERY nudges.
  */
-const SPIN_IDLE_MS = 0.1;
+const SPIN_MAX_MS = 0.2;
+const SPIN_MIN_MS = 0.004;
+const PROBE_EVERY = 16;
 /** The longest the server polls before it lets the event loop run (new connections, nudges, exits). */
 const SPIN_SLICE_MS = 0.5;
 
@@ -90,7 +96,7 @@ class Client {
  *
  * Most requests come through each process's channel (channel.ts) rather
  * than the socket: once a request arrived, the server polls every channel
- * round-robin until none posted for SPIN_IDLE_MS, giving the event loop a
+ * round-robin until none posted for a while (SPIN_MAX_MS at most), giving the event loop a
  * turn every SPIN_SLICE_MS (so a connection, a socket request or an exit
  * never waits longer than that); it never blocks on a client.
  */
@@ -108,8 +114,13 @@ export class BridgeServer {
   private idleWaiters: (() => void)[] = [];
   /** The polling loop is running or scheduled. */
   private spinning = false;
+  /** The current polling window (ms), between SPIN_MIN_MS and SPIN_MAX_MS. */
+  private spinWindow = SPIN_MAX_MS;
+  /** false: the server never polls; every channel request comes with a nudge (tests use it). */
+  polling = true;
+  private sinceProbe = 0;
   /** Requests answered through a channel, and polling episodes (the bench and tests read them). */
-  readonly stats = { channelRequests: 0, socketRequests: 0, spins: 0 };
+  readonly stats = { channelRequests: 0, socketRequests: 0, spins: 0, memReads: 0, memReadsPrefetched: 0 };
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
   private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
@@ -203,38 +214,41 @@ export class BridgeServer {
     }
   }
 
-  /**
-   * The shim posted on its channel while the server was not polling, or it
-   * waited long enough to go to sleep (b = 1): serve the channel, and wake
-   * it once the request it waits on (seq a) is answered.
-   */
-  private nudge(c: Client, q: Request): void {
+  /** The shim posted on its channel, or went to sleep on it, while the server was not polling. */
+  private nudge(c: Client, _q: Request): void {
     const ch = c.chan;
     if (ch === null) return;
-    this.serveChannel(c, ch);
-    if (q.b !== 0n) {
-      if (ch.repliedSeq === Number(q.a & 0xffffffffn)) this.wake(c);
-      else ch.wakeOnReply = true;
+    let spin = false;
+    if (!this.spinning && this.polling) {
+      if (this.spinWindow === 0 && ++this.sinceProbe >= PROBE_EVERY) {
+        this.sinceProbe = 0;
+        this.spinWindow = SPIN_MIN_MS;
+      }
+      spin = this.spinWindow > 0;
     }
-    this.startSpin();
+    // (polling from here on: the shim's next request, posted as soon as it sees this reply, needs no nudge)
+    if (spin) ch.setPolling(true);
+    this.serveChannel(c, ch);
+    if (spin) this.startSpin();
   }
 
-  private wake(c: Client): void {
-    c.chan!.wakeOnReply = false;
-    if (!c.sock.destroyed) c.sock.write(encodeReply(0, REP_WAKE));
-  }
+  private static readonly WAKE = encodeReply(0, REP_WAKE);
 
   private startSpin(): void {
-    if (this.spinning) return;
+    if (this.spinning || !this.polling || this.spinWindow === 0) return;
     this.spinning = true;
     this.stats.spins++;
-    setImmediate(this.spin);
+    this.spin();
   }
 
-  /** Poll every channel until none posted for SPIN_IDLE_MS or the slice is over (then come back after the event loop). */
+  /**
+   * Poll every channel until none posted for the window or the slice is
+   * over (then again after a turn of the event loop).
+   */
   private readonly spin = (): void => {
     const t0 = performance.now();
     let last = t0;
+    let hits = 0;
     for (const c of this.clients) c.chan?.setPolling(true);
     for (;;) {
       let any = false;
@@ -242,13 +256,17 @@ export class BridgeServer {
       const t = performance.now();
       if (any) {
         last = t;
+        hits++;
         // a long call: the shim may have gone to sleep and nudged; read the socket before going on
         if (t - t0 > SPIN_SLICE_MS) break;
-      } else if (t - last > SPIN_IDLE_MS) {
+      } else if (t - last > this.spinWindow) {
         // stop polling: say so, then look once more for a request posted before the shim saw it
         for (const c of this.clients) c.chan?.setPolling(false);
         let again = false;
         for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) again = true;
+        if (again) hits++;
+        if (hits > 0) this.spinWindow = Math.min(SPIN_MAX_MS, this.spinWindow * 2);
+        else this.spinWindow = this.spinWindow / 2 < SPIN_MIN_MS ? 0 : this.spinWindow / 2;
         if (!again) {
           this.spinning = false;
           return;
@@ -262,7 +280,10 @@ export class BridgeServer {
   /** Answer the request the channel holds, if any: true when there was one. */
   private serveChannel(c: Client, ch: Channel): boolean {
     const q = ch.poll();
-    if (q === null) return false;
+    if (q === null) {
+      if (ch.takeWake() && !c.sock.destroyed) c.sock.write(BridgeServer.WAKE);
+      return false;
+    }
     if (typeof q === "string") {
       this.malformed++;
       this.log(`bridge: pid ${c.pid}: ${q}; connection closed`);
@@ -274,7 +295,7 @@ export class BridgeServer {
     this.stats.channelRequests++;
     const r = this.serve(c, q);
     ch.reply(r.ret, r.flags, r.payload);
-    if (ch.wakeOnReply) this.wake(c);
+    if (ch.takeWake() && !c.sock.destroyed) c.sock.write(BridgeServer.WAKE);
     this.afterRequest?.();
     return true;
   }
@@ -611,6 +632,10 @@ export class BridgeServer {
     p.exit(); // the mm keeps a copy of each pinned page while the memory is still there
     for (const m of c.memfds.values()) m.mf.put();
     c.memfds.clear();
+    if (c.mem !== null) {
+      this.stats.memReads += c.mem.counts.preads;
+      this.stats.memReadsPrefetched += c.mem.counts.prefetched;
+    }
     c.mem?.close();
     c.mem = null;
   }

@@ -31,7 +31,7 @@
 #define BR_OP_LSEEK 19       /* fd, a = offset, b = whence -> new offset */
 #define BR_OP_MMAP 20        /* fd, a = len, b = offset, c = prot | flags << 32 */
 #define BR_OP_PING 21        /* nothing: a round trip (the benchmark) */
-#define BR_OP_NUDGE 40       /* no reply: look at the channel; b = 1: wake me (BR_REP_WAKE) once seq a is answered */
+#define BR_OP_NUDGE 40       /* no reply: look at the channel (a = the seq posted) */
 
 #define BR_STAT_NOFOLLOW 1
 
@@ -53,9 +53,13 @@
  * the u32 seq at 0; it nudges over the socket unless the u32 at BR_CHAN_SRV
  * says the server is polling. The server answers at BR_CHAN_REP: u32 seq,
  * u32 0, struct br_rep, u32 seq copy (payload first, at BR_CHAN_REP_PAYLOAD).
+ * A shim that sleeps on the socket for its reply sets the u32 at
+ * BR_CHAN_SLEEP to the seq first; the server then sends a BR_REP_WAKE
+ * reply over the socket once it answered that seq.
  */
 #define BR_CHAN_NAME "iommufd-sim-chan"
 #define BR_CHAN_SIZE 16384
+#define BR_CHAN_SLEEP 4
 #define BR_CHAN_REQ 8
 #define BR_CHAN_REQ_SEQ2 48
 #define BR_CHAN_REQ_PAYLOAD 64

@@ -16,7 +16,6 @@
 #include "shim.h"
 
 #include <poll.h>
-#include <sched.h>
 #include <time.h>
 
 pthread_mutex_t br_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -78,9 +77,20 @@ static uint8_t *chan;     /* the mapping, NULL: no channel (every call over the 
 static int chan_on;       /* the server accepted it */
 static uint32_t chan_seq; /* the last request posted */
 
-/* How long the shim spins on a reply before it sleeps (ns), and how much of it without yielding. */
-#define SPIN_NS 200000
-#define SPIN_HOT_NS 10000
+/*
+ * How long the shim spins on a reply before it sleeps (ns). The budget
+ * doubles after a reply that came while spinning and halves after one
+ * that did not, down to 0 (sleep at once, as on a loaded machine where
+ * the server may need this very CPU); at 0 every PROBE_EVERY-th call
+ * spins SPIN_MIN_NS to see whether spinning pays again. At most
+ * SPIN_MAX_NS, or IOMMUFD_SIM_SPIN_NS (0: never spin).
+ */
+#define SPIN_MAX_NS 50000
+#define SPIN_MIN_NS 2000
+#define PROBE_EVERY 16
+static uint64_t spin_max = SPIN_MAX_NS;
+static uint64_t spin_budget = SPIN_MAX_NS;
+static unsigned since_probe;
 /* A prefetched ioctl struct: at most this many bytes, never past arg's page. */
 #define PREFETCH_MAX 256
 
@@ -100,6 +110,10 @@ static int chan_create(void)
 	chan = NULL;
 	chan_on = 0;
 	chan_seq = 0;
+	const char *e = getenv("IOMMUFD_SIM_SPIN_NS");
+	if (e && *e)
+		spin_max = strtoull(e, NULL, 10);
+	spin_budget = spin_max;
 	int fd = (int)syscall(SYS_memfd_create, BR_CHAN_NAME, 1u /* MFD_CLOEXEC */);
 	if (fd < 0)
 		return -1;
@@ -116,9 +130,9 @@ static int chan_create(void)
 	return fd;
 }
 
-static void nudge(uint32_t seq, int sleeping)
+static void nudge(uint32_t seq)
 {
-	struct br_req rq = {.len = sizeof(rq), .op = BR_OP_NUDGE, .a = seq, .b = (uint64_t)sleeping};
+	struct br_req rq = {.len = sizeof(rq), .op = BR_OP_NUDGE, .a = seq};
 	if (write_all(br_sock, &rq, sizeof(rq)) < 0)
 		die("lost the connection to the iommufd-sim server");
 }
@@ -129,13 +143,38 @@ static int replied(uint32_t seq)
 	       __atomic_load_n(CHAN_U32(BR_CHAN_REP + 24), __ATOMIC_ACQUIRE) == seq;
 }
 
-/* Spin, then sleep on the socket until the server wakes us. */
-static void wait_reply(uint32_t seq)
+/* This call's spin budget (ns): 0 means sleep at once (and say so in the first nudge). */
+static uint64_t spin_for_call(void)
+{
+	if (spin_budget > 0 || spin_max == 0)
+		return spin_budget;
+	if (++since_probe < PROBE_EVERY)
+		return 0;
+	since_probe = 0;
+	return SPIN_MIN_NS < spin_max ? SPIN_MIN_NS : spin_max;
+}
+
+static int server_polling(void)
+{
+	/* (a full fence first: the server clears the flag, then looks at the channel once more) */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(CHAN_U32(BR_CHAN_SRV), __ATOMIC_ACQUIRE) != 0;
+}
+
+/*
+ * Spin up to budget ns, then sleep on the socket until the server wakes
+ * us: BR_CHAN_SLEEP = seq asks for the wake-up (set before posting when
+ * the budget is 0).
+ */
+static void wait_reply(uint32_t seq, uint64_t budget)
 {
 	uint64_t t0 = 0;
-	for (unsigned i = 0;; i++) {
-		if (replied(seq))
+	for (unsigned i = 0; budget > 0; i++) {
+		if (replied(seq)) {
+			uint64_t b = spin_budget ? spin_budget * 2 : SPIN_MIN_NS;
+			spin_budget = b < spin_max ? b : spin_max;
 			return;
+		}
 		if ((i & 63) != 63) {
 			__builtin_ia32_pause();
 			continue;
@@ -143,13 +182,20 @@ static void wait_reply(uint32_t seq)
 		uint64_t t = now_ns();
 		if (t0 == 0)
 			t0 = t;
-		if (t - t0 > SPIN_NS)
+		if (t - t0 > budget)
 			break;
-		/* past the first µs, let the server run if it shares this CPU */
-		if (t - t0 > SPIN_HOT_NS)
-			sched_yield();
 	}
-	nudge(seq, 1);
+	if (budget > 0) {
+		spin_budget /= 2;
+		if (spin_budget < SPIN_MIN_NS)
+			spin_budget = 0;
+		__atomic_store_n(CHAN_U32(BR_CHAN_SLEEP), seq, __ATOMIC_SEQ_CST);
+		if (replied(seq))
+			return;
+		/* a polling server sees the flag at its next look; one in its event loop needs the socket */
+		if (!server_polling())
+			nudge(seq);
+	}
 	while (!replied(seq)) {
 		struct pollfd pf = {.fd = br_sock, .events = POLLIN};
 		int n = poll(&pf, 1, 100);
@@ -196,13 +242,14 @@ static struct br_rep chan_call(struct br_req *rq, const void *payload, size_t pl
 	uint32_t seq = ++chan_seq;
 	if (seq == 0)
 		seq = ++chan_seq;
+	uint64_t budget = spin_for_call();
+	if (budget == 0)
+		__atomic_store_n(CHAN_U32(BR_CHAN_SLEEP), seq, __ATOMIC_RELEASE);
 	__atomic_store_n(CHAN_U32(BR_CHAN_REQ_SEQ2), seq, __ATOMIC_RELEASE);
 	__atomic_store_n(CHAN_U32(0), seq, __ATOMIC_SEQ_CST);
-	/* (a full fence between our seq and its flag: the server clears the flag, then looks once more) */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!__atomic_load_n(CHAN_U32(BR_CHAN_SRV), __ATOMIC_ACQUIRE))
-		nudge(seq, 0);
-	wait_reply(seq);
+	if (!server_polling())
+		nudge(seq);
+	wait_reply(seq, budget);
 	struct br_rep rp;
 	memcpy(&rp, chan + BR_CHAN_REP + 8, sizeof(rp));
 	size_t n = rp.len - sizeof(rp);
