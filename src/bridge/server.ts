@@ -1,12 +1,12 @@
 import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import { performance } from "node:perf_hooks";
 import { type FileOps, KFile } from "../kernel/file.js";
 import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
 import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENODEV, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
-import { performance } from "node:perf_hooks";
 import { Channel } from "./channel.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
 import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
