@@ -132,6 +132,9 @@ export class BridgeServer {
     private readonly log: BridgeLog = () => {},
   ) {
     this.ns = new BridgeNamespace(m);
+    // the trace file keeps every failure with its reason; the in-memory log only needs the last few
+    // (a long one makes a program that fails calls in a loop pay for the garbage collector)
+    m.tracer.maxFailures = 256;
   }
 
   listen(path: string): Promise<void> {
@@ -355,7 +358,8 @@ export class BridgeServer {
         return p.close(q.fd);
       case OP.IOCTL:
         c.nextFd = q.fd2;
-        return p.ioctl(q.fd, Number(q.a & 0xffffffffn), q.b);
+        // (the kernel's cmd is 32 bits; no BigInt arithmetic for the usual request that fits)
+        return p.ioctl(q.fd, q.a <= 0xffffffffn ? Number(q.a) : Number(q.a & 0xffffffffn), q.b);
       case OP.READ:
       case OP.PREAD:
         return this.read(c, p, q);

@@ -1,7 +1,7 @@
 import type { FileOps, KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
-import { E2BIG, EBADFD, EINVAL, ENOMEM, ENOTTY, fail } from "../uapi/errno.js";
+import { E2BIG, EBADFD, EINVAL, ENOMEM, ENOTTY, fail, KernelError } from "../uapi/errno.js";
 import { _IO } from "../uapi/ioc.js";
 import {
   IOMMU_TEST_CMD,
@@ -167,8 +167,12 @@ function copyIn(task: Task, ptr: bigint, usize: number, ksize: number, what: str
   return kbuf;
 }
 
-/** iommufd_fops_ioctl(): route, size rules, handler (uapi.md §2). */
-function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number {
+/**
+ * iommufd_fops_ioctl(): route, size rules, handler (uapi.md §2). The
+ * refusals before the handler are returned, not thrown: they are the
+ * commonest failing iommufd calls (a probe of a command, a size check).
+ */
+function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number | KernelError {
   const ictx = file.priv as IommufdCtx;
   ictx.file = file;
   const k = ictx.k;
@@ -178,7 +182,7 @@ function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number
   // (not a DataView: making one over a small array costs more than the rest of a failing ioctl)
   const usize = (head[0] | (head[1] << 8) | (head[2] << 16) | (head[3] << 24)) >>> 0;
   if (route.kind === "enotty") {
-    fail(
+    return new KernelError(
       ENOTTY,
       `ioctl 0x${(cmd >>> 0).toString(16)} is not an iommufd command of this kernel (${k.profile})`,
     );
@@ -186,7 +190,7 @@ function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number
   const row = route.kind === "test" ? TEST_ROW : ioctlRow(route.def);
   const def = row.def;
   if (usize < def.minSize) {
-    fail(
+    return new KernelError(
       EINVAL,
       `${def.struct.name}: size ${usize} is below the minimum ${def.minSize} (offsetofend of the last mandatory field)`,
     );

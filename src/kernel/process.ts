@@ -89,7 +89,8 @@ export class Process {
       ev.fdKind = file.ops.traceKind?.(file) ?? file.kind;
       if (this.k.tracer.enabled) ev.argIn = this.snapshot(ptr);
       if (file.ops.ioctl === undefined) fail(25, `${file.kind} files have no ioctls`);
-      ret = file.ops.ioctl(file, this.task, req, ptr);
+      const r = file.ops.ioctl(file, this.task, req, ptr);
+      ret = typeof r === "number" ? r : -this.failed(ev, r);
     } catch (e) {
       ret = -this.failed(ev, e);
     }

@@ -47,6 +47,12 @@ export class Tracer {
   /** Unexpected exceptions caught at the syscall boundary: each one is a model bug. */
   readonly internalErrors: string[] = [];
   static readonly MAX_FAILURES = 10_000;
+  /**
+   * How many failures to keep (MAX_FAILURES unless an owner wants fewer:
+   * each kept one outlives the young generation, and a long run of failing
+   * calls then costs the garbage collector more than the calls).
+   */
+  maxFailures = Tracer.MAX_FAILURES;
 
   nextSeq(): number {
     return ++this.seq;
@@ -61,8 +67,8 @@ export class Tracer {
     if (this.enabled) this.events.push(ev);
     if (ev.errno !== undefined) {
       // trimmed in batches: a shift() per failure moved the whole array once it was full
-      if (this.failures.push(ev) > Tracer.MAX_FAILURES + 1024) {
-        this.failures.splice(0, this.failures.length - Tracer.MAX_FAILURES);
+      if (this.failures.push(ev) > this.maxFailures + 1024) {
+        this.failures.splice(0, this.failures.length - this.maxFailures);
       }
     }
   }
