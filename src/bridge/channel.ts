@@ -10,6 +10,7 @@ import {
   CHAN_REQ_SEQ2,
   CHAN_SLEEP,
   CHAN_SRV,
+  REP_IRQS,
   REQ_SIZE,
   type Request,
 } from "./protocol.js";
@@ -97,16 +98,36 @@ export class Channel {
     };
   }
 
-  /** Answer the request taken last (payload beyond CHAN_REP_MAX is cut: the shim asks for no more). */
-  reply(ret: number | bigint, flags: number, payload?: Uint8Array): void {
-    if (this.fd < 0) return;
+  /**
+   * Answer the request taken last. Interrupts to signal go first in the
+   * payload (u32 count, the eventfds), as on the socket. A payload past
+   * CHAN_REP_MAX is cut (the shim asks for no more than fits beside 1024
+   * interrupts); false when even the interrupts did not fit.
+   */
+  reply(ret: number | bigint, flags: number, payload?: Uint8Array, irqs?: readonly number[]): boolean {
+    if (this.fd < 0) return true;
     let n = payload?.length ?? 0;
-    if (n > CHAN_REP_MAX) n = CHAN_REP_MAX;
-    if (n > 0) writeSync(this.fd, payload!, 0, n, CHAN_REP_PAYLOAD);
+    let k = 0;
+    let fits = true;
+    if (irqs !== undefined && irqs.length > 0) {
+      let count = irqs.length;
+      if (4 + 4 * count > CHAN_REP_MAX) {
+        count = (CHAN_REP_MAX - 4) >> 2;
+        fits = false;
+      }
+      k = 4 + 4 * count;
+      const pre = Buffer.allocUnsafe(k);
+      pre.writeUInt32LE(count, 0);
+      for (let i = 0; i < count; i++) pre.writeInt32LE(irqs[i], 4 + 4 * i);
+      writeSync(this.fd, pre, 0, k, CHAN_REP_PAYLOAD);
+      flags |= REP_IRQS;
+    }
+    if (k + n > CHAN_REP_MAX) n = CHAN_REP_MAX - k;
+    if (n > 0) writeSync(this.fd, payload!, 0, n, CHAN_REP_PAYLOAD + k);
     const r = this.rep;
     r.writeUInt32LE(this.seq, 0);
     r.writeUInt32LE(0, 4);
-    r.writeUInt32LE(16 + n, 8); // struct br_rep: len, flags, ret
+    r.writeUInt32LE(16 + k + n, 8); // struct br_rep: len, flags, ret
     r.writeUInt32LE(flags, 12);
     if (typeof ret === "bigint") r.writeBigInt64LE(ret, 16);
     else {
@@ -116,6 +137,7 @@ export class Channel {
     r.writeUInt32LE(this.seq, 24);
     writeSync(this.fd, r, 0, 28, CHAN_REP);
     this.repliedSeq = this.seq;
+    return fits;
   }
 
   /**

@@ -6,8 +6,10 @@ import { type FileOps, KFile } from "../kernel/file.js";
 import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
 import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
-import { EBADF, EFAULT, EINVAL, ENODEV, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
+import { EBADF, EFAULT, EINVAL, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
 import { Channel } from "./channel.js";
+import { bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
+import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
 import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
 import {
@@ -76,6 +78,8 @@ class Client {
   readonly pos = new WeakMap<KFile, number>();
   /** The process's memfds the model has seen (IOAS_MAP_FILE), by fd: the file and its inode. */
   readonly memfds = new Map<number, { kfile: KFile; mf: ForeignMemFile; ino: number }>();
+  /** Real eventfds the model signalled since the last reply: the shim writes 1 to each. */
+  irqs: number[] = [];
   constructor(readonly sock: Socket) {}
 
   takeFd(): number {
@@ -132,9 +136,6 @@ export class BridgeServer {
     private readonly log: BridgeLog = () => {},
   ) {
     this.ns = new BridgeNamespace(m);
-    // the trace file keeps every failure with its reason; the in-memory log only needs the last few
-    // (a long one makes a program that fails calls in a loop pay for the garbage collector)
-    m.tracer.maxFailures = 256;
   }
 
   listen(path: string): Promise<void> {
@@ -297,7 +298,12 @@ export class BridgeServer {
     }
     this.stats.channelRequests++;
     const r = this.serve(c, q);
-    ch.reply(r.ret, r.flags, r.payload);
+    if (!ch.reply(r.ret, r.flags, r.payload, r.irqs)) {
+      this.internalErrors.push(`op ${q.op}: ${r.irqs?.length} interrupts do not fit one channel reply`);
+      this.log(
+        `bridge: pid ${c.pid}: ${r.irqs?.length} interrupts in one call; the channel carried the first ones`,
+      );
+    }
     if (ch.takeWake() && !c.sock.destroyed) c.sock.write(BridgeServer.WAKE);
     this.afterRequest?.();
     return true;
@@ -306,11 +312,14 @@ export class BridgeServer {
   /** One request over the socket: always a reply, never an exception. */
   handle(c: Client, q: Request): Buffer {
     const r = this.serve(c, q);
-    return encodeReply(r.ret, r.flags, r.payload);
+    return encodeReply(r.ret, r.flags, r.payload, r.irqs);
   }
 
   /** One request: always an answer, never an exception. */
-  private serve(c: Client, q: Request): { ret: number | bigint; flags: number; payload?: Uint8Array } {
+  private serve(
+    c: Client,
+    q: Request,
+  ): { ret: number | bigint; flags: number; payload?: Uint8Array; irqs?: readonly number[] } {
     c.consumed = false;
     c.nextFd = -1;
     let ret: number | bigint;
@@ -342,7 +351,10 @@ export class BridgeServer {
     const mm = c.proc?.task.mm;
     if (mm instanceof ForeignMm && mm.hasAttached()) flags |= REP_HAS_PINS;
     if (q.op === OP.HELLO && c.chan !== null && typeof ret === "number" && ret >= 0) flags |= REP_CHANNEL;
-    return { ret, flags, payload };
+    if (c.irqs.length === 0) return { ret, flags, payload };
+    const irqs = c.irqs;
+    c.irqs = [];
+    return { ret, flags, payload, irqs };
   }
 
   private dispatch(c: Client, q: Request): number | bigint | { ret: number | bigint; payload: Uint8Array } {
@@ -412,10 +424,13 @@ export class BridgeServer {
         if (p.task.mm instanceof ForeignMm) p.task.mm.detach(q.a, q.b);
         return 0;
       case OP.MMAP:
-        this.log(
-          `bridge: pid ${c.pid}: mmap of model fd ${q.fd} refused with ENODEV: mapping a device region through the bridge is not modelled yet (BAR mmap trapping is issue 14)`,
-        );
-        return -ENODEV;
+        return bridgeMmap(p, q);
+      case OP.MUNMAP:
+        return bridgeMunmap(p, q);
+      case OP.MREMAP:
+        return bridgeMremap(p, q);
+      case OP.MMIO:
+        return bridgeMmio(p, q);
       default:
         this.log(`bridge: pid ${c.pid}: unknown request ${q.op}`);
         return -ENOSYS;
@@ -611,7 +626,12 @@ export class BridgeServer {
   private importFd(c: Client, fd: number): KFile | undefined {
     const r = openProcMemfd(c.pid, fd);
     if (r === undefined) return undefined;
-    // another real file (a pipe, a socket, an eventfd): the model sees a file it has no driver for
+    // a real eventfd (SET_IRQS): the model's signals become writes to it by the shim
+    if ("other" in r && r.other === EVENTFD_LINK)
+      return realEventFd((n) => {
+        for (let i = 0; i < n; i++) c.irqs.push(fd);
+      });
+    // another real file (a pipe, a socket): the model sees a file it has no driver for
     if ("other" in r) return new KFile({ kind: "file" }, undefined, r.other, 0);
     const had = c.memfds.get(fd);
     if (had !== undefined && had.ino === r.ino && !had.mf.released) {

@@ -1,7 +1,7 @@
 import type { FileOps, KFile } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
-import { E2BIG, EBADFD, EINVAL, ENOMEM, ENOTTY, fail, KernelError } from "../uapi/errno.js";
+import { E2BIG, EBADFD, EINVAL, ENOMEM, ENOTTY, fail } from "../uapi/errno.js";
 import { _IO } from "../uapi/ioc.js";
 import {
   IOMMU_TEST_CMD,
@@ -167,22 +167,17 @@ function copyIn(task: Task, ptr: bigint, usize: number, ksize: number, what: str
   return kbuf;
 }
 
-/**
- * iommufd_fops_ioctl(): route, size rules, handler (uapi.md §2). The
- * refusals before the handler are returned, not thrown: they are the
- * commonest failing iommufd calls (a probe of a command, a size check).
- */
-function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number | KernelError {
+/** iommufd_fops_ioctl(): route, size rules, handler (uapi.md §2). */
+function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number {
   const ictx = file.priv as IommufdCtx;
   ictx.file = file;
   const k = ictx.k;
   const route = iommufdRoute(cmd, k.profile, k.kconfig.IOMMUFD_TEST, k.kconfig.IOMMUFD_NOIOMMU);
   if (route.kind === "compat") return vfioCompatIoctl(ictx, task, cmd, arg);
-  const head = task.copyFromUser(arg, 4);
-  // (not a DataView: making one over a small array costs more than the rest of a failing ioctl)
-  const usize = (head[0] | (head[1] << 8) | (head[2] << 16) | (head[3] << 24)) >>> 0;
+  const usize = task.getUserU32(arg);
+  // (the two refusals a program probes for: without a throw, see Task.refuse)
   if (route.kind === "enotty") {
-    return new KernelError(
+    return task.refuse(
       ENOTTY,
       `ioctl 0x${(cmd >>> 0).toString(16)} is not an iommufd command of this kernel (${k.profile})`,
     );
@@ -190,7 +185,7 @@ function iommufdIoctl(file: KFile, task: Task, cmd: number, arg: bigint): number
   const row = route.kind === "test" ? TEST_ROW : ioctlRow(route.def);
   const def = row.def;
   if (usize < def.minSize) {
-    return new KernelError(
+    return task.refuse(
       EINVAL,
       `${def.struct.name}: size ${usize} is below the minimum ${def.minSize} (offsetofend of the last mandatory field)`,
     );

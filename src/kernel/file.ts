@@ -1,4 +1,3 @@
-import type { KernelError } from "../uapi/errno.js";
 import type { Task } from "./task.js";
 
 /**
@@ -9,12 +8,8 @@ import type { Task } from "./task.js";
 export interface FileOps {
   /** What the file is, for dispatch by fd kind and for `/proc/<pid>/fd`-like views. */
   readonly kind: string;
-  /**
-   * An ioctl. `arg` is the raw unsigned long. Returns >= 0, or throws
-   * KernelError, or returns one: a refusal on a hot path (a throw costs
-   * V8 about a microsecond, more than the rest of a refused ioctl).
-   */
-  ioctl?(file: KFile, task: Task, cmd: number, arg: bigint): number | KernelError;
+  /** An ioctl. `arg` is the raw unsigned long. Returns >= 0 or throws KernelError. */
+  ioctl?(file: KFile, task: Task, cmd: number, arg: bigint): number;
   read?(file: KFile, task: Task, len: number): Uint8Array;
   write?(file: KFile, task: Task, bytes: Uint8Array): number;
   pread?(file: KFile, task: Task, len: number, off: bigint): Uint8Array;
