@@ -1,4 +1,6 @@
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { BridgeSession, parseBridgeArgs } from "../../src/bridge/session.js";
@@ -201,7 +203,7 @@ int main(void) {
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <poll.h>
-#include "bridge-proto.h"
+${readFileSync(join(shimSourceDir(), "bridge-proto.h"), "utf8")}
 static int dial(void) {
   int s = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -252,7 +254,6 @@ int main(void) {
   return 0;
 }
 `,
-      ["-I", shimSourceDir()],
     );
     const parsed = parseBridgeArgs([]);
     if (typeof parsed === "string") throw new Error(parsed);
