@@ -36,7 +36,7 @@ describe("iommufd-sim exec / serve on the command line", () => {
     const cases: [string[], string][] = [
       [["exec", "--iommu", "arm", "--", "true"], 'unknown IOMMU "arm"'],
       [["exec", "--kconfig", "IOMMUFD_TEST", "--", "true"], "--kconfig takes NAME=y|n"],
-      [["exec", "--pci", "0000:00:04.0=gpu", "--", "true"], 'unknown device kind "gpu"'],
+      [["exec", "--pci", "0000:00:04.0=gpu", "--", "true"], 'unknown device kind "gpu" (memcpy, ioat)'],
       [["exec", "--frob", "--", "true"], "unknown option --frob"],
       [["serve"], "--socket PATH is required"],
     ];
@@ -45,6 +45,15 @@ describe("iommufd-sim exec / serve on the command line", () => {
       expect(r.code, argv.join(" ")).toBe(2);
       expect(r.stderr).toContain(msg);
     }
+  });
+
+  it("--pci takes every device kind the machine has: the memcpy device and the IOAT channel", () => {
+    const r = parseBridgeArgs(["--pci", "0000:00:04.0=ioat", "--pci", "0000:00:05.0=memcpy", "--", "true"]);
+    if (typeof r === "string") throw new Error(r);
+    expect(r.opts.machine.pci).toEqual([
+      { bdf: "0000:00:04.0", kind: "ioat" },
+      { bdf: "0000:00:05.0", kind: "memcpy" },
+    ]);
   });
 
   it("parses the machine options into Machine options", () => {
