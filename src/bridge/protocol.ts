@@ -26,6 +26,8 @@ export const OP = {
   LSEEK: 19,
   MMAP: 20,
   PING: 21,
+  HUGETLB_FD: 30,
+  HUGETLB_MMAP: 31,
 } as const;
 
 export const STAT_NOFOLLOW = 1;

@@ -31,6 +31,8 @@
 #define BR_OP_LSEEK 19       /* fd, a = offset, b = whence -> new offset */
 #define BR_OP_MMAP 20        /* fd, a = len, b = offset, c = prot | flags << 32 */
 #define BR_OP_PING 21        /* nothing: a round trip (the benchmark) */
+#define BR_OP_HUGETLB_FD 30  /* fd = a real memfd, a = memfd_create flags, name: back it with the model's hugetlb pool */
+#define BR_OP_HUGETLB_MMAP 31 /* fd, a = len, b = offset -> 1 (hugetlb: map it), 0 (not), -errno */
 
 #define BR_STAT_NOFOLLOW 1
 

@@ -78,3 +78,4 @@ REAL(int, scandir, const char *, struct dirent ***, int (*)(const struct dirent 
      int (*)(const struct dirent **, const struct dirent **))
 REAL(FILE *, fopen, const char *, const char *)
 REAL(FILE *, fopen64, const char *, const char *)
+REAL(int, memfd_create, const char *, unsigned int)

@@ -97,6 +97,19 @@ void set_fd_path(int fd, const char *path);
 int reserve_fd(int cloexec);
 int spare_locked(void);
 
+/* ------------------------------------------------------------ memfd.c */
+
+/* fds memfd_create(MFD_HUGETLB) returned (the model's hugetlb pool backs them) */
+extern uint8_t br_hugetlb_fd[MAX_TRACKED_FD / 8];
+
+static inline int is_hugetlb_fd(int fd)
+{
+	return fd >= 0 && fd < MAX_TRACKED_FD &&
+	       (__atomic_load_n(&br_hugetlb_fd[fd >> 3], __ATOMIC_RELAXED) & (1u << (fd & 7)));
+}
+
+int hugetlb_mmap_flags(int fd, size_t len, off64_t off, int flags);
+
 /* ------------------------------------------------------------ the rest */
 
 int is_model_path(const char *p);                         /* paths.c */
