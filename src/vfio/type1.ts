@@ -1,5 +1,6 @@
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuGroup } from "../iommu/group.js";
+import { RESV_TYPE_NAMES } from "../iommu/types.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { accountMmLockedVm } from "../mm/locked-vm.js";
@@ -47,6 +48,7 @@ import {
   VFIO_UPDATE_VADDR,
 } from "../uapi/vfio.js";
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
+import { runsView, type VfioBackendDebugInfo } from "./debug-view.js";
 import { u32, u64, vfioCopyIn, writeCaps } from "./uaccess.js";
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -119,6 +121,52 @@ export class VfioIommuType1 implements VfioIommuBackend {
   /** vfio_lock_acct: each mapping's pages are charged to dma->mm (its acct). */
   forEachLockedVm(cb: (mm: object, pages: number) => void): void {
     for (const d of this.dmas) cb(d.acct, d.runs.pages);
+  }
+
+  /** m.debug: the mappings, the IOVA list, reserved regions and each domain's page table. */
+  debugInfo(): VfioBackendDebugInfo {
+    const reserved = this.domains.flatMap((d) =>
+      [...d.groups].flatMap((g) =>
+        g.devices.flatMap((dev) =>
+          dev.resvRegions().map((r) => ({
+            start: r.start,
+            last: r.last,
+            owner: `${RESV_TYPE_NAMES[r.type]} region of ${dev.name}`,
+          })),
+        ),
+      ),
+    );
+    return {
+      type1: {
+        v2: this.v2,
+        dmas: [...this.dmas]
+          .sort((a, b) => (a.iova < b.iova ? -1 : 1))
+          .map((d) => ({
+            iova: d.iova,
+            size: d.size,
+            vaddr: d.vaddr,
+            prot: d.prot,
+            vaddrInvalid: d.vaddrInvalid,
+            pinnedRuns: runsView(d.runs),
+          })),
+        iovaRanges: this.iovaList().map(([start, last]) => ({ start, last })),
+        reserved,
+        pgsizes: this.domains.length > 0 ? this.pgsizeBitmap() : 0n,
+        domains: this.domains.map((d) => {
+          const info = d.domain.ptInfo();
+          return {
+            id: d.domain.id,
+            groups: [...d.groups].map((g) => g.id),
+            table: {
+              format: info.format,
+              rootPhys: info.rootPhys,
+              topLevel: info.topLevel,
+              dump: () => d.domain.ptDump(),
+            },
+          };
+        }),
+      },
+    };
   }
 
   // --- groups ---------------------------------------------------------------

@@ -78,4 +78,6 @@ REAL(int, scandir, const char *, struct dirent ***, int (*)(const struct dirent 
      int (*)(const struct dirent **, const struct dirent **))
 REAL(FILE *, fopen, const char *, const char *)
 REAL(FILE *, fopen64, const char *, const char *)
+REAL(int, sigaction, int, const struct sigaction *, struct sigaction *)
+REAL(sighandler_t, signal, int, sighandler_t)
 REAL(int, memfd_create, const char *, unsigned int)
