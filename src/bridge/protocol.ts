@@ -26,11 +26,19 @@ export const OP = {
   LSEEK: 19,
   MMAP: 20,
   PING: 21,
+  MUNMAP: 22,
+  MMIO: 23,
+  MREMAP: 24,
 } as const;
 
 export const STAT_NOFOLLOW = 1;
 export const REP_SPARE_USED = 1;
 export const REP_HAS_PINS = 2;
+/** The reply's payload starts with u32 n and n i32 eventfds the shim writes 1 to (interrupts). */
+export const REP_IRQS = 4;
+export const MMIO_WRITE = 1;
+/** ret of OP.MMIO when the kernel would send SIGBUS (the device refused the access: -EIO). */
+export const MMIO_SIGBUS = -5;
 /** ret of a path call the model does not answer: the shim does the real call. */
 export const PASSTHROUGH = -100000;
 
@@ -74,13 +82,27 @@ export function decodeRequest(buf: Buffer): { req: Request; size: number } | nul
   };
 }
 
-export function encodeReply(ret: number | bigint, flags: number, payload?: Uint8Array): Buffer {
+/**
+ * A reply; `irqs` (eventfd numbers the shim must signal before it returns)
+ * go first in the payload with REP_IRQS set.
+ */
+export function encodeReply(
+  ret: number | bigint,
+  flags: number,
+  payload?: Uint8Array,
+  irqs?: readonly number[],
+): Buffer {
   const n = payload?.length ?? 0;
-  const out = Buffer.allocUnsafe(REP_SIZE + n);
-  out.writeUInt32LE(REP_SIZE + n, 0);
-  out.writeUInt32LE(flags, 4);
+  const k = irqs !== undefined && irqs.length > 0 ? 4 + 4 * irqs.length : 0;
+  const out = Buffer.allocUnsafe(REP_SIZE + k + n);
+  out.writeUInt32LE(REP_SIZE + k + n, 0);
+  out.writeUInt32LE(k > 0 ? flags | REP_IRQS : flags, 4);
   out.writeBigInt64LE(BigInt(ret), 8);
-  if (n > 0) out.set(payload!, REP_SIZE);
+  if (k > 0) {
+    out.writeUInt32LE(irqs!.length, REP_SIZE);
+    for (let i = 0; i < irqs!.length; i++) out.writeInt32LE(irqs![i], REP_SIZE + 4 + 4 * i);
+  }
+  if (n > 0) out.set(payload!, REP_SIZE + k);
   return out;
 }
 

@@ -5,7 +5,9 @@ import { type FileOps, KFile } from "../kernel/file.js";
 import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
 import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
-import { EBADF, EFAULT, EINVAL, ENODEV, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
+import { EBADF, EFAULT, EINVAL, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
+import { bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
+import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
 import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
 import {
@@ -53,6 +55,8 @@ class Client {
   readonly pos = new WeakMap<KFile, number>();
   /** The process's memfds the model has seen (IOAS_MAP_FILE), by fd: the file and its inode. */
   readonly memfds = new Map<number, { kfile: KFile; mf: ForeignMemFile; ino: number }>();
+  /** Real eventfds the model signalled since the last reply: the shim writes 1 to each. */
+  irqs: number[] = [];
   constructor(readonly sock: Socket) {}
 
   takeFd(): number {
@@ -197,7 +201,10 @@ export class BridgeServer {
     let flags = c.consumed && q.op === OP.IOCTL ? REP_SPARE_USED : 0;
     const mm = c.proc?.task.mm;
     if (mm instanceof ForeignMm && mm.hasAttached()) flags |= REP_HAS_PINS;
-    return encodeReply(ret, flags, payload);
+    if (c.irqs.length === 0) return encodeReply(ret, flags, payload);
+    const irqs = c.irqs;
+    c.irqs = [];
+    return encodeReply(ret, flags, payload, irqs);
   }
 
   private dispatch(c: Client, q: Request): number | bigint | { ret: number | bigint; payload: Uint8Array } {
@@ -266,10 +273,13 @@ export class BridgeServer {
         if (p.task.mm instanceof ForeignMm) p.task.mm.detach(q.a, q.b);
         return 0;
       case OP.MMAP:
-        this.log(
-          `bridge: pid ${c.pid}: mmap of model fd ${q.fd} refused with ENODEV: mapping a device region through the bridge is not modelled yet (BAR mmap trapping is issue 14)`,
-        );
-        return -ENODEV;
+        return bridgeMmap(p, q);
+      case OP.MUNMAP:
+        return bridgeMunmap(p, q);
+      case OP.MREMAP:
+        return bridgeMremap(p, q);
+      case OP.MMIO:
+        return bridgeMmio(p, q);
       default:
         this.log(`bridge: pid ${c.pid}: unknown request ${q.op}`);
         return -ENOSYS;
@@ -460,7 +470,12 @@ export class BridgeServer {
   private importFd(c: Client, fd: number): KFile | undefined {
     const r = openProcMemfd(c.pid, fd);
     if (r === undefined) return undefined;
-    // another real file (a pipe, a socket, an eventfd): the model sees a file it has no driver for
+    // a real eventfd (SET_IRQS): the model's signals become writes to it by the shim
+    if ("other" in r && r.other === EVENTFD_LINK)
+      return realEventFd((n) => {
+        for (let i = 0; i < n; i++) c.irqs.push(fd);
+      });
+    // another real file (a pipe, a socket): the model sees a file it has no driver for
     if ("other" in r) return new KFile({ kind: "file" }, undefined, r.other, 0);
     const had = c.memfds.get(fd);
     if (had !== undefined && had.ino === r.ino && !had.mf.released) {

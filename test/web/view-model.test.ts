@@ -33,8 +33,10 @@ describe("buildRun: a view per step", () => {
       const sc = parseScenario(example(f), f);
       expect(r.ok, f).toBe(true);
       expect(r.problems).toEqual([]);
-      expect(r.steps.length).toBe(runScenario(sc).results.length);
+      // step 0 is the machine as booted, then one view per step of the scenario
+      expect(r.steps.length).toBe(runScenario(sc).results.length + 1);
       expect(r.steps.map((s) => s.n)).toEqual(r.steps.map((_, i) => i));
+      expect(r.steps[1].where).toMatch(/^step 1 /);
     }
     const map = run("demo-iommu.yaml").steps.find((s) => s.label === "ioctl IOMMU_IOAS_MAP");
     expect(map?.calls).toHaveLength(1);
@@ -116,7 +118,7 @@ describe("buildRun: a view per step", () => {
     const text = `${example("demo-iommu.yaml")}  - mmap: { len: 4M, bogus: 1 }\n`;
     const r = buildRun(text, "x.yaml");
     expect(r.ok).toBe(false);
-    expect(r.steps).toHaveLength(17);
+    expect(r.steps).toHaveLength(18);
     expect(r.problems).toEqual([
       {
         line: text.split("\n").length - 1,

@@ -29,14 +29,22 @@
 #define BR_OP_EXIT 17        /* a = status */
 #define BR_OP_DETACH 18      /* a = va, b = len: memory about to leave the process */
 #define BR_OP_LSEEK 19       /* fd, a = offset, b = whence -> new offset */
-#define BR_OP_MMAP 20        /* fd, a = len, b = offset, c = prot | flags << 32 */
+#define BR_OP_MMAP 20        /* fd, a = len, b = offset, c = prot | flags << 32, payload u64 va */
 #define BR_OP_PING 21        /* nothing: a round trip (the benchmark) */
+#define BR_OP_MUNMAP 22      /* a = va, b = len: a device mapping leaves the process */
+#define BR_OP_MMIO 23        /* a = va, b = len, c = value; flags BR_MMIO_WRITE -> payload (a load) */
+#define BR_OP_MREMAP 24      /* a = old va, b = len, c = new va: a device mapping moves */
 
 #define BR_STAT_NOFOLLOW 1
+#define BR_MMIO_WRITE 1
+
+/* ret of BR_OP_MMIO: the kernel would deliver SIGBUS (the device refused) or SIGSEGV */
+#define BR_MMIO_SIGBUS (-5)
 
 /* reply flags */
 #define BR_REP_SPARE_USED 1  /* the model installed a file at the spare fd */
 #define BR_REP_HAS_PINS 2    /* the model holds pins on this process's memory */
+#define BR_REP_IRQS 4        /* the payload starts with u32 n, n x i32 eventfd: write 1 to each */
 
 /* ret of a path call whose path the model does not have: do the real call */
 #define BR_PASSTHROUGH (-100000)

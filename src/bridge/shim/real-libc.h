@@ -78,3 +78,5 @@ REAL(int, scandir, const char *, struct dirent ***, int (*)(const struct dirent 
      int (*)(const struct dirent **, const struct dirent **))
 REAL(FILE *, fopen, const char *, const char *)
 REAL(FILE *, fopen64, const char *, const char *)
+REAL(int, sigaction, int, const struct sigaction *, struct sigaction *)
+REAL(sighandler_t, signal, int, sighandler_t)

@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "bridge-proto.h"
@@ -96,6 +98,39 @@ void set_model_fd(int fd, int on);
 void set_fd_path(int fd, const char *path);
 int reserve_fd(int cloexec);
 int spare_locked(void);
+
+/* ------------------------------------------------------------ device memory */
+
+/* devmap.c: the BAR mappings the trap serves */
+int devmap_add(uintptr_t start, uintptr_t end);
+void devmap_remove(uintptr_t start, uintptr_t end);
+int devmap_contains(uintptr_t a, size_t len);
+int devmap_overlaps(uintptr_t start, uintptr_t end);
+
+/* x86-decode.c: one memory-operand mov, decoded */
+struct mmio_insn {
+	int len;       /* instruction bytes */
+	int size;      /* access bytes: 1, 2, 4, 8 */
+	int store;     /* 1: a store, 0: a load */
+	int dest_size; /* a load's destination register width */
+	int sign;      /* a load sign-extends (movsx, movsxd) */
+	int reg;       /* the register operand (0-15), -1 for an immediate store */
+	int high8;     /* reg 4-7 mean AH CH DH BH */
+	int has_imm;
+	uint64_t imm;
+	int base, index, scale; /* -1: none */
+	int32_t disp;
+	int rip_rel, addr32, seg;
+};
+int x86_decode_mmio(const uint8_t *p, struct mmio_insn *in);
+#ifdef REG_RIP
+uint64_t x86_effective_address(const struct mmio_insn *in, const greg_t *g);
+uint64_t x86_store_value(const struct mmio_insn *in, const greg_t *g);
+void x86_load_result(const struct mmio_insn *in, greg_t *g, uint64_t v);
+#endif
+
+/* mmio.c: the SIGSEGV trap (installed at the first device mapping) */
+void mmio_trap_install(void);
 
 /* ------------------------------------------------------------ the rest */
 

@@ -98,6 +98,28 @@ int connect_locked(uint64_t token)
 }
 
 /*
+ * Interrupts the model raised during the call: u32 count, then the real
+ * eventfds to write 1 to, before the call returns to the program (so the
+ * eventfd is readable once the ioctl, pwrite or MMIO store that caused it
+ * is done). Returns the payload bytes left.
+ */
+static size_t signal_irqs(size_t n)
+{
+	uint32_t k;
+	if (n < 4 || read_all(br_sock, &k, 4) < 0 || (size_t)k > (n - 4) / 4)
+		die("malformed interrupt list from the iommufd-sim server");
+	for (uint32_t i = 0; i < k; i++) {
+		int32_t fd;
+		if (read_all(br_sock, &fd, 4) < 0)
+			die("lost the connection to the iommufd-sim server");
+		uint64_t one = 1;
+		/* a raw write: this may run in the MMIO trap (a signal handler) */
+		syscall(SYS_write, fd, &one, sizeof(one));
+	}
+	return n - 4 - 4 * (size_t)k;
+}
+
+/*
  * One round trip; the caller holds br_lock. Returns the reply's ret;
  * the payload (up to cap bytes) goes to out and its length to *out_len.
  */
@@ -113,6 +135,8 @@ int64_t call_locked(struct br_req *rq, const void *payload, size_t plen, void *o
 	size_t n = rp.len - sizeof(rp);
 	if (rp.len < sizeof(rp) || n > BR_MAX_PAYLOAD)
 		die("malformed reply from the iommufd-sim server");
+	if (rp.flags & BR_REP_IRQS)
+		n = signal_irqs(n);
 	size_t keep = n < cap ? n : cap;
 	if (keep && read_all(br_sock, out, keep) < 0)
 		die("lost the connection to the iommufd-sim server");
