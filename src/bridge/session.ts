@@ -18,9 +18,9 @@ const KINDS = new Set(["memcpy"]);
 
 /**
  * Parse `[--iommu K] [--kernel P] [--kconfig N=y|n]... [--param N=V]...
- * [--pci BDF=KIND]... [--seed N] [--noiommu-revision R] [--memory SIZE]
- * [--hugepages 2M=N|1G=N]... [--spapr platform=P|pgsizes=L,..]... [--trace FILE]
- * [--report]` (the machine flags are MACHINE_OPTIONS') plus any `extra` options; stops at `--` or the first
+ * [--pci BDF=KIND]... [--hugepages SIZE=N[,SIZE=N]] [--seed N]
+ * [--noiommu-revision R] [--memory SIZE] [--spapr platform=P|pgsizes=L,..]...
+ * [--trace FILE] [--report]` (the machine flags are MACHINE_OPTIONS') plus any `extra` options; stops at `--` or the first
  * non-option. Returns the options and the rest, or an error message.
  */
 export function parseBridgeArgs(
@@ -78,6 +78,17 @@ export function parseBridgeArgs(
         pci.push({ bdf: m[1], kind: m[2] as PciDeviceConfig["kind"] });
         break;
       }
+      case "--hugepages": {
+        // the kernel's hugepages= at boot: these pools, every other size empty
+        const pools: NonNullable<MachineOptions["hugepages"]> = {};
+        for (const part of v.split(",")) {
+          const m = /^(2M|1G)=(\d+)$/.exec(part);
+          if (m === null) return `--hugepages takes SIZE=N[,SIZE=N] (sizes 2M, 1G), not "${v}"`;
+          pools[m[1] as "2M" | "1G"] = Number(m[2]);
+        }
+        machine.hugepages = pools;
+        break;
+      }
       case "--seed":
         if (!/^\d+$/.test(v)) return `--seed takes a number, not "${v}"`;
         machine.seed = Number(v);
@@ -91,7 +102,6 @@ export function parseBridgeArgs(
         opts.trace = v;
         break;
       case "--memory":
-      case "--hugepages":
       case "--spapr": {
         const err = applyMachineFlag(machine, name, v);
         if (err !== undefined) return err;

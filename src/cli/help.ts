@@ -82,8 +82,8 @@ rule that produced its errno, in kernel terms, and whether the scenario
 expected it.`,
   exec: `usage: iommufd-sim exec [--iommu amd|intel|mock|spapr|none] [--kernel latest|6.12]
                         [--kconfig NAME=y|n]... [--param NAME=VALUE]... [--pci BDF=KIND]...
-                        [--seed N] [--noiommu-revision v4|v7|v9] [--memory SIZE]
-                        [--hugepages 2M=N|1G=N]... [--spapr platform=P|pgsizes=L,...]...
+                        [--hugepages SIZE=N[,SIZE=N]] [--seed N] [--noiommu-revision v4|v7|v9]
+                        [--memory SIZE] [--spapr platform=P|pgsizes=L,...]...
                         [--trace FILE] [--report] -- PROGRAM [ARGS...]
 
 Run an unmodified program (C, Rust, anything on glibc) against a simulated
@@ -110,11 +110,13 @@ eventfds before the call or access that caused them returns.
   --param NAME=VALUE   a module parameter, set before any driver binds
                        (e.g. vfio.enable_unsafe_noiommu_mode=1), repeatable
   --pci BDF=KIND       a PCI function (kind: memcpy), repeatable
+  --hugepages SIZE=N   hugetlb pools at boot, as hugepages= does (sizes 2M, 1G;
+                       e.g. 2M=256): only these pages, other sizes empty.
+                       Default: unlimited pools. The program's
+                       memfd_create(MFD_HUGETLB) memory comes from them
   --seed N             the machine's seed (deterministic runs)
   --noiommu-revision R the noiommu GET_PA revision: v4, v7, v9 (default)
   --memory SIZE        physical memory (default 4G; K, M, G, T suffixes)
-  --hugepages 2M=N     hugetlb pages allocated at boot, per size (2M, 1G),
-                       repeatable (default: both pools unlimited)
   --spapr K=V          PPC64 (--iommu spapr): platform=powernv|pseries,
                        pgsizes=12,16,24 (log2 TCE sizes), repeatable
   --trace FILE         every call into the model, strace-style, with the

@@ -120,7 +120,7 @@ export const MACHINE_OPTIONS = {
     scenario: "hugepages",
     flag: "--hugepages",
     default: "both pools unlimited",
-    example: { scenario: '{ "2M": 4, "1G": 1 }', flag: ["2M=4", "1G=1"], expect: { "2M": 4, "1G": 1 } },
+    example: { scenario: '{ "2M": 4, "1G": 1 }', flag: ["2M=4,1G=1"], expect: { "2M": 4, "1G": 1 } },
   },
 } as const satisfies { readonly [K in keyof Required<MachineOptions>]: MachineOptionDecl };
 
@@ -160,8 +160,8 @@ export function parseSizeArg(v: string): bigint | undefined {
 }
 
 /**
- * The flags exec and serve take for the options that are no simple value
- * (--memory, --hugepages, --spapr): apply one to `machine`. Returns an
+ * The flags exec and serve take for --memory and --spapr: apply one to
+ * `machine`. Returns an
  * error message, or undefined when applied.
  */
 export function applyMachineFlag(machine: MachineOptions, flag: string, v: string): string | undefined {
@@ -170,12 +170,6 @@ export function applyMachineFlag(machine: MachineOptions, flag: string, v: strin
       const n = parseSizeArg(v);
       if (n === undefined) return `--memory takes a size (e.g. 8G), not "${v}"`;
       machine.memoryBytes = n;
-      return undefined;
-    }
-    case "--hugepages": {
-      const m = /^(2M|1G)=(\d+)$/.exec(v);
-      if (m === null) return `--hugepages takes 2M=N or 1G=N, not "${v}"`;
-      machine.hugepages = { ...machine.hugepages, [m[1]]: Number(m[2]) };
       return undefined;
     }
     case "--spapr": {
