@@ -12,7 +12,12 @@
 
 export type { DmaEvent } from "./hw/dma-log.js";
 export { RLIM_INFINITY } from "./kernel/cred.js";
-export type { Debug } from "./kernel/debug.js";
+export type {
+  Debug,
+  SpaprTceDebugInfo,
+  Type1DebugInfo,
+  VfioContainerDebugInfo,
+} from "./kernel/debug.js";
 export { KCONFIG_DEFAULTS, type Kconfig } from "./kernel/kconfig.js";
 export type {
   HwptDebugInfo,
@@ -20,6 +25,7 @@ export type {
   IommuKind,
   KernelProfileName,
   NoiommuRevision,
+  TceWindowDebugInfo,
 } from "./kernel/kctx.js";
 export { Machine, type MachineOptions, type PciDeviceConfig, type SpawnOptions } from "./kernel/machine.js";
 export { PARAM_DEFAULTS } from "./kernel/params.js";

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,11 +10,16 @@ export function shimSourceDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
   // dist/bridge -> src/bridge/shim; src/bridge (vitest) -> src/bridge/shim
   for (const d of [join(here, "shim"), resolve(here, "../../src/bridge/shim")]) {
-    if (existsSync(join(d, "shim.c"))) return d;
+    if (existsSync(join(d, "shim.h"))) return d;
   }
-  throw new Error(
-    "iommufd-sim: the bridge shim's source (src/bridge/shim/shim.c) is missing from the package",
-  );
+  throw new Error("iommufd-sim: the bridge shim's source (src/bridge/shim/*.c) is missing from the package");
+}
+
+/** The shim's source files (every .c and .h in the directory), sorted so the cache key is stable. */
+export function shimSources(src: string = shimSourceDir()): string[] {
+  return readdirSync(src)
+    .filter((f) => f.endsWith(".c") || f.endsWith(".h"))
+    .sort();
 }
 
 /** Where built shims are kept: $IOMMUFD_SIM_CACHE, $XDG_CACHE_HOME/iommufd-sim or ~/.cache/iommufd-sim. */
@@ -32,11 +37,14 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
  */
 export function ensureShim(env: NodeJS.ProcessEnv = process.env): string {
   const src = shimSourceDir();
-  const files = ["shim.c", "bridge-proto.h"];
+  const files = shimSources(src);
   const cc = env.CC || "cc";
   const flags = ["-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall"];
   const h = createHash("sha256");
-  for (const f of files) h.update(readFileSync(join(src, f)));
+  for (const f of files)
+    h.update(f)
+      .update("\0")
+      .update(readFileSync(join(src, f)));
   h.update(flags.join(" "));
   h.update(cc);
   const dir = cacheDir(env);
@@ -45,7 +53,8 @@ export function ensureShim(env: NodeJS.ProcessEnv = process.env): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = `${out}.${process.pid}.tmp`;
   try {
-    execFileSync(cc, [...flags, "-o", tmp, join(src, "shim.c"), "-ldl", "-lpthread"], {
+    const units = files.filter((f) => f.endsWith(".c")).map((f) => join(src, f));
+    execFileSync(cc, [...flags, "-o", tmp, ...units, "-ldl", "-lpthread"], {
       stdio: ["ignore", "ignore", "pipe"],
     });
   } catch (e) {

@@ -1,11 +1,14 @@
 import type { DmaLog } from "./dma-log.js";
 import { DmaSanitizer } from "./dma-sanitizer.js";
+import { IoatDevice } from "./ioat-dev.js";
 import { MemcpyDevice } from "./memcpy-dev.js";
 import type { PciFunction } from "./pci-dev.js";
 import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "./pci-regs.js";
 import type { PhysMem } from "./phys-mem.js";
 
-export type PciDeviceKind = "memcpy";
+/** The device kinds a machine can have: the model's memcpy device and an Intel IOAT (CBDMA) channel. */
+export const PCI_DEVICE_KINDS = ["memcpy", "ioat"] as const;
+export type PciDeviceKind = (typeof PCI_DEVICE_KINDS)[number];
 
 export interface PciSlotConfig {
   bdf: string;
@@ -45,6 +48,9 @@ export class PciBus {
     switch (cfg.kind) {
       case "memcpy":
         fn = new MemcpyDevice(cfg.bdf, env);
+        break;
+      case "ioat":
+        fn = new IoatDevice(cfg.bdf, env);
         break;
       default:
         throw new Error(`unknown PCI device kind ${String(cfg.kind)}`);

@@ -166,8 +166,7 @@ export abstract class PciFunction implements DmaMaster {
   mmioRead(bar: number, off: number, len: number): Uint8Array {
     if (!this.memoryDecode() || off < 0 || off + len > this.barSize(bar))
       return new Uint8Array(len).fill(0xff);
-    const m = this.msix;
-    if (m !== null && bar === m.bar) {
+    if (this.inMsix(bar, off, len)) {
       const out = new Uint8Array(len);
       for (let i = 0; i < len; i++) out[i] = this.msixByte(off + i);
       return out;
@@ -178,7 +177,7 @@ export abstract class PciFunction implements DmaMaster {
   mmioWrite(bar: number, off: number, data: Uint8Array): void {
     if (!this.memoryDecode() || off < 0 || off + data.length > this.barSize(bar)) return;
     const m = this.msix;
-    if (m !== null && bar === m.bar) {
+    if (m !== null && this.inMsix(bar, off, data.length)) {
       const t = off - m.tableOffset;
       if (t >= 0 && t + data.length <= this.msixTable.length) {
         this.msixTable.set(data, t);
@@ -296,6 +295,18 @@ export abstract class PciFunction implements DmaMaster {
     const n = this.msix?.vectors ?? 0;
     for (let v = 0; v < n; v++)
       this.msixTable[v * 16 + PCI_MSIX_ENTRY_VECTOR_CTRL] = PCI_MSIX_ENTRY_CTRL_MASKBIT;
+  }
+
+  /**
+   * Whether an access touches the MSI-X table or PBA. The rest of the BAR
+   * that holds them is the device's own (the IOAT keeps its registers and
+   * the table in BAR0, as the real part does).
+   */
+  private inMsix(bar: number, off: number, len: number): boolean {
+    const m = this.msix;
+    if (m === null || bar !== m.bar) return false;
+    const overlaps = (start: number, size: number) => off < start + size && off + len > start;
+    return overlaps(m.tableOffset, this.msixTable.length) || overlaps(m.pbaOffset, this.msixPba.length);
   }
 
   private msixByte(off: number): number {

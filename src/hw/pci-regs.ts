@@ -26,6 +26,7 @@ export const PCI_INTERRUPT_LINE = 0x3c;
 export const PCI_INTERRUPT_PIN = 0x3d;
 export const PCI_STD_NUM_BARS = 6;
 
+export const PCI_STD_HEADER_SIZEOF = 64;
 export const PCI_CFG_SPACE_SIZE = 256;
 export const PCI_CFG_SPACE_EXP_SIZE = 4096;
 
@@ -39,6 +40,7 @@ export const PCI_MSI_FLAGS_ENABLE = 0x1;
 export const PCI_MSI_FLAGS_QMASK = 0xe;
 export const PCI_MSI_FLAGS_QSIZE = 0x70;
 export const PCI_MSI_FLAGS_64BIT = 0x80;
+export const PCI_MSI_FLAGS_MASKBIT = 0x100;
 export const PCI_MSI_ADDRESS_LO = 4;
 export const PCI_MSI_ADDRESS_HI = 8;
 export const PCI_MSI_DATA_64 = 12;
@@ -55,9 +57,13 @@ export const PCI_MSIX_PBA = 8;
 export const PCI_MSIX_ENTRY_SIZE = 16;
 export const PCI_MSIX_ENTRY_VECTOR_CTRL = 12;
 export const PCI_MSIX_ENTRY_CTRL_MASKBIT = 0x1;
+export const PCI_CAP_MSIX_SIZEOF = 12;
 
 // PCI Express capability
 export const PCI_EXP_FLAGS = 2;
+export const PCI_EXP_FLAGS_VERS = 0x000f;
+export const PCI_CAP_EXP_ENDPOINT_SIZEOF_V1 = 20;
+export const PCI_CAP_EXP_ENDPOINT_SIZEOF_V2 = 60;
 export const PCI_EXP_DEVCAP = 4;
 export const PCI_EXP_DEVCAP_FLR = 0x10000000;
 export const PCI_EXP_DEVCTL = 8;

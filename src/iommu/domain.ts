@@ -1,3 +1,4 @@
+import type { TceWindowDebugInfo } from "../kernel/kctx.js";
 import type { PfnRuns } from "../mm/pfn-runs.js";
 import { log2Floor, POW2 } from "../pt/bits.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
@@ -377,6 +378,11 @@ export class IommuDomain {
   /** The page table level by level (empty for tables outside simulated memory). */
   ptDump(): PtDumpEntry[] {
     return this.pt?.dump?.() ?? [];
+  }
+
+  /** For m.debug.hwpt: a domain made of several DMA windows (sPAPR TCE) reports each; others none. */
+  debugWindows(): TceWindowDebugInfo[] | undefined {
+    return undefined;
   }
 
   /** Live page-table frames. */

@@ -1,6 +1,7 @@
 import type { FrameAllocator } from "../hw/frame-alloc.js";
 import { type IommuWalkCtx, IommuWalker } from "../hw/iommu-walker.js";
 import type { PhysMem } from "../hw/phys-mem.js";
+import type { TceWindowDebugInfo } from "../kernel/kctx.js";
 import { createPageTable, type PageTable } from "../pt/engine.js";
 import { type TceShape, tceShape } from "../pt/fmt/spapr-tce.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../pt/types.js";
@@ -163,6 +164,24 @@ export class TceTable {
 
   walkCtx(): IommuWalkCtx {
     return this.table.walkCtx(false);
+  }
+
+  /** m.debug's view of the window in TVE slot `slot`: its shape and the table's entries. */
+  debugInfo(slot: number): TceWindowDebugInfo {
+    const i = this.table.info();
+    return {
+      slot,
+      start: this.start,
+      last: this.last,
+      pageShift: this.pageShift,
+      levels: this.levels,
+      itOffset: this.itOffset,
+      itSize: this.itSize,
+      levelSize: this.levelSize,
+      rootPhys: i.rootPhys,
+      topLevel: i.topLevel,
+      dump: () => (this.table.isDestroyed ? [] : this.table.dump()),
+    };
   }
 
   info(): PtInfo {

@@ -126,7 +126,8 @@ export function iommufdDebugHwpt(task: Task, fd: number, id: number): HwptDebugI
   const h = o instanceof HwptPaging ? o : o instanceof HwptNested ? o.parent : undefined;
   if (h === undefined) fail(EINVAL, `id ${id} is a ${o.type}, not a HWPT`);
   const info = h.domain.ptInfo();
-  const dump = () => h.domain.ptDump();
-  return { format: info.format, rootPhys: info.rootPhys, topLevel: info.topLevel, dump };
+  const windows = h.domain.debugWindows();
+  const dump = windows?.[0]?.dump ?? (() => h.domain.ptDump());
+  return { format: info.format, rootPhys: info.rootPhys, topLevel: info.topLevel, dump, windows };
 }
 export { debugIoas as iommufdDebugIoas } from "./debug-view.js";

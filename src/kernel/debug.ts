@@ -3,6 +3,10 @@ import { iommufdDebugHwpt, iommufdDebugIoas } from "../iommufd/index.js";
 import type { VmaInfo } from "../mm/mm-struct.js";
 import type { PageTracker } from "../mm/page-tracker.js";
 import { EBADF, fail } from "../uapi/errno.js";
+import { debugVfioContainers, type VfioContainerDebugInfo } from "../vfio/debug-view.js";
+
+export type { SpaprTceDebugInfo, Type1DebugInfo, VfioContainerDebugInfo } from "../vfio/debug-view.js";
+
 import type { HwptDebugInfo, IoasDebugInfo } from "./kctx.js";
 import type { Machine } from "./machine.js";
 import type { Process } from "./process.js";
@@ -48,6 +52,16 @@ export class Debug {
     if (f === undefined) fail(EBADF, `fd ${iommufdFd} is not open`);
     if (this.m.iommufd === undefined) throw new Error("no iommufd in this machine");
     return iommufdDebugIoas(p.task, iommufdFd, ioasId);
+  }
+
+  /**
+   * The legacy VFIO containers (/dev/vfio/vfio) open in process p, by fd:
+   * the IOMMU driver set, the groups, and the backend's state (type1: its
+   * DMA mappings, IOVA ranges and each domain's page table; sPAPR: its DMA
+   * windows with their TCE tables, the TCEs, the pre-registered memory).
+   */
+  vfioContainers(p: Process): VfioContainerDebugInfo[] {
+    return p.task.exited ? [] : debugVfioContainers(p.task);
   }
 
   /** Pinned pages and hugetlb folios machine-wide: pfn, pin count, folio order. */

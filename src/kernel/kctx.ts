@@ -66,4 +66,37 @@ export interface HwptDebugInfo {
    * HWPT's owner when the table object is at hand.
    */
   dump?: () => { level: number; index: number; tablePhys: bigint; raw: bigint; text: string }[];
+  /**
+   * sPAPR TCE domains: one TCE table per DMA window (the domain's table is
+   * not one tree), ascending by bus address. rootPhys/topLevel/dump above
+   * are the first window's.
+   */
+  windows?: TceWindowDebugInfo[];
+}
+
+/** One DMA window of an sPAPR PE and its TCE table (struct iommu_table), for m.debug. */
+export interface TceWindowDebugInfo {
+  /** TVE slot: 0 is the 32-bit window at bus address 0, 1 the dynamic (64-bit) one. */
+  slot: number;
+  /** First and last bus address the window translates. */
+  start: bigint;
+  last: bigint;
+  /** it_page_shift: log2 of the TCE (IOMMU page) size. */
+  pageShift: number;
+  /** Table levels (1: a flat array of TCEs; more: indirect levels above it). */
+  levels: number;
+  /** it_offset: the first entry's number (start >> pageShift). */
+  itOffset: number;
+  /** it_size: entries the table holds. */
+  itSize: number;
+  /** it_level_size: entries per table at each level. */
+  levelSize: number;
+  rootPhys: bigint;
+  topLevel: number;
+  /**
+   * Non-empty entries depth first from the root. `index` is the slot in its
+   * level's table; the bus address of a TCE is start plus its position
+   * (indices from the top, levelSize per level) times 2^pageShift.
+   */
+  dump: () => { level: number; index: number; tablePhys: bigint; raw: bigint; text: string }[];
 }

@@ -1,7 +1,7 @@
 import { DmaLog } from "../hw/dma-log.js";
 import { FaultInject } from "../hw/fault-inject.js";
 import { FrameAllocator } from "../hw/frame-alloc.js";
-import { PciBus } from "../hw/pci-bus.js";
+import { PciBus, type PciDeviceKind } from "../hw/pci-bus.js";
 import { PAGE_SHIFT, PhysMem } from "../hw/phys-mem.js";
 import type { IommuDeviceFlags } from "../iommu/device.js";
 import type { SpaprMachineOptions } from "../iommu/spapr-platform.js";
@@ -36,7 +36,7 @@ import { Vfs } from "./vfs.js";
 
 export interface PciDeviceConfig {
   bdf: string;
-  kind: "memcpy";
+  kind: PciDeviceKind;
   /** iommu_group number to share with other devices; default: a group of its own. */
   group?: number;
   /** The device sits behind no IOMMU even on an IOMMU machine. */

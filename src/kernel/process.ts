@@ -1,5 +1,5 @@
 import type { MmStruct } from "../mm/index.js";
-import { EINVAL, EISDIR, ENODEV, ESRCH, fail } from "../uapi/errno.js";
+import { EBADF, EINVAL, EISDIR, ENODEV, ENOTTY, ESRCH, fail } from "../uapi/errno.js";
 import type { Cred } from "./cred.js";
 import { newEventFd } from "./eventfd.js";
 import { KFile } from "./file.js";
@@ -9,8 +9,18 @@ import { describeErr, type LastError, type TraceEvent, toErrno } from "./trace.j
 import { normalize } from "./vfs.js";
 
 const O_ACCMODE = 3;
+const EXITED = "the process has exited";
 const O_RDONLY = 0;
 const U64_MAX = (1n << 64n) - 1n;
+
+/** What the trace calls the file an ioctl went to ("iommufd", "vfio-container-spapr", ...). */
+function fdKind(file: KFile): string {
+  return file.ops.traceKind?.(file) ?? file.kind;
+}
+
+function noIoctls(file: KFile): string {
+  return `${file.kind} files have no ioctls`;
+}
 
 /**
  * A user process: the one way into the model. Every method is a system
@@ -65,10 +75,19 @@ export class Process {
   }
 
   close(fd: number): number {
-    return this.sys("close", [fd], () => {
-      this.task.fdClose(fd);
-      return 0;
-    });
+    const tr = this.k.tracer;
+    if (tr.enabled) return this.sys("close", [fd], () => this.task.fdClose(fd));
+    // untraced: no event unless it fails, no closure, no throw for a bad fd
+    const seq = tr.nextSeq();
+    const t = this.task;
+    if (t.exited) return this.refused(seq, "close", [fd], undefined, ESRCH, EXITED);
+    if (t.fdLookup(fd) === undefined) return this.refused(seq, "close", [fd], undefined, EBADF, t.badFd(fd));
+    try {
+      return t.fdClose(fd);
+    } catch (e) {
+      const { errno, reason } = toErrno(e, tr, "close");
+      return this.refused(seq, "close", [fd], undefined, errno, reason);
+    }
   }
 
   /**
@@ -81,20 +100,66 @@ export class Process {
     const req = typeof request === "number" ? request >>> 0 : Number(BigInt.asUintN(32, request));
     if (arg instanceof Uint8Array) return this.ioctlBuffer(fd, req, arg);
     const ptr = arg >= 0n && arg <= U64_MAX ? arg : BigInt.asUintN(64, arg);
+    const tr = this.k.tracer;
+    if (tr.enabled) return this.ioctlTraced(fd, req, ptr);
+    // untraced: no event unless it fails, no closure; a handler's refuse() costs no throw
+    const seq = tr.nextSeq();
+    const t = this.task;
+    if (t.exited) return this.refused(seq, "ioctl", [fd, req, ptr], undefined, ESRCH, EXITED);
+    const file = t.fdLookup(fd);
+    if (file === undefined) return this.refused(seq, "ioctl", [fd, req, ptr], undefined, EBADF, t.badFd(fd));
+    const ops = file.ops;
+    if (ops.ioctl === undefined) {
+      return this.refused(seq, "ioctl", [fd, req, ptr], fdKind(file), ENOTTY, noIoctls(file));
+    }
+    t.refusal = undefined;
+    let ret: number;
+    try {
+      ret = ops.ioctl(file, t, req, ptr);
+    } catch (e) {
+      const { errno, reason } = toErrno(e, tr, "ioctl");
+      return this.refused(seq, "ioctl", [fd, req, ptr], fdKind(file), errno, reason);
+    }
+    if (ret >= 0) return ret;
+    const { errno, reason } = this.refusalOf(ret);
+    return this.refused(seq, "ioctl", [fd, req, ptr], fdKind(file), errno, reason);
+  }
+
+  /** ioctl with the trace on: the event with the struct before and after. */
+  private ioctlTraced(fd: number, req: number, ptr: bigint): number {
     const ev = this.begin("ioctl", [fd, req, ptr]);
     let ret: number;
     try {
-      if (this.task.exited) fail(ESRCH, "the process has exited");
+      if (this.task.exited) fail(ESRCH, EXITED);
       const file = this.task.fdget(fd);
-      ev.fdKind = file.ops.traceKind?.(file) ?? file.kind;
-      if (this.k.tracer.enabled) ev.argIn = this.snapshot(ptr);
-      if (file.ops.ioctl === undefined) fail(25, `${file.kind} files have no ioctls`);
+      ev.fdKind = fdKind(file);
+      ev.argIn = this.snapshot(ptr);
+      if (file.ops.ioctl === undefined) fail(ENOTTY, noIoctls(file));
+      this.task.refusal = undefined;
       ret = file.ops.ioctl(file, this.task, req, ptr);
+      if (ret < 0) {
+        const { errno, reason } = this.refusalOf(ret);
+        ret = -this.failedWith(ev, errno, reason);
+      }
     } catch (e) {
       ret = -this.failed(ev, e);
     }
-    if (this.k.tracer.enabled && ev.argIn !== undefined) ev.argOut = this.snapshot(ptr, ev.argIn.length);
+    if (ev.argIn !== undefined) ev.argOut = this.snapshot(ptr, ev.argIn.length);
     return this.end(ev, ret);
+  }
+
+  /**
+   * The errno and reason of a handler's -errno return: the reason refuse()
+   * left. None is a model bug (every errno has a reason): EIO, counted.
+   */
+  private refusalOf(ret: number): { errno: number; reason: string } {
+    const reason = this.task.takeRefusal();
+    if (reason !== undefined) return { errno: -ret, reason };
+    return toErrno(
+      new Error(`a handler returned ${ret} without a reason (Task.refuse)`),
+      this.k.tracer,
+      "ioctl",
+    );
   }
 
   mmap(addr: bigint, len: bigint, prot: number, flags: number, fd = -1, off = 0n): bigint {
@@ -240,7 +305,7 @@ export class Process {
   fork(): Process | number {
     const ev = this.begin("fork", []);
     try {
-      if (this.task.exited) fail(ESRCH, "the process has exited");
+      if (this.task.exited) fail(ESRCH, EXITED);
       const child = this.k.forkProcess(this);
       // the ioctl scratch area was copied with the address space
       child.scratchVa = this.scratchVa;
@@ -320,10 +385,32 @@ export class Process {
 
   private failed(ev: TraceEvent, e: unknown): number {
     const { errno, reason } = toErrno(e, this.k.tracer, ev.call);
+    return this.failedWith(ev, errno, reason);
+  }
+
+  private failedWith(ev: TraceEvent, errno: number, reason: string): number {
     ev.errno = errno;
     ev.reason = reason;
     this.lastFailed = ev;
     return errno;
+  }
+
+  /** An untraced call that failed: its event, made now, kept as the last failure. Returns -errno. */
+  private refused(
+    seq: number,
+    call: string,
+    args: (number | bigint | string)[],
+    fdKind: string | undefined,
+    errno: number,
+    reason: string,
+  ): number {
+    const ev: TraceEvent = { seq, pid: this.pid, call, args, ret: -errno };
+    if (fdKind !== undefined) ev.fdKind = fdKind;
+    ev.errno = errno;
+    ev.reason = reason;
+    this.lastFailed = ev;
+    this.k.tracer.record(ev);
+    return -errno;
   }
 
   private end<T extends number | bigint>(ev: TraceEvent, ret: T): T {
@@ -342,7 +429,7 @@ export class Process {
     if (data !== undefined) ev.data = data;
     let ret: number;
     try {
-      if (this.task.exited) fail(ESRCH, "the process has exited");
+      if (this.task.exited) fail(ESRCH, EXITED);
       ret = fn();
     } catch (e) {
       ret = -this.failed(ev, e);
@@ -354,7 +441,7 @@ export class Process {
     const ev = this.begin(call, args);
     let ret: bigint;
     try {
-      if (this.task.exited) fail(ESRCH, "the process has exited");
+      if (this.task.exited) fail(ESRCH, EXITED);
       ret = fn();
     } catch (e) {
       ret = -BigInt(this.failed(ev, e));
@@ -370,7 +457,7 @@ export class Process {
     const ev = this.begin(call, args);
     let ret: Uint8Array | number;
     try {
-      if (this.task.exited) fail(ESRCH, "the process has exited");
+      if (this.task.exited) fail(ESRCH, EXITED);
       ret = fn();
       const data = this.traced(ret);
       if (data !== undefined) ev.data = data;

@@ -25,6 +25,8 @@ export class Task {
    * bridge does (its memfd for IOMMU_IOAS_MAP_FILE), or undefined.
    */
   fdImport: ((fd: number) => KFile | undefined) | undefined;
+  /** The reason of the last refuse(), until the syscall layer takes it. */
+  refusal: string | undefined = undefined;
 
   constructor(
     readonly pid: number,
@@ -47,6 +49,16 @@ export class Task {
     }
   }
 
+  /** get_user() of a u32 (an ioctl struct's leading size): the value, or EFAULT as copyFromUser. */
+  getUserU32(ptr: bigint): number {
+    if (this.mm.faults.hit("copy_from_user")) fail(EFAULT, "copy_from_user failed (injected, fail_usercopy)");
+    try {
+      return this.mm.readU32(ptr);
+    } catch (e) {
+      rethrowWith(e, `cannot read 4 bytes of user memory at 0x${ptr.toString(16)}: `, EFAULT);
+    }
+  }
+
   copyToUser(ptr: bigint, bytes: Uint8Array): void {
     if (this.mm.faults.hit("copy_to_user")) fail(EFAULT, "copy_to_user failed (injected, fail_usercopy)");
     try {
@@ -58,11 +70,41 @@ export class Task {
 
   /** fdget(): the file behind fd, or EBADF. */
   fdget(fd: number): KFile {
-    let f = Number.isInteger(fd) && fd >= 0 ? this.fds[fd] : undefined;
-    if (f === undefined && this.fdImport !== undefined && Number.isInteger(fd) && fd >= 0)
-      f = this.fdImport(fd);
-    if (f === undefined) fail(EBADF, `fd ${fd} is not open in pid ${this.pid}`);
+    const f = this.fdLookup(fd);
+    if (f === undefined) fail(EBADF, this.badFd(fd));
     return f;
+  }
+
+  /** The file behind fd, or undefined (fdget without the throw, for the syscall fast paths). */
+  fdLookup(fd: number): KFile | undefined {
+    // (the bound check first: an index past the end of the array is a slow lookup in V8)
+    const f = fd >= 0 && fd < this.fds.length ? this.fds[fd] : undefined;
+    if (f !== undefined || this.fdImport === undefined || !Number.isInteger(fd) || fd < 0) return f;
+    return this.fdImport(fd);
+  }
+
+  /** EBADF's reason. */
+  badFd(fd: number): string {
+    return `fd ${fd} is not open in pid ${this.pid}`;
+  }
+
+  /**
+   * Refuse a call without a throw: keep the reason for the syscall layer,
+   * which takes it with the returned -errno. For the paths a program hits
+   * on purpose and often (probing a size, a closed fd): a throw costs V8
+   * several times the rest of such a call. Everything else throws
+   * KernelError (fail); both reach the caller as -errno with the reason.
+   */
+  refuse(errno: number, reason: string): number {
+    this.refusal = reason;
+    return -errno;
+  }
+
+  /** Take the reason refuse() left (undefined if none: a -errno without a reason is a model bug). */
+  takeRefusal(): string | undefined {
+    const r = this.refusal;
+    this.refusal = undefined;
+    return r;
   }
 
   /** Install a file at the lowest free fd (the file's reference moves to the table). */
@@ -84,12 +126,13 @@ export class Task {
     return fd;
   }
 
-  /** Remove fd from the table and drop its reference. */
-  fdClose(fd: number): void {
+  /** Remove fd from the table and drop its reference: 0. */
+  fdClose(fd: number): number {
     const f = this.fdget(fd);
     this.fds[fd] = undefined;
     while (this.fds.length > 0 && this.fds[this.fds.length - 1] === undefined) this.fds.length--;
     f.put();
+    return 0;
   }
 
   openFileCount(): number {

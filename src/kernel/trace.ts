@@ -46,7 +46,13 @@ export class Tracer {
   private seq = 0;
   /** Unexpected exceptions caught at the syscall boundary: each one is a model bug. */
   readonly internalErrors: string[] = [];
-  static readonly MAX_FAILURES = 10_000;
+  /**
+   * How many failed calls `failures` keeps. Few on purpose: every kept
+   * event survives the young generation, and copying 10 000 of them per
+   * scavenge cost a failing call more than the call itself (a scenario
+   * step's failures are taken per step; the trace, when on, keeps all).
+   */
+  static readonly MAX_FAILURES = 1024;
 
   nextSeq(): number {
     return ++this.seq;
@@ -61,7 +67,7 @@ export class Tracer {
     if (this.enabled) this.events.push(ev);
     if (ev.errno !== undefined) {
       // trimmed in batches: a shift() per failure moved the whole array once it was full
-      if (this.failures.push(ev) > Tracer.MAX_FAILURES + 1024) {
+      if (this.failures.push(ev) > Tracer.MAX_FAILURES + 256) {
         this.failures.splice(0, this.failures.length - Tracer.MAX_FAILURES);
       }
     }

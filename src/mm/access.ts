@@ -17,6 +17,8 @@ export function ioAccess(
   bytes: Uint8Array | null,
 ): Uint8Array | 0 | undefined {
   const v = mm.vmas.find(va);
+  // (the common case first: all of it inside one ordinary VMA)
+  if (v !== undefined && v.io === null && va + len <= v.end) return undefined;
   if (v === undefined || v.io === null) {
     const last = mm.vmas.find(va + len - 1);
     if (last?.io != null || mm.vmas.overlapping(va, va + len).some((x) => x.io !== null)) {
@@ -71,6 +73,35 @@ export function accessRead(mm: MmStruct, vaB: bigint, len: number): Uint8Array {
     done += step;
   }
   return out;
+}
+
+/**
+ * A u32 load by the kernel from user memory (get_user): the value; EFAULT
+ * as accessRead. The ioctl entry reads every struct's size this way, so
+ * the common case (one ordinary VMA, one page) allocates nothing.
+ */
+export function accessReadU32(mm: MmStruct, vaB: bigint): number {
+  mm.checkLive();
+  const va = mm.userRange(vaB, 4);
+  const v = va < 0 ? undefined : mm.vmas.find(va);
+  if (
+    v !== undefined &&
+    v.io === null &&
+    v.cpuReadable &&
+    va + 4 <= v.end &&
+    va % PAGE_SIZE <= PAGE_SIZE - 4
+  ) {
+    const pfn = handleFault(mm, v, va, false, false, null);
+    if (pfn === F_ZERO) return 0;
+    if (pfn >= 0) {
+      const b = mm.phys.peekU8(pfn);
+      const o = va % PAGE_SIZE;
+      return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+    }
+  }
+  // everything else (and every failure, with its reason) as a 4-byte read
+  const b = accessRead(mm, vaB, 4);
+  return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
 }
 
 /** The process writing its own memory: 0; EFAULT with nothing written. */

@@ -1,8 +1,11 @@
 import type { ExternalFrame } from "../hw/phys-mem.js";
 import { EFAULT, EINVAL, ENOMEM, fail } from "../uapi/errno.js";
-import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
+import { MAP_FIXED, MAP_SHARED, PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
+import { doMmapIo } from "./mmap.js";
+import { doMunmap } from "./munmap.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
+import { Vma } from "./vma.js";
 
 /** 4 KiB pages in a 2 MiB hugetlb page. */
 const HUGE_PAGES = 512;
@@ -45,7 +48,10 @@ export interface ForeignMemory {
  * (munmap, exit: `detach`), when the frame takes a copy of the contents and
  * lives on while pinned, as a pinned page outlives munmap in the kernel.
  * The same virtual page always gives the same frame while it is attached.
- * VMAs are the process's own (the model's mmap/munmap are not used).
+ * VMAs are the process's own, except device memory: a BAR the process maps
+ * through the bridge is a model VMA (VM_IO | VM_PFNMAP, made by the model's
+ * mmap at the address the shim reserved), so loads and stores reach the
+ * device and pins see a PFNMAP mapping, not the placeholder behind it.
  */
 export class ForeignMm extends MmStruct {
   /** The process's memory; null before a forked child joins and after exit. */
@@ -104,6 +110,11 @@ export class ForeignMm extends MmStruct {
     return r;
   }
 
+  override readU32(vaB: bigint): number {
+    const b = this.read(vaB, 4);
+    return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+  }
+
   override write(vaB: bigint, bytes: Uint8Array): number {
     const va = this.foreignRange(vaB, bytes.length);
     if (va < 0 || this.foreignMem === null)
@@ -135,6 +146,8 @@ export class ForeignMm extends MmStruct {
     const va = this.foreignRange(BigInt.asUintN(64, vaB) & ~4095n, nPages * PAGE);
     if (va < 0) return this.foreignErr(EFAULT, "pin: range outside user space");
     const end = va + nPages * PAGE;
+    if (this.vmas.overlapping(va, end).some((v) => v.io !== null))
+      return this.foreignErr(EFAULT, "pin: device memory (VM_IO | VM_PFNMAP) has no pages to pin");
     const vmas: ForeignVma[] = [];
     for (let cur = va; cur < end; ) {
       const v = this.foreignMem.vma(cur);
@@ -228,11 +241,43 @@ export class ForeignMm extends MmStruct {
     if (this.released) return this.foreignErr(EFAULT, "fork: the mm is gone");
     if (this.faults.hit("dup_mm"))
       return this.foreignErr(ENOMEM, "fork: cannot allocate the child's mm_struct");
-    return new ForeignMm(
+    const child = new ForeignMm(
       { ...this.foreignBase, user: opts.user, cred: opts.cred, mmapBase: this.mmapBase },
       null,
       this.foreignFamily,
     );
+    // the real child inherits the device mappings: so does the model's
+    for (const v of this.vmas.list) {
+      if (v.io === null) continue;
+      const c = new Vma(child, v.start, v.end, v.prot, v.shared, v.shift, null, v.pgoff, false, v.anon);
+      c.io = v.io;
+      v.io.get?.();
+      child.vmas.insert(c);
+      this.pages.liveVmas++;
+    }
+    return child;
+  }
+
+  /**
+   * mremap of a whole device mapping (or a piece of one) to `newVa`, same
+   * size: the new VMA maps the same device memory at the same offset, the
+   * old range goes. EFAULT when [oldVa, +len) is not inside one device VMA.
+   */
+  moveDeviceMapping(oldVa: number, len: number, newVa: number): number {
+    const v = this.vmas.find(oldVa);
+    if (v === undefined || v.io === null || oldVa + len > v.end || len <= 0)
+      return this.foreignErr(EFAULT, "mremap: the range is not inside one device mapping");
+    const r = doMmapIo(
+      this,
+      BigInt(newVa),
+      BigInt(len),
+      v.prot,
+      MAP_SHARED | MAP_FIXED,
+      v.io,
+      BigInt(v.fileOffset(oldVa)),
+    );
+    if (r < 0) return r;
+    return doMunmap(this, BigInt(oldVa), BigInt(len));
   }
 
   /**
@@ -306,8 +351,10 @@ export class ForeignMm extends MmStruct {
 
   /** va as a number when [va, va+len) is user space, else -1. */
   private foreignRange(vaB: bigint, len: number): number {
-    if (vaB < 0n || len < 0 || vaB + BigInt(len) > BigInt(USER_END)) return -1;
-    return Number(vaB);
+    // (in numbers: BigInt arithmetic allocates on every access; past 2^53 the rounding stays above USER_END)
+    const va = Number(vaB);
+    if (vaB < 0n || len < 0 || va + len > USER_END) return -1;
+    return va;
   }
 
   private foreignFault(reason: string): never {

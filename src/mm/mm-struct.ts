@@ -2,7 +2,7 @@ import type { FaultInject } from "../hw/fault-inject.js";
 import type { FrameAllocator } from "../hw/frame-alloc.js";
 import type { PhysMem } from "../hw/phys-mem.js";
 import { ENOMEM, fail } from "../uapi/errno.js";
-import { accessRead, accessWrite, translateVa } from "./access.js";
+import { accessRead, accessReadU32, accessWrite, translateVa } from "./access.js";
 import { copyPrivate } from "./fork.js";
 import { pinUserPages } from "./gup.js";
 import type { IoMem } from "./io-mem.js";
@@ -14,8 +14,11 @@ import { doMmap, doMmapIo, mmapBase } from "./mmap.js";
 import { doMunmap, unmapRange, zapPrivate } from "./munmap.js";
 import type { PageTracker } from "./page-tracker.js";
 import type { PfnRuns } from "./pfn-runs.js";
+import { followPfnmap } from "./pfnmap.js";
 import { PrivPages } from "./priv-pages.js";
 import { type PageShift, Vma, VmaList, type VmaOwner } from "./vma.js";
+
+const TASK_SIZE_BIG = BigInt(TASK_SIZE);
 
 export interface MmStructOptions {
   phys: PhysMem;
@@ -133,6 +136,11 @@ export class MmStruct implements VmaOwner {
     return accessRead(this, va, len);
   }
 
+  /** A u32 the kernel reads from user memory (get_user): the value; EFAULT as read (override with read). */
+  readU32(va: bigint): number {
+    return accessReadU32(this, va);
+  }
+
   /** The process writing its own memory: 0; EFAULT with nothing written. */
   write(va: bigint, bytes: Uint8Array): number {
     return accessWrite(this, va, bytes);
@@ -146,6 +154,11 @@ export class MmStruct implements VmaOwner {
   /** pin_user_pages(FOLL_LONGTERM [| FOLL_WRITE]): see gup.ts. */
   pinUserPages(va: bigint, nPages: number, write: boolean, site = "pin_user_pages"): PfnRuns {
     return pinUserPages(this, va, nPages, write, site);
+  }
+
+  /** follow_fault_pfn over device memory (VM_PFNMAP): its frames, nothing pinned; null when va is not one. */
+  followPfnmap(va: bigint, nPages: number, write: boolean): PfnRuns | null {
+    return followPfnmap(this, va, nPages, write);
   }
 
   /** unpin_user_pages over runs from pinUserPages / MemFile.pinPages (or any subset of them). */
@@ -252,8 +265,10 @@ export class MmStruct implements VmaOwner {
 
   /** va as a number when [va, va+len) is inside user space, else -1. */
   userRange(vaB: bigint, len: number): number {
-    if (vaB < 0n || vaB + BigInt(len) > BigInt(TASK_SIZE)) return -1;
-    return Number(vaB);
+    // (no BigInt arithmetic: each one allocates; below TASK_SIZE a number is exact)
+    if (vaB < 0n || vaB > TASK_SIZE_BIG) return -1;
+    const va = Number(vaB);
+    return va + len > TASK_SIZE ? -1 : va;
   }
 
   checkLive(): void {

@@ -1008,6 +1008,11 @@ export class PageTable {
     const out: DumpEntry[] = [];
     const walk = (tpfn: number, level: number) => {
       for (let i = 0; i < this.entries; i++) {
+        // a table frame never written holds no entry (a sparse TCE window spans many frames)
+        if ((i & 511) === 0 && this.mem.peekU32(tpfn + (i >>> 9)) === undefined) {
+          i += 511;
+          continue;
+        }
         this.ld(this.rwords(tpfn, i), (i & 511) << 1);
         const lo = this.eLo;
         const hi = this.eHi;

@@ -41,6 +41,8 @@ export interface RunOptions {
   trace?: boolean;
   /** Called after each step (progress display, demos); `run` is the run so far (its machine and processes). */
   onStep?: (r: StepResult, done: number, total: number, run: RunResult) => void;
+  /** Called once the machine is built and the processes are spawned, before the first step (the web view's step 0). */
+  onBoot?: (run: RunResult) => void;
 }
 
 /** Run a scenario on a fresh machine; stops at the first failed expectation. Never throws for scenario content. */
@@ -61,6 +63,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
     res.failure = { where: "machine", message: (e as Error).message, kind: "scenario" };
     return res;
   }
+  opts.onBoot?.(res);
   const m = res.machine;
   const env = {
     m,

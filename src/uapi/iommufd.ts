@@ -954,11 +954,19 @@ export function iommufdRoute(
   const req = request >>> 0;
   const nr = _IOC_NR(req);
   if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= iommufdTableSize(profile, selftest, noiommu)) {
-    return { kind: "compat" };
+    return ROUTE_COMPAT;
   }
-  if (selftest && nr === IOMMUFD_CMD_TEST)
-    return req === IOMMU_TEST_CMD ? { kind: "test" } : { kind: "enotty" };
+  if (selftest && nr === IOMMUFD_CMD_TEST) return req === IOMMU_TEST_CMD ? ROUTE_TEST : ROUTE_ENOTTY;
   const def = iommufdIoctlByNr(nr, profile);
-  if (!def || def.request !== req || (!noiommu && def.since === "noiommu")) return { kind: "enotty" };
-  return { kind: "ioctl", def };
+  if (!def || def.request !== req || (!noiommu && def.since === "noiommu")) return ROUTE_ENOTTY;
+  return IOCTL_ROUTES.get(def)!;
+}
+
+// (routes are made once: this runs on every ioctl on an iommufd)
+const ROUTE_COMPAT: IommufdRoute = Object.freeze({ kind: "compat" });
+const ROUTE_ENOTTY: IommufdRoute = Object.freeze({ kind: "enotty" });
+const ROUTE_TEST: IommufdRoute = Object.freeze({ kind: "test" });
+const IOCTL_ROUTES = new Map<IoctlDef, IommufdRoute>();
+for (const table of PROFILE_TABLES.values()) {
+  for (const def of table.values()) IOCTL_ROUTES.set(def, Object.freeze({ kind: "ioctl", def }));
 }

@@ -2,7 +2,7 @@ import { SpaprTceIommuDriver } from "../iommu/drivers/spapr.js";
 import type { IommuGroup } from "../iommu/group.js";
 import type { SpaprTableGroup } from "../iommu/spapr-platform.js";
 import type { TceTable } from "../iommu/spapr-tce-table.js";
-import type { KernelCtx } from "../kernel/kctx.js";
+import type { KernelCtx, TceWindowDebugInfo } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { accountMmLockedVm } from "../mm/locked-vm.js";
 import type { MmStruct } from "../mm/mm-struct.js";
@@ -42,6 +42,7 @@ import {
   VFIO_SPAPR_TCE_v2_IOMMU,
 } from "../uapi/vfio.js";
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
+import { runsView, type SpaprTceDebugInfo, type VfioBackendDebugInfo } from "./debug-view.js";
 import {
   type MmIommuMem,
   type MmIommuRegistry,
@@ -107,6 +108,57 @@ export class SpaprTceContainer implements VfioIommuBackend {
     let n = this.lockedPages;
     for (const p of this.tablePages.values()) n += p;
     cb(this.mm, n);
+  }
+
+  /** m.debug: the windows, their TCEs as runs (with the user address v2 recorded) and the registered memory. */
+  debugInfo(): VfioBackendDebugInfo {
+    const windows: TceWindowDebugInfo[] = [];
+    const mappings: SpaprTceDebugInfo["mappings"] = [];
+    this.tables.forEach((t, slot) => {
+      if (t === undefined) return;
+      windows.push(t.debugInfo(slot));
+      if (mappings.length >= 4096) return;
+      const pua = this.pua.get(t);
+      const tceBytes = 1n << BigInt(t.pageShift);
+      const perTce = 2 ** (t.pageShift - PAGE_SHIFT);
+      t.leaves((unit) => {
+        if (mappings.length >= 4096) return;
+        const entry = unit / perTce;
+        const e = t.get(entry);
+        if (e === undefined) return;
+        const iova = BigInt(entry) << BigInt(t.pageShift);
+        const ua = pua?.get(entry);
+        const prev = mappings.at(-1);
+        if (
+          prev !== undefined &&
+          prev.slot === slot &&
+          prev.last + 1n === iova &&
+          prev.prot === e.prot &&
+          // v2: one run per stretch of user memory; v1 records no user address: contiguous host pages
+          (ua === undefined
+            ? prev.ua === undefined && prev.pfn + Number((iova - prev.iova) >> BigInt(PAGE_SHIFT)) === e.pfn
+            : prev.ua !== undefined && prev.ua + (iova - prev.iova) === ua)
+        ) {
+          prev.last += tceBytes;
+          return;
+        }
+        mappings.push({ slot, iova, last: iova + tceBytes - 1n, prot: e.prot, pfn: e.pfn, ua });
+      });
+    });
+    return {
+      spapr: {
+        v2: this.v2,
+        enabled: this.enabled,
+        windows,
+        mappings,
+        prereg: this.prereg.map((m) => ({
+          ua: m.ua,
+          size: BigInt(m.entries) << BigInt(PAGE_SHIFT),
+          tces: Math.max(0, m.mapped - 1),
+          pinnedRuns: runsView(m.runs),
+        })),
+      },
+    };
   }
 
   // --- groups ---------------------------------------------------------------

@@ -9,6 +9,7 @@ import {
   VFIO_GET_API_VERSION,
   VFIO_SET_IOMMU,
 } from "../uapi/vfio.js";
+import type { VfioBackendDebugInfo } from "./debug-view.js";
 import type { VfioGroup } from "./group.js";
 
 /** An opened IOMMU backend of a container (struct vfio_iommu_driver_ops' data). */
@@ -22,6 +23,8 @@ export interface VfioIommuBackend {
   forEachPin?(cb: (pfn: number, n: number) => void): void;
   /** What the backend charged to each mm's locked_vm (for the machine invariants). */
   forEachLockedVm?(cb: (mm: object, pages: number) => void): void;
+  /** For m.debug.vfioContainers(): the backend's mappings and tables, read without changing anything. */
+  debugInfo?(): VfioBackendDebugInfo;
 }
 
 /**

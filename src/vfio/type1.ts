@@ -1,5 +1,6 @@
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuGroup } from "../iommu/group.js";
+import { RESV_TYPE_NAMES } from "../iommu/types.js";
 import type { KernelCtx } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { accountMmLockedVm } from "../mm/locked-vm.js";
@@ -10,6 +11,7 @@ import {
   EACCES,
   EBUSY,
   EEXIST,
+  EFAULT,
   EINVAL,
   ENOENT,
   ENOMEM,
@@ -47,6 +49,7 @@ import {
   VFIO_UPDATE_VADDR,
 } from "../uapi/vfio.js";
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
+import { runsView, type VfioBackendDebugInfo } from "./debug-view.js";
 import { u32, u64, vfioCopyIn, writeCaps } from "./uaccess.js";
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -72,6 +75,11 @@ interface VfioDma {
   acct: MmStruct;
   /** VFIO_DMA_UNMAP_FLAG_VADDR left the mapping without a valid vaddr until MAP_DMA VADDR. */
   vaddrInvalid: boolean;
+  /**
+   * The runs are device frames of a VM_PFNMAP mapping (a BAR mmap),
+   * reserved pfns: neither pinned nor charged to locked_vm.
+   */
+  rsvd: boolean;
 }
 
 /** struct vfio_domain: a paging domain and the groups attached to it. */
@@ -109,16 +117,66 @@ export class VfioIommuType1 implements VfioIommuBackend {
 
   /** Pages pinned by this container (for counters). */
   pinnedPages(): number {
-    return this.dmas.reduce((n, d) => n + d.runs.pages, 0);
+    return this.dmas.reduce((n, d) => n + (d.rsvd ? 0 : d.runs.pages), 0);
   }
 
   forEachPin(cb: (pfn: number, n: number) => void): void {
-    for (const d of this.dmas) for (let i = 0; i < d.runs.count; i++) cb(d.runs.pfn[i], d.runs.len[i]);
+    for (const d of this.dmas) {
+      if (d.rsvd) continue;
+      for (let i = 0; i < d.runs.count; i++) cb(d.runs.pfn[i], d.runs.len[i]);
+    }
   }
 
-  /** vfio_lock_acct: each mapping's pages are charged to dma->mm (its acct). */
+  /** vfio_lock_acct: each mapping's pages are charged to dma->mm (its acct); reserved pfns are not. */
   forEachLockedVm(cb: (mm: object, pages: number) => void): void {
-    for (const d of this.dmas) cb(d.acct, d.runs.pages);
+    for (const d of this.dmas) if (!d.rsvd) cb(d.acct, d.runs.pages);
+  }
+
+  /** m.debug: the mappings, the IOVA list, reserved regions and each domain's page table. */
+  debugInfo(): VfioBackendDebugInfo {
+    const reserved = this.domains.flatMap((d) =>
+      [...d.groups].flatMap((g) =>
+        g.devices.flatMap((dev) =>
+          dev.resvRegions().map((r) => ({
+            start: r.start,
+            last: r.last,
+            owner: `${RESV_TYPE_NAMES[r.type]} region of ${dev.name}`,
+          })),
+        ),
+      ),
+    );
+    return {
+      type1: {
+        v2: this.v2,
+        dmas: [...this.dmas]
+          .sort((a, b) => (a.iova < b.iova ? -1 : 1))
+          .map((d) => ({
+            iova: d.iova,
+            size: d.size,
+            vaddr: d.vaddr,
+            prot: d.prot,
+            vaddrInvalid: d.vaddrInvalid,
+            // a PFNMAP mapping pins nothing: its device frames are in the domain's table only
+            pinnedRuns: d.rsvd ? [] : runsView(d.runs),
+          })),
+        iovaRanges: this.iovaList().map(([start, last]) => ({ start, last })),
+        reserved,
+        pgsizes: this.domains.length > 0 ? this.pgsizeBitmap() : 0n,
+        domains: this.domains.map((d) => {
+          const info = d.domain.ptInfo();
+          return {
+            id: d.domain.id,
+            groups: [...d.groups].map((g) => g.id),
+            table: {
+              format: info.format,
+              rootPhys: info.rootPhys,
+              topLevel: info.topLevel,
+              dump: () => d.domain.ptDump(),
+            },
+          };
+        }),
+      },
+    };
   }
 
   // --- groups ---------------------------------------------------------------
@@ -354,16 +412,28 @@ export class VfioIommuType1 implements VfioIommuBackend {
     const mm = task.mm as unknown as MmStruct;
     const npages = Number(size / PAGE);
     let runs: PfnRuns;
+    let rsvd = false;
+    const write = (prot & IOMMU_WRITE) !== 0;
     try {
-      runs = mm.pinUserPages(vaddr, npages, (prot & IOMMU_WRITE) !== 0);
+      runs = mm.pinUserPages(vaddr, npages, write);
     } catch (e) {
-      rethrowWith(e, "VFIO_IOMMU_MAP_DMA: ");
+      // vaddr_get_pfns: pin_user_pages refuses VM_IO | VM_PFNMAP; a PFNMAP VMA gives its
+      // device frames instead (follow_fault_pfn), reserved pfns that are never pinned
+      let pfns: PfnRuns | null = null;
+      try {
+        if (e instanceof KernelError && e.errno === EFAULT) pfns = mm.followPfnmap(vaddr, npages, write);
+      } catch (e2) {
+        rethrowWith(e2, "VFIO_IOMMU_MAP_DMA: ");
+      }
+      if (pfns === null) rethrowWith(e, "VFIO_IOMMU_MAP_DMA: ");
+      runs = pfns;
+      rsvd = true;
     }
-    if (accountMmLockedVm(mm, npages, true) !== 0) {
+    if (!rsvd && accountMmLockedVm(mm, npages, true) !== 0) {
       mm.unpinUserPages(runs);
       fail(ENOMEM, `VFIO_IOMMU_MAP_DMA: locked memory (${npages} pages) over RLIMIT_MEMLOCK`);
     }
-    const dma: VfioDma = { iova, size, vaddr, prot, runs, mm, acct: mm, vaddrInvalid: false };
+    const dma: VfioDma = { iova, size, vaddr, prot, runs, mm, acct: mm, vaddrInvalid: false, rsvd };
     const done: IommuDomain[] = [];
     try {
       for (const d of this.domains) {
@@ -372,8 +442,10 @@ export class VfioIommuType1 implements VfioIommuBackend {
       }
     } catch (e) {
       for (const d of done) d.unmap(iova, size);
-      mm.unpinUserPages(runs);
-      accountMmLockedVm(mm, npages, false);
+      if (!rsvd) {
+        mm.unpinUserPages(runs);
+        accountMmLockedVm(mm, npages, false);
+      }
       throw e;
     }
     this.insertDma(dma);
@@ -407,7 +479,7 @@ export class VfioIommuType1 implements VfioIommuBackend {
       );
     }
     const mm = task.mm as unknown as MmStruct;
-    if (mm !== dma.acct) {
+    if (mm !== dma.acct && !dma.rsvd) {
       const npages = dma.runs.pages;
       if (accountMmLockedVm(mm, npages, true) !== 0)
         fail(ENOMEM, `VFIO_IOMMU_MAP_DMA VADDR: moving ${npages} locked pages here exceeds RLIMIT_MEMLOCK`);
@@ -577,8 +649,10 @@ export class VfioIommuType1 implements VfioIommuBackend {
 
   private removeDma(dma: VfioDma): void {
     for (const d of this.domains) d.domain.unmap(dma.iova, dma.size);
-    dma.mm.unpinUserPages(dma.runs);
-    accountMmLockedVm(dma.acct, dma.runs.pages, false);
+    if (!dma.rsvd) {
+      dma.mm.unpinUserPages(dma.runs);
+      accountMmLockedVm(dma.acct, dma.runs.pages, false);
+    }
     this.dmas.splice(this.dmas.indexOf(dma), 1);
     if (dma.vaddrInvalid) this.vaddrInvalidCount--;
     this.dmaAvail++;

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { webAssetsDir } from "../../src/cli/cmd-web.js";
+import { main } from "../../src/cli/main.js";
 import { parseScenario, runScenario } from "../../src/scenario/index.js";
 import { serve } from "./serve.js";
 
@@ -82,17 +83,23 @@ describe.skipIf(!haveChromium)(
     it("opens the noiommu demo and steps with the keyboard, the buttons and the slider", async () => {
       expect(await page.textContent(".top .file")).toBe("demo-noiommu");
       expect(await page.textContent("[data-testid=run-status]")).toContain("run ok");
-      expect(await stepNo()).toBe("Step 1 of 22");
+      // the page opens on the machine as booted: step 0, before any call
+      expect(await stepNo()).toBe("Boot (step 0 of 22)");
+      expect(await page.locator("[data-testid=calls] code").count()).toBe(0);
+      expect(await page.textContent("[data-testid=calls]")).toContain("none yet");
+      expect(await page.textContent("[data-testid=changes]")).toContain("the starting point");
+      await page.screenshot({ path: join(SHOTS, "noiommu-boot.png") });
       await page.keyboard.press("End");
       expect(await stepNo()).toBe("Step 22 of 22");
       await page.keyboard.press("Home");
+      expect(await stepNo()).toBe("Boot (step 0 of 22)");
       await page.keyboard.press("ArrowRight");
-      expect(await stepNo()).toBe("Step 2 of 22");
+      expect(await stepNo()).toBe("Step 1 of 22");
       await page.click("[data-testid=next]");
-      expect(await stepNo()).toBe("Step 3 of 22");
-      await page.click("[data-testid=prev]");
       expect(await stepNo()).toBe("Step 2 of 22");
-      await page.fill("[data-testid=slider]", "13");
+      await page.click("[data-testid=prev]");
+      expect(await stepNo()).toBe("Step 1 of 22");
+      await page.fill("[data-testid=slider]", "14");
       expect(await stepNo()).toBe("Step 14 of 22");
       const calls = await page.locator("[data-testid=calls] code").allTextContents();
       expect(calls).toHaveLength(1);
@@ -117,9 +124,9 @@ describe.skipIf(!haveChromium)(
       const area = page.locator('[data-testid=track] .seg.area[data-iova="0x200000"]');
       expect(await area.count()).toBe(1);
       expect(await area.getAttribute("aria-label")).toBe("area 0x200000 to 0x3fffff, rw; zoom to it");
-      expect(await page.locator("[data-testid=areas] tbody tr").first().textContent()).toMatch(
-        /^0x2000000x3fffff2Mrwuser VA 0x7f[0-9a-f]+512/,
-      );
+      expect(
+        await page.locator('[data-testid=areas] tbody tr[data-kind="area"]').first().textContent(),
+      ).toMatch(/^area0x2000000x3fffff2Mrwuser VA 0x7f[0-9a-f]+512/);
       await page.click('[data-testid=ioas] button[aria-label="Whole 64-bit space"]');
       expect(await page.locator('[data-testid=track] .seg.reserved[title*="0xfee00000"]').count()).toBe(1);
       // back to the areas, then zoom in on one: the line shows a 4 MiB window
@@ -172,7 +179,7 @@ describe.skipIf(!haveChromium)(
       await page.press("[data-testid=walk-iova]", "Enter");
       await expect
         .poll(() => page.textContent("[data-testid=walk-result]"))
-        .toContain("no leaf maps 0x4000000");
+        .toBe(" → no leaf maps 0x4000000 (the IOMMU faults: L2[0] → L1[32] is empty)");
       await page.click("[data-testid=tab-dma]");
       expect(
         await page.locator("[data-testid=dma-result]", { hasText: "FAULT_ADDR 0x4000000" }).count(),
@@ -180,15 +187,64 @@ describe.skipIf(!haveChromium)(
       await page.screenshot({ path: join(SHOTS, "iommu-dma-fault.png") });
     }, 120_000);
 
-    it("ppc64 demo: the sPAPR calls run in the page; over iommufd the window gaps are reserved", async () => {
+    it("ppc64 demo: the container's windows on the address line, a TCE's RPN is the model's; over iommufd too", async () => {
       await open("demo-ppc64.yaml");
       expect(await page.textContent("[data-testid=run-status]")).toContain("run ok");
       await gotoStep("VFIO_IOMMU_SPAPR_TCE_CREATE");
       expect(await page.textContent("[data-testid=calls]")).toMatch(
         /VFIO_IOMMU_SPAPR_TCE_CREATE, \{.*page_shift=16.*\}\) = 0/,
       );
+      await page.keyboard.press("End");
+      await page.click("[data-testid=tab-ioas]");
+      const space = page.locator('[data-testid=ioas][data-kind="spapr"]');
+      expect(await space.locator("h3").textContent()).toMatch(/^qemu VFIO container fd \d+$/);
+      await space.locator('button[aria-label="Whole 64-bit space"]').click();
+      // the 64-bit window drawn at its IOVA start: 1 << 59 is 1/32 of the way along 2^64
+      const win = space.locator('[data-testid=track] .seg.window[data-start="0x800000000000000"]');
+      expect(await win.count()).toBe(1);
+      expect(await win.getAttribute("title")).toBe(
+        "window 1 (64-bit, SPAPR_TCE_CREATE): 64K TCEs, 1 level(s) [0x800000000000000, 0x80000003fffffff]",
+      );
+      const trackBox = (await space.locator("[data-testid=track]").boundingBox())!;
+      const winBox = (await win.boundingBox())!;
+      expect((winBox.x - trackBox.x) / trackBox.width).toBeCloseTo(1 / 32, 2);
+      expect(
+        await space.locator("[data-testid=areas] tbody tr", { hasText: "0x800000000000000" }).count(),
+      ).toBe(2);
+      await page.screenshot({ path: join(SHOTS, "ppc64-container-windows.png") });
+
+      // the TCE at the window's start: its RPN is the host page the model's table holds
+      const sc = parseScenario(example("demo-ppc64.yaml"), "demo-ppc64.yaml");
+      const r = runScenario(sc, { trace: true });
+      const [info] = r.machine!.debug.vfioContainers(r.processes.get("qemu")!);
+      const first = info.spapr!.mappings.find((x) => x.iova === 1n << 59n)!;
+      await page.click("[data-testid=tab-pt]");
+      const tables = page.locator('[data-testid=hwpt][data-kind="spapr"]');
+      expect(await tables.locator("[data-testid=window]").allTextContents()).toEqual([
+        expect.stringMatching(/^window 0 \(32-bit default\): bus \[0x0, 0x3fffffff\] \(1G\) · 4K TCEs/),
+        expect.stringMatching(
+          /^window 1 \(64-bit, SPAPR_TCE_CREATE\): bus \[0x800000000000000, 0x80000003fffffff\] \(1G\) · 64K TCEs \(page shift 16\)/,
+        ),
+      ]);
+      await tables.locator("[data-testid=walk-iova]").fill("0x800000000000000");
+      await tables.locator("[data-testid=walk-iova]").press("Enter");
+      await expect
+        .poll(() => tables.locator("[data-testid=walk-result]").textContent())
+        .toBe(` → PA 0x${(first.pfn * 4096).toString(16)} via L0[0]`);
+      const tce = page.locator('[data-testid=hwpt][data-kind="spapr"] [data-testid=pte].onpath');
+      expect(await tce.getAttribute("data-rpn")).toBe(`0x${first.pfn.toString(16)}`);
+      expect(await tce.getAttribute("data-iova")).toBe("0x800000000000000");
+      await tce.hover();
+      const decoded = await tables.locator("[data-testid=pte-inspector]").textContent();
+      expect(decoded).toContain(`RPN 0x${first.pfn.toString(16)}`);
+      expect(decoded).toContain("page size 64K");
+      expect(decoded).toContain("bytes (big-endian)");
+      expect(decoded).toContain("permissions: read write");
+      await page.screenshot({ path: join(SHOTS, "ppc64-tce-table.png") });
       await page.click("[data-testid=tab-mem]");
-      expect(await page.locator("[data-testid=pins] tbody tr").count()).toBeGreaterThan(0);
+      expect(
+        await page.locator("[data-testid=pins] tbody tr", { hasText: "pre-registered" }).count(),
+      ).toBeGreaterThan(0);
       await page.screenshot({ path: join(SHOTS, "ppc64-container.png") });
       await open("ppc64-iommufd-two-windows.yaml");
       await page.keyboard.press("End");
@@ -200,6 +256,34 @@ describe.skipIf(!haveChromium)(
         /^reserved \[0x[0-9a-f]+, 0x7ffffffffffffff\]: outside the domain aperture$/,
       );
       await page.screenshot({ path: join(SHOTS, "ppc64-iommufd-windows.png") });
+    }, 120_000);
+
+    it("vfio-group demo: the type1 container's mapping drawn at its IOVA, its domain's table walked", async () => {
+      await open("demo-vfio-group.yaml");
+      await gotoStep("device_dma");
+      await page.click("[data-testid=tab-ioas]");
+      const space = page.locator('[data-testid=ioas][data-kind="type1"]');
+      expect(await space.locator(".about").textContent()).toMatch(/^VFIO_TYPE1v2_IOMMU: 1 DMA mapping/);
+      const m = space.locator('[data-testid=track] .seg.area[data-iova="0x100000"]');
+      expect(await m.getAttribute("aria-label")).toBe("mapping 0x100000 to 0x2fffff, rw; zoom to it");
+      expect(await space.locator('[data-testid=areas] tbody tr[data-kind="mapping"]').textContent()).toMatch(
+        /^mapping0x1000000x2fffff2Mrwuser VA 0x7f[0-9a-f]+512/,
+      );
+      // the usable range before it and the MSI window after it, by address, each saying what it is
+      expect(await space.locator("[data-testid=areas] tbody tr td:first-child").allTextContents()).toEqual([
+        "usable",
+        "mapping",
+        "reserved",
+        "usable",
+        "reserved",
+        "usable",
+      ]);
+      await page.screenshot({ path: join(SHOTS, "type1-container.png") });
+      await page.click("[data-testid=tab-pt]");
+      const t = page.locator('[data-testid=hwpt][data-kind="type1"]');
+      await expect
+        .poll(() => t.locator("[data-testid=walk-result]").textContent())
+        .toMatch(/^ → PA 0x[0-9a-f]+ via L2\[0\] → L1\[\d\] → L0\[\d+\]$/);
     }, 120_000);
 
     it("edits a scenario: its error is shown on its line, then the fixed scenario reruns in the page", async () => {
@@ -226,6 +310,29 @@ describe.skipIf(!haveChromium)(
       expect(await changed.textContent()).toMatch(/4Mrw-p4Kanonymous/);
       expect(await page.textContent("[data-testid=changes]")).toMatch(/1 VMA/);
     }, 120_000);
+
+    it("--export gives a page that works opened from file://, with no server", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "iommufd-sim-export-"));
+      try {
+        const out: string[] = [];
+        const io = { stdout: (x: string) => out.push(x), stderr: (x: string) => out.push(x), env: {} };
+        expect(await main(["web", "examples/demo-ppc64.yaml", "--export", dir], io)).toBe(0);
+        const p = await ctx.newPage();
+        const fileErrors: string[] = [];
+        p.on("pageerror", (e) => fileErrors.push(e.message));
+        p.on("console", (m) => {
+          if (m.type() === "error") fileErrors.push(m.text());
+        });
+        await p.goto(`file://${join(dir, "index.html")}`);
+        await p.waitForSelector("[data-testid=stepno]", { timeout: 20_000 });
+        expect(await p.textContent(".top .file")).toBe("demo-ppc64");
+        expect(await p.textContent("[data-testid=stepno]")).toBe("Boot (step 0 of 15)");
+        expect(fileErrors).toEqual([]);
+        await p.close();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 60_000);
 
     it("is usable from the keyboard alone, at 1280x800, with no error and no network", async () => {
       await open("demo-noiommu.yaml");

@@ -1,4 +1,4 @@
-import type { KernelCtx } from "../../kernel/kctx.js";
+import type { KernelCtx, TceWindowDebugInfo } from "../../kernel/kctx.js";
 import type { PfnRuns } from "../../mm/pfn-runs.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../../pt/types.js";
 import { EINVAL, EOPNOTSUPP, fail } from "../../uapi/errno.js";
@@ -54,6 +54,11 @@ class SpaprTceDomain extends IommuDomain {
   /** The domain's windows, ascending. */
   get windows(): readonly TceTable[] {
     return (this.pt as TceWindowSet).tables;
+  }
+
+  override debugWindows(): TceWindowDebugInfo[] {
+    const p = (this.driver as SpaprTceIommuDriver).platform;
+    return this.windows.map((t) => t.debugInfo(p.slotOf(t.start)));
   }
 }
 

@@ -2,9 +2,12 @@ import type { PciFunction } from "../../hw/pci-dev.js";
 import {
   PCI_BASE_ADDRESS_0,
   PCI_BASE_ADDRESS_MEM_TYPE_64,
+  PCI_CAP_EXP_ENDPOINT_SIZEOF_V1,
+  PCI_CAP_EXP_ENDPOINT_SIZEOF_V2,
   PCI_CAP_ID_EXP,
   PCI_CAP_ID_MSI,
   PCI_CAP_ID_MSIX,
+  PCI_CAP_MSIX_SIZEOF,
   PCI_COMMAND,
   PCI_COMMAND_INTX_DISABLE,
   PCI_COMMAND_IO,
@@ -12,10 +15,15 @@ import {
   PCI_COMMAND_MEMORY,
   PCI_EXP_DEVCTL,
   PCI_EXP_DEVCTL_BCR_FLR,
+  PCI_EXP_FLAGS,
+  PCI_EXP_FLAGS_VERS,
   PCI_INTERRUPT_LINE,
   PCI_MSI_FLAGS,
+  PCI_MSI_FLAGS_64BIT,
+  PCI_MSI_FLAGS_MASKBIT,
   PCI_MSIX_FLAGS,
   PCI_ROM_ADDRESS,
+  PCI_STD_HEADER_SIZEOF,
 } from "../../hw/pci-regs.js";
 
 const CMD_PASSTHROUGH = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE;
@@ -32,7 +40,12 @@ const CMD_PASSTHROUGH = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER
  * - MSI and MSI-X capabilities are virtual (the host programs the real
  *   ones through VFIO_DEVICE_SET_IRQS).
  * - PCIe DevCtl "Initiate FLR" resets the function; other writes to
- *   capabilities and all other registers are dropped.
+ *   the header and the capabilities are dropped.
+ * - Bytes no capability claims (gaps between capabilities, and all of
+ *   0x100-0xfff: the model's functions have no extended capabilities)
+ *   pass through raw both ways, as the kernel's unassigned_perms do;
+ *   devices keep registers there (the IOAT's error registers at 0x148
+ *   and 0x180).
  */
 export class VfioPciConfig {
   readonly vconfig: Uint8Array;
@@ -41,6 +54,8 @@ export class VfioPciConfig {
   private readonly expPos: number;
   /** Per byte: the bits the user's writes set in vconfig (0 = not virtualized). */
   private readonly vmask = new Uint8Array(4096);
+  /** Per byte: 1 where no capability claims the byte (vfio's PCI_CAP_ID_INVALID: raw access). */
+  private readonly unassigned = new Uint8Array(4096);
 
   constructor(
     private readonly fn: PciFunction,
@@ -61,6 +76,13 @@ export class VfioPciConfig {
       );
     }
     if (this.msixPos !== 0) set(this.msixPos + PCI_MSIX_FLAGS, [0x00, 0xc0]);
+    this.unassigned.fill(1, PCI_STD_HEADER_SIZEOF, fn.config.size);
+    const claim = (pos: number, len: number) => {
+      if (pos !== 0) this.unassigned.fill(0, pos, pos + len);
+    };
+    claim(this.msiPos, this.msiPos === 0 ? 0 : msiCapLen(fn.configRead(this.msiPos + PCI_MSI_FLAGS, 2)));
+    claim(this.msixPos, PCI_CAP_MSIX_SIZEOF);
+    claim(this.expPos, this.expPos === 0 ? 0 : expCapLen(fn.configRead(this.expPos + PCI_EXP_FLAGS, 2)));
   }
 
   get size(): number {
@@ -86,11 +108,19 @@ export class VfioPciConfig {
       }
       this.fn.configWrite(PCI_COMMAND, 2, (cur & ~CMD_PASSTHROUGH) | (cmd & CMD_PASSTHROUGH));
     }
+    let raw = 0;
     for (let i = 0; i < len; i++) {
       const o = pos + i;
       const b = Math.floor(value / 2 ** (8 * i)) & 0xff;
       const m = this.vmask[o];
       if (m !== 0) this.vconfig[o] = (this.vconfig[o] & ~m) | (b & m);
+      raw += this.unassigned[o];
+    }
+    if (raw === len) this.fn.configWrite(pos, len, value);
+    else if (raw !== 0) {
+      for (let i = 0; i < len; i++)
+        if (this.unassigned[pos + i])
+          this.fn.configWrite(pos + i, 1, Math.floor(value / 2 ** (8 * i)) & 0xff);
     }
     if (
       this.expPos !== 0 &&
@@ -143,4 +173,14 @@ export class VfioPciConfig {
       0
     );
   }
+}
+
+/** vfio_msi_cap_len(): 10 bytes, 4 more with a 64-bit address, 10 more with per-vector masking. */
+function msiCapLen(flags: number): number {
+  return 10 + (flags & PCI_MSI_FLAGS_64BIT ? 4 : 0) + (flags & PCI_MSI_FLAGS_MASKBIT ? 10 : 0);
+}
+
+/** vfio_cap_len() for PCI Express: the endpoint layout of capability version 1 or 2. */
+function expCapLen(flags: number): number {
+  return (flags & PCI_EXP_FLAGS_VERS) === 1 ? PCI_CAP_EXP_ENDPOINT_SIZEOF_V1 : PCI_CAP_EXP_ENDPOINT_SIZEOF_V2;
 }

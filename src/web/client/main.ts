@@ -89,8 +89,14 @@ function header(): HTMLElement {
   );
 }
 
+/** "Boot (step 0 of 22)" / "Step 3 of 22": steps[0] is the machine before the scenario's first step. */
+function stepName(at: number, total: number): string {
+  return at === 0 ? `Boot (step 0 of ${total})` : `Step ${at} of ${total}`;
+}
+
 function stepBar(): HTMLElement {
   const n = state.run.steps.length;
+  const total = n - 1;
   const at = state.step;
   const btn = (label: string, text: string, to: number, key: string, id: string) =>
     h(
@@ -111,7 +117,7 @@ function stepBar(): HTMLElement {
     max: Math.max(0, n - 1),
     value: at,
     "aria-label": "Step",
-    "aria-valuetext": n ? `step ${at + 1} of ${n}` : "no steps",
+    "aria-valuetext": n ? stepName(at, total) : "no steps",
     "data-testid": "slider",
     oninput: (ev: Event) => goto(Number((ev.target as HTMLInputElement).value)),
   });
@@ -126,7 +132,7 @@ function stepBar(): HTMLElement {
     h(
       "span",
       { class: "stepno", "aria-live": "polite", "data-testid": "stepno" },
-      n ? `Step ${at + 1} of ${n}` : "No steps ran",
+      n ? stepName(at, total) : "No steps ran",
     ),
   );
 }
@@ -139,9 +145,9 @@ function tabs(): HTMLElement {
     const has = (p: string) => [...c].filter((x) => x.startsWith(p)).length;
     switch (id) {
       case "ioas":
-        return has("area ");
+        return has("area ") + has("prereg ");
       case "pt":
-        return has("pte ") + [...c].filter((x) => /^\d+:\d+:\d+ pte /.test(x)).length;
+        return [...c].filter((x) => /(^| )pte /.test(x)).length;
       case "mem":
         return has("pin ");
       case "proc":

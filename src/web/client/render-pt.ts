@@ -1,6 +1,7 @@
 import { bytesLabel, hex } from "../model/addr.js";
-import { leafPa, ptePath, translate } from "../model/pte.js";
-import type { HwptView, PteView, StepView } from "../model/types.js";
+import { windowName } from "../model/containers.js";
+import { countEntries, leafPa, ptePath, translate, walkMiss } from "../model/pte.js";
+import type { HwptView, PteView, StepView, WindowView } from "../model/types.js";
 import { changedMark, h } from "./dom.js";
 import type { AppState } from "./state.js";
 
@@ -52,26 +53,85 @@ function parseIova(t: string): bigint | undefined {
   }
 }
 
-function decodedLines(e: PteView): string[] {
-  const bytes = Array.from({ length: 8 }, (_, i) =>
-    Number((e.raw >> BigInt(8 * i)) & 0xffn)
+/** The entry's 8 bytes in memory order (TCEs are big-endian, the other formats little-endian). */
+function memBytes(raw: bigint, bigEndian: boolean): string {
+  const b = Array.from({ length: 8 }, (_, i) =>
+    Number((raw >> BigInt(8 * i)) & 0xffn)
       .toString(16)
       .padStart(2, "0"),
-  ).join(" ");
+  );
+  return (bigEndian ? b.reverse() : b).join(" ");
+}
+
+/** TCE_RPN_SHIFT: a TCE's real page number counts 4 KiB pages whatever the TCE size. */
+const TCE_RPN_SHIFT = 12n;
+
+function decodedLines(e: PteView, hw: HwptView): string[] {
+  const tce = hw.format === "spapr_tce";
   const out = [
     `L${e.level}[${e.index}] in the table at PA ${hex(e.tablePhys)} (entry at ${hex(e.tablePhys + BigInt(e.index) * 8n)})`,
-    `raw ${e.raw.toString(16).padStart(16, "0")}  bytes (LE) ${bytes}`,
-    `covers IOVA [${hex(e.iovaStart)}, ${hex(e.iovaLast)}] (${bytesLabel(e.iovaLast - e.iovaStart + 1n)})`,
+    `raw ${e.raw.toString(16).padStart(16, "0")}  bytes (${hw.bigEndian ? "big-endian" : "LE"}) ${memBytes(e.raw, hw.bigEndian)}`,
+    `covers ${tce ? "bus address" : "IOVA"} [${hex(e.iovaStart)}, ${hex(e.iovaLast)}] (${bytesLabel(e.iovaLast - e.iovaStart + 1n)})`,
   ];
   if (e.kind === "table") out.push(`next-level table at PA ${e.pa !== undefined ? hex(e.pa) : "?"}`);
   if (e.kind === "leaf") {
     out.push(`maps PA ${e.pa !== undefined ? hex(e.pa) : "?"}, page size ${e.size ?? "?"}`);
+    if (tce && e.pa !== undefined)
+      out.push(`RPN ${hex(e.pa >> TCE_RPN_SHIFT)} (bits 12-63: the host address >> 12)`);
     const pa = leafPa(e, e.iovaStart);
     if (pa !== e.pa && pa !== undefined) out.push(`this slot (IOVA ${hex(e.iovaStart)}) is PA ${hex(pa)}`);
-    out.push(`permissions: ${e.perms}`);
+    out.push(
+      `permissions: ${e.perms}${tce ? " (TCE_PCI_READ 0x1, TCE_PCI_WRITE 0x2: what the device may do)" : ""}`,
+    );
   }
-  if (e.flags.length) out.push(`flags: ${e.flags.join(" ")}`);
+  if (e.flags.length) out.push(`flags: ${e.flags.map((f) => flagText(hw.format, f)).join(" · ")}`);
   return out;
+}
+
+/** What each bit a format's dump names means, for a learner (the raw bits are on the line above). */
+const FLAGS: Record<string, Record<string, string>> = {
+  amdv1: { IR: "DMA read allowed", IW: "DMA write allowed", FC: "force coherent", A: "accessed", D: "dirty" },
+  vtdss: {
+    R: "DMA read allowed",
+    W: "DMA write allowed",
+    PS: "large page",
+    SNP: "snoop",
+    A: "accessed",
+    D: "dirty",
+  },
+  x86_64: {
+    P: "present",
+    RW: "writable",
+    US: "user",
+    PS: "large page",
+    A: "accessed",
+    D: "dirty",
+    G: "global",
+    XD: "execute disable",
+  },
+  riscv: {
+    V: "valid",
+    R: "read",
+    W: "write",
+    X: "execute",
+    U: "user",
+    G: "global",
+    A: "accessed",
+    D: "dirty",
+    N: "NAPOT (Svnapot) range",
+  },
+};
+FLAGS.amdv1_mock = FLAGS.amdv1;
+
+function flagText(format: string | undefined, f: string): string {
+  const nl = /^NL=(\d)$/.exec(f);
+  if (nl)
+    return `${f} (next level ${nl[1]}${nl[1] === "0" ? ": maps a page" : nl[1] === "7" ? ": page size in the address bits" : ""})`;
+  if (f.endsWith("(RW)")) return `${f} (TCE_PCI_READ | TCE_PCI_WRITE)`;
+  if (f.endsWith("(R)")) return `${f} (TCE_PCI_READ: the device may read memory)`;
+  if (f.endsWith("(W)")) return `${f} (TCE_PCI_WRITE: the device may write memory)`;
+  const m = FLAGS[format ?? ""]?.[f];
+  return m ? `${f} (${m})` : f;
 }
 
 /** "0x205000 → 0x10e771000 4K slot of an 8K page read write". */
@@ -86,19 +146,14 @@ function leafText(e: PteView): string {
 }
 
 function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
-  const sec = h("section", { class: "hwpt", "aria-label": hw.key, "data-testid": "hwpt" });
-  sec.appendChild(
-    h(
-      "h3",
-      {},
-      hw.key,
-      h(
-        "span",
-        { class: "dim" },
-        ` — ${hw.auto ? "automatic domain" : "allocated"} on ${hw.ptId}${hw.devices.length ? `, device ${hw.devices.join(", ")} attached` : ""}`,
-      ),
-    ),
-  );
+  const sec = h("section", {
+    class: "hwpt",
+    "aria-label": hw.key,
+    "data-testid": "hwpt",
+    "data-kind": hw.kind,
+  });
+  sec.appendChild(h("h3", {}, hw.key));
+  sec.appendChild(h("p", { class: "about" }, hw.about));
   if (hw.error) {
     sec.appendChild(h("p", { class: "dim" }, hw.error));
     return sec;
@@ -107,17 +162,14 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
     h(
       "p",
       { class: "ptinfo" },
-      `Format ${FORMAT_NAMES[hw.format ?? ""] ?? hw.format} · root table at ${hex(hw.rootPhys ?? 0n)} · top level ${hw.topLevel} · ${hw.entryCount} non-empty entries`,
+      hw.windows
+        ? `Format ${FORMAT_NAMES.spapr_tce} · ${hw.windows.length} DMA window(s), one TCE table each · ${hw.entryCount} non-empty entries`
+        : `Format ${FORMAT_NAMES[hw.format ?? ""] ?? hw.format} · root table at ${hex(hw.rootPhys ?? 0n)} · top level ${hw.topLevel} · ${hw.entryCount} non-empty entries`,
     ),
   );
   if (hw.entryCount === 0) {
-    sec.appendChild(
-      h(
-        "p",
-        { class: "dim" },
-        "No entry to show: the table is empty, or this platform's table is not in simulated memory.",
-      ),
-    );
+    for (const w of hw.windows ?? []) sec.appendChild(windowHead(w, 0));
+    sec.appendChild(h("p", { class: "dim" }, "No entry to show: nothing is mapped in this table yet."));
     return sec;
   }
   const walkText = state.walk.get(hw.key) ?? defaultWalk(s, hw);
@@ -135,16 +187,16 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
       h(
         "h4",
         {},
-        `L${e.level}[${e.index}] ${e.kind === "leaf" ? "leaf" : e.kind === "table" ? "table pointer" : "entry"}`,
+        `L${e.level}[${e.index}] ${e.kind === "leaf" ? (hw.windows ? "TCE" : "leaf") : e.kind === "table" ? "table pointer" : "entry"}`,
       ),
-      ...decodedLines(e).map((l) => h("div", { class: "mono" }, l)),
+      ...decodedLines(e, hw).map((l) => h("div", { class: "mono" }, l)),
     );
   const input = h("input", {
     type: "text",
-    id: `walk-${hw.id}-${hw.fd}`,
+    id: `walk-${hw.anchor}`,
     value: walkText,
     spellcheck: "false",
-    "aria-label": "IOVA to walk",
+    "aria-label": hw.windows ? "Bus address (IOVA) to walk" : "IOVA to walk",
     "data-testid": "walk-iova",
     onchange: (ev: Event) => {
       state.walk.set(hw.key, (ev.target as HTMLInputElement).value);
@@ -155,7 +207,7 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
     h(
       "div",
       { class: "walk" },
-      h("label", { for: input.id }, "Walk IOVA "),
+      h("label", { for: input.id }, hw.windows ? "Walk bus address " : "Walk IOVA "),
       input,
       h(
         "span",
@@ -163,12 +215,11 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
         iova === undefined
           ? " not an address"
           : pa === undefined
-            ? ` → no leaf maps ${hex(iova)} (the IOMMU faults: ${path.length ? `stops at L${path[path.length - 1].level}` : "nothing at the root"})`
+            ? ` → no ${hw.windows ? "TCE" : "leaf"} maps ${hex(iova)} (the IOMMU faults: ${missText(hw, path, iova)})`
             : ` → PA ${hex(pa)} via ${path.map((e) => `L${e.level}[${e.index}]`).join(" → ")}`,
       ),
     ),
   );
-  const tree = h("ul", { class: "pt", role: "tree", "aria-label": `${hw.key} page table` });
   const entryRow = (e: PteView): HTMLElement => {
     const chg = s.changed.has(e.sig);
     const key = `${e.tablePhys}:${e.index}`;
@@ -178,11 +229,13 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
       {
         class: `pte ${e.kind}${on ? " onpath" : ""}${chg ? " changed" : ""}`,
         tabindex: 0,
-        title: decodedLines(e).join("\n"),
+        title: decodedLines(e, hw).join("\n"),
         "data-testid": "pte",
         "data-level": e.level,
         "data-index": e.index,
         "data-pa": e.pa !== undefined ? hex(e.pa) : "",
+        "data-rpn":
+          hw.windows && e.kind === "leaf" && e.pa !== undefined ? hex(e.pa >> TCE_RPN_SHIFT) : undefined,
         "data-iova": hex(e.iovaStart),
         onmouseenter: () => show(e),
         onfocus: () => show(e),
@@ -203,31 +256,7 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
       if (details.open && details.querySelector("ul")?.childElementCount === 0) fill();
     });
     const kids = h("ul", { role: "group" });
-    const fill = () => {
-      let shown = 0;
-      const more = () => {
-        const batch = e.children.slice(shown, shown + PAGE);
-        // the path's child always shows, wherever it is in the table
-        const pathKid = e.children.find((c) => onPath.has(c));
-        if (shown === 0 && pathKid && !batch.includes(pathKid)) batch.unshift(pathKid);
-        for (const c of batch) kids.appendChild(entryRow(c));
-        shown += PAGE;
-        kids.querySelector(".more")?.remove();
-        if (shown < e.children.length)
-          kids.appendChild(
-            h(
-              "li",
-              { class: "more" },
-              h(
-                "button",
-                { type: "button", onclick: more },
-                `show ${Math.min(PAGE, e.children.length - shown)} more of ${e.children.length}`,
-              ),
-            ),
-          );
-      };
-      more();
-    };
+    const fill = () => pagedList(kids, e.children, onPath, entryRow);
     details.appendChild(
       h(
         "summary",
@@ -240,7 +269,81 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
     if (details.open) fill();
     return h("li", { role: "treeitem", "aria-expanded": details.open ? "true" : "false" }, details);
   };
-  for (const r of hw.roots) tree.appendChild(entryRow(r));
-  sec.appendChild(h("div", { class: "ptwrap" }, tree, inspector));
+  const trees = h("div", { class: "trees" });
+  const windows = hw.windows ?? [{ roots: hw.roots } as WindowView];
+  for (const w of windows) {
+    if (hw.windows) trees.appendChild(windowHead(w, countEntries(w.roots)));
+    const tree = h("ul", {
+      class: "pt",
+      role: "tree",
+      "aria-label": hw.windows ? `${windowName(w.slot)} TCE table` : `${hw.key} page table`,
+    });
+    pagedList(tree, w.roots, onPath, entryRow);
+    trees.appendChild(tree);
+  }
+  sec.appendChild(h("div", { class: "ptwrap" }, trees, inspector));
   return sec;
+}
+
+/** "L2[0] → L1[32] is empty", or "outside every DMA window". */
+function missText(hw: HwptView, path: PteView[], iova: bigint): string {
+  const w = hw.windows?.find((x) => x.start <= iova && iova <= x.last);
+  if (hw.windows && w === undefined) return "outside every DMA window";
+  const miss = walkMiss(w ? w.roots : hw.roots, iova);
+  const read = path.map((e) => `L${e.level}[${e.index}]`);
+  if (miss) read.push(`L${miss.level}[${miss.index}] is empty`);
+  else read.push(path.length ? "no entry below" : "nothing at the root");
+  return read.join(" → ");
+}
+
+/** A window's heading: where it sits on the bus and the shape of its TCE table. */
+function windowHead(w: WindowView, n: number): HTMLElement {
+  return h(
+    "h4",
+    { class: "window", "data-testid": "window", "data-start": hex(w.start) },
+    `${windowName(w.slot)}: bus [${hex(w.start)}, ${hex(w.last)}] (${bytesLabel(w.last - w.start + 1n)})`,
+    h(
+      "span",
+      { class: "dim" },
+      ` · ${bytesLabel(1n << BigInt(w.pageShift))} TCEs (page shift ${w.pageShift}) · ${w.levels} level(s) of ${w.levelSize} entries · it_offset ${hex(w.itOffset)}, it_size ${w.itSize} · table at PA ${hex(w.rootPhys)} · ${n} TCE(s) set`,
+    ),
+  );
+}
+
+/**
+ * Entries into a list PAGE at a time with a "show more" button (512 rows
+ * would bury the path); the entry on the walk's path always shows.
+ */
+function pagedList(
+  ul: HTMLElement,
+  entries: PteView[],
+  onPath: Set<PteView>,
+  row: (e: PteView) => HTMLElement,
+): void {
+  let shown = 0;
+  const pathKid = entries.find((c) => onPath.has(c));
+  const more = () => {
+    const batch = entries.slice(shown, shown + PAGE);
+    if (shown === 0 && pathKid && !batch.includes(pathKid)) batch.unshift(pathKid);
+    else if (shown > 0 && pathKid) {
+      const i = batch.indexOf(pathKid);
+      if (i >= 0 && entries.indexOf(pathKid) >= PAGE) batch.splice(i, 1);
+    }
+    for (const c of batch) ul.appendChild(row(c));
+    shown += PAGE;
+    ul.querySelector(":scope > .more")?.remove();
+    if (shown < entries.length)
+      ul.appendChild(
+        h(
+          "li",
+          { class: "more" },
+          h(
+            "button",
+            { type: "button", onclick: more },
+            `show ${Math.min(PAGE, entries.length - shown)} more of ${entries.length}`,
+          ),
+        ),
+      );
+  };
+  more();
 }

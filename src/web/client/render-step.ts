@@ -34,7 +34,7 @@ export function renderStepList(state: AppState): HTMLElement {
             class: s.n === state.step ? "cur" : "",
             onclick: () => state.goto(s.n),
           },
-          h("span", { class: "num" }, String(s.n + 1)),
+          h("span", { class: "num" }, String(s.n)),
           h("span", { class: "lbl" }, s.label),
           st.text ? h("span", { class: `st ${st.cls}` }, st.text) : null,
         ),
@@ -87,7 +87,15 @@ export function renderStep(state: AppState, s: StepView | undefined): HTMLElemen
     calls.appendChild(li);
   }
   if (s.calls.length === 0)
-    calls.appendChild(h("li", { class: "dim" }, "(no system call: a machine operation or a check)"));
+    calls.appendChild(
+      h(
+        "li",
+        { class: "dim" },
+        s.kind === "boot"
+          ? "(none yet: the scenario's steps start at step 1)"
+          : "(no system call: a machine operation or a check)",
+      ),
+    );
   if (s.result.length) {
     box.appendChild(
       h(
@@ -128,22 +136,33 @@ export function renderChanges(s: StepView | undefined): HTMLElement {
   if (!s) return box;
   const kinds = new Map<string, number>();
   for (const c of s.changed) {
-    const k = c.startsWith("area ")
-      ? "IOAS area"
-      : c.startsWith("pin ")
-        ? "pinned-frame run"
-        : c.startsWith("vma ")
-          ? "VMA"
-          : c.startsWith("counter ")
-            ? "counter"
-            : c.startsWith("dma ")
-              ? "DMA event"
-              : "page-table entry";
+    const k = c.startsWith("area c")
+      ? "container mapping"
+      : c.startsWith("area ")
+        ? "IOAS area"
+        : c.startsWith("prereg ")
+          ? "pre-registered region"
+          : c.startsWith("pin ")
+            ? "pinned-frame run"
+            : c.startsWith("vma ")
+              ? "VMA"
+              : c.startsWith("counter ")
+                ? "counter"
+                : c.startsWith("dma ")
+                  ? "DMA event"
+                  : "page-table entry";
     kinds.set(k, (kinds.get(k) ?? 0) + 1);
   }
-  box.appendChild(h("span", { class: "k" }, s.n === 0 ? "Changed since boot: " : "Changed: "));
-  if (kinds.size === 0 && s.removed.length === 0)
+  box.appendChild(h("span", { class: "k" }, s.n === 1 ? "Changed since boot: " : "Changed: "));
+  if (s.n === 0) {
+    box.classList.add("none");
+    box.appendChild(h("span", { class: "dim" }, "nothing: this is the starting point"));
+    return box;
+  }
+  if (kinds.size === 0 && s.removed.length === 0) {
+    box.classList.add("none");
     box.appendChild(h("span", { class: "dim" }, "nothing in the machine's state"));
+  }
   box.appendChild(h("span", {}, [...kinds].map(([k, n]) => `${n} ${k}${n === 1 ? "" : "s"}`).join(", ")));
   if (s.removed.length) {
     box.appendChild(

@@ -4,7 +4,7 @@ import type { RunView } from "../model/types.js";
 export type TabId = "ioas" | "pt" | "mem" | "proc" | "dma" | "counters";
 
 export const TABS: { id: TabId; label: string }[] = [
-  { id: "ioas", label: "IOAS" },
+  { id: "ioas", label: "IOVA spaces" },
   { id: "pt", label: "Page tables" },
   { id: "mem", label: "Physical memory" },
   { id: "proc", label: "Processes" },

@@ -13,6 +13,7 @@ import {
 import { errnoName } from "../../uapi/errno.js";
 import type { KernelProfile } from "../../uapi/profiles.js";
 import { hex } from "./addr.js";
+import { containerViews, tceView } from "./containers.js";
 import { diffSteps } from "./diff.js";
 import { countEntries, pteTree } from "./pte.js";
 import type {
@@ -57,6 +58,11 @@ export function buildRun(text: string, file: string): RunView {
   let dmaSeen = 0;
   const r = runScenario(sc, {
     trace: true,
+    onBoot: (run) => {
+      if (run.machine === undefined) return;
+      steps.push(bootView(run.machine, run, profile));
+      dmaSeen = run.machine.debug.dmaLog().length;
+    },
     onStep: (sr, _done, _total, run) => {
       if (steps.length >= MAX_STEPS || run.machine === undefined) return;
       const m = run.machine;
@@ -102,6 +108,25 @@ function machineLine(sc: Scenario): string {
   return parts.filter(Boolean).join(", ");
 }
 
+/** Step 0: the machine as the scenario builds it (memory, devices, processes), before its first step. */
+function bootView(m: Machine, run: RunResult, profile: KernelProfile): StepView {
+  const pci = m.pciConfig.length;
+  const v = machineState(m, run, profile);
+  return {
+    n: 0,
+    where: "boot",
+    label: "the machine as booted",
+    kind: "boot",
+    note: `Before step 1: ${pci} PCI device${pci === 1 ? "" : "s"}, ${run.processes.size} process${run.processes.size === 1 ? "" : "es"} spawned, nothing called yet. Step 1 then shows what it changed.`,
+    calls: [],
+    result: [],
+    ...v,
+    dma: [],
+    changed: new Set(),
+    removed: [],
+  };
+}
+
 function stepView(
   sr: StepResult,
   n: number,
@@ -110,6 +135,29 @@ function stepView(
   profile: KernelProfile,
   dma: DmaView[],
 ): StepView {
+  return {
+    n,
+    where: sr.where,
+    label: sr.outcome.label,
+    kind: sr.step.kind,
+    line: sr.step.line,
+    note: sr.step.note ?? sr.outcome.said,
+    calls: sr.events.map((ev) => callView(ev, sr, profile)),
+    result: resultLines(sr),
+    failure: sr.failure,
+    ...machineState(m, run, profile),
+    dma,
+    changed: new Set(),
+    removed: [],
+  };
+}
+
+/** What the machine holds right now: address spaces, page tables, pins, processes, devices, counters. */
+function machineState(
+  m: Machine,
+  run: RunResult,
+  profile: KernelProfile,
+): Pick<StepView, "ioas" | "hwpts" | "pins" | "procs" | "devices" | "counters"> {
   const byPid = new Map<number, Process>();
   const names = new Map<number, string>();
   for (const [name, p] of run.processes) {
@@ -131,11 +179,16 @@ function stepView(
     for (const id of v.ioas.keys()) {
       try {
         const info = m.debug.ioas(p, v.fd, id);
+        const hw = [...v.hwpts].filter(([, x]) => x.ptId === id).map(([hid]) => hid);
         ioas.push({
           key: `${who} IOAS ${id}`,
+          kind: "ioas",
+          anchor: `i${v.pid}-${v.fd}-${id}`,
           pid: v.pid,
           fd: v.fd,
           id,
+          about: `iommufd IOAS (IOMMU_IOAS_ALLOC)${hw.length ? `, HWPT ${hw.join(", ")} on it` : ", no HWPT on it yet"}`,
+          allowedName: "allowed range (IOMMU_IOAS_ALLOW_IOVAS)",
           areas: info.areas.map((a) => ({
             sig: `area ${v.pid}:${v.fd}:${id} ${hex(a.iova)}-${hex(a.last)} ${a.prot}`,
             iova: a.iova,
@@ -164,6 +217,11 @@ function stepView(
   const procs: ProcView[] = [];
   for (const [pid, p] of byPid) {
     if (p.task.exited) continue;
+    for (const c of m.debug.vfioContainers(p)) {
+      const cv = containerViews(c, pid, names.get(pid) ?? `pid ${pid}`);
+      if (cv.space) ioas.push(cv.space);
+      hwpts.push(...cv.tables);
+    }
     procs.push({
       pid,
       name: names.get(pid) ?? "",
@@ -181,26 +239,7 @@ function stepView(
       }),
     });
   }
-  return {
-    n,
-    where: sr.where,
-    label: sr.outcome.label,
-    kind: sr.step.kind,
-    line: sr.step.line,
-    note: sr.step.note ?? sr.outcome.said,
-    calls: sr.events.map((ev) => callView(ev, sr, profile)),
-    result: resultLines(sr),
-    failure: sr.failure,
-    ioas,
-    hwpts,
-    pins: pinViews(m, ioas),
-    procs,
-    devices,
-    dma,
-    counters: m.debug.counters(),
-    changed: new Set(),
-    removed: [],
-  };
+  return { ioas, hwpts, pins: pinViews(m, ioas), procs, devices, counters: m.debug.counters() };
 }
 
 /** The device a VFIO device fd refers to, from /proc/self/fd-like knowledge the trace has (the open path). */
@@ -227,28 +266,45 @@ function hwptView(
   devs: Map<number, { attachedTo?: number }>,
 ): HwptView {
   const devices = [...devs].filter(([, d]) => d.attachedTo === id).map(([devId]) => devId);
-  const v: HwptView = {
-    key: `${who} HWPT ${id}`,
-    pid: p.pid,
-    fd,
-    id,
-    auto: h.auto,
-    ptId: h.ptId,
-    roots: [],
-    entryCount: 0,
-    devices,
-  };
+  const about = `${h.auto ? "automatic domain (attached to an IOAS)" : "allocated (IOMMU_HWPT_ALLOC)"} on IOAS ${h.ptId}, ${devices.length ? `device ${devices.join(", ")} attached` : "no device attached"}`;
+  const key = `${who} HWPT ${id}`;
+  const anchor = `h${p.pid}-${fd}-${id}`;
+  const sig = `${p.pid}:${fd}:${id} `;
   try {
     const info = m.debug.hwpt(p, fd, id);
-    v.format = info.format;
-    v.rootPhys = info.rootPhys;
-    v.topLevel = info.topLevel;
-    v.roots = pteTree(info.format, info.dump?.() ?? [], `${p.pid}:${fd}:${id} `);
-    v.entryCount = countEntries(v.roots);
+    if (info.windows) return tceView(info.windows, key, anchor, p.pid, fd, id, about, sig);
+    const roots = pteTree(info.format, info.dump?.() ?? [], sig);
+    return {
+      key,
+      kind: "hwpt",
+      anchor,
+      pid: p.pid,
+      fd,
+      id,
+      about,
+      bigEndian: false,
+      format: info.format,
+      rootPhys: info.rootPhys,
+      topLevel: info.topLevel,
+      roots,
+      entryCount: countEntries(roots),
+    };
   } catch (e) {
-    v.error = (e as Error).message;
+    const error = (e as Error).message;
+    return {
+      key,
+      kind: "hwpt",
+      anchor,
+      pid: p.pid,
+      fd,
+      id,
+      about,
+      bigEndian: false,
+      roots: [],
+      entryCount: 0,
+      error,
+    };
   }
-  return v;
 }
 
 function callView(ev: TraceEvent, sr: StepResult, profile: KernelProfile): CallView {
@@ -300,21 +356,25 @@ function hexdump(b: Uint8Array): string {
 /** Pinned frames as runs, each with who pinned it (the IOAS areas whose pages they are). */
 function pinViews(m: Machine, ioas: IoasView[]): PinView[] {
   const owners = new Map<number, string[]>();
-  for (const io of ioas) {
-    for (const a of io.areas) {
-      const label = `${io.key} area ${hex(a.iova)}`;
-      for (const run of a.runs) {
-        for (let i = 0; i < run.n; i++) {
-          const l = owners.get(run.pfn + i);
-          if (l) l.push(label);
-          else owners.set(run.pfn + i, [label]);
-        }
+  const own = (label: string, runs: { pfn: number; n: number }[]) => {
+    for (const run of runs) {
+      for (let i = 0; i < run.n; i++) {
+        const l = owners.get(run.pfn + i);
+        if (l) l.push(label);
+        else owners.set(run.pfn + i, [label]);
       }
     }
+  };
+  for (const io of ioas) {
+    const what = io.kind === "ioas" ? "area" : "mapping";
+    for (const a of io.areas) own(`${io.key} ${what} ${hex(a.iova)}`, a.runs);
+    for (const r of io.prereg ?? []) own(`${io.key}: memory pre-registered at ${hex(r.ua)}`, r.runs);
   }
   const out: PinView[] = [];
   for (const f of m.debug.pinnedFrames()) {
-    const who = owners.get(f.pfn) ?? ["not an iommufd area (VFIO container, access, or another process)"];
+    const who = owners.get(f.pfn) ?? [
+      "no IOAS area or container mapping (an in-kernel access or the bridge)",
+    ];
     const last = out.at(-1);
     const step = f.order === 0 ? 1 : 2 ** f.order;
     if (

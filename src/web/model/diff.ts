@@ -5,7 +5,10 @@ import type { PteView, StepView } from "./types.js";
 export function signatures(s: StepView): Map<string, string> {
   const out = new Map<string, string>();
   for (const io of s.ioas) {
-    for (const a of io.areas) out.set(a.sig, `${io.key}: area [${hex(a.iova)}, ${hex(a.last)}]`);
+    const what = io.kind === "ioas" ? "area" : "mapping";
+    for (const a of io.areas) out.set(a.sig, `${io.key}: ${what} [${hex(a.iova)}, ${hex(a.last)}]`);
+    for (const r of io.prereg ?? [])
+      out.set(r.sig, `${io.key}: pre-registered memory at user VA ${hex(r.ua)}`);
   }
   for (const h of s.hwpts) {
     const walk = (l: PteView[]) => {
@@ -27,8 +30,8 @@ export function signatures(s: StepView): Map<string, string> {
 
 /**
  * Mark what is new or different in `cur` since `prev` (cur.changed holds
- * the sigs), and list in words what `prev` had that `cur` lost. The first
- * step is compared with an empty machine.
+ * the sigs), and list in words what `prev` had that `cur` lost. Step 1 is
+ * compared with the machine as booted (step 0).
  */
 export function diffSteps(prev: StepView | undefined, cur: StepView): void {
   const a = prev ? signatures(prev) : new Map<string, string>();

@@ -39,8 +39,10 @@ export function decodePte(e: DumpEntry): Omit<PteView, "sig" | "iovaStart" | "io
     } else if (size === undefined && SIZE.test(t)) {
       size = t;
     } else {
-      if (READ_FLAGS.has(t)) r = true;
-      if (WRITE_FLAGS.has(t)) w = true;
+      // a TCE's direction: TO_DEVICE(R), FROM_DEVICE(W), BIDIRECTIONAL(RW)
+      const dir = /\((R|W|RW)\)$/.exec(t)?.[1];
+      if (READ_FLAGS.has(t) || dir?.includes("R")) r = true;
+      if (WRITE_FLAGS.has(t) || dir?.includes("W")) w = true;
       flags.push(t);
     }
   }
@@ -83,19 +85,32 @@ export function unitLg2(format: string | undefined, entries: DumpEntry[]): numbe
 }
 
 /**
- * The dump (depth first from the root) as a tree, each entry with the IOVA
- * range it covers. sPAPR TCE windows at a bus offset show IOVAs relative to
- * the window's start.
+ * Where a table's entries sit in the IOVA space: the first address, log2 of
+ * what one level-0 entry covers, and log2 of the entries per table (each
+ * level up multiplies the coverage by that). By default 4 KiB leaves and
+ * 512 entries per table from 0; an sPAPR window starts at its bus address,
+ * with its TCE size and it_level_size.
  */
-export function pteTree(format: string | undefined, entries: DumpEntry[], sigPrefix = ""): PteView[] {
-  const unit = unitLg2(format, entries);
+export interface TableGeometry {
+  base: bigint;
+  leafLg2: number;
+  levelBits: number;
+}
+
+/** The dump (depth first from the root) as a tree, each entry with the IOVA range it covers. */
+export function pteTree(
+  format: string | undefined,
+  entries: DumpEntry[],
+  sigPrefix = "",
+  geo: TableGeometry = { base: 0n, leafLg2: unitLg2(format, entries), levelBits: 9 },
+): PteView[] {
   const roots: PteView[] = [];
   const stack: PteView[] = [];
   for (const e of entries) {
     while (stack.length > 0 && stack[stack.length - 1].level <= e.level) stack.pop();
     const parent = stack.at(-1);
-    const shift = BigInt(unit + 9 * e.level);
-    const start = (parent?.iovaStart ?? 0n) + (BigInt(e.index) << shift);
+    const shift = BigInt(geo.leafLg2 + geo.levelBits * e.level);
+    const start = (parent?.iovaStart ?? geo.base) + (BigInt(e.index) << shift);
     const v: PteView = {
       ...decodePte(e),
       sig: `${sigPrefix}pte ${e.tablePhys.toString(16)}[${e.index}]=${e.raw.toString(16)}`,
@@ -152,4 +167,20 @@ export function countEntries(roots: PteView[]): number {
   };
   walk(roots);
   return n;
+}
+
+/**
+ * Where a walk of `iova` that maps nothing stops: the level and slot of the
+ * empty entry it read last (undefined when a leaf maps it, or the table has
+ * no entry to measure the slots by).
+ */
+export function walkMiss(roots: PteView[], iova: bigint): { level: number; index: number } | undefined {
+  const last = ptePath(roots, iova).at(-1);
+  if (last?.kind === "leaf") return undefined;
+  const ref = (last ? last.children : roots)[0];
+  if (ref === undefined) return undefined;
+  const span = ref.iovaLast - ref.iovaStart + 1n;
+  const base = ref.iovaStart - BigInt(ref.index) * span;
+  if (iova < base) return undefined;
+  return { level: ref.level, index: Number((iova - base) / span) };
 }

@@ -28,7 +28,8 @@ export interface AreaView {
   perms: string;
   /** "user VA 0x7f..." or "file offset 0x0". */
   source: string;
-  pinnedPages: number;
+  /** Pages this mapping pinned; undefined when it pins nothing itself (sPAPR v2: pre-registered memory). */
+  pinnedPages?: number;
   /** The pinned pfns behind it, as runs (m.debug.ioas()). */
   runs: { pfn: number; n: number }[];
 }
@@ -39,14 +40,45 @@ export interface RangeView {
   label: string;
 }
 
+/**
+ * An IOVA space drawn as an address line: an iommufd IOAS, or a legacy
+ * VFIO container's own (type1: its DMA mappings; sPAPR: its DMA windows
+ * and the TCEs in them).
+ */
 export interface IoasView {
   key: string;
+  kind: "ioas" | "type1" | "spapr";
+  /** A DOM-safe id for this space. */
+  anchor: string;
   pid: number;
   fd: number;
+  /** IOAS id (0 for a container). */
   id: number;
+  /** One line under the heading: what this space is. */
+  about: string;
   areas: AreaView[];
   reserved: RangeView[];
+  /** IOAS: IOAS_ALLOW_IOVAS ranges; type1: the usable IOVA ranges; sPAPR: the DMA windows. */
   allowed: RangeView[];
+  /** What the allowed ranges are, for the legend and the table. */
+  allowedName: string;
+  /** sPAPR v2: the pre-registered memory (pinned up front; TCEs only point into it). */
+  prereg?: { sig: string; ua: bigint; size: bigint; tces: number; runs: { pfn: number; n: number }[] }[];
+}
+
+/** One DMA window of an sPAPR TCE table. */
+export interface WindowView {
+  slot: number;
+  start: bigint;
+  last: bigint;
+  pageShift: number;
+  levels: number;
+  itOffset: number;
+  itSize: number;
+  levelSize: number;
+  rootPhys: bigint;
+  /** The window's top-level entries (their IOVAs are bus addresses). */
+  roots: PteView[];
 }
 
 /** One page-table entry, decoded from the dump's raw bytes and text. */
@@ -71,20 +103,26 @@ export interface PteView {
   children: PteView[];
 }
 
+/** An IOMMU page table: an iommufd HWPT, a type1 container's domain, or an sPAPR container's TCE tables. */
 export interface HwptView {
   key: string;
+  kind: "hwpt" | "type1" | "spapr";
+  anchor: string;
   pid: number;
   fd: number;
   id: number;
-  auto: boolean;
-  ptId: number;
+  /** One line under the heading: whose table this is and who is attached. */
+  about: string;
+  /** The bytes of an entry as memory holds them: TCEs are big-endian. */
+  bigEndian: boolean;
   format?: string;
   rootPhys?: bigint;
   topLevel?: number;
+  /** Top-level entries (all windows' for sPAPR, ascending). */
   roots: PteView[];
+  /** sPAPR: the table per DMA window. */
+  windows?: WindowView[];
   entryCount: number;
-  /** Device IDs attached to it. */
-  devices: number[];
   error?: string;
 }
 
@@ -126,7 +164,7 @@ export interface DeviceView {
 export interface DmaView {
   /** Position in m.debug.dmaLog(). */
   n: number;
-  /** The step (0-based) whose calls made it. */
+  /** The step (StepView.n) whose calls made it. */
   step: number;
   device: string;
   op: "read" | "write";
@@ -138,7 +176,7 @@ export interface DmaView {
 }
 
 export interface StepView {
-  /** 0-based position in the run. */
+  /** Position in the run: 0 is the machine as booted (before any step), then the scenario's steps. */
   n: number;
   where: string;
   label: string;

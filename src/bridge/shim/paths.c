@@ -1,0 +1,42 @@
+/*
+ * Which paths are the model's: /dev/iommu, /dev/vfio, the PCI and IOMMU
+ * parts of /sys, module parameters, hugepage attributes, debugfs, fail-nth.
+ */
+#include "shim.h"
+
+static int has_prefix(const char *p, const char *pre)
+{
+	size_t n = strlen(pre);
+	return strncmp(p, pre, n) == 0 && (p[n] == 0 || p[n] == '/');
+}
+
+/* /proc/self/task/TID/fail-nth, /proc/thread-self/fail-nth, /proc/PID/task/TID/fail-nth */
+static int is_fail_nth(const char *p)
+{
+	size_t n = strlen(p);
+	if (n < 9 || strcmp(p + n - 9, "/fail-nth") != 0)
+		return 0;
+	return strncmp(p, "/proc/", 6) == 0;
+}
+
+int is_model_path(const char *p)
+{
+	if (!p || p[0] != '/')
+		return 0;
+	switch (p[1]) {
+	case 'd':
+		return has_prefix(p, "/dev/iommu") || has_prefix(p, "/dev/vfio");
+	case 's':
+		if (strncmp(p, "/sys/", 5) != 0)
+			return 0;
+		return has_prefix(p, "/sys/bus/pci") || strncmp(p, "/sys/devices/pci", 16) == 0 ||
+		       has_prefix(p, "/sys/kernel/iommu_groups") || has_prefix(p, "/sys/class/vfio-dev") ||
+		       has_prefix(p, "/sys/class/iommu") || strncmp(p, "/sys/module/vfio", 16) == 0 ||
+		       has_prefix(p, "/sys/module/iommufd") || has_prefix(p, "/sys/kernel/mm/hugepages") ||
+		       has_prefix(p, "/sys/kernel/mm/transparent_hugepage") ||
+		       has_prefix(p, "/sys/kernel/debug");
+	case 'p':
+		return is_fail_nth(p);
+	}
+	return 0;
+}
