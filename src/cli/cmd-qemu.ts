@@ -86,7 +86,8 @@ export async function cmdQemu(argv: string[], io: CliIo): Promise<number> {
   );
   // an unpacked QEMU needs its module and library directories: set them through env(1)
   const vars = Object.entries(target.env).map(([k, v]) => `${k}=${v}`);
-  const [program, pargs] = vars.length > 0 ? ["env", [...vars, target.binary, ...args]] : [target.binary, args];
+  const [program, pargs] =
+    vars.length > 0 ? ["env", [...vars, target.binary, ...args]] : [target.binary, args];
   let child: ChildProcess | undefined;
   const exited = runProgram(session, shim, program, pargs, ["pipe", "pipe", "pipe"], io.stderr, (c) => {
     child = c;
@@ -98,7 +99,9 @@ export async function cmdQemu(argv: string[], io: CliIo): Promise<number> {
   });
   const q = new QtestClient(child);
   const res = await runQtestScript(q, steps, (l) => io.stdout(`${l}\n`));
+  // as libqtest's qtest_quit: QEMU keeps running after qtest's EOF; SIGTERM is its orderly shutdown
   q.end();
+  child.kill("SIGTERM");
   const status = await exited;
   await Promise.race([session.server.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
   const held = [...session.server.leftAtExit];

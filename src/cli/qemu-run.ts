@@ -33,7 +33,13 @@ export function resolveQemu(
   env: NodeJS.ProcessEnv = process.env,
 ): QemuTarget | string {
   if (which === "7.2") {
-    return { label: "7.2", binary: "qemu-system-x86_64", backend: backend ?? "container", preArgs: [], env: {} };
+    return {
+      label: "7.2",
+      binary: "qemu-system-x86_64",
+      backend: backend ?? "container",
+      preArgs: [],
+      env: {},
+    };
   }
   if (which === "10") {
     const dir = qemu10Dir(env);
