@@ -128,7 +128,14 @@ export class BridgeServer {
   polling = true;
   private sinceProbe = 0;
   /** Requests answered through a channel, and polling episodes (the bench and tests read them). */
-  readonly stats = { channelRequests: 0, socketRequests: 0, spins: 0, memReads: 0, memReadsPrefetched: 0 };
+  readonly stats = {
+    channelRequests: 0,
+    socketRequests: 0,
+    spins: 0,
+    memReads: 0,
+    memReadsPrefetched: 0,
+    mapsReads: 0,
+  };
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
   private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
@@ -339,6 +346,7 @@ export class BridgeServer {
     c: Client,
     q: Request,
   ): { ret: number | bigint; flags: number; payload?: Uint8Array; irqs?: readonly number[] } {
+    ProcMemory.epoch++;
     c.consumed = false;
     c.nextFd = -1;
     let ret: number | bigint;
@@ -668,6 +676,7 @@ export class BridgeServer {
   private drop(c: Client): void {
     const p = c.proc;
     if (p === null) return;
+    ProcMemory.epoch++;
     c.proc = null;
     const files = p.task.openFileCount();
     const pinned = p.task.mm instanceof ForeignMm ? p.task.mm.pinnedPagesHere() : 0;
@@ -678,6 +687,7 @@ export class BridgeServer {
     if (c.mem !== null) {
       this.stats.memReads += c.mem.counts.preads;
       this.stats.memReadsPrefetched += c.mem.counts.prefetched;
+      this.stats.mapsReads += c.mem.counts.mapsReads;
     }
     c.mem?.close();
     c.mem = null;
