@@ -377,6 +377,28 @@ describe.skipIf(!haveChromium)(
       await page.keyboard.press("ArrowRight");
       expect(await page.getAttribute("[data-testid=tab-pt]", "aria-selected")).toBe("true");
       expect(await page.evaluate("document.activeElement?.id")).toBe("tab-pt");
+      // the page-table tree: arrows move between entries and open/close them, without stepping the run
+      await open("demo-iommu.yaml");
+      await page.keyboard.press("End");
+      await page.click("[data-testid=tab-pt]");
+      const root = page.locator('[data-testid=pte][data-level="2"]');
+      await root.focus();
+      expect(await root.getAttribute("aria-expanded")).toBe("true");
+      await page.keyboard.press("ArrowDown");
+      const focused = () =>
+        page.evaluate("document.activeElement?.dataset.level + ':' + document.activeElement?.dataset.index");
+      expect(await focused()).toBe("1:1");
+      await page.keyboard.press("ArrowLeft"); // L1[1] is open (on the walk's path): close it
+      await expect
+        .poll(() => page.getAttribute('[data-testid=pte][data-level="1"][data-index="1"]', "aria-expanded"))
+        .toBe("false");
+      await page.keyboard.press("ArrowLeft"); // closed: up to its parent
+      expect(await focused()).toBe("2:0");
+      await page.keyboard.press("ArrowLeft");
+      await expect.poll(() => root.getAttribute("aria-expanded")).toBe("false");
+      await page.keyboard.press("Enter");
+      await expect.poll(() => root.getAttribute("aria-expanded")).toBe("true");
+      expect(await stepNo()).toBe("Step 17 of 17");
       // nothing overflows the window sideways
       expect(await page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(1280);
       expect(errors).toEqual([]);
