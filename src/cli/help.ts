@@ -94,14 +94,14 @@ when signal N killed it).
 
 The shim forwards what touches the model's files (/dev/iommu, /dev/vfio/**,
 /sys/bus/pci/**, /sys/kernel/iommu_groups/**, /sys/module/vfio*/parameters,
-/sys/kernel/mm/hugepages, fail-nth, /sys/kernel/debug fault injection) and
-passes everything else to the real kernel. ioctl arguments stay pointers
-into the program's own memory; pinned pages and device DMA use the
-program's real bytes. mmap of a BAR gives a real mapping whose loads and
-stores (plain mov instructions, as readl/writel compile to) trap into the
-shim and reach the model's device; interrupts the device raises (MSI,
-MSI-X, SET_IRQS loopback) arrive on the program's real eventfds before the
-call or access that caused them returns.
+/sys/kernel/mm/hugepages, fail-nth, /sys/kernel/debug fault injection and
+Intel IOMMU page tables) and passes everything else to the real kernel.
+ioctl arguments stay pointers into the program's own memory; pinned pages
+and device DMA use the program's real bytes. mmap of a BAR gives a real
+mapping whose loads and stores (plain mov instructions, as readl/writel
+compile to) trap into the shim and reach the model's device; interrupts the
+device raises (MSI, MSI-X, SET_IRQS loopback) arrive on the program's real
+eventfds before the call or access that caused them returns.
 
   --iommu K            amd (default), intel, mock (the selftest's), spapr, none
   --kernel P           UAPI profile: latest (default) or 6.12

@@ -20,6 +20,7 @@ import { VfioCore } from "../vfio/vfio-main.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
 import { Debug, type DebugSources } from "./debug.js";
 import type { KFile } from "./file.js";
+import { addIntelDebugfs } from "./intel-debugfs.js";
 import { resolveKconfig } from "./kconfig.js";
 import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from "./kctx.js";
 import { checkMachineInvariants } from "./machine-invariants.js";
@@ -159,6 +160,7 @@ export class Machine implements KernelServices {
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
     for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;
     addPciSysfs(this.vfs, this.pci);
+    addIntelDebugfs(this.vfs, this.iommu, this.phys);
     this.pci.sanitizer.oracle = this.mmGlue.pages;
     const sanitizer = this.pci.sanitizer;
     this.mmGlue.pages.onUnpin = (pfn, n) => sanitizer.noteUnpin(pfn, n);
