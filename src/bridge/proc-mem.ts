@@ -11,6 +11,8 @@ import { EFAULT } from "../uapi/errno.js";
  */
 export class ProcMemory implements ForeignMemory {
   private fd: number;
+  /** Files whose mappings are hugetlb memory of the model's pool (memfd_create(MFD_HUGETLB) through the shim), by "MAJ:MIN INODE". */
+  hugetlbFiles: { has(key: string): boolean } = new Set<string>();
   /** The bytes at winVa the shim sent with the call being served (its ioctl struct), or null. */
   private win: Uint8Array | null = null;
   private winVa = 0;
@@ -99,7 +101,10 @@ export class ProcMemory implements ForeignMemory {
         write: perms[1] === "w",
         io: name.startsWith("/dev/") && !name.startsWith("/dev/shm/") && !name.startsWith("/dev/zero"),
         // MAP_HUGETLB memory (anonymous or on hugetlbfs): the host's default 2 MiB pages
-        hugetlb: name.startsWith("/anon_hugepage") || name.startsWith("/dev/hugepages/"),
+        hugetlb:
+          name.startsWith("/anon_hugepage") ||
+          name.startsWith("/dev/hugepages/") ||
+          this.hugetlbFiles.has(`${m[4]} ${m[5]}`),
         ...(perms[3] === "s" && { shared: `${m[4]} ${m[5]}` }),
       };
     }

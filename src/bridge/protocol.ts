@@ -29,6 +29,8 @@ export const OP = {
   MUNMAP: 22,
   MMIO: 23,
   MREMAP: 24,
+  HUGETLB_FD: 30,
+  HUGETLB_MMAP: 31,
   NUDGE: 40,
 } as const;
 

@@ -9,6 +9,7 @@ import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
 import { Channel } from "./channel.js";
 import { bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
+import { hugetlbMemfd, hugetlbMmap } from "./hugetlb-fd.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
 import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
@@ -128,6 +129,8 @@ export class BridgeServer {
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
   private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
+  /** Real memfds backed by the model's hugetlb pool (shim memfd_create(MFD_HUGETLB)), by "MAJ:MIN INODE". */
+  private readonly hugetlbFiles = new Map<string, number>();
   /** Called after each request (the trace writer drains the model's trace). */
   afterRequest: (() => void) | null = null;
 
@@ -423,6 +426,31 @@ export class BridgeServer {
       case OP.DETACH:
         if (p.task.mm instanceof ForeignMm) p.task.mm.detach(q.a, q.b);
         return 0;
+      case OP.HUGETLB_FD: {
+        const h = hugetlbMemfd(c.pid, q.fd, Number(q.a));
+        const what = `memfd_create(${JSON.stringify(path())}, MFD_HUGETLB)`;
+        if ("errno" in h) {
+          this.log(`[pid ${p.pid}] ${what} = -1 (${h.reason}, errno ${-h.errno})`);
+          return h.errno;
+        }
+        this.hugetlbFiles.set(h.key, h.shift);
+        this.log(
+          `[pid ${p.pid}] ${what} = ${q.fd} (an ordinary memfd: its pages are 2^${h.shift} byte folios of the model's hugetlb pool)`,
+        );
+        return 0;
+      }
+      case OP.HUGETLB_MMAP: {
+        const attrs = (shift: number, a: string) => {
+          const n = this.m.vfs.lookup(`/sys/kernel/mm/hugepages/hugepages-${1 << (shift - 10)}kB/${a}`);
+          return n?.type === "attr" ? n.read() : undefined;
+        };
+        const r = hugetlbMmap(this.hugetlbFiles, attrs, c.pid, q.fd, q.a, q.b);
+        if (typeof r === "number") return r;
+        this.log(
+          `[pid ${p.pid}] mmap(fd ${q.fd}, length 0x${q.a.toString(16)}) = -1 (${r.reason}, errno ${-r.errno})`,
+        );
+        return r.errno;
+      }
       case OP.MMAP:
         return bridgeMmap(p, q);
       case OP.MUNMAP:
@@ -475,6 +503,7 @@ export class BridgeServer {
     }
     proc.task.fdAlloc = () => c.takeFd();
     proc.task.fdImport = (fd) => this.importFd(c, fd);
+    mem.hugetlbFiles = this.hugetlbFiles;
     c.proc = proc;
     c.mem = mem;
     c.pid = pid;

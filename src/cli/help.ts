@@ -82,8 +82,8 @@ rule that produced its errno, in kernel terms, and whether the scenario
 expected it.`,
   exec: `usage: iommufd-sim exec [--iommu amd|intel|mock|spapr|none] [--kernel latest|6.12]
                         [--kconfig NAME=y|n]... [--param NAME=VALUE]... [--pci BDF=KIND]...
-                        [--seed N] [--noiommu-revision v4|v7|v9] [--trace FILE] [--report]
-                        -- PROGRAM [ARGS...]
+                        [--hugepages SIZE=N[,SIZE=N]] [--seed N] [--noiommu-revision v4|v7|v9]
+                        [--trace FILE] [--report] -- PROGRAM [ARGS...]
 
 Run an unmodified program (C, Rust, anything on glibc) against a simulated
 machine: boot it (default: one memcpy device at 0000:00:04.0, an AMD IOMMU),
@@ -109,6 +109,10 @@ eventfds before the call or access that caused them returns.
   --param NAME=VALUE   a module parameter, set before any driver binds
                        (e.g. vfio.enable_unsafe_noiommu_mode=1), repeatable
   --pci BDF=KIND       a PCI function (kind: memcpy), repeatable
+  --hugepages SIZE=N   hugetlb pools at boot, as hugepages= does (sizes 2M, 1G;
+                       e.g. 2M=256): only these pages, other sizes empty.
+                       Default: unlimited pools. The program's
+                       memfd_create(MFD_HUGETLB) memory comes from them
   --seed N             the machine's seed (deterministic runs)
   --noiommu-revision R the noiommu GET_PA revision: v4, v7, v9 (default)
   --trace FILE         every call into the model, strace-style, with the

@@ -175,15 +175,16 @@ export class Machine implements KernelServices {
     const iommufd = this.iommufd;
     // Every subsystem's counters and invariant checks, typed, in boot order.
     const sources: DebugSources = {
-      counters: () => ({
-        ...this.mmGlue.counters(),
-        ...this.iommu.counters(),
-        ...(iommufd === undefined ? {} : iommufdCounters(iommufd)),
-        ...this.vfio.counters(),
-        openFiles: this.openFiles(),
-        processes: this.processes.size,
-      }),
-      invariants: () => [],
+      // (Object.assign, not spreads: four spreads cost V8 ~10 µs, and the fuzzer reads these every step)
+      counters: () => {
+        const out: Record<string, number> = Object.assign({}, this.mmGlue.counters(), this.iommu.counters());
+        if (iommufd !== undefined) Object.assign(out, iommufdCounters(iommufd));
+        Object.assign(out, this.vfio.counters());
+        out.openFiles = this.openFiles();
+        out.processes = this.processes.size;
+        return out;
+      },
+      invariants: (_changedOnly: boolean) => [],
     };
     this.debug = new Debug(this, this.mmGlue.pages, sources);
     const fc = this.debug.counters();
@@ -211,8 +212,8 @@ export class Machine implements KernelServices {
       dmaChecked: { n: 0 },
     };
     const named = (name: string, found: string[]) => found.map((v) => `${name}: ${v}`);
-    sources.invariants = () => [
-      ...named("iommu", this.iommu.checkInvariants()),
+    sources.invariants = (changedOnly) => [
+      ...named("iommu", this.iommu.checkInvariants(changedOnly)),
       ...(iommufd === undefined ? [] : named("iommufd", iommufdInvariants(iommufd))),
       ...named("machine", checkMachineInvariants(view)),
       ...named("hugetlb", this.mmGlue.pages.hugetlbInvariants()),
