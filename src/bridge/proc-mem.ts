@@ -122,21 +122,36 @@ export class ProcMemory implements ForeignMemory {
       if (m === null) continue;
       const perms = m[3];
       const name = m[6];
+      const hugetlb =
+        name.startsWith("/anon_hugepage") ||
+        name.startsWith("/dev/hugepages/") ||
+        this.hugetlbFiles.has(`${m[4]} ${m[5]}`);
       out.push({
         start: Number.parseInt(m[1], 16),
         end: Number.parseInt(m[2], 16),
         read: perms[0] === "r",
         write: perms[1] === "w",
         io: name.startsWith("/dev/") && !name.startsWith("/dev/shm/") && !name.startsWith("/dev/zero"),
-        // MAP_HUGETLB memory (anonymous or on hugetlbfs): the host's default 2 MiB pages
-        hugetlb:
-          name.startsWith("/anon_hugepage") ||
-          name.startsWith("/dev/hugepages/") ||
-          this.hugetlbFiles.has(`${m[4]} ${m[5]}`),
+        // MAP_HUGETLB memory (anonymous or on hugetlbfs), in pages of the size smaps gives
+        hugetlb,
+        ...(hugetlb && { hugeShift: this.hugeShift(m[1]) }),
         ...(perms[3] === "s" && { shared: `${m[4]} ${m[5]}` }),
       });
     }
     return out;
+  }
+
+  /** log2 of a hugetlb vma's page size: KernelPageSize in /proc/PID/smaps (2 MiB if unreadable). */
+  private hugeShift(startHex: string): number {
+    try {
+      const smaps = readFileSync(`/proc/${this.pid}/smaps`, "latin1");
+      const at = smaps.startsWith(`${startHex}-`) ? 0 : smaps.indexOf(`\n${startHex}-`) + 1;
+      if (at === 0 && !smaps.startsWith(`${startHex}-`)) return 21;
+      const kb = Number(/^KernelPageSize:\s+(\d+) kB/m.exec(smaps.slice(at))?.[1] ?? "2048");
+      return kb === 1048576 ? 30 : 21;
+    } catch {
+      return 21;
+    }
   }
 
   close(): void {

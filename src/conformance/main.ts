@@ -85,8 +85,9 @@ function parseOptions(argv: string[]): Options {
  * the same way). As root, grow the pool for the run and put it back after.
  */
 const HUGEPAGES = 80;
-const NR_HUGEPAGES = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
-const FREE_HUGEPAGES = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+const HUGE_DIRS = { "2M": "hugepages-2048kB", "1G": "hugepages-1048576kB" } as const;
+/** vfio_dma_mapping_test's `…_hugetlb_1gb` variants map one 1 GiB page each (one at a time). */
+const HUGEPAGES_1G = 1;
 
 function readCount(path: string): number | undefined {
   try {
@@ -96,23 +97,30 @@ function readCount(path: string): number | undefined {
   }
 }
 
-export function reserveHugepages(want: number, log: (s: string) => void): () => void {
+export function reserveHugepages(
+  want: number,
+  log: (s: string) => void,
+  size: keyof typeof HUGE_DIRS = "2M",
+): () => void {
+  const NR_HUGEPAGES = `/sys/kernel/mm/hugepages/${HUGE_DIRS[size]}/nr_hugepages`;
   const total = readCount(NR_HUGEPAGES);
-  const free = readCount(FREE_HUGEPAGES);
+  const free = readCount(`/sys/kernel/mm/hugepages/${HUGE_DIRS[size]}/free_hugepages`);
   if (want === 0 || total === undefined || free === undefined || free >= want) return () => {};
   const target = total + (want - free);
   try {
     writeFileSync(NR_HUGEPAGES, String(target));
   } catch {
     log(
-      `conformance: ${free} free 2 MiB hugetlb pages and ${NR_HUGEPAGES} is not writable: MAP_HUGETLB tests will fail`,
+      `conformance: ${free} free ${size} hugetlb pages and ${NR_HUGEPAGES} is not writable: MAP_HUGETLB tests will fail`,
     );
     return () => {};
   }
-  log(`conformance: hugetlb pool ${total} -> ${readCount(NR_HUGEPAGES)} pages of 2 MiB for the run`);
+  // the kernel grows the pool only as far as it finds contiguous memory
+  const got = readCount(NR_HUGEPAGES);
+  log(`conformance: hugetlb pool ${total} -> ${got} pages of ${size} for the run`);
   return () => {
     // only if nobody changed it meanwhile
-    if (readCount(NR_HUGEPAGES) === target) {
+    if (readCount(NR_HUGEPAGES) === got && got !== total) {
       try {
         writeFileSync(NR_HUGEPAGES, String(total));
       } catch {
@@ -240,7 +248,14 @@ export async function main(argv: string[]): Promise<number> {
   const built = build(o.trees);
   const expected = loadExpected();
   const runs: BinaryRun[] = [];
-  const release = reserveHugepages(o.hugepages, (m) => process.stderr.write(`${m}\n`));
+  const log = (m: string) => process.stderr.write(`${m}\n`);
+  const release2m = reserveHugepages(o.hugepages, log);
+  const release1g =
+    o.trees.includes("vfio") && o.hugepages > 0 ? reserveHugepages(HUGEPAGES_1G, log, "1G") : () => {};
+  const release = () => {
+    release1g();
+    release2m();
+  };
   const unavailable: string[] = [];
   try {
     for (const tree of o.trees as Tree[]) {

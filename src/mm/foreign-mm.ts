@@ -7,8 +7,8 @@ import { doMunmap } from "./munmap.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
 import { Vma } from "./vma.js";
 
-/** 4 KiB pages in a 2 MiB hugetlb page. */
-const HUGE_PAGES = 512;
+/** log2 of a hugetlb page when the vma does not say: the host's default 2 MiB. */
+const HUGE_SHIFT_DEFAULT = 21;
 /** x86-64 user space ends at 2^47. */
 const USER_END = 2 ** 47;
 
@@ -20,8 +20,10 @@ export interface ForeignVma {
   write: boolean;
   /** VM_IO / VM_PFNMAP (device memory): nothing to pin. */
   io: boolean;
-  /** hugetlb memory in 2 MiB pages: pinned as physically contiguous 2 MiB folios. */
+  /** hugetlb memory: pinned as physically contiguous folios of its huge page size. */
   hugetlb?: boolean;
+  /** log2 of its huge page size (21: 2 MiB, the default; 30: 1 GiB, KernelPageSize in smaps). */
+  hugeShift?: number;
   /** For a MAP_SHARED mapping: what it maps (device and inode), equal in every process sharing it. */
   shared?: string;
 }
@@ -163,12 +165,14 @@ export class ForeignMm extends MmStruct {
     const fresh: number[] = [];
     for (let vp = va / PAGE; vp < end / PAGE; vp++) {
       let pfn = this.foreignPages.get(vp);
-      if (
-        pfn === undefined &&
-        vmas.some((v) => v.hugetlb === true && vp * PAGE >= v.start && vp * PAGE < v.end)
-      ) {
-        // a hugetlb page is one physically contiguous 2 MiB folio, as the kernel's is
-        const head = this.attachHuge(vp - (vp % HUGE_PAGES), fresh);
+      const huge =
+        pfn === undefined
+          ? vmas.find((v) => v.hugetlb === true && vp * PAGE >= v.start && vp * PAGE < v.end)
+          : undefined;
+      if (huge !== undefined) {
+        // a hugetlb page is one physically contiguous folio of its size (2 MiB or 1 GiB), as the kernel's is
+        const n = 2 ** ((huge.hugeShift ?? HUGE_SHIFT_DEFAULT) - 12);
+        const head = this.attachHuge(vp - (vp % n), n, fresh);
         if (head < 0) {
           this.pages.unpinRuns(b.peek());
           for (const p of fresh) this.foreignDetach(p, false);
@@ -177,7 +181,7 @@ export class ForeignMm extends MmStruct {
             `pin: cannot allocate the huge page at 0x${(vp * PAGE).toString(16)}`,
           );
         }
-        pfn = head + (vp % HUGE_PAGES);
+        pfn = head + (vp % n);
       }
       if (pfn === undefined) {
         pfn = this.pages.allocFolio(0, "do_anonymous_page");
@@ -281,14 +285,15 @@ export class ForeignMm extends MmStruct {
   }
 
   /**
-   * Attach the 512 pages of the 2 MiB hugetlb page at virtual page `vp0`
-   * to one order-9 folio (one reference per attached page). Returns the
-   * head pfn, or -1 when no folio can be allocated.
+   * Attach the `n` pages (512: 2 MiB, 262144: 1 GiB) of the hugetlb page at
+   * virtual page `vp0` to one folio of that order (one reference per
+   * attached page). Returns the head pfn, or -1 when no folio can be
+   * allocated.
    */
-  private attachHuge(vp0: number, fresh: number[]): number {
-    const head = this.pages.allocFolio(9, "alloc_hugetlb_folio");
+  private attachHuge(vp0: number, n: number, fresh: number[]): number {
+    const head = this.pages.allocFolio(n === 512 ? 9 : 18, "alloc_hugetlb_folio");
     if (head < 0) return -1;
-    for (let i = 0; i < HUGE_PAGES; i++) {
+    for (let i = 0; i < n; i++) {
       if (i > 0) this.pages.get(head);
       this.foreignPages.set(vp0 + i, head + i);
       this.phys.external.set(head + i, this.foreignFrame(vp0 + i));

@@ -45,3 +45,35 @@ it("hugetlb pages of a real process pin as one contiguous 2 MiB folio; plain pag
   p.exit();
   expect(m.debug.counters()).toEqual(base);
 });
+
+it("a 1 GiB hugetlb vma (KernelPageSize 1 GiB) pins as one contiguous, aligned 1 GiB folio", () => {
+  const G1 = 1 << 30;
+  const base = 0x40000000 * 4;
+  const vma: ForeignVma = {
+    start: base,
+    end: base + G1,
+    read: true,
+    write: true,
+    io: false,
+    hugetlb: true,
+    hugeShift: 30,
+  };
+  const mem: ForeignMemory = {
+    read: (va, len) => (va < base || va + len > base + G1 ? -14 : new Uint8Array(len)),
+    write: (va, b) => (va < base || va + b.length > base + G1 ? -14 : 0),
+    vma: (va) => (va >= vma.start && va < vma.end ? vma : undefined),
+  };
+  const m = new Machine({ iommu: "mock", memoryBytes: 3n << 30n });
+  const before = m.debug.counters();
+  const p = m.spawn({ caps: ["CAP_IPC_LOCK"], foreignMemory: mem });
+  const mm = p.task.mm as unknown as ForeignMm;
+  const r = mm.pinUserPages(BigInt(base) + 5n * 4096n, 3, true);
+  if (typeof r === "number") throw new Error(`pin ${r}`);
+  expect(r.count).toBe(1);
+  // the folio is 1 GiB-aligned in physical memory and the page keeps its offset in it
+  expect(r.pfn[0] % 262144).toBe(5);
+  expect(mm.translate(BigInt(base) + BigInt(G1) - 4096n)).toBe(BigInt(r.pfn[0] - 5 + 262143) * 4096n);
+  mm.unpinUserPages(r);
+  p.exit();
+  expect(m.debug.counters()).toEqual(before);
+});
