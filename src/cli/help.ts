@@ -108,7 +108,7 @@ call or access that caused them returns.
   --kconfig NAME=y|n   a Kconfig symbol (e.g. IOMMUFD_TEST=y), repeatable
   --param NAME=VALUE   a module parameter, set before any driver binds
                        (e.g. vfio.enable_unsafe_noiommu_mode=1), repeatable
-  --pci BDF=KIND       a PCI function (kind: memcpy), repeatable
+  --pci BDF=KIND       a PCI function (kind: memcpy, ioat), repeatable
   --seed N             the machine's seed (deterministic runs)
   --noiommu-revision R the noiommu GET_PA revision: v4, v7, v9 (default)
   --trace FILE         every call into the model, strace-style, with the
