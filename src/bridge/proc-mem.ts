@@ -10,14 +10,52 @@ import { EFAULT } from "../uapi/errno.js";
  * names the server its ptracer (PR_SET_PTRACER) for Yama.
  */
 export class ProcMemory implements ForeignMemory {
+  /**
+   * Bumped by the server before each request: a process's mappings can
+   * change only between requests as the model sees them (the caller waits
+   * for its reply), so /proc/PID/maps is read once per request at most; a
+   * process exit that hands over thousands of pinned pages asked for it
+   * once per page.
+   */
+  static epoch = 0;
+  private maps: ForeignVma[] | null = null;
+  private mapsEpoch = -1;
   private fd: number;
+  /** Files whose mappings are hugetlb memory of the model's pool (memfd_create(MFD_HUGETLB) through the shim), by "MAJ:MIN INODE". */
+  hugetlbFiles: { has(key: string): boolean } = new Set<string>();
+  /** The bytes at winVa the shim sent with the call being served (its ioctl struct), or null. */
+  private win: Uint8Array | null = null;
+  private winVa = 0;
+  /** Reads that went to /proc/PID/mem, and reads the window answered. */
+  readonly counts = { preads: 0, prefetched: 0, mapsReads: 0 };
 
   constructor(readonly pid: number) {
     this.fd = openSync(`/proc/${pid}/mem`, "r+");
   }
 
+  /**
+   * For one call: the process's memory at va is `bytes` (the shim read
+   * them as the call began, as the kernel's copy_from_user would), so
+   * reads inside them need no pread of /proc/PID/mem; a write that
+   * touches them ends the window (later reads see the real memory). null
+   * ends it.
+   */
+  prefetched(va: number, bytes: Uint8Array | null): void {
+    this.win = bytes !== null && bytes.length > 0 ? bytes : null;
+    this.winVa = va;
+  }
+
   read(va: number, len: number): Uint8Array | number {
+    const w = this.win;
+    if (w !== null && va >= this.winVa && va + len <= this.winVa + w.length) {
+      this.counts.prefetched++;
+      // a copy (the window is the channel's buffer), byte by byte: a struct is short, a view costs more
+      const out = new Uint8Array(len);
+      for (let i = 0, o = va - this.winVa; i < len; i++) out[i] = w[o + i];
+      return out;
+    }
     if (this.fd < 0) return -EFAULT;
+    this.counts.preads++;
     const out = Buffer.allocUnsafe(len);
     let done = 0;
     try {
@@ -34,6 +72,10 @@ export class ProcMemory implements ForeignMemory {
 
   write(va: number, bytes: Uint8Array): number {
     if (this.fd < 0) return -EFAULT;
+    const w = this.win;
+    if (w !== null && va < this.winVa + w.length && va + bytes.length > this.winVa) {
+      this.win = null;
+    }
     let done = 0;
     try {
       while (done < bytes.length) {
@@ -48,32 +90,53 @@ export class ProcMemory implements ForeignMemory {
   }
 
   vma(va: number): ForeignVma | undefined {
+    if (this.mapsEpoch !== ProcMemory.epoch || this.maps === null) {
+      this.maps = this.readMaps();
+      this.mapsEpoch = ProcMemory.epoch;
+    }
+    // sorted by start, as the kernel lists them: a binary search
+    const l = this.maps;
+    let lo = 0;
+    let hi = l.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = l[mid];
+      if (va < v.start) hi = mid - 1;
+      else if (va >= v.end) lo = mid + 1;
+      else return { ...v };
+    }
+    return undefined;
+  }
+
+  private readMaps(): ForeignVma[] {
+    this.counts.mapsReads++;
     let text: string;
     try {
       text = readFileSync(`/proc/${this.pid}/maps`, "latin1");
     } catch {
-      return undefined;
+      return [];
     }
+    const out: ForeignVma[] = [];
     for (const line of text.split("\n")) {
       const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\S+)\s*(.*)$/.exec(line);
       if (m === null) continue;
-      const start = Number.parseInt(m[1], 16);
-      const end = Number.parseInt(m[2], 16);
-      if (va < start || va >= end) continue;
       const perms = m[3];
       const name = m[6];
-      return {
-        start,
-        end,
+      out.push({
+        start: Number.parseInt(m[1], 16),
+        end: Number.parseInt(m[2], 16),
         read: perms[0] === "r",
         write: perms[1] === "w",
         io: name.startsWith("/dev/") && !name.startsWith("/dev/shm/") && !name.startsWith("/dev/zero"),
         // MAP_HUGETLB memory (anonymous or on hugetlbfs): the host's default 2 MiB pages
-        hugetlb: name.startsWith("/anon_hugepage") || name.startsWith("/dev/hugepages/"),
+        hugetlb:
+          name.startsWith("/anon_hugepage") ||
+          name.startsWith("/dev/hugepages/") ||
+          this.hugetlbFiles.has(`${m[4]} ${m[5]}`),
         ...(perms[3] === "s" && { shared: `${m[4]} ${m[5]}` }),
-      };
+      });
     }
-    return undefined;
+    return out;
   }
 
   close(): void {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { formatTraceEvent } from "../cli/trace-format.js";
 import { PCI_DEVICE_KINDS } from "../hw/pci-bus.js";
 import { Machine, type MachineOptions, type PciDeviceConfig } from "../kernel/machine.js";
+import { applyMachineFlag, badValue, isOptionValue, MACHINE_FLAGS } from "../kernel/machine-options.js";
 import { BridgeServer } from "./server.js";
 
 /** The machine options exec and serve share (DESIGN.md: the command-line contract). */
@@ -18,8 +19,9 @@ const KINDS: ReadonlySet<string> = new Set(PCI_DEVICE_KINDS);
 
 /**
  * Parse `[--iommu K] [--kernel P] [--kconfig N=y|n]... [--param N=V]...
- * [--pci BDF=KIND]... [--seed N] [--noiommu-revision R] [--trace FILE]
- * [--report]` plus any `extra` options; stops at `--` or the first
+ * [--pci BDF=KIND]... [--hugepages SIZE=N[,SIZE=N]] [--seed N]
+ * [--noiommu-revision R] [--memory SIZE] [--spapr platform=P|pgsizes=L,..]...
+ * [--trace FILE] [--report]` (the machine flags are MACHINE_OPTIONS') plus any `extra` options; stops at `--` or the first
  * non-option. Returns the options and the rest, or an error message.
  */
 export function parseBridgeArgs(
@@ -46,26 +48,16 @@ export function parseBridgeArgs(
       opts.report = true;
       continue;
     }
-    const takes = [
-      "--iommu",
-      "--kernel",
-      "--kconfig",
-      "--param",
-      "--pci",
-      "--seed",
-      "--noiommu-revision",
-      "--trace",
-    ];
-    if (!takes.includes(name) && !Object.hasOwn(extra, name)) return `unknown option ${a}`;
+    if (!MACHINE_FLAGS.includes(name) && !Object.hasOwn(extra, name)) return `unknown option ${a}`;
     const v = inline ?? argv[++i];
     if (v === undefined) return `${name} needs a value`;
     switch (name) {
       case "--iommu":
-        if (!["amd", "intel", "mock", "spapr", "none"].includes(v)) return `--iommu: unknown IOMMU "${v}"`;
-        machine.iommu = v as MachineOptions["iommu"];
+        if (!isOptionValue("iommu", v)) return `--iommu: ${badValue("iommu", "IOMMU", v)}`;
+        machine.iommu = v;
         break;
       case "--kernel":
-        if (v !== "latest" && v !== "6.12") return `--kernel: unknown profile "${v}" (latest, 6.12)`;
+        if (!isOptionValue("kernel", v)) return `--kernel: ${badValue("kernel", "profile", v)}`;
         machine.kernel = v;
         break;
       case "--kconfig": {
@@ -87,17 +79,35 @@ export function parseBridgeArgs(
         pci.push({ bdf: m[1], kind: m[2] as PciDeviceConfig["kind"] });
         break;
       }
+      case "--hugepages": {
+        // the kernel's hugepages= at boot: these pools, every other size empty
+        const pools: NonNullable<MachineOptions["hugepages"]> = {};
+        for (const part of v.split(",")) {
+          const m = /^(2M|1G)=(\d+)$/.exec(part);
+          if (m === null) return `--hugepages takes SIZE=N[,SIZE=N] (sizes 2M, 1G), not "${v}"`;
+          pools[m[1] as "2M" | "1G"] = Number(m[2]);
+        }
+        machine.hugepages = pools;
+        break;
+      }
       case "--seed":
         if (!/^\d+$/.test(v)) return `--seed takes a number, not "${v}"`;
         machine.seed = Number(v);
         break;
       case "--noiommu-revision":
-        if (!["v4", "v7", "v9"].includes(v)) return `--noiommu-revision: unknown revision "${v}"`;
-        machine.noiommuRevision = v as MachineOptions["noiommuRevision"];
+        if (!isOptionValue("noiommuRevision", v))
+          return `--noiommu-revision: ${badValue("noiommuRevision", "revision", v)}`;
+        machine.noiommuRevision = v;
         break;
       case "--trace":
         opts.trace = v;
         break;
+      case "--memory":
+      case "--spapr": {
+        const err = applyMachineFlag(machine, name, v);
+        if (err !== undefined) return err;
+        break;
+      }
       default:
         extra[name](v);
     }

@@ -329,7 +329,9 @@ export class ForeignMm extends MmStruct {
         return;
       }
     }
-    const bytes = keep && this.foreignMem !== null ? this.foreignMem.read(vp * PAGE, PAGE) : -EFAULT;
+    // only a pinned frame outlives this: an unpinned one goes with the put below, so no copy
+    const live = keep && this.foreignMem !== null && this.pages.isPinned(pfn);
+    const bytes = live ? this.foreignMem!.read(vp * PAGE, PAGE) : -EFAULT;
     this.phys.external.delete(pfn);
     if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
     // references are the folio's (a hugetlb folio holds one per attached page)
@@ -351,8 +353,10 @@ export class ForeignMm extends MmStruct {
 
   /** va as a number when [va, va+len) is user space, else -1. */
   private foreignRange(vaB: bigint, len: number): number {
-    if (vaB < 0n || len < 0 || vaB + BigInt(len) > BigInt(USER_END)) return -1;
-    return Number(vaB);
+    // (in numbers: BigInt arithmetic allocates on every access; past 2^53 the rounding stays above USER_END)
+    const va = Number(vaB);
+    if (vaB < 0n || len < 0 || va + len > USER_END) return -1;
+    return va;
   }
 
   private foreignFault(reason: string): never {

@@ -10,6 +10,12 @@ export interface IoMem {
   read(off: number, len: number): Uint8Array | number;
   /** Stores: 0 or -errno. */
   write(off: number, bytes: Uint8Array): number;
+  /**
+   * The frame a PTE of the mapping at file offset `off` maps (follow_pfn
+   * after the device's fault handler ran): a device pfn, or -1 when the
+   * fault would fail (SIGBUS). Absent: the mapping has no frame to follow.
+   */
+  pfn?(off: number): number;
   /** A new VMA refers to the mapping (the VMA's vm_file reference). */
   get?(): void;
   /** A VMA referring to it went away. */

@@ -14,6 +14,7 @@ import { doMmap, doMmapIo, mmapBase } from "./mmap.js";
 import { doMunmap, unmapRange, zapPrivate } from "./munmap.js";
 import type { PageTracker } from "./page-tracker.js";
 import type { PfnRuns } from "./pfn-runs.js";
+import { followPfnmap } from "./pfnmap.js";
 import { PrivPages } from "./priv-pages.js";
 import { type PageShift, Vma, VmaList, type VmaOwner } from "./vma.js";
 
@@ -153,6 +154,11 @@ export class MmStruct implements VmaOwner {
   /** pin_user_pages(FOLL_LONGTERM [| FOLL_WRITE]): see gup.ts. */
   pinUserPages(va: bigint, nPages: number, write: boolean, site = "pin_user_pages"): PfnRuns {
     return pinUserPages(this, va, nPages, write, site);
+  }
+
+  /** follow_fault_pfn over device memory (VM_PFNMAP): its frames, nothing pinned; null when va is not one. */
+  followPfnmap(va: bigint, nPages: number, write: boolean): PfnRuns | null {
+    return followPfnmap(this, va, nPages, write);
   }
 
   /** unpin_user_pages over runs from pinUserPages / MemFile.pinPages (or any subset of them). */

@@ -11,11 +11,13 @@ import {
   EACCES,
   EBUSY,
   EEXIST,
+  EFAULT,
   EINVAL,
   ENOENT,
   ENOMEM,
   ENOSPC,
   ENOTTY,
+  EOVERFLOW,
   fail,
   KernelError,
   rethrowWith,
@@ -74,6 +76,11 @@ interface VfioDma {
   acct: MmStruct;
   /** VFIO_DMA_UNMAP_FLAG_VADDR left the mapping without a valid vaddr until MAP_DMA VADDR. */
   vaddrInvalid: boolean;
+  /**
+   * The runs are device frames of a VM_PFNMAP mapping (a BAR mmap),
+   * reserved pfns: neither pinned nor charged to locked_vm.
+   */
+  rsvd: boolean;
 }
 
 /** struct vfio_domain: a paging domain and the groups attached to it. */
@@ -102,25 +109,36 @@ export class VfioIommuType1 implements VfioIommuBackend {
   /** iommu->dirty_page_tracking (VFIO_IOMMU_DIRTY_PAGES_FLAG_START). */
   private dirtyTracking = false;
 
+  /**
+   * Since 7.x an IOVA or vaddr range that wraps is EOVERFLOW, checked first
+   * (check_add_overflow in vfio_dma_do_map / do_unmap); 6.12 answers EINVAL
+   * after the alignment checks.
+   */
+  private readonly overflowErrno: boolean;
+
   constructor(
     k: KernelCtx,
     readonly v2: boolean,
   ) {
     this.dmaAvail = Number(k.params["vfio_iommu_type1.dma_entry_limit"]);
+    this.overflowErrno = k.profile !== "6.12";
   }
 
   /** Pages pinned by this container (for counters). */
   pinnedPages(): number {
-    return this.dmas.reduce((n, d) => n + d.runs.pages, 0);
+    return this.dmas.reduce((n, d) => n + (d.rsvd ? 0 : d.runs.pages), 0);
   }
 
   forEachPin(cb: (pfn: number, n: number) => void): void {
-    for (const d of this.dmas) for (let i = 0; i < d.runs.count; i++) cb(d.runs.pfn[i], d.runs.len[i]);
+    for (const d of this.dmas) {
+      if (d.rsvd) continue;
+      for (let i = 0; i < d.runs.count; i++) cb(d.runs.pfn[i], d.runs.len[i]);
+    }
   }
 
-  /** vfio_lock_acct: each mapping's pages are charged to dma->mm (its acct). */
+  /** vfio_lock_acct: each mapping's pages are charged to dma->mm (its acct); reserved pfns are not. */
   forEachLockedVm(cb: (mm: object, pages: number) => void): void {
-    for (const d of this.dmas) cb(d.acct, d.runs.pages);
+    for (const d of this.dmas) if (!d.rsvd) cb(d.acct, d.runs.pages);
   }
 
   /** m.debug: the mappings, the IOVA list, reserved regions and each domain's page table. */
@@ -147,7 +165,8 @@ export class VfioIommuType1 implements VfioIommuBackend {
             vaddr: d.vaddr,
             prot: d.prot,
             vaddrInvalid: d.vaddrInvalid,
-            pinnedRuns: runsView(d.runs),
+            // a PFNMAP mapping pins nothing: its device frames are in the domain's table only
+            pinnedRuns: d.rsvd ? [] : runsView(d.runs),
           })),
         iovaRanges: this.iovaList().map(([start, last]) => ({ start, last })),
         reserved,
@@ -366,6 +385,11 @@ export class VfioIommuType1 implements VfioIommuBackend {
     const vaddr = u64(dv, 8);
     const iova = u64(dv, 16);
     const size = u64(dv, 24);
+    const wraps = iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX;
+    if (this.overflowErrno) {
+      if (size === 0n) fail(EINVAL, "VFIO_IOMMU_MAP_DMA: size is 0");
+      if (wraps) fail(EOVERFLOW, "VFIO_IOMMU_MAP_DMA: iova + size or vaddr + size wraps past 2^64");
+    }
     let prot = 0;
     if (flags & VFIO_DMA_MAP_FLAG_WRITE) prot |= IOMMU_WRITE;
     if (flags & VFIO_DMA_MAP_FLAG_READ) prot |= IOMMU_READ;
@@ -380,8 +404,7 @@ export class VfioIommuType1 implements VfioIommuBackend {
         `VFIO_IOMMU_MAP_DMA: size must be non-zero and size, iova and vaddr aligned to 0x${pg.toString(16)}`,
       );
     }
-    if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX)
-      fail(EINVAL, "VFIO_IOMMU_MAP_DMA: the range wraps");
+    if (wraps) fail(EINVAL, "VFIO_IOMMU_MAP_DMA: the range wraps");
     const found = this.findDma(iova, size);
     if (setVaddr) return this.updateVaddr(task, found, iova, size, vaddr);
     if (found !== undefined) {
@@ -402,16 +425,28 @@ export class VfioIommuType1 implements VfioIommuBackend {
     const mm = task.mm as unknown as MmStruct;
     const npages = Number(size / PAGE);
     let runs: PfnRuns;
+    let rsvd = false;
+    const write = (prot & IOMMU_WRITE) !== 0;
     try {
-      runs = mm.pinUserPages(vaddr, npages, (prot & IOMMU_WRITE) !== 0);
+      runs = mm.pinUserPages(vaddr, npages, write);
     } catch (e) {
-      rethrowWith(e, "VFIO_IOMMU_MAP_DMA: ");
+      // vaddr_get_pfns: pin_user_pages refuses VM_IO | VM_PFNMAP; a PFNMAP VMA gives its
+      // device frames instead (follow_fault_pfn), reserved pfns that are never pinned
+      let pfns: PfnRuns | null = null;
+      try {
+        if (e instanceof KernelError && e.errno === EFAULT) pfns = mm.followPfnmap(vaddr, npages, write);
+      } catch (e2) {
+        rethrowWith(e2, "VFIO_IOMMU_MAP_DMA: ");
+      }
+      if (pfns === null) rethrowWith(e, "VFIO_IOMMU_MAP_DMA: ");
+      runs = pfns;
+      rsvd = true;
     }
-    if (accountMmLockedVm(mm, npages, true) !== 0) {
+    if (!rsvd && accountMmLockedVm(mm, npages, true) !== 0) {
       mm.unpinUserPages(runs);
       fail(ENOMEM, `VFIO_IOMMU_MAP_DMA: locked memory (${npages} pages) over RLIMIT_MEMLOCK`);
     }
-    const dma: VfioDma = { iova, size, vaddr, prot, runs, mm, acct: mm, vaddrInvalid: false };
+    const dma: VfioDma = { iova, size, vaddr, prot, runs, mm, acct: mm, vaddrInvalid: false, rsvd };
     const done: IommuDomain[] = [];
     try {
       for (const d of this.domains) {
@@ -420,8 +455,10 @@ export class VfioIommuType1 implements VfioIommuBackend {
       }
     } catch (e) {
       for (const d of done) d.unmap(iova, size);
-      mm.unpinUserPages(runs);
-      accountMmLockedVm(mm, npages, false);
+      if (!rsvd) {
+        mm.unpinUserPages(runs);
+        accountMmLockedVm(mm, npages, false);
+      }
       throw e;
     }
     this.insertDma(dma);
@@ -455,7 +492,7 @@ export class VfioIommuType1 implements VfioIommuBackend {
       );
     }
     const mm = task.mm as unknown as MmStruct;
-    if (mm !== dma.acct) {
+    if (mm !== dma.acct && !dma.rsvd) {
       const npages = dma.runs.pages;
       if (accountMmLockedVm(mm, npages, true) !== 0)
         fail(ENOMEM, `VFIO_IOMMU_MAP_DMA VADDR: moving ${npages} locked pages here exceeds RLIMIT_MEMLOCK`);
@@ -494,8 +531,11 @@ export class VfioIommuType1 implements VfioIommuBackend {
     if (unmapAll) {
       if (iova !== 0n || size !== 0n) fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: ALL needs iova = size = 0");
       size = U64_MAX;
-    } else if (size === 0n || (size & (pg - 1n)) !== 0n || iova + size - 1n > U64_MAX) {
-      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: size must be non-zero, aligned, and not wrap");
+    } else if (size === 0n || (size & (pg - 1n)) !== 0n) {
+      fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: size must be non-zero and aligned to 0x${pg.toString(16)}`);
+    } else if (iova + size - 1n > U64_MAX) {
+      if (this.overflowErrno) fail(EOVERFLOW, "VFIO_IOMMU_UNMAP_DMA: iova + size wraps past 2^64");
+      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: iova + size wraps");
     }
     if (bitmap !== null && (!this.dirtyTracking || bitmap.pgsize !== pg)) {
       fail(
@@ -625,8 +665,10 @@ export class VfioIommuType1 implements VfioIommuBackend {
 
   private removeDma(dma: VfioDma): void {
     for (const d of this.domains) d.domain.unmap(dma.iova, dma.size);
-    dma.mm.unpinUserPages(dma.runs);
-    accountMmLockedVm(dma.acct, dma.runs.pages, false);
+    if (!dma.rsvd) {
+      dma.mm.unpinUserPages(dma.runs);
+      accountMmLockedVm(dma.acct, dma.runs.pages, false);
+    }
     this.dmas.splice(this.dmas.indexOf(dma), 1);
     if (dma.vaddrInvalid) this.vaddrInvalidCount--;
     this.dmaAvail++;

@@ -26,6 +26,7 @@ describe("exec: BAR mmap with trapped loads and stores", () => {
         id_plain: "0x5950434d",
         id_byte: "Y",
         map: "0",
+        map_bar: "-1/14",
         len_back: "64",
         status: "2",
         status_w: "2",

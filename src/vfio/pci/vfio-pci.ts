@@ -401,6 +401,12 @@ export class VfioPciCore implements VfioDeviceOps {
         fn.mmioWrite(bar, pos, b);
         return 0;
       },
+      // vm_pgoff is the BAR's bus address in pages: the PTE maps the BAR itself
+      pfn(o) {
+        const { bar, pos } = at(o);
+        if (!fn.memoryDecode() || pm.engaged) return -1;
+        return Number((fn.barAddress(bar) + BigInt(pos)) >> 12n);
+      },
       get: () => void file.get(),
       put: () => void file.put(),
     };

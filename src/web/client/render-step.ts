@@ -31,11 +31,12 @@ export function renderStepList(state: AppState): HTMLElement {
             type: "button",
             "data-step": s.n,
             "aria-current": s.n === state.step ? "step" : undefined,
+            title: `${s.where}: ${s.detail ? `${s.label} ${s.detail}` : s.label}${st.text ? ` — ${st.text}` : ""}`,
             class: s.n === state.step ? "cur" : "",
             onclick: () => state.goto(s.n),
           },
           h("span", { class: "num" }, String(s.n)),
-          h("span", { class: "lbl" }, s.label),
+          h("span", { class: "lbl" }, s.detail ? `${s.label} ${s.detail}` : s.label),
           st.text ? h("span", { class: `st ${st.cls}` }, st.text) : null,
         ),
       ),
@@ -55,7 +56,14 @@ export function renderStep(state: AppState, s: StepView | undefined): HTMLElemen
     return box;
   }
   box.appendChild(
-    h("h2", {}, h("span", { class: "where" }, s.where), " ", h("span", { class: "label" }, s.label)),
+    h(
+      "h2",
+      {},
+      h("span", { class: "where" }, s.where),
+      " ",
+      h("span", { class: "label" }, s.label),
+      s.detail ? h("span", { class: "where" }, ` ${s.detail}`) : null,
+    ),
   );
   if (s.note) box.appendChild(h("p", { class: "note" }, s.note));
   const calls = h("ol", {
@@ -66,6 +74,7 @@ export function renderStep(state: AppState, s: StepView | undefined): HTMLElemen
   for (const c of s.calls) {
     const li = h("li", { class: c.ok ? "call ok" : c.expected ? "call err expected" : "call err" });
     li.appendChild(h("code", {}, c.text));
+    if (c.note) li.appendChild(h("div", { class: "callnote", "data-testid": "callnote" }, c.note));
     if (!c.ok) {
       li.appendChild(
         h(
@@ -155,11 +164,14 @@ export function renderChanges(s: StepView | undefined): HTMLElement {
   }
   box.appendChild(h("span", { class: "k" }, s.n === 1 ? "Changed since boot: " : "Changed: "));
   if (s.n === 0) {
+    box.classList.add("none");
     box.appendChild(h("span", { class: "dim" }, "nothing: this is the starting point"));
     return box;
   }
-  if (kinds.size === 0 && s.removed.length === 0)
+  if (kinds.size === 0 && s.removed.length === 0) {
+    box.classList.add("none");
     box.appendChild(h("span", { class: "dim" }, "nothing in the machine's state"));
+  }
   box.appendChild(h("span", {}, [...kinds].map(([k, n]) => `${n} ${k}${n === 1 ? "" : "s"}`).join(", ")));
   if (s.removed.length) {
     box.appendChild(

@@ -91,6 +91,8 @@ int main(int argc, char **argv) {
     OUT("id_byte", "%c", *(volatile char *)(bar + 3));
     uint8_t *buf = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     OUT("map", "%d", map(buf, 8192, 0x100000));
+    int mr = map((void *)bar, 4096, 0x200000); /* iommufd cannot pin a VM_PFNMAP mapping */
+    OUT("map_bar", "%d/%d", mr, errno);
     strcpy((char *)buf, "moved by a doorbell rung through the BAR mmap");
     wr64(0x100000, bar + MCPY_SRC);
     *(volatile uint64_t *)(bar + MCPY_DST) = 0x101000; /* a plain C store */
