@@ -2,13 +2,11 @@ import type { IoatDevice } from "../hw/ioat-dev.js";
 import { iommufdCtxFromFile, iommufdDeviceAttach, iommufdDeviceBind } from "../iommufd/index.js";
 import { Machine } from "../kernel/machine.js";
 import * as U from "../uapi/iommufd.js";
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../uapi/linux.js";
 import { decode, encode } from "../uapi/struct.js";
 import { nowNs, registerSuite } from "./registry.js";
 
 const BDF = "0000:00:04.0";
-const MAP_PRIVATE_ANON = 0x22;
-const RW = 6;
-const FIXED = 1;
 const CH = 0x80;
 
 export interface IoatStormResult {
@@ -36,12 +34,12 @@ export function ioatStorm(count: number): IoatStormResult {
   const idev = m.iommu.device(BDF);
   if (idev === undefined) throw new Error(`no IOMMU device ${BDF}`);
   iommufdDeviceAttach(iommufdDeviceBind(iommufdCtxFromFile(p.task.fdget(fd)), idev), ioas);
-  const va = p.mmap(0n, 3n << 12n, 3, MAP_PRIVATE_ANON);
+  const va = p.mmap(0n, 3n << 12n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
   if (va < 0n) throw new Error(`mmap failed: ${va}`);
   const iova = 1n << 30n;
   const map = encode(U.iommu_ioas_map, {
     size: 40,
-    flags: RW | FIXED,
+    flags: U.IOMMU_IOAS_MAP_READABLE | U.IOMMU_IOAS_MAP_WRITEABLE | U.IOMMU_IOAS_MAP_FIXED_IOVA,
     ioas_id: ioas,
     user_va: va,
     length: 3n << 12n,
