@@ -73,6 +73,8 @@ class Client {
   pid = 0;
   /** The shared request channel (null: every request comes over the socket). */
   chan: Channel | null = null;
+  /** When the server last found a request there (performance.now() ms), while it polls this channel. */
+  lastActive = 0;
   buf: Buffer = Buffer.alloc(0);
   /** The real fd reserved for the next file the model installs (-1: none). */
   nextFd = -1;
@@ -120,13 +122,22 @@ export class BridgeServer {
   private idleWaiters: (() => void)[] = [];
   /** The polling loop is running or scheduled. */
   private spinning = false;
+  /** The clients whose channels the loop polls (their shims were told so): those that posted lately. */
+  private readonly active = new Set<Client>();
   /** The current polling window (ms), between SPIN_MIN_MS and SPIN_MAX_MS. */
   private spinWindow = SPIN_MAX_MS;
   /** false: the server never polls; every channel request comes with a nudge (tests use it). */
   polling = true;
   private sinceProbe = 0;
   /** Requests answered through a channel, and polling episodes (the bench and tests read them). */
-  readonly stats = { channelRequests: 0, socketRequests: 0, spins: 0, memReads: 0, memReadsPrefetched: 0 };
+  readonly stats = {
+    channelRequests: 0,
+    socketRequests: 0,
+    spins: 0,
+    memReads: 0,
+    memReadsPrefetched: 0,
+    mapsReads: 0,
+  };
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
   private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
@@ -188,6 +199,7 @@ export class BridgeServer {
     sock.on("data", (d: Buffer) => this.onData(c, d));
     sock.on("error", () => {});
     sock.on("close", () => {
+      this.active.delete(c);
       this.drop(c);
       c.chan?.close();
       c.chan = null;
@@ -218,7 +230,7 @@ export class BridgeServer {
       const rep = this.handle(c, r.req);
       if (!c.sock.destroyed) c.sock.write(rep);
       this.afterRequest?.();
-      if (c.chan !== null) this.startSpin();
+      if (c.chan !== null && this.spinWindow > 0) this.activate(c);
     }
   }
 
@@ -227,8 +239,8 @@ export class BridgeServer {
     const ch = c.chan;
     if (ch === null) return;
     let spin = false;
-    if (!this.spinning && this.polling) {
-      if (this.spinWindow === 0 && ++this.sinceProbe >= PROBE_EVERY) {
+    if (this.polling) {
+      if (!this.spinning && this.spinWindow === 0 && ++this.sinceProbe >= PROBE_EVERY) {
         this.sinceProbe = 0;
         this.spinWindow = SPIN_MIN_MS;
       }
@@ -237,50 +249,64 @@ export class BridgeServer {
     // (polling from here on: the shim's next request, posted as soon as it sees this reply, needs no nudge)
     if (spin) ch.setPolling(true);
     this.serveChannel(c, ch);
-    if (spin) this.startSpin();
+    if (spin) this.activate(c);
   }
 
   private static readonly WAKE = encodeReply(0, REP_WAKE);
 
-  private startSpin(): void {
-    if (this.spinning || !this.polling || this.spinWindow === 0) return;
+  /** Poll c's channel from now on (and start the loop). */
+  private activate(c: Client): void {
+    if (!this.polling || c.chan === null) return;
+    c.chan.setPolling(true);
+    c.lastActive = performance.now();
+    this.active.add(c);
+    if (this.spinning) return;
     this.spinning = true;
     this.stats.spins++;
+    this.episodeHits = 0;
     this.spin();
   }
 
+  /** Requests the loop found by polling since it started (the window's feedback). */
+  private episodeHits = 0;
+
   /**
-   * Poll every channel until none posted for the window or the slice is
-   * over (then again after a turn of the event loop).
+   * Poll the active channels round-robin; a channel with no request for
+   * the window leaves the set (its shim is told, then it is looked at once
+   * more). Until the set is empty, or the slice is over (then again after
+   * a turn of the event loop).
    */
   private readonly spin = (): void => {
     const t0 = performance.now();
-    let last = t0;
-    let hits = 0;
-    for (const c of this.clients) c.chan?.setPolling(true);
     for (;;) {
-      let any = false;
-      for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) any = true;
-      const t = performance.now();
-      if (any) {
-        last = t;
-        hits++;
-        // a long call: the shim may have gone to sleep and nudged; read the socket before going on
-        if (t - t0 > SPIN_SLICE_MS) break;
-      } else if (t - last > this.spinWindow) {
-        // stop polling: say so, then look once more for a request posted before the shim saw it
-        for (const c of this.clients) c.chan?.setPolling(false);
-        let again = false;
-        for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) again = true;
-        if (again) hits++;
-        if (hits > 0) this.spinWindow = Math.min(SPIN_MAX_MS, this.spinWindow * 2);
-        else this.spinWindow = this.spinWindow / 2 < SPIN_MIN_MS ? 0 : this.spinWindow / 2;
-        if (!again) {
-          this.spinning = false;
-          return;
+      for (const c of this.active) {
+        if (c.chan !== null && this.serveChannel(c, c.chan)) {
+          c.lastActive = performance.now();
+          this.episodeHits++;
         }
-        break;
-      } else if (t - t0 > SPIN_SLICE_MS) break;
+      }
+      const t = performance.now();
+      for (const c of this.active) {
+        const ch = c.chan;
+        if (ch === null) this.active.delete(c);
+        else if (t - c.lastActive > this.spinWindow) {
+          // stop polling it: say so, then look once more for a request posted before the shim saw that
+          ch.setPolling(false);
+          if (this.serveChannel(c, ch)) {
+            ch.setPolling(true);
+            c.lastActive = performance.now();
+            this.episodeHits++;
+          } else this.active.delete(c);
+        }
+      }
+      if (this.active.size === 0) {
+        if (this.episodeHits > 0) this.spinWindow = Math.min(SPIN_MAX_MS, this.spinWindow * 2);
+        else this.spinWindow = this.spinWindow / 2 < SPIN_MIN_MS ? 0 : this.spinWindow / 2;
+        this.spinning = false;
+        return;
+      }
+      // a long call or a busy program: let the event loop run (connections, socket requests, exits)
+      if (t - t0 > SPIN_SLICE_MS) break;
     }
     setImmediate(this.spin);
   };
@@ -324,6 +350,7 @@ export class BridgeServer {
     c: Client,
     q: Request,
   ): { ret: number | bigint; flags: number; payload?: Uint8Array; irqs?: readonly number[] } {
+    ProcMemory.epoch++;
     c.consumed = false;
     c.nextFd = -1;
     let ret: number | bigint;
@@ -685,6 +712,7 @@ export class BridgeServer {
   private drop(c: Client): void {
     const p = c.proc;
     if (p === null) return;
+    ProcMemory.epoch++;
     c.proc = null;
     const files = p.task.openFileCount();
     const pinned = p.task.mm instanceof ForeignMm ? p.task.mm.pinnedPagesHere() : 0;
@@ -695,6 +723,7 @@ export class BridgeServer {
     if (c.mem !== null) {
       this.stats.memReads += c.mem.counts.preads;
       this.stats.memReadsPrefetched += c.mem.counts.prefetched;
+      this.stats.mapsReads += c.mem.counts.mapsReads;
     }
     c.mem?.close();
     c.mem = null;
