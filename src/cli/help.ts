@@ -84,6 +84,7 @@ expected it.`,
   exec: `usage: iommufd-sim exec [--iommu amd|intel|mock|spapr|none] [--kernel latest|6.12]
                         [--kconfig NAME=y|n]... [--param NAME=VALUE]... [--pci BDF=KIND]...
                         [--hugepages SIZE=N[,SIZE=N]] [--seed N] [--noiommu-revision v4|v7|v9]
+                        [--memory SIZE] [--spapr platform=P|pgsizes=L,...]...
                         [--trace FILE] [--report] -- PROGRAM [ARGS...]
 
 Run an unmodified program (C, Rust, anything on glibc) against a simulated
@@ -116,6 +117,9 @@ eventfds before the call or access that caused them returns.
                        memfd_create(MFD_HUGETLB) memory comes from them
   --seed N             the machine's seed (deterministic runs)
   --noiommu-revision R the noiommu GET_PA revision: v4, v7, v9 (default)
+  --memory SIZE        physical memory (default 4G; K, M, G, T suffixes)
+  --spapr K=V          PPC64 (--iommu spapr): platform=powernv|pseries,
+                       pgsizes=12,16,24 (log2 TCE sizes), repeatable
   --trace FILE         every call into the model, strace-style, with the
                        reason behind each errno
   --report             at exit, on stderr: DMA faults and sanitizer
