@@ -53,7 +53,7 @@ interface Pending {
  * probe every PROBE_EVERY nudges.
  */
 const SPIN_MAX_MS = 0.2;
-const SPIN_MIN_MS = 0.004;
+const SPIN_MIN_MS = 0.01;
 const PROBE_EVERY = 16;
 /** The longest the server polls before it lets the event loop run (new connections, nudges, exits). */
 const SPIN_SLICE_MS = 0.5;
