@@ -56,7 +56,14 @@ export function renderStep(state: AppState, s: StepView | undefined): HTMLElemen
     return box;
   }
   box.appendChild(
-    h("h2", {}, h("span", { class: "where" }, s.where), " ", h("span", { class: "label" }, s.label)),
+    h(
+      "h2",
+      {},
+      h("span", { class: "where" }, s.where),
+      " ",
+      h("span", { class: "label" }, s.label),
+      s.detail ? h("span", { class: "where" }, ` ${s.detail}`) : null,
+    ),
   );
   if (s.note) box.appendChild(h("p", { class: "note" }, s.note));
   const calls = h("ol", {

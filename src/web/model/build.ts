@@ -10,7 +10,7 @@ import {
   ScenarioError,
   type StepResult,
 } from "../../scenario/index.js";
-import { errnoName } from "../../uapi/errno.js";
+import { ENOENT, errnoName, KernelError } from "../../uapi/errno.js";
 import type { KernelProfile } from "../../uapi/profiles.js";
 import { VFIO_GROUP_GET_DEVICE_FD } from "../../uapi/vfio.js";
 import { hex } from "./addr.js";
@@ -188,7 +188,9 @@ function machineState(
     for (const id of v.ioas.keys()) {
       try {
         const info = m.debug.ioas(p, v.fd, id);
-        const hw = [...v.hwpts].filter(([, x]) => x.ptId === id).map(([hid]) => hid);
+        const hw = [...v.hwpts]
+          .filter(([hid, x]) => x.ptId === id && hwptExists(m, p, v.fd, hid))
+          .map(([hid]) => hid);
         ioas.push({
           key: `${who} IOAS ${id}`,
           kind: "ioas",
@@ -214,7 +216,10 @@ function machineState(
         // destroyed since the trace said it was allocated: nothing to show
       }
     }
-    for (const [id, h] of v.hwpts) hwpts.push(hwptView(m, p, v.fd, id, h, who, v.devices));
+    for (const [id, h] of v.hwpts) {
+      const hv = hwptView(m, p, v.fd, id, h, who, v.devices);
+      if (hv !== undefined) hwpts.push(hv);
+    }
     for (const [devId, d] of v.devices) {
       const bdf = deviceBdf(m, d.deviceFd, p);
       const dv = devices.find((x) => x.bdf === bdf) ?? devices[0];
@@ -251,6 +256,16 @@ function machineState(
   return { ioas, hwpts, pins: pinViews(m, ioas), procs, devices, counters: m.debug.counters() };
 }
 
+/** Whether an HWPT id the trace allocated is still there (not destroyed, not an automatic domain replaced). */
+function hwptExists(m: Machine, p: Process, fd: number, id: number): boolean {
+  try {
+    m.debug.hwpt(p, fd, id);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The device a VFIO device fd refers to, from /proc/self/fd-like knowledge the trace has (the open path). */
 function deviceBdf(m: Machine, deviceFd: number, p: Process): string | undefined {
   const opened = m.debug
@@ -273,7 +288,7 @@ function hwptView(
   h: { ptId: number; auto: boolean },
   who: string,
   devs: Map<number, { attachedTo?: number }>,
-): HwptView {
+): HwptView | undefined {
   const devices = [...devs].filter(([, d]) => d.attachedTo === id).map(([devId]) => devId);
   const about = `${h.auto ? "automatic domain (attached to an IOAS)" : "allocated (IOMMU_HWPT_ALLOC)"} on IOAS ${h.ptId}, ${devices.length ? `device ${devices.join(", ")} attached` : "no device attached"}`;
   const key = `${who} HWPT ${id}`;
@@ -299,6 +314,8 @@ function hwptView(
       entryCount: countEntries(roots),
     };
   } catch (e) {
+    // destroyed since (IOMMU_DESTROY, an automatic domain replaced or freed): nothing to show
+    if (e instanceof KernelError && e.errno === ENOENT) return undefined;
     const error = (e as Error).message;
     return {
       key,
