@@ -15,8 +15,7 @@ export interface BridgeOptions {
   report: boolean;
 }
 
-/** The device kinds a machine can have (the memcpy device, the emulated IOAT channel). */
-const KINDS = new Set<string>(PCI_DEVICE_KINDS);
+const KINDS: ReadonlySet<string> = new Set(PCI_DEVICE_KINDS);
 
 /**
  * Parse `[--iommu K] [--kernel P] [--kconfig N=y|n]... [--param N=V]...
@@ -76,7 +75,7 @@ export function parseBridgeArgs(
       case "--pci": {
         const m = /^([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])=([a-z0-9]+)$/.exec(v);
         if (m === null) return `--pci takes BDF=KIND (e.g. 0000:00:04.0=memcpy), not "${v}"`;
-        if (!KINDS.has(m[2])) return `--pci: unknown device kind "${m[2]}" (${[...KINDS].join(", ")})`;
+        if (!KINDS.has(m[2])) return `--pci: unknown device kind "${m[2]}" (${PCI_DEVICE_KINDS.join(", ")})`;
         pci.push({ bdf: m[1], kind: m[2] as PciDeviceConfig["kind"] });
         break;
       }
