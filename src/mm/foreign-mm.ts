@@ -206,7 +206,7 @@ export class ForeignMm extends MmStruct {
    * The frame of a present page of the process, for /proc/PID/pagemap:
    * the attached one, else one attached now (unpinned, kept while the page
    * stays mapped, as a resident page keeps its frame; a page of a hugetlb
-   * mapping brings its whole 2 MiB folio). -1 for device memory, or when no
+   * mapping brings its whole folio, 2 MiB or 1 GiB). -1 for device memory, or when no
    * frame can be had.
    */
   pagemapPfn(va: number, v: ForeignVma): number {
@@ -216,8 +216,9 @@ export class ForeignMm extends MmStruct {
     if (this.released || this.foreignMem === null || v.io) return -1;
     if (this.vmas.overlapping(vp * PAGE, vp * PAGE + PAGE).some((m) => m.io !== null)) return -1;
     if (v.hugetlb === true) {
-      const head = this.attachHuge(vp - (vp % HUGE_PAGES), []);
-      return head < 0 ? -1 : head + (vp % HUGE_PAGES);
+      const n = 2 ** ((v.hugeShift ?? HUGE_SHIFT_DEFAULT) - 12);
+      const head = this.attachHuge(vp - (vp % n), n, []);
+      return head < 0 ? -1 : head + (vp % n);
     }
     const pfn = this.pages.allocFolio(0, "do_anonymous_page");
     if (pfn < 0) return -1;
