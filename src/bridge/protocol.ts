@@ -29,6 +29,7 @@ export const OP = {
   MUNMAP: 22,
   MMIO: 23,
   MREMAP: 24,
+  HUGETLB: 25,
 } as const;
 
 export const STAT_NOFOLLOW = 1;
@@ -37,6 +38,10 @@ export const REP_HAS_PINS = 2;
 /** The reply's payload starts with u32 n and n i32 eventfds the shim writes 1 to (interrupts). */
 export const REP_IRQS = 4;
 export const MMIO_WRITE = 1;
+/** OP.HUGETLB: the range leaves the process (flags). */
+export const HUGETLB_UNMAP = 1;
+/** OP.HUGETLB: MAP_NORESERVE (in c, beside the page shift). */
+export const HUGETLB_NORESERVE = 256;
 /** ret of OP.MMIO when the kernel would send SIGBUS (the device refused the access: -EIO). */
 export const MMIO_SIGBUS = -5;
 /** ret of a path call the model does not answer: the shim does the real call. */

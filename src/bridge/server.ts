@@ -6,7 +6,7 @@ import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
 import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
-import { bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
+import { bridgeHugetlb, bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
 import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
@@ -280,6 +280,8 @@ export class BridgeServer {
         return bridgeMremap(p, q);
       case OP.MMIO:
         return bridgeMmio(p, q);
+      case OP.HUGETLB:
+        return bridgeHugetlb(p, q);
       default:
         this.log(`bridge: pid ${c.pid}: unknown request ${q.op}`);
         return -ENOSYS;

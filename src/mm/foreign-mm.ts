@@ -7,8 +7,6 @@ import { doMunmap } from "./munmap.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
 import { Vma } from "./vma.js";
 
-/** 4 KiB pages in a 2 MiB hugetlb page. */
-const HUGE_PAGES = 512;
 /** x86-64 user space ends at 2^47. */
 const USER_END = 2 ** 47;
 
@@ -67,6 +65,8 @@ export class ForeignMm extends MmStruct {
    * process still maps the same page, so the frame stays live through it.
    */
   private readonly foreignAdopted = new Map<number, { vp: number; key: string }>();
+  /** MAP_HUGETLB ranges the model's pool backs (the host had no huge pages for them). */
+  private emulated: EmulatedHugetlb[] = [];
   /** The processes forked from one another (they may share MAP_SHARED pages). */
   private readonly foreignFamily: Set<ForeignMm>;
 
@@ -161,40 +161,48 @@ export class ForeignMm extends MmStruct {
     if (this.faults.hit(site)) return this.foreignErr(ENOMEM, `pin: injected failure at ${site}`);
     const b = new RunBuilder(Math.min(nPages, 1 << 16));
     const fresh: number[] = [];
-    for (let vp = va / PAGE; vp < end / PAGE; vp++) {
-      let pfn = this.foreignPages.get(vp);
-      if (
-        pfn === undefined &&
-        vmas.some((v) => v.hugetlb === true && vp * PAGE >= v.start && vp * PAGE < v.end)
-      ) {
-        // a hugetlb page is one physically contiguous 2 MiB folio, as the kernel's is
-        const head = this.attachHuge(vp - (vp % HUGE_PAGES), fresh);
-        if (head < 0) {
-          this.pages.unpinRuns(b.peek());
-          for (const p of fresh) this.foreignDetach(p, false);
-          return this.foreignErr(
-            ENOMEM,
-            `pin: cannot allocate the huge page at 0x${(vp * PAGE).toString(16)}`,
-          );
+    const undo = (what: string, vp: number): never => {
+      this.pages.unpinRuns(b.peek());
+      for (const p of fresh) this.foreignDetach(p, false);
+      return this.foreignErr(ENOMEM, `pin: cannot allocate the ${what} at 0x${(vp * PAGE).toString(16)}`);
+    };
+    // VMA by VMA, page by page; pins go on in runs of contiguous frames
+    let runPfn = -1;
+    let runLen = 0;
+    let vi = 0;
+    for (let vp = va / PAGE; vp < end / PAGE; ) {
+      while (vmas[vi].end <= vp * PAGE) vi++;
+      const v = vmas[vi];
+      const stop = Math.min(end, v.end) / PAGE;
+      const emu = this.emulatedHugetlb(vp * PAGE);
+      // a hugetlb page is one physically contiguous folio of its size, as the kernel's is
+      const order = emu !== undefined ? emu.order : v.hugetlb === true ? 9 : 0;
+      const shared = v.shared;
+      for (; vp < stop; vp++) {
+        let pfn = this.foreignPages.get(vp);
+        if (pfn === undefined && order !== 0) {
+          const n = 2 ** order;
+          const head = this.attachHuge(vp - (vp % n), order, emu, fresh);
+          if (head < 0) return undo("huge page", vp);
+          pfn = head + (vp % n);
+        } else if (pfn === undefined) {
+          pfn = this.pages.allocFolio(0, "do_anonymous_page");
+          if (pfn < 0) return undo("page", vp);
+          this.foreignPages.set(vp, pfn);
+          this.phys.external.set(pfn, new ForeignFrame(this, vp * PAGE));
+          if (shared !== undefined) this.foreignShared.set(vp, shared);
+          fresh.push(vp);
         }
-        pfn = head + (vp % HUGE_PAGES);
-      }
-      if (pfn === undefined) {
-        pfn = this.pages.allocFolio(0, "do_anonymous_page");
-        if (pfn < 0) {
-          this.pages.unpinRuns(b.peek());
-          for (const p of fresh) this.foreignDetach(p, false);
-          return this.foreignErr(ENOMEM, `pin: cannot allocate the page at 0x${(vp * PAGE).toString(16)}`);
+        if (runLen > 0 && runPfn + runLen === pfn) runLen++;
+        else {
+          if (runLen > 0) this.pages.pinRange(runPfn, runLen);
+          runPfn = pfn;
+          runLen = 1;
         }
-        this.foreignPages.set(vp, pfn);
-        this.phys.external.set(pfn, this.foreignFrame(vp));
-        const shared = vmas.find((v) => v.start <= vp * PAGE && vp * PAGE < v.end)?.shared;
-        if (shared !== undefined) this.foreignShared.set(vp, shared);
-        fresh.push(vp);
+        b.push(pfn, 1);
       }
-      this.pages.pinRange(pfn, 1);
-      b.push(pfn, 1);
     }
+    if (runLen > 0) this.pages.pinRange(runPfn, runLen);
     return b.finish();
   }
 
@@ -220,6 +228,7 @@ export class ForeignMm extends MmStruct {
   override release(): void {
     if (this.released) return;
     for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, true);
+    for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
     for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, true);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
@@ -230,6 +239,7 @@ export class ForeignMm extends MmStruct {
   releaseLost(): void {
     if (this.released) return;
     for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, false);
+    for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
     for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, false);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
@@ -246,6 +256,8 @@ export class ForeignMm extends MmStruct {
       null,
       this.foreignFamily,
     );
+    // the child maps the same model-backed hugetlb ranges; reservations stay the parent's
+    child.emulated = this.emulated.map((e) => ({ ...e, reserved: false, consumed: new Set<number>() }));
     // the real child inherits the device mappings: so does the model's
     for (const v of this.vmas.list) {
       if (v.io === null) continue;
@@ -281,20 +293,95 @@ export class ForeignMm extends MmStruct {
   }
 
   /**
-   * Attach the 512 pages of the 2 MiB hugetlb page at virtual page `vp0`
-   * to one order-9 folio (one reference per attached page). Returns the
-   * head pfn, or -1 when no folio can be allocated.
+   * Attach the pages of the hugetlb page of `order` at virtual page `vp0`
+   * to one folio (one reference per attached page): a model-backed
+   * mapping's reservation is consumed by it. Returns the head pfn, or -1
+   * when no folio can be allocated.
    */
-  private attachHuge(vp0: number, fresh: number[]): number {
-    const head = this.pages.allocFolio(9, "alloc_hugetlb_folio");
+  private attachHuge(vp0: number, order: 9 | 18, emu: EmulatedHugetlb | undefined, fresh: number[]): number {
+    const n = 2 ** order;
+    const idx = emu !== undefined ? (vp0 * PAGE - emu.start) / (n * PAGE) : -1;
+    const reserved = emu !== undefined && emu.reserved && !emu.consumed.has(idx);
+    const head = reserved
+      ? this.pages.allocReservedFolio(order)
+      : this.pages.allocFolio(order, "alloc_hugetlb_folio");
     if (head < 0) return -1;
-    for (let i = 0; i < HUGE_PAGES; i++) {
+    if (reserved) emu.consumed.add(idx);
+    for (let i = 0; i < n; i++) {
       if (i > 0) this.pages.get(head);
       this.foreignPages.set(vp0 + i, head + i);
-      this.phys.external.set(head + i, this.foreignFrame(vp0 + i));
+      this.phys.external.set(head + i, new ForeignFrame(this, (vp0 + i) * PAGE));
       fresh.push(vp0 + i);
     }
     return head;
+  }
+
+  /**
+   * MAP_HUGETLB memory the host has no huge pages for: the shim made an
+   * ordinary mapping of [start, +len), aligned to the page size, and the
+   * model's pool of `order` backs it (hugetlb_reserve_pages: the pages are
+   * reserved now unless `noreserve`, ENOMEM when the pool cannot). Pins
+   * take whole folios of that size, as for real hugetlb memory.
+   */
+  mapEmulatedHugetlb(start: number, len: number, order: 9 | 18, noreserve: boolean): number {
+    const size = 2 ** order * PAGE;
+    if (start % size !== 0 || len <= 0 || len % size !== 0)
+      return this.foreignErr(EINVAL, "hugetlb: the range is not aligned to its page size");
+    if (this.emulated.some((e) => e.start < start + len && start < e.end))
+      return this.foreignErr(EINVAL, "hugetlb: the range overlaps another hugetlb mapping");
+    const pages = len / size;
+    if (!noreserve && !this.pages.hstate(order).reserve(pages)) {
+      return this.foreignErr(
+        ENOMEM,
+        `hugetlb: the ${size >> 20} MiB pool cannot reserve ${pages} page(s) (hugetlb_reserve_pages)`,
+      );
+    }
+    this.emulated.push({ start, end: start + len, order, reserved: !noreserve, consumed: new Set() });
+    return 0;
+  }
+
+  /** [start, +len) of model-backed hugetlb memory left the process: unconsumed reservations go back. */
+  unmapEmulatedHugetlb(start: number, len: number): void {
+    const end = start + len;
+    for (const e of [...this.emulated]) {
+      if (e.end <= start || e.start >= end) continue;
+      const size = 2 ** e.order * PAGE;
+      const s = Math.max(start, e.start);
+      const x = Math.min(end, e.end);
+      if (e.reserved) {
+        let back = 0;
+        for (let i = (s - e.start) / size; i < (x - e.start) / size; i++) if (!e.consumed.delete(i)) back++;
+        this.pages.hstate(e.order).unreserve(back);
+      }
+      this.emulated.splice(this.emulated.indexOf(e), 1);
+      // the pieces outside the range stay (their reservations with them)
+      const keep = (a: number, b: number) => {
+        if (a >= b) return;
+        const consumed = new Set<number>();
+        for (const i of e.consumed) {
+          const at = e.start + i * size;
+          if (at >= a && at < b) consumed.add((at - a) / size);
+        }
+        this.emulated.push({ start: a, end: b, order: e.order, reserved: e.reserved, consumed });
+      };
+      keep(e.start, s);
+      keep(x, e.end);
+    }
+  }
+
+  private emulatedHugetlb(va: number): EmulatedHugetlb | undefined {
+    if (this.emulated.length === 0) return undefined;
+    return this.emulated.find((e) => va >= e.start && va < e.end);
+  }
+
+  /** A pinned frame reads and writes the process's page while it is attached. */
+  frameRead(va: number, len: number): Uint8Array {
+    const r = this.foreignMem === null ? -EFAULT : this.foreignMem.read(va, len);
+    return typeof r === "number" ? new Uint8Array(len) : r;
+  }
+
+  frameWrite(va: number, bytes: Uint8Array): void {
+    if (this.foreignMem !== null) this.foreignMem.write(va, bytes);
   }
 
   private foreignDetach(vp: number, keep: boolean): void {
@@ -325,28 +412,20 @@ export class ForeignMm extends MmStruct {
         if (other === this || other.released || other.foreignMem === null) continue;
         if (other.foreignMem.vma(vp * PAGE)?.shared !== key) continue;
         other.foreignAdopted.set(pfn, { vp, key });
-        this.phys.external.set(pfn, other.foreignFrame(vp));
+        this.phys.external.set(pfn, new ForeignFrame(other, vp * PAGE));
         return;
       }
     }
-    const bytes = keep && this.foreignMem !== null ? this.foreignMem.read(vp * PAGE, PAGE) : -EFAULT;
+    // only a pinned frame outlives the page (DMA may still reach it): copying an
+    // unpinned one, which the put below frees, would cost a read per page for nothing
+    const bytes =
+      keep && this.foreignMem !== null && this.pages.isPinned(pfn)
+        ? this.foreignMem.read(vp * PAGE, PAGE)
+        : -EFAULT;
     this.phys.external.delete(pfn);
     if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
     // references are the folio's (a hugetlb folio holds one per attached page)
     this.pages.put(this.pages.folioOf(pfn)?.head ?? pfn);
-  }
-
-  private foreignFrame(vp: number): ExternalFrame {
-    const base = vp * PAGE;
-    return {
-      read: (off, len) => {
-        const r = this.foreignMem === null ? -EFAULT : this.foreignMem.read(base + off, len);
-        return typeof r === "number" ? new Uint8Array(len) : r;
-      },
-      write: (off, bytes) => {
-        if (this.foreignMem !== null) this.foreignMem.write(base + off, bytes);
-      },
-    };
   }
 
   /** va as a number when [va, va+len) is user space, else -1. */
@@ -361,5 +440,32 @@ export class ForeignMm extends MmStruct {
 
   private foreignErr(errno: number, reason: string): never {
     fail(errno, reason);
+  }
+}
+
+/** A MAP_HUGETLB range of the process backed by the model's pool. */
+interface EmulatedHugetlb {
+  start: number;
+  end: number;
+  order: 9 | 18;
+  /** The pool holds a reservation for each page not yet faulted (not MAP_NORESERVE). */
+  reserved: boolean;
+  /** Page indexes (from start) whose folio consumed its reservation. */
+  consumed: Set<number>;
+}
+
+/** A pinned frame whose bytes are a page of the process (PhysMem.external). */
+class ForeignFrame implements ExternalFrame {
+  constructor(
+    private readonly mm: ForeignMm,
+    private readonly va: number,
+  ) {}
+
+  read(off: number, len: number): Uint8Array {
+    return this.mm.frameRead(this.va + off, len);
+  }
+
+  write(off: number, bytes: Uint8Array): void {
+    this.mm.frameWrite(this.va + off, bytes);
   }
 }

@@ -34,9 +34,12 @@
 #define BR_OP_MUNMAP 22      /* a = va, b = len: a device mapping leaves the process */
 #define BR_OP_MMIO 23        /* a = va, b = len, c = value; flags BR_MMIO_WRITE -> payload (a load) */
 #define BR_OP_MREMAP 24      /* a = old va, b = len, c = new va: a device mapping moves */
+#define BR_OP_HUGETLB 25     /* a = va, b = len, c = page shift | BR_HUGETLB_NORESERVE; flags BR_HUGETLB_UNMAP */
 
 #define BR_STAT_NOFOLLOW 1
 #define BR_MMIO_WRITE 1
+#define BR_HUGETLB_UNMAP 1
+#define BR_HUGETLB_NORESERVE 256
 
 /* ret of BR_OP_MMIO: the kernel would deliver SIGBUS (the device refused) or SIGSEGV */
 #define BR_MMIO_SIGBUS (-5)
