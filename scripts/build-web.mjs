@@ -13,7 +13,8 @@ const r = await build({
   entryPoints: [join(root, "src/web/client/main.ts")],
   outfile: join(out, "app.js"),
   bundle: true,
-  format: "esm",
+  // a classic script: an exported page opened from file:// may not load a module script (origin null)
+  format: "iife",
   platform: "browser",
   target: ["es2022"],
   minify: true,

@@ -22,9 +22,10 @@ function client(): string {
 /**
  * The exec bridge: a failing ioctl a C program makes on /dev/iommu,
  * forwarded by the shim to the model and answered (EINVAL), against a
- * failing ioctl of the real kernel and a bare C-to-C Unix-socket round
- * trip (the floor of any out-of-process bridge here). Runs
- * `iommufd-sim exec` as a user would.
+ * failing ioctl of the real kernel, a bare C-to-C Unix-socket round trip
+ * (the floor of a bridge whose sides sleep) and a C-to-C round trip on
+ * shared memory with both sides spinning (the floor of the bridge's
+ * channel). Runs `iommufd-sim exec` as a user would.
  */
 registerSuite({
   name: "bridge",
@@ -43,6 +44,7 @@ registerSuite({
       host_ioctl_fail_ns: r.host_ioctl_fail_ns,
       bridge_ioctl_ratio: r.bridge_ioctl_roundtrip_ns / r.host_ioctl_fail_ns,
       unix_pingpong_ns: r.unix_pingpong_ns,
+      spin_pingpong_ns: r.spin_pingpong_ns,
     };
   },
 });

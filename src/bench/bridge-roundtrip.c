@@ -2,9 +2,13 @@
  * The bridge benchmark's client: a failing ioctl forwarded by the shim to
  * the model (IOMMU_IOAS_ALLOC with a short size: EINVAL) against a failing
  * ioctl of the real kernel (ENOTTY on /dev/null, made with syscall(2) so the
- * shim does not see it), and the floor any bridge pays on this machine: a
- * 16-byte request and reply between two C processes over a Unix socket.
- * Prints one JSON line of ns per call.
+ * shim does not see it), and the floors a bridge pays on this machine: a
+ * 16-byte request and reply between two C processes over a Unix socket
+ * (each side sleeps, so each direction is a wake-up), and a request and
+ * reply between two C processes spinning on shared memory (the bridge's
+ * channel when both sides are spinning; on a loaded machine, where the two
+ * share a CPU, it is a time slice instead). Prints one JSON line of ns per
+ * call.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -12,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/syscall.h>
@@ -67,7 +72,30 @@ int main(int argc, char **argv)
 			return 5;
 	double pingpong = (now_ns() - t0) / (double)n;
 	waitpid(pid, NULL, 0);
-	printf("{\"bridge_ioctl_roundtrip_ns\":%.1f,\"host_ioctl_fail_ns\":%.1f,\"unix_pingpong_ns\":%.1f}\n", bridge, host,
-	       pingpong);
+	volatile uint32_t *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		return 6;
+	pid = fork();
+	if (pid == 0) {
+		for (uint32_t i = 1; i <= (uint32_t)n + 100; i++) {
+			while (__atomic_load_n(&sh[0], __ATOMIC_ACQUIRE) != i)
+				__builtin_ia32_pause();
+			__atomic_store_n(&sh[16], i, __ATOMIC_RELEASE);
+		}
+		_exit(0);
+	}
+	uint32_t seq = 0;
+	for (long i = 0; i < n + 100; i++) {
+		if (i == 100)
+			t0 = now_ns();
+		__atomic_store_n(&sh[0], ++seq, __ATOMIC_RELEASE);
+		while (__atomic_load_n(&sh[16], __ATOMIC_ACQUIRE) != seq)
+			__builtin_ia32_pause();
+	}
+	double spin = (now_ns() - t0) / (double)n;
+	waitpid(pid, NULL, 0);
+	printf("{\"bridge_ioctl_roundtrip_ns\":%.1f,\"host_ioctl_fail_ns\":%.1f,\"unix_pingpong_ns\":%.1f,"
+	       "\"spin_pingpong_ns\":%.1f}\n",
+	       bridge, host, pingpong, spin);
 	return 0;
 }

@@ -30,6 +30,7 @@ export const OP = {
   MMIO: 23,
   MREMAP: 24,
   HUGETLB: 25,
+  NUDGE: 40,
 } as const;
 
 export const STAT_NOFOLLOW = 1;
@@ -44,6 +45,33 @@ export const HUGETLB_UNMAP = 1;
 export const HUGETLB_NORESERVE = 256;
 /** ret of OP.MMIO when the kernel would send SIGBUS (the device refused the access: -EIO). */
 export const MMIO_SIGBUS = -5;
+/** HELLO's reply: the server polls the channel the request named. */
+export const REP_CHANNEL = 8;
+/** Not a reply: the server wakes a shim that went to sleep on the channel. */
+export const REP_WAKE = 16;
+/** IOCTL: the payload is the memory at b when the call was made (as much of it as the shim could read). */
+export const REQ_PREFETCH = 1;
+/** HELLO: c is the fd of the shim's channel (a memfd). */
+export const REQ_CHANNEL = 2;
+
+/**
+ * The request channel (a memfd of CHAN_SIZE bytes the shim maps; see
+ * channel.ts): u32 seq at 0, the u32 seq the shim sleeps on at CHAN_SLEEP, struct br_req at CHAN_REQ, u32 seq copy at
+ * CHAN_REQ_SEQ2, payload at CHAN_REQ_PAYLOAD; the server's polling flag at
+ * CHAN_SRV; u32 seq, u32 0, struct br_rep, u32 seq copy at CHAN_REP, the
+ * reply payload at CHAN_REP_PAYLOAD.
+ */
+export const CHAN_NAME = "iommufd-sim-chan";
+export const CHAN_SIZE = 16384;
+export const CHAN_SLEEP = 4;
+export const CHAN_REQ = 8;
+export const CHAN_REQ_SEQ2 = 48;
+export const CHAN_REQ_PAYLOAD = 64;
+export const CHAN_REQ_MAX = 8128;
+export const CHAN_SRV = 8192;
+export const CHAN_REP = 8256;
+export const CHAN_REP_PAYLOAD = 8320;
+export const CHAN_REP_MAX = 8064;
 /** ret of a path call the model does not answer: the shim does the real call. */
 export const PASSTHROUGH = -100000;
 

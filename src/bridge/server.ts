@@ -1,11 +1,13 @@
 import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import { performance } from "node:perf_hooks";
 import { type FileOps, KFile } from "../kernel/file.js";
 import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
 import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
+import { Channel } from "./channel.js";
 import { bridgeHugetlb, bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
@@ -15,8 +17,12 @@ import {
   encodeReply,
   OP,
   PASSTHROUGH,
+  REP_CHANNEL,
   REP_HAS_PINS,
   REP_SPARE_USED,
+  REP_WAKE,
+  REQ_CHANNEL,
+  REQ_PREFETCH,
   type Request,
   STAT_NOFOLLOW,
   STAT_SIZE,
@@ -37,6 +43,21 @@ interface Pending {
   pid?: number;
 }
 
+/**
+ * How long the server keeps polling the channels after the last request
+ * (ms), at most and at least: a program's next call usually comes within a
+ * few µs, and a poll costs about one pread. The window halves after a
+ * polling episode that found nothing (the program is slow, or it could not
+ * run because this polling held the CPU it needs: on a loaded machine) and
+ * doubles after one that did; below SPIN_MIN_MS polling stops, but for a
+ * probe every PROBE_EVERY nudges.
+ */
+const SPIN_MAX_MS = 0.2;
+const SPIN_MIN_MS = 0.004;
+const PROBE_EVERY = 16;
+/** The longest the server polls before it lets the event loop run (new connections, nudges, exits). */
+const SPIN_SLICE_MS = 0.5;
+
 /** Files the bridge reads at a position of its own (sysfs text, fail-nth): read(2) advances it. */
 const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir"]);
 
@@ -48,6 +69,8 @@ class Client {
   proc: Process | null = null;
   mem: ProcMemory | null = null;
   pid = 0;
+  /** The shared request channel (null: every request comes over the socket). */
+  chan: Channel | null = null;
   buf: Buffer = Buffer.alloc(0);
   /** The real fd reserved for the next file the model installs (-1: none). */
   nextFd = -1;
@@ -69,11 +92,17 @@ class Client {
 
 /**
  * The bridge server: one Machine, any number of real processes connected
- * over a Unix socket (the shim in each). Requests are handled one at a time
- * on the event loop, synchronously, so the model sees one syscall at a time
- * as before. A malformed request closes that connection; an exception
- * inside a handler becomes EIO for that call and is counted as a model bug;
- * a connection that goes away (the process died) exits its process.
+ * over a Unix socket (the shim in each). Requests are handled one at a time,
+ * synchronously, so the model sees one syscall at a time as before. A
+ * malformed request closes that connection; an exception inside a handler
+ * becomes EIO for that call and is counted as a model bug; a connection
+ * that goes away (the process died) exits its process.
+ *
+ * Most requests come through each process's channel (channel.ts) rather
+ * than the socket: once a request arrived, the server polls every channel
+ * round-robin until none posted for a while (SPIN_MAX_MS at most), giving the event loop a
+ * turn every SPIN_SLICE_MS (so a connection, a socket request or an exit
+ * never waits longer than that); it never blocks on a client.
  */
 export class BridgeServer {
   readonly ns: BridgeNamespace;
@@ -87,6 +116,15 @@ export class BridgeServer {
   /** Processes that went with files still open or memory still pinned (exit released them): --report. */
   readonly leftAtExit: { pid: number; files: number; pinnedPages: number }[] = [];
   private idleWaiters: (() => void)[] = [];
+  /** The polling loop is running or scheduled. */
+  private spinning = false;
+  /** The current polling window (ms), between SPIN_MIN_MS and SPIN_MAX_MS. */
+  private spinWindow = SPIN_MAX_MS;
+  /** false: the server never polls; every channel request comes with a nudge (tests use it). */
+  polling = true;
+  private sinceProbe = 0;
+  /** Requests answered through a channel, and polling episodes (the bench and tests read them). */
+  readonly stats = { channelRequests: 0, socketRequests: 0, spins: 0, memReads: 0, memReadsPrefetched: 0 };
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
   private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
@@ -147,6 +185,8 @@ export class BridgeServer {
     sock.on("error", () => {});
     sock.on("close", () => {
       this.drop(c);
+      c.chan?.close();
+      c.chan = null;
       this.clients.delete(c);
       this.reapForks();
       if (this.clients.size === 0) for (const w of this.idleWaiters.splice(0)) w();
@@ -166,14 +206,120 @@ export class BridgeServer {
         return;
       }
       c.buf = c.buf.subarray(r.size);
+      if (r.req.op === OP.NUDGE) {
+        this.nudge(c, r.req);
+        continue;
+      }
+      this.stats.socketRequests++;
       const rep = this.handle(c, r.req);
       if (!c.sock.destroyed) c.sock.write(rep);
       this.afterRequest?.();
+      if (c.chan !== null) this.startSpin();
     }
   }
 
-  /** One request: always a reply, never an exception. */
+  /** The shim posted on its channel, or went to sleep on it, while the server was not polling. */
+  private nudge(c: Client, _q: Request): void {
+    const ch = c.chan;
+    if (ch === null) return;
+    let spin = false;
+    if (!this.spinning && this.polling) {
+      if (this.spinWindow === 0 && ++this.sinceProbe >= PROBE_EVERY) {
+        this.sinceProbe = 0;
+        this.spinWindow = SPIN_MIN_MS;
+      }
+      spin = this.spinWindow > 0;
+    }
+    // (polling from here on: the shim's next request, posted as soon as it sees this reply, needs no nudge)
+    if (spin) ch.setPolling(true);
+    this.serveChannel(c, ch);
+    if (spin) this.startSpin();
+  }
+
+  private static readonly WAKE = encodeReply(0, REP_WAKE);
+
+  private startSpin(): void {
+    if (this.spinning || !this.polling || this.spinWindow === 0) return;
+    this.spinning = true;
+    this.stats.spins++;
+    this.spin();
+  }
+
+  /**
+   * Poll every channel until none posted for the window or the slice is
+   * over (then again after a turn of the event loop).
+   */
+  private readonly spin = (): void => {
+    const t0 = performance.now();
+    let last = t0;
+    let hits = 0;
+    for (const c of this.clients) c.chan?.setPolling(true);
+    for (;;) {
+      let any = false;
+      for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) any = true;
+      const t = performance.now();
+      if (any) {
+        last = t;
+        hits++;
+        // a long call: the shim may have gone to sleep and nudged; read the socket before going on
+        if (t - t0 > SPIN_SLICE_MS) break;
+      } else if (t - last > this.spinWindow) {
+        // stop polling: say so, then look once more for a request posted before the shim saw it
+        for (const c of this.clients) c.chan?.setPolling(false);
+        let again = false;
+        for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) again = true;
+        if (again) hits++;
+        if (hits > 0) this.spinWindow = Math.min(SPIN_MAX_MS, this.spinWindow * 2);
+        else this.spinWindow = this.spinWindow / 2 < SPIN_MIN_MS ? 0 : this.spinWindow / 2;
+        if (!again) {
+          this.spinning = false;
+          return;
+        }
+        break;
+      } else if (t - t0 > SPIN_SLICE_MS) break;
+    }
+    setImmediate(this.spin);
+  };
+
+  /** Answer the request the channel holds, if any: true when there was one. */
+  private serveChannel(c: Client, ch: Channel): boolean {
+    const q = ch.poll();
+    if (q === null) {
+      if (ch.takeWake() && !c.sock.destroyed) c.sock.write(BridgeServer.WAKE);
+      return false;
+    }
+    if (typeof q === "string") {
+      this.malformed++;
+      this.log(`bridge: pid ${c.pid}: ${q}; connection closed`);
+      ch.close();
+      c.chan = null;
+      c.sock.destroy();
+      return false;
+    }
+    this.stats.channelRequests++;
+    const r = this.serve(c, q);
+    if (!ch.reply(r.ret, r.flags, r.payload, r.irqs)) {
+      this.internalErrors.push(`op ${q.op}: ${r.irqs?.length} interrupts do not fit one channel reply`);
+      this.log(
+        `bridge: pid ${c.pid}: ${r.irqs?.length} interrupts in one call; the channel carried the first ones`,
+      );
+    }
+    if (ch.takeWake() && !c.sock.destroyed) c.sock.write(BridgeServer.WAKE);
+    this.afterRequest?.();
+    return true;
+  }
+
+  /** One request over the socket: always a reply, never an exception. */
   handle(c: Client, q: Request): Buffer {
+    const r = this.serve(c, q);
+    return encodeReply(r.ret, r.flags, r.payload, r.irqs);
+  }
+
+  /** One request: always an answer, never an exception. */
+  private serve(
+    c: Client,
+    q: Request,
+  ): { ret: number | bigint; flags: number; payload?: Uint8Array; irqs?: readonly number[] } {
     c.consumed = false;
     c.nextFd = -1;
     let ret: number | bigint;
@@ -182,6 +328,8 @@ export class BridgeServer {
     // microseconds per failing call on the bridge's hot path (IOMMUFD_SIM_DEBUG keeps stacks)
     const limit = Error.stackTraceLimit;
     if (!this.keepStacks) Error.stackTraceLimit = 0;
+    const pre = q.op === OP.IOCTL && (q.flags & REQ_PREFETCH) !== 0 && c.mem !== null;
+    if (pre) c.mem!.prefetched(Number(q.b), q.payload);
     try {
       const r = this.dispatch(c, q);
       if (typeof r === "object") {
@@ -195,16 +343,18 @@ export class BridgeServer {
       ret = -5;
     } finally {
       Error.stackTraceLimit = limit;
+      if (pre) c.mem?.prefetched(0, null);
     }
     c.nextFd = -1;
     // only an ioctl uses the shim's spare fd (open and dup name the fd they reserved)
     let flags = c.consumed && q.op === OP.IOCTL ? REP_SPARE_USED : 0;
     const mm = c.proc?.task.mm;
     if (mm instanceof ForeignMm && mm.hasAttached()) flags |= REP_HAS_PINS;
-    if (c.irqs.length === 0) return encodeReply(ret, flags, payload);
+    if (q.op === OP.HELLO && c.chan !== null && typeof ret === "number" && ret >= 0) flags |= REP_CHANNEL;
+    if (c.irqs.length === 0) return { ret, flags, payload };
     const irqs = c.irqs;
     c.irqs = [];
-    return encodeReply(ret, flags, payload, irqs);
+    return { ret, flags, payload, irqs };
   }
 
   private dispatch(c: Client, q: Request): number | bigint | { ret: number | bigint; payload: Uint8Array } {
@@ -220,7 +370,8 @@ export class BridgeServer {
         return p.close(q.fd);
       case OP.IOCTL:
         c.nextFd = q.fd2;
-        return p.ioctl(q.fd, Number(q.a & 0xffffffffn), q.b);
+        // (the kernel's cmd is 32 bits; no BigInt arithmetic for the usual request that fits)
+        return p.ioctl(q.fd, q.a <= 0xffffffffn ? Number(q.a) : Number(q.a & 0xffffffffn), q.b);
       case OP.READ:
       case OP.PREAD:
         return this.read(c, p, q);
@@ -329,6 +480,11 @@ export class BridgeServer {
     c.proc = proc;
     c.mem = mem;
     c.pid = pid;
+    if ((q.flags & REQ_CHANNEL) !== 0) {
+      const ch = Channel.open(pid, Number(q.c));
+      if (typeof ch === "string") this.log(`bridge: pid ${pid}: ${ch}; requests come over the socket`);
+      else c.chan = ch;
+    }
     this.log(`bridge: pid ${pid} joined as model pid ${proc.pid}${token !== 0 ? " (forked)" : ""}`);
     return process.pid;
   }
@@ -502,6 +658,10 @@ export class BridgeServer {
     p.exit(); // the mm keeps a copy of each pinned page while the memory is still there
     for (const m of c.memfds.values()) m.mf.put();
     c.memfds.clear();
+    if (c.mem !== null) {
+      this.stats.memReads += c.mem.counts.preads;
+      this.stats.memReadsPrefetched += c.mem.counts.prefetched;
+    }
     c.mem?.close();
     c.mem = null;
   }

@@ -1,7 +1,9 @@
+import { RESV_TYPE_NAMES } from "../iommu/types.js";
 import type { IoasDebugInfo } from "../kernel/kctx.js";
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENOENT, fail } from "../uapi/errno.js";
-import { ownerName } from "./io-pagetable.js";
+import { IommufdDevice } from "./device.js";
+import { ownerName, type ReservedOwner } from "./io-pagetable.js";
 import { IommufdIoas } from "./ioas.js";
 import { iommufdCtxFromFile } from "./main.js";
 
@@ -43,8 +45,15 @@ export function debugIoas(task: Task, fd: number, id: number): IoasDebugInfo {
   const reserved = [...iopt.reserved.all()].map((n) => ({
     start: n.start,
     last: n.last,
-    owner: ownerName(n.value),
+    owner: reservedOwner(n.start, n.last, n.value),
   }));
   const allowed = [...iopt.allowed.all()].map((n) => ({ start: n.start, last: n.last }));
   return { areas, reserved, allowed };
+}
+
+/** Who reserved a range: for a device, which of its regions ("msi region of 0000:00:04.0"). */
+function reservedOwner(start: bigint, last: bigint, o: ReservedOwner): string {
+  if (o.kind !== "device" || !(o.dev instanceof IommufdDevice)) return ownerName(o);
+  const r = o.dev.dev?.resvRegions().find((x) => x.start === start && x.last === last);
+  return r === undefined ? ownerName(o) : `${RESV_TYPE_NAMES[r.type]} region of ${o.dev.name}`;
 }

@@ -430,8 +430,10 @@ export class ForeignMm extends MmStruct {
 
   /** va as a number when [va, va+len) is user space, else -1. */
   private foreignRange(vaB: bigint, len: number): number {
-    if (vaB < 0n || len < 0 || vaB + BigInt(len) > BigInt(USER_END)) return -1;
-    return Number(vaB);
+    // (in numbers: BigInt arithmetic allocates on every access; past 2^53 the rounding stays above USER_END)
+    const va = Number(vaB);
+    if (vaB < 0n || len < 0 || va + len > USER_END) return -1;
+    return va;
   }
 
   private foreignFault(reason: string): never {

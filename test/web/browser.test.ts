@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { webAssetsDir } from "../../src/cli/cmd-web.js";
+import { main } from "../../src/cli/main.js";
 import { parseScenario, runScenario } from "../../src/scenario/index.js";
 import { serve } from "./serve.js";
 
@@ -178,7 +179,7 @@ describe.skipIf(!haveChromium)(
       await page.press("[data-testid=walk-iova]", "Enter");
       await expect
         .poll(() => page.textContent("[data-testid=walk-result]"))
-        .toContain("no leaf maps 0x4000000");
+        .toBe(" → no leaf maps 0x4000000 (the IOMMU faults: L2[0] → L1[32] is empty)");
       await page.click("[data-testid=tab-dma]");
       expect(
         await page.locator("[data-testid=dma-result]", { hasText: "FAULT_ADDR 0x4000000" }).count(),
@@ -309,6 +310,29 @@ describe.skipIf(!haveChromium)(
       expect(await changed.textContent()).toMatch(/4Mrw-p4Kanonymous/);
       expect(await page.textContent("[data-testid=changes]")).toMatch(/1 VMA/);
     }, 120_000);
+
+    it("--export gives a page that works opened from file://, with no server", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "iommufd-sim-export-"));
+      try {
+        const out: string[] = [];
+        const io = { stdout: (x: string) => out.push(x), stderr: (x: string) => out.push(x), env: {} };
+        expect(await main(["web", "examples/demo-ppc64.yaml", "--export", dir], io)).toBe(0);
+        const p = await ctx.newPage();
+        const fileErrors: string[] = [];
+        p.on("pageerror", (e) => fileErrors.push(e.message));
+        p.on("console", (m) => {
+          if (m.type() === "error") fileErrors.push(m.text());
+        });
+        await p.goto(`file://${join(dir, "index.html")}`);
+        await p.waitForSelector("[data-testid=stepno]", { timeout: 20_000 });
+        expect(await p.textContent(".top .file")).toBe("demo-ppc64");
+        expect(await p.textContent("[data-testid=stepno]")).toBe("Boot (step 0 of 15)");
+        expect(fileErrors).toEqual([]);
+        await p.close();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 60_000);
 
     it("is usable from the keyboard alone, at 1280x800, with no error and no network", async () => {
       await open("demo-noiommu.yaml");

@@ -12,7 +12,7 @@ import {
   zoom,
 } from "../../src/web/model/addr.js";
 import { buildRun } from "../../src/web/model/build.js";
-import { decodePte, ptePath, pteTree, translate } from "../../src/web/model/pte.js";
+import { decodePte, ptePath, pteTree, translate, walkMiss } from "../../src/web/model/pte.js";
 import type { RunView } from "../../src/web/model/types.js";
 
 const example = (f: string) => readFileSync(new URL(`../../examples/${f}`, import.meta.url), "utf8");
@@ -69,7 +69,7 @@ describe("buildRun: a view per step", () => {
     expect(io.reserved).toContainEqual({
       start: 0xfee00000n,
       last: 0xfeefffffn,
-      label: "a device's reserved region",
+      label: "msi region of 0000:00:04.0",
     });
   });
 
@@ -197,6 +197,9 @@ describe("page-table entries", () => {
     expect(new TextDecoder().decode(m.debug.readPhys(pa, 20))).toBe("copied by the device");
     expect(translate(roots, 64n << 20n)).toBeUndefined();
     expect(ptePath(roots, 64n << 20n).map((e) => e.level)).toEqual([2]);
+    // the walk read L2[0], then found L1[32] (64 MiB / 2 MiB) empty
+    expect(walkMiss(roots, 64n << 20n)).toEqual({ level: 1, index: 32 });
+    expect(walkMiss(roots, 0x200000n)).toBeUndefined();
   });
 });
 

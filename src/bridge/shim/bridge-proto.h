@@ -35,6 +35,7 @@
 #define BR_OP_MMIO 23        /* a = va, b = len, c = value; flags BR_MMIO_WRITE -> payload (a load) */
 #define BR_OP_MREMAP 24      /* a = old va, b = len, c = new va: a device mapping moves */
 #define BR_OP_HUGETLB 25     /* a = va, b = len, c = page shift | BR_HUGETLB_NORESERVE; flags BR_HUGETLB_UNMAP */
+#define BR_OP_NUDGE 40       /* no reply: look at the channel (a = the seq posted) */
 
 #define BR_STAT_NOFOLLOW 1
 #define BR_MMIO_WRITE 1
@@ -48,6 +49,36 @@
 #define BR_REP_SPARE_USED 1  /* the model installed a file at the spare fd */
 #define BR_REP_HAS_PINS 2    /* the model holds pins on this process's memory */
 #define BR_REP_IRQS 4        /* the payload starts with u32 n, n x i32 eventfd: write 1 to each */
+#define BR_REP_CHANNEL 8     /* HELLO: the server polls the channel the request named */
+#define BR_REP_WAKE 16       /* not a reply: a wake-up for a shim asleep on the channel */
+
+/* request flags */
+#define BR_REQ_PREFETCH 1    /* IOCTL: the payload is the memory at b as the call began */
+#define BR_REQ_CHANNEL 2     /* HELLO: c = the fd of this process's channel */
+
+/*
+ * The channel: a memfd (named BR_CHAN_NAME) of BR_CHAN_SIZE bytes the shim
+ * maps shared and the server reads and writes with pread/pwrite. The shim
+ * writes a request (struct br_req at BR_CHAN_REQ, payload at
+ * BR_CHAN_REQ_PAYLOAD), then the u32 seq copy at BR_CHAN_REQ_SEQ2, then
+ * the u32 seq at 0; it nudges over the socket unless the u32 at BR_CHAN_SRV
+ * says the server is polling. The server answers at BR_CHAN_REP: u32 seq,
+ * u32 0, struct br_rep, u32 seq copy (payload first, at BR_CHAN_REP_PAYLOAD).
+ * A shim that sleeps on the socket for its reply sets the u32 at
+ * BR_CHAN_SLEEP to the seq first; the server then sends a BR_REP_WAKE
+ * reply over the socket once it answered that seq.
+ */
+#define BR_CHAN_NAME "iommufd-sim-chan"
+#define BR_CHAN_SIZE 16384
+#define BR_CHAN_SLEEP 4
+#define BR_CHAN_REQ 8
+#define BR_CHAN_REQ_SEQ2 48
+#define BR_CHAN_REQ_PAYLOAD 64
+#define BR_CHAN_REQ_MAX 8128
+#define BR_CHAN_SRV 8192
+#define BR_CHAN_REP 8256
+#define BR_CHAN_REP_PAYLOAD 8320
+#define BR_CHAN_REP_MAX 8064
 
 /* ret of a path call whose path the model does not have: do the real call */
 #define BR_PASSTHROUGH (-100000)

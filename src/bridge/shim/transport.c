@@ -1,9 +1,22 @@
 /*
- * The socket to the iommufd-sim server: connect once per process (HELLO),
+ * The way to the iommufd-sim server: connect once per process (HELLO),
  * one round trip per call under br_lock, the reply flags that update the
  * shim's state.
+ *
+ * A round trip goes through the process's channel when it has one: a
+ * shared memfd the server reads and writes with pread/pwrite
+ * (bridge-proto.h has the layout). The shim writes the request and spins
+ * on the reply; the server polls the channel while it is active. Nothing
+ * sleeps on the fast path, so no round trip pays for a cross-CPU wake-up
+ * (several µs in a VM, more than the model's own work). The socket stays
+ * for HELLO, the calls too big for the channel, and the nudges: the shim
+ * nudges when the server is not polling, and before it gives up spinning
+ * and sleeps until the server's wake-up (a reply with BR_REP_WAKE).
  */
 #include "shim.h"
+
+#include <poll.h>
+#include <time.h>
 
 pthread_mutex_t br_lock = PTHREAD_MUTEX_INITIALIZER;
 int br_sock = -1;
@@ -58,6 +71,214 @@ static int read_all(int fd, void *buf, size_t len)
 
 static int hello(uint64_t token);
 
+/* ------------------------------------------------------------ the channel */
+
+static uint8_t *chan;     /* the mapping, NULL: no channel (every call over the socket) */
+static int chan_on;       /* the server accepted it */
+static uint32_t chan_seq; /* the last request posted */
+
+/*
+ * How long the shim spins on a reply before it sleeps (ns). The budget
+ * doubles after a reply that came while spinning and halves after one
+ * that did not, down to 0 (sleep at once, as on a loaded machine where
+ * the server may need this very CPU); at 0 every PROBE_EVERY-th call
+ * spins SPIN_MIN_NS to see whether spinning pays again. At most
+ * SPIN_MAX_NS, or IOMMUFD_SIM_SPIN_NS (0: never spin).
+ */
+#define SPIN_MAX_NS 50000
+#define SPIN_MIN_NS 2000
+#define PROBE_EVERY 16
+static uint64_t spin_max = SPIN_MAX_NS;
+static uint64_t spin_budget = SPIN_MAX_NS;
+static unsigned since_probe;
+/* A prefetched ioctl struct: at most this many bytes, never past arg's page. */
+#define PREFETCH_MAX 256
+
+#define CHAN_U32(off) ((uint32_t *)(chan + (off)))
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* A fresh channel for this process; its fd (for HELLO), or -1 (the calls use the socket). */
+static int chan_create(void)
+{
+	/* fork's child inherits no mapping (MADV_DONTFORK): it makes its own */
+	chan = NULL;
+	chan_on = 0;
+	chan_seq = 0;
+	const char *e = getenv("IOMMUFD_SIM_SPIN_NS");
+	if (e && *e)
+		spin_max = strtoull(e, NULL, 10);
+	spin_budget = spin_max;
+	int fd = (int)syscall(SYS_memfd_create, BR_CHAN_NAME, 1u /* MFD_CLOEXEC */);
+	if (fd < 0)
+		return -1;
+	void *p = MAP_FAILED;
+	if (ftruncate(fd, BR_CHAN_SIZE) == 0)
+		p = (void *)syscall(SYS_mmap, NULL, (size_t)BR_CHAN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED || (uintptr_t)p > (uintptr_t)-4096) {
+		resolve_close();
+		real_close(fd);
+		return -1;
+	}
+	syscall(SYS_madvise, p, (size_t)BR_CHAN_SIZE, MADV_DONTFORK);
+	chan = p;
+	return fd;
+}
+
+static void nudge(uint32_t seq)
+{
+	struct br_req rq = {.len = sizeof(rq), .op = BR_OP_NUDGE, .a = seq};
+	if (write_all(br_sock, &rq, sizeof(rq)) < 0)
+		die("lost the connection to the iommufd-sim server");
+}
+
+static int replied(uint32_t seq)
+{
+	return __atomic_load_n(CHAN_U32(BR_CHAN_REP), __ATOMIC_ACQUIRE) == seq &&
+	       __atomic_load_n(CHAN_U32(BR_CHAN_REP + 24), __ATOMIC_ACQUIRE) == seq;
+}
+
+/* This call's spin budget (ns): 0 means sleep at once (and say so in the first nudge). */
+static uint64_t spin_for_call(void)
+{
+	if (spin_budget > 0 || spin_max == 0)
+		return spin_budget;
+	if (++since_probe < PROBE_EVERY)
+		return 0;
+	since_probe = 0;
+	return SPIN_MIN_NS < spin_max ? SPIN_MIN_NS : spin_max;
+}
+
+static int server_polling(void)
+{
+	/* (a full fence first: the server clears the flag, then looks at the channel once more) */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(CHAN_U32(BR_CHAN_SRV), __ATOMIC_ACQUIRE) != 0;
+}
+
+/*
+ * Spin up to budget ns, then sleep on the socket until the server wakes
+ * us: BR_CHAN_SLEEP = seq asks for the wake-up (set before posting when
+ * the budget is 0).
+ */
+static void wait_reply(uint32_t seq, uint64_t budget)
+{
+	uint64_t t0 = 0;
+	for (unsigned i = 0; budget > 0; i++) {
+		if (replied(seq)) {
+			uint64_t b = spin_budget ? spin_budget * 2 : SPIN_MIN_NS;
+			spin_budget = b < spin_max ? b : spin_max;
+			return;
+		}
+		if ((i & 63) != 63) {
+			__builtin_ia32_pause();
+			continue;
+		}
+		uint64_t t = now_ns();
+		if (t0 == 0)
+			t0 = t;
+		if (t - t0 > budget)
+			break;
+	}
+	if (budget > 0) {
+		spin_budget /= 2;
+		if (spin_budget < SPIN_MIN_NS)
+			spin_budget = 0;
+		__atomic_store_n(CHAN_U32(BR_CHAN_SLEEP), seq, __ATOMIC_SEQ_CST);
+		if (replied(seq))
+			return;
+		/* a polling server sees the flag at its next look; one in its event loop needs the socket */
+		if (!server_polling())
+			nudge(seq);
+	}
+	while (!replied(seq)) {
+		struct pollfd pf = {.fd = br_sock, .events = POLLIN};
+		int n = poll(&pf, 1, 100);
+		if (n < 0 && errno != EINTR)
+			die("lost the connection to the iommufd-sim server");
+		if (n <= 0 || replied(seq))
+			continue;
+		/* wake-ups (stale ones included): drain them, then look again */
+		struct br_rep rp;
+		ssize_t k = recv(br_sock, &rp, sizeof(rp), MSG_DONTWAIT);
+		if (k == 0 && !replied(seq))
+			die("lost the connection to the iommufd-sim server");
+		if (k > 0 && (k != sizeof(rp) || !(rp.flags & BR_REP_WAKE)))
+			die("malformed wake-up from the iommufd-sim server");
+	}
+}
+
+/*
+ * A round trip through the channel. An ioctl's struct goes with it (as
+ * much of arg's page as the kernel could read, up to PREFETCH_MAX), so a
+ * call the model answers from the struct alone needs no read of
+ * /proc/PID/mem; process_vm_readv on ourselves fails cleanly where arg is
+ * no readable address.
+ */
+static struct br_rep chan_call(struct br_req *rq, const void *payload, size_t plen, void *out,
+			       size_t cap, size_t *out_len)
+{
+	uint8_t *pl = chan + BR_CHAN_REQ_PAYLOAD;
+	if (plen)
+		memcpy(pl, payload, plen);
+	else if (rq->op == BR_OP_IOCTL && rq->b >= 4096) {
+		size_t n = 4096 - (size_t)(rq->b & 4095);
+		if (n > PREFETCH_MAX)
+			n = PREFETCH_MAX;
+		struct iovec lo = {pl, n}, re = {(void *)(uintptr_t)rq->b, n};
+		ssize_t got = process_vm_readv(getpid(), &lo, 1, &re, 1, 0);
+		if (got > 0) {
+			plen = (size_t)got;
+			rq->flags |= BR_REQ_PREFETCH;
+		}
+	}
+	rq->len = (uint32_t)(sizeof(*rq) + plen);
+	memcpy(chan + BR_CHAN_REQ, rq, sizeof(*rq));
+	uint32_t seq = ++chan_seq;
+	if (seq == 0)
+		seq = ++chan_seq;
+	uint64_t budget = spin_for_call();
+	if (budget == 0)
+		__atomic_store_n(CHAN_U32(BR_CHAN_SLEEP), seq, __ATOMIC_RELEASE);
+	__atomic_store_n(CHAN_U32(BR_CHAN_REQ_SEQ2), seq, __ATOMIC_RELEASE);
+	__atomic_store_n(CHAN_U32(0), seq, __ATOMIC_SEQ_CST);
+	if (!server_polling())
+		nudge(seq);
+	wait_reply(seq, budget);
+	struct br_rep rp;
+	memcpy(&rp, chan + BR_CHAN_REP + 8, sizeof(rp));
+	size_t n = rp.len - sizeof(rp);
+	if (rp.len < sizeof(rp) || n > BR_CHAN_REP_MAX)
+		die("malformed reply from the iommufd-sim server");
+	const uint8_t *pl_in = chan + BR_CHAN_REP_PAYLOAD;
+	if (rp.flags & BR_REP_IRQS) {
+		/* interrupts first, as on the socket (signal_irqs) */
+		uint32_t k;
+		memcpy(&k, pl_in, 4);
+		if (n < 4 || (size_t)k > (n - 4) / 4)
+			die("malformed interrupt list from the iommufd-sim server");
+		for (uint32_t i = 0; i < k; i++) {
+			int32_t fd;
+			memcpy(&fd, pl_in + 4 + 4 * i, 4);
+			uint64_t one = 1;
+			syscall(SYS_write, fd, &one, sizeof(one));
+		}
+		pl_in += 4 + 4 * (size_t)k;
+		n -= 4 + 4 * (size_t)k;
+	}
+	size_t keep = n < cap ? n : cap;
+	if (keep)
+		memcpy(out, pl_in, keep);
+	if (out_len)
+		*out_len = keep;
+	return rp;
+}
+
 /* Connect (once per process); the caller holds br_lock. 0, or -1 when the bridge is off. */
 int connect_locked(uint64_t token)
 {
@@ -97,6 +318,17 @@ int connect_locked(uint64_t token)
 	return 0;
 }
 
+/* One reply over the socket, past any stale wake-up. */
+static struct br_rep sock_reply(void)
+{
+	struct br_rep rp;
+	do {
+		if (read_all(br_sock, &rp, sizeof(rp)) < 0)
+			die("lost the connection to the iommufd-sim server");
+	} while ((rp.flags & BR_REP_WAKE) && rp.len == sizeof(rp));
+	return rp;
+}
+
 /*
  * Interrupts the model raised during the call: u32 count, then the real
  * eventfds to write 1 to, before the call returns to the program (so the
@@ -127,11 +359,15 @@ int64_t call_locked(struct br_req *rq, const void *payload, size_t plen, void *o
 		    size_t cap, size_t *out_len)
 {
 	struct br_rep rp;
+	/* (room beside the payload for up to 1024 interrupts) */
+	if (chan_on && plen <= BR_CHAN_REQ_MAX && cap <= BR_CHAN_REP_MAX - 4100) {
+		rp = chan_call(rq, payload, plen, out, cap, out_len);
+		goto flags;
+	}
 	rq->len = (uint32_t)(sizeof(*rq) + plen);
 	if (write_all(br_sock, rq, sizeof(*rq)) < 0 || (plen && write_all(br_sock, payload, plen) < 0))
 		die("lost the connection to the iommufd-sim server");
-	if (read_all(br_sock, &rp, sizeof(rp)) < 0)
-		die("lost the connection to the iommufd-sim server");
+	rp = sock_reply();
 	size_t n = rp.len - sizeof(rp);
 	if (rp.len < sizeof(rp) || n > BR_MAX_PAYLOAD)
 		die("malformed reply from the iommufd-sim server");
@@ -149,6 +385,7 @@ int64_t call_locked(struct br_req *rq, const void *payload, size_t plen, void *o
 	}
 	if (out_len)
 		*out_len = keep;
+flags:
 	br_has_pins = (rp.flags & BR_REP_HAS_PINS) != 0;
 	if (rp.flags & BR_REP_SPARE_USED) {
 		set_model_fd(br_spare, 1);
@@ -159,8 +396,26 @@ int64_t call_locked(struct br_req *rq, const void *payload, size_t plen, void *o
 
 static int hello(uint64_t token)
 {
+	int cfd = chan_create();
 	struct br_req rq = {.op = BR_OP_HELLO, .a = (uint64_t)getpid(), .b = token};
-	int64_t r = call_locked(&rq, NULL, 0, NULL, 0, NULL);
+	if (cfd >= 0) {
+		rq.flags = BR_REQ_CHANNEL;
+		rq.c = (uint64_t)cfd;
+	}
+	rq.len = sizeof(rq);
+	if (write_all(br_sock, &rq, sizeof(rq)) < 0)
+		die("lost the connection to the iommufd-sim server");
+	struct br_rep rp = sock_reply();
+	if (rp.len != sizeof(rp))
+		die("malformed reply from the iommufd-sim server");
+	/* the server opened the channel through /proc/PID/fd or never will: the mapping keeps it */
+	if (cfd >= 0) {
+		resolve_close();
+		real_close(cfd);
+	}
+	chan_on = chan != NULL && (rp.flags & BR_REP_CHANNEL) != 0;
+	br_has_pins = (rp.flags & BR_REP_HAS_PINS) != 0;
+	int64_t r = rp.ret;
 	if (r < 0)
 		return -1;
 	/* serve: the server is not our parent; let it read our memory under Yama */

@@ -288,10 +288,16 @@ function ioasView(state: AppState, s: StepView, io: IoasView): HTMLElement {
         : io.kind === "type1"
           ? " VFIO_IOMMU_MAP_DMA  "
           : " TCEs set  ",
-      h("span", { class: "key reserved" }, "reserved"),
-      io.kind === "spapr" ? " no window: nothing translates (hatched)  " : " reserved (hatched)  ",
-      h("span", { class: "key allowed" }, io.kind === "spapr" ? "window" : "allowed"),
-      ` ${io.allowedName} (outlined)`,
+      io.reserved.length ? h("span", { class: "key reserved" }, "reserved") : null,
+      io.reserved.length
+        ? io.kind === "spapr"
+          ? " no window: nothing translates (hatched)  "
+          : " reserved (hatched)  "
+        : null,
+      io.allowed.length
+        ? h("span", { class: "key allowed" }, io.kind === "spapr" ? "window" : "allowed")
+        : null,
+      io.allowed.length ? ` ${io.allowedName} (outlined)` : null,
     ),
     table,
     prereg,

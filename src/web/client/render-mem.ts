@@ -131,7 +131,11 @@ export function renderDevices(state: AppState, s: StepView): HTMLElement {
     ),
   );
   const line = h("div", { class: "timeline", role: "list", "aria-label": "DMA timeline by step" });
+  // several DMAs of one step (a copy reads, then writes) sit side by side, not on top of each other
+  const perStep = new Map<number, number>();
   for (const d of all) {
+    const k = perStep.get(d.step) ?? 0;
+    perStep.set(d.step, k + 1);
     const x = n > 1 ? (d.step / (n - 1)) * 100 : 50;
     const kind = d.finding ? "finding" : d.result === "fault" ? "fault" : "ok";
     const sym = kind === "finding" ? "⚠" : kind === "fault" ? "✖" : "■";
@@ -142,9 +146,9 @@ export function renderDevices(state: AppState, s: StepView): HTMLElement {
           type: "button",
           role: "listitem",
           class: `tmark ${kind}${d.step === s.n ? " now" : ""}${d.step > s.n ? " future" : ""}`,
-          style: `left:calc(${x.toFixed(3)}% - 7px)`,
-          title: `step ${d.step + 1}: ${d.device} ${d.op} ${hex(d.addr)} +${d.len} ${d.result}${d.fault ? ` (${d.fault})` : ""}${d.finding ? ` — ${d.finding}` : ""}`,
-          "aria-label": `step ${d.step + 1}: DMA ${d.op} ${kind}`,
+          style: `left:calc(${x.toFixed(3)}% - 7px + ${k * 9}px)`,
+          title: `step ${d.step}: ${d.device} ${d.op} ${hex(d.addr)} +${d.len} ${d.result}${d.fault ? ` (${d.fault})` : ""}${d.finding ? ` — ${d.finding}` : ""}`,
+          "aria-label": `step ${d.step}: DMA ${d.op} ${kind}`,
           onclick: () => state.goto(d.step),
         },
         sym,
@@ -155,6 +159,14 @@ export function renderDevices(state: AppState, s: StepView): HTMLElement {
     h("div", { class: "tnow", style: `left:${n > 1 ? (s.n / (n - 1)) * 100 : 50}%`, "aria-hidden": "true" }),
   );
   box.appendChild(line);
+  box.appendChild(
+    h(
+      "div",
+      { class: "axis", "aria-hidden": "true" },
+      h("span", {}, "boot (step 0)"),
+      h("span", {}, `step ${n - 1}`),
+    ),
+  );
   box.appendChild(
     h("p", { class: "legend dim" }, "■ copy ok   ✖ IOMMU fault   ⚠ DMA-sanitizer finding   | this step"),
   );
@@ -174,7 +186,7 @@ export function renderDevices(state: AppState, s: StepView): HTMLElement {
             h(
               "button",
               { type: "button", class: "link", onclick: () => state.goto(d.step) },
-              `step ${d.step + 1}`,
+              `step ${d.step}`,
             ),
           ),
           h("td", { class: "mono" }, d.device),

@@ -1,6 +1,6 @@
 import { bytesLabel, hex } from "../model/addr.js";
 import { windowName } from "../model/containers.js";
-import { countEntries, leafPa, ptePath, translate } from "../model/pte.js";
+import { countEntries, leafPa, ptePath, translate, walkMiss } from "../model/pte.js";
 import type { HwptView, PteView, StepView, WindowView } from "../model/types.js";
 import { changedMark, h } from "./dom.js";
 import type { AppState } from "./state.js";
@@ -84,8 +84,54 @@ function decodedLines(e: PteView, hw: HwptView): string[] {
       `permissions: ${e.perms}${tce ? " (TCE_PCI_READ 0x1, TCE_PCI_WRITE 0x2: what the device may do)" : ""}`,
     );
   }
-  if (e.flags.length) out.push(`flags: ${e.flags.join(" ")}`);
+  if (e.flags.length) out.push(`flags: ${e.flags.map((f) => flagText(hw.format, f)).join(" · ")}`);
   return out;
+}
+
+/** What each bit a format's dump names means, for a learner (the raw bits are on the line above). */
+const FLAGS: Record<string, Record<string, string>> = {
+  amdv1: { IR: "DMA read allowed", IW: "DMA write allowed", FC: "force coherent", A: "accessed", D: "dirty" },
+  vtdss: {
+    R: "DMA read allowed",
+    W: "DMA write allowed",
+    PS: "large page",
+    SNP: "snoop",
+    A: "accessed",
+    D: "dirty",
+  },
+  x86_64: {
+    P: "present",
+    RW: "writable",
+    US: "user",
+    PS: "large page",
+    A: "accessed",
+    D: "dirty",
+    G: "global",
+    XD: "execute disable",
+  },
+  riscv: {
+    V: "valid",
+    R: "read",
+    W: "write",
+    X: "execute",
+    U: "user",
+    G: "global",
+    A: "accessed",
+    D: "dirty",
+    N: "NAPOT (Svnapot) range",
+  },
+};
+FLAGS.amdv1_mock = FLAGS.amdv1;
+
+function flagText(format: string | undefined, f: string): string {
+  const nl = /^NL=(\d)$/.exec(f);
+  if (nl)
+    return `${f} (next level ${nl[1]}${nl[1] === "0" ? ": maps a page" : nl[1] === "7" ? ": page size in the address bits" : ""})`;
+  if (f.endsWith("(RW)")) return `${f} (TCE_PCI_READ | TCE_PCI_WRITE)`;
+  if (f.endsWith("(R)")) return `${f} (TCE_PCI_READ: the device may read memory)`;
+  if (f.endsWith("(W)")) return `${f} (TCE_PCI_WRITE: the device may write memory)`;
+  const m = FLAGS[format ?? ""]?.[f];
+  return m ? `${f} (${m})` : f;
 }
 
 /** "0x205000 → 0x10e771000 4K slot of an 8K page read write". */
@@ -169,13 +215,7 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
         iova === undefined
           ? " not an address"
           : pa === undefined
-            ? ` → no ${hw.windows ? "TCE" : "leaf"} maps ${hex(iova)} (the IOMMU faults: ${
-                path.length
-                  ? `stops at L${path[path.length - 1].level}`
-                  : hw.windows && !hw.windows.some((w) => w.start <= iova && iova <= w.last)
-                    ? "outside every DMA window"
-                    : "nothing at the root"
-              })`
+            ? ` → no ${hw.windows ? "TCE" : "leaf"} maps ${hex(iova)} (the IOMMU faults: ${missText(hw, path, iova)})`
             : ` → PA ${hex(pa)} via ${path.map((e) => `L${e.level}[${e.index}]`).join(" → ")}`,
       ),
     ),
@@ -243,6 +283,17 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
   }
   sec.appendChild(h("div", { class: "ptwrap" }, trees, inspector));
   return sec;
+}
+
+/** "L2[0] → L1[32] is empty", or "outside every DMA window". */
+function missText(hw: HwptView, path: PteView[], iova: bigint): string {
+  const w = hw.windows?.find((x) => x.start <= iova && iova <= x.last);
+  if (hw.windows && w === undefined) return "outside every DMA window";
+  const miss = walkMiss(w ? w.roots : hw.roots, iova);
+  const read = path.map((e) => `L${e.level}[${e.index}]`);
+  if (miss) read.push(`L${miss.level}[${miss.index}] is empty`);
+  else read.push(path.length ? "no entry below" : "nothing at the root");
+  return read.join(" → ");
 }
 
 /** A window's heading: where it sits on the bus and the shape of its TCE table. */

@@ -155,11 +155,14 @@ export function renderChanges(s: StepView | undefined): HTMLElement {
   }
   box.appendChild(h("span", { class: "k" }, s.n === 1 ? "Changed since boot: " : "Changed: "));
   if (s.n === 0) {
+    box.classList.add("none");
     box.appendChild(h("span", { class: "dim" }, "nothing: this is the starting point"));
     return box;
   }
-  if (kinds.size === 0 && s.removed.length === 0)
+  if (kinds.size === 0 && s.removed.length === 0) {
+    box.classList.add("none");
     box.appendChild(h("span", { class: "dim" }, "nothing in the machine's state"));
+  }
   box.appendChild(h("span", {}, [...kinds].map(([k, n]) => `${n} ${k}${n === 1 ? "" : "s"}`).join(", ")));
   if (s.removed.length) {
     box.appendChild(

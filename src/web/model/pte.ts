@@ -41,8 +41,8 @@ export function decodePte(e: DumpEntry): Omit<PteView, "sig" | "iovaStart" | "io
     } else {
       // a TCE's direction: TO_DEVICE(R), FROM_DEVICE(W), BIDIRECTIONAL(RW)
       const dir = /\((R|W|RW)\)$/.exec(t)?.[1];
-      if (READ_FLAGS.has(t) || (dir !== undefined && dir.includes("R"))) r = true;
-      if (WRITE_FLAGS.has(t) || (dir !== undefined && dir.includes("W"))) w = true;
+      if (READ_FLAGS.has(t) || dir?.includes("R")) r = true;
+      if (WRITE_FLAGS.has(t) || dir?.includes("W")) w = true;
       flags.push(t);
     }
   }
@@ -167,4 +167,20 @@ export function countEntries(roots: PteView[]): number {
   };
   walk(roots);
   return n;
+}
+
+/**
+ * Where a walk of `iova` that maps nothing stops: the level and slot of the
+ * empty entry it read last (undefined when a leaf maps it, or the table has
+ * no entry to measure the slots by).
+ */
+export function walkMiss(roots: PteView[], iova: bigint): { level: number; index: number } | undefined {
+  const last = ptePath(roots, iova).at(-1);
+  if (last?.kind === "leaf") return undefined;
+  const ref = (last ? last.children : roots)[0];
+  if (ref === undefined) return undefined;
+  const span = ref.iovaLast - ref.iovaStart + 1n;
+  const base = ref.iovaStart - BigInt(ref.index) * span;
+  if (iova < base) return undefined;
+  return { level: ref.level, index: Number((iova - base) / span) };
 }

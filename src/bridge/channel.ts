@@ -1,0 +1,166 @@
+import { closeSync, openSync, readlinkSync, readSync, writeSync } from "node:fs";
+import {
+  CHAN_NAME,
+  CHAN_REP,
+  CHAN_REP_MAX,
+  CHAN_REP_PAYLOAD,
+  CHAN_REQ,
+  CHAN_REQ_MAX,
+  CHAN_REQ_PAYLOAD,
+  CHAN_REQ_SEQ2,
+  CHAN_SLEEP,
+  CHAN_SRV,
+  REP_IRQS,
+  REQ_SIZE,
+  type Request,
+} from "./protocol.js";
+
+/** Bytes one poll reads: the request line and the start of its payload (an ioctl's prefetched struct fits). */
+const HEAD = CHAN_REQ_PAYLOAD + 448;
+
+/**
+ * A process's request channel: a memfd the shim maps shared and the server
+ * opens through /proc/PID/fd/N (bridge-proto.h has the layout). The shim
+ * posts a request and spins on the reply in memory; the server, while it
+ * is active, polls the request seq with pread instead of waiting on the
+ * socket, so no round trip pays for waking a sleeping thread (a cross-CPU
+ * wake-up costs several µs in a VM, more than the model's work). The
+ * socket stays for the handshake, the requests too big for the channel,
+ * and the nudges that wake whichever side went to sleep.
+ *
+ * Ordering: the shim writes the request, then seq2, then seq; a poll reads
+ * seq before the rest (one ascending copy) and takes the request only when
+ * both seqs agree. The server writes a reply's payload first and the header
+ * (seq, reply, seq2) after it, in a second write when there is a payload.
+ */
+export class Channel {
+  private readonly head = Buffer.alloc(HEAD);
+  private readonly rep = Buffer.alloc(32);
+  private readonly flag = Buffer.alloc(4);
+  /** The seq of the last request taken. */
+  private seq = 0;
+  /** The seq of the last reply written (the request the shim waits on is answered when it matches). */
+  repliedSeq = 0;
+  /** The seq the shim sleeps on (as of the last poll), and the last seq a wake-up was sent for. */
+  private sleepSeq = 0;
+  private wokenSeq = 0;
+  /** What the server last told the shim about polling (the shim nudges over the socket when it is off). */
+  polling = false;
+
+  private constructor(private fd: number) {}
+
+  /** The channel at the process's fd, or a reason it cannot be one. */
+  static open(pid: number, fd: number): Channel | string {
+    if (!Number.isSafeInteger(fd) || fd < 0) return `bad channel fd ${fd}`;
+    const path = `/proc/${pid}/fd/${fd}`;
+    try {
+      const target = readlinkSync(path);
+      if (!target.startsWith(`/memfd:${CHAN_NAME}`)) return `fd ${fd} is not the shim's channel (${target})`;
+      return new Channel(openSync(path, "r+"));
+    } catch (e) {
+      return `cannot open the channel at ${path} (${(e as Error).message})`;
+    }
+  }
+
+  /**
+   * The request posted since the last one taken, null when there is none,
+   * or a string when the shim wrote a malformed one.
+   */
+  poll(): Request | null | string {
+    if (this.fd < 0) return null;
+    const h = this.head;
+    const got = readSync(this.fd, h, 0, HEAD, 0);
+    if (got < HEAD) return null;
+    this.sleepSeq = h.readUInt32LE(CHAN_SLEEP);
+    const seq = h.readUInt32LE(0);
+    if (seq === this.seq || h.readUInt32LE(CHAN_REQ_SEQ2) !== seq) return null;
+    const len = h.readUInt32LE(CHAN_REQ);
+    if (len < REQ_SIZE || len - REQ_SIZE > CHAN_REQ_MAX) return `bad request length ${len} in the channel`;
+    this.seq = seq;
+    const plen = len - REQ_SIZE;
+    let payload: Uint8Array;
+    if (CHAN_REQ_PAYLOAD + plen <= HEAD) payload = h.subarray(CHAN_REQ_PAYLOAD, CHAN_REQ_PAYLOAD + plen);
+    else {
+      // seq was visible, so the rest of what the shim wrote before it is too
+      payload = Buffer.alloc(plen);
+      if (readSync(this.fd, payload, 0, plen, CHAN_REQ_PAYLOAD) !== plen) return "short channel read";
+    }
+    const o = CHAN_REQ;
+    return {
+      op: h.readUInt16LE(o + 4),
+      flags: h.readUInt16LE(o + 6),
+      fd: h.readInt32LE(o + 8),
+      fd2: h.readInt32LE(o + 12),
+      a: h.readBigUInt64LE(o + 16),
+      b: h.readBigUInt64LE(o + 24),
+      c: h.readBigUInt64LE(o + 32),
+      payload,
+    };
+  }
+
+  /**
+   * Answer the request taken last. Interrupts to signal go first in the
+   * payload (u32 count, the eventfds), as on the socket. A payload past
+   * CHAN_REP_MAX is cut (the shim asks for no more than fits beside 1024
+   * interrupts); false when even the interrupts did not fit.
+   */
+  reply(ret: number | bigint, flags: number, payload?: Uint8Array, irqs?: readonly number[]): boolean {
+    if (this.fd < 0) return true;
+    let n = payload?.length ?? 0;
+    let k = 0;
+    let fits = true;
+    if (irqs !== undefined && irqs.length > 0) {
+      let count = irqs.length;
+      if (4 + 4 * count > CHAN_REP_MAX) {
+        count = (CHAN_REP_MAX - 4) >> 2;
+        fits = false;
+      }
+      k = 4 + 4 * count;
+      const pre = Buffer.allocUnsafe(k);
+      pre.writeUInt32LE(count, 0);
+      for (let i = 0; i < count; i++) pre.writeInt32LE(irqs[i], 4 + 4 * i);
+      writeSync(this.fd, pre, 0, k, CHAN_REP_PAYLOAD);
+      flags |= REP_IRQS;
+    }
+    if (k + n > CHAN_REP_MAX) n = CHAN_REP_MAX - k;
+    if (n > 0) writeSync(this.fd, payload!, 0, n, CHAN_REP_PAYLOAD + k);
+    const r = this.rep;
+    r.writeUInt32LE(this.seq, 0);
+    r.writeUInt32LE(0, 4);
+    r.writeUInt32LE(16 + k + n, 8); // struct br_rep: len, flags, ret
+    r.writeUInt32LE(flags, 12);
+    if (typeof ret === "bigint") r.writeBigInt64LE(ret, 16);
+    else {
+      r.writeUInt32LE(ret >>> 0, 16);
+      r.writeInt32LE(Math.floor(ret / 0x1_0000_0000), 20);
+    }
+    r.writeUInt32LE(this.seq, 24);
+    writeSync(this.fd, r, 0, 28, CHAN_REP);
+    this.repliedSeq = this.seq;
+    return fits;
+  }
+
+  /**
+   * The shim sleeps on the socket for a reply already written: true once
+   * per reply (the caller sends the wake-up).
+   */
+  takeWake(): boolean {
+    if (this.repliedSeq === 0 || this.sleepSeq !== this.repliedSeq || this.wokenSeq === this.repliedSeq)
+      return false;
+    this.wokenSeq = this.repliedSeq;
+    return true;
+  }
+
+  /** Tell the shim whether the server polls (it then posts without a nudge). */
+  setPolling(on: boolean): void {
+    if (this.fd < 0 || this.polling === on) return;
+    this.polling = on;
+    this.flag.writeUInt32LE(on ? 1 : 0, 0);
+    writeSync(this.fd, this.flag, 0, 4, CHAN_SRV);
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}

@@ -1,0 +1,278 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { BridgeSession, parseBridgeArgs } from "../../src/bridge/session.js";
+import { ensureShim, shimSourceDir } from "../../src/bridge/shim-build.js";
+import { C_PRELUDE, compileC, kv } from "./helpers.js";
+
+const run = promisify(execFile);
+
+/** A session, a program run under it with extra environment, the server's stats and counters once it is gone. */
+async function runWith(
+  bin: string,
+  args: string[],
+  opts: { spinNs?: string; polling?: boolean },
+): Promise<{
+  out: Record<string, string>;
+  stderr: string;
+  stats: BridgeSessionStats;
+  counters: Record<string, number>;
+}> {
+  const parsed = parseBridgeArgs([]);
+  if (typeof parsed === "string") throw new Error(parsed);
+  const s = await BridgeSession.start(parsed.opts, undefined, () => {});
+  try {
+    if (opts.polling !== undefined) s.server.polling = opts.polling;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      LD_PRELOAD: ensureShim(),
+      IOMMUFD_SIM_SOCKET: s.socketPath,
+    };
+    if (opts.spinNs !== undefined) env.IOMMUFD_SIM_SPIN_NS = opts.spinNs;
+    const r = await run(bin, args, { env });
+    await s.server.idle();
+    return {
+      out: kv(r.stdout),
+      stderr: r.stderr,
+      stats: { ...s.server.stats },
+      counters: s.m.debug.counters(),
+    };
+  } finally {
+    await s.finish(false);
+  }
+}
+
+type BridgeSessionStats = BridgeSession["server"]["stats"];
+
+const CALLS = `${C_PRELUDE}
+#include <dirent.h>
+/* (the call before errno: argument order is unspecified) */
+#define TRY(k, call) do { errno = 0; long r_ = (call); int e_ = errno; OUT(k, "%ld/%d", r_, e_); } while (0)
+int main(void) {
+  int fd = open("/dev/iommu", O_RDWR);
+  /* failing ioctls: the size field is all the model reads */
+  struct ex_iommu_ioas_alloc bad = { .size = 8 };
+  int einval = 0;
+  for (int i = 0; i < 100; i++)
+    einval += ioctl(fd, EX_IOMMU_IOAS_ALLOC, &bad) == -1 && errno == EINVAL;
+  OUT("einval", "%d", einval);
+  /* an argument that is no address: EFAULT, as from the kernel */
+  TRY("efault_int", ioctl(fd, EX_IOMMU_IOAS_ALLOC, 1ul));
+  /* a struct whose size field is readable but whose rest is not (the next page is unmapped) */
+  char *two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(two + 4096, 4096);
+  uint32_t *edge = (uint32_t *)(two + 4096 - 4);
+  *edge = 12;
+  TRY("efault_edge", ioctl(fd, EX_IOMMU_IOAS_ALLOC, edge));
+  /* a struct across a page boundary, both pages there: the model reads past what the shim sent */
+  if (mmap(two + 4096, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+    return 3;
+  struct ex_iommu_ioas_alloc *across = (void *)(two + 4096 - 4);
+  across->size = 12;
+  across->flags = 0;
+  across->out_ioas_id = 0;
+  OUT("across", "%d", ioctl(fd, EX_IOMMU_IOAS_ALLOC, across));
+  OUT("across_id", "%u", across->out_ioas_id);
+  /* written back, then changed by the program: each call sees the struct as it is now */
+  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
+  OUT("alloc", "%d", ioctl(fd, EX_IOMMU_IOAS_ALLOC, &a));
+  OUT("id", "%u", a.out_ioas_id);
+  a.size = 4;
+  TRY("alloc_short", ioctl(fd, EX_IOMMU_IOAS_ALLOC, &a));
+  a.size = sizeof(a);
+  a.flags = 1;
+  TRY("alloc_flags", ioctl(fd, EX_IOMMU_IOAS_ALLOC, &a));
+  /* path calls: stat and readlink through the channel, a directory listing */
+  struct stat st;
+  TRY("stat", stat("/dev/iommu", &st));
+  OUT("chr", "%d", S_ISCHR(st.st_mode));
+  char link[256] = { 0 };
+  OUT("readlink", "%d", readlink("/sys/kernel/iommu_groups/0/devices/0000:00:04.0", link, sizeof link) > 0);
+  DIR *d = opendir("/sys/kernel/iommu_groups");
+  int n = 0;
+  while (d && readdir(d))
+    n++;
+  OUT("groups_entries", "%d", n);
+  char buf[16] = { 0 };
+  int pf = open("/sys/module/vfio_iommu_type1/parameters/dma_entry_limit", O_RDONLY);
+  OUT("param", "%d", read(pf, buf, sizeof buf - 1) > 0 ? atoi(buf) : -1);
+  return 0;
+}
+`;
+
+describe("exec: the request channel", () => {
+  it("calls go through the shared channel and an ioctl's struct travels with it: no read of the process's memory for a refused ioctl", async () => {
+    const bin = compileC(CALLS);
+    const r = await runWith(bin, [], {});
+    expect(r.stderr).toBe("");
+    expect(r.out.einval).toBe("100");
+    expect(r.stats.channelRequests).toBeGreaterThan(100);
+    // HELLO comes over the socket; so does a listing too big for the channel's reply area
+    expect(r.stats.socketRequests).toBeGreaterThanOrEqual(1);
+    // the 100 refusals and the allocations read only what the shim sent; the struct across the
+    // page boundary and the one with an unreadable tail needed /proc/PID/mem
+    expect(r.stats.memReadsPrefetched).toBeGreaterThanOrEqual(104);
+    expect(r.stats.memReads).toBeLessThanOrEqual(4);
+    expect(r.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0 });
+  });
+
+  it("every path gives the same answers: the shim spinning or sleeping at once, the server polling or only answering nudges", async () => {
+    const bin = compileC(CALLS);
+    const want = {
+      einval: "100",
+      efault_int: "-1/14",
+      efault_edge: "-1/14",
+      across: "0",
+      across_id: "1",
+      alloc: "0",
+      id: "2",
+      alloc_short: "-1/22",
+      alloc_flags: "-1/95",
+      stat: "0/0",
+      chr: "1",
+      readlink: "1",
+      param: "65535",
+    };
+    for (const spinNs of ["0", undefined]) {
+      for (const polling of [false, true]) {
+        const r = await runWith(bin, [], { spinNs, polling });
+        expect(r.stderr, `spin ${spinNs} polling ${polling}`).toBe("");
+        expect(r.out, `spin ${spinNs} polling ${polling}`).toMatchObject(want);
+        expect(Number(r.out.groups_entries)).toBeGreaterThan(0);
+        expect(r.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0 });
+        if (!polling) expect(r.stats.spins).toBe(0);
+      }
+    }
+  });
+
+  it("several processes at once each get their own answers; one killed in the middle of its calls leaves the others served", async () => {
+    const bin = compileC(`${C_PRELUDE}
+#include <signal.h>
+static int run_calls(int fd, int n) {
+  int ok = 0;
+  for (int i = 0; i < n; i++) {
+    struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
+    struct ex_iommu_ioas_alloc bad = { .size = 8 };
+    if (ioctl(fd, EX_IOMMU_IOAS_ALLOC, &a) == 0 && a.out_ioas_id != 0 &&
+        ioctl(fd, EX_IOMMU_IOAS_ALLOC, &bad) == -1 && errno == EINVAL)
+      ok++;
+  }
+  return ok;
+}
+int main(void) {
+  int fd = open("/dev/iommu", O_RDWR);
+  pid_t kids[3];
+  for (int k = 0; k < 3; k++) {
+    kids[k] = fork();
+    if (kids[k] == 0)
+      _exit(run_calls(fd, 300) == 300 ? 0 : 1);
+  }
+  /* one that calls until it is killed, mid-call most likely */
+  pid_t doomed = fork();
+  if (doomed == 0) {
+    int ifd = open("/dev/iommu", O_RDWR);
+    for (;;)
+      run_calls(ifd, 1);
+  }
+  OUT("parent_ok", "%d", run_calls(fd, 200));
+  kill(doomed, SIGKILL);
+  int st;
+  waitpid(doomed, &st, 0);
+  OUT("doomed_killed", "%d", WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  int kids_ok = 0;
+  for (int k = 0; k < 3; k++) {
+    waitpid(kids[k], &st, 0);
+    kids_ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  }
+  OUT("kids_ok", "%d", kids_ok);
+  OUT("after_kill_ok", "%d", run_calls(fd, 50));
+  return 0;
+}
+`);
+    const r = await runWith(bin, [], {});
+    expect(r.stderr).toBe("");
+    expect(r.out).toMatchObject({ parent_ok: "200", doomed_killed: "1", kids_ok: "3", after_kill_ok: "50" });
+    expect(r.counters).toMatchObject({ processes: 0, openFiles: 0 });
+  });
+
+  it("the protocol: a HELLO naming no memfd gets no channel, a posted request gets its reply, a malformed one closes the connection", async () => {
+    const bin = compileC(
+      `${C_PRELUDE}
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <poll.h>
+${readFileSync(join(shimSourceDir(), "bridge-proto.h"), "utf8")}
+static int dial(void) {
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  strcpy(sa.sun_path, getenv("SIM_SOCK"));
+  return connect(s, (void *)&sa, sizeof sa) ? -1 : s;
+}
+static struct br_rep hello(int s, int chan_fd) {
+  struct br_req rq = { .len = sizeof rq, .op = BR_OP_HELLO, .a = (uint64_t)getpid() };
+  if (chan_fd >= 0) { rq.flags = BR_REQ_CHANNEL; rq.c = (uint64_t)chan_fd; }
+  struct br_rep rp = { 0 };
+  send(s, &rq, sizeof rq, 0);
+  recv(s, &rp, sizeof rp, MSG_WAITALL);
+  return rp;
+}
+static volatile uint32_t *u32(uint8_t *c, int off) { return (volatile uint32_t *)(c + off); }
+static void post(int s, uint8_t *c, uint32_t seq, uint32_t len, uint16_t op) {
+  struct br_req rq = { .len = len, .op = op };
+  memcpy(c + BR_CHAN_REQ, &rq, sizeof rq);
+  *u32(c, BR_CHAN_REQ_SEQ2) = seq;
+  __atomic_store_n(u32(c, 0), seq, __ATOMIC_SEQ_CST);
+  struct br_req n = { .len = sizeof n, .op = BR_OP_NUDGE, .a = seq };
+  send(s, &n, sizeof n, 0);
+}
+int main(void) {
+  int a = dial();
+  struct br_rep r = hello(a, 0);
+  OUT("stdin_channel", "%d", (r.flags & BR_REP_CHANNEL) != 0);
+  int fd = memfd_create(BR_CHAN_NAME, 0);
+  ftruncate(fd, BR_CHAN_SIZE);
+  uint8_t *c = mmap(NULL, BR_CHAN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int b = dial();
+  r = hello(b, fd);
+  OUT("memfd_channel", "%d", (r.flags & BR_REP_CHANNEL) != 0);
+  post(b, c, 1, sizeof(struct br_req), BR_OP_PING);
+  for (int i = 0; i < 5000 && *u32(c, BR_CHAN_REP) != 1; i++)
+    usleep(1000);
+  struct br_rep got;
+  memcpy(&got, c + BR_CHAN_REP + 8, sizeof got);
+  OUT("ping", "%u/%u/%lld", *u32(c, BR_CHAN_REP + 24), got.len, (long long)got.ret);
+  post(b, c, 2, 5, BR_OP_PING);
+  struct pollfd pf = { .fd = b, .events = POLLIN };
+  poll(&pf, 1, 5000);
+  char x;
+  /* (ECONNRESET: the server closed it with our nudge unread) */
+  long k = recv(b, &x, 1, MSG_DONTWAIT);
+  OUT("closed", "%d", k == 0 || (k < 0 && errno == ECONNRESET));
+  OUT("unanswered", "%d", *u32(c, BR_CHAN_REP) == 1);
+  return 0;
+}
+`,
+    );
+    const parsed = parseBridgeArgs([]);
+    if (typeof parsed === "string") throw new Error(parsed);
+    const s = await BridgeSession.start(parsed.opts, undefined, () => {});
+    try {
+      const r = await run(bin, [], { env: { ...process.env, SIM_SOCK: s.socketPath } });
+      expect(kv(r.stdout)).toMatchObject({
+        stdin_channel: "0",
+        memfd_channel: "1",
+        ping: "1/16/0",
+        closed: "1",
+        unanswered: "1",
+      });
+      await s.server.idle();
+      expect(s.server.malformed).toBe(1);
+      expect(s.server.internalErrors).toEqual([]);
+      expect(s.m.debug.counters().processes).toBe(0);
+    } finally {
+      await s.finish(false);
+    }
+  });
+});
