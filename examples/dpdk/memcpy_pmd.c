@@ -12,9 +12,7 @@
  * memzone) with the device and checks the copy, and checks that a DMA to an
  * IOVA the EAL never mapped fails (STATUS 3) with nothing written.
  *
- * Registers: through the BAR0 mapping the EAL made (MMIO), or, with
- * MEMCPY_PMD_REGS=pwrite in the environment (or when the EAL has no mapping),
- * through pread/pwrite on the VFIO device fd at BAR0's region offset.
+ * Registers: through the BAR0 mapping the EAL made (MMIO).
  *
  * BAR0 (iommufd-sim src/hw/memcpy-dev.ts): ID 0x00 ("MCPY"), SRC 0x08,
  * DST 0x10, LEN 0x18 (u64 each), DOORBELL 0x20 (bit 0 starts the copy),
@@ -26,12 +24,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
-#include <linux/vfio.h>
 
 #include <rte_common.h>
 #include <rte_eal.h>
@@ -65,35 +59,22 @@
 
 struct memcpy_dev {
 	struct rte_pci_device *pci;
-	volatile uint8_t *bar0; /* the EAL's mapping, or NULL: pread/pwrite */
-	int fd;                 /* the VFIO device fd */
-	uint64_t bar0_off;      /* BAR0's offset in the device fd */
+	volatile uint8_t *bar0; /* the EAL's mapping of BAR0 */
 };
 
 static uint64_t reg_read(struct memcpy_dev *d, uint32_t off, int size)
 {
-	if (d->bar0) {
-		if (size == 8)
-			return rte_read64(d->bar0 + off);
-		return rte_read32(d->bar0 + off);
-	}
-	uint64_t v = 0;
-	if (pread(d->fd, &v, (size_t)size, (off_t)(d->bar0_off + off)) != size)
-		LOG(ERR, "pread of BAR0+0x%x: %s", off, strerror(errno));
-	return v;
+	if (size == 8)
+		return rte_read64(d->bar0 + off);
+	return rte_read32(d->bar0 + off);
 }
 
 static void reg_write(struct memcpy_dev *d, uint32_t off, uint64_t v, int size)
 {
-	if (d->bar0) {
-		if (size == 8)
-			rte_write64(v, d->bar0 + off);
-		else
-			rte_write32((uint32_t)v, d->bar0 + off);
-		return;
-	}
-	if (pwrite(d->fd, &v, (size_t)size, (off_t)(d->bar0_off + off)) != size)
-		LOG(ERR, "pwrite of BAR0+0x%x: %s", off, strerror(errno));
+	if (size == 8)
+		rte_write64(v, d->bar0 + off);
+	else
+		rte_write32((uint32_t)v, d->bar0 + off);
 }
 
 /* One job: the device runs it before the doorbell write returns; poll anyway, as hardware needs. */
@@ -183,18 +164,13 @@ static int memcpy_probe(struct rte_pci_driver *drv, struct rte_pci_device *pci)
 		return -ENOSPC;
 	struct memcpy_dev *d = &devs[ndevs];
 	d->pci = pci;
-	d->fd = rte_intr_dev_fd_get(pci->intr_handle);
-	struct vfio_region_info reg = {.argsz = sizeof(reg), .index = VFIO_PCI_BAR0_REGION_INDEX};
-	if (ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, &reg) < 0) {
-		LOG(ERR, "%s: VFIO_DEVICE_GET_REGION_INFO(BAR0): %s", name, strerror(errno));
-		return -errno;
+	d->bar0 = pci->mem_resource[0].addr;
+	if (!d->bar0 || pci->mem_resource[0].len < 0x40) {
+		LOG(ERR, "%s: the EAL did not map BAR0", name);
+		return -ENODEV;
 	}
-	d->bar0_off = reg.offset;
-	const char *mode = getenv("MEMCPY_PMD_REGS");
-	int use_pwrite = (mode && strcmp(mode, "pwrite") == 0) || !pci->mem_resource[0].addr;
-	d->bar0 = use_pwrite ? NULL : pci->mem_resource[0].addr;
-	LOG(INFO, "%s: BAR0 %" PRIu64 " bytes mapped at %p, device fd %d, registers by %s", name,
-	    pci->mem_resource[0].len, pci->mem_resource[0].addr, d->fd, d->bar0 ? "MMIO" : "pwrite");
+	LOG(INFO, "%s: BAR0 %" PRIu64 " bytes mapped at %p, VFIO device fd %d, registers by MMIO", name,
+	    pci->mem_resource[0].len, pci->mem_resource[0].addr, rte_intr_dev_fd_get(pci->intr_handle));
 	uint32_t id = (uint32_t)reg_read(d, REG_ID, 4);
 	if (id != ID_VALUE) {
 		LOG(ERR, "%s: ID register reads 0x%x, not 0x%x", name, id, ID_VALUE);

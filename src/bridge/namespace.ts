@@ -129,6 +129,10 @@ export class BridgeNamespace {
   node(path: string): Resolved | undefined {
     if (FAIL_NTH.test(path)) return { path, kind: "file", model: path, synthetic: "fail-nth" };
     if (path === "/sys/kernel/debug") return { path, kind: "dir", model: path, synthetic: "debugfs" };
+    // the model's own debugfs files (iommu/intel/<bdf>/domain_translation_struct)
+    if (path.startsWith("/sys/kernel/debug/iommu") && this.m.vfs.exists(path)) {
+      return { path, kind: this.m.vfs.lookup(path) === undefined ? "dir" : "file", model: path };
+    }
     if (path.startsWith("/sys/kernel/debug/")) {
       const [dir, attr, more] = path.slice("/sys/kernel/debug/".length).split("/");
       const attrs = DEBUGFS[dir];
@@ -190,7 +194,10 @@ export class BridgeNamespace {
     if (r.kind !== "dir") return -ENOTDIR;
     let names: string[];
     if (r.synthetic === "debugfs") {
-      names = r.path === "/sys/kernel/debug" ? Object.keys(DEBUGFS) : DEBUGFS[r.path.split("/")[4]];
+      names =
+        r.path === "/sys/kernel/debug"
+          ? [...Object.keys(DEBUGFS), ...(this.m.vfs.exists("/sys/kernel/debug/iommu") ? ["iommu"] : [])]
+          : DEBUGFS[r.path.split("/")[4]];
     } else if (r.path === "/sys/devices") {
       names = [...new Set(this.busDevices().map((b) => `pci${b.slice(0, 7)}`))];
     } else if (DEVICE_DIR.test(r.path) && DEVICE_DIR.exec(r.path)![2] === undefined) {

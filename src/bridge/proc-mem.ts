@@ -10,12 +10,24 @@ import { EFAULT } from "../uapi/errno.js";
  * names the server its ptracer (PR_SET_PTRACER) for Yama.
  */
 export class ProcMemory implements ForeignMemory {
+  /**
+   * Bumped by the server before each request: a process's mappings can
+   * change only between requests as the model sees them (the caller waits
+   * for its reply), so /proc/PID/maps is read once per request at most; a
+   * process exit that hands over thousands of pinned pages asked for it
+   * once per page.
+   */
+  static epoch = 0;
+  private maps: ForeignVma[] | null = null;
+  private mapsEpoch = -1;
   private fd: number;
+  /** Files whose mappings are hugetlb memory of the model's pool (memfd_create(MFD_HUGETLB) through the shim), by "MAJ:MIN INODE". */
+  hugetlbFiles: { has(key: string): boolean } = new Set<string>();
   /** The bytes at winVa the shim sent with the call being served (its ioctl struct), or null. */
   private win: Uint8Array | null = null;
   private winVa = 0;
   /** Reads that went to /proc/PID/mem, and reads the window answered. */
-  readonly counts = { preads: 0, prefetched: 0 };
+  readonly counts = { preads: 0, prefetched: 0, mapsReads: 0 };
 
   constructor(readonly pid: number) {
     this.fd = openSync(`/proc/${pid}/mem`, "r+");
@@ -78,32 +90,53 @@ export class ProcMemory implements ForeignMemory {
   }
 
   vma(va: number): ForeignVma | undefined {
+    if (this.mapsEpoch !== ProcMemory.epoch || this.maps === null) {
+      this.maps = this.readMaps();
+      this.mapsEpoch = ProcMemory.epoch;
+    }
+    // sorted by start, as the kernel lists them: a binary search
+    const l = this.maps;
+    let lo = 0;
+    let hi = l.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = l[mid];
+      if (va < v.start) hi = mid - 1;
+      else if (va >= v.end) lo = mid + 1;
+      else return { ...v };
+    }
+    return undefined;
+  }
+
+  private readMaps(): ForeignVma[] {
+    this.counts.mapsReads++;
     let text: string;
     try {
       text = readFileSync(`/proc/${this.pid}/maps`, "latin1");
     } catch {
-      return undefined;
+      return [];
     }
+    const out: ForeignVma[] = [];
     for (const line of text.split("\n")) {
       const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\S+)\s*(.*)$/.exec(line);
       if (m === null) continue;
-      const start = Number.parseInt(m[1], 16);
-      const end = Number.parseInt(m[2], 16);
-      if (va < start || va >= end) continue;
       const perms = m[3];
       const name = m[6];
-      return {
-        start,
-        end,
+      out.push({
+        start: Number.parseInt(m[1], 16),
+        end: Number.parseInt(m[2], 16),
         read: perms[0] === "r",
         write: perms[1] === "w",
         io: name.startsWith("/dev/") && !name.startsWith("/dev/shm/") && !name.startsWith("/dev/zero"),
         // MAP_HUGETLB memory (anonymous or on hugetlbfs): the host's default 2 MiB pages
-        hugetlb: name.startsWith("/anon_hugepage") || name.startsWith("/dev/hugepages/"),
+        hugetlb:
+          name.startsWith("/anon_hugepage") ||
+          name.startsWith("/dev/hugepages/") ||
+          this.hugetlbFiles.has(`${m[4]} ${m[5]}`),
         ...(perms[3] === "s" && { shared: `${m[4]} ${m[5]}` }),
-      };
+      });
     }
-    return undefined;
+    return out;
   }
 
   close(): void {

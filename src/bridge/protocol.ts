@@ -30,6 +30,8 @@ export const OP = {
   MMIO: 23,
   MREMAP: 24,
   HUGETLB: 25,
+  HUGETLB_FD: 30,
+  HUGETLB_MMAP: 31,
   NUDGE: 40,
 } as const;
 

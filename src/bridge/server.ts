@@ -9,6 +9,7 @@ import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
 import { Channel } from "./channel.js";
 import { bridgeHugetlb, bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
+import { hugetlbMemfd, hugetlbMmap } from "./hugetlb-fd.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
 import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
@@ -71,6 +72,8 @@ class Client {
   pid = 0;
   /** The shared request channel (null: every request comes over the socket). */
   chan: Channel | null = null;
+  /** When the server last found a request there (performance.now() ms), while it polls this channel. */
+  lastActive = 0;
   buf: Buffer = Buffer.alloc(0);
   /** The real fd reserved for the next file the model installs (-1: none). */
   nextFd = -1;
@@ -118,16 +121,27 @@ export class BridgeServer {
   private idleWaiters: (() => void)[] = [];
   /** The polling loop is running or scheduled. */
   private spinning = false;
+  /** The clients whose channels the loop polls (their shims were told so): those that posted lately. */
+  private readonly active = new Set<Client>();
   /** The current polling window (ms), between SPIN_MIN_MS and SPIN_MAX_MS. */
   private spinWindow = SPIN_MAX_MS;
   /** false: the server never polls; every channel request comes with a nudge (tests use it). */
   polling = true;
   private sinceProbe = 0;
   /** Requests answered through a channel, and polling episodes (the bench and tests read them). */
-  readonly stats = { channelRequests: 0, socketRequests: 0, spins: 0, memReads: 0, memReadsPrefetched: 0 };
+  readonly stats = {
+    channelRequests: 0,
+    socketRequests: 0,
+    spins: 0,
+    memReads: 0,
+    memReadsPrefetched: 0,
+    mapsReads: 0,
+  };
   private readonly anonInodes = new WeakMap<KFile, number>();
   private nextAnonIno = 0x10000;
   private readonly keepStacks = process.env.IOMMUFD_SIM_DEBUG !== undefined;
+  /** Real memfds backed by the model's hugetlb pool (shim memfd_create(MFD_HUGETLB)), by "MAJ:MIN INODE". */
+  private readonly hugetlbFiles = new Map<string, number>();
   /** Called after each request (the trace writer drains the model's trace). */
   afterRequest: (() => void) | null = null;
 
@@ -184,6 +198,7 @@ export class BridgeServer {
     sock.on("data", (d: Buffer) => this.onData(c, d));
     sock.on("error", () => {});
     sock.on("close", () => {
+      this.active.delete(c);
       this.drop(c);
       c.chan?.close();
       c.chan = null;
@@ -214,7 +229,7 @@ export class BridgeServer {
       const rep = this.handle(c, r.req);
       if (!c.sock.destroyed) c.sock.write(rep);
       this.afterRequest?.();
-      if (c.chan !== null) this.startSpin();
+      if (c.chan !== null && this.spinWindow > 0) this.activate(c);
     }
   }
 
@@ -223,8 +238,8 @@ export class BridgeServer {
     const ch = c.chan;
     if (ch === null) return;
     let spin = false;
-    if (!this.spinning && this.polling) {
-      if (this.spinWindow === 0 && ++this.sinceProbe >= PROBE_EVERY) {
+    if (this.polling) {
+      if (!this.spinning && this.spinWindow === 0 && ++this.sinceProbe >= PROBE_EVERY) {
         this.sinceProbe = 0;
         this.spinWindow = SPIN_MIN_MS;
       }
@@ -233,50 +248,64 @@ export class BridgeServer {
     // (polling from here on: the shim's next request, posted as soon as it sees this reply, needs no nudge)
     if (spin) ch.setPolling(true);
     this.serveChannel(c, ch);
-    if (spin) this.startSpin();
+    if (spin) this.activate(c);
   }
 
   private static readonly WAKE = encodeReply(0, REP_WAKE);
 
-  private startSpin(): void {
-    if (this.spinning || !this.polling || this.spinWindow === 0) return;
+  /** Poll c's channel from now on (and start the loop). */
+  private activate(c: Client): void {
+    if (!this.polling || c.chan === null) return;
+    c.chan.setPolling(true);
+    c.lastActive = performance.now();
+    this.active.add(c);
+    if (this.spinning) return;
     this.spinning = true;
     this.stats.spins++;
+    this.episodeHits = 0;
     this.spin();
   }
 
+  /** Requests the loop found by polling since it started (the window's feedback). */
+  private episodeHits = 0;
+
   /**
-   * Poll every channel until none posted for the window or the slice is
-   * over (then again after a turn of the event loop).
+   * Poll the active channels round-robin; a channel with no request for
+   * the window leaves the set (its shim is told, then it is looked at once
+   * more). Until the set is empty, or the slice is over (then again after
+   * a turn of the event loop).
    */
   private readonly spin = (): void => {
     const t0 = performance.now();
-    let last = t0;
-    let hits = 0;
-    for (const c of this.clients) c.chan?.setPolling(true);
     for (;;) {
-      let any = false;
-      for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) any = true;
-      const t = performance.now();
-      if (any) {
-        last = t;
-        hits++;
-        // a long call: the shim may have gone to sleep and nudged; read the socket before going on
-        if (t - t0 > SPIN_SLICE_MS) break;
-      } else if (t - last > this.spinWindow) {
-        // stop polling: say so, then look once more for a request posted before the shim saw it
-        for (const c of this.clients) c.chan?.setPolling(false);
-        let again = false;
-        for (const c of this.clients) if (c.chan !== null && this.serveChannel(c, c.chan)) again = true;
-        if (again) hits++;
-        if (hits > 0) this.spinWindow = Math.min(SPIN_MAX_MS, this.spinWindow * 2);
-        else this.spinWindow = this.spinWindow / 2 < SPIN_MIN_MS ? 0 : this.spinWindow / 2;
-        if (!again) {
-          this.spinning = false;
-          return;
+      for (const c of this.active) {
+        if (c.chan !== null && this.serveChannel(c, c.chan)) {
+          c.lastActive = performance.now();
+          this.episodeHits++;
         }
-        break;
-      } else if (t - t0 > SPIN_SLICE_MS) break;
+      }
+      const t = performance.now();
+      for (const c of this.active) {
+        const ch = c.chan;
+        if (ch === null) this.active.delete(c);
+        else if (t - c.lastActive > this.spinWindow) {
+          // stop polling it: say so, then look once more for a request posted before the shim saw that
+          ch.setPolling(false);
+          if (this.serveChannel(c, ch)) {
+            ch.setPolling(true);
+            c.lastActive = performance.now();
+            this.episodeHits++;
+          } else this.active.delete(c);
+        }
+      }
+      if (this.active.size === 0) {
+        if (this.episodeHits > 0) this.spinWindow = Math.min(SPIN_MAX_MS, this.spinWindow * 2);
+        else this.spinWindow = this.spinWindow / 2 < SPIN_MIN_MS ? 0 : this.spinWindow / 2;
+        this.spinning = false;
+        return;
+      }
+      // a long call or a busy program: let the event loop run (connections, socket requests, exits)
+      if (t - t0 > SPIN_SLICE_MS) break;
     }
     setImmediate(this.spin);
   };
@@ -320,6 +349,7 @@ export class BridgeServer {
     c: Client,
     q: Request,
   ): { ret: number | bigint; flags: number; payload?: Uint8Array; irqs?: readonly number[] } {
+    ProcMemory.epoch++;
     c.consumed = false;
     c.nextFd = -1;
     let ret: number | bigint;
@@ -423,6 +453,31 @@ export class BridgeServer {
       case OP.DETACH:
         if (p.task.mm instanceof ForeignMm) p.task.mm.detach(q.a, q.b);
         return 0;
+      case OP.HUGETLB_FD: {
+        const h = hugetlbMemfd(c.pid, q.fd, Number(q.a));
+        const what = `memfd_create(${JSON.stringify(path())}, MFD_HUGETLB)`;
+        if ("errno" in h) {
+          this.log(`[pid ${p.pid}] ${what} = -1 (${h.reason}, errno ${-h.errno})`);
+          return h.errno;
+        }
+        this.hugetlbFiles.set(h.key, h.shift);
+        this.log(
+          `[pid ${p.pid}] ${what} = ${q.fd} (an ordinary memfd: its pages are 2^${h.shift} byte folios of the model's hugetlb pool)`,
+        );
+        return 0;
+      }
+      case OP.HUGETLB_MMAP: {
+        const attrs = (shift: number, a: string) => {
+          const n = this.m.vfs.lookup(`/sys/kernel/mm/hugepages/hugepages-${1 << (shift - 10)}kB/${a}`);
+          return n?.type === "attr" ? n.read() : undefined;
+        };
+        const r = hugetlbMmap(this.hugetlbFiles, attrs, c.pid, q.fd, q.a, q.b);
+        if (typeof r === "number") return r;
+        this.log(
+          `[pid ${p.pid}] mmap(fd ${q.fd}, length 0x${q.a.toString(16)}) = -1 (${r.reason}, errno ${-r.errno})`,
+        );
+        return r.errno;
+      }
       case OP.MMAP:
         return bridgeMmap(p, q);
       case OP.MUNMAP:
@@ -477,6 +532,7 @@ export class BridgeServer {
     }
     proc.task.fdAlloc = () => c.takeFd();
     proc.task.fdImport = (fd) => this.importFd(c, fd);
+    mem.hugetlbFiles = this.hugetlbFiles;
     c.proc = proc;
     c.mem = mem;
     c.pid = pid;
@@ -651,6 +707,7 @@ export class BridgeServer {
   private drop(c: Client): void {
     const p = c.proc;
     if (p === null) return;
+    ProcMemory.epoch++;
     c.proc = null;
     const files = p.task.openFileCount();
     const pinned = p.task.mm instanceof ForeignMm ? p.task.mm.pinnedPagesHere() : 0;
@@ -661,6 +718,7 @@ export class BridgeServer {
     if (c.mem !== null) {
       this.stats.memReads += c.mem.counts.preads;
       this.stats.memReadsPrefetched += c.mem.counts.prefetched;
+      this.stats.mapsReads += c.mem.counts.mapsReads;
     }
     c.mem?.close();
     c.mem = null;

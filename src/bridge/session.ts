@@ -17,8 +17,8 @@ const KINDS = new Set(["memcpy"]);
 
 /**
  * Parse `[--iommu K] [--kernel P] [--kconfig N=y|n]... [--param N=V]...
- * [--pci BDF=KIND]... [--seed N] [--noiommu-revision R] [--trace FILE]
- * [--report]` plus any `extra` options; stops at `--` or the first
+ * [--pci BDF=KIND]... [--hugepages SIZE=N[,SIZE=N]] [--seed N]
+ * [--noiommu-revision R] [--trace FILE] [--report]` plus any `extra` options; stops at `--` or the first
  * non-option. Returns the options and the rest, or an error message.
  */
 export function parseBridgeArgs(
@@ -51,6 +51,7 @@ export function parseBridgeArgs(
       "--kconfig",
       "--param",
       "--pci",
+      "--hugepages",
       "--seed",
       "--noiommu-revision",
       "--trace",
@@ -84,6 +85,17 @@ export function parseBridgeArgs(
         if (m === null) return `--pci takes BDF=KIND (e.g. 0000:00:04.0=memcpy), not "${v}"`;
         if (!KINDS.has(m[2])) return `--pci: unknown device kind "${m[2]}" (memcpy)`;
         pci.push({ bdf: m[1], kind: m[2] as PciDeviceConfig["kind"] });
+        break;
+      }
+      case "--hugepages": {
+        // the kernel's hugepages= at boot: these pools, every other size empty
+        const pools: NonNullable<MachineOptions["hugepages"]> = {};
+        for (const part of v.split(",")) {
+          const m = /^(2M|1G)=(\d+)$/.exec(part);
+          if (m === null) return `--hugepages takes SIZE=N[,SIZE=N] (sizes 2M, 1G), not "${v}"`;
+          pools[m[1] as "2M" | "1G"] = Number(m[2]);
+        }
+        machine.hugepages = pools;
         break;
       }
       case "--seed":

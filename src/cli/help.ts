@@ -82,8 +82,8 @@ rule that produced its errno, in kernel terms, and whether the scenario
 expected it.`,
   exec: `usage: iommufd-sim exec [--iommu amd|intel|mock|spapr|none] [--kernel latest|6.12]
                         [--kconfig NAME=y|n]... [--param NAME=VALUE]... [--pci BDF=KIND]...
-                        [--seed N] [--noiommu-revision v4|v7|v9] [--trace FILE] [--report]
-                        -- PROGRAM [ARGS...]
+                        [--hugepages SIZE=N[,SIZE=N]] [--seed N] [--noiommu-revision v4|v7|v9]
+                        [--trace FILE] [--report] -- PROGRAM [ARGS...]
 
 Run an unmodified program (C, Rust, anything on glibc) against a simulated
 machine: boot it (default: one memcpy device at 0000:00:04.0, an AMD IOMMU),
@@ -94,14 +94,14 @@ when signal N killed it).
 
 The shim forwards what touches the model's files (/dev/iommu, /dev/vfio/**,
 /sys/bus/pci/**, /sys/kernel/iommu_groups/**, /sys/module/vfio*/parameters,
-/sys/kernel/mm/hugepages, fail-nth, /sys/kernel/debug fault injection) and
-passes everything else to the real kernel. ioctl arguments stay pointers
-into the program's own memory; pinned pages and device DMA use the
-program's real bytes. mmap of a BAR gives a real mapping whose loads and
-stores (plain mov instructions, as readl/writel compile to) trap into the
-shim and reach the model's device; interrupts the device raises (MSI,
-MSI-X, SET_IRQS loopback) arrive on the program's real eventfds before the
-call or access that caused them returns.
+/sys/kernel/mm/hugepages, fail-nth, /sys/kernel/debug fault injection and
+Intel IOMMU page tables) and passes everything else to the real kernel.
+ioctl arguments stay pointers into the program's own memory; pinned pages
+and device DMA use the program's real bytes. mmap of a BAR gives a real
+mapping whose loads and stores (plain mov instructions, as readl/writel
+compile to) trap into the shim and reach the model's device; interrupts the
+device raises (MSI, MSI-X, SET_IRQS loopback) arrive on the program's real
+eventfds before the call or access that caused them returns.
 
   --iommu K            amd (default), intel, mock (the selftest's), spapr, none
   --kernel P           UAPI profile: latest (default) or 6.12
@@ -109,6 +109,10 @@ call or access that caused them returns.
   --param NAME=VALUE   a module parameter, set before any driver binds
                        (e.g. vfio.enable_unsafe_noiommu_mode=1), repeatable
   --pci BDF=KIND       a PCI function (kind: memcpy), repeatable
+  --hugepages SIZE=N   hugetlb pools at boot, as hugepages= does (sizes 2M, 1G;
+                       e.g. 2M=256): only these pages, other sizes empty.
+                       Default: unlimited pools. The program's
+                       memfd_create(MFD_HUGETLB) memory comes from them
   --seed N             the machine's seed (deterministic runs)
   --noiommu-revision R the noiommu GET_PA revision: v4, v7, v9 (default)
   --trace FILE         every call into the model, strace-style, with the

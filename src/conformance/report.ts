@@ -13,14 +13,24 @@ function cell(s: string): string {
 export function renderSection(runs: BinaryRun[], expected: ExpectedFile): string {
   const out: string[] = [BEGIN, "", "## The kernel's own selftests, unmodified (`npm run conformance`)", ""];
   out.push(
-    "`scripts/selftests/build.sh` builds `tools/testing/selftests/iommu/iommufd` and",
-    "`iommufd_fail_nth` from Debian's `linux-source-6.12` and `linux-source-7.2` with this",
-    "machine's gcc (cached in `~/.cache/iommufd-sim/selftests/`); `npm run conformance` runs",
-    "each binary as `iommufd-sim exec --iommu mock --kconfig IOMMUFD_TEST=y [--kernel 6.12] -- BINARY`,",
-    "parses its TAP output and compares it with `test/conformance/kselftest-expected.json`:",
-    "CI fails when a test recorded there as passing does not pass. The selftests' MAP_HUGETLB buffers",
-    "are the program's real memory: run as root, the runner grows the host's 2 MiB hugetlb pool for",
-    "the run (`--hugepages N`, default 80) and puts it back.",
+    "`scripts/selftests/build.sh` builds, with this machine's gcc and cached in",
+    "`~/.cache/iommufd-sim/selftests/`: `tools/testing/selftests/iommu/iommufd` and",
+    "`iommufd_fail_nth` from Debian's `linux-source-6.12` and `linux-source-7.2`; the seven",
+    "programs of `tools/testing/selftests/vfio` from `linux-source-7.2` (tree `vfio`); and the",
+    "noiommu series' `vfio_iommufd_noiommu_test` (tree `noiommu`, `scripts/selftests/noiommu/README.md`).",
+    "`npm run conformance` runs each binary unmodified through `iommufd-sim exec`, parses its TAP",
+    "output and compares it with `test/conformance/kselftest-expected.json`: CI fails when a test",
+    "recorded there as passing does not pass. The machines (`src/conformance/suites.ts`):",
+    "",
+    "- `iommufd`, `iommufd_fail_nth`: `exec --iommu mock --kconfig IOMMUFD_TEST=y [--kernel 6.12]`;",
+    "- the VFIO programs: the memcpy device at 0000:00:04.0 (`VFIO_SELFTESTS_BDF`), AMD IOMMU;",
+    "  `vfio_dma_mapping_test` on `--iommu intel` (it reads the Intel debugfs page-table dump);",
+    "  `vfio_pci_device_init_perf_test` with four memcpy devices 04.0 to 07.0 on its command line;",
+    "- `vfio_iommufd_noiommu_test`: `exec --iommu none --param vfio.enable_unsafe_noiommu_mode=1",
+    '  --noiommu-revision v7` (it needs GET_PA\'s "length 0 = no limit").',
+    "",
+    "The programs' MAP_HUGETLB buffers are the program's real memory: run as root, the runner grows",
+    "the host's 2 MiB hugetlb pool for the run (`--hugepages N`, default 80) and puts it back.",
     "",
     "| tree | binary | package | pass | fail | skip | of (plan) | seconds |",
     "|---|---|---|---|---|---|---|---|",
@@ -54,6 +64,11 @@ export function renderSection(runs: BinaryRun[], expected: ExpectedFile): string
       const text = t.status === "pass" ? "" : why[t.name] ? `${why[t.name]} (harness: ${t.why})` : t.why;
       out.push(`| ${t.name} | ${t.status} | ${cell(text)} |`);
     }
+    if (r.run.plan < 0) {
+      const why = expected[r.tree]?.[r.bin]?.noTap ?? "it printed no TAP plan";
+      out.push(`| (the whole program) | no output | ${cell(why)} |`);
+    }
+    if (r.run.skipAll !== undefined) out.push(`| (the whole program) | skip | ${cell(r.run.skipAll)} |`);
     if (r.run.results.length < r.run.plan) {
       out.push(`| (${r.run.plan - r.run.results.length} more) | no result | the run stopped early |`);
     }

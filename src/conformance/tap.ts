@@ -19,6 +19,8 @@ export interface TapRun {
   results: TapResult[];
   /** The harness's own "Totals:" line, when the run got that far. */
   totals: string | undefined;
+  /** `1..0 # SKIP reason`: the whole program skipped (e.g. no SR-IOV), with the reason. */
+  skipAll?: string;
 }
 
 const RESULT = /^(not ok|ok) (\d+) (\S+)(?:\s+#\s*(SKIP|XFAIL|TODO)\s*(.*))?$/;
@@ -43,9 +45,10 @@ export function parseKselftestTap(text: string): TapRun {
   let diag: string[] = [];
   for (const raw of text.split("\n")) {
     const line = raw.trimEnd();
-    const plan = /^1\.\.(\d+)$/.exec(line);
+    const plan = /^1\.\.(\d+)(?:\s+#\s*SKIP\s*(.*))?$/.exec(line);
     if (plan) {
       run.plan = Number(plan[1]);
+      if (plan[2] !== undefined) run.skipAll = plan[2];
       continue;
     }
     if (/^#\s+RUN\s/.test(line)) {
@@ -86,6 +89,11 @@ export interface Expected {
   status: Record<string, Status>;
   /** test name -> why it does not pass (hand-written; shown in docs/conformance.md) */
   why?: Record<string, string>;
+  /**
+   * The program is known to stop before its TAP plan (an assertion in its
+   * main or library setup), and why. Without it, no TAP output fails the run.
+   */
+  noTap?: string;
 }
 
 export interface Verdict {

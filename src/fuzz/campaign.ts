@@ -64,11 +64,13 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
       steps += model.steps;
       for (const [k, v] of Object.entries(model.seen)) seen[k] = (seen[k] ?? 0) + v;
     }
+    // per step only changed tables were read back: read them all once before the exits free them
+    checkMachine(real, "the last command (full check)", true);
     real.procs.forEach((p, i) => {
       p.exit();
       if (model.procs[i].alive) exitInModel(model, i);
     });
-    checkMachine(real, "exit of every process");
+    checkMachine(real, "exit of every process", true);
     if (model.ctxs.size + model.containers.size + model.memfds.size + model.files.size > 0)
       throw new Violation("the model still holds state after every process exited");
     leakCheck(real);

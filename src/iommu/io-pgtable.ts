@@ -49,6 +49,8 @@ export interface IoPageTable {
     prot: number,
     out: { mapped: number },
   ): number;
+  /** A count that moves whenever the table's bytes may have changed (the invariant check's cache key). */
+  writes(): number;
   /** unmap_pages: units removed (whole leaves; 0 when starting inside a leaf or at a hole). */
   unmapPages(iova: number, pgLg2: number, count: number): number;
   /** iova_to_phys: 0n for a hole. */

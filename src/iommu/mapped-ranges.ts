@@ -22,6 +22,8 @@ export class MappedRanges {
   private pa = new Float64Array(8);
   private prot = new Int32Array(8);
   private n = 0;
+  /** Moves on every change (the invariant check's cache key). */
+  gen = 0;
 
   get length(): number {
     return this.n;
@@ -42,6 +44,7 @@ export class MappedRanges {
 
   /** Record [iova, iova+len) -> pa. The caller guarantees the range was empty. */
   add(iova: number, len: number, pa: number, prot: number): void {
+    this.gen++;
     if (len === 0) return;
     const t = this.n - 1;
     if (t < 0 || this.iova[t] + this.len[t] <= iova) {
@@ -75,6 +78,7 @@ export class MappedRanges {
    * frame, at consecutive IOVAs), in one pass when they go at the end.
    */
   addLeaves(iova: number, n: number, pfns: Float64Array, from: number, count: number, prot: number): void {
+    this.gen++;
     if (count <= 0 || n === 0) return;
     const t0 = this.n - 1;
     if (t0 >= 0 && this.iova[t0] + this.len[t0] > iova) {
@@ -110,6 +114,7 @@ export class MappedRanges {
 
   /** Forget [iova, iova+len), splitting runs at the edges. */
   remove(iova: number, len: number): void {
+    this.gen++;
     if (len === 0) return;
     const end = iova + len;
     const i = this.firstEndingAfter(iova);
@@ -139,6 +144,7 @@ export class MappedRanges {
   }
 
   clear(): void {
+    this.gen++;
     this.n = 0;
   }
 

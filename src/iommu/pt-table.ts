@@ -41,6 +41,10 @@ export class PtTable implements IoPageTable {
   private readonly unitBytes: number;
   private readonly hwDirty: boolean;
 
+  writes(): number {
+    return this.table.writes;
+  }
+
   constructor(
     readonly table: PageTable,
     mem: PhysMem,

@@ -26,6 +26,13 @@ export class TceWindowSet implements IoPageTable {
     this.apertures = this.tables.map((t) => ({ start: t.start, last: t.last }));
   }
 
+  writes(): number {
+    // (the window list is fixed per set and each table's count only grows: the sum moves on any write)
+    let n = 0;
+    for (const t of this.tables) n += t.table.writes;
+    return n;
+  }
+
   /** The window holding 4 KiB units [unit, unit+units), if one does. */
   private windowOf(unit: number, units: number): TceTable | undefined {
     for (const t of this.tables) {

@@ -118,7 +118,8 @@ export function checkMachineInvariants(v: MachineView): string[] {
     // mm->locked_vm: VM_LOCKED mappings (MAP_LOCKED) plus every charge made to this mm.
     const mm = t.mm as unknown as MmStruct;
     let lockedVmas = 0;
-    for (const m of mm.maps()) if (m.locked) lockedVmas += Number((m.end - m.start) >> 12n);
+    // (the VMAs themselves, not maps(): that builds a record with BigInts per VMA, every fuzzer step)
+    for (const vma of mm.vmas.list) if (vma.locked) lockedVmas += (vma.end - vma.start) / 4096;
     const prereg = v.vfioPreregCharged(mm);
     const charged = mmCharged.get(t.mm) ?? 0;
     if (mm.lockedVm !== lockedVmas + charged + prereg) {

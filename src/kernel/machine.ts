@@ -20,6 +20,7 @@ import { VfioCore } from "../vfio/vfio-main.js";
 import { type Cred, RLIM_INFINITY } from "./cred.js";
 import { Debug, type DebugSources } from "./debug.js";
 import type { KFile } from "./file.js";
+import { addIntelDebugfs } from "./intel-debugfs.js";
 import { resolveKconfig } from "./kconfig.js";
 import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from "./kctx.js";
 import { checkMachineInvariants } from "./machine-invariants.js";
@@ -159,6 +160,7 @@ export class Machine implements KernelServices {
     this.pci = new PciBus(this.phys, this.ctx.dmaLog);
     for (const d of this.pciConfig) this.pci.add(d).iommu = this.iommu.device(d.bdf) ?? null;
     addPciSysfs(this.vfs, this.pci);
+    addIntelDebugfs(this.vfs, this.iommu, this.phys);
     this.pci.sanitizer.oracle = this.mmGlue.pages;
     const sanitizer = this.pci.sanitizer;
     this.mmGlue.pages.onUnpin = (pfn, n) => sanitizer.noteUnpin(pfn, n);
@@ -173,15 +175,16 @@ export class Machine implements KernelServices {
     const iommufd = this.iommufd;
     // Every subsystem's counters and invariant checks, typed, in boot order.
     const sources: DebugSources = {
-      counters: () => ({
-        ...this.mmGlue.counters(),
-        ...this.iommu.counters(),
-        ...(iommufd === undefined ? {} : iommufdCounters(iommufd)),
-        ...this.vfio.counters(),
-        openFiles: this.openFiles(),
-        processes: this.processes.size,
-      }),
-      invariants: () => [],
+      // (Object.assign, not spreads: four spreads cost V8 ~10 µs, and the fuzzer reads these every step)
+      counters: () => {
+        const out: Record<string, number> = Object.assign({}, this.mmGlue.counters(), this.iommu.counters());
+        if (iommufd !== undefined) Object.assign(out, iommufdCounters(iommufd));
+        Object.assign(out, this.vfio.counters());
+        out.openFiles = this.openFiles();
+        out.processes = this.processes.size;
+        return out;
+      },
+      invariants: (_changedOnly: boolean) => [],
     };
     this.debug = new Debug(this, this.mmGlue.pages, sources);
     const fc = this.debug.counters();
@@ -209,8 +212,8 @@ export class Machine implements KernelServices {
       dmaChecked: { n: 0 },
     };
     const named = (name: string, found: string[]) => found.map((v) => `${name}: ${v}`);
-    sources.invariants = () => [
-      ...named("iommu", this.iommu.checkInvariants()),
+    sources.invariants = (changedOnly) => [
+      ...named("iommu", this.iommu.checkInvariants(changedOnly)),
       ...(iommufd === undefined ? [] : named("iommufd", iommufdInvariants(iommufd))),
       ...named("machine", checkMachineInvariants(view)),
       ...named("hugetlb", this.mmGlue.pages.hugetlbInvariants()),

@@ -416,12 +416,9 @@ export class ForeignMm extends MmStruct {
         return;
       }
     }
-    // only a pinned frame outlives the page (DMA may still reach it): copying an
-    // unpinned one, which the put below frees, would cost a read per page for nothing
-    const bytes =
-      keep && this.foreignMem !== null && this.pages.isPinned(pfn)
-        ? this.foreignMem.read(vp * PAGE, PAGE)
-        : -EFAULT;
+    // only a pinned frame outlives this: an unpinned one goes with the put below, so no copy
+    const live = keep && this.foreignMem !== null && this.pages.isPinned(pfn);
+    const bytes = live ? this.foreignMem!.read(vp * PAGE, PAGE) : -EFAULT;
     this.phys.external.delete(pfn);
     if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
     // references are the folio's (a hugetlb folio holds one per attached page)

@@ -101,6 +101,11 @@ const NO_TLB_U: (Uint32Array | null)[] = new Array(TLB_SLOTS).fill(null);
  * sign-extended space folded down under 2^vaBits).
  */
 export class PageTable {
+  /**
+   * Calls that may have written the table (map, unmap, dirty bits,
+   * destroy): the invariant check re-reads a table only when this moved.
+   */
+  writes = 0;
   readonly format: FormatName;
   readonly fmt: PtFormatImpl;
   readonly features: ReadonlySet<PtFeature>;
@@ -322,6 +327,7 @@ export class PageTable {
    * unmaps what this call installed (what the iommu core does for its caller).
    */
   mapPages(iovaPfn: number, paPfn: number, pgsize: number, pgcount: number, prot: number): number {
+    this.writes++;
     // Fast path: one leaf of the cached table's item size, into an empty slot.
     // Every check of the full path holds by construction: prot was accepted
     // before, the size is in the bitmap and aligned (so it is the best size),
@@ -378,6 +384,7 @@ export class PageTable {
     pgsize: number,
     prot: number,
   ): number {
+    this.writes++;
     const span = pgsize / this.unitBytes;
     let iova = iovaPfn;
     let i = 0;
@@ -511,6 +518,7 @@ export class PageTable {
 
   /** mapPages with bigint addresses (unit alignment checked as the kernel does). */
   mapPagesBig(iova: bigint, paddr: bigint, pgsize: number | bigint, pgcount: number, prot: number): number {
+    this.writes++;
     if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0)
       return this.err(EINVAL, "map_pages: prot has neither IOMMU_READ nor IOMMU_WRITE");
     if (paddr >> BigInt(this.maxOaLg2) !== 0n)
@@ -651,6 +659,7 @@ export class PageTable {
    * lies inside the range.
    */
   unmapPages(iovaPfn: number, pgsize: number, pgcount: number): number {
+    this.writes++;
     if (pgcount === 1 && pgsize === this.cSize && iovaPfn >= this.cBase && iovaPfn < this.cEnd) {
       const u = this.cU32!;
       const w = ((iovaPfn - this.cBase) >>> this.cShift) << 1;
@@ -681,6 +690,7 @@ export class PageTable {
   }
 
   unmapPagesBig(iova: bigint, pgsize: number | bigint, pgcount: number): bigint {
+    this.writes++;
     const u = BigInt(this.unitLg2);
     if (iova & ((1n << u) - 1n)) return 0n;
     return BigInt(this.unmapPages(Number(iova >> u), Number(pgsize), pgcount));
@@ -838,6 +848,7 @@ export class PageTable {
    * cleared in every item of a dirty leaf. 0 or -errno.
    */
   readAndClearDirty(iovaPfn: number, npfn: number, flags: number, record: DirtyRecord): number {
+    this.writes++;
     if (this.fmt.dirtyLo === 0 && this.fmt.dirtyHi === 0)
       return this.err(EOPNOTSUPP, `${this.format} has no dirty tracking`);
     const rp = this.toRel(iovaPfn, npfn);
@@ -912,6 +923,7 @@ export class PageTable {
 
   /** The test hook set_dirty: mark the leaf item covering iovaPfn dirty. 0, -ENOENT or -EOPNOTSUPP. */
   setDirty(iovaPfn: number): number {
+    this.writes++;
     if (this.fmt.dirtyLo === 0 && this.fmt.dirtyHi === 0)
       return this.err(EOPNOTSUPP, `${this.format} has no dirty tracking`);
     const loc = this.findLeaf(iovaPfn);
@@ -1047,6 +1059,7 @@ export class PageTable {
 
   /** pt_iommu_deinit: free every table frame. Idempotent. */
   destroy(): void {
+    this.writes++;
     if (this.destroyed) return;
     this.freeTree(this.topPfn, this.topLevel);
     this.destroyed = true;

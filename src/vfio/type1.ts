@@ -17,6 +17,7 @@ import {
   ENOMEM,
   ENOSPC,
   ENOTTY,
+  EOVERFLOW,
   fail,
   KernelError,
   rethrowWith,
@@ -108,11 +109,19 @@ export class VfioIommuType1 implements VfioIommuBackend {
   /** iommu->dirty_page_tracking (VFIO_IOMMU_DIRTY_PAGES_FLAG_START). */
   private dirtyTracking = false;
 
+  /**
+   * Since 7.x an IOVA or vaddr range that wraps is EOVERFLOW, checked first
+   * (check_add_overflow in vfio_dma_do_map / do_unmap); 6.12 answers EINVAL
+   * after the alignment checks.
+   */
+  private readonly overflowErrno: boolean;
+
   constructor(
     k: KernelCtx,
     readonly v2: boolean,
   ) {
     this.dmaAvail = Number(k.params["vfio_iommu_type1.dma_entry_limit"]);
+    this.overflowErrno = k.profile !== "6.12";
   }
 
   /** Pages pinned by this container (for counters). */
@@ -376,6 +385,11 @@ export class VfioIommuType1 implements VfioIommuBackend {
     const vaddr = u64(dv, 8);
     const iova = u64(dv, 16);
     const size = u64(dv, 24);
+    const wraps = iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX;
+    if (this.overflowErrno) {
+      if (size === 0n) fail(EINVAL, "VFIO_IOMMU_MAP_DMA: size is 0");
+      if (wraps) fail(EOVERFLOW, "VFIO_IOMMU_MAP_DMA: iova + size or vaddr + size wraps past 2^64");
+    }
     let prot = 0;
     if (flags & VFIO_DMA_MAP_FLAG_WRITE) prot |= IOMMU_WRITE;
     if (flags & VFIO_DMA_MAP_FLAG_READ) prot |= IOMMU_READ;
@@ -390,8 +404,7 @@ export class VfioIommuType1 implements VfioIommuBackend {
         `VFIO_IOMMU_MAP_DMA: size must be non-zero and size, iova and vaddr aligned to 0x${pg.toString(16)}`,
       );
     }
-    if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX)
-      fail(EINVAL, "VFIO_IOMMU_MAP_DMA: the range wraps");
+    if (wraps) fail(EINVAL, "VFIO_IOMMU_MAP_DMA: the range wraps");
     const found = this.findDma(iova, size);
     if (setVaddr) return this.updateVaddr(task, found, iova, size, vaddr);
     if (found !== undefined) {
@@ -518,8 +531,11 @@ export class VfioIommuType1 implements VfioIommuBackend {
     if (unmapAll) {
       if (iova !== 0n || size !== 0n) fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: ALL needs iova = size = 0");
       size = U64_MAX;
-    } else if (size === 0n || (size & (pg - 1n)) !== 0n || iova + size - 1n > U64_MAX) {
-      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: size must be non-zero, aligned, and not wrap");
+    } else if (size === 0n || (size & (pg - 1n)) !== 0n) {
+      fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: size must be non-zero and aligned to 0x${pg.toString(16)}`);
+    } else if (iova + size - 1n > U64_MAX) {
+      if (this.overflowErrno) fail(EOVERFLOW, "VFIO_IOMMU_UNMAP_DMA: iova + size wraps past 2^64");
+      fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: iova + size wraps");
     }
     if (bitmap !== null && (!this.dirtyTracking || bitmap.pgsize !== pg)) {
       fail(

@@ -52,6 +52,14 @@ describe("kselftest TAP", () => {
     expect(run.totals).toBeUndefined();
   });
 
+  it("a program that skips as a whole (`1..0 # SKIP reason`) has plan 0, no results and the reason", () => {
+    const run = parseKselftestTap("1..0 # SKIP SR-IOV may not be supported by the PF: 0000:00:04.0\n");
+    expect(run.plan).toBe(0);
+    expect(run.results).toEqual([]);
+    expect(run.skipAll).toBe("SR-IOV may not be supported by the PF: 0000:00:04.0");
+    expect(parseKselftestTap(SAMPLE).skipAll).toBeUndefined();
+  });
+
   it("CI fails only on tests recorded as passing that no longer pass (including missing ones)", () => {
     const run = parseKselftestTap(SAMPLE);
     const v = compare(

@@ -14,7 +14,9 @@ it(`dpdk-test and libdpdk-dev are installed${have ? "" : inCI ? " (CI: required)
 });
 
 describe.skipIf(skip)("DPDK EAL, legacy VFIO container, type1 IOMMU", () => {
-  it("binds the device through the container and group, maps all its memory, and runs malloc_autotest", async () => {
+  it("binds the device through the container and group, maps its memory, probes our driver (a DMA copy), runs malloc_autotest", {
+    timeout: 120_000,
+  }, async () => {
     const driver = buildDriver();
     const r = await execBin(DPDK_TEST, [], [...ealArgs(driver), "--no-huge", "-m", "64", "malloc_autotest"]);
     const out = r.stdout + r.stderr;
@@ -35,6 +37,8 @@ describe.skipIf(skip)("DPDK EAL, legacy VFIO container, type1 IOMMU", () => {
       "VFIO_GROUP_GET_DEVICE_FD",
       "VFIO_DEVICE_GET_INFO",
       "VFIO_DEVICE_GET_REGION_INFO",
+      "VFIO_DEVICE_RESET",
+      "VFIO_DEVICE_SET_IRQS",
     ];
     const at = order.map((c) => calls.indexOf(c));
     expect(at.every((i) => i >= 0)).toBe(true);
@@ -55,11 +59,68 @@ describe.skipIf(skip)("DPDK EAL, legacy VFIO container, type1 IOMMU", () => {
     expect(r.trace).toMatch(
       /open\("\/sys\/module\/vfio\/parameters\/enable_unsafe_noiommu_mode", O_RDONLY\) = \d+/,
     );
+    // BAR0 mapped (the bridge traps the mapping), bus mastering on, a reset, the REQ irq on an eventfd
+    expect(r.trace).toMatch(
+      /mmap\(0x[0-9a-f]+, 0x1000, PROT_READ\|PROT_WRITE, MAP_SHARED\|MAP_FIXED, \d+, 0x0\) = 0x[0-9a-f]+/,
+    );
+    expect(r.trace).toMatch(/pwrite64\(\d+, <2 bytes>, 0x70000000004\) = 2\n.*VFIO_DEVICE_RESET\) = 0\n/);
+    expect(r.trace).toMatch(
+      /VFIO_DEVICE_SET_IRQS, \{argsz=24, flags=DATA_EVENTFD\|ACTION_TRIGGER, index=4, start=0, count=1\}\) = 0/,
+    );
+    // our driver's probe: MMIO through the mapping, a DMA copy checked in DPDK memory, a refused DMA
+    expect(out).toMatch(
+      /memcpy_pmd: 0000:00:04.0: BAR0 4096 bytes mapped at 0x[0-9a-f]+, VFIO device fd \d+, registers by MMIO/,
+    );
+    expect(out).toMatch(
+      /memcpy_pmd: DMA copy of 65536 bytes ok: iova (0x[0-9a-f]+) -> 0x[0-9a-f]+ \(va \1 -> 0x[0-9a-f]+\), iova mode VA/,
+    );
+    expect(out).toContain("memcpy_pmd: DMA to unmapped iova 0x400000000000 refused: status 3");
+    expect(r.report).toMatch(/0000:00:04.0 write 0x400000000000 \+64: out-of-range/);
     expect(out).toContain("Test OK");
     expect(r.status).toBe(0);
     // dpdk-test exits without closing its VFIO fds: the model released everything
     expect(r.counters.pinnedPages).toBe(0);
     expect(r.counters.openFiles).toBe(0);
+    expect(r.report).toContain("model errors: 0, invariant violations: 0");
+  });
+
+  it("--in-memory: hugepages from the model's pool; over a thousand MAP/UNMAP_DMA; malloc_autotest and memzone_autotest pass", {
+    timeout: 240_000,
+  }, async () => {
+    const driver = buildDriver();
+    const r = await execBin(
+      DPDK_TEST,
+      [],
+      [...ealArgs(driver), "--in-memory", "malloc_autotest", "memzone_autotest"],
+    );
+    const out = r.stdout + r.stderr;
+    // the host has no huge pages; the EAL sees the model's pools (unlimited: no reservations)
+    expect(out).toMatch(/\d+ hugepages of size 2097152 reserved, but no mounted hugetlbfs found/);
+    expect(out).toContain("EAL: Using IOMMU type 1 (Type 1)");
+    expect(out).toMatch(
+      /memcpy_pmd: DMA copy of 65536 bytes ok: iova (0x[0-9a-f]+) -> 0x[0-9a-f]+ \(va \1 -> 0x[0-9a-f]+\), iova mode VA/,
+    );
+    expect(out).toContain("2MB Huge pages available");
+    expect(out.match(/Test OK/g)).toHaveLength(2);
+    expect(out).not.toContain("Test Failed");
+    expect(r.status).toBe(0);
+    // each segment is a memfd the model backs with a huge folio of its pool
+    const segs = r.trace.match(
+      /memfd_create\("seg_\d+-\d+", MFD_HUGETLB\) = \d+ \(an ordinary memfd: its pages are 2\^21 byte folios/g,
+    );
+    expect(segs?.length ?? 0).toBeGreaterThan(100);
+    // the EAL maps each segment the heap gains for the device (IOVA = VA) and unmaps each it
+    // loses, from whichever lcore allocates: the shim serves the program's threads at once
+    expect(r.trace).toMatch(
+      /VFIO_IOMMU_MAP_DMA, \{argsz=32, flags=READ\|WRITE, vaddr=(0x[0-9a-f]+), iova=\1, size=0x200000\}\) = 0/,
+    );
+    const calls = ioctlNames(r.trace);
+    expect(calls.filter((c) => c === "VFIO_IOMMU_MAP_DMA").length).toBeGreaterThan(1000);
+    expect(calls.filter((c) => c === "VFIO_IOMMU_UNMAP_DMA").length).toBeGreaterThan(1000);
+    expect(r.trace).not.toMatch(/VFIO_IOMMU_(UN)?MAP_DMA, .*\) = -1/);
+    expect(r.counters.pinnedPages).toBe(0);
+    expect(r.counters.openFiles).toBe(0);
+    expect(r.counters.ownedFrames).toBe(0);
     expect(r.report).toContain("model errors: 0, invariant violations: 0");
   });
 });

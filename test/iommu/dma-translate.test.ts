@@ -111,6 +111,30 @@ describe("invariant check", () => {
     ]);
   });
 
+  it("changedOnly re-reads a table only after a write call or a record change; a full check reads every table", () => {
+    const { ctx, sub, d } = attached("intel");
+    d.map(0x4000n, 0x2345_6000n, 8n * KiB, RW);
+    expect(sub.checkInvariants(true)).toEqual([]);
+    // bytes changed behind the table's back: only the full check reads them
+    const e = (d.pt as PtTable).table.leafEntry(5)!;
+    ctx.phys.write(e.tablePfn * 4096 + e.index * 8, new Uint8Array([0x03, 0x90, 0x99, 0x19, 0, 0, 0, 0]));
+    expect(sub.checkInvariants(true)).toEqual([]);
+    const full = sub.checkInvariants();
+    expect(full.length).toBeGreaterThan(0);
+    expect(full[0]).toMatch(/page table maps .* where the domain recorded/);
+    // any map or unmap call on the table makes the next changedOnly check read it again
+    d.map(0x40_0000n, 0x3000_0000n, 4n * KiB, RW);
+    const again = sub.checkInvariants(true);
+    expect(again[0]).toBe(full[0]);
+    expect(again).toEqual(sub.checkInvariants());
+    // and so does a change to the domain's record alone (a table the domain no longer agrees with)
+    const { sub: sub2, d: d2 } = attached("amd");
+    d2.map(0x4000n, 0x2345_6000n, 4n * KiB, RW);
+    expect(sub2.checkInvariants(true)).toEqual([]);
+    d2.mapped.add(0x100, 1, 0x30000, RW);
+    expect(sub2.checkInvariants(true)).toEqual([expect.stringMatching(/page table maps nothing where/)]);
+  });
+
   it("counters: ptFrames and domains come back after free", () => {
     const { sub, dev, d } = attached("amd");
     const frames = () => sub.counters().ptFrames;

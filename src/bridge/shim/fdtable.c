@@ -20,10 +20,11 @@ void set_model_fd(int fd, int on)
 {
 	if (fd < 0 || fd >= MAX_TRACKED_FD)
 		return;
+	/* atomic: threads open and close model fds at once, and numbers 8k..8k+7 share a byte */
 	if (on)
-		br_model_fd[fd >> 3] |= (uint8_t)(1u << (fd & 7));
+		__atomic_fetch_or(&br_model_fd[fd >> 3], (uint8_t)(1u << (fd & 7)), __ATOMIC_RELEASE);
 	else
-		br_model_fd[fd >> 3] &= (uint8_t)~(1u << (fd & 7));
+		__atomic_fetch_and(&br_model_fd[fd >> 3], (uint8_t)~(1u << (fd & 7)), __ATOMIC_RELEASE);
 }
 
 int reserve_fd(int cloexec)

@@ -163,6 +163,8 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 {
 	if (!(flags & MAP_ANONYMOUS) && is_model_fd(fd))
 		return model_mmap(addr, len, prot, flags, fd, off);
+	if (!(flags & MAP_ANONYMOUS) && is_hugetlb_fd(fd) && (flags = hugetlb_mmap_flags(fd, len, off, flags)) < 0)
+		return MAP_FAILED;
 	if (flags & MAP_FIXED)
 		detach(addr, len);
 	resolve_mmap();
@@ -178,6 +180,8 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t
 {
 	if (!(flags & MAP_ANONYMOUS) && is_model_fd(fd))
 		return model_mmap(addr, len, prot, flags, fd, off);
+	if (!(flags & MAP_ANONYMOUS) && is_hugetlb_fd(fd) && (flags = hugetlb_mmap_flags(fd, len, off, flags)) < 0)
+		return MAP_FAILED;
 	if (flags & MAP_FIXED)
 		detach(addr, len);
 	resolve_mmap64();

@@ -91,7 +91,8 @@ extern char *br_fd_path[MAX_TRACKED_FD];
 
 static inline int is_model_fd(int fd)
 {
-	return fd >= 0 && fd < MAX_TRACKED_FD && (br_model_fd[fd >> 3] & (1u << (fd & 7)));
+	return fd >= 0 && fd < MAX_TRACKED_FD &&
+	       (__atomic_load_n(&br_model_fd[fd >> 3], __ATOMIC_ACQUIRE) & (1u << (fd & 7)));
 }
 
 void set_model_fd(int fd, int on);
@@ -137,6 +138,18 @@ void x86_load_result(const struct mmio_insn *in, greg_t *g, uint64_t v);
 
 /* mmio.c: the SIGSEGV trap (installed at the first device mapping) */
 void mmio_trap_install(void);
+/* ------------------------------------------------------------ memfd.c */
+
+/* fds memfd_create(MFD_HUGETLB) returned (the model's hugetlb pool backs them) */
+extern uint8_t br_hugetlb_fd[MAX_TRACKED_FD / 8];
+
+static inline int is_hugetlb_fd(int fd)
+{
+	return fd >= 0 && fd < MAX_TRACKED_FD &&
+	       (__atomic_load_n(&br_hugetlb_fd[fd >> 3], __ATOMIC_RELAXED) & (1u << (fd & 7)));
+}
+
+int hugetlb_mmap_flags(int fd, size_t len, off64_t off, int flags);
 
 /* ------------------------------------------------------------ the rest */
 

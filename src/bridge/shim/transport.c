@@ -76,6 +76,7 @@ static int hello(uint64_t token);
 static uint8_t *chan;     /* the mapping, NULL: no channel (every call over the socket) */
 static int chan_on;       /* the server accepted it */
 static uint32_t chan_seq; /* the last request posted */
+static pid_t chan_pid;    /* getpid() as of the channel (a fork's child makes its own) */
 
 /*
  * How long the shim spins on a reply before it sleeps (ns). The budget
@@ -110,6 +111,7 @@ static int chan_create(void)
 	chan = NULL;
 	chan_on = 0;
 	chan_seq = 0;
+	chan_pid = getpid();
 	const char *e = getenv("IOMMUFD_SIM_SPIN_NS");
 	if (e && *e)
 		spin_max = strtoull(e, NULL, 10);
@@ -231,7 +233,7 @@ static struct br_rep chan_call(struct br_req *rq, const void *payload, size_t pl
 		if (n > PREFETCH_MAX)
 			n = PREFETCH_MAX;
 		struct iovec lo = {pl, n}, re = {(void *)(uintptr_t)rq->b, n};
-		ssize_t got = process_vm_readv(getpid(), &lo, 1, &re, 1, 0);
+		ssize_t got = process_vm_readv(chan_pid, &lo, 1, &re, 1, 0);
 		if (got > 0) {
 			plen = (size_t)got;
 			rq->flags |= BR_REQ_PREFETCH;
