@@ -1,11 +1,11 @@
 import { iommufdCtxFromFile, iommufdDeviceAttach, iommufdDeviceBind } from "../iommufd/index.js";
 import { Machine } from "../kernel/machine.js";
 import * as U from "../uapi/iommufd.js";
+import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE } from "../uapi/linux.js";
 import { decode, encode } from "../uapi/struct.js";
 import { nowNs, registerSuite } from "./registry.js";
 
-const MAP_HUGETLB = 0x40000;
-const MAP_PRIVATE_ANON = 0x22;
+const MAP_PRIVATE_ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 const RW = 6;
 const FIXED = 1;
 /** The machine's seed: its boot hugetlb pool is 2 MiB folios scattered over RAM by it. */

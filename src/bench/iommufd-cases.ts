@@ -1,10 +1,10 @@
 import { iommufdCtxFromFile, iommufdDeviceAttach, iommufdDeviceBind } from "../iommufd/index.js";
 import { Machine } from "../kernel/machine.js";
 import * as U from "../uapi/iommufd.js";
+import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../uapi/linux.js";
 import { decode, encode } from "../uapi/struct.js";
 import { median, nowNs, registerSuite } from "./registry.js";
 
-const MAP_HUGETLB = 0x40000;
 const RW = 6;
 const FIXED = 1;
 
@@ -28,7 +28,7 @@ function hugetlbMap(quick: boolean): Record<string, number> {
   const ioas = ioasAlloc(p, fd);
   const idev = iommufdDeviceBind(iommufdCtxFromFile(p.task.fdget(fd)), m.iommu.device("0000:00:04.0"));
   iommufdDeviceAttach(idev, ioas);
-  const va = p.mmap(0n, len, 3, 0x22 | MAP_HUGETLB);
+  const va = p.mmap(0n, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB);
   if (va < 0n) throw new Error(`mmap hugetlb failed: ${va}`);
   const buf = encode(U.iommu_ioas_map, {
     size: 40,

@@ -1,7 +1,7 @@
 import type { Process } from "../kernel/process.js";
 import { ForeignMm } from "../mm/index.js";
 import { EACCES, EINVAL, ENXIO, KernelError } from "../uapi/errno.js";
-import { MAP_FIXED } from "../uapi/linux.js";
+import { MAP_FIXED, MAP_FIXED_NOREPLACE } from "../uapi/linux.js";
 import { HUGETLB_NORESERVE, HUGETLB_UNMAP, MMIO_SIGBUS, MMIO_WRITE, type Request } from "./protocol.js";
 
 /**
@@ -12,8 +12,6 @@ import { HUGETLB_NORESERVE, HUGETLB_UNMAP, MMIO_SIGBUS, MMIO_WRITE, type Request
  * every trapped load and store comes here and goes to that VMA's device
  * memory, the path the kernel's page tables would give the CPU.
  */
-
-const MAP_FIXED_NOREPLACE = 0x100000;
 
 /** OP.MMAP: the device's mmap at the va the shim reserved (payload: u64 va). 0 or -errno. */
 export function bridgeMmap(p: Process, q: Request): number {

@@ -1,10 +1,7 @@
 import { statSync } from "node:fs";
 import { EBADF, EINVAL, ENOMEM } from "../uapi/errno.js";
+import { MFD_HUGE_MASK, MFD_HUGE_SHIFT, MFD_HUGETLB } from "../uapi/linux.js";
 
-/** memfd_create flags (include/uapi/linux/memfd.h). */
-const MFD_HUGETLB = 4;
-const MFD_HUGE_SHIFT = 26;
-const MFD_HUGE_MASK = 0x3f;
 /** The huge page sizes the model's pools have (hstates): 2 MiB and 1 GiB. */
 const HSTATE_SHIFTS = new Set([21, 30]);
 

@@ -141,6 +141,7 @@ export class BridgeNamespace {
       return attrs.includes(attr) ? { path, kind: "file", model: path, synthetic: "debugfs" } : undefined;
     }
     if (BUS_DEVICE.test(path) && this.m.vfs.exists(path)) return { path, kind: "link", model: path };
+    if (this.subsystemLink(path)) return { path, kind: "link", model: path };
     if (path === "/sys/devices") return { path, kind: "dir", model: "" };
     const model = this.toModel(path);
     if (model === undefined) return undefined;
@@ -157,10 +158,26 @@ export class BridgeNamespace {
   linkTarget(path: string): string | undefined {
     const bus = BUS_DEVICE.exec(path);
     if (bus !== null && this.m.vfs.exists(path)) return `../../../devices/pci${bus[1].slice(0, 7)}/${bus[1]}`;
+    if (this.subsystemLink(path)) return "../../../bus/pci";
     const model = this.toModel(path);
     if (model === undefined || model === "") return undefined;
     const n = this.m.vfs.lookup(model);
     return n?.type === "link" ? n.target : undefined;
+  }
+
+  /**
+   * A PCI function's `subsystem` link (to /sys/bus/pci): QEMU's vfio-pci
+   * takes realpath() of it to tell an mdev (/sys/bus/mdev) from a PCI device.
+   */
+  private subsystemLink(path: string): boolean {
+    const d = DEVICE_DIR.exec(path);
+    return (
+      d !== null &&
+      d[2] !== undefined &&
+      d[3] === "/subsystem" &&
+      d[2].slice(0, 7) === d[1].slice(3) &&
+      this.m.vfs.exists(`/sys/bus/pci/devices/${d[2]}`)
+    );
   }
 
   /**
@@ -208,6 +225,7 @@ export class BridgeNamespace {
       } catch {
         return -ENOENT;
       }
+      if (this.subsystemLink(`${r.path}/subsystem`)) names = [...names, "subsystem"];
     }
     return names.map((name) => {
       const child = `${r.path === "/" ? "" : r.path}/${name}`;

@@ -7,6 +7,7 @@ import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
 import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
+import { O_CLOEXEC, O_NOFOLLOW } from "../uapi/linux.js";
 import { Channel } from "./channel.js";
 import { bridgeHugetlb, bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
 import { hugetlbMemfd, hugetlbMmap } from "./hugetlb-fd.js";
@@ -29,8 +30,6 @@ import {
   STAT_SIZE,
 } from "./protocol.js";
 
-const O_NOFOLLOW = 0o400000;
-const O_CLOEXEC = 0o2000000;
 const EMFILE = 24;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -54,7 +53,7 @@ interface Pending {
  * probe every PROBE_EVERY nudges.
  */
 const SPIN_MAX_MS = 0.2;
-const SPIN_MIN_MS = 0.004;
+const SPIN_MIN_MS = 0.01;
 const PROBE_EVERY = 16;
 /** The longest the server polls before it lets the event loop run (new connections, nudges, exits). */
 const SPIN_SLICE_MS = 0.5;

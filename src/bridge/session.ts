@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatTraceEvent } from "../cli/trace-format.js";
 import { Machine, type MachineOptions, type PciDeviceConfig } from "../kernel/machine.js";
+import { applyMachineFlag, badValue, isOptionValue, MACHINE_FLAGS } from "../kernel/machine-options.js";
 import { BridgeServer } from "./server.js";
 
 /** The machine options exec and serve share (DESIGN.md: the command-line contract). */
@@ -18,7 +19,8 @@ const KINDS = new Set(["memcpy"]);
 /**
  * Parse `[--iommu K] [--kernel P] [--kconfig N=y|n]... [--param N=V]...
  * [--pci BDF=KIND]... [--hugepages SIZE=N[,SIZE=N]] [--seed N]
- * [--noiommu-revision R] [--trace FILE] [--report]` plus any `extra` options; stops at `--` or the first
+ * [--noiommu-revision R] [--memory SIZE] [--spapr platform=P|pgsizes=L,..]...
+ * [--trace FILE] [--report]` (the machine flags are MACHINE_OPTIONS') plus any `extra` options; stops at `--` or the first
  * non-option. Returns the options and the rest, or an error message.
  */
 export function parseBridgeArgs(
@@ -45,27 +47,16 @@ export function parseBridgeArgs(
       opts.report = true;
       continue;
     }
-    const takes = [
-      "--iommu",
-      "--kernel",
-      "--kconfig",
-      "--param",
-      "--pci",
-      "--hugepages",
-      "--seed",
-      "--noiommu-revision",
-      "--trace",
-    ];
-    if (!takes.includes(name) && !Object.hasOwn(extra, name)) return `unknown option ${a}`;
+    if (!MACHINE_FLAGS.includes(name) && !Object.hasOwn(extra, name)) return `unknown option ${a}`;
     const v = inline ?? argv[++i];
     if (v === undefined) return `${name} needs a value`;
     switch (name) {
       case "--iommu":
-        if (!["amd", "intel", "mock", "spapr", "none"].includes(v)) return `--iommu: unknown IOMMU "${v}"`;
-        machine.iommu = v as MachineOptions["iommu"];
+        if (!isOptionValue("iommu", v)) return `--iommu: ${badValue("iommu", "IOMMU", v)}`;
+        machine.iommu = v;
         break;
       case "--kernel":
-        if (v !== "latest" && v !== "6.12") return `--kernel: unknown profile "${v}" (latest, 6.12)`;
+        if (!isOptionValue("kernel", v)) return `--kernel: ${badValue("kernel", "profile", v)}`;
         machine.kernel = v;
         break;
       case "--kconfig": {
@@ -103,12 +94,19 @@ export function parseBridgeArgs(
         machine.seed = Number(v);
         break;
       case "--noiommu-revision":
-        if (!["v4", "v7", "v9"].includes(v)) return `--noiommu-revision: unknown revision "${v}"`;
-        machine.noiommuRevision = v as MachineOptions["noiommuRevision"];
+        if (!isOptionValue("noiommuRevision", v))
+          return `--noiommu-revision: ${badValue("noiommuRevision", "revision", v)}`;
+        machine.noiommuRevision = v;
         break;
       case "--trace":
         opts.trace = v;
         break;
+      case "--memory":
+      case "--spapr": {
+        const err = applyMachineFlag(machine, name, v);
+        if (err !== undefined) return err;
+        break;
+      }
       default:
         extra[name](v);
     }

@@ -13,6 +13,7 @@ commands:
   record <scenario.yaml> [-o out.yaml]  run it and write it back as a fully explicit scenario
   exec [machine options] -- PROGRAM [ARGS...]  run a real program against the model
   serve --socket PATH [machine options]  a machine several real programs join
+  qemu [--qemu 7.2|10] [--mmap]  a real QEMU with the model's device assigned, driven by qtest
   web [scenario.yaml]    open the run in a browser view (--port N, --export DIR)
   help [command]         this text, or a command's
 
@@ -83,6 +84,7 @@ expected it.`,
   exec: `usage: iommufd-sim exec [--iommu amd|intel|mock|spapr|none] [--kernel latest|6.12]
                         [--kconfig NAME=y|n]... [--param NAME=VALUE]... [--pci BDF=KIND]...
                         [--hugepages SIZE=N[,SIZE=N]] [--seed N] [--noiommu-revision v4|v7|v9]
+                        [--memory SIZE] [--spapr platform=P|pgsizes=L,...]...
                         [--trace FILE] [--report] -- PROGRAM [ARGS...]
 
 Run an unmodified program (C, Rust, anything on glibc) against a simulated
@@ -115,6 +117,9 @@ eventfds before the call or access that caused them returns.
                        memfd_create(MFD_HUGETLB) memory comes from them
   --seed N             the machine's seed (deterministic runs)
   --noiommu-revision R the noiommu GET_PA revision: v4, v7, v9 (default)
+  --memory SIZE        physical memory (default 4G; K, M, G, T suffixes)
+  --spapr K=V          PPC64 (--iommu spapr): platform=powernv|pseries,
+                       pgsizes=12,16,24 (log2 TCE sizes), repeatable
   --trace FILE         every call into the model, strace-style, with the
                        reason behind each errno
   --report             at exit, on stderr: DMA faults and sanitizer
@@ -136,6 +141,32 @@ Then run each program with it, e.g.
 Each program (and each child it forks) is a process of the machine; objects
 of one are not reachable from another except through the fds it inherited.
 More: docs/exec.md`,
+  qemu: `usage: iommufd-sim qemu [--qemu 7.2|10|PATH] [--backend container|iommufd] [--mmap]
+                        [--script FILE] [--host BDF] [machine options as for exec]
+                        [--trace FILE] [--report] [-- QEMU ARGS...]
+
+Assign the model's memcpy device to a real, unmodified QEMU (vfio-pci) and
+drive it with a qtest script over stdio: no guest OS, the script is the
+guest. QEMU runs under the exec bridge (TCG, q35, -S). The default script,
+examples/qemu/memcpy.qtest, places the BARs with PCI config cycles, copies
+bytes in guest RAM by DMA, checks the copy and the MSI-X message QEMU
+writes to guest RAM, resets the machine and copies again, and checks that a
+DMA outside guest RAM faults (STATUS 3) with nothing written.
+
+  --qemu 7.2       the system's qemu-system-x86_64 (Debian bookworm), legacy
+                   VFIO group + container (default)
+  --qemu 10        QEMU 10 unpacked by scripts/qemu/install.sh in the cache,
+                   iommufd backend (-object iommufd)
+  --qemu PATH      another QEMU binary (with --backend; default container)
+  --mmap           let QEMU mmap the BARs (default: x-no-mmap=on, BAR access
+                   is pread/pwrite on the device fd)
+  --script FILE    another qtest script (format: docs/qemu.md)
+  --host BDF       the model's PCI function to assign (default 0000:00:04.0)
+  --trace FILE     every call QEMU makes into the model, strace-style
+
+Exit 0 when every check passed, QEMU exited with 0 and the model holds
+nothing after it (QEMU never closes its VFIO fds: exit must release them).
+More: docs/qemu.md`,
   web: `usage: iommufd-sim web [scenario.yaml] [--port N] [--export DIR]
 
 Serve a browser view of the run on 127.0.0.1 and print its URL

@@ -4,6 +4,7 @@ import { cmdDemo } from "./cmd-demo.js";
 import { cmdExec } from "./cmd-exec.js";
 import { cmdExplain } from "./cmd-explain.js";
 import { cmdInspect } from "./cmd-inspect.js";
+import { cmdQemu } from "./cmd-qemu.js";
 import { cmdRecord } from "./cmd-record.js";
 import { cmdRun } from "./cmd-run.js";
 import { cmdServe } from "./cmd-serve.js";
@@ -139,6 +140,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     return cmdExec(argv.slice(1), io);
   if (argv[0] === "serve" && !argv.slice(1, 2).some((a) => a === "--help" || a === "-h"))
     return cmdServe(argv.slice(1), io);
+  if (argv[0] === "qemu" && !argv.slice(1, 2).some((a) => a === "--help" || a === "-h"))
+    return cmdQemu(argv.slice(1), io);
   const parsed = parseArgs(argv);
   if (typeof parsed === "string") {
     io.stderr(`iommufd-sim: ${parsed}\n${HELP.main.split("\n")[2]}\n`);

@@ -6,8 +6,8 @@ import { closeFd, filePut, fileRef, getFile, newFile } from "./model-ops.js";
 import { lowestFreeFd, MAX_PROCS, type Model, note, PAGE, type Real } from "./world.js";
 
 const { EBADF, EINVAL, EAGAIN } = uapi;
-const MAP_PRIVATE_ANON = 0x22;
-const MAP_LOCKED = 0x2000;
+const MAP_PRIVATE_ANON = uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS;
+const { MAP_LOCKED } = uapi;
 
 /** Extra capabilities a spawned process may get: none, CAP_SYS_RESOURCE (RLIMIT_MODE), CAP_IPC_LOCK (no accounting). */
 export const SPAWN_PRIVS = [[], ["CAP_SYS_RESOURCE"], ["CAP_IPC_LOCK"], ["CAP_SYS_RESOURCE", "CAP_IPC_LOCK"]];

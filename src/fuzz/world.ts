@@ -16,8 +16,8 @@ export const IOVA_SLOTS = 64;
 export const slotIova = (s: number) => IOVA_BASE + BigInt(s % IOVA_SLOTS) * IOVA_SLOT;
 export { PAGE };
 
-export const PROT_R = 1;
-export const PROT_W = 2;
+export const PROT_R = uapi.PROT_READ;
+export const PROT_W = uapi.PROT_WRITE;
 
 /** The machines a campaign rotates through (docs/reliability.md). */
 export const MACHINE_KINDS = ["amd", "intel", "mock", "noiommu", "spapr", "compat", "k612"] as const;

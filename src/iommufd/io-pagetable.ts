@@ -13,14 +13,15 @@ import {
   EPERM,
   fail,
 } from "../uapi/errno.js";
+import {
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+} from "../uapi/iommufd.js";
 import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import { IntervalTree, type ItNode } from "./interval-tree.js";
 import { allocIova, hex, U64_MAX } from "./iova-alloc.js";
 import { type IoptPages, PAGE_SIZE, type PinUser } from "./pages.js";
-
-export const IOMMU_IOAS_MAP_FIXED_IOVA = 1;
-export const IOMMU_IOAS_MAP_WRITEABLE = 2;
-export const IOMMU_IOAS_MAP_READABLE = 4;
 
 /** What owns a reserved IOVA range (iopt_reserved.owner). */
 export type ReservedOwner =

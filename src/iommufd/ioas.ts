@@ -23,6 +23,9 @@ import {
   fail,
 } from "../uapi/errno.js";
 import {
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
   IOMMU_OPTION_HUGE_PAGES,
   IOMMU_OPTION_OP_GET,
   IOMMU_OPTION_OP_SET,
@@ -35,13 +38,7 @@ import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import { DmaBuf, dmabufPinSource } from "./dmabuf.js";
 import type { HwptPaging } from "./hw-pagetable.js";
-import {
-  IOMMU_IOAS_MAP_FIXED_IOVA,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  IoPagetable,
-  type PagesSlice,
-} from "./io-pagetable.js";
+import { IoPagetable, type PagesSlice } from "./io-pagetable.js";
 import { hex, U64_MAX } from "./iova-alloc.js";
 import { IommufdObject } from "./object.js";
 import { IoptPages } from "./pages.js";

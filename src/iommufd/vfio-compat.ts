@@ -1,10 +1,18 @@
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENODEV, ENOTTY, EOVERFLOW, EPERM, fail } from "../uapi/errno.js";
+import {
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+} from "../uapi/iommufd.js";
 import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
 import {
   VFIO_API_VERSION,
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_CC_IOMMU,
+  VFIO_DMA_MAP_FLAG_READ,
+  VFIO_DMA_MAP_FLAG_WRITE,
+  VFIO_DMA_UNMAP_FLAG_ALL,
   VFIO_GET_API_VERSION,
   VFIO_IOMMU_GET_INFO,
   VFIO_IOMMU_MAP_DMA,
@@ -17,17 +25,9 @@ import {
 } from "../uapi/vfio.js";
 import type { IommufdCtx } from "./ctx.js";
 import { HwptPaging } from "./hw-pagetable.js";
-import {
-  IOMMU_IOAS_MAP_FIXED_IOVA,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-} from "./io-pagetable.js";
 import { allocUserPages, disableLargePages, IommufdIoas, mapNewPages } from "./ioas.js";
 import { U64_MAX } from "./iova-alloc.js";
 
-const VFIO_DMA_MAP_FLAG_READ = 1;
-const VFIO_DMA_MAP_FLAG_WRITE = 2;
-const VFIO_DMA_UNMAP_FLAG_ALL = 2;
 const VFIO_IOMMU_INFO_PGSIZES = 1;
 const VFIO_IOMMU_INFO_CAPS = 2;
 const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;

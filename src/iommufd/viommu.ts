@@ -4,7 +4,7 @@ import type { KFile } from "../kernel/file.js";
 import type { IoMem } from "../mm/io-mem.js";
 import { EEXIST, EINVAL, ENXIO, EOPNOTSUPP, EPERM, fail } from "../uapi/errno.js";
 import { IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID } from "../uapi/iommufd.js";
-import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
+import { PAGE_SIZE_B as PAGE, PROT_EXEC } from "../uapi/linux.js";
 import type { IommufdCtx } from "./ctx.js";
 import { getDevice, type IommufdDevice } from "./device.js";
 import { type IommufdVeventq, viommuReportEvent } from "./eventq.js";
@@ -23,8 +23,6 @@ import type { UcmdOf } from "./ucmd.js";
 // selftest mock driver implements viommu_init in the model; on amd and
 // intel IOMMU_VIOMMU_ALLOC is EOPNOTSUPP after the flag/type and device
 // checks, as in a kernel whose driver has no vIOMMU support.
-
-const PROT_EXEC = 4;
 
 /** A region a driver registered for mmap() of the iommufd fd (struct iommufd_mmap). */
 export interface Immap {

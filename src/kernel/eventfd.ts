@@ -1,9 +1,9 @@
 import { EAGAIN, EINVAL, ESPIPE, fail } from "../uapi/errno.js";
+import { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE } from "../uapi/linux.js";
 import { type FileOps, KFile } from "./file.js";
 
-export const EFD_SEMAPHORE = 1;
-export const EFD_NONBLOCK = 0o4000;
-export const EFD_CLOEXEC = 0o2000000;
+export { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE };
+
 const ULLONG_MAX = (1n << 64n) - 1n;
 
 /** eventfd(2): a 64-bit counter; drivers signal it (MSI triggers), user space reads it. */

@@ -2,14 +2,17 @@ import type { DmaLog } from "../hw/dma-log.js";
 import type { FaultInject } from "../hw/fault-inject.js";
 import type { FrameAllocator } from "../hw/frame-alloc.js";
 import type { PhysMem } from "../hw/phys-mem.js";
+import type { KernelProfile, NoiommuRevision } from "../uapi/profiles.js";
 import type { Kconfig } from "./kconfig.js";
 import type { ParamName, ParamValue } from "./params.js";
 import type { KernelLog } from "./printk.js";
 import type { Vfs } from "./vfs.js";
 
-export type IommuKind = "amd" | "intel" | "spapr" | "mock" | "none";
-export type KernelProfileName = "latest" | "6.12";
-export type NoiommuRevision = "v4" | "v7" | "v9";
+/** The IOMMU a machine has (MachineOptions.iommu). */
+export const IOMMU_KINDS = ["amd", "intel", "spapr", "mock", "none"] as const;
+export type IommuKind = (typeof IOMMU_KINDS)[number];
+export type KernelProfileName = KernelProfile;
+export type { NoiommuRevision };
 
 /**
  * The kernel's shared state, handed to each subsystem when the machine

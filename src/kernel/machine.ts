@@ -24,6 +24,7 @@ import { addIntelDebugfs } from "./intel-debugfs.js";
 import { resolveKconfig } from "./kconfig.js";
 import type { IommuKind, KernelCtx, KernelProfileName, NoiommuRevision } from "./kctx.js";
 import { checkMachineInvariants } from "./machine-invariants.js";
+import { badValue, isOptionValue } from "./machine-options.js";
 import { MmGlue } from "./mm-glue.js";
 import { isParamName, PARAM_DEFAULTS, type ParamName, type ParamValue, parseParam } from "./params.js";
 import { addPciSysfs } from "./pci-sysfs.js";
@@ -46,6 +47,7 @@ export interface PciDeviceConfig {
   flags?: IommuDeviceFlags;
 }
 
+/** The options of a Machine. Each is also declared in MACHINE_OPTIONS (machine-options.ts): its scenario key and flag. */
 export interface MachineOptions {
   iommu?: IommuKind;
   memoryBytes?: bigint;
@@ -115,9 +117,8 @@ export class Machine implements KernelServices {
   constructor(opts: MachineOptions = {}) {
     this.options = { ...opts };
     this.iommuKind = opts.iommu ?? "amd";
-    if (!["amd", "intel", "spapr", "mock", "none"].includes(this.iommuKind)) {
-      throw new Error(`unknown iommu kind ${this.iommuKind}`);
-    }
+    if (!isOptionValue("iommu", this.iommuKind))
+      throw new Error(badValue("iommu", "iommu kind", this.iommuKind));
     const mem = opts.memoryBytes ?? 4n * GIB;
     if (mem < 64n << 20n) throw new Error("memoryBytes must be at least 64 MiB");
     if (mem > 1n << 44n) throw new Error("memoryBytes above 16 TiB is not modelled");
@@ -148,11 +149,10 @@ export class Machine implements KernelServices {
       dmaLog: new DmaLog(),
       domainIds: { next: 1 },
     };
-    if (!["latest", "6.12"].includes(this.ctx.profile))
-      throw new Error(`unknown kernel profile ${this.ctx.profile}`);
-    if (!["v4", "v7", "v9"].includes(this.ctx.noiommuRevision)) {
-      throw new Error(`unknown noiommu revision ${this.ctx.noiommuRevision}`);
-    }
+    if (!isOptionValue("kernel", this.ctx.profile))
+      throw new Error(badValue("kernel", "kernel profile", this.ctx.profile));
+    if (!isOptionValue("noiommuRevision", this.ctx.noiommuRevision))
+      throw new Error(badValue("noiommuRevision", "noiommu revision", this.ctx.noiommuRevision));
     this.mmGlue = new MmGlue(this.ctx);
     this.bootHugetlb(opts.hugepages);
     this.iommu = createIommuSubsystem(this.ctx, this.iommuKind, [...this.pciConfig], { spapr: opts.spapr });

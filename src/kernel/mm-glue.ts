@@ -8,12 +8,27 @@ import {
   UserTable,
 } from "../mm/index.js";
 import { EINVAL, ENODEV, fail } from "../uapi/errno.js";
+import {
+  MFD_ALLOW_SEALING,
+  MFD_CLOEXEC,
+  MFD_EXEC,
+  MFD_HUGE_MASK,
+  MFD_HUGE_SHIFT,
+  MFD_HUGETLB,
+  MFD_NOEXEC_SEAL,
+} from "../uapi/linux.js";
 import type { Cred } from "./cred.js";
 import { type FileOps, KFile } from "./file.js";
 import type { KernelCtx } from "./kctx.js";
 import type { Task } from "./task.js";
 
-const MFD_ALL = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | (0x3f << 26);
+const MFD_ALL =
+  MFD_CLOEXEC |
+  MFD_ALLOW_SEALING |
+  MFD_HUGETLB |
+  MFD_NOEXEC_SEAL |
+  MFD_EXEC |
+  (MFD_HUGE_MASK << MFD_HUGE_SHIFT);
 const MFD_NAME_MAX = 249;
 
 /**

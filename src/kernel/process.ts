@@ -1,5 +1,6 @@
 import type { MmStruct } from "../mm/index.js";
 import { EBADF, EINVAL, EISDIR, ENODEV, ENOTTY, ESRCH, fail } from "../uapi/errno.js";
+import { MAP_ANONYMOUS, O_ACCMODE, O_RDONLY } from "../uapi/linux.js";
 import type { Cred } from "./cred.js";
 import { newEventFd } from "./eventfd.js";
 import { KFile } from "./file.js";
@@ -8,9 +9,7 @@ import { Task } from "./task.js";
 import { describeErr, type LastError, type TraceEvent, toErrno } from "./trace.js";
 import { normalize } from "./vfs.js";
 
-const O_ACCMODE = 3;
 const EXITED = "the process has exited";
-const O_RDONLY = 0;
 const U64_MAX = (1n << 64n) - 1n;
 
 /** What the trace calls the file an ioctl went to ("iommufd", "vfio-container-spapr", ...). */
@@ -164,7 +163,6 @@ export class Process {
 
   mmap(addr: bigint, len: bigint, prot: number, flags: number, fd = -1, off = 0n): bigint {
     return this.sysBig("mmap", [addr, len, prot, flags, fd, off], () => {
-      const MAP_ANONYMOUS = 0x20;
       let backing: unknown = null;
       if ((flags & MAP_ANONYMOUS) === 0) {
         const file = this.task.fdget(fd);

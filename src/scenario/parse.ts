@@ -1,4 +1,5 @@
 import { isMap, isSeq, LineCounter, parseDocument, type YAMLSeq } from "yaml";
+import { MACHINE_SCENARIO_KEYS } from "../kernel/machine-options.js";
 import { ScenarioError } from "./error.js";
 import {
   COMMON_KEYS,
@@ -15,18 +16,7 @@ import {
 import { checkKeys, describe } from "./values.js";
 
 const TOP_KEYS = ["name", "description", "machine", "processes", "steps"];
-const MACHINE_KEYS = [
-  "iommu",
-  "memory",
-  "pci",
-  "kconfig",
-  "params",
-  "kernel",
-  "noiommuRevision",
-  "seed",
-  "spapr",
-  "hugepages",
-];
+const MACHINE_KEYS = MACHINE_SCENARIO_KEYS;
 const PCI_FLAGS = ["noEnforceCoherency", "noDirty", "pasid", "hugeIova"];
 const PROCESS_KEYS = ["name", "uid", "caps", "rlimitMemlock"];
 

@@ -5,6 +5,7 @@ import {
   IOMMU_IOAS_MAP_READABLE,
   IOMMU_IOAS_MAP_WRITEABLE,
 } from "../uapi/iommufd.js";
+import * as L from "../uapi/linux.js";
 import type { KernelProfile } from "../uapi/profiles.js";
 import type { StructDef, StructValues } from "../uapi/struct.js";
 import { ScenarioError } from "./error.js";
@@ -43,40 +44,52 @@ export interface StepEnv {
   profile: KernelProfile;
 }
 
-export const PROT: Record<string, bigint> = { NONE: 0n, READ: 1n, WRITE: 2n, EXEC: 4n };
-export const MAP: Record<string, bigint> = {
-  SHARED: 0x1n,
-  PRIVATE: 0x2n,
-  SHARED_VALIDATE: 0x3n,
-  FIXED: 0x10n,
-  ANONYMOUS: 0x20n,
-  LOCKED: 0x2000n,
-  NORESERVE: 0x4000n,
-  POPULATE: 0x8000n,
-  HUGETLB: 0x40000n,
-  FIXED_NOREPLACE: 0x100000n,
-  HUGE_2MB: 21n << 26n,
-  HUGE_1GB: 30n << 26n,
-};
-export const O_FLAGS: Record<string, bigint> = {
-  O_RDONLY: 0n,
-  O_WRONLY: 1n,
-  O_RDWR: 2n,
-  O_CREAT: 0o100n,
-  O_EXCL: 0o200n,
-  O_NONBLOCK: 0o4000n,
-  O_CLOEXEC: 0o2000000n,
-};
-export const MFD: Record<string, bigint> = {
-  CLOEXEC: 1n,
-  ALLOW_SEALING: 2n,
-  HUGETLB: 4n,
-  NOEXEC_SEAL: 8n,
-  EXEC: 0x10n,
-  HUGE_2MB: 21n << 26n,
-  HUGE_1GB: 30n << 26n,
-};
-export const EFD: Record<string, bigint> = { SEMAPHORE: 1n, NONBLOCK: 0o4000n, CLOEXEC: 0o2000000n };
+// The flag names a scenario may use, by their uapi constants (src/uapi/linux.ts: one fact, one place).
+const big = (o: Record<string, number>): Record<string, bigint> =>
+  Object.fromEntries(Object.entries(o).map(([k, v]) => [k, BigInt(v)]));
+export const PROT: Record<string, bigint> = big({
+  NONE: L.PROT_NONE,
+  READ: L.PROT_READ,
+  WRITE: L.PROT_WRITE,
+  EXEC: L.PROT_EXEC,
+});
+export const MAP: Record<string, bigint> = big({
+  SHARED: L.MAP_SHARED,
+  PRIVATE: L.MAP_PRIVATE,
+  SHARED_VALIDATE: L.MAP_SHARED_VALIDATE,
+  FIXED: L.MAP_FIXED,
+  ANONYMOUS: L.MAP_ANONYMOUS,
+  LOCKED: L.MAP_LOCKED,
+  NORESERVE: L.MAP_NORESERVE,
+  POPULATE: L.MAP_POPULATE,
+  HUGETLB: L.MAP_HUGETLB,
+  FIXED_NOREPLACE: L.MAP_FIXED_NOREPLACE,
+  HUGE_2MB: L.MAP_HUGE_2MB,
+  HUGE_1GB: L.MAP_HUGE_1GB,
+});
+export const O_FLAGS: Record<string, bigint> = big({
+  O_RDONLY: L.O_RDONLY,
+  O_WRONLY: L.O_WRONLY,
+  O_RDWR: L.O_RDWR,
+  O_CREAT: L.O_CREAT,
+  O_EXCL: L.O_EXCL,
+  O_NONBLOCK: L.O_NONBLOCK,
+  O_CLOEXEC: L.O_CLOEXEC,
+});
+export const MFD: Record<string, bigint> = big({
+  CLOEXEC: L.MFD_CLOEXEC,
+  ALLOW_SEALING: L.MFD_ALLOW_SEALING,
+  HUGETLB: L.MFD_HUGETLB,
+  NOEXEC_SEAL: L.MFD_NOEXEC_SEAL,
+  EXEC: L.MFD_EXEC,
+  HUGE_2MB: L.MFD_HUGE_2MB,
+  HUGE_1GB: L.MFD_HUGE_1GB,
+});
+export const EFD: Record<string, bigint> = big({
+  SEMAPHORE: L.EFD_SEMAPHORE,
+  NONBLOCK: L.EFD_NONBLOCK,
+  CLOEXEC: L.EFD_CLOEXEC,
+});
 
 /** Execute one step (not `repeat`, which the runner unrolls). */
 export function execStep(step: Step, env: StepEnv, where: string): Outcome {

@@ -3,15 +3,12 @@
 // unmap moves on to an area with a different start.
 import { describe, expect, it } from "vitest";
 import { FaultInject } from "../../src/hw/fault-inject.js";
-import {
-  IOMMU_IOAS_MAP_FIXED_IOVA,
-  IOMMU_IOAS_MAP_READABLE,
-  IoPagetable,
-} from "../../src/iommufd/io-pagetable.js";
+import { IoPagetable } from "../../src/iommufd/io-pagetable.js";
 import { IoptPages } from "../../src/iommufd/pages.js";
 import type { PinSource } from "../../src/iommufd/pin-source.js";
 import { IOPT_PAGES_ACCOUNT_NONE } from "../../src/mm/locked-vm.js";
 import { EDEADLK, EFAULT, fail } from "../../src/uapi/errno.js";
+import { IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE } from "../../src/uapi/iommufd.js";
 
 const src: PinSource = {
   kind: "user",

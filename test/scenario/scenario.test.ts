@@ -60,7 +60,7 @@ describe("scenario files", () => {
     const r = run("machine: { iommu: sparc }\nsteps: []\n");
     expect(r.ok).toBe(false);
     expect(r.failure).toMatchObject({ kind: "scenario", where: "machine" });
-    expect(r.failure?.message).toContain("unknown iommu kind sparc");
+    expect(r.failure?.message).toContain('unknown iommu kind "sparc" (amd, intel, spapr, mock, none)');
   });
 
   it("captures results and output fields into variables", () => {

@@ -311,6 +311,42 @@ describe.skipIf(!haveChromium)(
       expect(await page.textContent("[data-testid=changes]")).toMatch(/1 VMA/);
     }, 120_000);
 
+    it("an IOAT scenario typed into the editor: registers named, the descriptor fetch and copy, the fault", async () => {
+      const fixture = readFileSync(new URL("./fixtures/ioat-copy.yaml", import.meta.url), "utf8");
+      await page.click("[data-testid=left-edit]");
+      await page.fill("[data-testid=editor]", fixture);
+      await page.click("[data-testid=run]");
+      await expect.poll(() => page.textContent("[data-testid=run-status]")).toContain("run ok");
+      expect(await page.textContent(".top .file")).toBe("ioat-copy");
+      await gotoStep("(DMACOUNT)");
+      expect(await page.locator("[data-testid=callnote]").allTextContents()).toEqual([
+        "BAR0 + 0x86 (DMACOUNT) ← 0x1",
+      ]);
+      const dma = await page.locator("[data-testid=step] .dmaline").allTextContents();
+      expect(dma).toEqual([
+        "DMA read by 0000:00:04.0 at 0x100000 (64 bytes): ok",
+        "DMA read by 0000:00:04.0 at 0x200000 (26 bytes): ok",
+        "DMA write by 0000:00:04.0 at 0x300000 (26 bytes): ok",
+      ]);
+      await page.screenshot({ path: join(SHOTS, "ioat-doorbell.png") });
+      await gotoStep("(CHANERR)");
+      expect(await page.textContent("[data-testid=calls]")).toContain(
+        "BAR0 + 0xa8 (CHANERR) → 0x2 (DEST_ADDR_ERR)",
+      );
+      await page.click("[data-testid=tab-dma]");
+      expect(await page.textContent("#panel")).toContain("0000:00:04.0 (ioat: Intel I/OAT");
+      expect(
+        await page.locator("[data-testid=dma-result]", { hasText: "FAULT_ADDR 0x4000000" }).count(),
+      ).toBe(1);
+      await page.click("[data-testid=tab-pt]");
+      await page.fill("[data-testid=walk-iova]", "0x4000000");
+      await page.press("[data-testid=walk-iova]", "Enter");
+      await expect
+        .poll(() => page.textContent("[data-testid=walk-result]"))
+        .toMatch(/^ → no leaf maps 0x4000000 \(the IOMMU faults: L\d\[0\] → .* is empty\)$/);
+      await page.screenshot({ path: join(SHOTS, "ioat-fault.png") });
+    }, 120_000);
+
     it("--export gives a page that works opened from file://, with no server", async () => {
       const dir = mkdtempSync(join(tmpdir(), "iommufd-sim-export-"));
       try {
@@ -341,6 +377,28 @@ describe.skipIf(!haveChromium)(
       await page.keyboard.press("ArrowRight");
       expect(await page.getAttribute("[data-testid=tab-pt]", "aria-selected")).toBe("true");
       expect(await page.evaluate("document.activeElement?.id")).toBe("tab-pt");
+      // the page-table tree: arrows move between entries and open/close them, without stepping the run
+      await open("demo-iommu.yaml");
+      await page.keyboard.press("End");
+      await page.click("[data-testid=tab-pt]");
+      const root = page.locator('[data-testid=pte][data-level="2"]');
+      await root.focus();
+      expect(await root.getAttribute("aria-expanded")).toBe("true");
+      await page.keyboard.press("ArrowDown");
+      const focused = () =>
+        page.evaluate("document.activeElement?.dataset.level + ':' + document.activeElement?.dataset.index");
+      expect(await focused()).toBe("1:1");
+      await page.keyboard.press("ArrowLeft"); // L1[1] is open (on the walk's path): close it
+      await expect
+        .poll(() => page.getAttribute('[data-testid=pte][data-level="1"][data-index="1"]', "aria-expanded"))
+        .toBe("false");
+      await page.keyboard.press("ArrowLeft"); // closed: up to its parent
+      expect(await focused()).toBe("2:0");
+      await page.keyboard.press("ArrowLeft");
+      await expect.poll(() => root.getAttribute("aria-expanded")).toBe("false");
+      await page.keyboard.press("Enter");
+      await expect.poll(() => root.getAttribute("aria-expanded")).toBe("true");
+      expect(await stepNo()).toBe("Step 17 of 17");
       // nothing overflows the window sideways
       expect(await page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(1280);
       expect(errors).toEqual([]);

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parseScenario, runScenario } from "../../src/scenario/index.js";
 import { SPACE } from "../../src/web/model/addr.js";
@@ -191,5 +191,82 @@ describe("sPAPR TCE: the legacy container's DMA windows and TCE tables", () => {
     }
     // the two IOAS areas sit in those windows
     expect(s.ioas[0].areas.map((a) => a.iova)).toEqual([0x100000n, 1n << 59n]);
+  });
+});
+
+describe("a scenario with the IOAT DMA channel", () => {
+  const fixture = readFileSync(new URL("./fixtures/ioat-copy.yaml", import.meta.url), "utf8");
+  const r = buildRun(fixture, "ioat-copy.yaml");
+
+  it("names the region, register and value of each access to the device fd, and decodes status words", () => {
+    expect(r.ok).toBe(true);
+    const notes = r.steps.filter((s) => s.detail !== undefined).map((s) => `${s.label} ${s.detail}`);
+    expect(notes).toEqual([
+      "pwrite config space + 0x4 (PCI_COMMAND) ← 0x406",
+      "pwrite BAR0 + 0x90 (CHAINADDR) ← 0x100000",
+      "pwrite BAR0 + 0x86 (DMACOUNT) ← 0x1",
+      "pread BAR0 + 0x88 (CHANSTS) → 0x100001 (DONE, last descriptor 0x100000)",
+      "pwrite BAR0 + 0x90 (CHAINADDR) ← 0x100000",
+      "pwrite BAR0 + 0x86 (DMACOUNT) ← 0x1",
+      "pread BAR0 + 0xa8 (CHANERR) → 0x2 (DEST_ADDR_ERR)",
+    ]);
+    // the memcpy device's registers too, inside a device_dma step; other fds get no note
+    const dma = run("demo-iommu.yaml").steps.find((s) => s.kind === "device_dma")!;
+    expect(dma.calls.map((c) => c.note).filter(Boolean)).toEqual([
+      "config space + 0x4 (PCI_COMMAND) → 0x2",
+      "config space + 0x4 (PCI_COMMAND) ← 0x6",
+      "BAR0 + 0x8 (SRC) ← 0x200000",
+      "BAR0 + 0x10 (DST) ← 0x400000",
+      "BAR0 + 0x18 (LEN) ← 0x14",
+      "BAR0 + 0x20 (DOORBELL) ← 0x1",
+      "BAR0 + 0x24 (STATUS) → 0x2 (done)",
+      "BAR0 + 0x28 (FAULT_ADDR) → 0x0",
+      "BAR0 + 0x30 (COUNT) → 0x1",
+    ]);
+    expect(
+      run("demo-iommu.yaml")
+        .steps.flatMap((s) => s.calls)
+        .filter((c) => c.text.startsWith("open"))
+        .every((c) => c.note === undefined),
+    ).toBe(true);
+  });
+
+  it("the DMAs the doorbell caused are that step's: the descriptor fetch, the copy, then the fault", () => {
+    const ring = r.steps.filter((s) => s.detail?.includes("DMACOUNT"));
+    expect(
+      ring.map((s) => s.dma.filter((d) => d.step === s.n).map((d) => [d.op, d.addr, d.len, d.result])),
+    ).toEqual([
+      [
+        ["read", 0x100000n, 64, "ok"],
+        ["read", 0x200000n, 26, "ok"],
+        ["write", 0x300000n, 26, "ok"],
+      ],
+      [
+        ["read", 0x100000n, 64, "ok"],
+        ["write", 64n << 20n, 26, "fault"],
+      ],
+    ]);
+    expect(r.steps[0].devices).toEqual([
+      { bdf: "0000:00:04.0", kind: "ioat", behindIommu: true, bindings: [] },
+    ]);
+  });
+});
+
+describe("every example", () => {
+  it("builds a view for every step, with no page table it could not read", () => {
+    const dir = new URL("../../examples/", import.meta.url);
+    const files = readdirSync(dir).filter((f) => f.endsWith(".yaml"));
+    expect(files.length).toBeGreaterThan(20);
+    for (const f of files) {
+      const r = buildRun(readFileSync(new URL(f, dir), "utf8"), `examples/${f}`);
+      expect(r.problems, f).toEqual([]);
+      expect(r.ok, `${f}: ${r.failure}`).toBe(true);
+      expect(r.steps[0].kind, f).toBe("boot");
+      // a destroyed HWPT (IOMMU_DESTROY, a replaced automatic domain) is left out, not shown as an error
+      const errors = r.steps.flatMap((s) =>
+        s.hwpts.filter((h) => h.error).map((h) => `step ${s.n} ${h.key}: ${h.error}`),
+      );
+      expect(errors, f).toEqual([]);
+    }
   });
 });

@@ -83,12 +83,14 @@ static pid_t chan_pid;    /* getpid() as of the channel (a fork's child makes it
  * doubles after a reply that came while spinning and halves after one
  * that did not, down to 0 (sleep at once, as on a loaded machine where
  * the server may need this very CPU); at 0 every PROBE_EVERY-th call
- * spins SPIN_MIN_NS to see whether spinning pays again. At most
+ * spins SPIN_MIN_NS to see whether spinning pays again (SPIN_MIN_NS is
+ * well above a round trip with both sides spinning: a probe that could
+ * not succeed would never bring spinning back). At most
  * SPIN_MAX_NS, or IOMMUFD_SIM_SPIN_NS (0: never spin).
  */
 #define SPIN_MAX_NS 50000
-#define SPIN_MIN_NS 2000
-#define PROBE_EVERY 16
+#define SPIN_MIN_NS 20000
+#define PROBE_EVERY 4
 static uint64_t spin_max = SPIN_MAX_NS;
 static uint64_t spin_budget = SPIN_MAX_NS;
 static unsigned since_probe;

@@ -70,7 +70,14 @@ function header(): HTMLElement {
       },
     },
     h("option", { value: "" }, "Open an example…"),
-    examples.map((n) => h("option", { value: n, selected: `examples/${n}` === state.file }, n)),
+    // an example stays selected only while the page runs its text unchanged
+    examples.map((n) =>
+      h(
+        "option",
+        { value: n, selected: `examples/${n}` === state.file && boot.examples[n] === state.text },
+        n,
+      ),
+    ),
   );
   const status = r.problems.length
     ? h("span", { class: "badge bad", "data-testid": "run-status" }, "✖ scenario has errors")

@@ -6,6 +6,12 @@ import type { AppState } from "./state.js";
 const ORDER_SIZE: Record<number, string> = { 0: "4K", 9: "2M (hugetlb folio)", 18: "1G (hugetlb folio)" };
 const MAX_ROWS = 300;
 
+/** What each PCI device kind is, in a few words. */
+const DEVICE_KINDS: Record<string, string> = {
+  memcpy: "(memcpy: the model's copy engine, SRC/DST/LEN and a doorbell in BAR0)",
+  ioat: "(ioat: Intel I/OAT CBDMA channel 8086:2021, descriptors fetched by DMA, MSI-X)",
+};
+
 function table(head: string[], rows: HTMLElement[], testid: string): HTMLElement {
   return h(
     "table",
@@ -104,6 +110,7 @@ export function renderDevices(state: AppState, s: StepView): HTMLElement {
           "li",
           {},
           h("strong", { class: "mono" }, d.bdf),
+          ` ${DEVICE_KINDS[d.kind] ?? d.kind}`,
           ` — ${d.behindIommu ? "behind the IOMMU" : "no IOMMU: its DMA addresses are physical"}`,
           d.bindings.length
             ? h(

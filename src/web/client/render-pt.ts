@@ -229,6 +229,8 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
       {
         class: `pte ${e.kind}${on ? " onpath" : ""}${chg ? " changed" : ""}`,
         tabindex: 0,
+        role: "treeitem",
+        "aria-level": (hw.topLevel ?? e.level) - e.level + 1,
         title: decodedLines(e, hw).join("\n"),
         "data-testid": "pte",
         "data-level": e.level,
@@ -248,9 +250,11 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
       h("span", { class: "txt" }, e.kind === "leaf" ? leafText(e) : e.text),
       changedMark(chg),
     );
-    if (e.kind !== "table") return h("li", { role: "treeitem" }, row);
+    if (e.kind !== "table") return h("li", { role: "none" }, row);
     const details = h("details", { open: on || state.open.has(key) });
+    row.setAttribute("aria-expanded", details.open ? "true" : "false");
     details.addEventListener("toggle", () => {
+      row.setAttribute("aria-expanded", details.open ? "true" : "false");
       if (details.open) state.open.add(key);
       else state.open.delete(key);
       if (details.open && details.querySelector("ul")?.childElementCount === 0) fill();
@@ -260,14 +264,15 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
     details.appendChild(
       h(
         "summary",
-        {},
+        // the entry inside is the one keyboard stop; arrows and Enter open and close it
+        { tabindex: -1 },
         row,
         h("span", { class: "dim" }, ` ${e.children.length} entr${e.children.length === 1 ? "y" : "ies"}`),
       ),
     );
     details.appendChild(kids);
     if (details.open) fill();
-    return h("li", { role: "treeitem", "aria-expanded": details.open ? "true" : "false" }, details);
+    return h("li", { role: "none" }, details);
   };
   const trees = h("div", { class: "trees" });
   const windows = hw.windows ?? [{ roots: hw.roots } as WindowView];
@@ -279,10 +284,61 @@ function hwptView(state: AppState, s: StepView, hw: HwptView): HTMLElement {
       "aria-label": hw.windows ? `${windowName(w.slot)} TCE table` : `${hw.key} page table`,
     });
     pagedList(tree, w.roots, onPath, entryRow);
+    tree.addEventListener("keydown", treeKeys);
     trees.appendChild(tree);
   }
   sec.appendChild(h("div", { class: "ptwrap" }, trees, inspector));
   return sec;
+}
+
+/**
+ * The tree's keys (WAI-ARIA tree pattern): Up/Down move between the visible
+ * entries, Right opens a table entry (or moves into it), Left closes it (or
+ * moves to its parent), Enter/Space toggle, Home/End go to the ends. They do
+ * not also step the run.
+ */
+function treeKeys(ev: Event): void {
+  const e = ev as KeyboardEvent;
+  const tree = e.currentTarget as HTMLElement;
+  const row = (e.target as HTMLElement).closest<HTMLElement>(".pte");
+  if (row === null || e.ctrlKey || e.metaKey || e.altKey) return;
+  const rows = [...tree.querySelectorAll<HTMLElement>(".pte")].filter((r) => r.getClientRects().length > 0);
+  const i = rows.indexOf(row);
+  const own =
+    row.parentElement?.tagName === "SUMMARY" ? (row.parentElement.parentElement as HTMLDetailsElement) : null;
+  const parent = row.closest("ul")?.closest("details")?.querySelector<HTMLElement>(":scope > summary > .pte");
+  switch (e.key) {
+    case "ArrowDown":
+      rows[i + 1]?.focus();
+      break;
+    case "ArrowUp":
+      rows[i - 1]?.focus();
+      break;
+    case "Home":
+      rows[0]?.focus();
+      break;
+    case "End":
+      rows.at(-1)?.focus();
+      break;
+    case "ArrowRight":
+      if (own && !own.open) own.open = true;
+      else if (own) rows[i + 1]?.focus();
+      break;
+    case "ArrowLeft":
+      if (own?.open) own.open = false;
+      else parent?.focus();
+      break;
+    case "Enter":
+    case " ":
+      if (own) own.open = !own.open;
+      break;
+    default:
+      return;
+  }
+  // the toggle event that also says so comes later; say it now
+  if (own) row.setAttribute("aria-expanded", own.open ? "true" : "false");
+  e.preventDefault();
+  e.stopPropagation();
 }
 
 /** "L2[0] → L1[32] is empty", or "outside every DMA window". */

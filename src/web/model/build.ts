@@ -10,11 +10,13 @@ import {
   ScenarioError,
   type StepResult,
 } from "../../scenario/index.js";
-import { errnoName } from "../../uapi/errno.js";
+import { ENOENT, errnoName, KernelError } from "../../uapi/errno.js";
 import type { KernelProfile } from "../../uapi/profiles.js";
+import { VFIO_GROUP_GET_DEVICE_FD } from "../../uapi/vfio.js";
 import { hex } from "./addr.js";
 import { containerViews, tceView } from "./containers.js";
 import { diffSteps } from "./diff.js";
+import { mmioNote } from "./mmio.js";
 import { countEntries, pteTree } from "./pte.js";
 import type {
   CallView,
@@ -56,6 +58,7 @@ export function buildRun(text: string, file: string): RunView {
   const profile = (sc.machine.kernel ?? "latest") as KernelProfile;
   const steps: StepView[] = [];
   let dmaSeen = 0;
+  let devFds: DeviceFds | undefined;
   const r = runScenario(sc, {
     trace: true,
     onBoot: (run) => {
@@ -71,7 +74,8 @@ export function buildRun(text: string, file: string): RunView {
       const dma: DmaView[] = prevDma.slice();
       for (let i = dmaSeen; i < log.length; i++) dma.push({ n: i, step: steps.length, ...log[i] });
       dmaSeen = log.length;
-      const v = stepView(sr, steps.length, m, run, profile, dma);
+      devFds ??= new DeviceFds(m);
+      const v = stepView(sr, steps.length, m, run, profile, dma, devFds);
       diffSteps(steps.at(-1), v);
       steps.push(v);
     },
@@ -134,7 +138,10 @@ function stepView(
   run: RunResult,
   profile: KernelProfile,
   dma: DmaView[],
+  devFds: DeviceFds,
 ): StepView {
+  devFds.update(sr.events);
+  const calls = sr.events.map((ev) => callView(ev, sr, profile, devFds));
   return {
     n,
     where: sr.where,
@@ -142,7 +149,8 @@ function stepView(
     kind: sr.step.kind,
     line: sr.step.line,
     note: sr.step.note ?? sr.outcome.said,
-    calls: sr.events.map((ev) => callView(ev, sr, profile)),
+    calls,
+    detail: sr.step.kind === "pread" || sr.step.kind === "pwrite" ? calls[0]?.note : undefined,
     result: resultLines(sr),
     failure: sr.failure,
     ...machineState(m, run, profile),
@@ -169,6 +177,7 @@ function machineState(
   const hwpts: HwptView[] = [];
   const devices: DeviceView[] = m.pciConfig.map((d) => ({
     bdf: d.bdf,
+    kind: d.kind,
     behindIommu: m.iommuKind !== "none" && d.noIommu !== true,
     bindings: [],
   }));
@@ -179,7 +188,9 @@ function machineState(
     for (const id of v.ioas.keys()) {
       try {
         const info = m.debug.ioas(p, v.fd, id);
-        const hw = [...v.hwpts].filter(([, x]) => x.ptId === id).map(([hid]) => hid);
+        const hw = [...v.hwpts]
+          .filter(([hid, x]) => x.ptId === id && hwptExists(m, p, v.fd, hid))
+          .map(([hid]) => hid);
         ioas.push({
           key: `${who} IOAS ${id}`,
           kind: "ioas",
@@ -205,7 +216,10 @@ function machineState(
         // destroyed since the trace said it was allocated: nothing to show
       }
     }
-    for (const [id, h] of v.hwpts) hwpts.push(hwptView(m, p, v.fd, id, h, who, v.devices));
+    for (const [id, h] of v.hwpts) {
+      const hv = hwptView(m, p, v.fd, id, h, who, v.devices);
+      if (hv !== undefined) hwpts.push(hv);
+    }
     for (const [devId, d] of v.devices) {
       const bdf = deviceBdf(m, d.deviceFd, p);
       const dv = devices.find((x) => x.bdf === bdf) ?? devices[0];
@@ -242,6 +256,16 @@ function machineState(
   return { ioas, hwpts, pins: pinViews(m, ioas), procs, devices, counters: m.debug.counters() };
 }
 
+/** Whether an HWPT id the trace allocated is still there (not destroyed, not an automatic domain replaced). */
+function hwptExists(m: Machine, p: Process, fd: number, id: number): boolean {
+  try {
+    m.debug.hwpt(p, fd, id);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The device a VFIO device fd refers to, from /proc/self/fd-like knowledge the trace has (the open path). */
 function deviceBdf(m: Machine, deviceFd: number, p: Process): string | undefined {
   const opened = m.debug
@@ -264,7 +288,7 @@ function hwptView(
   h: { ptId: number; auto: boolean },
   who: string,
   devs: Map<number, { attachedTo?: number }>,
-): HwptView {
+): HwptView | undefined {
   const devices = [...devs].filter(([, d]) => d.attachedTo === id).map(([devId]) => devId);
   const about = `${h.auto ? "automatic domain (attached to an IOAS)" : "allocated (IOMMU_HWPT_ALLOC)"} on IOAS ${h.ptId}, ${devices.length ? `device ${devices.join(", ")} attached` : "no device attached"}`;
   const key = `${who} HWPT ${id}`;
@@ -290,6 +314,8 @@ function hwptView(
       entryCount: countEntries(roots),
     };
   } catch (e) {
+    // destroyed since (IOMMU_DESTROY, an automatic domain replaced or freed): nothing to show
+    if (e instanceof KernelError && e.errno === ENOENT) return undefined;
     const error = (e as Error).message;
     return {
       key,
@@ -307,14 +333,46 @@ function hwptView(
   }
 }
 
-function callView(ev: TraceEvent, sr: StepResult, profile: KernelProfile): CallView {
+/** VFIO device fds the trace opened (pid:fd -> the device's kind when known), to name the registers a pread/pwrite touched. */
+class DeviceFds {
+  private readonly fds = new Map<string, string | undefined>();
+  constructor(private readonly m: Machine) {}
+
+  update(events: readonly TraceEvent[]): void {
+    // a device fd from a group (GET_DEVICE_FD names it by a string in user memory): known only on a one-device machine
+    const only = this.m.pciConfig.length === 1 ? this.m.pciConfig[0].kind : undefined;
+    for (const ev of events) {
+      if (ev.errno !== undefined) continue;
+      const k = `${ev.pid}:${Number(ev.ret)}`;
+      if (ev.call === "open") {
+        const cdev = /^\/dev\/vfio\/devices\/(?:noiommu-)?vfio(\d+)$/.exec(String(ev.args[0]));
+        if (cdev) this.fds.set(k, this.m.pciConfig[Number(cdev[1])]?.kind ?? only);
+        else this.fds.delete(k);
+      } else if (ev.call === "ioctl" && Number(ev.args[1]) === VFIO_GROUP_GET_DEVICE_FD) {
+        this.fds.set(k, only);
+      } else if (ev.call === "close") {
+        this.fds.delete(`${ev.pid}:${Number(ev.args[0])}`);
+      }
+    }
+  }
+
+  /** "BAR0 + 0x90 (CHAINADDR) ← 0x100000" for an access to a device fd's regions. */
+  note(ev: TraceEvent): string | undefined {
+    const k = `${ev.pid}:${Number(ev.args[0])}`;
+    return this.fds.has(k) ? mmioNote(ev, this.fds.get(k)) : undefined;
+  }
+}
+
+function callView(ev: TraceEvent, sr: StepResult, profile: KernelProfile, devFds: DeviceFds): CallView {
   const text = formatTraceEvent(ev, profile, { pid: false });
-  if (ev.errno === undefined) return { seq: ev.seq, pid: ev.pid, text, ok: true };
+  const note = devFds.note(ev);
+  if (ev.errno === undefined) return { seq: ev.seq, pid: ev.pid, text, ok: true, note };
   const name = errnoName(ev.errno);
   return {
     seq: ev.seq,
     pid: ev.pid,
     text,
+    note,
     ok: false,
     errno: name,
     reason: ev.reason || undefined,

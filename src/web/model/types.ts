@@ -10,6 +10,8 @@ export interface CallView {
   pid: number;
   /** `ioctl(4, IOMMU_IOAS_MAP, {...}) = 0`, structs decoded. */
   text: string;
+  /** For a pread/pwrite on a VFIO device fd: the region, register and value ("BAR0 + 0x90 (CHAINADDR) ← 0x100000"). */
+  note?: string;
   ok: boolean;
   errno?: string;
   /** The rule that produced the errno (the model's reason). */
@@ -156,6 +158,8 @@ export interface ProcView {
 
 export interface DeviceView {
   bdf: string;
+  /** What the device is: "memcpy" (the model's test device), "ioat" (an Intel IOAT DMA channel), ... */
+  kind: string;
   behindIommu: boolean;
   /** iommufd bindings: "pid 100 fd 4: dev 1 -> HWPT 3". */
   bindings: string[];
@@ -180,6 +184,8 @@ export interface StepView {
   n: number;
   where: string;
   label: string;
+  /** A few words after the label in the step list (the register a pread/pwrite touched). */
+  detail?: string;
   kind: string;
   line?: number;
   note?: string;
