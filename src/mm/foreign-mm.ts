@@ -199,6 +199,31 @@ export class ForeignMm extends MmStruct {
   }
 
   /**
+   * The frame of a present page of the process, for /proc/PID/pagemap:
+   * the attached one, else one attached now (unpinned, kept while the page
+   * stays mapped, as a resident page keeps its frame; a page of a hugetlb
+   * mapping brings its whole 2 MiB folio). -1 for device memory, or when no
+   * frame can be had.
+   */
+  pagemapPfn(va: number, v: ForeignVma): number {
+    const vp = Math.floor(va / PAGE);
+    const had = this.foreignPages.get(vp);
+    if (had !== undefined) return had;
+    if (this.released || this.foreignMem === null || v.io) return -1;
+    if (this.vmas.overlapping(vp * PAGE, vp * PAGE + PAGE).some((m) => m.io !== null)) return -1;
+    if (v.hugetlb === true) {
+      const head = this.attachHuge(vp - (vp % HUGE_PAGES), []);
+      return head < 0 ? -1 : head + (vp % HUGE_PAGES);
+    }
+    const pfn = this.pages.allocFolio(0, "do_anonymous_page");
+    if (pfn < 0) return -1;
+    this.foreignPages.set(vp, pfn);
+    this.phys.external.set(pfn, this.foreignFrame(vp));
+    if (v.shared !== undefined) this.foreignShared.set(vp, v.shared);
+    return pfn;
+  }
+
+  /**
    * The pages of [va, va+len) leave the process (munmap, mremap,
    * MAP_FIXED, MADV_DONTNEED): each attached frame keeps a copy of its page
    * and lives on only while pinned.
