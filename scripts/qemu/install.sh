@@ -29,7 +29,13 @@ if [ ! -x "$QEMU10/usr/bin/qemu-system-x86_64" ]; then
   # as the system's bookworm source.
   apt=$CACHE/apt-backports
   mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$CACHE/debs"
-  uri=$(apt-get indextargets --format '$(REPO_URI) $(CODENAME)' | awk '$2 == "bookworm" { print $1; exit }')
+  bookworm_uri() { apt-get indextargets --format '$(REPO_URI) $(CODENAME)' | awk '$2 == "bookworm" { print $1; exit }'; }
+  uri=$(bookworm_uri)
+  # the codename comes from the downloaded Release files: none yet on a fresh machine
+  if [ -z "$uri" ]; then
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    uri=$(bookworm_uri)
+  fi
   if [ -z "$uri" ]; then
     echo "scripts/qemu/install.sh: no bookworm apt source on this machine (QEMU 10 comes from bookworm-backports)" >&2
     exit 1

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import "./bridge-cases.js";
 import "./hugetlb-cases.js";
+import "./ioat-cases.js";
 import "./iommufd-cases.js";
 import "./pt-cases.js";
 import "./syscall-cases.js";

@@ -23,7 +23,7 @@ export interface Resolved {
   /** The model's path for it (what Process.open takes), or a synthetic file's key. */
   model: string;
   /** Synthetic: served by the bridge, not the model's vfs. */
-  synthetic?: "fail-nth" | "debugfs";
+  synthetic?: "fail-nth" | "debugfs" | "pagemap";
 }
 
 export interface StatInfo {
@@ -50,6 +50,8 @@ const DEVICE_DIR =
   /^\/sys\/devices\/(pci[0-9a-f]{4}:[0-9a-f]{2})(?:\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])(\/.*)?)?$/;
 const BUS_DEVICE = /^\/sys\/bus\/pci\/devices\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])$/;
 const FAIL_NTH = /^\/proc\/(?:self|thread-self|\d+)(?:\/task\/\d+)?\/fail-nth$/;
+/** /proc/self/pagemap: the bridge serves it with the model's frame numbers (src/bridge/pagemap.ts). */
+const PAGEMAP = /^\/proc\/(?:self|\d+)\/pagemap$/;
 /** The fault-injection directories debugfs shows, with their attributes. */
 const DEBUGFS: Record<string, string[]> = {
   failslab: [
@@ -94,7 +96,7 @@ export class BridgeNamespace {
   resolve(path: string, follow: boolean): Resolved | number {
     if (!path.startsWith("/")) return -ENOENT;
     // /proc is the real kernel's but for this file, which the bridge serves
-    if (FAIL_NTH.test(normalize(path))) return this.node(normalize(path))!;
+    if (FAIL_NTH.test(normalize(path)) || PAGEMAP.test(normalize(path))) return this.node(normalize(path))!;
     const parts = path.split("/").filter((s) => s !== "" && s !== ".");
     return this.walk("/", parts, follow, 0);
   }
@@ -128,6 +130,7 @@ export class BridgeNamespace {
   /** The node at a canonical path (no link followed), if any. */
   node(path: string): Resolved | undefined {
     if (FAIL_NTH.test(path)) return { path, kind: "file", model: path, synthetic: "fail-nth" };
+    if (PAGEMAP.test(path)) return { path, kind: "file", model: path, synthetic: "pagemap" };
     if (path === "/sys/kernel/debug") return { path, kind: "dir", model: path, synthetic: "debugfs" };
     // the model's own debugfs files (iommu/intel/<bdf>/domain_translation_struct)
     if (path.startsWith("/sys/kernel/debug/iommu") && this.m.vfs.exists(path)) {

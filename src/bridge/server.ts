@@ -13,6 +13,7 @@ import { bridgeHugetlb, bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } fro
 import { hugetlbMemfd, hugetlbMmap } from "./hugetlb-fd.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
+import { pagemapOps } from "./pagemap.js";
 import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
 import {
   decodeRequest,
@@ -59,7 +60,7 @@ const PROBE_EVERY = 16;
 const SPIN_SLICE_MS = 0.5;
 
 /** Files the bridge reads at a position of its own (sysfs text, fail-nth): read(2) advances it. */
-const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir"]);
+const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir", "pagemap"]);
 
 /**
  * One connection: one real process (a thread group). Its model Process,
@@ -550,6 +551,12 @@ export class BridgeServer {
     if (typeof r === "number") return this.pathFail(p, "open", path, r);
     if (r.synthetic !== undefined) {
       if (r.kind === "dir") return install(c, p, new KFile({ kind: "dir" }, undefined, r.path, flags), fd);
+      if (r.synthetic === "pagemap") {
+        // only the process's own pagemap: the shim forwards /proc/self and /proc/<its pid>
+        const pid = /^\/proc\/(\d+)\//.exec(r.path)?.[1];
+        if (pid !== undefined && Number(pid) !== c.pid) return PASSTHROUGH;
+        return install(c, p, new KFile(pagemapOps(c.pid, p, c.mem!), undefined, r.path, flags), fd);
+      }
       const ops = r.synthetic === "fail-nth" ? this.failNthOps() : this.debugfsOps(r.path);
       return install(c, p, new KFile(ops, undefined, r.path, flags), fd);
     }

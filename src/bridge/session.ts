@@ -3,6 +3,7 @@ import { chmodSync, closeSync, mkdtempSync, openSync, rmSync, writeSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatTraceEvent } from "../cli/trace-format.js";
+import { PCI_DEVICE_KINDS } from "../hw/pci-bus.js";
 import { Machine, type MachineOptions, type PciDeviceConfig } from "../kernel/machine.js";
 import { applyMachineFlag, badValue, isOptionValue, MACHINE_FLAGS } from "../kernel/machine-options.js";
 import { BridgeServer } from "./server.js";
@@ -14,7 +15,7 @@ export interface BridgeOptions {
   report: boolean;
 }
 
-const KINDS = new Set(["memcpy"]);
+const KINDS: ReadonlySet<string> = new Set(PCI_DEVICE_KINDS);
 
 /**
  * Parse `[--iommu K] [--kernel P] [--kconfig N=y|n]... [--param N=V]...
@@ -74,7 +75,7 @@ export function parseBridgeArgs(
       case "--pci": {
         const m = /^([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])=([a-z0-9]+)$/.exec(v);
         if (m === null) return `--pci takes BDF=KIND (e.g. 0000:00:04.0=memcpy), not "${v}"`;
-        if (!KINDS.has(m[2])) return `--pci: unknown device kind "${m[2]}" (memcpy)`;
+        if (!KINDS.has(m[2])) return `--pci: unknown device kind "${m[2]}" (${PCI_DEVICE_KINDS.join(", ")})`;
         pci.push({ bdf: m[1], kind: m[2] as PciDeviceConfig["kind"] });
         break;
       }

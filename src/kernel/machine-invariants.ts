@@ -33,6 +33,8 @@ export interface MachineView {
   users: UserTable;
   tasks(): Task[];
   counters(): Record<string, number>;
+  /** Pages VFIO type1 containers pinned (counters().vfioType1PinnedPages, without the others). */
+  vfioType1PinnedPages(): number;
   /** Frames the kernel held at boot besides page tables (usedFrames - ptFrames). */
   bootOtherFrames: number;
   /** Legacy containers' IOMMU backends (type1, sPAPR TCE). */
@@ -76,7 +78,6 @@ export function checkMachineInvariants(v: MachineView): string[] {
       if (o instanceof IommufdIoas) for (const n of o.iopt.areas.all()) all.add(n.value.pages);
     }
   }
-  const c = v.counters();
   let iommufdPins = 0;
   // Pins each frame must carry at least: iommufd pages objects, type1 mappings, sPAPR pre-registered memory.
   const expect = new Map<number, number>();
@@ -92,7 +93,8 @@ export function checkMachineInvariants(v: MachineView): string[] {
   for (const r of v.vfioPreregions())
     for (let i = 0; i < r.runs.count; i++) add(r.runs.pfn[i], r.runs.len[i]);
   const total = v.pages.totalPinnedPages();
-  const type1 = c.vfioType1PinnedPages ?? 0;
+  // (one subsystem's counters per step; the whole set only once no process is left)
+  const type1 = v.vfioType1PinnedPages();
   if (total !== iommufdPins + type1) {
     out.push(`${total} pinned pages, but iommufd holds ${iommufdPins} and VFIO containers ${type1}`);
   }
@@ -135,6 +137,7 @@ export function checkMachineInvariants(v: MachineView): string[] {
   checkDomainsPinned(v, out);
   checkDmaLog(v, out);
   if (v.tasks().length === 0) {
+    const c = v.counters();
     for (const k of PER_PROCESS) {
       if ((c[k] ?? 0) !== 0) out.push(`no process is left but ${k} is ${c[k]}`);
     }

@@ -196,6 +196,7 @@ export class Machine implements KernelServices {
       users: this.mmGlue.users,
       tasks: () => [...this.processes.values()].map((p) => p.task),
       counters: () => this.debug.counters(),
+      vfioType1PinnedPages: () => this.vfio.counters().vfioType1PinnedPages ?? 0,
       // free hugetlb pool pages are the kernel's too, and the pool may grow or shrink at run time
       get bootOtherFrames() {
         return bootOther + poolFree();

@@ -207,6 +207,34 @@ export class ForeignMm extends MmStruct {
   }
 
   /**
+   * The frame of a present page of the process, for /proc/PID/pagemap:
+   * the attached one, else one attached now (unpinned, kept while the page
+   * stays mapped, as a resident page keeps its frame; a page of a hugetlb
+   * mapping brings its whole 2 MiB folio). -1 for device memory, or when no
+   * frame can be had.
+   */
+  pagemapPfn(va: number, v: ForeignVma): number {
+    const vp = Math.floor(va / PAGE);
+    const had = this.foreignPages.get(vp);
+    if (had !== undefined) return had;
+    if (this.released || this.foreignMem === null || v.io) return -1;
+    if (this.vmas.overlapping(vp * PAGE, vp * PAGE + PAGE).some((m) => m.io !== null)) return -1;
+    const emu = this.emulatedHugetlb(vp * PAGE);
+    const order = emu !== undefined ? emu.order : v.hugetlb === true ? 9 : 0;
+    if (order !== 0) {
+      const n = 2 ** order;
+      const head = this.attachHuge(vp - (vp % n), order, emu, []);
+      return head < 0 ? -1 : head + (vp % n);
+    }
+    const pfn = this.pages.allocFolio(0, "do_anonymous_page");
+    if (pfn < 0) return -1;
+    this.foreignPages.set(vp, pfn);
+    this.phys.external.set(pfn, new ForeignFrame(this, vp * PAGE));
+    if (v.shared !== undefined) this.foreignShared.set(vp, v.shared);
+    return pfn;
+  }
+
+  /**
    * The pages of [va, va+len) leave the process (munmap, mremap,
    * MAP_FIXED, MADV_DONTNEED): each attached frame keeps a copy of its page
    * and lives on only while pinned.

@@ -1,4 +1,5 @@
 import { isMap, isSeq, LineCounter, parseDocument, type YAMLSeq } from "yaml";
+import { PCI_DEVICE_KINDS } from "../hw/pci-bus.js";
 import { MACHINE_SCENARIO_KEYS } from "../kernel/machine-options.js";
 import { ScenarioError } from "./error.js";
 import {
@@ -110,10 +111,12 @@ function parseMachine(v: unknown): MachineSpec {
       const o = d as Record<string, unknown>;
       checkKeys(o, ["bdf", "kind", "group", "noIommu", "flags"], where);
       if (typeof o.bdf !== "string") throw new ScenarioError(`${where}.bdf: expected "0000:00:04.0"`);
-      const dev: PciSpec = {
-        bdf: o.bdf,
-        kind: String(o.kind ?? "memcpy"),
-      };
+      const kind = String(o.kind ?? "memcpy");
+      if (!(PCI_DEVICE_KINDS as readonly string[]).includes(kind))
+        throw new ScenarioError(
+          `${where}.kind: "${kind}" is not a device kind (${PCI_DEVICE_KINDS.join(", ")})`,
+        );
+      const dev: PciSpec = { bdf: o.bdf, kind };
       if (o.group !== undefined) dev.group = Number(o.group);
       if (o.noIommu !== undefined) dev.noIommu = Boolean(o.noIommu);
       if (o.flags !== undefined) dev.flags = boolMap(o.flags, PCI_FLAGS, `${where}.flags`);

@@ -19,6 +19,16 @@ static int is_fail_nth(const char *p)
 	return strncmp(p, "/proc/", 6) == 0;
 }
 
+/* /proc/self/pagemap, /proc/PID/pagemap of this process: the model's frame numbers */
+static int is_own_pagemap(const char *p)
+{
+	if (strcmp(p, "/proc/self/pagemap") == 0)
+		return 1;
+	char own[40];
+	snprintf(own, sizeof(own), "/proc/%d/pagemap", (int)getpid());
+	return strcmp(p, own) == 0;
+}
+
 int is_model_path(const char *p)
 {
 	if (!p || p[0] != '/')
@@ -36,7 +46,7 @@ int is_model_path(const char *p)
 		       has_prefix(p, "/sys/kernel/mm/transparent_hugepage") ||
 		       has_prefix(p, "/sys/kernel/debug");
 	case 'p':
-		return is_fail_nth(p);
+		return is_fail_nth(p) || is_own_pagemap(p);
 	}
 	return 0;
 }

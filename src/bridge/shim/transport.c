@@ -79,21 +79,24 @@ static uint32_t chan_seq; /* the last request posted */
 static pid_t chan_pid;    /* getpid() as of the channel (a fork's child makes its own) */
 
 /*
- * How long the shim spins on a reply before it sleeps (ns). The budget
- * doubles after a reply that came while spinning and halves after one
- * that did not, down to 0 (sleep at once, as on a loaded machine where
- * the server may need this very CPU); at 0 every PROBE_EVERY-th call
- * spins SPIN_MIN_NS to see whether spinning pays again (SPIN_MIN_NS is
- * well above a round trip with both sides spinning: a probe that could
- * not succeed would never bring spinning back). At most
- * SPIN_MAX_NS, or IOMMUFD_SIM_SPIN_NS (0: never spin).
+ * How long the shim spins on a reply before it sleeps (ns): SPIN_MAX_NS
+ * (or IOMMUFD_SIM_SPIN_NS; 0: never spin) while replies come in that
+ * time, half of it after one that did not, 0 (sleep at once) after two.
+ * A spinning shim that shares a CPU with the server keeps it from
+ * answering until the scheduler steps in (milliseconds on a loaded
+ * machine), so it gives up quickly. While sleeping, a probe every probe_every-th call spins
+ * SPIN_PROBE_NS (well above a round trip with both sides spinning, so a
+ * probe can succeed); a failed probe doubles the interval (up to
+ * PROBE_MAX), a successful one brings spinning back.
  */
 #define SPIN_MAX_NS 50000
-#define SPIN_MIN_NS 20000
-#define PROBE_EVERY 4
+#define SPIN_PROBE_NS 20000
+#define PROBE_MIN 4
+#define PROBE_MAX 256
 static uint64_t spin_max = SPIN_MAX_NS;
 static uint64_t spin_budget = SPIN_MAX_NS;
 static unsigned since_probe;
+static unsigned probe_every = PROBE_MIN;
 /* A prefetched ioctl struct: at most this many bytes, never past arg's page. */
 #define PREFETCH_MAX 256
 
@@ -118,6 +121,8 @@ static int chan_create(void)
 	if (e && *e)
 		spin_max = strtoull(e, NULL, 10);
 	spin_budget = spin_max;
+	probe_every = PROBE_MIN;
+	since_probe = 0;
 	int fd = (int)syscall(SYS_memfd_create, BR_CHAN_NAME, 1u /* MFD_CLOEXEC */);
 	if (fd < 0)
 		return -1;
@@ -152,10 +157,10 @@ static uint64_t spin_for_call(void)
 {
 	if (spin_budget > 0 || spin_max == 0)
 		return spin_budget;
-	if (++since_probe < PROBE_EVERY)
+	if (++since_probe < probe_every)
 		return 0;
 	since_probe = 0;
-	return SPIN_MIN_NS < spin_max ? SPIN_MIN_NS : spin_max;
+	return SPIN_PROBE_NS < spin_max ? SPIN_PROBE_NS : spin_max;
 }
 
 static int server_polling(void)
@@ -175,8 +180,8 @@ static void wait_reply(uint32_t seq, uint64_t budget)
 	uint64_t t0 = 0;
 	for (unsigned i = 0; budget > 0; i++) {
 		if (replied(seq)) {
-			uint64_t b = spin_budget ? spin_budget * 2 : SPIN_MIN_NS;
-			spin_budget = b < spin_max ? b : spin_max;
+			spin_budget = spin_max;
+			probe_every = PROBE_MIN;
 			return;
 		}
 		if ((i & 63) != 63) {
@@ -190,9 +195,11 @@ static void wait_reply(uint32_t seq, uint64_t budget)
 			break;
 	}
 	if (budget > 0) {
-		spin_budget /= 2;
-		if (spin_budget < SPIN_MIN_NS)
-			spin_budget = 0;
+		/* a miss: half the budget once (a pause of the server's: its GC), then sleep; a probe
+		   that missed waits twice as long for the next */
+		if (spin_budget == 0 && probe_every < PROBE_MAX)
+			probe_every *= 2;
+		spin_budget = spin_budget == spin_max ? spin_max / 2 : 0;
 		__atomic_store_n(CHAN_U32(BR_CHAN_SLEEP), seq, __ATOMIC_SEQ_CST);
 		if (replied(seq))
 			return;

@@ -18,9 +18,19 @@ export function renderIoas(state: AppState, s: StepView): HTMLElement {
   return box;
 }
 
-/** Fit the mappings; with none, the allowed ranges or windows (an sPAPR window before MAP_DMA); else all 2^64. */
+/** Mappings further apart than this are not fitted together: each would be a sliver (the PPC64 windows, 2^59 apart). */
+const FIT_LIMIT = 1n << 48n;
+
+/**
+ * Fit the mappings (or the first one, when they are too far apart to see
+ * together: the table's rows zoom to the others); with none, the first
+ * window or allowed range (an sPAPR window before MAP_DMA); else all 2^64.
+ */
 function defaultViewport(io: IoasView): Viewport {
-  if (io.areas.length > 0) return fitRange(io.areas[0].iova, io.areas[io.areas.length - 1].last);
+  if (io.areas.length > 0) {
+    const all = fitRange(io.areas[0].iova, io.areas[io.areas.length - 1].last);
+    return all.span <= FIT_LIMIT ? all : fitRange(io.areas[0].iova, io.areas[0].last);
+  }
   if (io.kind === "spapr" && io.allowed.length > 0) return fitRange(io.allowed[0].start, io.allowed[0].last);
   return FULL;
 }
