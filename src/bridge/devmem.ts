@@ -2,7 +2,7 @@ import type { Process } from "../kernel/process.js";
 import { ForeignMm } from "../mm/index.js";
 import { EACCES, EINVAL, ENXIO, KernelError } from "../uapi/errno.js";
 import { MAP_FIXED, MAP_FIXED_NOREPLACE } from "../uapi/linux.js";
-import { MMIO_SIGBUS, MMIO_WRITE, type Request } from "./protocol.js";
+import { HUGETLB_NORESERVE, HUGETLB_UNMAP, MMIO_SIGBUS, MMIO_WRITE, type Request } from "./protocol.js";
 
 /**
  * Device memory (BAR mmaps) for a real process behind the bridge. The shim
@@ -64,4 +64,29 @@ export function bridgeMmio(p: Process, q: Request): number | { ret: number; payl
   if (!v.cpuReadable) return -EACCES;
   const r = v.io.read(off, len);
   return typeof r === "number" ? MMIO_SIGBUS : { ret: 0, payload: r };
+}
+
+/**
+ * OP.HUGETLB: MAP_HUGETLB memory the host has no huge pages for, backed by
+ * the model's pool (the shim made an aligned ordinary mapping at a): the
+ * pool reserves the pages (ENOMEM when it cannot), pins take whole folios.
+ * With HUGETLB_UNMAP the range left the process.
+ */
+export function bridgeHugetlb(p: Process, q: Request): number {
+  const mm = p.task.mm;
+  if (!(mm instanceof ForeignMm)) return -EINVAL;
+  const start = Number(q.a);
+  const len = Number(q.b);
+  try {
+    if ((q.flags & HUGETLB_UNMAP) !== 0) {
+      mm.unmapEmulatedHugetlb(start, len);
+      return 0;
+    }
+    const shift = Number(q.c & 0xffn);
+    if (shift !== 21 && shift !== 30) return -EINVAL;
+    return mm.mapEmulatedHugetlb(start, len, shift === 21 ? 9 : 18, (Number(q.c) & HUGETLB_NORESERVE) !== 0);
+  } catch (e) {
+    if (e instanceof KernelError) return -e.errno;
+    throw e;
+  }
 }

@@ -29,6 +29,7 @@ export const OP = {
   MUNMAP: 22,
   MMIO: 23,
   MREMAP: 24,
+  HUGETLB: 25,
   HUGETLB_FD: 30,
   HUGETLB_MMAP: 31,
   NUDGE: 40,
@@ -40,6 +41,10 @@ export const REP_HAS_PINS = 2;
 /** The reply's payload starts with u32 n and n i32 eventfds the shim writes 1 to (interrupts). */
 export const REP_IRQS = 4;
 export const MMIO_WRITE = 1;
+/** OP.HUGETLB: the range leaves the process (flags). */
+export const HUGETLB_UNMAP = 1;
+/** OP.HUGETLB: MAP_NORESERVE (in c, beside the page shift). */
+export const HUGETLB_NORESERVE = 256;
 /** ret of OP.MMIO when the kernel would send SIGBUS (the device refused the access: -EIO). */
 export const MMIO_SIGBUS = -5;
 /** HELLO's reply: the server polls the channel the request named. */

@@ -9,7 +9,7 @@ import { type ForeignMemFile, ForeignMm } from "../mm/index.js";
 import { EBADF, EFAULT, EINVAL, ENOSYS, EPERM, ESPIPE, fail, KernelError } from "../uapi/errno.js";
 import { O_CLOEXEC, O_NOFOLLOW } from "../uapi/linux.js";
 import { Channel } from "./channel.js";
-import { bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
+import { bridgeHugetlb, bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
 import { hugetlbMemfd, hugetlbMmap } from "./hugetlb-fd.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
@@ -486,6 +486,8 @@ export class BridgeServer {
         return bridgeMremap(p, q);
       case OP.MMIO:
         return bridgeMmio(p, q);
+      case OP.HUGETLB:
+        return bridgeHugetlb(p, q);
       default:
         this.log(`bridge: pid ${c.pid}: unknown request ${q.op}`);
         return -ENOSYS;

@@ -114,7 +114,8 @@ eventfds before the call or access that caused them returns.
   --hugepages SIZE=N   hugetlb pools at boot, as hugepages= does (sizes 2M, 1G;
                        e.g. 2M=256): only these pages, other sizes empty.
                        Default: unlimited pools. The program's
-                       memfd_create(MFD_HUGETLB) memory comes from them
+                       memfd_create(MFD_HUGETLB) memory comes from them, and
+                       MAP_HUGETLB memory when the host has no huge pages
   --seed N             the machine's seed (deterministic runs)
   --noiommu-revision R the noiommu GET_PA revision: v4, v7, v9 (default)
   --memory SIZE        physical memory (default 4G; K, M, G, T suffixes)

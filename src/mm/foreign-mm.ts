@@ -7,8 +7,12 @@ import { doMunmap } from "./munmap.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
 import { Vma } from "./vma.js";
 
-/** log2 of a hugetlb page when the vma does not say: the host's default 2 MiB. */
-const HUGE_SHIFT_DEFAULT = 21;
+/** The folio order of a host hugetlb vma's pages: 18 for 1 GiB pages (KernelPageSize in smaps), else 9; 0 when not hugetlb. */
+function hostHugeOrder(v: ForeignVma): 0 | 9 | 18 {
+  if (v.hugetlb !== true) return 0;
+  return v.hugeShift === 30 ? 18 : 9;
+}
+
 /** x86-64 user space ends at 2^47. */
 const USER_END = 2 ** 47;
 
@@ -20,7 +24,7 @@ export interface ForeignVma {
   write: boolean;
   /** VM_IO / VM_PFNMAP (device memory): nothing to pin. */
   io: boolean;
-  /** hugetlb memory: pinned as physically contiguous folios of its huge page size. */
+  /** hugetlb memory in 2 MiB pages: pinned as physically contiguous 2 MiB folios. */
   hugetlb?: boolean;
   /** log2 of its huge page size (21: 2 MiB, the default; 30: 1 GiB, KernelPageSize in smaps). */
   hugeShift?: number;
@@ -69,6 +73,8 @@ export class ForeignMm extends MmStruct {
    * process still maps the same page, so the frame stays live through it.
    */
   private readonly foreignAdopted = new Map<number, { vp: number; key: string }>();
+  /** MAP_HUGETLB ranges the model's pool backs (the host had no huge pages for them). */
+  private emulated: EmulatedHugetlb[] = [];
   /** The processes forked from one another (they may share MAP_SHARED pages). */
   private readonly foreignFamily: Set<ForeignMm>;
 
@@ -163,42 +169,48 @@ export class ForeignMm extends MmStruct {
     if (this.faults.hit(site)) return this.foreignErr(ENOMEM, `pin: injected failure at ${site}`);
     const b = new RunBuilder(Math.min(nPages, 1 << 16));
     const fresh: number[] = [];
-    for (let vp = va / PAGE; vp < end / PAGE; vp++) {
-      let pfn = this.foreignPages.get(vp);
-      const huge =
-        pfn === undefined
-          ? vmas.find((v) => v.hugetlb === true && vp * PAGE >= v.start && vp * PAGE < v.end)
-          : undefined;
-      if (huge !== undefined) {
-        // a hugetlb page is one physically contiguous folio of its size (2 MiB or 1 GiB), as the kernel's is
-        const n = 2 ** ((huge.hugeShift ?? HUGE_SHIFT_DEFAULT) - 12);
-        const head = this.attachHuge(vp - (vp % n), n, fresh);
-        if (head < 0) {
-          this.pages.unpinRuns(b.peek());
-          for (const p of fresh) this.foreignDetach(p, false);
-          return this.foreignErr(
-            ENOMEM,
-            `pin: cannot allocate the huge page at 0x${(vp * PAGE).toString(16)}`,
-          );
+    const undo = (what: string, vp: number): never => {
+      this.pages.unpinRuns(b.peek());
+      for (const p of fresh) this.foreignDetach(p, false);
+      return this.foreignErr(ENOMEM, `pin: cannot allocate the ${what} at 0x${(vp * PAGE).toString(16)}`);
+    };
+    // VMA by VMA, page by page; pins go on in runs of contiguous frames
+    let runPfn = -1;
+    let runLen = 0;
+    let vi = 0;
+    for (let vp = va / PAGE; vp < end / PAGE; ) {
+      while (vmas[vi].end <= vp * PAGE) vi++;
+      const v = vmas[vi];
+      const stop = Math.min(end, v.end) / PAGE;
+      const emu = this.emulatedHugetlb(vp * PAGE);
+      // a hugetlb page is one physically contiguous folio of its size, as the kernel's is
+      const order = emu !== undefined ? emu.order : hostHugeOrder(v);
+      const shared = v.shared;
+      for (; vp < stop; vp++) {
+        let pfn = this.foreignPages.get(vp);
+        if (pfn === undefined && order !== 0) {
+          const n = 2 ** order;
+          const head = this.attachHuge(vp - (vp % n), order, emu, fresh);
+          if (head < 0) return undo("huge page", vp);
+          pfn = head + (vp % n);
+        } else if (pfn === undefined) {
+          pfn = this.pages.allocFolio(0, "do_anonymous_page");
+          if (pfn < 0) return undo("page", vp);
+          this.foreignPages.set(vp, pfn);
+          this.phys.external.set(pfn, new ForeignFrame(this, vp * PAGE));
+          if (shared !== undefined) this.foreignShared.set(vp, shared);
+          fresh.push(vp);
         }
-        pfn = head + (vp % n);
-      }
-      if (pfn === undefined) {
-        pfn = this.pages.allocFolio(0, "do_anonymous_page");
-        if (pfn < 0) {
-          this.pages.unpinRuns(b.peek());
-          for (const p of fresh) this.foreignDetach(p, false);
-          return this.foreignErr(ENOMEM, `pin: cannot allocate the page at 0x${(vp * PAGE).toString(16)}`);
+        if (runLen > 0 && runPfn + runLen === pfn) runLen++;
+        else {
+          if (runLen > 0) this.pages.pinRange(runPfn, runLen);
+          runPfn = pfn;
+          runLen = 1;
         }
-        this.foreignPages.set(vp, pfn);
-        this.phys.external.set(pfn, this.foreignFrame(vp));
-        const shared = vmas.find((v) => v.start <= vp * PAGE && vp * PAGE < v.end)?.shared;
-        if (shared !== undefined) this.foreignShared.set(vp, shared);
-        fresh.push(vp);
+        b.push(pfn, 1);
       }
-      this.pages.pinRange(pfn, 1);
-      b.push(pfn, 1);
     }
+    if (runLen > 0) this.pages.pinRange(runPfn, runLen);
     return b.finish();
   }
 
@@ -206,7 +218,7 @@ export class ForeignMm extends MmStruct {
    * The frame of a present page of the process, for /proc/PID/pagemap:
    * the attached one, else one attached now (unpinned, kept while the page
    * stays mapped, as a resident page keeps its frame; a page of a hugetlb
-   * mapping brings its whole folio, 2 MiB or 1 GiB). -1 for device memory, or when no
+   * mapping brings its whole 2 MiB folio). -1 for device memory, or when no
    * frame can be had.
    */
   pagemapPfn(va: number, v: ForeignVma): number {
@@ -215,15 +227,17 @@ export class ForeignMm extends MmStruct {
     if (had !== undefined) return had;
     if (this.released || this.foreignMem === null || v.io) return -1;
     if (this.vmas.overlapping(vp * PAGE, vp * PAGE + PAGE).some((m) => m.io !== null)) return -1;
-    if (v.hugetlb === true) {
-      const n = 2 ** ((v.hugeShift ?? HUGE_SHIFT_DEFAULT) - 12);
-      const head = this.attachHuge(vp - (vp % n), n, []);
+    const emu = this.emulatedHugetlb(vp * PAGE);
+    const order = emu !== undefined ? emu.order : hostHugeOrder(v);
+    if (order !== 0) {
+      const n = 2 ** order;
+      const head = this.attachHuge(vp - (vp % n), order, emu, []);
       return head < 0 ? -1 : head + (vp % n);
     }
     const pfn = this.pages.allocFolio(0, "do_anonymous_page");
     if (pfn < 0) return -1;
     this.foreignPages.set(vp, pfn);
-    this.phys.external.set(pfn, this.foreignFrame(vp));
+    this.phys.external.set(pfn, new ForeignFrame(this, vp * PAGE));
     if (v.shared !== undefined) this.foreignShared.set(vp, v.shared);
     return pfn;
   }
@@ -250,6 +264,7 @@ export class ForeignMm extends MmStruct {
   override release(): void {
     if (this.released) return;
     for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, true);
+    for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
     for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, true);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
@@ -260,6 +275,7 @@ export class ForeignMm extends MmStruct {
   releaseLost(): void {
     if (this.released) return;
     for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, false);
+    for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
     for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, false);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
@@ -276,6 +292,8 @@ export class ForeignMm extends MmStruct {
       null,
       this.foreignFamily,
     );
+    // the child maps the same model-backed hugetlb ranges; reservations stay the parent's
+    child.emulated = this.emulated.map((e) => ({ ...e, reserved: false, consumed: new Set<number>() }));
     // the real child inherits the device mappings: so does the model's
     for (const v of this.vmas.list) {
       if (v.io === null) continue;
@@ -311,21 +329,95 @@ export class ForeignMm extends MmStruct {
   }
 
   /**
-   * Attach the `n` pages (512: 2 MiB, 262144: 1 GiB) of the hugetlb page at
-   * virtual page `vp0` to one folio of that order (one reference per
-   * attached page). Returns the head pfn, or -1 when no folio can be
-   * allocated.
+   * Attach the pages of the hugetlb page of `order` at virtual page `vp0`
+   * to one folio (one reference per attached page): a model-backed
+   * mapping's reservation is consumed by it. Returns the head pfn, or -1
+   * when no folio can be allocated.
    */
-  private attachHuge(vp0: number, n: number, fresh: number[]): number {
-    const head = this.pages.allocFolio(n === 512 ? 9 : 18, "alloc_hugetlb_folio");
+  private attachHuge(vp0: number, order: 9 | 18, emu: EmulatedHugetlb | undefined, fresh: number[]): number {
+    const n = 2 ** order;
+    const idx = emu !== undefined ? (vp0 * PAGE - emu.start) / (n * PAGE) : -1;
+    const reserved = emu !== undefined && emu.reserved && !emu.consumed.has(idx);
+    const head = reserved
+      ? this.pages.allocReservedFolio(order)
+      : this.pages.allocFolio(order, "alloc_hugetlb_folio");
     if (head < 0) return -1;
+    if (reserved) emu.consumed.add(idx);
     for (let i = 0; i < n; i++) {
       if (i > 0) this.pages.get(head);
       this.foreignPages.set(vp0 + i, head + i);
-      this.phys.external.set(head + i, this.foreignFrame(vp0 + i));
+      this.phys.external.set(head + i, new ForeignFrame(this, (vp0 + i) * PAGE));
       fresh.push(vp0 + i);
     }
     return head;
+  }
+
+  /**
+   * MAP_HUGETLB memory the host has no huge pages for: the shim made an
+   * ordinary mapping of [start, +len), aligned to the page size, and the
+   * model's pool of `order` backs it (hugetlb_reserve_pages: the pages are
+   * reserved now unless `noreserve`, ENOMEM when the pool cannot). Pins
+   * take whole folios of that size, as for real hugetlb memory.
+   */
+  mapEmulatedHugetlb(start: number, len: number, order: 9 | 18, noreserve: boolean): number {
+    const size = 2 ** order * PAGE;
+    if (start % size !== 0 || len <= 0 || len % size !== 0)
+      return this.foreignErr(EINVAL, "hugetlb: the range is not aligned to its page size");
+    if (this.emulated.some((e) => e.start < start + len && start < e.end))
+      return this.foreignErr(EINVAL, "hugetlb: the range overlaps another hugetlb mapping");
+    const pages = len / size;
+    if (!noreserve && !this.pages.hstate(order).reserve(pages)) {
+      return this.foreignErr(
+        ENOMEM,
+        `hugetlb: the ${size >> 20} MiB pool cannot reserve ${pages} page(s) (hugetlb_reserve_pages)`,
+      );
+    }
+    this.emulated.push({ start, end: start + len, order, reserved: !noreserve, consumed: new Set() });
+    return 0;
+  }
+
+  /** [start, +len) of model-backed hugetlb memory left the process: unconsumed reservations go back. */
+  unmapEmulatedHugetlb(start: number, len: number): void {
+    const end = start + len;
+    for (const e of [...this.emulated]) {
+      if (e.end <= start || e.start >= end) continue;
+      const size = 2 ** e.order * PAGE;
+      const s = Math.max(start, e.start);
+      const x = Math.min(end, e.end);
+      if (e.reserved) {
+        let back = 0;
+        for (let i = (s - e.start) / size; i < (x - e.start) / size; i++) if (!e.consumed.delete(i)) back++;
+        this.pages.hstate(e.order).unreserve(back);
+      }
+      this.emulated.splice(this.emulated.indexOf(e), 1);
+      // the pieces outside the range stay (their reservations with them)
+      const keep = (a: number, b: number) => {
+        if (a >= b) return;
+        const consumed = new Set<number>();
+        for (const i of e.consumed) {
+          const at = e.start + i * size;
+          if (at >= a && at < b) consumed.add((at - a) / size);
+        }
+        this.emulated.push({ start: a, end: b, order: e.order, reserved: e.reserved, consumed });
+      };
+      keep(e.start, s);
+      keep(x, e.end);
+    }
+  }
+
+  private emulatedHugetlb(va: number): EmulatedHugetlb | undefined {
+    if (this.emulated.length === 0) return undefined;
+    return this.emulated.find((e) => va >= e.start && va < e.end);
+  }
+
+  /** A pinned frame reads and writes the process's page while it is attached. */
+  frameRead(va: number, len: number): Uint8Array {
+    const r = this.foreignMem === null ? -EFAULT : this.foreignMem.read(va, len);
+    return typeof r === "number" ? new Uint8Array(len) : r;
+  }
+
+  frameWrite(va: number, bytes: Uint8Array): void {
+    if (this.foreignMem !== null) this.foreignMem.write(va, bytes);
   }
 
   private foreignDetach(vp: number, keep: boolean): void {
@@ -356,7 +448,7 @@ export class ForeignMm extends MmStruct {
         if (other === this || other.released || other.foreignMem === null) continue;
         if (other.foreignMem.vma(vp * PAGE)?.shared !== key) continue;
         other.foreignAdopted.set(pfn, { vp, key });
-        this.phys.external.set(pfn, other.foreignFrame(vp));
+        this.phys.external.set(pfn, new ForeignFrame(other, vp * PAGE));
         return;
       }
     }
@@ -367,19 +459,6 @@ export class ForeignMm extends MmStruct {
     if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
     // references are the folio's (a hugetlb folio holds one per attached page)
     this.pages.put(this.pages.folioOf(pfn)?.head ?? pfn);
-  }
-
-  private foreignFrame(vp: number): ExternalFrame {
-    const base = vp * PAGE;
-    return {
-      read: (off, len) => {
-        const r = this.foreignMem === null ? -EFAULT : this.foreignMem.read(base + off, len);
-        return typeof r === "number" ? new Uint8Array(len) : r;
-      },
-      write: (off, bytes) => {
-        if (this.foreignMem !== null) this.foreignMem.write(base + off, bytes);
-      },
-    };
   }
 
   /** va as a number when [va, va+len) is user space, else -1. */
@@ -396,5 +475,32 @@ export class ForeignMm extends MmStruct {
 
   private foreignErr(errno: number, reason: string): never {
     fail(errno, reason);
+  }
+}
+
+/** A MAP_HUGETLB range of the process backed by the model's pool. */
+interface EmulatedHugetlb {
+  start: number;
+  end: number;
+  order: 9 | 18;
+  /** The pool holds a reservation for each page not yet faulted (not MAP_NORESERVE). */
+  reserved: boolean;
+  /** Page indexes (from start) whose folio consumed its reservation. */
+  consumed: Set<number>;
+}
+
+/** A pinned frame whose bytes are a page of the process (PhysMem.external). */
+class ForeignFrame implements ExternalFrame {
+  constructor(
+    private readonly mm: ForeignMm,
+    private readonly va: number,
+  ) {}
+
+  read(off: number, len: number): Uint8Array {
+    return this.mm.frameRead(this.va + off, len);
+  }
+
+  write(off: number, bytes: Uint8Array): void {
+    this.mm.frameWrite(this.va + off, bytes);
   }
 }

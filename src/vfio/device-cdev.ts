@@ -1,9 +1,11 @@
 import type { Task } from "../kernel/task.js";
 import { E2BIG, EFAULT, EINVAL, fail, KernelError } from "../uapi/errno.js";
+import { structView } from "../uapi/struct.js";
 import {
   VFIO_DEVICE_ATTACH_PASID,
   VFIO_DEVICE_BIND_FLAG_TOKEN,
   VFIO_DEVICE_DETACH_PASID,
+  vfio_device_bind_iommufd,
 } from "../uapi/vfio.js";
 import type { VfioDeviceFile } from "./device.js";
 import { vfioDfClose, vfioDfOpen } from "./device-open.js";
@@ -14,7 +16,7 @@ import {
   vfioIommufdPhysicalPasidAttach,
   vfioIommufdPhysicalPasidDetach,
 } from "./iommufd.js";
-import { s32, u32 } from "./uaccess.js";
+import { u32 } from "./uaccess.js";
 
 /** offsetofend(struct vfio_device_bind_iommufd, out_devid) and sizeof. */
 const BIND_MINSZ = 16;
@@ -39,9 +41,7 @@ export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigi
   }
   const buf = new Uint8Array(BIND_SIZE);
   buf.set(user.subarray(0, Math.min(argsz, BIND_SIZE)));
-  const dv = new DataView(buf.buffer);
-  const flags = u32(dv, 4);
-  const iommufd = s32(dv, 8);
+  const { flags, iommufd } = structView(vfio_device_bind_iommufd, buf);
   if (iommufd < 0) fail(EINVAL, `VFIO_DEVICE_BIND_IOMMUFD: iommufd ${iommufd} is negative`);
   if ((flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN) !== 0)
     fail(EINVAL, `VFIO_DEVICE_BIND_IOMMUFD: unknown flags 0x${flags.toString(16)}`);

@@ -1,5 +1,6 @@
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENOTTY, fail } from "../uapi/errno.js";
+import { structView } from "../uapi/struct.js";
 import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
   VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
@@ -11,10 +12,11 @@ import {
   VFIO_DEVICE_FEATURE_MIGRATION,
   VFIO_DEVICE_FEATURE_PROBE,
   VFIO_DEVICE_FEATURE_SET,
+  vfio_device_feature,
   vfioFeatureFlagsCheck,
 } from "../uapi/vfio.js";
 import type { VfioDevice } from "./device.js";
-import { u32, vfioCopyIn } from "./uaccess.js";
+import { vfioCopyIn } from "./uaccess.js";
 
 const FEATURE_MINSZ = 8;
 
@@ -27,8 +29,8 @@ const FEATURE_MINSZ = 8;
  * driver's device_feature op.
  */
 export function vfioDeviceFeature(device: VfioDevice, task: Task, arg: bigint): number {
-  const { dv, argsz } = vfioCopyIn(task, arg, FEATURE_MINSZ, "VFIO_DEVICE_FEATURE");
-  const flags = u32(dv, 4);
+  const { buf, argsz } = vfioCopyIn(task, arg, FEATURE_MINSZ, "VFIO_DEVICE_FEATURE");
+  const flags = structView(vfio_device_feature, buf).flags;
   const chk = vfioFeatureFlagsCheck(flags);
   if (!chk.ok) fail(EINVAL, `VFIO_DEVICE_FEATURE: ${chk.reason}`);
   switch (flags & VFIO_DEVICE_FEATURE_MASK) {

@@ -46,6 +46,63 @@ it("hugetlb pages of a real process pin as one contiguous 2 MiB folio; plain pag
   expect(m.debug.counters()).toEqual(base);
 });
 
+/** A fake process with one ordinary 1 GiB-aligned mapping of `len` bytes at 0x40000000 (contents read as zero). */
+function plainMemory(len: number): ForeignMemory {
+  const vmas: ForeignVma[] = [
+    { start: 0x40000000, end: 0x40000000 + len, read: true, write: true, io: false },
+  ];
+  return {
+    read: (_va, n) => new Uint8Array(n),
+    write: () => 0,
+    vma: (va) => vmas.find((v) => va >= v.start && va < v.end),
+  };
+}
+
+it("model-backed hugetlb (the host had no huge pages): 1 GiB and 2 MiB ranges pin as one folio of their size", () => {
+  const m = new Machine({ iommu: "mock" });
+  const base = m.debug.counters();
+  const G = 1 << 30;
+  const p = m.spawn({ caps: ["CAP_IPC_LOCK"], foreignMemory: plainMemory(G + 2 * M2) });
+  const mm = p.task.mm as unknown as ForeignMm;
+  expect(mm.mapEmulatedHugetlb(0x40000000, G, 18, false)).toBe(0);
+  expect(mm.mapEmulatedHugetlb(0x40000000 + G, 2 * M2, 9, false)).toBe(0);
+  const g = mm.pinUserPages(0x40000000n, G / 4096, true);
+  expect(g.count).toBe(1);
+  expect(g.pfn[0] % (G / 4096)).toBe(0);
+  const h = mm.pinUserPages(BigInt(0x40000000 + G + M2), 2, true);
+  expect(h.count).toBe(1);
+  expect(h.pfn[0] % 512).toBe(0);
+  mm.unpinUserPages(g);
+  mm.unpinUserPages(h);
+  mm.detach(0x40000000n, BigInt(G + 2 * M2));
+  mm.unmapEmulatedHugetlb(0x40000000, G + 2 * M2);
+  p.exit();
+  expect(m.debug.counters()).toEqual(base);
+});
+
+it("model-backed hugetlb reserves from the model's pool: ENOMEM with nothing changed when it cannot, the reservation back at unmap", () => {
+  const m = new Machine({ iommu: "mock", hugepages: { "2M": 2 } });
+  const p = m.spawn({ caps: ["CAP_IPC_LOCK"], foreignMemory: plainMemory(4 * M2) });
+  const mm = p.task.mm as unknown as ForeignMm;
+  const h = mm.pages.h2m;
+  expect(() => mm.mapEmulatedHugetlb(0x40000000, 3 * M2, 9, false)).toThrow(/cannot reserve 3 page/);
+  expect([h.free, h.resv]).toEqual([2, 0]);
+  expect(mm.mapEmulatedHugetlb(0x40000000, 2 * M2, 9, false)).toBe(0);
+  expect([h.free, h.resv]).toEqual([2, 2]);
+  // a fault (the pin) consumes one reservation; unmapping gives the other back
+  const r = mm.pinUserPages(0x40000000n, 1, true);
+  expect([h.free, h.resv]).toEqual([1, 1]);
+  mm.unpinUserPages(r);
+  mm.detach(0x40000000n, BigInt(2 * M2));
+  mm.unmapEmulatedHugetlb(0x40000000, 2 * M2);
+  expect([h.free, h.resv]).toEqual([2, 0]);
+  // MAP_NORESERVE reserves nothing
+  expect(mm.mapEmulatedHugetlb(0x40000000, 4 * M2, 9, true)).toBe(0);
+  expect(h.resv).toBe(0);
+  p.exit();
+  expect([h.free, h.resv]).toEqual([2, 0]);
+});
+
 it("a 1 GiB hugetlb vma (KernelPageSize 1 GiB) pins as one contiguous, aligned 1 GiB folio", () => {
   const G1 = 1 << 30;
   const base = 0x40000000 * 4;

@@ -34,12 +34,15 @@
 #define BR_OP_MUNMAP 22      /* a = va, b = len: a device mapping leaves the process */
 #define BR_OP_MMIO 23        /* a = va, b = len, c = value; flags BR_MMIO_WRITE -> payload (a load) */
 #define BR_OP_MREMAP 24      /* a = old va, b = len, c = new va: a device mapping moves */
+#define BR_OP_HUGETLB 25     /* a = va, b = len, c = page shift | BR_HUGETLB_NORESERVE; flags BR_HUGETLB_UNMAP */
 #define BR_OP_HUGETLB_FD 30  /* fd = a real memfd, a = memfd_create flags, name: back it with the model's hugetlb pool */
 #define BR_OP_HUGETLB_MMAP 31 /* fd, a = len, b = offset -> 1 (hugetlb: map it), 0 (not), -errno */
 #define BR_OP_NUDGE 40       /* no reply: look at the channel (a = the seq posted) */
 
 #define BR_STAT_NOFOLLOW 1
 #define BR_MMIO_WRITE 1
+#define BR_HUGETLB_UNMAP 1
+#define BR_HUGETLB_NORESERVE 256
 
 /* ret of BR_OP_MMIO: the kernel would deliver SIGBUS (the device refused) or SIGSEGV */
 #define BR_MMIO_SIGBUS (-5)

@@ -38,6 +38,81 @@ static void devmap_gone(void *va, size_t len)
 	call(&rq, NULL, 0, NULL, 0, NULL);
 }
 
+static void hugemap_gone(uintptr_t s, uintptr_t e);
+
+/* Something else now lives at [va, +len): the device or hugetlb mapping there is gone. */
+static void mapping_gone(void *va, size_t len)
+{
+	devmap_gone(va, len);
+	if (len)
+		hugemap_gone((uintptr_t)va, (uintptr_t)va + page_up(len));
+}
+
+/*
+ * MAP_HUGETLB memory the host has no huge pages for (the real mmap said
+ * ENOMEM): an ordinary anonymous mapping aligned to the huge page size,
+ * which the model's hugetlb pool backs (it reserves the pages, or says
+ * ENOMEM as the kernel would; pins take whole folios of that size).
+ * MAP_POPULATE is dropped (touching a 1 GiB page would cost the host 1 GiB).
+ */
+static void *model_hugetlb(void *addr, size_t len, int prot, int flags, int err)
+{
+	int shift = (flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+	if (shift == 0)
+		shift = 21; /* the default huge page size */
+	if ((shift != 21 && shift != 30) || len == 0) {
+		errno = err;
+		return MAP_FAILED;
+	}
+	size_t hsz = (size_t)1 << shift, plen = (len + hsz - 1) & ~(hsz - 1);
+	int base = flags & ~(MAP_HUGETLB | (MAP_HUGE_MASK << MAP_HUGE_SHIFT) | MAP_POPULATE);
+	resolve_mmap();
+	resolve_munmap();
+	void *va;
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		if ((uintptr_t)addr & (hsz - 1)) {
+			errno = EINVAL;
+			return MAP_FAILED;
+		}
+		va = real_mmap(addr, plen, prot, base, -1, 0);
+	} else {
+		char *raw = real_mmap(NULL, plen + hsz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (raw == MAP_FAILED)
+			return MAP_FAILED;
+		char *a = (char *)(((uintptr_t)raw + hsz - 1) & ~(uintptr_t)(hsz - 1));
+		if (a > raw)
+			real_munmap(raw, (size_t)(a - raw));
+		if (raw + plen + hsz > a + plen)
+			real_munmap(a + plen, (size_t)(raw + plen + hsz - (a + plen)));
+		va = real_mmap(a, plen, prot, base | MAP_FIXED, -1, 0);
+	}
+	if (va == MAP_FAILED)
+		return va;
+	struct br_req rq = {.op = BR_OP_HUGETLB, .a = (uint64_t)(uintptr_t)va, .b = plen,
+			    .c = (uint64_t)shift | ((flags & MAP_NORESERVE) ? BR_HUGETLB_NORESERVE : 0)};
+	int64_t r = call(&rq, NULL, 0, NULL, 0, NULL);
+	if (r < 0 || range_add(&hugemaps, (uintptr_t)va, (uintptr_t)va + plen, shift) < 0) {
+		if (r >= 0) {
+			struct br_req un = {.op = BR_OP_HUGETLB, .flags = BR_HUGETLB_UNMAP, .a = rq.a, .b = plen};
+			call(&un, NULL, 0, NULL, 0, NULL);
+		}
+		real_munmap(va, plen);
+		errno = r == BR_PASSTHROUGH || r >= 0 ? err : (int)-r;
+		return MAP_FAILED;
+	}
+	return va;
+}
+
+/* [va, +len) of a model-backed hugetlb mapping left the process. */
+static void hugemap_gone(uintptr_t s, uintptr_t e)
+{
+	if (range_overlaps(&hugemaps, s, e) < 0)
+		return;
+	range_remove(&hugemaps, s, e);
+	struct br_req rq = {.op = BR_OP_HUGETLB, .flags = BR_HUGETLB_UNMAP, .a = s, .b = e - s};
+	call(&rq, NULL, 0, NULL, 0, NULL);
+}
+
 static void *model_mmap(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
 {
 	size_t plen = page_up(len);
@@ -95,7 +170,9 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	resolve_mmap();
 	void *r = real_mmap(addr, len, prot, flags, fd, off);
 	if (r != MAP_FAILED && (flags & MAP_FIXED))
-		devmap_gone(r, len);
+		mapping_gone(r, len);
+	if (r == MAP_FAILED && errno == ENOMEM && (flags & (MAP_HUGETLB | MAP_ANONYMOUS)) == (MAP_HUGETLB | MAP_ANONYMOUS))
+		return model_hugetlb(addr, len, prot, flags, ENOMEM);
 	return r;
 }
 
@@ -110,17 +187,30 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t
 	resolve_mmap64();
 	void *r = real_mmap64(addr, len, prot, flags, fd, off);
 	if (r != MAP_FAILED && (flags & MAP_FIXED))
-		devmap_gone(r, len);
+		mapping_gone(r, len);
+	if (r == MAP_FAILED && errno == ENOMEM && (flags & (MAP_HUGETLB | MAP_ANONYMOUS)) == (MAP_HUGETLB | MAP_ANONYMOUS))
+		return model_hugetlb(addr, len, prot, flags, ENOMEM);
 	return r;
 }
 
 EXPORT int munmap(void *addr, size_t len)
 {
+	uintptr_t s = (uintptr_t)addr;
+	int shift = len ? range_overlaps(&hugemaps, s, s + page_up(len)) : -1;
+	if (shift > 0) {
+		/* hugetlb: the address must be huge-page aligned, the length rounds up (hugetlb_vm_op_split) */
+		size_t hsz = (size_t)1 << shift;
+		if (s & (hsz - 1)) {
+			errno = EINVAL;
+			return -1;
+		}
+		len = (len + hsz - 1) & ~(hsz - 1);
+	}
 	detach(addr, len);
 	resolve_munmap();
 	int r = real_munmap(addr, len);
 	if (r == 0)
-		devmap_gone(addr, len);
+		mapping_gone(addr, len);
 	return r;
 }
 
@@ -174,7 +264,7 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 	resolve_mremap();
 	void *r = real_mremap(old, old_len, new_len, flags, new_addr);
 	if (r != MAP_FAILED && (flags & MREMAP_FIXED))
-		devmap_gone(new_addr, new_len);
+		mapping_gone(new_addr, new_len);
 	return r;
 }
 

@@ -102,11 +102,17 @@ int spare_locked(void);
 
 /* ------------------------------------------------------------ device memory */
 
-/* devmap.c: the BAR mappings the trap serves */
-int devmap_add(uintptr_t start, uintptr_t end);
-void devmap_remove(uintptr_t start, uintptr_t end);
-int devmap_contains(uintptr_t a, size_t len);
-int devmap_overlaps(uintptr_t start, uintptr_t end);
+/* ranges.c: the BAR mappings the trap serves, the model-backed hugetlb mappings */
+struct rangeset;
+extern struct rangeset devmaps, hugemaps;
+int range_add(struct rangeset *rs, uintptr_t start, uintptr_t end, int tag);
+void range_remove(struct rangeset *rs, uintptr_t start, uintptr_t end);
+int range_find(struct rangeset *rs, uintptr_t a, size_t len);
+int range_overlaps(struct rangeset *rs, uintptr_t start, uintptr_t end);
+#define devmap_add(s, e) range_add(&devmaps, (s), (e), 0)
+#define devmap_remove(s, e) range_remove(&devmaps, (s), (e))
+#define devmap_contains(a, len) (range_find(&devmaps, (a), (len)) >= 0)
+#define devmap_overlaps(s, e) (range_overlaps(&devmaps, (s), (e)) >= 0)
 
 /* x86-decode.c: one memory-operand mov, decoded */
 struct mmio_insn {

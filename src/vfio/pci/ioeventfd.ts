@@ -4,12 +4,14 @@ import type { EventFdCtx } from "../../kernel/eventfd.js";
 import type { KFile } from "../../kernel/file.js";
 import type { Task } from "../../kernel/task.js";
 import { EEXIST, EINVAL, ENODEV, ENOSPC, fail } from "../../uapi/errno.js";
+import { structView } from "../../uapi/struct.js";
 import {
   VFIO_DEVICE_IOEVENTFD_SIZE_MASK,
   VFIO_PCI_BAR5_REGION_INDEX,
   VFIO_PCI_OFFSET_SHIFT,
+  vfio_device_ioeventfd,
 } from "../../uapi/vfio.js";
-import { u32, u64, vfioCopyIn } from "../uaccess.js";
+import { vfioCopyIn } from "../uaccess.js";
 import { eventfdGet } from "./intrs.js";
 
 /** VFIO_PCI_IOEVENTFD_MAX (vfio_pci_priv.h). */
@@ -53,16 +55,24 @@ export class VfioPciIoeventfds {
 
   /** vfio_pci_ioctl_ioeventfd + vfio_pci_ioeventfd. */
   ioctl(task: Task, arg: bigint): number {
-    const { dv } = vfioCopyIn(task, arg, IOEVENTFD_MINSZ, "VFIO_DEVICE_IOEVENTFD");
-    const flags = u32(dv, 4);
+    // (the whole struct's room, so the typed view fits; past minsz it stays zero, as the kernel never reads it)
+    const { buf } = vfioCopyIn(
+      task,
+      arg,
+      IOEVENTFD_MINSZ,
+      "VFIO_DEVICE_IOEVENTFD",
+      vfio_device_ioeventfd.size,
+    );
+    const a = structView(vfio_device_ioeventfd, buf);
+    const flags = a.flags;
     if ((flags & ~VFIO_DEVICE_IOEVENTFD_SIZE_MASK) !== 0)
       fail(EINVAL, `VFIO_DEVICE_IOEVENTFD: unknown flags 0x${flags.toString(16)}`);
     const count = flags & VFIO_DEVICE_IOEVENTFD_SIZE_MASK;
-    const fd = dv.getInt32(24, true);
+    const fd = a.fd;
     if ((count & (count - 1)) !== 0 || count === 0 || fd < -1)
       fail(EINVAL, "VFIO_DEVICE_IOEVENTFD: exactly one size flag (8/16/32/64), and fd >= -1");
-    const offset = u64(dv, 8);
-    const data = u64(dv, 16);
+    const offset = a.offset;
+    const data = a.data;
     const bar = Number(offset >> BigInt(VFIO_PCI_OFFSET_SHIFT));
     const pos = Number(offset & ((1n << BigInt(VFIO_PCI_OFFSET_SHIFT)) - 1n));
     if (bar > VFIO_PCI_BAR5_REGION_INDEX)
