@@ -86,19 +86,20 @@ static pid_t chan_pid;    /* getpid() as of the channel (a fork's child makes it
  * and it is what keeps a round trip fast: a sleeping shim pays a wake-up
  * (tens of µs in a VM), and the server's wake-up, a sync one from a
  * thread that keeps running, tends to put the shim on the server's own
- * CPU, where the next spin holds up the answer it waits for. So on a
+ * CPU, where every later call pays a context switch each way. So on a
  * quiet machine the shim spins up to spin_max (SPIN_MAX_NS, or
- * IOMMUFD_SIM_SPIN_NS; 0: never spin) and looks at the machine every
- * QUIET_LOOK_NS past the first SPIN_BUSY_NS, yielding its CPU each time
- * (to the server, when the two ended up on one CPU). On a loaded machine a
- * spinning shim takes a CPU from someone who needs it, the server perhaps,
- * so a miss there halves the budget and a second one makes the shim sleep
- * at once; it then looks at the machine again at most every QUIET_TTL_NS
- * and spins again once the machine is quiet.
+ * IOMMUFD_SIM_SPIN_NS; 0: never spin), looking at the machine first after
+ * SPIN_BUSY_NS, then after twice as long each time (up to LOOK_MAX_NS) and
+ * yielding its CPU at each look. On a loaded machine a spinning shim takes
+ * a CPU from someone who needs it, the server perhaps, and so does one
+ * that shares the server's CPU: a miss there halves the budget and a
+ * second one makes the shim sleep at once; it then looks at the machine
+ * again at most every QUIET_TTL_NS (and LOOK_CALLS calls) and spins again
+ * once the machine is quiet and the server has a CPU of its own.
  */
-#define SPIN_MAX_NS 2000000
+#define SPIN_MAX_NS 10000000
 #define SPIN_BUSY_NS 50000
-#define QUIET_LOOK_NS 50000
+#define LOOK_MAX_NS 1000000
 #define QUIET_TTL_NS 1000000
 #define LOOK_CALLS 16
 static uint64_t spin_max = SPIN_MAX_NS;
@@ -108,8 +109,14 @@ static uint64_t spin_budget = SPIN_BUSY_NS;
 static uint64_t looked_at;
 static unsigned since_look;
 static long ncpu;
-/* /proc/loadavg, or IOMMUFD_SIM_LOADAVG (tests give a machine of their choosing) */
+/* The server (HELLO's answer): its main thread polls the channel. */
+static pid_t srv_pid;
+/*
+ * /proc/loadavg, or IOMMUFD_SIM_LOADAVG: a test's machine, where the
+ * server always has a CPU of its own.
+ */
 static char loadavg[PATH_MAX] = "/proc/loadavg";
+static int loadavg_given;
 /* A prefetched ioctl struct: at most this many bytes, never past arg's page. */
 #define PREFETCH_MAX 256
 
@@ -144,8 +151,10 @@ static int chan_create(void)
 	since_look = 0;
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	e = getenv("IOMMUFD_SIM_LOADAVG");
-	if (e && *e && strlen(e) < sizeof(loadavg))
+	if (e && *e && strlen(e) < sizeof(loadavg)) {
 		strcpy(loadavg, e);
+		loadavg_given = 1;
+	}
 	int fd = (int)syscall(SYS_memfd_create, BR_CHAN_NAME, 1u /* MFD_CLOEXEC */);
 	if (fd < 0)
 		return -1;
@@ -202,6 +211,45 @@ static int machine_quiet(void)
 	return r >= 1 && r <= ncpu;
 }
 
+/*
+ * Whether the server waits for the CPU this thread spins on: its main
+ * thread runnable ('R') on our CPU (fields 3 and 39 of /proc/PID/stat).
+ * Spinning on then only keeps the answer from coming, and the scheduler
+ * may take milliseconds to move one of the two.
+ */
+static int server_waits_for_us(void)
+{
+	if (srv_pid <= 0 || loadavg_given)
+		return 0;
+	char path[32] = "/proc/", b[1024];
+	/* (no snprintf: this may run in the MMIO trap, a signal handler) */
+	char d[16];
+	int k = 0;
+	for (unsigned v = (unsigned)srv_pid; v > 0 && k < 16; v /= 10)
+		d[k++] = (char)('0' + v % 10);
+	size_t at = 6;
+	while (k > 0)
+		path[at++] = d[--k];
+	memcpy(path + at, "/stat", 6);
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = syscall(SYS_read, fd, b, sizeof(b) - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return 0;
+	b[n] = 0;
+	const char *p = strrchr(b, ')');
+	if (!p || p[1] != ' ' || p[2] != 'R')
+		return 0;
+	/* p + 2 is field 3 (state); field 39 is the CPU it last ran on */
+	int field = 3;
+	for (p += 2; *p && field < 39; p++)
+		if (*p == ' ')
+			field++;
+	return *p && strtol(p, NULL, 10) == sched_getcpu();
+}
+
 /* This call's spin budget (ns): 0 means sleep at once (and say so before posting). */
 static uint64_t spin_for_call(void)
 {
@@ -215,7 +263,7 @@ static uint64_t spin_for_call(void)
 		return 0;
 	looked_at = t;
 	since_look = 0;
-	if (machine_quiet())
+	if (machine_quiet() && !server_waits_for_us())
 		spin_budget = full_budget();
 	return spin_budget;
 }
@@ -228,13 +276,14 @@ static int server_polling(void)
 }
 
 /*
- * Spin up to budget ns, on to spin_max while the machine is quiet, then
+ * Spin up to budget ns, on to spin_max while the machine is quiet and the
+ * server has a CPU of its own, then
  * sleep on the socket until the server wakes us: BR_CHAN_SLEEP = seq asks
  * for the wake-up (set before posting when the budget is 0).
  */
 static void wait_reply(uint32_t seq, uint64_t budget)
 {
-	uint64_t t0 = 0, until = budget;
+	uint64_t t0 = 0, until = budget, gap = budget;
 	int busy = 0;
 	for (unsigned i = 0; budget > 0; i++) {
 		if (replied(seq)) {
@@ -252,16 +301,18 @@ static void wait_reply(uint32_t seq, uint64_t budget)
 			continue;
 		if (t - t0 >= spin_max)
 			break;
-		if (!machine_quiet()) {
+		if (!machine_quiet() || server_waits_for_us()) {
 			busy = 1;
 			break;
 		}
-		until = t - t0 + QUIET_LOOK_NS;
+		gap = gap * 2 < LOOK_MAX_NS ? gap * 2 : LOOK_MAX_NS;
+		until = t - t0 + gap;
 		sched_yield();
 	}
 	if (budget > 0) {
-		/* a miss on a busy machine: half the budget once (a pause of the server's: its GC),
-		   then sleep at once; a long call on a quiet one changes nothing */
+		/* a miss on a busy machine, or on the server's CPU: half the budget once (a pause
+		   of the server's: its GC), then sleep at once; a long call on a quiet machine
+		   changes nothing */
 		if (busy) {
 			spin_budget = spin_budget == full_budget() ? spin_budget / 2 : 0;
 			looked_at = now_ns();
@@ -496,6 +547,7 @@ static int hello(uint64_t token)
 	int64_t r = rp.ret;
 	if (r < 0)
 		return -1;
+	srv_pid = (pid_t)r;
 	/* serve: the server is not our parent; let it read our memory under Yama */
 	prctl(PR_SET_PTRACER, (unsigned long)r, 0, 0, 0);
 	return 0;
