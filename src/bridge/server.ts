@@ -14,7 +14,7 @@ import { hugetlbMemfd, hugetlbMmap } from "./hugetlb-fd.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
 import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
 import { pagemapOps } from "./pagemap.js";
-import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
+import { capNames, openProcShmemFile, ProcMemory, procCred } from "./proc-mem.js";
 import {
   decodeRequest,
   encodeReply,
@@ -79,8 +79,8 @@ class Client {
   nextFd = -1;
   consumed = false;
   readonly pos = new WeakMap<KFile, number>();
-  /** The process's memfds the model has seen (IOAS_MAP_FILE), by fd: the file and its inode. */
-  readonly memfds = new Map<number, { kfile: KFile; mf: ForeignMemFile; ino: number }>();
+  /** The process's shmem files the model has seen (IOAS_MAP_FILE), by fd. */
+  readonly memfds = new Map<number, { kfile: KFile; mf: ForeignMemFile }>();
   /** Real eventfds the model signalled since the last reply: the shim writes 1 to each. */
   irqs: number[] = [];
   constructor(readonly sock: Socket) {}
@@ -684,11 +684,13 @@ export class BridgeServer {
   }
 
   /**
-   * A real fd of the process the model has no file for: its memfd (for
-   * IOMMU_IOAS_MAP_FILE) becomes a ForeignMemFile over the same file.
+   * A real fd of the process the model has no file for: its shmem file (a
+   * memfd, a tmpfs file, for IOMMU_IOAS_MAP_FILE) becomes a ForeignMemFile
+   * over the same file, whose pages are those of the program's MAP_SHARED
+   * mappings of it.
    */
   private importFd(c: Client, fd: number): KFile | undefined {
-    const r = openProcMemfd(c.pid, fd);
+    const r = openProcShmemFile(c.pid, fd);
     if (r === undefined) return undefined;
     // a real eventfd (SET_IRQS): the model's signals become writes to it by the shim
     if ("other" in r && r.other === EVENTFD_LINK)
@@ -698,14 +700,14 @@ export class BridgeServer {
     // another real file (a pipe, a socket): the model sees a file it has no driver for
     if ("other" in r) return new KFile({ kind: "file" }, undefined, r.other, 0);
     const had = c.memfds.get(fd);
-    if (had !== undefined && had.ino === r.ino && !had.mf.released) {
+    if (had !== undefined && had.mf.key === r.key && !had.mf.released) {
       r.file.close();
       return had.kfile;
     }
     if (had !== undefined) had.mf.put();
-    const mf = this.m.newForeignMemFile(r.name, r.file);
-    const kfile = new KFile({ kind: "memfd" }, mf, `/memfd:${r.name} (deleted)`, 2);
-    c.memfds.set(fd, { kfile, mf, ino: r.ino });
+    const mf = this.m.newForeignMemFile(r.name, r.file, r.key);
+    const kfile = new KFile({ kind: "memfd" }, mf, r.path, 2);
+    c.memfds.set(fd, { kfile, mf });
     return kfile;
   }
 
