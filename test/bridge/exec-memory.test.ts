@@ -2,10 +2,15 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { C_PRELUDE, compileC, DEVICE, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const NOIOMMU = ["--iommu", "none", "--param", "vfio.enable_unsafe_noiommu_mode=1"];
+
+/** setup(cdev): C_CDEV's cdev_setup with bus mastering on (map, get_pa and copy come from C_CDEV). */
+const DEVICE = `
+static void setup(const char *cdev) { cdev_setup(cdev, 4); }
+`;
 
 describe("exec: the program's real memory", () => {
   it("runs examples/c/noiommu-memcpy.c: the device copies by physical address inside the program's memory", async () => {
@@ -21,7 +26,7 @@ describe("exec: the program's real memory", () => {
   });
 
   it("a device write through the IOMMU is in the program's memory at once; the bytes it read are the program's", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
   setup("/dev/vfio/devices/vfio0");
   uint8_t *buf = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -50,7 +55,7 @@ int main(void) {
   });
 
   it("a pinned page outlives munmap with the contents it had (the model keeps a copy)", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
   setup("/dev/vfio/devices/noiommu-vfio0");
   uint8_t *a = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -78,7 +83,7 @@ int main(void) {
   });
 
   it("IOAS_MAP_FILE of the program's real memfd: the device copies inside the file the program maps", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 struct map_file { uint32_t size, flags, ioas_id; int32_t fd; uint64_t start, length, iova; };
 int main(void) {
   setup("/dev/vfio/devices/vfio0");
@@ -119,7 +124,7 @@ int main(void) {
   });
 
   it("EFAULT from the program's real mappings: an IOAS_MAP of unmapped memory, a struct past the end of a mapping", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
   setup("/dev/vfio/devices/vfio0");
   uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

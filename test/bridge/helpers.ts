@@ -99,11 +99,17 @@ export const C_PRELUDE = `#define _GNU_SOURCE
 #define OUT(k, fmt, ...) do { printf("%s=" fmt "\\n", k, __VA_ARGS__); fflush(stdout); } while (0)
 `;
 
-/** C helpers: bind the memcpy device to an iommufd, attach an IOAS, drive it through BAR0's region. */
-export const DEVICE = `
+/**
+ * C helpers for a program that drives the memcpy device through a VFIO cdev:
+ * cdev_setup opens the cdev, binds it to a new iommufd, attaches a new IOAS
+ * and ORs cmd_bits into the PCI command register (0 leaves it alone); map,
+ * get_pa and copy are IOMMU_IOAS_MAP, IOMMU_IOAS_NOIOMMU_GET_PA and one
+ * doorbell copy through BAR0's region. Prefix with C_PRELUDE.
+ */
+export const C_CDEV = `
 static int iommufd, dev;
 static uint32_t ioas;
-static void setup(const char *cdev) {
+static void cdev_setup(const char *cdev, uint16_t cmd_bits) {
   iommufd = open("/dev/iommu", O_RDWR);
   dev = open(cdev, O_RDWR);
   struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
@@ -113,9 +119,10 @@ static void setup(const char *cdev) {
   ioas = a.out_ioas_id;
   struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
   if (ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at)) { perror("attach"); exit(2); }
+  if (cmd_bits == 0) return;
   uint16_t cmd = 0;
-  pread(dev, &cmd, 2, (7ull << 40) + 4);
-  cmd |= 4;
+  pread(dev, &cmd, 2, (7ull << 40) + 4); /* VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND */
+  cmd |= cmd_bits;
   pwrite(dev, &cmd, 2, (7ull << 40) + 4);
 }
 static int map(void *va, size_t len, uint64_t iova) {
