@@ -3,7 +3,12 @@
 // device and the program see and change one set of bytes, the pins outlive the program's close
 // of the fd, and a bad fd or range fails with the kernel's errno and leaves nothing behind.
 import { describe, expect, it } from "vitest";
-import { C_PRELUDE, compileC, DEVICE, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
+
+/** setup(cdev): C_CDEV's cdev_setup with bus mastering on. */
+const DEVICE = `${C_CDEV}
+static void setup(const char *cdev) { cdev_setup(cdev, 4); }
+`;
 
 const NOIOMMU = ["--iommu", "none", "--param", "vfio.enable_unsafe_noiommu_mode=1"];
 
