@@ -12,9 +12,10 @@ import { Channel } from "./channel.js";
 import { bridgeHugetlb, bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
 import { hugetlbMemfd, hugetlbMmap } from "./hugetlb-fd.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
-import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
+import { BridgeNamespace, type NodeKind, STATUS, type StatInfo } from "./namespace.js";
 import { pagemapOps } from "./pagemap.js";
 import { capNames, openProcShmemFile, ProcMemory, procCred } from "./proc-mem.js";
+import { procStatusOps } from "./proc-status.js";
 import {
   decodeRequest,
   encodeReply,
@@ -60,7 +61,7 @@ const PROBE_EVERY = 16;
 const SPIN_SLICE_MS = 0.5;
 
 /** Files the bridge reads at a position of its own (sysfs text, fail-nth): read(2) advances it. */
-const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir", "pagemap"]);
+const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir", "pagemap", "proc-status"]);
 
 /**
  * One connection: one real process (a thread group). Its model Process,
@@ -546,6 +547,7 @@ export class BridgeServer {
   }
 
   private open(c: Client, p: Process, path: string, flags: number, fd: number): number {
+    if (STATUS.test(path)) return this.openStatus(c, p, path, flags, fd);
     if (this.ns.passthrough(path)) return PASSTHROUGH;
     const r = this.ns.resolve(path, (flags & O_NOFOLLOW) === 0);
     if (typeof r === "number") return this.pathFail(p, "open", path, r);
@@ -562,6 +564,21 @@ export class BridgeServer {
     }
     c.nextFd = fd;
     return p.open(r.model, flags & ~O_CLOEXEC);
+  }
+
+  /**
+   * /proc/self/status or /proc/PID/status of a process of this machine (any
+   * client, as ps reads another's): VmLck and VmPin with the model's
+   * charges. Any other process's: the real file.
+   */
+  private openStatus(c: Client, p: Process, path: string, flags: number, fd: number): number {
+    if ((flags & 3) !== 0) return PASSTHROUGH; // opened for writing: the real kernel's EACCES
+    const pid = /^\/proc\/(\d+)\//.exec(path)?.[1];
+    const owner =
+      pid === undefined ? c : [...this.clients].find((o) => o.pid === Number(pid) && o.proc !== null);
+    if (owner === undefined) return PASSTHROUGH;
+    const ops = procStatusOps(owner.pid, () => owner.proc?.task.mm ?? null);
+    return install(c, p, new KFile(ops, undefined, path, flags), fd);
   }
 
   /** A path call the bridge answers itself failed: the trace gets the reason. */
