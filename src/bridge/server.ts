@@ -2,6 +2,7 @@ import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
+import { RLIM_INFINITY } from "../kernel/cred.js";
 import { type FileOps, KFile } from "../kernel/file.js";
 import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
@@ -467,6 +468,8 @@ export class BridgeServer {
         );
         return 0;
       }
+      case OP.CRED:
+        return this.setCred(p, q.a, q.b);
       case OP.HUGETLB_MMAP: {
         const attrs = (shift: number, a: string) => {
           const n = this.m.vfs.lookup(`/sys/kernel/mm/hugepages/hugepages-${1 << (shift - 10)}kB/${a}`);
@@ -579,6 +582,26 @@ export class BridgeServer {
     if (owner === undefined) return PASSTHROUGH;
     const ops = procStatusOps(owner.pid, () => owner.proc?.task.mm ?? null);
     return install(c, p, new KFile(ops, undefined, path, flags), fd);
+  }
+
+  /**
+   * The process's capabilities or RLIMIT_MEMLOCK changed after it joined (a
+   * libcap drop, setrlimit): the model's cred takes the real ones, as the
+   * kernel's checks would see them from now on.
+   */
+  private setCred(p: Process, capEff: bigint, memlock: bigint): number {
+    const cred = p.task.cred;
+    const caps = capNames(capEff);
+    const limit = memlock; // the shim sends ~0 for RLIM_INFINITY, which is the kernel's all-ones
+    const before = [...cred.caps].sort().join(",");
+    cred.caps.clear();
+    for (const cap of caps) cred.caps.add(cap);
+    cred.rlimitMemlock = limit;
+    const after = [...cred.caps].sort().join(",");
+    this.log(
+      `[pid ${p.pid}] credentials changed: caps ${before === after ? "unchanged" : `{${after}}`}, RLIMIT_MEMLOCK ${limit === RLIM_INFINITY ? "unlimited" : limit}`,
+    );
+    return 0;
   }
 
   /** A path call the bridge answers itself failed: the trace gets the reason. */
