@@ -1,4 +1,5 @@
-import type { ExternalFrame } from "../hw/phys-mem.js";
+import { PageIndex } from "../hw/page-index.js";
+import type { ExternalSource } from "../hw/phys-mem.js";
 import { EFAULT, EINVAL, ENOMEM, fail } from "../uapi/errno.js";
 import { MAP_FIXED, MAP_SHARED, PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import type { ForeignPageCache, PageAccess } from "./foreign-page-cache.js";
@@ -69,11 +70,11 @@ export interface ForeignMemory {
  * mmap at the address the shim reserved), so loads and stores reach the
  * device and pins see a PFNMAP mapping, not the placeholder behind it.
  */
-export class ForeignMm extends MmStruct {
+export class ForeignMm extends MmStruct implements ExternalSource {
   /** The process's memory; null before a forked child joins and after exit. */
   private foreignMem: ForeignMemory | null = null;
   /** Attached pages: virtual page number -> pfn (the frame holds one reference). */
-  private readonly foreignPages = new Map<number, number>();
+  private readonly foreignPages = new PageIndex();
   private readonly foreignBase: MmStructOptions;
   /**
    * Attached pages in MAP_SHARED (non-hugetlb) mappings: virtual page ->
@@ -152,14 +153,13 @@ export class ForeignMm extends MmStruct {
     if (va < 0) return null;
     const vp = Math.floor(va / PAGE);
     let pfn = this.foreignPages.get(vp);
-    if (pfn === undefined && this.sharedCache.size > 0 && this.foreignMem !== null) {
+    if (pfn < 0 && this.sharedCache.size > 0 && this.foreignMem !== null) {
       // a page of a shared file someone else holds (IOAS_MAP_FILE of it, another process)
       const v = this.foreignMem.vma(va);
       const fp = v === undefined ? undefined : sharedPageOf(v, vp);
-      const c = fp === undefined ? -1 : this.sharedCache.lookup(fp.file, fp.pgoff);
-      if (c >= 0) pfn = c;
+      if (fp !== undefined) pfn = this.sharedCache.lookup(fp.file, fp.pgoff);
     }
-    return pfn === undefined ? null : BigInt(pfn) * BigInt(PAGE) + BigInt(va % PAGE);
+    return pfn < 0 ? null : BigInt(pfn) * BigInt(PAGE) + BigInt(va % PAGE);
   }
 
   /**
@@ -193,7 +193,8 @@ export class ForeignMm extends MmStruct {
     const fresh: number[] = [];
     const undo = (what: string, vp: number): never => {
       this.pages.unpinRuns(b.peek());
-      for (const p of fresh) this.foreignDetach(p, false);
+      const seen = new Map<ForeignMm, ForeignVma>();
+      for (const p of fresh) this.foreignDetach(p, false, seen);
       return this.foreignErr(ENOMEM, `pin: cannot allocate the ${what} at 0x${(vp * PAGE).toString(16)}`);
     };
     // VMA by VMA, page by page; pins go on in runs of contiguous frames
@@ -209,12 +210,12 @@ export class ForeignMm extends MmStruct {
       const order = emu !== undefined ? emu.order : hostHugeOrder(v);
       for (; vp < stop; vp++) {
         let pfn = this.foreignPages.get(vp);
-        if (pfn === undefined && order !== 0) {
+        if (pfn < 0 && order !== 0) {
           const n = 2 ** order;
           const head = this.attachHuge(vp - (vp % n), order, emu, fresh);
           if (head < 0) return undo("huge page", vp);
           pfn = head + (vp % n);
-        } else if (pfn === undefined) {
+        } else if (pfn < 0) {
           pfn = this.attachSmall(vp, v);
           if (pfn < 0) return undo("page", vp);
           fresh.push(vp);
@@ -242,7 +243,7 @@ export class ForeignMm extends MmStruct {
   pagemapPfn(va: number, v: ForeignVma): number {
     const vp = Math.floor(va / PAGE);
     const had = this.foreignPages.get(vp);
-    if (had !== undefined) return had;
+    if (had >= 0) return had;
     if (this.released || this.foreignMem === null || v.io) return -1;
     if (this.vmas.overlapping(vp * PAGE, vp * PAGE + PAGE).some((m) => m.io !== null)) return -1;
     const emu = this.emulatedHugetlb(vp * PAGE);
@@ -266,7 +267,7 @@ export class ForeignMm extends MmStruct {
     const pfn = this.pages.allocFolio(0, "do_anonymous_page");
     if (pfn < 0) return -1;
     this.foreignPages.set(vp, pfn);
-    this.phys.external.set(pfn, new ForeignFrame(this, vp * PAGE));
+    this.phys.external.setPage(pfn, this, vp);
     return pfn;
   }
 
@@ -295,17 +296,12 @@ export class ForeignMm extends MmStruct {
     if (len <= 0n || vaB < 0n) return;
     const first = Number(vaB / BigInt(PAGE));
     const last = Number((vaB + len - 1n) / BigInt(PAGE));
-    if (last - first + 1 > this.foreignPages.size) {
-      for (const vp of [...this.foreignPages.keys()])
-        if (vp >= first && vp <= last) this.foreignDetach(vp, true);
-    } else {
-      for (let vp = first; vp <= last; vp++) if (this.foreignPages.has(vp)) this.foreignDetach(vp, true);
-    }
+    this.detachRange(first, last, true);
   }
 
   override release(): void {
     if (this.released) return;
-    for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, true);
+    this.detachRange(0, Number.MAX_SAFE_INTEGER, true);
     for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
@@ -315,7 +311,7 @@ export class ForeignMm extends MmStruct {
   /** The process died without saying so: its memory is already gone, nothing to copy. */
   releaseLost(): void {
     if (this.released) return;
-    for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, false);
+    this.detachRange(0, Number.MAX_SAFE_INTEGER, false);
     for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
@@ -387,7 +383,7 @@ export class ForeignMm extends MmStruct {
     for (let i = 0; i < n; i++) {
       if (i > 0) this.pages.get(head);
       this.foreignPages.set(vp0 + i, head + i);
-      this.phys.external.set(head + i, new ForeignFrame(this, (vp0 + i) * PAGE));
+      this.phys.external.setPage(head + i, this, vp0 + i);
       fresh.push(vp0 + i);
     }
     return head;
@@ -451,24 +447,37 @@ export class ForeignMm extends MmStruct {
     return this.emulated.find((e) => va >= e.start && va < e.end);
   }
 
-  /** A pinned frame reads and writes the process's page while it is attached. */
-  frameRead(va: number, len: number): Uint8Array {
+  /** A pinned frame reads and writes the process's page while it is attached (ExternalSource). */
+  readAt(va: number, len: number): Uint8Array {
     const r = this.foreignMem === null ? -EFAULT : this.foreignMem.read(va, len);
     return typeof r === "number" ? new Uint8Array(len) : r;
   }
 
-  frameWrite(va: number, bytes: Uint8Array): void {
+  writeAt(va: number, bytes: Uint8Array): void {
     if (this.foreignMem !== null) this.foreignMem.write(va, bytes);
   }
 
-  private foreignDetach(vp: number, keep: boolean): void {
-    const pfn = this.foreignPages.get(vp);
-    if (pfn === undefined) return;
+  /**
+   * Detach every attached page in virtual pages [first, last], in order.
+   * Which process of the family still maps a shared page is asked once per
+   * mapping of that process, not once per page.
+   */
+  private detachRange(first: number, last: number, keep: boolean): void {
+    const todo: number[] = [];
+    this.foreignPages.forEachIn(first, last, (vp) => {
+      todo.push(vp);
+    });
+    const seen = new Map<ForeignMm, ForeignVma>();
+    for (const vp of todo) this.foreignDetach(vp, keep, seen);
+  }
+
+  private foreignDetach(vp: number, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
+    const pfn = this.foreignPages.delete(vp);
+    if (pfn < 0) return;
     const hold = this.foreignShared.get(vp);
-    this.foreignPages.delete(vp);
-    this.foreignShared.delete(vp);
     if (hold !== undefined) {
-      this.leaveShared(vp, hold, keep);
+      this.foreignShared.delete(vp);
+      this.leaveShared(vp, hold, keep, seen);
       return;
     }
     // only a pinned frame outlives this: an unpinned one goes with the put below, so no copy
@@ -477,7 +486,8 @@ export class ForeignMm extends MmStruct {
     this.phys.external.delete(pfn);
     if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
     // references are the folio's (a hugetlb folio holds one per attached page)
-    this.pages.put(this.pages.folioOf(pfn)?.head ?? pfn);
+    const head = this.pages.folioHead(pfn);
+    this.pages.put(head < 0 ? pfn : head);
   }
 
   /**
@@ -487,8 +497,9 @@ export class ForeignMm extends MmStruct {
    * shared page, which that process keeps seeing); otherwise the cache
    * copies the page into the frame.
    */
-  private leaveShared(vp: number, hold: SharedHold, keep: boolean): void {
+  private leaveShared(vp: number, hold: SharedHold, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
     const { file, pgoff } = hold;
+    const va = vp * PAGE;
     if (
       this.sharedCache.holders(file, pgoff) === 1 &&
       this.pages.isPinned(this.sharedCache.lookup(file, pgoff))
@@ -496,7 +507,12 @@ export class ForeignMm extends MmStruct {
       for (const other of this.foreignFamily) {
         if (other === this || other.released || other.foreignMem === null || other.foreignPages.has(vp))
           continue;
-        const v = other.foreignMem.vma(vp * PAGE);
+        // the mapping of `other` last looked at in this detach answers for its whole range
+        let v = seen.get(other);
+        if (v === undefined || va < v.start || va >= v.end) {
+          v = other.foreignMem.vma(va);
+          if (v !== undefined) seen.set(other, v);
+        }
         const fp = v === undefined ? undefined : sharedPageOf(v, vp);
         if (fp === undefined || fp.file !== file || fp.pgoff !== pgoff) continue;
         if (other.holdShared(vp, file, pgoff) >= 0) break;
@@ -537,20 +553,4 @@ interface EmulatedHugetlb {
   reserved: boolean;
   /** Page indexes (from start) whose folio consumed its reservation. */
   consumed: Set<number>;
-}
-
-/** A pinned frame whose bytes are a page of the process (PhysMem.external). */
-class ForeignFrame implements ExternalFrame {
-  constructor(
-    private readonly mm: ForeignMm,
-    private readonly va: number,
-  ) {}
-
-  read(off: number, len: number): Uint8Array {
-    return this.mm.frameRead(this.va + off, len);
-  }
-
-  write(off: number, bytes: Uint8Array): void {
-    this.mm.frameWrite(this.va + off, bytes);
-  }
 }
