@@ -65,15 +65,7 @@ export function execArgs(tree: Tree, bin: string, path: string): string[] {
       }
       if (bin === "vfio_pci_sriov_uapi_test") {
         // an SR-IOV PF whose VFs vfio-pci may create (the module parameter the test needs)
-        return [
-          "exec",
-          "--pci",
-          `${VFIO_BDF}=memcpy-pf`,
-          "--param",
-          "vfio_pci.enable_sriov=1",
-          "--",
-          path,
-        ];
+        return ["exec", "--pci", `${VFIO_BDF}=memcpy-pf`, "--param", "vfio_pci.enable_sriov=1", "--", path];
       }
       if (bin === "vfio_pci_device_init_perf_test") {
         return ["exec", ...PERF_BDFS.flatMap((b) => ["--pci", `${b}=memcpy`]), "--", path, ...PERF_BDFS];
