@@ -95,8 +95,12 @@ describe("VFIO_DEVICE_BIND_IOMMUFD check order", () => {
     const p = m.spawn();
     return { m, p, ifd: p.open("/dev/iommu"), dev: p.open("/dev/vfio/devices/vfio0") };
   }
-  const bind = (p: ReturnType<typeof fresh>["p"], dev: number, v: Record<string, number>, size = 24) =>
-    sioctl(p, dev, VFIO_DEVICE_BIND_IOMMUFD, vfio_device_bind_iommufd, v, size);
+  const bind = (
+    p: ReturnType<typeof fresh>["p"],
+    dev: number,
+    v: Record<string, number | bigint>,
+    size = 24,
+  ) => sioctl(p, dev, VFIO_DEVICE_BIND_IOMMUFD, vfio_device_bind_iommufd, v, size);
 
   it("argsz below 16 is EINVAL", () => {
     const { p, ifd, dev } = fresh();
