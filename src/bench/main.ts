@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import "./bridge-cases.js";
+import "./foreign-cases.js";
 import "./hugetlb-cases.js";
 import "./ioat-cases.js";
 import "./iommufd-cases.js";

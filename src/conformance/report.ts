@@ -25,6 +25,7 @@ export function renderSection(runs: BinaryRun[], expected: ExpectedFile): string
     "- `iommufd`, `iommufd_fail_nth`: `exec --iommu mock --kconfig IOMMUFD_TEST=y [--kernel 6.12]`;",
     "- the VFIO programs: the memcpy device at 0000:00:04.0 (`VFIO_SELFTESTS_BDF`), AMD IOMMU;",
     "  `vfio_dma_mapping_test` on `--iommu intel` (it reads the Intel debugfs page-table dump);",
+    "  `vfio_pci_driver_test` on the emulated IOAT channel at 0000:00:04.0 behind VT-d (`--iommu intel --pci 0000:00:04.0=ioat`);",
     "  `vfio_pci_device_init_perf_test` with four memcpy devices 04.0 to 07.0 on its command line;",
     "  `vfio_pci_sriov_uapi_test` on the memcpy PF (`--pci 0000:00:04.0=memcpy-pf",
     "  --param vfio_pci.enable_sriov=1`);",

@@ -1,8 +1,9 @@
 /**
  * Which selftest programs `npm run conformance` runs and on what machine
  * (docs/conformance.md): the iommufd selftests on the selftest's mock IOMMU,
- * the 7.2 VFIO selftests on the memcpy device at 0000:00:04.0, and the
- * noiommu series' selftest with no IOMMU.
+ * the 7.2 VFIO selftests on the memcpy device at 0000:00:04.0 (the driver
+ * test on the emulated Intel IOAT channel there), and the noiommu series'
+ * selftest with no IOMMU.
  */
 
 export const TREES = ["6.12", "7.2", "vfio", "noiommu"] as const;
@@ -29,9 +30,12 @@ export const VFIO_BDF = "0000:00:04.0";
 export const PERF_BDFS = ["0000:00:04.0", "0000:00:05.0", "0000:00:06.0", "0000:00:07.0"];
 /**
  * The device kind vfio_pci_driver_test runs on: a library driver must claim
- * it (ioat.c wants 8086:2021) or the whole program skips.
+ * it or the whole program skips. ioat.c claims the emulated IOAT channel
+ * (8086:2021); the memcpy device is claimed by none.
  */
-export const DRIVER_TEST_KIND = "memcpy";
+export const DRIVER_TEST_KIND = "ioat";
+/** An IOAT (CBDMA) channel sits on Intel platforms, behind VT-d. */
+export const DRIVER_TEST_IOMMU = "intel";
 
 /**
  * The iommufd selftest's GET_PA revision: it asserts success with a length
@@ -61,7 +65,7 @@ export function execArgs(tree: Tree, bin: string, path: string): string[] {
         return ["exec", "--iommu", "intel", "--", path];
       }
       if (bin === "vfio_pci_driver_test") {
-        return ["exec", "--pci", `${VFIO_BDF}=${DRIVER_TEST_KIND}`, "--", path];
+        return ["exec", "--iommu", DRIVER_TEST_IOMMU, "--pci", `${VFIO_BDF}=${DRIVER_TEST_KIND}`, "--", path];
       }
       if (bin === "vfio_pci_sriov_uapi_test") {
         // an SR-IOV PF whose VFs vfio-pci may create (the module parameter the test needs)

@@ -37,8 +37,16 @@ export const MEMCPY_STATUS_DONE = 2;
 export const MEMCPY_STATUS_ERROR = 3;
 
 export const MEMCPY_BAR0_SIZE = 4096;
-/** MSI-X lives in its own BAR (BAR2), table at 0, PBA at 0x800. */
+/**
+ * MSI-X lives in its own 16 KiB BAR (BAR2): the table at 0 and the PBA at
+ * 0x2000, on pages of their own, as real parts lay it out (an Intel 82599
+ * has the same 16 KiB MSI-X BAR with its PBA at 0x2000). vfio-pci maps the
+ * whole BAR (VFIO_REGION_INFO_CAP_MSIX_MAPPABLE).
+ */
 export const MEMCPY_MSIX_BAR = 2;
+export const MEMCPY_MSIX_BAR_SIZE = 0x4000;
+export const MEMCPY_MSIX_TABLE_OFFSET = 0;
+export const MEMCPY_MSIX_PBA_OFFSET = 0x2000;
 export const MEMCPY_MSIX_VECTORS = 4;
 /** The largest copy the engine accepts (a device limit; larger lengths end in STATUS 3). */
 export const MEMCPY_MAX_LEN = 1 << 30;
@@ -59,10 +67,15 @@ export class MemcpyDevice extends PciFunction {
     super(bdf, env, {
       bars: [
         { size: MEMCPY_BAR0_SIZE, is64: true },
-        { size: 4096, is64: true },
+        { size: MEMCPY_MSIX_BAR_SIZE, is64: true },
       ],
       msiVectors: 1,
-      msix: { vectors: MEMCPY_MSIX_VECTORS, bar: MEMCPY_MSIX_BAR, tableOffset: 0, pbaOffset: 0x800 },
+      msix: {
+        vectors: MEMCPY_MSIX_VECTORS,
+        bar: MEMCPY_MSIX_BAR,
+        tableOffset: MEMCPY_MSIX_TABLE_OFFSET,
+        pbaOffset: MEMCPY_MSIX_PBA_OFFSET,
+      },
     });
     this.resetDevice();
   }

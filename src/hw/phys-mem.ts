@@ -1,4 +1,5 @@
 import { PAGE_SHIFT, PAGE_SIZE } from "../uapi/linux.js";
+import { PageIndex } from "./page-index.js";
 
 /**
  * Simulated physical memory: sparse 4 KiB frames.
@@ -73,9 +74,100 @@ export interface ExternalFrame {
   write(off: number, bytes: Uint8Array): void;
 }
 
+/**
+ * Where many frames' bytes live outside the model: a real process's address
+ * space (src/mm/foreign-mm.ts). Each frame is a page of it, named by its
+ * page number there, so a 1 GiB pin costs no object per page.
+ */
+export interface ExternalSource {
+  /** `len` bytes at byte address `addr` of the source (zeros where it cannot be read). */
+  readAt(addr: number, len: number): Uint8Array;
+  writeAt(addr: number, bytes: Uint8Array): void;
+}
+
+/**
+ * The frames backed outside the model, by pfn: either a frame object of
+ * its own (`set`) or a page of a source (`setPage`).
+ */
+export class ExternalFrames {
+  private readonly frames = new Map<number, ExternalFrame>();
+  /** pfn -> source id, and pfn -> page number in that source. */
+  private readonly srcOf = new PageIndex();
+  private readonly pageOf = new PageIndex();
+  private readonly sources: (ExternalSource | null)[] = [];
+  private readonly users: number[] = [];
+  private readonly ids = new Map<ExternalSource, number>();
+  private readonly freeIds: number[] = [];
+
+  /** Frames backed outside the model now. */
+  get size(): number {
+    return this.frames.size + this.srcOf.size;
+  }
+
+  has(pfn: number): boolean {
+    return this.frames.has(pfn) || this.srcOf.has(pfn);
+  }
+
+  /** The frame's bytes are those of `frame`. */
+  set(pfn: number, frame: ExternalFrame): void {
+    this.delete(pfn);
+    this.frames.set(pfn, frame);
+  }
+
+  /** The frame's bytes are page `page` of `src` (page * PAGE_SIZE is its address there). */
+  setPage(pfn: number, src: ExternalSource, page: number): void {
+    this.delete(pfn);
+    let id = this.ids.get(src);
+    if (id === undefined) {
+      id = this.freeIds.pop() ?? this.sources.length;
+      this.sources[id] = src;
+      this.users[id] = 0;
+      this.ids.set(src, id);
+    }
+    this.users[id]++;
+    this.srcOf.set(pfn, id);
+    this.pageOf.set(pfn, page);
+  }
+
+  /** The frame goes back to the model's own storage. */
+  delete(pfn: number): void {
+    if (this.frames.delete(pfn)) return;
+    const id = this.srcOf.delete(pfn);
+    if (id < 0) return;
+    this.pageOf.delete(pfn);
+    if (--this.users[id] === 0) {
+      this.ids.delete(this.sources[id]!);
+      this.sources[id] = null;
+      this.freeIds.push(id);
+    }
+  }
+
+  /** `len` bytes at `off` of an external frame, or undefined when the frame is the model's. */
+  read(pfn: number, off: number, len: number): Uint8Array | undefined {
+    const f = this.frames.size === 0 ? undefined : this.frames.get(pfn);
+    if (f !== undefined) return f.read(off, len);
+    const id = this.srcOf.get(pfn);
+    if (id < 0) return undefined;
+    return this.sources[id]!.readAt(this.pageOf.get(pfn) * PAGE_SIZE + off, len);
+  }
+
+  /** Write to an external frame; false when the frame is the model's. */
+  write(pfn: number, off: number, bytes: Uint8Array): boolean {
+    const f = this.frames.size === 0 ? undefined : this.frames.get(pfn);
+    if (f !== undefined) {
+      f.write(off, bytes);
+      return true;
+    }
+    const id = this.srcOf.get(pfn);
+    if (id < 0) return false;
+    this.sources[id]!.writeAt(this.pageOf.get(pfn) * PAGE_SIZE + off, bytes);
+    return true;
+  }
+}
+
 export class PhysMem {
   /** Frames backed outside the model, by pfn (none unless the bridge pins real memory). */
-  readonly external = new Map<number, ExternalFrame>();
+  readonly external = new ExternalFrames();
   /** Frames of RAM; pfns at and past this are not memory. */
   readonly nrFrames: number;
   private readonly chunks32: (Uint32Array | undefined)[][] = [];
@@ -162,8 +254,8 @@ export class PhysMem {
       const pfn = Math.floor(cur / PAGE_SIZE);
       const off = cur - pfn * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - off, len - done);
-      const x = this.external.size === 0 ? undefined : this.external.get(pfn);
-      if (x !== undefined) out.set(x.read(off, n), done);
+      const x = this.external.size === 0 ? undefined : this.external.read(pfn, off, n);
+      if (x !== undefined) out.set(x, done);
       else out.set(this.peekU8(pfn).subarray(off, off + n), done);
       done += n;
     }
@@ -180,9 +272,9 @@ export class PhysMem {
       const off = cur - pfn * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - off, len - done);
       const src = bytes.subarray(done, done + n);
-      const x = this.external.size === 0 ? undefined : this.external.get(pfn);
-      if (x !== undefined) x.write(off, src);
-      else if (this.isResident(pfn) || !isZero(src)) this.frameU8(pfn).set(src, off);
+      if (this.external.size !== 0 && this.external.write(pfn, off, src)) {
+        // the frame's bytes are outside the model
+      } else if (this.isResident(pfn) || !isZero(src)) this.frameU8(pfn).set(src, off);
       done += n;
     }
   }

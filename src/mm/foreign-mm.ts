@@ -1,4 +1,5 @@
-import type { ExternalFrame } from "../hw/phys-mem.js";
+import { PageIndex } from "../hw/page-index.js";
+import type { ExternalSource } from "../hw/phys-mem.js";
 import { EFAULT, EINVAL, ENOMEM, fail } from "../uapi/errno.js";
 import { MAP_FIXED, MAP_SHARED, PAGE_SIZE as PAGE } from "../uapi/linux.js";
 import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
@@ -59,14 +60,17 @@ export interface ForeignMemory {
  * mmap at the address the shim reserved), so loads and stores reach the
  * device and pins see a PFNMAP mapping, not the placeholder behind it.
  */
-export class ForeignMm extends MmStruct {
+export class ForeignMm extends MmStruct implements ExternalSource {
   /** The process's memory; null before a forked child joins and after exit. */
   private foreignMem: ForeignMemory | null = null;
   /** Attached pages: virtual page number -> pfn (the frame holds one reference). */
-  private readonly foreignPages = new Map<number, number>();
+  private readonly foreignPages = new PageIndex();
   private readonly foreignBase: MmStructOptions;
-  /** Attached pages in MAP_SHARED mappings: virtual page -> what the mapping maps. */
-  private readonly foreignShared = new Map<number, string>();
+  /** Attached pages in MAP_SHARED mappings: virtual page -> what the mapping maps (an index in sharedKeys). */
+  private readonly foreignShared = new PageIndex();
+  /** The MAP_SHARED keys (ForeignVma.shared) of foreignShared, interned. */
+  private readonly sharedKeys: string[] = [];
+  private readonly sharedIds = new Map<string, number>();
   /**
    * Frames another process of the family pinned in a shared mapping and
    * handed over when the page left it (pfn -> virtual page here, key): this
@@ -137,7 +141,7 @@ export class ForeignMm extends MmStruct {
     const va = this.foreignRange(vaB, 1);
     if (va < 0) return null;
     const pfn = this.foreignPages.get(Math.floor(va / PAGE));
-    return pfn === undefined ? null : BigInt(pfn) * BigInt(PAGE) + BigInt(va % PAGE);
+    return pfn < 0 ? null : BigInt(pfn) * BigInt(PAGE) + BigInt(va % PAGE);
   }
 
   /**
@@ -171,7 +175,8 @@ export class ForeignMm extends MmStruct {
     const fresh: number[] = [];
     const undo = (what: string, vp: number): never => {
       this.pages.unpinRuns(b.peek());
-      for (const p of fresh) this.foreignDetach(p, false);
+      const seen = new Map<ForeignMm, ForeignVma>();
+      for (const p of fresh) this.foreignDetach(p, false, seen);
       return this.foreignErr(ENOMEM, `pin: cannot allocate the ${what} at 0x${(vp * PAGE).toString(16)}`);
     };
     // VMA by VMA, page by page; pins go on in runs of contiguous frames
@@ -185,20 +190,20 @@ export class ForeignMm extends MmStruct {
       const emu = this.emulatedHugetlb(vp * PAGE);
       // a hugetlb page is one physically contiguous folio of its size, as the kernel's is
       const order = emu !== undefined ? emu.order : hostHugeOrder(v);
-      const shared = v.shared;
+      const shared = v.shared === undefined ? -1 : this.sharedId(v.shared);
       for (; vp < stop; vp++) {
         let pfn = this.foreignPages.get(vp);
-        if (pfn === undefined && order !== 0) {
+        if (pfn < 0 && order !== 0) {
           const n = 2 ** order;
           const head = this.attachHuge(vp - (vp % n), order, emu, fresh);
           if (head < 0) return undo("huge page", vp);
           pfn = head + (vp % n);
-        } else if (pfn === undefined) {
+        } else if (pfn < 0) {
           pfn = this.pages.allocFolio(0, "do_anonymous_page");
           if (pfn < 0) return undo("page", vp);
           this.foreignPages.set(vp, pfn);
-          this.phys.external.set(pfn, new ForeignFrame(this, vp * PAGE));
-          if (shared !== undefined) this.foreignShared.set(vp, shared);
+          this.phys.external.setPage(pfn, this, vp);
+          if (shared >= 0) this.foreignShared.set(vp, shared);
           fresh.push(vp);
         }
         if (runLen > 0 && runPfn + runLen === pfn) runLen++;
@@ -224,7 +229,7 @@ export class ForeignMm extends MmStruct {
   pagemapPfn(va: number, v: ForeignVma): number {
     const vp = Math.floor(va / PAGE);
     const had = this.foreignPages.get(vp);
-    if (had !== undefined) return had;
+    if (had >= 0) return had;
     if (this.released || this.foreignMem === null || v.io) return -1;
     if (this.vmas.overlapping(vp * PAGE, vp * PAGE + PAGE).some((m) => m.io !== null)) return -1;
     const emu = this.emulatedHugetlb(vp * PAGE);
@@ -237,8 +242,8 @@ export class ForeignMm extends MmStruct {
     const pfn = this.pages.allocFolio(0, "do_anonymous_page");
     if (pfn < 0) return -1;
     this.foreignPages.set(vp, pfn);
-    this.phys.external.set(pfn, new ForeignFrame(this, vp * PAGE));
-    if (v.shared !== undefined) this.foreignShared.set(vp, v.shared);
+    this.phys.external.setPage(pfn, this, vp);
+    if (v.shared !== undefined) this.foreignShared.set(vp, this.sharedId(v.shared));
     return pfn;
   }
 
@@ -251,19 +256,14 @@ export class ForeignMm extends MmStruct {
     if (len <= 0n || vaB < 0n) return;
     const first = Number(vaB / BigInt(PAGE));
     const last = Number((vaB + len - 1n) / BigInt(PAGE));
-    if (last - first + 1 > this.foreignPages.size) {
-      for (const vp of [...this.foreignPages.keys()])
-        if (vp >= first && vp <= last) this.foreignDetach(vp, true);
-    } else {
-      for (let vp = first; vp <= last; vp++) if (this.foreignPages.has(vp)) this.foreignDetach(vp, true);
-    }
+    this.detachRange(first, last, true);
     for (const [pfn, a] of [...this.foreignAdopted])
       if (a.vp >= first && a.vp <= last) this.leaveAdopted(pfn, true);
   }
 
   override release(): void {
     if (this.released) return;
-    for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, true);
+    this.detachRange(0, Number.MAX_SAFE_INTEGER, true);
     for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
     for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, true);
     this.foreignMem = null;
@@ -274,7 +274,7 @@ export class ForeignMm extends MmStruct {
   /** The process died without saying so: its memory is already gone, nothing to copy. */
   releaseLost(): void {
     if (this.released) return;
-    for (const vp of [...this.foreignPages.keys()]) this.foreignDetach(vp, false);
+    this.detachRange(0, Number.MAX_SAFE_INTEGER, false);
     for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
     for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, false);
     this.foreignMem = null;
@@ -346,7 +346,7 @@ export class ForeignMm extends MmStruct {
     for (let i = 0; i < n; i++) {
       if (i > 0) this.pages.get(head);
       this.foreignPages.set(vp0 + i, head + i);
-      this.phys.external.set(head + i, new ForeignFrame(this, (vp0 + i) * PAGE));
+      this.phys.external.setPage(head + i, this, vp0 + i);
       fresh.push(vp0 + i);
     }
     return head;
@@ -410,30 +410,52 @@ export class ForeignMm extends MmStruct {
     return this.emulated.find((e) => va >= e.start && va < e.end);
   }
 
-  /** A pinned frame reads and writes the process's page while it is attached. */
-  frameRead(va: number, len: number): Uint8Array {
+  /** A pinned frame reads and writes the process's page while it is attached (ExternalSource). */
+  readAt(va: number, len: number): Uint8Array {
     const r = this.foreignMem === null ? -EFAULT : this.foreignMem.read(va, len);
     return typeof r === "number" ? new Uint8Array(len) : r;
   }
 
-  frameWrite(va: number, bytes: Uint8Array): void {
+  writeAt(va: number, bytes: Uint8Array): void {
     if (this.foreignMem !== null) this.foreignMem.write(va, bytes);
   }
 
-  private foreignDetach(vp: number, keep: boolean): void {
-    const pfn = this.foreignPages.get(vp);
-    if (pfn === undefined) return;
-    const key = this.foreignShared.get(vp);
-    this.foreignPages.delete(vp);
-    this.foreignShared.delete(vp);
-    this.leave(pfn, vp, key, keep);
+  private sharedId(key: string): number {
+    let id = this.sharedIds.get(key);
+    if (id === undefined) {
+      id = this.sharedKeys.length;
+      this.sharedKeys.push(key);
+      this.sharedIds.set(key, id);
+    }
+    return id;
+  }
+
+  /**
+   * Detach every attached page in virtual pages [first, last], in order.
+   * Which process of the family still maps a shared page is asked once per
+   * mapping of that process, not once per page.
+   */
+  private detachRange(first: number, last: number, keep: boolean): void {
+    const todo: number[] = [];
+    this.foreignPages.forEachIn(first, last, (vp) => {
+      todo.push(vp);
+    });
+    const seen = new Map<ForeignMm, ForeignVma>();
+    for (const vp of todo) this.foreignDetach(vp, keep, seen);
+  }
+
+  private foreignDetach(vp: number, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
+    const pfn = this.foreignPages.delete(vp);
+    if (pfn < 0) return;
+    const id = this.foreignShared.delete(vp);
+    this.leave(pfn, vp, id < 0 ? undefined : this.sharedKeys[id], keep, seen);
   }
 
   private leaveAdopted(pfn: number, keep: boolean): void {
     const a = this.foreignAdopted.get(pfn);
     if (a === undefined) return;
     this.foreignAdopted.delete(pfn);
-    this.leave(pfn, a.vp, a.key, keep);
+    this.leave(pfn, a.vp, a.key, keep, new Map());
   }
 
   /**
@@ -442,13 +464,31 @@ export class ForeignMm extends MmStruct {
    * pin holds the shared page, which that process keeps seeing); otherwise
    * the frame takes a copy of the contents and lives on only while pinned.
    */
-  private leave(pfn: number, vp: number, key: string | undefined, keep: boolean): void {
+  private leave(
+    pfn: number,
+    vp: number,
+    key: string | undefined,
+    keep: boolean,
+    seen: Map<ForeignMm, ForeignVma>,
+  ): void {
     if (key !== undefined) {
+      const va = vp * PAGE;
+      let to: ForeignMm | undefined;
       for (const other of this.foreignFamily) {
         if (other === this || other.released || other.foreignMem === null) continue;
-        if (other.foreignMem.vma(vp * PAGE)?.shared !== key) continue;
-        other.foreignAdopted.set(pfn, { vp, key });
-        this.phys.external.set(pfn, new ForeignFrame(other, vp * PAGE));
+        // the mapping of `other` last looked at in this detach answers for its whole range
+        let v = seen.get(other);
+        if (v === undefined || va < v.start || va >= v.end) {
+          v = other.foreignMem.vma(va);
+          if (v !== undefined) seen.set(other, v);
+        }
+        if (v?.shared !== key) continue;
+        to = other;
+        break;
+      }
+      if (to !== undefined) {
+        to.foreignAdopted.set(pfn, { vp, key });
+        this.phys.external.setPage(pfn, to, vp);
         return;
       }
     }
@@ -458,7 +498,8 @@ export class ForeignMm extends MmStruct {
     this.phys.external.delete(pfn);
     if (typeof bytes !== "number") this.phys.write(pfn * PAGE, bytes);
     // references are the folio's (a hugetlb folio holds one per attached page)
-    this.pages.put(this.pages.folioOf(pfn)?.head ?? pfn);
+    const head = this.pages.folioHead(pfn);
+    this.pages.put(head < 0 ? pfn : head);
   }
 
   /** va as a number when [va, va+len) is user space, else -1. */
@@ -487,20 +528,4 @@ interface EmulatedHugetlb {
   reserved: boolean;
   /** Page indexes (from start) whose folio consumed its reservation. */
   consumed: Set<number>;
-}
-
-/** A pinned frame whose bytes are a page of the process (PhysMem.external). */
-class ForeignFrame implements ExternalFrame {
-  constructor(
-    private readonly mm: ForeignMm,
-    private readonly va: number,
-  ) {}
-
-  read(off: number, len: number): Uint8Array {
-    return this.mm.frameRead(this.va + off, len);
-  }
-
-  write(off: number, bytes: Uint8Array): void {
-    this.mm.frameWrite(this.va + off, bytes);
-  }
 }

@@ -1,5 +1,6 @@
 import type { FaultInject } from "../hw/fault-inject.js";
 import type { FrameAllocator } from "../hw/frame-alloc.js";
+import { PageIndex } from "../hw/page-index.js";
 import type { PhysMem } from "../hw/phys-mem.js";
 import { Hstate } from "./hugetlb-pool.js";
 import type { PfnRuns } from "./pfn-runs.js";
@@ -36,8 +37,9 @@ export interface PageCounters {
  * which `pinCount` reports for any page inside the folio.
  */
 export class PageTracker {
-  private readonly refs4k = new Map<number, number>();
-  private readonly pins4k = new Map<number, number>();
+  /** 4 KiB folios: references by pfn (0 while only pins hold it) and pins (present only while > 0). */
+  private readonly refs4k = new PageIndex();
+  private readonly pins4k = new PageIndex();
   /*
    * Hugetlb folios by 2 MiB block (pfn / 512), at the head's block: the
    * order (9 or 18; 0 = no folio heads here), references from page tables
@@ -128,8 +130,7 @@ export class PageTracker {
       return;
     }
     const r = this.refs4k.get(head);
-    if (r === undefined || r === 0)
-      throw new Error(`PageTracker.get: pfn 0x${head.toString(16)} is not live`);
+    if (r <= 0) throw new Error(`PageTracker.get: pfn 0x${head.toString(16)} is not live`);
     this.refs4k.set(head, r + 1);
   }
 
@@ -144,8 +145,7 @@ export class PageTracker {
       return;
     }
     const r = this.refs4k.get(head);
-    if (r === undefined || r === 0)
-      throw new Error(`PageTracker.put: pfn 0x${head.toString(16)} is not referenced`);
+    if (r <= 0) throw new Error(`PageTracker.put: pfn 0x${head.toString(16)} is not referenced`);
     if (r > 1) {
       this.refs4k.set(head, r - 1);
       return;
@@ -169,9 +169,8 @@ export class PageTracker {
         n -= step;
         continue;
       }
-      if (this.refs4k.get(pfn) === undefined)
-        throw new Error(`PageTracker.pin: pfn 0x${pfn.toString(16)} is not live`);
-      this.pins4k.set(pfn, (this.pins4k.get(pfn) ?? 0) + 1);
+      if (this.refs4k.get(pfn) < 0) throw new Error(`PageTracker.pin: pfn 0x${pfn.toString(16)} is not live`);
+      this.pins4k.set(pfn, Math.max(this.pins4k.get(pfn), 0) + 1);
       this.pinned++;
       pfn++;
       n--;
@@ -209,7 +208,7 @@ export class PageTracker {
         continue;
       }
       const p = this.pins4k.get(pfn);
-      if (p === undefined) throw new Error(`PageTracker.unpin: pfn 0x${pfn.toString(16)} is not pinned`);
+      if (p <= 0) throw new Error(`PageTracker.unpin: pfn 0x${pfn.toString(16)} is not pinned`);
       this.pinned--;
       if (p > 1) this.pins4k.set(pfn, p - 1);
       else {
@@ -233,7 +232,7 @@ export class PageTracker {
   pinCount(pfn: number): number {
     const b = this.hugeBlockOf(pfn);
     if (b >= 0) return this.hCount[2 * b + 1];
-    return this.pins4k.get(pfn) ?? 0;
+    return Math.max(this.pins4k.get(pfn), 0);
   }
 
   isPinned(pfn: number): boolean {
@@ -246,7 +245,9 @@ export class PageTracker {
    */
   pinnedFrames(): { pfn: number; pins: number; order: FolioOrder }[] {
     const out: { pfn: number; pins: number; order: FolioOrder }[] = [];
-    for (const [pfn, pins] of this.pins4k) if (pins > 0) out.push({ pfn, pins, order: 0 });
+    this.pins4k.forEachIn(0, Number.MAX_SAFE_INTEGER, (pfn, pins) => {
+      if (pins > 0) out.push({ pfn, pins, order: 0 });
+    });
     if (this.nHuge > 0) {
       for (let b = 0; b < this.hOrder.length; b++) {
         const pins = this.hCount[2 * b + 1];
@@ -265,7 +266,7 @@ export class PageTracker {
   refCount(pfn: number): number {
     const b = this.hugeBlockOf(pfn);
     if (b >= 0) return this.hCount[2 * b];
-    return this.refs4k.get(pfn) ?? 0;
+    return Math.max(this.refs4k.get(pfn), 0);
   }
 
   /** True while mm owns the page (referenced or pinned). */
@@ -278,6 +279,13 @@ export class PageTracker {
     const b = this.hugeBlockOf(pfn);
     if (b >= 0) return { head: b * HUGE_2M_PAGES, order: this.hOrder[b] as FolioOrder };
     return this.refs4k.has(pfn) ? { head: pfn, order: 0 } : undefined;
+  }
+
+  /** folioOf(pfn)?.head without an object: the head pfn, or -1 when mm does not own pfn. */
+  folioHead(pfn: number): number {
+    const b = this.hugeBlockOf(pfn);
+    if (b >= 0) return b * HUGE_2M_PAGES;
+    return this.refs4k.has(pfn) ? pfn : -1;
   }
 
   counters(): PageCounters {

@@ -34,6 +34,8 @@ it.skipIf(skipWithoutDist("bench/main.js"))(
       "syscall_ioctl_fail_ns",
       "syscall_close_ebadf_ns",
       "syscall_object_make_free_ns",
+      "bridge_ioas_map_1g_ms",
+      "bridge_ioas_unmap_munmap_1g_ms",
     ]) {
       expect(typeof r[k], k).toBe("number");
       // the RSS growth of the hugetlb map may round to 0 MB (untouched frames never materialize)

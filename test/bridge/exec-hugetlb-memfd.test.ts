@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseBridgeArgs } from "../../src/bridge/session.js";
-import { C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
 
 const NOIOMMU = ["--iommu", "none", "--param", "vfio.enable_unsafe_noiommu_mode=1"];
 
@@ -12,33 +12,12 @@ const DEVICE = `
 #define MFD_HUGE_2MB (21U << 26)
 #define MFD_HUGE_1GB (30U << 26)
 #define MFD_HUGE_64KB (16U << 26)
-static int iommufd, dev;
-static uint32_t ioas;
-static void setup(void) {
-  iommufd = open("/dev/iommu", O_RDWR);
-  dev = open("/dev/vfio/devices/noiommu-vfio0", O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  if (ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b)) { perror("bind"); exit(2); }
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  if (ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a)) { perror("alloc"); exit(2); }
-  ioas = a.out_ioas_id;
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
-  if (ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at)) { perror("attach"); exit(2); }
-}
-static int map(void *va, size_t len, uint64_t iova) {
-  struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova };
-  return ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m);
-}
-static uint64_t get_pa(uint64_t iova) {
-  struct ex_iommu_ioas_noiommu_get_pa g = { .size = sizeof(g), .ioas_id = ioas, .iova = iova, .length = 4096 };
-  if (ioctl(iommufd, EX_IOMMU_IOAS_NOIOMMU_GET_PA, &g)) { perror("get_pa"); exit(2); }
-  return g.out_phys;
-}
+static void setup(void) { cdev_setup("/dev/vfio/devices/noiommu-vfio0", 0); }
 `;
 
 describe("exec: memfd_create(MFD_HUGETLB) from the model's hugetlb pool", () => {
   it("a hugetlb memfd's pages are physically contiguous 2 MiB folios; its bytes are the program's", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
   setup();
   int fd = memfd_create("seg", MFD_HUGETLB | MFD_HUGE_2MB);
@@ -92,7 +71,7 @@ int main(void) {
   });
 
   it("mmap takes the pool's limit (ENOMEM), a huge-page-aligned offset (EINVAL); memfd_create refuses a size with no pool", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
   int fd = memfd_create("seg", MFD_HUGETLB);
   ftruncate(fd, 8 << 20);

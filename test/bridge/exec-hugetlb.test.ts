@@ -1,42 +1,13 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
 
 /** The host has no free huge pages here: the model's pool backs MAP_HUGETLB (docs/exec.md). */
 const hostHuge = Number(/^HugePages_Free:\s+(\d+)/m.exec(readFileSync("/proc/meminfo", "utf8"))?.[1] ?? "0");
 
-const SRC = `${C_PRELUDE}
+const SRC = `${C_PRELUDE}${C_CDEV}
 #include <linux/mman.h>
-static int iommufd, dev;
-static uint32_t ioas;
-static void setup(void) {
-  iommufd = open("/dev/iommu", O_RDWR);
-  dev = open("/dev/vfio/devices/vfio0", O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  if (ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b)) { perror("bind"); exit(2); }
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  if (ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a)) { perror("alloc"); exit(2); }
-  ioas = a.out_ioas_id;
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
-  if (ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at)) { perror("attach"); exit(2); }
-  uint16_t cmd = 0;
-  pread(dev, &cmd, 2, (7ull << 40) + 4);
-  cmd |= 6;
-  pwrite(dev, &cmd, 2, (7ull << 40) + 4);
-}
-static int map(void *va, size_t len, uint64_t iova) {
-  struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova };
-  return ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m);
-}
-static uint32_t copy(uint64_t src, uint64_t dst, uint64_t len) {
-  pwrite(dev, &src, 8, MCPY_SRC);
-  pwrite(dev, &dst, 8, MCPY_DST);
-  pwrite(dev, &len, 8, MCPY_LEN);
-  uint32_t one = 1, st = 0;
-  pwrite(dev, &one, 4, MCPY_DOORBELL);
-  pread(dev, &st, 4, MCPY_STATUS);
-  return st;
-}
+static void setup(void) { cdev_setup("/dev/vfio/devices/vfio0", 6); }
 static long attr(const char *name) {
   char p[128], b[32] = { 0 };
   snprintf(p, sizeof(p), "/sys/kernel/mm/hugepages/hugepages-2048kB/%s", name);

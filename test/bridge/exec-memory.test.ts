@@ -2,48 +2,14 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const NOIOMMU = ["--iommu", "none", "--param", "vfio.enable_unsafe_noiommu_mode=1"];
 
-/** C helpers: bind the memcpy device to an iommufd, attach an IOAS, drive it through BAR0's region. */
+/** setup(cdev): C_CDEV's cdev_setup with bus mastering on (map, get_pa and copy come from C_CDEV). */
 const DEVICE = `
-static int iommufd, dev;
-static uint32_t ioas;
-static void setup(const char *cdev) {
-  iommufd = open("/dev/iommu", O_RDWR);
-  dev = open(cdev, O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  if (ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b)) { perror("bind"); exit(2); }
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  if (ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a)) { perror("alloc"); exit(2); }
-  ioas = a.out_ioas_id;
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
-  if (ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at)) { perror("attach"); exit(2); }
-  uint16_t cmd = 0;
-  pread(dev, &cmd, 2, (7ull << 40) + 4);
-  cmd |= 4;
-  pwrite(dev, &cmd, 2, (7ull << 40) + 4);
-}
-static int map(void *va, size_t len, uint64_t iova) {
-  struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova };
-  return ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m);
-}
-static uint64_t get_pa(uint64_t iova) {
-  struct ex_iommu_ioas_noiommu_get_pa g = { .size = sizeof(g), .ioas_id = ioas, .iova = iova, .length = 4096 };
-  if (ioctl(iommufd, EX_IOMMU_IOAS_NOIOMMU_GET_PA, &g)) { perror("get_pa"); exit(2); }
-  return g.out_phys;
-}
-static uint32_t copy(uint64_t src, uint64_t dst, uint64_t len) {
-  pwrite(dev, &src, 8, MCPY_SRC);
-  pwrite(dev, &dst, 8, MCPY_DST);
-  pwrite(dev, &len, 8, MCPY_LEN);
-  uint32_t one = 1, st = 0;
-  pwrite(dev, &one, 4, MCPY_DOORBELL);
-  pread(dev, &st, 4, MCPY_STATUS);
-  return st;
-}
+static void setup(const char *cdev) { cdev_setup(cdev, 4); }
 `;
 
 describe("exec: the program's real memory", () => {
@@ -60,7 +26,7 @@ describe("exec: the program's real memory", () => {
   });
 
   it("a device write through the IOMMU is in the program's memory at once; the bytes it read are the program's", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
   setup("/dev/vfio/devices/vfio0");
   uint8_t *buf = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -89,7 +55,7 @@ int main(void) {
   });
 
   it("a pinned page outlives munmap with the contents it had (the model keeps a copy)", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
   setup("/dev/vfio/devices/noiommu-vfio0");
   uint8_t *a = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -117,7 +83,7 @@ int main(void) {
   });
 
   it("IOAS_MAP_FILE of the program's real memfd: the device copies inside the file the program maps", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 struct map_file { uint32_t size, flags, ioas_id; int32_t fd; uint64_t start, length, iova; };
 int main(void) {
   setup("/dev/vfio/devices/vfio0");
@@ -158,7 +124,7 @@ int main(void) {
   });
 
   it("EFAULT from the program's real mappings: an IOAS_MAP of unmapped memory, a struct past the end of a mapping", async () => {
-    const bin = compileC(`${C_PRELUDE}${DEVICE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
   setup("/dev/vfio/devices/vfio0");
   uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

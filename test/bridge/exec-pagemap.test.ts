@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
 
 const NOIOMMU = ["--iommu", "none", "--param", "vfio.enable_unsafe_noiommu_mode=1"];
 
@@ -14,37 +14,12 @@ static uint64_t entry(void *va) {
   return e;
 }
 static uint64_t pfn(void *va) { return entry(va) & ((1ull << 55) - 1); }
-static int iommufd, dev;
-static uint32_t ioas;
-static void setup(void) {
-  iommufd = open("/dev/iommu", O_RDWR);
-  dev = open("/dev/vfio/devices/noiommu-vfio0", O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  if (ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b)) { perror("bind"); exit(2); }
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  if (ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a)) { perror("alloc"); exit(2); }
-  ioas = a.out_ioas_id;
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
-  if (ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at)) { perror("attach"); exit(2); }
-  uint16_t cmd = 0;
-  pread(dev, &cmd, 2, (7ull << 40) + 4);
-  cmd |= 4;
-  pwrite(dev, &cmd, 2, (7ull << 40) + 4);
-}
-static uint32_t copy(uint64_t src, uint64_t dst, uint64_t len) {
-  pwrite(dev, &src, 8, MCPY_SRC);
-  pwrite(dev, &dst, 8, MCPY_DST);
-  pwrite(dev, &len, 8, MCPY_LEN);
-  uint32_t one = 1, st = 0;
-  pwrite(dev, &one, 4, MCPY_DOORBELL);
-  pread(dev, &st, 4, MCPY_STATUS);
-  return st;
-}
+static void setup(void) { cdev_setup("/dev/vfio/devices/noiommu-vfio0", 4); }
 `;
 
 describe("exec: /proc/self/pagemap gives the model's frame numbers", () => {
   it("a pinned page's PFN is IOMMU_IOAS_NOIOMMU_GET_PA's; present bits are the kernel's; reads are whole entries", async () => {
-    const bin = compileC(`${C_PRELUDE}${PAGEMAP}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${PAGEMAP}
 int main(void) {
   setup();
   uint8_t *buf = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -88,7 +63,7 @@ int main(void) {
   });
 
   it("a hugetlb page's PFNs are its 2 MiB folio's, unpinned; the device copies there by physical address (noiommu)", async () => {
-    const bin = compileC(`${C_PRELUDE}${PAGEMAP}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}${PAGEMAP}
 int main(void) {
   setup();
   int fd = memfd_create("seg", MFD_HUGETLB | MFD_HUGE_2MB);

@@ -98,3 +98,49 @@ export const C_PRELUDE = `#define _GNU_SOURCE
 #include "iommufd-uapi.h"
 #define OUT(k, fmt, ...) do { printf("%s=" fmt "\\n", k, __VA_ARGS__); fflush(stdout); } while (0)
 `;
+
+/**
+ * C helpers for a program that drives the memcpy device through a VFIO cdev:
+ * cdev_setup opens the cdev, binds it to a new iommufd, attaches a new IOAS
+ * and ORs cmd_bits into the PCI command register (0 leaves it alone); map,
+ * get_pa and copy are IOMMU_IOAS_MAP, IOMMU_IOAS_NOIOMMU_GET_PA and one
+ * doorbell copy through BAR0's region. Prefix with C_PRELUDE.
+ */
+export const C_CDEV = `
+static int iommufd, dev;
+static uint32_t ioas;
+static void cdev_setup(const char *cdev, uint16_t cmd_bits) {
+  iommufd = open("/dev/iommu", O_RDWR);
+  dev = open(cdev, O_RDWR);
+  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
+  if (ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b)) { perror("bind"); exit(2); }
+  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
+  if (ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a)) { perror("alloc"); exit(2); }
+  ioas = a.out_ioas_id;
+  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
+  if (ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at)) { perror("attach"); exit(2); }
+  if (cmd_bits == 0) return;
+  uint16_t cmd = 0;
+  pread(dev, &cmd, 2, (7ull << 40) + 4); /* VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND */
+  cmd |= cmd_bits;
+  pwrite(dev, &cmd, 2, (7ull << 40) + 4);
+}
+static int map(void *va, size_t len, uint64_t iova) {
+  struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova };
+  return ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m);
+}
+static uint64_t get_pa(uint64_t iova) {
+  struct ex_iommu_ioas_noiommu_get_pa g = { .size = sizeof(g), .ioas_id = ioas, .iova = iova, .length = 4096 };
+  if (ioctl(iommufd, EX_IOMMU_IOAS_NOIOMMU_GET_PA, &g)) { perror("get_pa"); exit(2); }
+  return g.out_phys;
+}
+static uint32_t copy(uint64_t src, uint64_t dst, uint64_t len) {
+  pwrite(dev, &src, 8, MCPY_SRC);
+  pwrite(dev, &dst, 8, MCPY_DST);
+  pwrite(dev, &len, 8, MCPY_LEN);
+  uint32_t one = 1, st = 0;
+  pwrite(dev, &one, 4, MCPY_DOORBELL);
+  pread(dev, &st, 4, MCPY_STATUS);
+  return st;
+}
+`;

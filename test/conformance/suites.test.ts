@@ -34,6 +34,19 @@ describe("conformance suites", () => {
     for (const b of bdfs) expect(perf).toContain(`${b}=memcpy`);
   });
 
+  it("the driver test runs on the emulated IOAT channel (ioat.c claims it) behind VT-d", () => {
+    expect(execArgs("vfio", "vfio_pci_driver_test", "/p")).toEqual([
+      "exec",
+      "--iommu",
+      "intel",
+      "--pci",
+      "0000:00:04.0=ioat",
+      "--",
+      "/p",
+    ]);
+    expect(programEnv("vfio", "vfio_pci_driver_test")).toEqual({ VFIO_SELFTESTS_BDF: "0000:00:04.0" });
+  });
+
   it("the noiommu selftest runs without an IOMMU, noiommu mode on, GET_PA revision v7 (0 = no limit)", () => {
     const a = execArgs("noiommu", "vfio_iommufd_noiommu_test", "/p");
     expect(a.slice(0, a.indexOf("--"))).toEqual([

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DmaLog } from "../../src/hw/dma-log.js";
 import {
   MEMCPY_ID_VALUE,
+  MEMCPY_MSIX_PBA_OFFSET,
   MEMCPY_REG_COUNT,
   MEMCPY_REG_DOORBELL,
   MEMCPY_REG_DST,
@@ -204,10 +205,10 @@ describe("memcpy device", () => {
     dev.mmioWrite(2, 0, new Uint8Array([0, 0, 0xe0, 0xfe, 0, 0, 0, 0, 0x33, 0, 0, 0]));
     program(dev, 0n, 0x1000n, 8n);
     expect(msgs).toHaveLength(0);
-    expect(dev.mmioRead(2, 0x800, 1)[0]).toBe(1);
+    expect(dev.mmioRead(2, MEMCPY_MSIX_PBA_OFFSET, 1)[0]).toBe(1);
     dev.mmioWrite(2, 12, w32(0));
     expect(msgs).toEqual([{ kind: "msix", vector: 0, addr: 0xfee00000n, data: 0x33 }]);
-    expect(dev.mmioRead(2, 0x800, 1)[0]).toBe(0);
+    expect(dev.mmioRead(2, MEMCPY_MSIX_PBA_OFFSET, 1)[0]).toBe(0);
   });
 
   it("resetFunction clears registers and COUNT but keeps BARs and the command register", () => {

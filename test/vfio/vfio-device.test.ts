@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
+import {
+  MEMCPY_MSIX_BAR_SIZE,
+  MEMCPY_MSIX_PBA_OFFSET,
+  MEMCPY_MSIX_TABLE_OFFSET,
+} from "../../src/hw/memcpy-dev.js";
 import { Machine } from "../../src/kernel/machine.js";
 import {
   E2BIG,
+  EAGAIN,
   EBADF,
   EBADFD,
   EFAULT,
@@ -25,6 +31,7 @@ import {
   VFIO_DEVICE_RESET,
   VFIO_DEVICE_SET_IRQS,
   VFIO_GROUP_SET_CONTAINER,
+  VFIO_PCI_BAR2_REGION_INDEX,
   vfio_device_attach_iommufd_pt,
   vfio_device_bind_iommufd,
   vfio_device_info,
@@ -362,6 +369,58 @@ describe("BAR mmap", () => {
     expect(fromLe(p.readMemory(va + 0x30n, 4))).toBe(1n);
     expect(p.munmap(va, 4096n)).toBe(0);
     expect(m.vfio.devices.get(BDF)!.openCount).toBe(0);
+  });
+});
+
+describe("MSI-X BAR mmap (VFIO_REGION_INFO_CAP_MSIX_MAPPABLE)", () => {
+  const bar2 = BigInt(VFIO_PCI_BAR2_REGION_INDEX) << 40n;
+  const table = BigInt(MEMCPY_MSIX_TABLE_OFFSET);
+  const pba = BigInt(MEMCPY_MSIX_PBA_OFFSET);
+
+  it("is 16 KiB with the table and the PBA on pages of their own, and maps whole", () => {
+    const { p, o } = bound();
+    const ri = sioctl(p, o.dev, VFIO_DEVICE_GET_REGION_INFO, vfio_region_info, { argsz: 32, index: 2 });
+    expect([ri.out.flags, ri.out.size, ri.out.offset]).toEqual([0xfn, 0x4000n, bar2]);
+    expect(MEMCPY_MSIX_BAR_SIZE).toBe(0x4000);
+    expect(table / 4096n).not.toBe(pba / 4096n);
+    expect(p.mmap(0n, 0x8000n, PROT_READ, MAP_SHARED, o.dev, bar2)).toBe(-BigInt(EINVAL));
+    const va = p.mmap(0n, 0x4000n, PROT_READ | PROT_WRITE, MAP_SHARED, o.dev, bar2);
+    expect(va > 0n).toBe(true);
+    // a partial mapping past the table page reaches the PBA page alone
+    const vb = p.mmap(0n, 0x1000n, PROT_READ, MAP_SHARED, o.dev, bar2 + pba);
+    expect(vb > 0n).toBe(true);
+    expect(fromLe(p.readMemory(vb, 8))).toBe(0n);
+    // the bytes between the structures read 0
+    expect(fromLe(p.readMemory(va + 0x1000n, 8))).toBe(0n);
+    expect(p.munmap(va, 0x4000n)).toBe(0);
+    expect(p.munmap(vb, 0x1000n)).toBe(0);
+  });
+
+  it("a store to the table through the mapping reaches the device; read/write of the region skip the table", () => {
+    const { p, o } = bound();
+    const efd = p.eventfd();
+    expect(p.ioctl(o.dev, VFIO_DEVICE_SET_IRQS, irqSet(0x24, 2, 0, 1, [efd]))).toBe(0);
+    const va = p.mmap(0n, 0x4000n, PROT_READ | PROT_WRITE, MAP_SHARED, o.dev, bar2);
+    // vector 0 as the host programmed it: the interrupt window, unmasked
+    expect(fromLe(p.readMemory(va + table, 4))).toBe(0xfee00000n);
+    expect(fromLe(p.readMemory(va + table + 12n, 4))).toBe(0n);
+    // vfio_pci_bar_rw excludes the table: reads are ones, writes are dropped
+    expect([...(p.pread(o.dev, 4, bar2 + table + 12n) as Uint8Array)]).toEqual([0xff, 0xff, 0xff, 0xff]);
+    expect(p.pwrite(o.dev, le(1, 4), bar2 + table + 12n)).toBe(4);
+    expect(fromLe(p.readMemory(va + table + 12n, 4))).toBe(0n);
+    // the mapping is the device's table: masking vector 0 there holds the completion in the PBA
+    enableBusMaster(o);
+    expect(p.writeMemory(va + table + 12n, le(1, 4))).toBe(0);
+    doorbell(o, 0n, 0n, 0n);
+    expect(p.read(efd, 8)).toBe(-EAGAIN);
+    expect(fromLe(p.readMemory(va + pba, 8))).toBe(1n);
+    // the PBA is outside the excluded table: the region reads it too
+    expect(fromLe(p.pread(o.dev, 8, bar2 + pba))).toBe(1n);
+    // unmasking sends the pending message
+    expect(p.writeMemory(va + table + 12n, le(0, 4))).toBe(0);
+    expect(fromLe(p.read(efd, 8))).toBe(1n);
+    expect(fromLe(p.readMemory(va + pba, 8))).toBe(0n);
+    expect(p.munmap(va, 0x4000n)).toBe(0);
   });
 });
 

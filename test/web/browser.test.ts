@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { webAssetsDir } from "../../src/cli/cmd-web.js";
 import { main } from "../../src/cli/main.js";
 import { parseScenario, runScenario } from "../../src/scenario/index.js";
+import { findLowContrast } from "./contrast.js";
 import { serve } from "./serve.js";
 
 // The web view in a real browser: Debian's chromium package, driven by
@@ -403,5 +404,21 @@ describe.skipIf(!haveChromium)(
       expect(await page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(1280);
       expect(errors).toEqual([]);
     }, 60_000);
+
+    it("keeps WCAG AA text contrast on every tab of the iommu and ppc64 demos, with a step's changes highlighted", async () => {
+      for (const demo of ["demo-iommu.yaml", "demo-ppc64.yaml"]) {
+        await open(demo);
+        await page.click("[data-testid=left-steps]");
+        await page.keyboard.press("End");
+        for (const tab of ["ioas", "pt", "mem", "proc", "dma", "counters"]) {
+          await page.click(`[data-testid=tab-${tab}]`);
+          const low = await page.evaluate(findLowContrast);
+          expect(low, `${demo}, tab ${tab}`).toEqual([]);
+        }
+        // the editor pane too
+        await page.click("[data-testid=left-edit]");
+        expect(await page.evaluate(findLowContrast), `${demo}, editor`).toEqual([]);
+      }
+    }, 90_000);
   },
 );

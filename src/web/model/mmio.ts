@@ -1,5 +1,9 @@
 import * as ioat from "../../hw/ioat-regs.js";
 import {
+  MEMCPY_MSIX_BAR,
+  MEMCPY_MSIX_BAR_SIZE,
+  MEMCPY_MSIX_PBA_OFFSET,
+  MEMCPY_MSIX_TABLE_OFFSET,
   MEMCPY_REG_COUNT,
   MEMCPY_REG_DOORBELL,
   MEMCPY_REG_DST,
@@ -54,6 +58,13 @@ function bar0Reg(kind: string | undefined, off: number): string | undefined {
   return undefined;
 }
 
+/** The part of the memcpy device's MSI-X BAR at `off`: the table and the PBA have a page each. */
+function memcpyMsixPart(off: number): string | undefined {
+  if (off >= MEMCPY_MSIX_TABLE_OFFSET && off < MEMCPY_MSIX_PBA_OFFSET) return "MSI-X table";
+  if (off >= MEMCPY_MSIX_PBA_OFFSET && off < MEMCPY_MSIX_BAR_SIZE) return "MSI-X PBA";
+  return undefined;
+}
+
 /**
  * What a pread/pwrite on a VFIO device fd touched, in words: "BAR0 + 0x90
  * (CHAINADDR) ← 0x100000". `kind` is the device's kind when known (its
@@ -67,7 +78,13 @@ export function mmioNote(ev: TraceEvent, kind: string | undefined): string | und
   const inRegion = Number(off & ((1n << REGION_SHIFT) - 1n));
   const region = REGION_NAMES[index] ?? `region ${index}`;
   const reg =
-    index === CONFIG_INDEX ? CONFIG_REGS[inRegion] : index === 0 ? bar0Reg(kind, inRegion) : undefined;
+    index === CONFIG_INDEX
+      ? CONFIG_REGS[inRegion]
+      : index === 0
+        ? bar0Reg(kind, inRegion)
+        : index === MEMCPY_MSIX_BAR && kind === "memcpy"
+          ? memcpyMsixPart(inRegion)
+          : undefined;
   let text = `${region} + ${hex(inRegion)}${reg ? ` (${reg})` : ""}`;
   const d = ev.data;
   if (ev.errno === undefined && d !== undefined && d.length > 0 && d.length <= 8) {

@@ -13,27 +13,7 @@ static inline void wr16(uint16_t v, volatile void *a) { asm volatile("movw %0,%1
 static inline void wr32(uint32_t v, volatile void *a) { asm volatile("movl %0,%1" : : "r"(v), "m"(*(volatile uint32_t *)a) : "memory"); }
 static inline void wr64(uint64_t v, volatile void *a) { asm volatile("movq %0,%1" : : "r"(v), "m"(*(volatile uint64_t *)a) : "memory"); }
 
-static int iommufd, dev;
-static uint32_t ioas;
-static void setup(void) {
-  iommufd = open("/dev/iommu", O_RDWR);
-  dev = open("/dev/vfio/devices/vfio0", O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  if (ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b)) { perror("bind"); exit(2); }
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  if (ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a)) { perror("alloc"); exit(2); }
-  ioas = a.out_ioas_id;
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
-  if (ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at)) { perror("attach"); exit(2); }
-  uint16_t cmd = 0;
-  pread(dev, &cmd, 2, (7ull << 40) + 4);
-  cmd |= 6; /* memory, bus master */
-  pwrite(dev, &cmd, 2, (7ull << 40) + 4);
-}
-static int map(void *va, size_t len, uint64_t iova) {
-  struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)va, .length = len, .iova = iova };
-  return ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m);
-}
+static void setup(void) { cdev_setup("/dev/vfio/devices/vfio0", 6); /* memory, bus master */ }
 static struct vfio_region_info region(int i) {
   struct vfio_region_info r = { .argsz = sizeof(r), .index = i };
   if (ioctl(dev, VFIO_DEVICE_GET_REGION_INFO, &r)) { perror("region"); exit(2); }
