@@ -23,6 +23,7 @@ import {
   rethrowWith,
 } from "../uapi/errno.js";
 import { PAGE_SHIFT } from "../uapi/linux.js";
+import { offsetOfEnd } from "../uapi/struct.js";
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_MAP_FLAG_READ,
@@ -40,6 +41,12 @@ import {
   VFIO_IOMMU_UNMAP_DMA,
   VFIO_SPAPR_TCE_IOMMU,
   VFIO_SPAPR_TCE_v2_IOMMU,
+  vfio_iommu_spapr_register_memory,
+  vfio_iommu_spapr_tce_create,
+  vfio_iommu_spapr_tce_info,
+  vfio_iommu_spapr_tce_remove,
+  vfio_iommu_type1_dma_map,
+  vfio_iommu_type1_dma_unmap,
 } from "../uapi/vfio.js";
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
 import { runsView, type SpaprTceDebugInfo, type VfioBackendDebugInfo } from "./debug-view.js";
@@ -50,7 +57,7 @@ import {
   mmIommuMappedInc,
   mmIommuUaToHpa,
 } from "./spapr-prereg.js";
-import { u32, u64, vfioCopyIn } from "./uaccess.js";
+import { vfioCopyInStruct } from "./uaccess.js";
 
 const MAX_TABLES = 2;
 
@@ -282,19 +289,25 @@ export class SpaprTceContainer implements VfioIommuBackend {
   private getInfo(task: Task, arg: bigint): number {
     const tg = this.firstTableGroup();
     if (tg === undefined) fail(ENXIO, "VFIO_IOMMU_SPAPR_TCE_GET_INFO: no group attached");
-    const { buf, dv, argsz } = vfioCopyIn(task, arg, 16, "VFIO_IOMMU_SPAPR_TCE_GET_INFO", 32);
+    const minsz = offsetOfEnd(vfio_iommu_spapr_tce_info, "dma32_window_size");
+    const ddwsz = offsetOfEnd(vfio_iommu_spapr_tce_info, "ddw.levels");
+    const {
+      s: info,
+      buf,
+      argsz,
+    } = vfioCopyInStruct(task, arg, vfio_iommu_spapr_tce_info, minsz, "VFIO_IOMMU_SPAPR_TCE_GET_INFO");
     const p = tg.platform;
-    dv.setUint32(4, 0, true);
-    dv.setUint32(8, Number(p.tce32Start), true);
-    dv.setUint32(12, Number(p.tce32Size), true);
-    buf.fill(0, 16, 32);
+    info.flags = 0;
+    info.dma32_window_start = Number(p.tce32Start);
+    info.dma32_window_size = Number(p.tce32Size);
+    buf.fill(0, minsz, ddwsz);
     if (p.maxWindows > 0 && this.v2) {
-      dv.setUint32(4, VFIO_IOMMU_SPAPR_INFO_DDW, true);
-      dv.setBigUint64(16, p.pgsizes, true);
-      dv.setUint32(24, p.maxWindows, true);
-      dv.setUint32(28, p.maxLevels, true);
+      info.flags = VFIO_IOMMU_SPAPR_INFO_DDW;
+      info["ddw.pgsizes"] = p.pgsizes;
+      info["ddw.max_dynamic_windows_supported"] = p.maxWindows;
+      info["ddw.levels"] = p.maxLevels;
     }
-    task.copyToUser(arg, buf.subarray(0, argsz >= 32 ? 32 : 16));
+    task.copyToUser(arg, buf.subarray(0, argsz >= ddwsz ? ddwsz : minsz));
     return 0;
   }
 
@@ -344,14 +357,17 @@ export class SpaprTceContainer implements VfioIommuBackend {
     if (!this.enabled) {
       fail(EPERM, `VFIO_IOMMU_MAP_DMA: ${this.v2 ? "no memory registered yet" : "VFIO_IOMMU_ENABLE first"}`);
     }
-    const { dv } = vfioCopyIn(task, arg, 32, "VFIO_IOMMU_MAP_DMA");
-    const flags = u32(dv, 4);
+    const { s: map } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_type1_dma_map,
+      offsetOfEnd(vfio_iommu_type1_dma_map, "size"),
+      "VFIO_IOMMU_MAP_DMA",
+    );
+    const { flags, vaddr, iova, size } = map;
     if ((flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)) !== 0) {
       fail(EINVAL, `VFIO_IOMMU_MAP_DMA: flags 0x${flags.toString(16)} beyond READ|WRITE`);
     }
-    const vaddr = u64(dv, 8);
-    const iova = u64(dv, 16);
-    const size = u64(dv, 24);
     this.createDefaultWindow();
     const num = this.findTable(iova);
     if (num < 0) fail(ENXIO, `VFIO_IOMMU_MAP_DMA: no DMA window holds iova ${hex(iova)}`);
@@ -393,10 +409,15 @@ export class SpaprTceContainer implements VfioIommuBackend {
   /** VFIO_IOMMU_UNMAP_DMA: as MAP for the window and size; flags must be 0; nothing is written back. */
   private unmapDma(task: Task, arg: bigint): number {
     if (!this.enabled) fail(EPERM, "VFIO_IOMMU_UNMAP_DMA: the container is not enabled");
-    const { dv } = vfioCopyIn(task, arg, 24, "VFIO_IOMMU_UNMAP_DMA");
-    if (u32(dv, 4) !== 0) fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: no flags are supported");
-    const iova = u64(dv, 8);
-    const size = u64(dv, 16);
+    const { s: unmap } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_type1_dma_unmap,
+      offsetOfEnd(vfio_iommu_type1_dma_unmap, "size"),
+      "VFIO_IOMMU_UNMAP_DMA",
+    );
+    if (unmap.flags !== 0) fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: no flags are supported");
+    const { iova, size } = unmap;
     this.createDefaultWindow();
     const num = this.findTable(iova);
     if (num < 0) fail(ENXIO, `VFIO_IOMMU_UNMAP_DMA: no DMA window holds iova ${hex(iova)}`);
@@ -610,13 +631,19 @@ export class SpaprTceContainer implements VfioIommuBackend {
   private create(task: Task, arg: bigint): number {
     this.mmSet(task);
     if (this.groups.length === 0) fail(ENXIO, "VFIO_IOMMU_SPAPR_TCE_CREATE: no group attached");
-    const { buf, dv } = vfioCopyIn(task, arg, 40, "VFIO_IOMMU_SPAPR_TCE_CREATE");
-    if (u32(dv, 4) !== 0) fail(EINVAL, "VFIO_IOMMU_SPAPR_TCE_CREATE: flags must be 0");
+    const minsz = offsetOfEnd(vfio_iommu_spapr_tce_create, "start_addr");
+    const { s: create, buf } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_spapr_tce_create,
+      minsz,
+      "VFIO_IOMMU_SPAPR_TCE_CREATE",
+    );
+    if (create.flags !== 0) fail(EINVAL, "VFIO_IOMMU_SPAPR_TCE_CREATE: flags must be 0");
     this.createDefaultWindow();
-    const start = this.createWindow(u32(dv, 8), u64(dv, 16), u32(dv, 24));
-    dv.setBigUint64(32, start, true);
+    create.start_addr = this.createWindow(create.page_shift, create.window_size, create.levels);
     // A failing copy-out leaves the window created, as in the kernel (EFAULT).
-    task.copyToUser(arg, buf.subarray(0, 40));
+    task.copyToUser(arg, buf.subarray(0, minsz));
     return 0;
   }
 
@@ -624,9 +651,15 @@ export class SpaprTceContainer implements VfioIommuBackend {
   private remove(task: Task, arg: bigint): number {
     this.mmSet(task);
     if (this.groups.length === 0) fail(ENXIO, "VFIO_IOMMU_SPAPR_TCE_REMOVE: no group attached");
-    const { dv } = vfioCopyIn(task, arg, 16, "VFIO_IOMMU_SPAPR_TCE_REMOVE");
-    if (u32(dv, 4) !== 0) fail(EINVAL, "VFIO_IOMMU_SPAPR_TCE_REMOVE: flags must be 0");
-    const start = u64(dv, 8);
+    const { s: remove } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_spapr_tce_remove,
+      offsetOfEnd(vfio_iommu_spapr_tce_remove, "start_addr"),
+      "VFIO_IOMMU_SPAPR_TCE_REMOVE",
+    );
+    if (remove.flags !== 0) fail(EINVAL, "VFIO_IOMMU_SPAPR_TCE_REMOVE: flags must be 0");
+    const start = remove.start_addr;
     if (this.defWindowPending && start === 0n) {
       this.defWindowPending = false;
       return 0;
@@ -646,10 +679,15 @@ export class SpaprTceContainer implements VfioIommuBackend {
   /** VFIO_IOMMU_SPAPR_REGISTER_MEMORY (v2): also enables the container. */
   private registerMemory(task: Task, arg: bigint): number {
     const mm = this.mmSet(task);
-    const { dv } = vfioCopyIn(task, arg, 24, "VFIO_IOMMU_SPAPR_REGISTER_MEMORY");
-    if (u32(dv, 4) !== 0) fail(EINVAL, "VFIO_IOMMU_SPAPR_REGISTER_MEMORY: flags must be 0");
-    const vaddr = u64(dv, 8);
-    const size = u64(dv, 16);
+    const { s: reg } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_spapr_register_memory,
+      offsetOfEnd(vfio_iommu_spapr_register_memory, "size"),
+      "VFIO_IOMMU_SPAPR_REGISTER_MEMORY",
+    );
+    if (reg.flags !== 0) fail(EINVAL, "VFIO_IOMMU_SPAPR_REGISTER_MEMORY: flags must be 0");
+    const { vaddr, size } = reg;
     if ((vaddr & 0xfffn) !== 0n || (size & 0xfffn) !== 0n || vaddr + size > (1n << 64n) - 1n) {
       fail(EINVAL, "VFIO_IOMMU_SPAPR_REGISTER_MEMORY: vaddr and size must be page aligned and not wrap");
     }
@@ -671,10 +709,16 @@ export class SpaprTceContainer implements VfioIommuBackend {
   /** VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY (v2): exactly a registered range (ENOENT otherwise). */
   private unregisterMemory(task: Task, arg: bigint): number {
     if (this.mm === null) fail(EPERM, "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: nothing was registered");
-    const { dv } = vfioCopyIn(task, arg, 24, "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY");
-    if (u32(dv, 4) !== 0) fail(EINVAL, "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: flags must be 0");
-    const vaddr = u64(dv, 8);
-    const size = u64(dv, 16);
+    // the same struct as REGISTER_MEMORY
+    const { s: reg } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_spapr_register_memory,
+      offsetOfEnd(vfio_iommu_spapr_register_memory, "size"),
+      "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY",
+    );
+    if (reg.flags !== 0) fail(EINVAL, "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: flags must be 0");
+    const { vaddr, size } = reg;
     if ((vaddr & 0xfffn) !== 0n || (size & 0xfffn) !== 0n) {
       fail(EINVAL, "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: vaddr and size must be page aligned");
     }

@@ -1,11 +1,13 @@
 import type { Task } from "../kernel/task.js";
 import { E2BIG, EFAULT, EINVAL, fail, KernelError, rethrowWith } from "../uapi/errno.js";
-import { structView } from "../uapi/struct.js";
+import { offsetOf, offsetOfEnd, structView } from "../uapi/struct.js";
 import {
   VFIO_DEVICE_ATTACH_PASID,
   VFIO_DEVICE_BIND_FLAG_TOKEN,
   VFIO_DEVICE_DETACH_PASID,
+  vfio_device_attach_iommufd_pt,
   vfio_device_bind_iommufd,
+  vfio_device_detach_iommufd_pt,
 } from "../uapi/vfio.js";
 import type { VfioDeviceFile } from "./device.js";
 import { vfioDfClose, vfioDfOpen } from "./device-open.js";
@@ -16,11 +18,10 @@ import {
   vfioIommufdPhysicalPasidAttach,
   vfioIommufdPhysicalPasidDetach,
 } from "./iommufd.js";
-import { u32 } from "./uaccess.js";
+import { u32Bytes } from "./uaccess.js";
 
-/** offsetofend(struct vfio_device_bind_iommufd, out_devid) and sizeof. */
-const BIND_MINSZ = 16;
-const BIND_SIZE = 24;
+const BIND_MINSZ = offsetOfEnd(vfio_device_bind_iommufd, "out_devid");
+const BIND_SIZE = vfio_device_bind_iommufd.size;
 
 /**
  * VFIO_DEVICE_BIND_IOMMUFD (drivers/vfio/device_cdev.c), in the kernel's
@@ -31,8 +32,10 @@ const BIND_SIZE = 24;
  * bind. Only out_devid is written back.
  */
 export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): number {
-  const head = task.copyFromUser(arg, 4);
-  const argsz = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+  // argsz alone first: the copy that follows is argsz bytes long
+  const head = new Uint8Array(BIND_SIZE);
+  head.set(task.copyFromUser(arg, offsetOfEnd(vfio_device_bind_iommufd, "argsz")));
+  const argsz = structView(vfio_device_bind_iommufd, head).argsz;
   if (argsz < BIND_MINSZ)
     fail(EINVAL, `VFIO_DEVICE_BIND_IOMMUFD: argsz ${argsz} is below minsz ${BIND_MINSZ}`);
   const user = task.copyFromUser(arg, argsz);
@@ -64,7 +67,7 @@ export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigi
       throw e;
     }
     try {
-      task.copyToUser(arg + 12n, u32le(df.devid));
+      task.copyToUser(arg + BigInt(offsetOf(vfio_device_bind_iommufd, "out_devid")), u32Bytes(df.devid));
     } catch (e) {
       vfioDfClose(df);
       df.iommufd = null;
@@ -117,14 +120,21 @@ function vfioDfCheckToken(df: VfioDeviceFile, task: Task, flags: number, ptr: bi
  * cannot be.
  */
 export function vfioDfIoctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): number {
-  const { dv, pasid } = ptArgs(task, arg, 12, VFIO_DEVICE_ATTACH_PASID, "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+  const { buf, pasid } = ptArgs(
+    task,
+    arg,
+    vfio_device_attach_iommufd_pt,
+    offsetOfEnd(vfio_device_attach_iommufd_pt, "pt_id"),
+    VFIO_DEVICE_ATTACH_PASID,
+    "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+  );
   const withPasid = pasid !== undefined;
-  const ptId = u32(dv, 8);
+  const ptId = structView(vfio_device_attach_iommufd_pt, buf).pt_id;
   const hwptId = withPasid
     ? vfioIommufdPhysicalPasidAttach(df.device, pasid, ptId)
     : vfioIommufdPhysicalAttach(df.device, ptId);
   try {
-    task.copyToUser(arg + 8n, u32le(hwptId));
+    task.copyToUser(arg + BigInt(offsetOf(vfio_device_attach_iommufd_pt, "pt_id")), u32Bytes(hwptId));
   } catch (e) {
     if (e instanceof KernelError) {
       if (withPasid) vfioIommufdPhysicalPasidDetach(df.device, pasid);
@@ -138,7 +148,14 @@ export function vfioDfIoctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint)
 
 /** VFIO_DEVICE_DETACH_IOMMUFD_PT: minsz 8 (12 with the PASID flag); nothing attached is a success. */
 export function vfioDfIoctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): number {
-  const { pasid } = ptArgs(task, arg, 8, VFIO_DEVICE_DETACH_PASID, "VFIO_DEVICE_DETACH_IOMMUFD_PT");
+  const { pasid } = ptArgs(
+    task,
+    arg,
+    vfio_device_detach_iommufd_pt,
+    offsetOfEnd(vfio_device_detach_iommufd_pt, "flags"),
+    VFIO_DEVICE_DETACH_PASID,
+    "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+  );
   if (pasid !== undefined) vfioIommufdPhysicalPasidDetach(df.device, pasid);
   else vfioIommufdPhysicalDetach(df.device);
   return 0;
@@ -147,26 +164,29 @@ export function vfioDfIoctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint)
 /**
  * The argsz/flags header ATTACH and DETACH_IOMMUFD_PT share: EINVAL below
  * minsz or with a flag other than the PASID one; with it, argsz must also
- * cover the u32 pasid that follows minsz.
+ * cover the u32 pasid that follows minsz. Returns the struct's bytes
+ * (sizeof, zero where not copied) and the pasid when flagged.
  */
 function ptArgs(
   task: Task,
   arg: bigint,
+  def: typeof vfio_device_attach_iommufd_pt | typeof vfio_device_detach_iommufd_pt,
   minsz: number,
   pasidFlag: number,
   what: string,
-): { dv: DataView; pasid: number | undefined } {
-  const b = task.copyFromUser(arg, minsz);
-  const dv = new DataView(b.buffer, b.byteOffset, minsz);
-  const argsz = u32(dv, 0);
-  const flags = u32(dv, 4);
+): { buf: Uint8Array; pasid: number | undefined } {
+  const buf = new Uint8Array(def.size);
+  buf.set(task.copyFromUser(arg, minsz));
+  const { argsz, flags } = structView(def, buf);
   if (argsz < minsz || (flags & ~pasidFlag) !== 0) {
     fail(EINVAL, argsz < minsz ? `${what}: argsz ${argsz} is below ${minsz}` : `${what}: unknown flags`);
   }
-  if ((flags & pasidFlag) === 0) return { dv, pasid: undefined };
-  if (argsz < minsz + 4) fail(EINVAL, `${what}: argsz ${argsz} is below ${minsz + 4} with the PASID flag`);
-  const p = task.copyFromUser(arg + BigInt(minsz), 4);
-  return { dv, pasid: new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true) };
+  if ((flags & pasidFlag) === 0) return { buf, pasid: undefined };
+  const end = offsetOfEnd(def, "pasid");
+  if (argsz < end) fail(EINVAL, `${what}: argsz ${argsz} is below ${end} with the PASID flag`);
+  const at = offsetOf(def, "pasid");
+  buf.set(task.copyFromUser(arg + BigInt(at), end - at), at);
+  return { buf, pasid: structView(def, buf).pasid };
 }
 
 /** vfio_df_unbind_iommufd(): close of a cdev fd; nothing to do if it never bound. */
@@ -179,10 +199,4 @@ export function vfioDfUnbindIommufd(df: VfioDeviceFile): void {
   device.cdevOpened = false;
   df.accessGranted = false;
   device.group.unblockGroup();
-}
-
-function u32le(v: number): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, v, true);
-  return b;
 }

@@ -1,6 +1,6 @@
 import type { Task } from "../kernel/task.js";
 import { EINVAL, ENOTTY, fail } from "../uapi/errno.js";
-import { structView } from "../uapi/struct.js";
+import { offsetOfEnd, structView } from "../uapi/struct.js";
 import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
   VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
@@ -18,7 +18,7 @@ import {
 import type { VfioDevice } from "./device.js";
 import { vfioCopyIn } from "./uaccess.js";
 
-const FEATURE_MINSZ = 8;
+const FEATURE_MINSZ = offsetOfEnd(vfio_device_feature, "flags");
 
 /**
  * vfio_ioctl_device_feature() (drivers/vfio/vfio_main.c): argsz >= 8, only
@@ -43,7 +43,8 @@ export function vfioDeviceFeature(device: VfioDevice, task: Task, arg: bigint): 
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
       return fail(ENOTTY, `VFIO_DEVICE_FEATURE: ${device.ops.name} has no device DMA logging (no log_ops)`);
     default:
-      return device.ops.feature(task, flags, arg + 8n, argsz - FEATURE_MINSZ);
+      // the feature's payload is the header's data[]
+      return device.ops.feature(task, flags, arg + BigInt(vfio_device_feature.size), argsz - FEATURE_MINSZ);
   }
 }
 

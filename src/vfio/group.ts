@@ -11,12 +11,13 @@ import {
   VFIO_GROUP_GET_STATUS,
   VFIO_GROUP_SET_CONTAINER,
   VFIO_GROUP_UNSET_CONTAINER,
+  vfio_group_status,
 } from "../uapi/vfio.js";
 import type { VfioContainer } from "./container.js";
 import { type VfioDevice, VfioDeviceFile } from "./device.js";
 import { vfioDfClose, vfioDfOpen } from "./device-open.js";
 import { iommufdCompat, vfioIommufdCtxFromFile, vfioIommufdPhysicalAttach } from "./iommufd.js";
-import { vfioCopyIn } from "./uaccess.js";
+import { getUserS32, vfioCopyInStruct } from "./uaccess.js";
 
 /**
  * struct vfio_group (drivers/vfio/group.c): the devices of one
@@ -150,19 +151,24 @@ export function vfioGroupFops(env: GroupEnv): FileOps {
 }
 
 function getStatus(group: VfioGroup, task: Task, arg: bigint): number {
-  const { buf, dv } = vfioCopyIn(task, arg, 8, "VFIO_GROUP_GET_STATUS");
+  const { s: status, buf } = vfioCopyInStruct(
+    task,
+    arg,
+    vfio_group_status,
+    vfio_group_status.size,
+    "VFIO_GROUP_GET_STATUS",
+  );
   let flags = 0;
   if (group.devices.length === 0) fail(ENODEV, `group ${group.id} is being removed`);
   if (group.hasIommu()) flags = VFIO_GROUP_FLAGS_VIABLE | VFIO_GROUP_FLAGS_CONTAINER_SET;
   else if (group.iommuGroup === null || !group.iommuGroup.dmaOwnerClaimed) flags = VFIO_GROUP_FLAGS_VIABLE;
-  dv.setUint32(4, flags, true);
-  task.copyToUser(arg, buf.subarray(0, 8));
+  status.flags = flags;
+  task.copyToUser(arg, buf.subarray(0, vfio_group_status.size));
   return 0;
 }
 
 function setContainer(group: VfioGroup, task: Task, arg: bigint, env: GroupEnv): number {
-  const b = task.copyFromUser(arg, 4);
-  const fd = new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
+  const fd = getUserS32(task, arg);
   const f = task.fdget(fd);
   if (group.hasIommu()) fail(EINVAL, `group ${group.id} already has a container or iommufd`);
   if (group.devices.length === 0) fail(ENODEV, `group ${group.id} is being removed`);

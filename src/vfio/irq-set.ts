@@ -1,10 +1,12 @@
 import { EINVAL, fail } from "../uapi/errno.js";
+import { offsetOfEnd } from "../uapi/struct.js";
 import {
   VFIO_IRQ_SET_ACTION_TYPE_MASK,
   VFIO_IRQ_SET_DATA_BOOL,
   VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE,
   VFIO_IRQ_SET_DATA_TYPE_MASK,
+  vfio_irq_set,
 } from "../uapi/vfio.js";
 
 /** struct vfio_irq_set's header (minsz = offsetofend(count) = 20). */
@@ -16,7 +18,7 @@ export interface IrqSetHdr {
   count: number;
 }
 
-export const VFIO_IRQ_SET_MINSZ = 20;
+export const VFIO_IRQ_SET_MINSZ = offsetOfEnd(vfio_irq_set, "count");
 const U32_MAX = 0xffffffff;
 
 /**

@@ -23,6 +23,7 @@ import {
   rethrowWith,
 } from "../uapi/errno.js";
 import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
+import { offsetOf, offsetOfEnd, structView } from "../uapi/struct.js";
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_CC_IOMMU,
@@ -48,20 +49,29 @@ import {
   VFIO_TYPE1v2_IOMMU,
   VFIO_UNMAP_ALL,
   VFIO_UPDATE_VADDR,
+  vfio_bitmap,
+  vfio_info_cap_header,
+  vfio_iommu_type1_dirty_bitmap,
+  vfio_iommu_type1_dirty_bitmap_get,
+  vfio_iommu_type1_dma_map,
+  vfio_iommu_type1_dma_unmap,
+  vfio_iommu_type1_info,
+  vfio_iommu_type1_info_cap_iova_range,
+  vfio_iommu_type1_info_cap_migration,
+  vfio_iommu_type1_info_dma_avail,
+  vfio_iova_range,
 } from "../uapi/vfio.js";
 import type { VfioIommuBackend, VfioIommuDriver } from "./container.js";
 import { runsView, type VfioBackendDebugInfo } from "./debug-view.js";
-import { u32, u64, vfioCopyIn, writeCaps } from "./uaccess.js";
+import { vfioCopyInStruct, vfioStructOut, writeCaps } from "./uaccess.js";
 
 const U64_MAX = (1n << 64n) - 1n;
 /** DIRTY_BITMAP_SIZE_MAX: the bitmap bytes for INT_MAX pages (vfio_iommu_type1.c). */
 const DIRTY_BITMAP_SIZE_MAX = 0x10000000n;
 /** x86-64 access_ok(): the range must end at or below TASK_SIZE_MAX (2^47 - 4 KiB). */
 const USER_END = 0x7ffffffff000n;
-/** sizeof(struct vfio_bitmap): pgsize, size, data. */
-const VFIO_BITMAP_SIZE = 24;
-/** sizeof(struct vfio_iommu_type1_dirty_bitmap_get): iova, size, then a vfio_bitmap. */
-const DIRTY_BITMAP_GET_SIZE = 40;
+/** A capability's fields after its vfio_info_cap_header (writeCaps adds the header). */
+const capPayload = (bytes: Uint8Array) => bytes.subarray(vfio_info_cap_header.size);
 
 /** struct vfio_dma: one MAP_DMA, pinned and mapped into every domain. */
 interface VfioDma {
@@ -342,49 +352,64 @@ export class VfioIommuType1 implements VfioIommuBackend {
 
   /** vfio_iommu_type1_get_info: minsz 16; copy min(argsz, 24); caps migration, DMA avail, IOVA ranges. */
   private getInfo(task: Task, arg: bigint): number {
-    const { buf, dv, argsz } = vfioCopyIn(task, arg, 16, "VFIO_IOMMU_GET_INFO", 24);
-    const copy = Math.min(argsz, 24);
+    const {
+      s: info,
+      buf,
+      argsz,
+    } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_type1_info,
+      offsetOfEnd(vfio_iommu_type1_info, "iova_pgsizes"),
+      "VFIO_IOMMU_GET_INFO",
+    );
+    const copy = Math.min(argsz, vfio_iommu_type1_info.size);
     const pgsizes = this.pgsizeBitmap();
-    dv.setUint32(4, VFIO_IOMMU_INFO_PGSIZES, true);
-    dv.setBigUint64(8, pgsizes, true);
-    const mig = new Uint8Array(24);
-    const mv = new DataView(mig.buffer);
-    mv.setBigUint64(8, pgsizes & -pgsizes, true);
-    mv.setBigUint64(16, DIRTY_BITMAP_SIZE_MAX, true);
-    const avail = new Uint8Array(4);
-    new DataView(avail.buffer).setUint32(0, this.dmaAvail, true);
+    info.flags = VFIO_IOMMU_INFO_PGSIZES;
+    info.iova_pgsizes = pgsizes;
+    const mig = vfioStructOut(vfio_iommu_type1_info_cap_migration);
+    mig.s.pgsize_bitmap = pgsizes & -pgsizes;
+    mig.s.max_dirty_bitmap_size = DIRTY_BITMAP_SIZE_MAX;
+    const avail = vfioStructOut(vfio_iommu_type1_info_dma_avail);
+    avail.s.avail = this.dmaAvail;
     const caps = [
-      { id: VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, version: 1, payload: mig },
-      { id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, version: 1, payload: avail },
+      { id: VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, version: 1, payload: capPayload(mig.buf) },
+      { id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, version: 1, payload: capPayload(avail.buf) },
     ];
     const iovas = this.iovaList();
     if (iovas.length > 0) {
-      const p = new Uint8Array(8 + 16 * iovas.length);
-      const pv = new DataView(p.buffer);
-      pv.setUint32(0, iovas.length, true);
-      iovas.forEach(([s, l], i) => {
-        pv.setBigUint64(8 + 16 * i, s, true);
-        pv.setBigUint64(16 + 16 * i, l, true);
+      const hdrSize = vfio_iommu_type1_info_cap_iova_range.size;
+      const rangeSize = vfio_iova_range.size;
+      const cap = new Uint8Array(hdrSize + rangeSize * iovas.length);
+      structView(vfio_iommu_type1_info_cap_iova_range, cap).nr_iovas = iovas.length;
+      iovas.forEach(([start, end], i) => {
+        const at = hdrSize + rangeSize * i;
+        const r = structView(vfio_iova_range, cap.subarray(at, at + rangeSize));
+        r.start = start;
+        r.end = end;
       });
-      caps.push({ id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, version: 1, payload: p });
+      caps.push({ id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, version: 1, payload: capPayload(cap) });
     }
-    dv.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
-    const r = writeCaps(task, arg, argsz, 24, caps);
-    dv.setUint32(0, r.argsz, true);
-    dv.setUint32(16, r.capOffset, true);
+    info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;
+    const r = writeCaps(task, arg, argsz, vfio_iommu_type1_info.size, caps);
+    info.argsz = r.argsz;
+    info.cap_offset = r.capOffset;
     task.copyToUser(arg, buf.subarray(0, copy));
     return 0;
   }
 
   /** vfio_iommu_type1_map_dma + vfio_dma_do_map. */
   private mapDma(task: Task, arg: bigint): number {
-    const { dv } = vfioCopyIn(task, arg, 32, "VFIO_IOMMU_MAP_DMA");
-    const flags = u32(dv, 4);
+    const { s: map } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_type1_dma_map,
+      offsetOfEnd(vfio_iommu_type1_dma_map, "size"),
+      "VFIO_IOMMU_MAP_DMA",
+    );
+    const { flags, vaddr, iova, size } = map;
     const mask = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR;
     if ((flags & ~mask) !== 0) fail(EINVAL, `VFIO_IOMMU_MAP_DMA: unknown flags 0x${flags.toString(16)}`);
-    const vaddr = u64(dv, 8);
-    const iova = u64(dv, 16);
-    const size = u64(dv, 24);
     const wraps = iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX;
     if (this.overflowErrno) {
       if (size === 0n) fail(EINVAL, "VFIO_IOMMU_MAP_DMA: size is 0");
@@ -507,21 +532,33 @@ export class VfioIommuType1 implements VfioIommuBackend {
 
   /** vfio_iommu_type1_unmap_dma + vfio_dma_do_unmap (v1/v2 rules, VADDR invalidation, dirty bitmap). */
   private unmapDma(task: Task, arg: bigint): number {
-    const { buf, dv, argsz } = vfioCopyIn(task, arg, 24, "VFIO_IOMMU_UNMAP_DMA");
-    const flags = u32(dv, 4);
+    const {
+      s: unmap,
+      buf,
+      argsz,
+    } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_type1_dma_unmap,
+      offsetOfEnd(vfio_iommu_type1_dma_unmap, "size"),
+      "VFIO_IOMMU_UNMAP_DMA",
+    );
+    const flags = unmap.flags;
     const mask = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_VADDR | VFIO_DMA_UNMAP_FLAG_ALL;
     if ((flags & ~mask) !== 0) fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: unknown flags 0x${flags.toString(16)}`);
-    const iova = u64(dv, 8);
-    let size = u64(dv, 16);
+    const iova = unmap.iova;
+    let size = unmap.size;
     const getDirty = (flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) !== 0;
     let bitmap: { pgsize: bigint; data: bigint } | null = null;
     if (getDirty) {
       if (flags & (VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR)) {
         fail(EINVAL, "VFIO_IOMMU_UNMAP_DMA: GET_DIRTY_BITMAP cannot be combined with ALL or VADDR");
       }
-      if (argsz < 24 + VFIO_BITMAP_SIZE)
+      // the struct vfio_bitmap follows the struct (its data[])
+      const bitmapAt = vfio_iommu_type1_dma_unmap.size;
+      if (argsz < bitmapAt + vfio_bitmap.size)
         fail(EINVAL, `VFIO_IOMMU_UNMAP_DMA: GET_DIRTY_BITMAP needs argsz >= 48 (a struct vfio_bitmap)`);
-      bitmap = readBitmapArgs(task, arg + 24n, size, "VFIO_IOMMU_UNMAP_DMA");
+      bitmap = readBitmapArgs(task, arg + BigInt(bitmapAt), size, "VFIO_IOMMU_UNMAP_DMA");
     }
     const unmapAll = (flags & VFIO_DMA_UNMAP_FLAG_ALL) !== 0;
     const invalidateVaddr = (flags & VFIO_DMA_UNMAP_FLAG_VADDR) !== 0;
@@ -591,16 +628,22 @@ export class VfioIommuType1 implements VfioIommuBackend {
         this.removeDma(dma);
       }
     }
-    new DataView(buf.buffer).setBigUint64(16, unmapped, true);
-    task.copyToUser(arg, buf.subarray(0, 24));
+    unmap.size = unmapped;
+    task.copyToUser(arg, buf.subarray(0, vfio_iommu_type1_dma_unmap.size));
     return 0;
   }
 
   /** vfio_iommu_type1_dirty_pages: v2 only; exactly one of START, STOP, GET_BITMAP. */
   private dirtyPages(task: Task, arg: bigint): number {
     if (!this.v2) fail(EACCES, "VFIO_IOMMU_DIRTY_PAGES needs a VFIO_TYPE1v2_IOMMU container");
-    const { dv, argsz } = vfioCopyIn(task, arg, 8, "VFIO_IOMMU_DIRTY_PAGES");
-    const flags = u32(dv, 4);
+    const { s: dirty, argsz } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_iommu_type1_dirty_bitmap,
+      offsetOfEnd(vfio_iommu_type1_dirty_bitmap, "flags"),
+      "VFIO_IOMMU_DIRTY_PAGES",
+    );
+    const flags = dirty.flags;
     const mask =
       VFIO_IOMMU_DIRTY_PAGES_FLAG_START |
       VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP |
@@ -616,14 +659,21 @@ export class VfioIommuType1 implements VfioIommuBackend {
       this.dirtyTracking = false;
       return 0;
     }
-    if (argsz - 8 < DIRTY_BITMAP_GET_SIZE)
+    // data[] holds a struct vfio_iommu_type1_dirty_bitmap_get: iova and size, then its vfio_bitmap
+    const getAt = vfio_iommu_type1_dirty_bitmap.size;
+    if (argsz - getAt < vfio_iommu_type1_dirty_bitmap_get.size)
       fail(EINVAL, "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: argsz leaves no room for the 40-byte range");
-    const range = task.copyFromUser(arg + 8n, 16);
-    const rv = new DataView(range.buffer, range.byteOffset, 16);
-    const iova = rv.getBigUint64(0, true);
-    const size = rv.getBigUint64(8, true);
+    const bitmapAt = offsetOf(vfio_iommu_type1_dirty_bitmap_get, "bitmap.pgsize");
+    const range = new Uint8Array(vfio_iommu_type1_dirty_bitmap_get.size);
+    range.set(task.copyFromUser(arg + BigInt(getAt), bitmapAt));
+    const { iova, size } = structView(vfio_iommu_type1_dirty_bitmap_get, range);
     if (iova + size > U64_MAX) fail(EINVAL, "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: iova + size wraps");
-    const bitmap = readBitmapArgs(task, arg + 24n, size, "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP");
+    const bitmap = readBitmapArgs(
+      task,
+      arg + BigInt(getAt + bitmapAt),
+      size,
+      "VFIO_IOMMU_DIRTY_PAGES GET_BITMAP",
+    );
     const pg = this.minPgsize();
     if (bitmap.pgsize !== pg)
       fail(EINVAL, `VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: the bitmap page size must be 0x${pg.toString(16)}`);
@@ -698,11 +748,7 @@ function readBitmapArgs(
   rangeSize: bigint,
   what: string,
 ): { pgsize: bigint; data: bigint } {
-  const b = task.copyFromUser(at, VFIO_BITMAP_SIZE);
-  const bv = new DataView(b.buffer, b.byteOffset, VFIO_BITMAP_SIZE);
-  const pgsize = bv.getBigUint64(0, true);
-  const bytes = bv.getBigUint64(8, true);
-  const data = bv.getBigUint64(16, true);
+  const { pgsize, size: bytes, data } = structView(vfio_bitmap, task.copyFromUser(at, vfio_bitmap.size));
   if (bytes > USER_END || data > USER_END - bytes)
     fail(EINVAL, `${what}: the bitmap is not in user space (access_ok)`);
   // __ffs(0) is undefined in the kernel; a zero page size cannot describe any page.

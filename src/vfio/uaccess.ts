@@ -1,5 +1,6 @@
 import type { Task } from "../kernel/task.js";
 import { EINVAL, fail } from "../uapi/errno.js";
+import { type StructDef, type StructView, structView } from "../uapi/struct.js";
 
 /**
  * The VFIO handler prologue (uapi.md §4.1): copy `minsz` bytes in, then
@@ -22,16 +23,45 @@ export function vfioCopyIn(
   return { buf, dv, argsz };
 }
 
-export function u32(dv: DataView, off: number): number {
-  return dv.getUint32(off, true);
+/**
+ * vfioCopyIn for a struct table: `minsz` bytes in (EINVAL below it), in a
+ * buffer of at least sizeof the struct (zero past minsz, as the kernel
+ * never reads there), and a typed view of its fields.
+ */
+export function vfioCopyInStruct<D extends StructDef>(
+  task: Task,
+  arg: bigint,
+  def: D,
+  minsz: number,
+  what: string,
+): { s: StructView<D>; buf: Uint8Array; argsz: number } {
+  const { buf, argsz } = vfioCopyIn(task, arg, minsz, what, def.size);
+  return { s: structView(def, buf), buf, argsz };
 }
 
-export function s32(dv: DataView, off: number): number {
-  return dv.getInt32(off, true);
+/** A zeroed struct to fill in and copy out, and its typed view. */
+export function vfioStructOut<D extends StructDef>(def: D): { s: StructView<D>; buf: Uint8Array } {
+  const buf = new Uint8Array(def.size);
+  return { s: structView(def, buf), buf };
 }
 
-export function u64(dv: DataView, off: number): bigint {
-  return dv.getBigUint64(off, true);
+/** The `__s32` a pointer argument names (GROUP_SET_CONTAINER's container fd). */
+export function getUserS32(task: Task, arg: bigint): number {
+  const b = task.copyFromUser(arg, 4);
+  return new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
+}
+
+/** The first `count` elements of a `__s32` array payload (SET_IRQS data[], HOT_RESET group_fds[]). */
+export function s32Array(bytes: Uint8Array, count: number): number[] {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Array.from({ length: count }, (_, i) => dv.getInt32(4 * i, true));
+}
+
+/** A `__u32` as the 4 little-endian bytes copied to user space. */
+export function u32Bytes(v: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v, true);
+  return b;
 }
 
 /** Lay out a VFIO capability chain after a fixed struct (vfio_info_cap_add + vfio_info_cap_shift). */

@@ -3,21 +3,24 @@ import type { IommufdCtx } from "../../iommufd/ctx.js";
 import type { KFile } from "../../kernel/file.js";
 import type { Task } from "../../kernel/task.js";
 import { EINVAL, ENODEV, ENOENT, ENOSPC, EPERM, fail } from "../../uapi/errno.js";
+import { offsetOfEnd, structView } from "../../uapi/struct.js";
 import {
   VFIO_PCI_DEVID_NOT_OWNED,
   VFIO_PCI_DEVID_OWNED,
   VFIO_PCI_HOT_RESET_FLAG_DEV_ID,
   VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
+  vfio_pci_dependent_device,
+  vfio_pci_hot_reset,
+  vfio_pci_hot_reset_info,
 } from "../../uapi/vfio.js";
 import type { VfioDevice } from "../device.js";
 import type { VfioGroup } from "../group.js";
 import { vfioIommufdCtxHasGroup } from "../iommufd.js";
-import { u32, vfioCopyIn } from "../uaccess.js";
+import { s32Array, vfioCopyIn, vfioCopyInStruct, vfioStructOut } from "../uaccess.js";
 
-/** offsetofend(struct vfio_pci_hot_reset_info / vfio_pci_hot_reset, count). */
-const HDR_SIZE = 12;
-/** sizeof(struct vfio_pci_dependent_device). */
-const DEP_SIZE = 8;
+/** offsetofend(struct vfio_pci_hot_reset_info / vfio_pci_hot_reset, count): the arrays follow. */
+const HDR_SIZE = offsetOfEnd(vfio_pci_hot_reset_info, "count");
+const DEP_SIZE = vfio_pci_dependent_device.size;
 
 /** What vfio-pci sees of the PCI topology and of the other VFIO devices. */
 export interface VfioPciEnv {
@@ -103,15 +106,14 @@ export class VfioPciHotReset {
   /** VFIO_DEVICE_GET_PCI_HOT_RESET_INFO. */
   info(task: Task, arg: bigint): number {
     const { argsz } = vfioCopyIn(task, arg, HDR_SIZE, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO");
-    const hdr = new Uint8Array(HDR_SIZE);
-    const hv = new DataView(hdr.buffer);
-    hv.setUint32(0, argsz, true);
+    const { s: hdr, buf: hdrBytes } = vfioStructOut(vfio_pci_hot_reset_info);
+    hdr.argsz = argsz;
     this.probe("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO");
     const fns = this.affected();
     if (fns.length > Math.floor((argsz - HDR_SIZE) / DEP_SIZE)) {
       // The header still goes back: flags 0 and the count needed.
-      hv.setUint32(8, fns.length, true);
-      task.copyToUser(arg, hdr);
+      hdr.count = fns.length;
+      task.copyToUser(arg, hdrBytes);
       fail(
         ENOSPC,
         `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: ${fns.length} dependent devices do not fit argsz ${argsz}`,
@@ -122,12 +124,12 @@ export class VfioPciHotReset {
     const ictx = self.iommufd?.ictx ?? null;
     const inSet = new Set(this.devSet());
     const out = new Uint8Array(fns.length * DEP_SIZE);
-    const ov = new DataView(out.buffer);
     fns.forEach((f, i) => {
+      const dep = structView(vfio_pci_dependent_device, out.subarray(i * DEP_SIZE, (i + 1) * DEP_SIZE));
       const p = bdfParts(f.bdf);
-      ov.setUint16(i * DEP_SIZE + 4, p.segment, true);
-      ov.setUint8(i * DEP_SIZE + 6, p.bus);
-      ov.setUint8(i * DEP_SIZE + 7, p.devfn);
+      dep.segment = p.segment;
+      dep.bus = p.bus;
+      dep.devfn = p.devfn;
       if (flags & VFIO_PCI_HOT_RESET_FLAG_DEV_ID) {
         const vdev = this.env.vfioDevice(f.bdf);
         let devid = VFIO_PCI_DEVID_NOT_OWNED;
@@ -136,7 +138,7 @@ export class VfioPciHotReset {
           devid = id > 0 ? id : id === -ENOENT ? VFIO_PCI_DEVID_OWNED : VFIO_PCI_DEVID_NOT_OWNED;
         }
         if (devid === VFIO_PCI_DEVID_NOT_OWNED) flags &= ~VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED;
-        ov.setInt32(i * DEP_SIZE, devid, true);
+        dep.devid = devid;
       } else {
         const gid = this.env.iommuGroupId(f.bdf);
         if (gid === undefined)
@@ -144,21 +146,20 @@ export class VfioPciHotReset {
             EPERM,
             `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: ${f.bdf} has no iommu_group (cannot reset non-isolated devices)`,
           );
-        ov.setUint32(i * DEP_SIZE, gid, true);
+        dep.group_id = gid;
       }
     });
     task.copyToUser(arg + BigInt(HDR_SIZE), out);
-    hv.setUint32(4, flags, true);
-    hv.setUint32(8, fns.length, true);
-    task.copyToUser(arg, hdr);
+    hdr.flags = flags;
+    hdr.count = fns.length;
+    task.copyToUser(arg, hdrBytes);
     return 0;
   }
 
   /** VFIO_DEVICE_PCI_HOT_RESET: group fds on the group path, a zero-length array on a cdev. */
   reset(task: Task, arg: bigint): number {
-    const { dv } = vfioCopyIn(task, arg, HDR_SIZE, "VFIO_DEVICE_PCI_HOT_RESET");
-    const flags = u32(dv, 4);
-    const count = u32(dv, 8);
+    const { s: hdr } = vfioCopyInStruct(task, arg, vfio_pci_hot_reset, HDR_SIZE, "VFIO_DEVICE_PCI_HOT_RESET");
+    const { flags, count } = hdr;
     if (flags !== 0) fail(EINVAL, `VFIO_DEVICE_PCI_HOT_RESET: flags must be 0 (0x${flags.toString(16)})`);
     const self = this.env.self;
     if ((count !== 0) === self.cdevOpened) {
@@ -177,11 +178,9 @@ export class VfioPciHotReset {
           EINVAL,
           `VFIO_DEVICE_PCI_HOT_RESET: ${count} group fds for ${this.affected().length} affected devices`,
         );
-      const raw = task.copyFromUser(arg + BigInt(HDR_SIZE), count * 4);
-      const rv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+      const fds = s32Array(task.copyFromUser(arg + BigInt(HDR_SIZE), count * 4), count);
       groups = [];
-      for (let i = 0; i < count; i++) {
-        const fd = rv.getInt32(i * 4, true);
+      for (const fd of fds) {
         const g = this.env.groupOfFile(task.fdget(fd));
         if (g === null) fail(EINVAL, `VFIO_DEVICE_PCI_HOT_RESET: fd ${fd} is not a VFIO group`);
         groups.push(g);

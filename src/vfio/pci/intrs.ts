@@ -10,6 +10,11 @@ import {
   PCI_MSI_DATA_64,
   PCI_MSI_FLAGS,
   PCI_MSI_FLAGS_ENABLE,
+  PCI_MSIX_ENTRY_CTRL_MASKBIT,
+  PCI_MSIX_ENTRY_DATA,
+  PCI_MSIX_ENTRY_LOWER_ADDR,
+  PCI_MSIX_ENTRY_SIZE,
+  PCI_MSIX_ENTRY_VECTOR_CTRL,
   PCI_MSIX_FLAGS,
   PCI_MSIX_FLAGS_ENABLE,
 } from "../../hw/pci-regs.js";
@@ -32,6 +37,7 @@ import {
   VFIO_PCI_NUM_IRQS,
   VFIO_PCI_REQ_IRQ_INDEX,
 } from "../../uapi/vfio.js";
+import { s32Array } from "../uaccess.js";
 
 /** An eventfd a trigger holds (eventfd_ctx_fdget keeps the file). */
 export interface Trigger {
@@ -134,8 +140,7 @@ export class VfioPciIrqs {
       fail(EINVAL, `SET_IRQS: another interrupt type (index ${this.irqType}) is enabled; disable it first`);
     }
     if ((flags & VFIO_IRQ_SET_DATA_EVENTFD) !== 0) {
-      const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-      const fds = Array.from({ length: count }, (_, i) => dv.getInt32(4 * i, true));
+      const fds = s32Array(data, count);
       // Resolve every fd before changing anything, so a bad one changes nothing.
       const triggers: (Trigger | null)[] = [];
       try {
@@ -203,7 +208,7 @@ export class VfioPciIrqs {
       return cur;
     }
     if (count === 0) fail(EINVAL, "SET_IRQS: DATA_EVENTFD with count 0");
-    const fd = new DataView(data.buffer, data.byteOffset, 4).getInt32(0, true);
+    const [fd] = s32Array(data, 1);
     if (fd === -1) {
       cur?.file.put();
       return null;
@@ -234,11 +239,11 @@ export class VfioPciIrqs {
       const pos = fn.config.findCap(PCI_CAP_ID_MSIX);
       const m = fn.msix!;
       for (let v = 0; v < nvec; v++) {
-        const e = new Uint8Array(16);
+        const e = new Uint8Array(PCI_MSIX_ENTRY_SIZE);
         const dv = new DataView(e.buffer);
-        dv.setUint32(0, MSI_ADDR_BASE, true);
-        dv.setUint32(8, HOST_VECTOR_BASE + v, true);
-        fn.mmioWrite(m.bar, m.tableOffset + 16 * v, e);
+        dv.setUint32(PCI_MSIX_ENTRY_LOWER_ADDR, MSI_ADDR_BASE, true);
+        dv.setUint32(PCI_MSIX_ENTRY_DATA, HOST_VECTOR_BASE + v, true);
+        fn.mmioWrite(m.bar, m.tableOffset + PCI_MSIX_ENTRY_SIZE * v, e);
       }
       fn.configWrite(pos + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
     }
@@ -259,7 +264,11 @@ export class VfioPciIrqs {
       fn.configWrite(PCI_COMMAND, 2, cmd | PCI_COMMAND_MEMORY);
       const m = fn.msix!;
       for (let v = 0; v < m.vectors; v++)
-        fn.mmioWrite(m.bar, m.tableOffset + 16 * v + 12, new Uint8Array([1, 0, 0, 0]));
+        fn.mmioWrite(
+          m.bar,
+          m.tableOffset + PCI_MSIX_ENTRY_SIZE * v + PCI_MSIX_ENTRY_VECTOR_CTRL,
+          new Uint8Array([PCI_MSIX_ENTRY_CTRL_MASKBIT, 0, 0, 0]),
+        );
       fn.configWrite(msix + PCI_MSIX_FLAGS, 2, 0);
       fn.configWrite(PCI_COMMAND, 2, cmd);
     }

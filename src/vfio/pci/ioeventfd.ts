@@ -4,7 +4,7 @@ import type { EventFdCtx } from "../../kernel/eventfd.js";
 import type { KFile } from "../../kernel/file.js";
 import type { Task } from "../../kernel/task.js";
 import { EEXIST, EINVAL, ENODEV, ENOSPC, fail } from "../../uapi/errno.js";
-import { structView } from "../../uapi/struct.js";
+import { offsetOfEnd, structView } from "../../uapi/struct.js";
 import {
   VFIO_DEVICE_IOEVENTFD_SIZE_MASK,
   VFIO_PCI_BAR5_REGION_INDEX,
@@ -16,8 +16,7 @@ import { eventfdGet } from "./intrs.js";
 
 /** VFIO_PCI_IOEVENTFD_MAX (vfio_pci_priv.h). */
 export const VFIO_PCI_IOEVENTFD_MAX = 1000;
-/** offsetofend(struct vfio_device_ioeventfd, fd). */
-const IOEVENTFD_MINSZ = 28;
+const IOEVENTFD_MINSZ = offsetOfEnd(vfio_device_ioeventfd, "fd");
 
 /** struct vfio_pci_ioeventfd: a BAR write the eventfd triggers. */
 interface Ioeventfd {

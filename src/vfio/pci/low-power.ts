@@ -1,11 +1,11 @@
 import type { Task } from "../../kernel/task.js";
 import { EINVAL, fail } from "../../uapi/errno.js";
-import { VFIO_DEVICE_FEATURE_SET } from "../../uapi/vfio.js";
+import { structView } from "../../uapi/struct.js";
+import { VFIO_DEVICE_FEATURE_SET, vfio_device_low_power_entry_with_wakeup } from "../../uapi/vfio.js";
 import { vfioCheckFeature } from "../device-feature.js";
 import { eventfdGet, type Trigger } from "./intrs.js";
 
-/** sizeof(struct vfio_device_low_power_entry_with_wakeup). */
-const WAKEUP_ENTRY_SIZE = 8;
+const WAKEUP_ENTRY_SIZE = vfio_device_low_power_entry_with_wakeup.size;
 
 /**
  * vfio-pci runtime power management as user space drives it
@@ -43,8 +43,11 @@ export class VfioPciLowPower {
       "LOW_POWER_ENTRY_WITH_WAKEUP",
     );
     if (r !== 1) return r;
-    const b = task.copyFromUser(arg, WAKEUP_ENTRY_SIZE);
-    const fd = new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
+    const entry = structView(
+      vfio_device_low_power_entry_with_wakeup,
+      task.copyFromUser(arg, WAKEUP_ENTRY_SIZE),
+    );
+    const fd = entry.wakeup_eventfd;
     if (fd < 0) fail(EINVAL, `LOW_POWER_ENTRY_WITH_WAKEUP: wakeup_eventfd ${fd} is negative`);
     const t = eventfdGet(task, fd);
     try {

@@ -11,6 +11,7 @@ import type { KFile } from "../../kernel/file.js";
 import type { Task } from "../../kernel/task.js";
 import type { IoMem } from "../../mm/io-mem.js";
 import { EFAULT, EINVAL, EIO, ENOTTY, fail } from "../../uapi/errno.js";
+import { offsetOfEnd, structView } from "../../uapi/struct.js";
 import {
   VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
   VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
@@ -46,11 +47,15 @@ import {
   VFIO_REGION_INFO_FLAG_MMAP,
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
+  vfio_device_info,
+  vfio_irq_info,
+  vfio_irq_set,
+  vfio_region_info,
 } from "../../uapi/vfio.js";
 import type { VfioDeviceOps } from "../device.js";
 import { vfioCheckFeature } from "../device-feature.js";
 import { VFIO_IRQ_SET_MINSZ, vfioSetIrqsValidate } from "../irq-set.js";
-import { u32, vfioCopyIn, writeCaps } from "../uaccess.js";
+import { vfioCopyIn, vfioCopyInStruct, vfioStructOut, writeCaps } from "../uaccess.js";
 import { VfioPciConfig } from "./config.js";
 import { type VfioPciEnv, VfioPciHotReset } from "./hot-reset.js";
 import { VfioPciIrqs } from "./intrs.js";
@@ -59,8 +64,10 @@ import { VfioPciLowPower } from "./low-power.js";
 import { matchTokenUuid, type VfioPciSriov, type VfToken, vfioPciMatch } from "./sriov.js";
 
 const OFFSET_MASK = (1n << BigInt(VFIO_PCI_OFFSET_SHIFT)) - 1n;
-/** sizeof(struct vfio_device_info): GET_INFO copies min(argsz, this) (vfio_pci_core.c). */
-const DEVICE_INFO_SIZE = 24;
+/** The handlers' minsz: offsetofend(vfio_device_info, num_irqs), (vfio_region_info, offset), (vfio_irq_info, count). */
+const INFO_MINSZ = offsetOfEnd(vfio_device_info, "num_irqs");
+const REGION_INFO_MINSZ = offsetOfEnd(vfio_region_info, "offset");
+const IRQ_INFO_MINSZ = offsetOfEnd(vfio_irq_info, "count");
 
 /**
  * vfio-pci (drivers/vfio/pci/vfio_pci_core.c) over a model PCI function:
@@ -224,21 +231,24 @@ export class VfioPciCore implements VfioDeviceOps, VfioPciSriov {
    * function has no AtomicOps completer bits).
    */
   private getInfo(task: Task, arg: bigint): number {
-    const { argsz } = vfioCopyIn(task, arg, 16, "VFIO_DEVICE_GET_INFO");
-    const buf = new Uint8Array(DEVICE_INFO_SIZE);
-    const dv = new DataView(buf.buffer);
-    dv.setUint32(0, argsz, true);
-    dv.setUint32(4, VFIO_DEVICE_FLAGS_PCI | (this.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0), true);
-    dv.setUint32(8, VFIO_PCI_NUM_REGIONS, true);
-    dv.setUint32(12, VFIO_PCI_NUM_IRQS, true);
-    task.copyToUser(arg, buf.subarray(0, Math.min(argsz, DEVICE_INFO_SIZE)));
+    const { argsz } = vfioCopyIn(task, arg, INFO_MINSZ, "VFIO_DEVICE_GET_INFO");
+    const { s: info, buf } = vfioStructOut(vfio_device_info);
+    info.argsz = argsz;
+    info.flags = VFIO_DEVICE_FLAGS_PCI | (this.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0);
+    info.num_regions = VFIO_PCI_NUM_REGIONS;
+    info.num_irqs = VFIO_PCI_NUM_IRQS;
+    task.copyToUser(arg, buf.subarray(0, Math.min(argsz, vfio_device_info.size)));
     return 0;
   }
 
   /** vfio_pci_ioctl_get_region_info: minsz 32, offset = index << 40, MSIX_MAPPABLE on the MSI-X BAR. */
   private getRegionInfo(task: Task, arg: bigint): number {
-    const { buf, dv, argsz } = vfioCopyIn(task, arg, 32, "VFIO_DEVICE_GET_REGION_INFO");
-    const index = u32(dv, 8);
+    const {
+      s: info,
+      buf,
+      argsz,
+    } = vfioCopyInStruct(task, arg, vfio_region_info, REGION_INFO_MINSZ, "VFIO_DEVICE_GET_REGION_INFO");
+    const index = info.index;
     let flags = 0;
     let size = 0n;
     const caps: { id: number; version: number; payload: Uint8Array }[] = [];
@@ -262,24 +272,30 @@ export class VfioPciCore implements VfioDeviceOps, VfioPciSriov {
     } else {
       fail(EINVAL, `VFIO_DEVICE_GET_REGION_INFO: index ${index} past the ${VFIO_PCI_NUM_REGIONS} regions`);
     }
-    dv.setUint32(4, flags, true);
-    dv.setBigUint64(16, size, true);
-    dv.setBigUint64(24, BigInt(index) << BigInt(VFIO_PCI_OFFSET_SHIFT), true);
-    dv.setUint32(12, 0, true);
+    info.flags = flags;
+    info.size = size;
+    info.offset = BigInt(index) << BigInt(VFIO_PCI_OFFSET_SHIFT);
+    info.cap_offset = 0;
     if (caps.length > 0) {
-      dv.setUint32(4, flags | VFIO_REGION_INFO_FLAG_CAPS, true);
-      const r = writeCaps(task, arg, argsz, 32, caps);
-      dv.setUint32(0, r.argsz, true);
-      dv.setUint32(12, r.capOffset, true);
+      info.flags = flags | VFIO_REGION_INFO_FLAG_CAPS;
+      const r = writeCaps(task, arg, argsz, vfio_region_info.size, caps);
+      info.argsz = r.argsz;
+      info.cap_offset = r.capOffset;
     }
-    task.copyToUser(arg, buf.subarray(0, 32));
+    task.copyToUser(arg, buf.subarray(0, REGION_INFO_MINSZ));
     return 0;
   }
 
   /** vfio_pci_ioctl_get_irq_info: minsz 16; ERR only on PCIe; index >= 5 EINVAL. */
   private getIrqInfo(task: Task, arg: bigint): number {
-    const { buf, dv } = vfioCopyIn(task, arg, 16, "VFIO_DEVICE_GET_IRQ_INFO");
-    const index = u32(dv, 8);
+    const { s: info, buf } = vfioCopyInStruct(
+      task,
+      arg,
+      vfio_irq_info,
+      IRQ_INFO_MINSZ,
+      "VFIO_DEVICE_GET_IRQ_INFO",
+    );
+    const index = info.index;
     if (index >= VFIO_PCI_NUM_IRQS)
       fail(EINVAL, `VFIO_DEVICE_GET_IRQ_INFO: index ${index} past the 5 IRQ types`);
     if (index === VFIO_PCI_ERR_IRQ_INDEX && !this.isPcie)
@@ -289,23 +305,15 @@ export class VfioPciCore implements VfioDeviceOps, VfioPciSriov {
       index === VFIO_PCI_INTX_IRQ_INDEX
         ? VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED
         : VFIO_IRQ_INFO_NORESIZE;
-    dv.setUint32(4, flags, true);
-    dv.setUint32(12, this.irqs.count(index, this.isPcie), true);
-    task.copyToUser(arg, buf.subarray(0, 16));
+    info.flags = flags;
+    info.count = this.irqs.count(index, this.isPcie);
+    task.copyToUser(arg, buf.subarray(0, IRQ_INFO_MINSZ));
     return 0;
   }
 
   /** vfio_pci_ioctl_set_irqs: the core validation, then the per-index handler. */
   private setIrqs(task: Task, arg: bigint): number {
-    const head = task.copyFromUser(arg, VFIO_IRQ_SET_MINSZ);
-    const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
-    const hdr = {
-      argsz: u32(dv, 0),
-      flags: u32(dv, 4),
-      index: u32(dv, 8),
-      start: u32(dv, 12),
-      count: u32(dv, 16),
-    };
+    const hdr = structView(vfio_irq_set, task.copyFromUser(arg, VFIO_IRQ_SET_MINSZ));
     const max = this.irqs.count(hdr.index, this.isPcie);
     const dataSize = vfioSetIrqsValidate(hdr, max, VFIO_PCI_NUM_IRQS);
     const data =
