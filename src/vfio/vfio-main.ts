@@ -304,8 +304,10 @@ export class VfioCore {
       for (const pf of this.sriovPfs) if (pf.fn === fn.physfn) core.sriovPf = pf;
     } else if (this.env.pciIsPhysfn?.(fn)) {
       const uuid = new Uint8Array(16);
-      const dv = new DataView(uuid.buffer);
-      for (let i = 0; i < 4; i++) dv.setUint32(4 * i, this.uuidRng.next());
+      for (let i = 0; i < 16; i += 4) {
+        const w = this.uuidRng.next();
+        uuid.set([w >>> 24, (w >>> 16) & 0xff, (w >>> 8) & 0xff, w & 0xff], i);
+      }
       uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4
       uuid[8] = (uuid[8] & 0x3f) | 0x80; // RFC 4122 variant
       core.vfToken = { uuid, users: 0 };
