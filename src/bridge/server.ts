@@ -128,11 +128,15 @@ export class BridgeServer {
   /** false: the server never polls; every channel request comes with a nudge (tests use it). */
   polling = true;
   private sinceProbe = 0;
-  /** Requests answered through a channel, and polling episodes (the bench and tests read them). */
+  /**
+   * Requests answered through a channel, polling episodes, and wake-ups
+   * sent to a shim that slept on its reply (the bench and tests read them).
+   */
   readonly stats = {
     channelRequests: 0,
     socketRequests: 0,
     spins: 0,
+    wakes: 0,
     memReads: 0,
     memReadsPrefetched: 0,
     mapsReads: 0,
@@ -314,7 +318,7 @@ export class BridgeServer {
   private serveChannel(c: Client, ch: Channel): boolean {
     const q = ch.poll();
     if (q === null) {
-      if (ch.takeWake() && !c.sock.destroyed) c.sock.write(BridgeServer.WAKE);
+      this.wake(c, ch);
       return false;
     }
     if (typeof q === "string") {
@@ -333,9 +337,16 @@ export class BridgeServer {
         `bridge: pid ${c.pid}: ${r.irqs?.length} interrupts in one call; the channel carried the first ones`,
       );
     }
-    if (ch.takeWake() && !c.sock.destroyed) c.sock.write(BridgeServer.WAKE);
+    this.wake(c, ch);
     this.afterRequest?.();
     return true;
+  }
+
+  /** The shim sleeps on a reply already in its channel: wake it (once). */
+  private wake(c: Client, ch: Channel): void {
+    if (!ch.takeWake() || c.sock.destroyed) return;
+    this.stats.wakes++;
+    c.sock.write(BridgeServer.WAKE);
   }
 
   /** One request over the socket: always a reply, never an exception. */

@@ -279,13 +279,20 @@ export class IoatDevice extends PciFunction {
     if (this.chanerr() !== 0) return; // latched errors keep the channel halted
     const target = this.reg16(CH + IOAT_CHAN_DMACOUNT_OFFSET);
     this.setStatus(IOAT_CHANSTS_ACTIVE);
-    while (this.processed !== target) {
-      const addr = this.next ?? this.reg64(CH + IOAT_CHAINADDR_OFFSET);
-      const halt = this.process(addr);
-      if (halt !== null) {
-        this.halt(halt);
-        return;
+    // the whole chain runs within this access: one DMA batch (a self-chained
+    // descriptor and its source are read once, not once per copy)
+    this.dma.beginBatch();
+    try {
+      while (this.processed !== target) {
+        const addr = this.next ?? this.reg64(CH + IOAT_CHAINADDR_OFFSET);
+        const halt = this.process(addr);
+        if (halt !== null) {
+          this.halt(halt);
+          return;
+        }
       }
+    } finally {
+      this.dma.endBatch();
     }
     this.setStatus(IOAT_CHANSTS_DONE);
   }

@@ -6,6 +6,7 @@ import {
   IOMMU_IOAS_MAP_WRITEABLE,
 } from "../uapi/iommufd.js";
 import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
+import { offsetOf, offsetOfEnd, type StructDef, type StructView, structView } from "../uapi/struct.js";
 import {
   VFIO_API_VERSION,
   VFIO_CHECK_EXTENSION,
@@ -15,23 +16,29 @@ import {
   VFIO_DMA_UNMAP_FLAG_ALL,
   VFIO_GET_API_VERSION,
   VFIO_IOMMU_GET_INFO,
+  VFIO_IOMMU_INFO_CAPS,
+  VFIO_IOMMU_INFO_PGSIZES,
   VFIO_IOMMU_MAP_DMA,
+  VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
   VFIO_IOMMU_UNMAP_DMA,
   VFIO_NOIOMMU_IOMMU,
   VFIO_SET_IOMMU,
   VFIO_TYPE1_IOMMU,
   VFIO_TYPE1v2_IOMMU,
   VFIO_UNMAP_ALL,
+  vfio_info_cap_header,
+  vfio_iommu_type1_dma_map,
+  vfio_iommu_type1_dma_unmap,
+  vfio_iommu_type1_info,
+  vfio_iommu_type1_info_cap_iova_range,
+  vfio_iommu_type1_info_dma_avail,
+  vfio_iova_range,
 } from "../uapi/vfio.js";
 import type { IommufdCtx } from "./ctx.js";
 import { HwptPaging } from "./hw-pagetable.js";
 import { allocUserPages, disableLargePages, IommufdIoas, mapNewPages } from "./ioas.js";
 import { U64_MAX } from "./iova-alloc.js";
-
-const VFIO_IOMMU_INFO_PGSIZES = 1;
-const VFIO_IOMMU_INFO_CAPS = 2;
-const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
-const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
 
 /** get_compat_ioas(): ENODEV when no compat IOAS is set. */
 function compatIoas(ictx: IommufdCtx): IommufdIoas {
@@ -135,25 +142,33 @@ function setIommu(ictx: IommufdCtx, task: Task, arg: bigint): number {
   return 0;
 }
 
-function readStruct(task: Task, arg: bigint, n: number): DataView {
-  const b = task.copyFromUser(arg, n);
-  return new DataView(b.buffer, b.byteOffset, n);
+/** The first `minsz` bytes of a struct, in a buffer of its sizeof (zero past minsz), as a typed view. */
+function readStruct<D extends StructDef>(
+  task: Task,
+  arg: bigint,
+  def: D,
+  minsz: number,
+): { s: StructView<D>; buf: Uint8Array } {
+  const buf = new Uint8Array(def.size);
+  buf.set(task.copyFromUser(arg, minsz));
+  return { s: structView(def, buf), buf };
 }
 
+const MAP_MINSZ = offsetOfEnd(vfio_iommu_type1_dma_map, "size");
+const UNMAP_MINSZ = offsetOfEnd(vfio_iommu_type1_dma_unmap, "size");
+const INFO_MINSZ = offsetOfEnd(vfio_iommu_type1_info, "iova_pgsizes");
+
 function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
-  const v = readStruct(task, arg, 32);
-  const argsz = v.getUint32(0, true);
-  const flags = v.getUint32(4, true);
-  if (argsz < 32 || (flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)) !== 0) {
+  const { s: map } = readStruct(task, arg, vfio_iommu_type1_dma_map, MAP_MINSZ);
+  const { argsz, flags } = map;
+  if (argsz < MAP_MINSZ || (flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)) !== 0) {
     fail(EINVAL, `vfio_iommu_type1_dma_map: argsz ${argsz} < 32 or unknown flags 0x${flags.toString(16)}`);
   }
   const ioas = compatIoas(ictx);
   let mflags = IOMMU_IOAS_MAP_FIXED_IOVA;
   if (flags & VFIO_DMA_MAP_FLAG_READ) mflags |= IOMMU_IOAS_MAP_READABLE;
   if (flags & VFIO_DMA_MAP_FLAG_WRITE) mflags |= IOMMU_IOAS_MAP_WRITEABLE;
-  const vaddr = v.getBigUint64(8, true);
-  const iova = v.getBigUint64(16, true);
-  const size = v.getBigUint64(24, true);
+  const { vaddr, iova, size } = map;
   // The accounting is the context's (iopt_map_common): MM when the context was opened as
   // /dev/vfio/vfio or set so by RLIMIT_MODE, per-user on a plain /dev/iommu.
   const pages = allocUserPages(ictx, task, vaddr, size, (flags & VFIO_DMA_MAP_FLAG_WRITE) !== 0);
@@ -162,18 +177,16 @@ function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
 }
 
 function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
-  const v = readStruct(task, arg, 24);
-  const argsz = v.getUint32(0, true);
-  const flags = v.getUint32(4, true);
-  if (argsz < 24 || (flags & ~VFIO_DMA_UNMAP_FLAG_ALL) !== 0) {
+  const { s: unmap, buf } = readStruct(task, arg, vfio_iommu_type1_dma_unmap, UNMAP_MINSZ);
+  const { argsz, flags } = unmap;
+  if (argsz < UNMAP_MINSZ || (flags & ~VFIO_DMA_UNMAP_FLAG_ALL) !== 0) {
     fail(
       EINVAL,
       `vfio_iommu_type1_dma_unmap: argsz ${argsz} < 24 or unsupported flags 0x${flags.toString(16)}`,
     );
   }
   const ioas = compatIoas(ictx);
-  const iova = v.getBigUint64(8, true);
-  const size = v.getBigUint64(16, true);
+  const { iova, size } = unmap;
   // iommufd_vfio_unmap_dma() writes `size` (the bytes unmapped so far) back even when the
   // unmap itself fails; only the UNMAP_ALL argument check and a failed cut skip the copy.
   const progress = { unmapped: 0n };
@@ -202,70 +215,75 @@ function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): number {
       err = e;
     }
   }
-  v.setBigUint64(16, progress.unmapped, true);
-  task.copyToUser(arg, new Uint8Array(v.buffer, v.byteOffset, 24));
+  unmap.size = progress.unmapped;
+  task.copyToUser(arg, buf.subarray(0, UNMAP_MINSZ));
   if (err !== undefined) throw err;
   return 0;
 }
 
 function getInfo(ictx: IommufdCtx, task: Task, arg: bigint): number {
-  const head = readStruct(task, arg, 16);
-  const argsz = head.getUint32(0, true);
-  if (argsz < 16) fail(EINVAL, `vfio_iommu_type1_info: argsz ${argsz} < 16`);
-  const minsz = Math.min(argsz, 24);
-  // Only the first 16 bytes are read; cap_offset and pad go back as the kernel's zeroes.
-  const info = new Uint8Array(24);
-  info.set(new Uint8Array(head.buffer, head.byteOffset, 16));
-  const iv = new DataView(info.buffer);
+  // Only minsz bytes are read; cap_offset and pad go back as the kernel's zeroes.
+  const { s: info, buf } = readStruct(task, arg, vfio_iommu_type1_info, INFO_MINSZ);
+  const argsz = info.argsz;
+  if (argsz < INFO_MINSZ) fail(EINVAL, `vfio_iommu_type1_info: argsz ${argsz} < 16`);
+  const copy = Math.min(argsz, vfio_iommu_type1_info.size);
   const ioas = compatIoas(ictx);
   // iommufd_get_pagesizes(): AND of every domain's sizes, sub-page sizes folded into PAGE_SIZE.
   let pg = U64_MAX;
   for (const d of ioas.iopt.domains) pg &= d.pgsizeBitmap;
   if ((pg & (PAGE - 1n)) !== 0n) pg = (pg & ~(PAGE - 1n)) | PAGE;
   if (pg < ioas.iopt.iovaAlignment) pg = ioas.iopt.iovaAlignment;
-  iv.setUint32(4, VFIO_IOMMU_INFO_PGSIZES, true);
-  iv.setBigUint64(8, pg, true);
-  iv.setUint32(16, 0, true);
+  info.flags = VFIO_IOMMU_INFO_PGSIZES;
+  info.iova_pgsizes = pg;
+  info.cap_offset = 0;
   const caps: Uint8Array[] = [];
-  const avail = new Uint8Array(12);
-  const av = new DataView(avail.buffer);
-  av.setUint16(0, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, true);
-  av.setUint16(2, 1, true);
-  av.setUint32(8, 0xffffffff, true);
+  const avail = new Uint8Array(vfio_iommu_type1_info_dma_avail.size);
+  const av = structView(vfio_iommu_type1_info_dma_avail, avail);
+  av.id = VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL;
+  av.version = 1;
+  av.avail = 0xffffffff;
   caps.push(avail);
   const ranges = ioas.iopt.usableRanges();
-  const iovaCap = new Uint8Array(16 + 16 * ranges.length);
-  const ic = new DataView(iovaCap.buffer);
-  ic.setUint16(0, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, true);
-  ic.setUint16(2, 1, true);
-  ic.setUint32(8, ranges.length, true);
-  ranges.forEach(([s, l], i) => {
-    ic.setBigUint64(16 + 16 * i, s, true);
-    ic.setBigUint64(24 + 16 * i, l, true);
+  const hdrSize = vfio_iommu_type1_info_cap_iova_range.size;
+  const rangeSize = vfio_iova_range.size;
+  const iovaCap = new Uint8Array(hdrSize + rangeSize * ranges.length);
+  const ic = structView(vfio_iommu_type1_info_cap_iova_range, iovaCap);
+  ic.id = VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE;
+  ic.version = 1;
+  ic.nr_iovas = ranges.length;
+  const rangeAt = (r: number) => hdrSize + rangeSize * r;
+  ranges.forEach(([start, end], i) => {
+    const r = structView(vfio_iova_range, iovaCap.subarray(rangeAt(i), rangeAt(i + 1)));
+    r.start = start;
+    r.end = end;
   });
   caps.push(iovaCap);
-  let total = 24;
+  let total = vfio_iommu_type1_info.size;
   let lastCapOff = -1;
   for (const [i, c] of caps.entries()) {
     const room = argsz > total ? argsz - total : 0;
     if (room >= c.length) task.copyToUser(arg + BigInt(total), c);
     else if (i === 1) {
       // iommufd_fill_cap_iova(): each range that fits is written even when the whole cap does not.
-      for (let r = 0; 16 + 16 * (r + 1) <= room; r++)
-        task.copyToUser(arg + BigInt(total + 16 + 16 * r), c.subarray(16 + 16 * r, 32 + 16 * r));
+      for (let r = 0; rangeAt(r + 1) <= room; r++)
+        task.copyToUser(arg + BigInt(total + rangeAt(r)), c.subarray(rangeAt(r), rangeAt(r + 1)));
     }
     // The previous cap's `next` is written only when everything so far fit.
     if (lastCapOff >= 0 && argsz >= total) {
-      const nb = new Uint8Array(4);
-      new DataView(nb.buffer).setUint32(0, total, true);
-      task.copyToUser(arg + BigInt(lastCapOff + 4), nb);
+      const hdr = new Uint8Array(vfio_info_cap_header.size);
+      structView(vfio_info_cap_header, hdr).next = total;
+      const at = offsetOf(vfio_info_cap_header, "next");
+      task.copyToUser(
+        arg + BigInt(lastCapOff + at),
+        hdr.subarray(at, offsetOfEnd(vfio_info_cap_header, "next")),
+      );
     }
     lastCapOff = total;
     total += Math.ceil(c.length / 8) * 8;
   }
-  if (argsz >= total) iv.setUint32(16, 24, true);
-  iv.setUint32(0, total, true);
-  iv.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
-  task.copyToUser(arg, info.subarray(0, minsz));
+  if (argsz >= total) info.cap_offset = vfio_iommu_type1_info.size;
+  info.argsz = total;
+  info.flags = VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS;
+  task.copyToUser(arg, buf.subarray(0, copy));
   return 0;
 }

@@ -699,18 +699,13 @@ export class VfioIommuType1 implements VfioIommuBackend {
     return 0;
   }
 
+  /**
+   * One iommu_map() per pinned run, laid end to end from the IOVA; on
+   * failure what this mapped is unmapped. domain.mapRuns does exactly that
+   * on numbers (a 1 GiB pin of scattered 4 KiB pages is 262144 runs).
+   */
   private mapInto(domain: IommuDomain, dma: VfioDma): void {
-    let at = dma.iova;
-    for (let i = 0; i < dma.runs.count; i++) {
-      const len = BigInt(dma.runs.len[i]) * PAGE;
-      try {
-        domain.map(at, BigInt(dma.runs.pfn[i]) * PAGE, len, dma.prot);
-      } catch (e) {
-        if (at > dma.iova) domain.unmap(dma.iova, at - dma.iova);
-        throw e;
-      }
-      at += len;
-    }
+    domain.mapRuns(dma.iova, dma.runs, 0, BigInt(dma.runs.pages) * PAGE, dma.prot);
   }
 
   private removeDma(dma: VfioDma): void {

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -13,7 +14,7 @@ const run = promisify(execFile);
 async function runWith(
   bin: string,
   args: string[],
-  opts: { spinNs?: string; polling?: boolean },
+  opts: { spinNs?: string; polling?: boolean; env?: NodeJS.ProcessEnv },
 ): Promise<{
   out: Record<string, string>;
   stderr: string;
@@ -31,6 +32,7 @@ async function runWith(
       IOMMUFD_SIM_SOCKET: s.socketPath,
     };
     if (opts.spinNs !== undefined) env.IOMMUFD_SIM_SPIN_NS = opts.spinNs;
+    Object.assign(env, opts.env);
     const r = await run(bin, args, { env });
     await s.server.idle();
     return {
@@ -144,6 +146,64 @@ describe("exec: the request channel", () => {
         expect(r.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0 });
         if (!polling) expect(r.stats.spins).toBe(0);
       }
+    }
+  });
+
+  it("the shim spins through long calls while every runnable task has a CPU, and sleeps at once after two on a loaded machine", async () => {
+    // three map/unmap pairs (each pins or unpins 1024 pages of the program: far longer than the
+    // shim's first spin), then refusals the model answers at once
+    const bin = compileC(`${C_PRELUDE}
+int main(void) {
+  int iommufd = open("/dev/iommu", O_RDWR);
+  int dev = open("/dev/vfio/devices/vfio0", O_RDWR);
+  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
+  ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b);
+  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
+  ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a);
+  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
+  ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
+  size_t len = 1024 * 4096;
+  char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  memset(buf, 1, len);
+  int long_ok = 0;
+  for (int i = 0; i < 3; i++) {
+    struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = len, .iova = 0x1000000 };
+    struct ex_iommu_ioas_unmap u = { .size = sizeof(u), .ioas_id = a.out_ioas_id, .iova = 0x1000000, .length = len };
+    long_ok += ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m) == 0 && ioctl(iommufd, EX_IOMMU_IOAS_UNMAP, &u) == 0 && u.length == len;
+  }
+  OUT("long_ok", "%d", long_ok);
+  struct ex_iommu_ioas_alloc bad = { .size = 8 };
+  int einval = 0;
+  for (int i = 0; i < 50; i++)
+    einval += ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &bad) == -1 && errno == EINVAL;
+  OUT("einval", "%d", einval);
+  return 0;
+}
+`);
+    // the machine as the shim sees it: /proc/loadavg's running count against the CPUs online
+    const dir = mkdtempSync(join(tmpdir(), "loadavg-"));
+    try {
+      const quiet = join(dir, "quiet");
+      writeFileSync(quiet, "0.00 0.00 0.00 1/100 4242\n");
+      const loaded = join(dir, "loaded");
+      writeFileSync(loaded, "9.00 9.00 9.00 4096/5000 4242\n");
+      // a spin cap no call reaches: how long the shim spins is up to the machine's load
+      const spinNs = "60000000000";
+      // quiet: no call sleeps, so the server sends no wake-up
+      const q = await runWith(bin, [], { spinNs, env: { IOMMUFD_SIM_LOADAVG: quiet } });
+      expect(q.stderr).toBe("");
+      expect(q.out).toMatchObject({ long_ok: "3", einval: "50" });
+      expect(q.stats.wakes).toBe(0);
+      expect(q.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0, pinnedPages: 0 });
+      // loaded: the first long call halves the spin, the second makes the shim sleep at once, and
+      // a look at the machine (at most every 16 calls) keeps it asleep: each refusal is a wake-up
+      const l = await runWith(bin, [], { spinNs, env: { IOMMUFD_SIM_LOADAVG: loaded } });
+      expect(l.stderr).toBe("");
+      expect(l.out).toMatchObject({ long_ok: "3", einval: "50" });
+      expect(l.stats.wakes).toBeGreaterThanOrEqual(50);
+      expect(l.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0, pinnedPages: 0 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -297,3 +297,43 @@ describe("IOAT interrupts", () => {
     expect(dev.mmioRead(0, 0x3000, 8)[0]).toBe(0);
   });
 });
+
+describe("IOAT: one doorbell is one DMA batch", () => {
+  it("a self-chained storm reads its descriptor and source once; every DMA is still logged", () => {
+    const { m, dev, desc, kick } = rig();
+    desc(DESC, { size: 4096, src: SRC, dst: DST, next: DESC });
+    const logged = m.debug.dmaLog().length;
+    kick(DESC, 100);
+    expect(dev.completed).toBe(100);
+    // 100 fetches and 100 source reads: all but the first of each answered by the batch
+    expect(dev.dma.batchHits).toBe(198);
+    expect(m.debug.dmaLog().length - logged).toBe(300);
+    expect(m.phys.read(DST, 4096)).toEqual(m.phys.read(SRC, 4096));
+  });
+
+  it("a copy over its own descriptor: the next fetch reads the new descriptor, not the one read before", () => {
+    const { m, dev, rd, desc, kick } = rig();
+    // the source holds a descriptor with an opcode the channel refuses; the copy lands on DESC
+    desc(SRC + 4096, { size: 64, ctl: 0x7f << 24, src: SRC, dst: DST, next: DESC });
+    desc(DESC, { size: 64, src: SRC + 4096, dst: DESC, next: DESC });
+    kick(DESC, 3);
+    expect(dev.completed).toBe(1);
+    expect(rd(CHANSTS, 8) & 7n).toBe(3n);
+    expect(Number(rd(CHANERR, 4))).not.toBe(0);
+    // and a later doorbell starts a new batch: memory changed between accesses is read again
+    const hits = dev.dma.batchHits;
+    desc(DESC, { size: 16, src: SRC, dst: DST, next: DESC });
+    m.phys.write(SRC, new Uint8Array(16).fill(0xee));
+    wrReset(dev);
+    kick(DESC, 1);
+    expect(m.phys.read(DST, 16)).toEqual(new Uint8Array(16).fill(0xee));
+    expect(dev.dma.batchHits).toBe(hits);
+  });
+});
+
+/** CHANCMD RESET (clears the latched error so the channel runs again). */
+function wrReset(dev: IoatDevice): void {
+  dev.mmioWrite(0, CHANCMD, new Uint8Array([0x20]));
+  const err = dev.mmioRead(0, CHANERR, 4);
+  dev.mmioWrite(0, CHANERR, err);
+}

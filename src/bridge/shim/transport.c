@@ -16,6 +16,7 @@
 #include "shim.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <time.h>
 
 pthread_mutex_t br_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -79,28 +80,46 @@ static uint32_t chan_seq; /* the last request posted */
 static pid_t chan_pid;    /* getpid() as of the channel (a fork's child makes its own) */
 
 /*
- * How long the shim spins on a reply before it sleeps (ns): SPIN_MAX_NS
- * (or IOMMUFD_SIM_SPIN_NS; 0: never spin) while replies come in that
- * time, half of it after one that did not, 0 (sleep at once) after two.
- * A spinning shim that shares a CPU with the server keeps it from
- * answering until the scheduler steps in (milliseconds on a loaded
- * machine), so it gives up quickly. While sleeping, a probe every probe_every-th call spins
- * SPIN_PROBE_NS (well above a round trip with both sides spinning, so a
- * probe can succeed); a failed probe doubles the interval (up to
- * PROBE_MAX), a successful one brings spinning back.
+ * How long the shim spins on a reply before it sleeps. Spinning costs
+ * nothing while the machine has a CPU for every runnable task (this
+ * thread and the server among them: /proc/loadavg's instantaneous count),
+ * and it is what keeps a round trip fast: a sleeping shim pays a wake-up
+ * (tens of µs in a VM), and the server's wake-up, a sync one from a
+ * thread that keeps running, tends to put the shim on the server's own
+ * CPU, where the next spin holds up the answer it waits for. So on a
+ * quiet machine the shim spins up to spin_max (SPIN_MAX_NS, or
+ * IOMMUFD_SIM_SPIN_NS; 0: never spin) and looks at the machine every
+ * QUIET_LOOK_NS past the first SPIN_BUSY_NS, yielding its CPU each time
+ * (to the server, when the two ended up on one CPU). On a loaded machine a
+ * spinning shim takes a CPU from someone who needs it, the server perhaps,
+ * so a miss there halves the budget and a second one makes the shim sleep
+ * at once; it then looks at the machine again at most every QUIET_TTL_NS
+ * and spins again once the machine is quiet.
  */
-#define SPIN_MAX_NS 50000
-#define SPIN_PROBE_NS 20000
-#define PROBE_MIN 4
-#define PROBE_MAX 256
+#define SPIN_MAX_NS 2000000
+#define SPIN_BUSY_NS 50000
+#define QUIET_LOOK_NS 50000
+#define QUIET_TTL_NS 1000000
+#define LOOK_CALLS 16
 static uint64_t spin_max = SPIN_MAX_NS;
-static uint64_t spin_budget = SPIN_MAX_NS;
-static unsigned since_probe;
-static unsigned probe_every = PROBE_MIN;
+/* This call's spin before the first look at the machine (0: sleep at once). */
+static uint64_t spin_budget = SPIN_BUSY_NS;
+/* When the sleeping shim last looked at the machine (ns), and the calls since. */
+static uint64_t looked_at;
+static unsigned since_look;
+static long ncpu;
+/* /proc/loadavg, or IOMMUFD_SIM_LOADAVG (tests give a machine of their choosing) */
+static char loadavg[PATH_MAX] = "/proc/loadavg";
 /* A prefetched ioctl struct: at most this many bytes, never past arg's page. */
 #define PREFETCH_MAX 256
 
 #define CHAN_U32(off) ((uint32_t *)(chan + (off)))
+
+/* The spin budget while replies come in time. */
+static uint64_t full_budget(void)
+{
+	return spin_max < SPIN_BUSY_NS ? spin_max : SPIN_BUSY_NS;
+}
 
 static uint64_t now_ns(void)
 {
@@ -120,9 +139,13 @@ static int chan_create(void)
 	const char *e = getenv("IOMMUFD_SIM_SPIN_NS");
 	if (e && *e)
 		spin_max = strtoull(e, NULL, 10);
-	spin_budget = spin_max;
-	probe_every = PROBE_MIN;
-	since_probe = 0;
+	spin_budget = full_budget();
+	looked_at = 0;
+	since_look = 0;
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	e = getenv("IOMMUFD_SIM_LOADAVG");
+	if (e && *e && strlen(e) < sizeof(loadavg))
+		strcpy(loadavg, e);
 	int fd = (int)syscall(SYS_memfd_create, BR_CHAN_NAME, 1u /* MFD_CLOEXEC */);
 	if (fd < 0)
 		return -1;
@@ -152,15 +175,49 @@ static int replied(uint32_t seq)
 	       __atomic_load_n(CHAN_U32(BR_CHAN_REP + 24), __ATOMIC_ACQUIRE) == seq;
 }
 
-/* This call's spin budget (ns): 0 means sleep at once (and say so in the first nudge). */
+/*
+ * Whether every runnable task has a CPU: /proc/loadavg's running count
+ * (this thread included) against the CPUs online. About 3 µs; raw
+ * syscalls, since the shim's own open would look at the path.
+ */
+static int machine_quiet(void)
+{
+	char b[128];
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, loadavg, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = syscall(SYS_read, fd, b, sizeof(b) - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return 0;
+	b[n] = 0;
+	/* "0.06 0.10 0.20 2/190 1234": the fourth field's first number */
+	const char *p = b;
+	for (int i = 0; i < 3 && p; i++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	long r = p ? strtol(p, NULL, 10) : 0;
+	return r >= 1 && r <= ncpu;
+}
+
+/* This call's spin budget (ns): 0 means sleep at once (and say so before posting). */
 static uint64_t spin_for_call(void)
 {
 	if (spin_budget > 0 || spin_max == 0)
 		return spin_budget;
-	if (++since_probe < probe_every)
+	/* (a program that calls rarely gains little from spinning: it looks only after LOOK_CALLS) */
+	if (++since_look < LOOK_CALLS)
 		return 0;
-	since_probe = 0;
-	return SPIN_PROBE_NS < spin_max ? SPIN_PROBE_NS : spin_max;
+	uint64_t t = now_ns();
+	if (t - looked_at < QUIET_TTL_NS)
+		return 0;
+	looked_at = t;
+	since_look = 0;
+	if (machine_quiet())
+		spin_budget = full_budget();
+	return spin_budget;
 }
 
 static int server_polling(void)
@@ -171,17 +228,17 @@ static int server_polling(void)
 }
 
 /*
- * Spin up to budget ns, then sleep on the socket until the server wakes
- * us: BR_CHAN_SLEEP = seq asks for the wake-up (set before posting when
- * the budget is 0).
+ * Spin up to budget ns, on to spin_max while the machine is quiet, then
+ * sleep on the socket until the server wakes us: BR_CHAN_SLEEP = seq asks
+ * for the wake-up (set before posting when the budget is 0).
  */
 static void wait_reply(uint32_t seq, uint64_t budget)
 {
-	uint64_t t0 = 0;
+	uint64_t t0 = 0, until = budget;
+	int busy = 0;
 	for (unsigned i = 0; budget > 0; i++) {
 		if (replied(seq)) {
-			spin_budget = spin_max;
-			probe_every = PROBE_MIN;
+			spin_budget = full_budget();
 			return;
 		}
 		if ((i & 63) != 63) {
@@ -191,15 +248,25 @@ static void wait_reply(uint32_t seq, uint64_t budget)
 		uint64_t t = now_ns();
 		if (t0 == 0)
 			t0 = t;
-		if (t - t0 > budget)
+		if (t - t0 <= until)
+			continue;
+		if (t - t0 >= spin_max)
 			break;
+		if (!machine_quiet()) {
+			busy = 1;
+			break;
+		}
+		until = t - t0 + QUIET_LOOK_NS;
+		sched_yield();
 	}
 	if (budget > 0) {
-		/* a miss: half the budget once (a pause of the server's: its GC), then sleep; a probe
-		   that missed waits twice as long for the next */
-		if (spin_budget == 0 && probe_every < PROBE_MAX)
-			probe_every *= 2;
-		spin_budget = spin_budget == spin_max ? spin_max / 2 : 0;
+		/* a miss on a busy machine: half the budget once (a pause of the server's: its GC),
+		   then sleep at once; a long call on a quiet one changes nothing */
+		if (busy) {
+			spin_budget = spin_budget == full_budget() ? spin_budget / 2 : 0;
+			looked_at = now_ns();
+			since_look = 0;
+		}
 		__atomic_store_n(CHAN_U32(BR_CHAN_SLEEP), seq, __ATOMIC_SEQ_CST);
 		if (replied(seq))
 			return;
