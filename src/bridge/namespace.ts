@@ -52,6 +52,8 @@ const BUS_DEVICE = /^\/sys\/bus\/pci\/devices\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]
 const FAIL_NTH = /^\/proc\/(?:self|thread-self|\d+)(?:\/task\/\d+)?\/fail-nth$/;
 /** /proc/self/pagemap: the bridge serves it with the model's frame numbers (src/bridge/pagemap.ts). */
 const PAGEMAP = /^\/proc\/(?:self|\d+)\/pagemap$/;
+/** /proc/PID/status: VmLck and VmPin with the model's charges (src/bridge/proc-status.ts). */
+export const STATUS = /^\/proc\/(?:self|\d+)\/status$/;
 /** The fault-injection directories debugfs shows, with their attributes. */
 const DEBUGFS: Record<string, string[]> = {
   failslab: [
@@ -86,9 +88,14 @@ export class BridgeNamespace {
 
   constructor(private readonly m: Machine) {}
 
-  /** True when the real kernel should answer for this path (the model does not have it). */
+  /**
+   * True when the real kernel should answer for this path (the model does
+   * not have it). /proc/PID/status is the real file for everything but
+   * open, which the bridge serves for its own processes.
+   */
   passthrough(path: string): boolean {
     const p = normalize(path);
+    if (STATUS.test(p)) return true;
     return PASSTHROUGH_PREFIXES.some((x) => p === x || p.startsWith(`${x}/`)) && !this.m.vfs.exists(p);
   }
 

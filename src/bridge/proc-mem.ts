@@ -1,6 +1,16 @@
-import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, readSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  statfsSync,
+  writeSync,
+} from "node:fs";
 import type { ForeignFile, ForeignMemory, ForeignVma } from "../mm/index.js";
 import { EFAULT } from "../uapi/errno.js";
+import { mapsKey } from "./hugetlb-fd.js";
 
 /**
  * A real process's memory through /proc/PID/mem (reads and writes at
@@ -118,14 +128,14 @@ export class ProcMemory implements ForeignMemory {
     }
     const out: ForeignVma[] = [];
     for (const line of text.split("\n")) {
-      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\S+)\s*(.*)$/.exec(line);
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\S+)\s*(.*)$/.exec(line);
       if (m === null) continue;
       const perms = m[3];
-      const name = m[6];
+      const name = m[7];
       const hugetlb =
         name.startsWith("/anon_hugepage") ||
         name.startsWith("/dev/hugepages/") ||
-        this.hugetlbFiles.has(`${m[4]} ${m[5]}`);
+        this.hugetlbFiles.has(`${m[5]} ${m[6]}`);
       out.push({
         start: Number.parseInt(m[1], 16),
         end: Number.parseInt(m[2], 16),
@@ -135,7 +145,7 @@ export class ProcMemory implements ForeignMemory {
         // MAP_HUGETLB memory (anonymous or on hugetlbfs), in pages of the size smaps gives
         hugetlb,
         ...(hugetlb && { hugeShift: this.hugeShift(m[1]) }),
-        ...(perms[3] === "s" && { shared: `${m[4]} ${m[5]}` }),
+        ...(perms[3] === "s" && { shared: `${m[5]} ${m[6]}`, pgoff: Number.parseInt(m[4], 16) / 4096 }),
       });
     }
     return out;
@@ -191,27 +201,39 @@ export function capNames(capEff: bigint): string[] {
     .map(([name]) => name);
 }
 
+/** statfs f_type of shmem (tmpfs, and the internal mount memfds live on) and of hugetlbfs. */
+const TMPFS_MAGIC = 0x01021994;
+const HUGETLBFS_MAGIC = 0x958458f6;
+
 /**
- * A real process's memfd, opened by the server through /proc/PID/fd/N (the
- * same file, not a copy), or undefined when fd is no memfd of that process.
+ * A real process's shmem file (a memfd, a tmpfs file such as /dev/shm/x),
+ * opened by the server through /proc/PID/fd/N (the same file, not a copy;
+ * the server's open keeps it alive after the program closes its fd or
+ * exits), with its name, its link and its key as /proc/PID/maps names a mapping of it
+ * ("MAJ:MIN INODE"). `{ other }` (the fd's link) for any other open file,
+ * undefined when fd is not open in the process.
  */
-export function openProcMemfd(
+export function openProcShmemFile(
   pid: number,
   fd: number,
-): { file: ForeignFile; name: string; ino: number } | { other: string } | undefined {
+): { file: ForeignFile; name: string; path: string; key: string } | { other: string } | undefined {
+  const path = `/proc/${pid}/fd/${fd}`;
   let target: string;
+  let fsType: number;
   try {
-    target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    target = readlinkSync(path);
+    fsType = Number(statfsSync(path).type);
   } catch {
     return undefined;
   }
-  if (!target.startsWith("/memfd:")) return { other: target };
+  // memfd_pin_folios() takes shmem and hugetlbfs files only: anything else the model sees as a file it cannot pin
+  if (fsType !== TMPFS_MAGIC && fsType !== HUGETLBFS_MAGIC) return { other: target };
   let osfd: number;
   try {
-    osfd = openSync(`/proc/${pid}/fd/${fd}`, "r+");
+    osfd = openSync(path, "r+");
   } catch {
     try {
-      osfd = openSync(`/proc/${pid}/fd/${fd}`, "r");
+      osfd = openSync(path, "r");
     } catch {
       return { other: target };
     }
@@ -244,9 +266,7 @@ export function openProcMemfd(
       open = false;
     },
   };
-  return {
-    file,
-    name: target.slice("/memfd:".length).replace(/ \(deleted\)$/, ""),
-    ino: fstatSync(osfd).ino,
-  };
+  const st = fstatSync(osfd);
+  const name = target.startsWith("/memfd:") ? target.slice("/memfd:".length) : target;
+  return { file, name: name.replace(/ \(deleted\)$/, ""), path: target, key: mapsKey(st.dev, st.ino) };
 }

@@ -32,6 +32,7 @@ export const OP = {
   HUGETLB: 25,
   HUGETLB_FD: 30,
   HUGETLB_MMAP: 31,
+  CRED: 32,
   NUDGE: 40,
 } as const;
 

@@ -2,6 +2,7 @@ import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
+import { RLIM_INFINITY } from "../kernel/cred.js";
 import { type FileOps, KFile } from "../kernel/file.js";
 import type { Machine } from "../kernel/machine.js";
 import type { Process } from "../kernel/process.js";
@@ -12,9 +13,10 @@ import { Channel } from "./channel.js";
 import { bridgeHugetlb, bridgeMmap, bridgeMmio, bridgeMremap, bridgeMunmap } from "./devmem.js";
 import { hugetlbMemfd, hugetlbMmap } from "./hugetlb-fd.js";
 import { EVENTFD_LINK, realEventFd } from "./irq.js";
-import { BridgeNamespace, type NodeKind, type StatInfo } from "./namespace.js";
+import { BridgeNamespace, type NodeKind, STATUS, type StatInfo } from "./namespace.js";
 import { pagemapOps } from "./pagemap.js";
-import { capNames, openProcMemfd, ProcMemory, procCred } from "./proc-mem.js";
+import { capNames, openProcShmemFile, ProcMemory, procCred } from "./proc-mem.js";
+import { procStatusOps } from "./proc-status.js";
 import {
   decodeRequest,
   encodeReply,
@@ -60,7 +62,7 @@ const PROBE_EVERY = 16;
 const SPIN_SLICE_MS = 0.5;
 
 /** Files the bridge reads at a position of its own (sysfs text, fail-nth): read(2) advances it. */
-const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir", "pagemap"]);
+const POSITIONED = new Set(["sysfs", "fail-nth", "debugfs", "dir", "pagemap", "proc-status"]);
 
 /**
  * One connection: one real process (a thread group). Its model Process,
@@ -79,8 +81,8 @@ class Client {
   nextFd = -1;
   consumed = false;
   readonly pos = new WeakMap<KFile, number>();
-  /** The process's memfds the model has seen (IOAS_MAP_FILE), by fd: the file and its inode. */
-  readonly memfds = new Map<number, { kfile: KFile; mf: ForeignMemFile; ino: number }>();
+  /** The process's shmem files the model has seen (IOAS_MAP_FILE), by fd. */
+  readonly memfds = new Map<number, { kfile: KFile; mf: ForeignMemFile }>();
   /** Real eventfds the model signalled since the last reply: the shim writes 1 to each. */
   irqs: number[] = [];
   constructor(readonly sock: Socket) {}
@@ -477,6 +479,8 @@ export class BridgeServer {
         );
         return 0;
       }
+      case OP.CRED:
+        return this.setCred(p, q.a, q.b);
       case OP.HUGETLB_MMAP: {
         const attrs = (shift: number, a: string) => {
           const n = this.m.vfs.lookup(`/sys/kernel/mm/hugepages/hugepages-${1 << (shift - 10)}kB/${a}`);
@@ -557,6 +561,7 @@ export class BridgeServer {
   }
 
   private open(c: Client, p: Process, path: string, flags: number, fd: number): number {
+    if (STATUS.test(path)) return this.openStatus(c, p, path, flags, fd);
     if (this.ns.passthrough(path)) return PASSTHROUGH;
     const r = this.ns.resolve(path, (flags & O_NOFOLLOW) === 0);
     if (typeof r === "number") return this.pathFail(p, "open", path, r);
@@ -573,6 +578,41 @@ export class BridgeServer {
     }
     c.nextFd = fd;
     return p.open(r.model, flags & ~O_CLOEXEC);
+  }
+
+  /**
+   * /proc/self/status or /proc/PID/status of a process of this machine (any
+   * client, as ps reads another's): VmLck and VmPin with the model's
+   * charges. Any other process's: the real file.
+   */
+  private openStatus(c: Client, p: Process, path: string, flags: number, fd: number): number {
+    if ((flags & 3) !== 0) return PASSTHROUGH; // opened for writing: the real kernel's EACCES
+    const pid = /^\/proc\/(\d+)\//.exec(path)?.[1];
+    const owner =
+      pid === undefined ? c : [...this.clients].find((o) => o.pid === Number(pid) && o.proc !== null);
+    if (owner === undefined) return PASSTHROUGH;
+    const ops = procStatusOps(owner.pid, () => owner.proc?.task.mm ?? null);
+    return install(c, p, new KFile(ops, undefined, path, flags), fd);
+  }
+
+  /**
+   * The process's capabilities or RLIMIT_MEMLOCK changed after it joined (a
+   * libcap drop, setrlimit): the model's cred takes the real ones, as the
+   * kernel's checks would see them from now on.
+   */
+  private setCred(p: Process, capEff: bigint, memlock: bigint): number {
+    const cred = p.task.cred;
+    const caps = capNames(capEff);
+    const limit = memlock; // the shim sends ~0 for RLIM_INFINITY, which is the kernel's all-ones
+    const before = [...cred.caps].sort().join(",");
+    cred.caps.clear();
+    for (const cap of caps) cred.caps.add(cap);
+    cred.rlimitMemlock = limit;
+    const after = [...cred.caps].sort().join(",");
+    this.log(
+      `[pid ${p.pid}] credentials changed: caps ${before === after ? "unchanged" : `{${after}}`}, RLIMIT_MEMLOCK ${limit === RLIM_INFINITY ? "unlimited" : limit}`,
+    );
+    return 0;
   }
 
   /** A path call the bridge answers itself failed: the trace gets the reason. */
@@ -695,11 +735,13 @@ export class BridgeServer {
   }
 
   /**
-   * A real fd of the process the model has no file for: its memfd (for
-   * IOMMU_IOAS_MAP_FILE) becomes a ForeignMemFile over the same file.
+   * A real fd of the process the model has no file for: its shmem file (a
+   * memfd, a tmpfs file, for IOMMU_IOAS_MAP_FILE) becomes a ForeignMemFile
+   * over the same file, whose pages are those of the program's MAP_SHARED
+   * mappings of it.
    */
   private importFd(c: Client, fd: number): KFile | undefined {
-    const r = openProcMemfd(c.pid, fd);
+    const r = openProcShmemFile(c.pid, fd);
     if (r === undefined) return undefined;
     // a real eventfd (SET_IRQS): the model's signals become writes to it by the shim
     if ("other" in r && r.other === EVENTFD_LINK)
@@ -709,14 +751,14 @@ export class BridgeServer {
     // another real file (a pipe, a socket): the model sees a file it has no driver for
     if ("other" in r) return new KFile({ kind: "file" }, undefined, r.other, 0);
     const had = c.memfds.get(fd);
-    if (had !== undefined && had.ino === r.ino && !had.mf.released) {
+    if (had !== undefined && had.mf.key === r.key && !had.mf.released) {
       r.file.close();
       return had.kfile;
     }
     if (had !== undefined) had.mf.put();
-    const mf = this.m.newForeignMemFile(r.name, r.file);
-    const kfile = new KFile({ kind: "memfd" }, mf, `/memfd:${r.name} (deleted)`, 2);
-    c.memfds.set(fd, { kfile, mf, ino: r.ino });
+    const mf = this.m.newForeignMemFile(r.name, r.file, r.key);
+    const kfile = new KFile({ kind: "memfd" }, mf, r.path, 2);
+    c.memfds.set(fd, { kfile, mf });
     return kfile;
   }
 

@@ -6,7 +6,11 @@ import {
   IOMMU_VEVENTQ_FLAG_LOST_EVENTS,
   IOMMUFD_PAGE_RESP_INVALID,
   IOMMUFD_PAGE_RESP_SUCCESS,
+  iommu_hwpt_page_response,
+  iommu_hwpt_pgfault,
+  iommufd_vevent_header,
 } from "../uapi/iommufd.js";
+import { structView } from "../uapi/struct.js";
 import type { IommufdCtx } from "./ctx.js";
 import type { IommufdDevice } from "./device.js";
 import type { Hwpt } from "./hw-pagetable.js";
@@ -15,11 +19,9 @@ import type { AttachHandle } from "./pasid.js";
 import type { Ucmd, UcmdOf } from "./ucmd.js";
 import type { IommufdViommu } from "./viommu.js";
 
-/** sizeof(struct iommu_hwpt_pgfault) and sizeof(struct iommu_hwpt_page_response). */
-export const PGFAULT_SIZE = 40;
-export const PAGE_RESPONSE_SIZE = 8;
-/** sizeof(struct iommufd_vevent_header). */
-export const VEVENT_HEADER_SIZE = 8;
+export const PGFAULT_SIZE = iommu_hwpt_pgfault.size;
+export const PAGE_RESPONSE_SIZE = iommu_hwpt_page_response.size;
+export const VEVENT_HEADER_SIZE = iommufd_vevent_header.size;
 const INT_MAX = 0x7fffffff;
 const U32_MAX = 0xffffffff;
 
@@ -137,20 +139,20 @@ export class IommufdFault extends IommufdObject {
   read(_task: Task, len: number): Uint8Array {
     if (len % PGFAULT_SIZE !== 0) fail(ESPIPE, `read of ${len} bytes is not a multiple of ${PGFAULT_SIZE}`);
     const out = new Uint8Array(len - (len % PGFAULT_SIZE));
-    const dv = new DataView(out.buffer);
     let done = 0;
     while (this.deliver.length > 0 && done + PGFAULT_SIZE <= len) {
       const g = this.deliver.shift()!;
       g.cookie = this.allocCookie();
       this.response.set(g.cookie, g);
-      dv.setUint32(done, g.flags, true);
-      dv.setUint32(done + 4, g.handle.idev.id, true);
-      dv.setUint32(done + 8, g.pasid, true);
-      dv.setUint32(done + 12, g.grpid, true);
-      dv.setUint32(done + 16, g.perm, true);
-      dv.setBigUint64(done + 24, g.addr, true);
-      dv.setUint32(done + 32, 0, true);
-      dv.setUint32(done + 36, g.cookie, true);
+      const rec = structView(iommu_hwpt_pgfault, out.subarray(done, done + PGFAULT_SIZE));
+      rec.flags = g.flags;
+      rec.dev_id = g.handle.idev.id;
+      rec.pasid = g.pasid;
+      rec.grpid = g.grpid;
+      rec.perm = g.perm;
+      rec.addr = g.addr;
+      rec.length = 0;
+      rec.cookie = g.cookie;
       done += PGFAULT_SIZE;
     }
     return out.subarray(0, done);
@@ -160,12 +162,13 @@ export class IommufdFault extends IommufdObject {
   write(_task: Task, bytes: Uint8Array): number {
     if (bytes.length % PAGE_RESPONSE_SIZE !== 0)
       fail(ESPIPE, `write of ${bytes.length} bytes is not a multiple of ${PAGE_RESPONSE_SIZE}`);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
     let done = 0;
     let err: [number, string] | undefined;
     while (done < bytes.length) {
-      const cookie = dv.getUint32(done, true);
-      const code = dv.getUint32(done + 4, true);
+      const { cookie, code } = structView(
+        iommu_hwpt_page_response,
+        bytes.subarray(done, done + PAGE_RESPONSE_SIZE),
+      );
       if (code !== IOMMUFD_PAGE_RESP_SUCCESS && code !== IOMMUFD_PAGE_RESP_INVALID) {
         err = [EINVAL, `response code ${code} is neither SUCCESS nor INVALID`];
         break;
@@ -306,9 +309,9 @@ export class IommufdVeventq extends IommufdObject {
       if (!ev.lost && VEVENT_HEADER_SIZE + ev.data.length > len - done) break;
       this.deliver.shift();
       const h = new Uint8Array(VEVENT_HEADER_SIZE + ev.data.length);
-      const dv = new DataView(h.buffer);
-      dv.setUint32(0, ev.lost ? IOMMU_VEVENTQ_FLAG_LOST_EVENTS : 0, true);
-      dv.setUint32(4, ev.sequence, true);
+      const hdr = structView(iommufd_vevent_header, h);
+      hdr.flags = ev.lost ? IOMMU_VEVENTQ_FLAG_LOST_EVENTS : 0;
+      hdr.sequence = ev.sequence;
       h.set(ev.data, VEVENT_HEADER_SIZE);
       parts.push(h);
       done += h.length;

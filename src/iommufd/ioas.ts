@@ -33,8 +33,10 @@ import {
   IOMMU_VFIO_IOAS_CLEAR,
   IOMMU_VFIO_IOAS_GET,
   IOMMU_VFIO_IOAS_SET,
+  iommu_iova_range,
 } from "../uapi/iommufd.js";
 import { PAGE_SIZE_B as PAGE } from "../uapi/linux.js";
+import { structView } from "../uapi/struct.js";
 import type { IommufdCtx } from "./ctx.js";
 import { DmaBuf, dmabufPinSource } from "./dmabuf.js";
 import type { HwptPaging } from "./hw-pagetable.js";
@@ -333,12 +335,13 @@ export function ioasIovaRanges(u: UcmdOf<"IOMMU_IOAS_IOVA_RANGES">): number {
   const max = u.cmd.num_iovas;
   const ptr = u.cmd.allowed_iovas;
   const ranges = ioas.iopt.usableRanges();
+  const n = iommu_iova_range.size;
   for (let i = 0; i < ranges.length && i < max; i++) {
-    const b = new Uint8Array(16);
-    const dv = new DataView(b.buffer);
-    dv.setBigUint64(0, ranges[i][0], true);
-    dv.setBigUint64(8, ranges[i][1], true);
-    u.task.copyToUser(ptr + BigInt(i * 16), b);
+    const b = new Uint8Array(n);
+    const r = structView(iommu_iova_range, b);
+    r.start = ranges[i][0];
+    r.last = ranges[i][1];
+    u.task.copyToUser(ptr + BigInt(i * n), b);
   }
   u.cmd.num_iovas = ranges.length;
   u.cmd.out_iova_alignment = ioas.iopt.iovaAlignment;
@@ -355,11 +358,12 @@ export function ioasAllowIovas(u: UcmdOf<"IOMMU_IOAS_ALLOW_IOVAS">): number {
   const n = u.cmd.num_iovas;
   const ptr = u.cmd.allowed_iovas;
   const list: [bigint, bigint][] = [];
+  const size = iommu_iova_range.size;
   for (let i = 0; i < n; i++) {
-    const b = u.task.copyFromUser(ptr + BigInt(i * 16), 16);
-    const dv = new DataView(b.buffer, b.byteOffset, 16);
-    const s = dv.getBigUint64(0, true);
-    const l = dv.getBigUint64(8, true);
+    const { start: s, last: l } = structView(
+      iommu_iova_range,
+      u.task.copyFromUser(ptr + BigInt(i * size), size),
+    );
     if (s >= l) fail(EINVAL, `allowed range ${i}: start ${hex(s)} >= last ${hex(l)}`);
     for (const [ps, pl] of list) {
       if (s <= pl && ps <= l) fail(EINVAL, `allowed range ${i} [${hex(s)}, ${hex(l)}] overlaps another one`);

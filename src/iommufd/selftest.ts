@@ -141,6 +141,12 @@ export const test_check_dev_cache = testMember("check_dev_cache", [
   fld("cache", U + 4, 4, "in"),
 ]);
 export const test_trigger_vevent = testMember("trigger_vevent", [fld("dev_id", U, 4, "in")]);
+/** The vEVENT payload of IOMMU_VEVENTQ_TYPE_SELFTEST (iommufd_test.h). */
+export const iommu_viommu_event_selftest = defineStruct({
+  name: "iommu_viommu_event_selftest",
+  size: 4,
+  fields: [fld("virt_id", 0, 4, "out")],
+});
 /** pasid_attach, pasid_replace (pt_id written back) and pasid_check (hwpt_id at the same place). */
 export const test_pasid_attach = testMember("pasid_attach", [
   fld("pasid", U, 4, "in"),
@@ -604,8 +610,8 @@ function triggerVevent(u: TestUcmd): number {
   if (dev === undefined || s?.viommu === undefined || s.domain !== dev.domain || s.vdevId === 0n) {
     fail(ENOENT, `${idev.name} is not attached to a nested domain of a vIOMMU`);
   }
-  const data = new Uint8Array(4);
-  new DataView(data.buffer).setUint32(0, Number(s.vdevId & 0xffffffffn), true);
+  const data = new Uint8Array(iommu_viommu_event_selftest.size);
+  structView(iommu_viommu_event_selftest, data).virt_id = Number(s.vdevId & 0xffffffffn);
   const rc = s.viommu.reportEvent(IOMMU_VEVENTQ_TYPE_SELFTEST, data);
   if (rc < 0) fail(-rc, `vIOMMU has no vEVENTQ of type IOMMU_VEVENTQ_TYPE_SELFTEST`);
   return 0;

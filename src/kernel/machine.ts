@@ -261,9 +261,14 @@ export class Machine implements KernelServices {
     return p;
   }
 
-  /** A real process's memfd as a file of this machine (the exec bridge's IOMMU_IOAS_MAP_FILE). */
-  newForeignMemFile(name: string, file: ForeignFile): ForeignMemFile {
-    return new ForeignMemFile(this.mmGlue.pages, name, file);
+  /**
+   * A real process's shmem file (a memfd) as a file of this machine (the
+   * exec bridge's IOMMU_IOAS_MAP_FILE); `key` names it as /proc/PID/maps
+   * does ("MAJ:MIN INODE"), so its pages are those of the program's
+   * MAP_SHARED mappings of it.
+   */
+  newForeignMemFile(name: string, file: ForeignFile, key: string): ForeignMemFile {
+    return new ForeignMemFile(this.mmGlue.pages, name, file, this.mmGlue.foreignShared, key);
   }
 
   /** Like writing /sys/module/<mod>/parameters/<name>. 0 or -errno. */

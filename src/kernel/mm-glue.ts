@@ -1,6 +1,7 @@
 import {
   type ForeignMemory,
   ForeignMm,
+  ForeignPageCache,
   isIoMem,
   MemFile,
   MmStruct,
@@ -38,12 +39,15 @@ const MFD_NAME_MAX = 249;
 export class MmGlue {
   readonly pages: PageTracker;
   readonly users = new UserTable();
+  /** Pages of real shared files behind the exec bridge, one frame per file page. */
+  readonly foreignShared: ForeignPageCache;
   private pidSeed = 0;
   /** Run when a process's mm dies, after its files are closed (before exit_mmap): VFIO's mm_iommu_cleanup. */
   onMmExit: ((mm: MmStruct) => void) | undefined;
 
   constructor(private readonly ctx: KernelCtx) {
     this.pages = new PageTracker(ctx.phys, ctx.frames, ctx.faults);
+    this.foreignShared = new ForeignPageCache(this.pages);
   }
 
   /** The mm layer's leak counters (m.debug.counters()). */
@@ -76,6 +80,7 @@ export class MmGlue {
         cred,
       },
       mem,
+      this.foreignShared,
     );
   }
 

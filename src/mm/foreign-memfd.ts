@@ -1,6 +1,6 @@
-import type { ExternalFrame } from "../hw/phys-mem.js";
 import { EINVAL, ENOMEM, fail } from "../uapi/errno.js";
 import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
+import type { ForeignPageCache, PageAccess } from "./foreign-page-cache.js";
 import { MemFile } from "./memfd.js";
 import type { PageTracker } from "./page-tracker.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
@@ -16,19 +16,26 @@ export interface ForeignFile {
 }
 
 /**
- * A memfd of a real process behind the exec bridge, for IOMMU_IOAS_MAP_FILE:
- * its pages stay in the real file. A pinned page is a frame whose bytes are
- * the file's (PhysMem.external), so DMA and the program's own mappings of
- * the memfd see the same bytes. When the last reference goes, each frame
- * keeps a copy of its page and lives on while pinned.
+ * A shmem file of a real process behind the exec bridge (a memfd, a tmpfs
+ * file), for IOMMU_IOAS_MAP_FILE: its pages stay in the real file. A pinned
+ * page is the frame of the shared page cache (ForeignPageCache) for this
+ * file and offset, whose bytes are the file's (PhysMem.external): the
+ * program's own MAP_SHARED mappings of the file reach the same frame, so
+ * DMA, pins and the program see one page. When the last reference goes,
+ * each frame no one else holds keeps a copy of its page and lives on while
+ * pinned.
  */
 export class ForeignMemFile extends MemFile {
+  /** The pages this file holds in the shared cache: page offset -> pfn. */
   private readonly foreignCache = new Map<number, number>();
 
+  /** `key` names the file as /proc/PID/maps does ("MAJ:MIN INODE"). */
   constructor(
     pages: PageTracker,
     name: string,
     private readonly file: ForeignFile,
+    private readonly shared: ForeignPageCache,
+    readonly key: string,
   ) {
     super(pages, name, 0);
     this.size = file.size();
@@ -47,14 +54,13 @@ export class ForeignMemFile extends MemFile {
     for (let p = pgoff; p < pgoff + n; p++) {
       let pfn = this.foreignCache.get(p);
       if (pfn === undefined) {
-        pfn = this.pages.allocFolio(0, "shmem_alloc_folio");
+        pfn = this.shared.take(this.key, p, this, this.access(p), "shmem_alloc_folio");
         if (pfn < 0) {
           this.pages.unpinRuns(b.peek());
           for (const q of fresh) this.dropPage(q, false);
           return this.foreignErr(ENOMEM, `pin: cannot allocate page ${p} of memfd ${this.name}`);
         }
         this.foreignCache.set(p, pfn);
-        this.pages.phys.external.set(pfn, this.frame(p));
         fresh.push(p);
       }
       this.pages.pinRange(pfn, 1);
@@ -90,25 +96,14 @@ export class ForeignMemFile extends MemFile {
   }
 
   private dropPage(p: number, keep: boolean): void {
-    const pfn = this.foreignCache.get(p);
-    if (pfn === undefined) return;
-    this.foreignCache.delete(p);
-    const bytes = keep ? this.file.read(p * PAGE, PAGE) : -1;
-    this.pages.phys.external.delete(pfn);
-    if (typeof bytes !== "number") this.pages.phys.write(pfn * PAGE, bytes);
-    this.pages.put(pfn);
+    if (!this.foreignCache.delete(p)) return;
+    this.shared.release(this.key, p, this, keep);
   }
 
-  private frame(p: number): ExternalFrame {
+  /** How the cache reaches page p through this file (the server's own open of it). */
+  private access(p: number): PageAccess {
     return {
-      read: (off, len) => {
-        const r = this.file.read(p * PAGE + off, len);
-        if (typeof r === "number") return new Uint8Array(len);
-        if (r.length === len) return r;
-        const out = new Uint8Array(len);
-        out.set(r);
-        return out;
-      },
+      read: (off, len) => this.file.read(p * PAGE + off, len),
       write: (off, bytes) => {
         this.file.write(p * PAGE + off, bytes);
       },

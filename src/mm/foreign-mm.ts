@@ -2,6 +2,7 @@ import { PageIndex } from "../hw/page-index.js";
 import type { ExternalSource } from "../hw/phys-mem.js";
 import { EFAULT, EINVAL, ENOMEM, fail } from "../uapi/errno.js";
 import { MAP_FIXED, MAP_SHARED, PAGE_SIZE as PAGE } from "../uapi/linux.js";
+import type { ForeignPageCache, PageAccess } from "./foreign-page-cache.js";
 import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
 import { doMmapIo } from "./mmap.js";
 import { doMunmap } from "./munmap.js";
@@ -31,6 +32,15 @@ export interface ForeignVma {
   hugeShift?: number;
   /** For a MAP_SHARED mapping: what it maps (device and inode), equal in every process sharing it. */
   shared?: string;
+  /** The file page at `start` (the maps line's offset / PAGE_SIZE; 0 when not given). */
+  pgoff?: number;
+}
+
+/** A page of a MAP_SHARED mapping as the shared page cache names it, and this process's hold on it. */
+interface SharedHold {
+  file: string;
+  pgoff: number;
+  token: object;
 }
 
 /**
@@ -66,23 +76,24 @@ export class ForeignMm extends MmStruct implements ExternalSource {
   /** Attached pages: virtual page number -> pfn (the frame holds one reference). */
   private readonly foreignPages = new PageIndex();
   private readonly foreignBase: MmStructOptions;
-  /** Attached pages in MAP_SHARED mappings: virtual page -> what the mapping maps (an index in sharedKeys). */
-  private readonly foreignShared = new PageIndex();
-  /** The MAP_SHARED keys (ForeignVma.shared) of foreignShared, interned. */
-  private readonly sharedKeys: string[] = [];
-  private readonly sharedIds = new Map<string, number>();
   /**
-   * Frames another process of the family pinned in a shared mapping and
-   * handed over when the page left it (pfn -> virtual page here, key): this
-   * process still maps the same page, so the frame stays live through it.
+   * Attached pages in MAP_SHARED (non-hugetlb) mappings: virtual page ->
+   * the file page. Their frames are the shared page cache's, so every
+   * process mapping the page, and IOMMU_IOAS_MAP_FILE of the file, reach
+   * one frame.
    */
-  private readonly foreignAdopted = new Map<number, { vp: number; key: string }>();
+  private readonly foreignShared = new Map<number, SharedHold>();
   /** MAP_HUGETLB ranges the model's pool backs (the host had no huge pages for them). */
   private emulated: EmulatedHugetlb[] = [];
   /** The processes forked from one another (they may share MAP_SHARED pages). */
   private readonly foreignFamily: Set<ForeignMm>;
 
-  constructor(opts: MmStructOptions, mem: ForeignMemory | null, family?: Set<ForeignMm>) {
+  constructor(
+    opts: MmStructOptions,
+    mem: ForeignMemory | null,
+    private readonly sharedCache: ForeignPageCache,
+    family?: Set<ForeignMm>,
+  ) {
     super(opts);
     this.foreignBase = opts;
     this.foreignMem = mem;
@@ -97,7 +108,7 @@ export class ForeignMm extends MmStruct implements ExternalSource {
 
   /** True while frames mirror pages of the process (the shim must report munmap). */
   hasAttached(): boolean {
-    return this.foreignPages.size > 0 || this.foreignAdopted.size > 0;
+    return this.foreignPages.size > 0;
   }
 
   attachedPages(): number {
@@ -140,7 +151,14 @@ export class ForeignMm extends MmStruct implements ExternalSource {
   override translate(vaB: bigint): bigint | null {
     const va = this.foreignRange(vaB, 1);
     if (va < 0) return null;
-    const pfn = this.foreignPages.get(Math.floor(va / PAGE));
+    const vp = Math.floor(va / PAGE);
+    let pfn = this.foreignPages.get(vp);
+    if (pfn < 0 && this.sharedCache.size > 0 && this.foreignMem !== null) {
+      // a page of a shared file someone else holds (IOAS_MAP_FILE of it, another process)
+      const v = this.foreignMem.vma(va);
+      const fp = v === undefined ? undefined : sharedPageOf(v, vp);
+      if (fp !== undefined) pfn = this.sharedCache.lookup(fp.file, fp.pgoff);
+    }
     return pfn < 0 ? null : BigInt(pfn) * BigInt(PAGE) + BigInt(va % PAGE);
   }
 
@@ -190,7 +208,6 @@ export class ForeignMm extends MmStruct implements ExternalSource {
       const emu = this.emulatedHugetlb(vp * PAGE);
       // a hugetlb page is one physically contiguous folio of its size, as the kernel's is
       const order = emu !== undefined ? emu.order : hostHugeOrder(v);
-      const shared = v.shared === undefined ? -1 : this.sharedId(v.shared);
       for (; vp < stop; vp++) {
         let pfn = this.foreignPages.get(vp);
         if (pfn < 0 && order !== 0) {
@@ -199,11 +216,8 @@ export class ForeignMm extends MmStruct implements ExternalSource {
           if (head < 0) return undo("huge page", vp);
           pfn = head + (vp % n);
         } else if (pfn < 0) {
-          pfn = this.pages.allocFolio(0, "do_anonymous_page");
+          pfn = this.attachSmall(vp, v);
           if (pfn < 0) return undo("page", vp);
-          this.foreignPages.set(vp, pfn);
-          this.phys.external.setPage(pfn, this, vp);
-          if (shared >= 0) this.foreignShared.set(vp, shared);
           fresh.push(vp);
         }
         if (runLen > 0 && runPfn + runLen === pfn) runLen++;
@@ -239,11 +253,37 @@ export class ForeignMm extends MmStruct implements ExternalSource {
       const head = this.attachHuge(vp - (vp % n), order, emu, []);
       return head < 0 ? -1 : head + (vp % n);
     }
+    return this.attachSmall(vp, v);
+  }
+
+  /**
+   * Attach the page at virtual page `vp` of `v` (not hugetlb): a page of a
+   * shared mapping is the shared page cache's frame for its file page; a
+   * private one gets its own frame. The pfn, or -1 when no frame can be had.
+   */
+  private attachSmall(vp: number, v: ForeignVma): number {
+    const fp = sharedPageOf(v, vp);
+    if (fp !== undefined) return this.holdShared(vp, fp.file, fp.pgoff);
     const pfn = this.pages.allocFolio(0, "do_anonymous_page");
     if (pfn < 0) return -1;
     this.foreignPages.set(vp, pfn);
     this.phys.external.setPage(pfn, this, vp);
-    if (v.shared !== undefined) this.foreignShared.set(vp, this.sharedId(v.shared));
+    return pfn;
+  }
+
+  /** This process holds the file page (file, pgoff) it maps at virtual page vp: the cache's frame, or -1. */
+  private holdShared(vp: number, file: string, pgoff: number): number {
+    const token = {};
+    const access: PageAccess = {
+      read: (off, len) => (this.foreignMem === null ? -EFAULT : this.foreignMem.read(vp * PAGE + off, len)),
+      write: (off, bytes) => {
+        this.foreignMem?.write(vp * PAGE + off, bytes);
+      },
+    };
+    const pfn = this.sharedCache.take(file, pgoff, token, access, "shmem_alloc_folio");
+    if (pfn < 0) return -1;
+    this.foreignPages.set(vp, pfn);
+    this.foreignShared.set(vp, { file, pgoff, token });
     return pfn;
   }
 
@@ -257,15 +297,12 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     const first = Number(vaB / BigInt(PAGE));
     const last = Number((vaB + len - 1n) / BigInt(PAGE));
     this.detachRange(first, last, true);
-    for (const [pfn, a] of [...this.foreignAdopted])
-      if (a.vp >= first && a.vp <= last) this.leaveAdopted(pfn, true);
   }
 
   override release(): void {
     if (this.released) return;
     this.detachRange(0, Number.MAX_SAFE_INTEGER, true);
     for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
-    for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, true);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
     super.release();
@@ -276,7 +313,6 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     if (this.released) return;
     this.detachRange(0, Number.MAX_SAFE_INTEGER, false);
     for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
-    for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, false);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
     super.release();
@@ -290,6 +326,7 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     const child = new ForeignMm(
       { ...this.foreignBase, user: opts.user, cred: opts.cred, mmapBase: this.mmapBase },
       null,
+      this.sharedCache,
       this.foreignFamily,
     );
     // the child maps the same model-backed hugetlb ranges; reservations stay the parent's
@@ -420,16 +457,6 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     if (this.foreignMem !== null) this.foreignMem.write(va, bytes);
   }
 
-  private sharedId(key: string): number {
-    let id = this.sharedIds.get(key);
-    if (id === undefined) {
-      id = this.sharedKeys.length;
-      this.sharedKeys.push(key);
-      this.sharedIds.set(key, id);
-    }
-    return id;
-  }
-
   /**
    * Detach every attached page in virtual pages [first, last], in order.
    * Which process of the family still maps a shared page is asked once per
@@ -447,50 +474,11 @@ export class ForeignMm extends MmStruct implements ExternalSource {
   private foreignDetach(vp: number, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
     const pfn = this.foreignPages.delete(vp);
     if (pfn < 0) return;
-    const id = this.foreignShared.delete(vp);
-    this.leave(pfn, vp, id < 0 ? undefined : this.sharedKeys[id], keep, seen);
-  }
-
-  private leaveAdopted(pfn: number, keep: boolean): void {
-    const a = this.foreignAdopted.get(pfn);
-    if (a === undefined) return;
-    this.foreignAdopted.delete(pfn);
-    this.leave(pfn, a.vp, a.key, keep, new Map());
-  }
-
-  /**
-   * A frame's page leaves this process. A MAP_SHARED page another process
-   * of the family still maps at the same address stays live through it (a
-   * pin holds the shared page, which that process keeps seeing); otherwise
-   * the frame takes a copy of the contents and lives on only while pinned.
-   */
-  private leave(
-    pfn: number,
-    vp: number,
-    key: string | undefined,
-    keep: boolean,
-    seen: Map<ForeignMm, ForeignVma>,
-  ): void {
-    if (key !== undefined) {
-      const va = vp * PAGE;
-      let to: ForeignMm | undefined;
-      for (const other of this.foreignFamily) {
-        if (other === this || other.released || other.foreignMem === null) continue;
-        // the mapping of `other` last looked at in this detach answers for its whole range
-        let v = seen.get(other);
-        if (v === undefined || va < v.start || va >= v.end) {
-          v = other.foreignMem.vma(va);
-          if (v !== undefined) seen.set(other, v);
-        }
-        if (v?.shared !== key) continue;
-        to = other;
-        break;
-      }
-      if (to !== undefined) {
-        to.foreignAdopted.set(pfn, { vp, key });
-        this.phys.external.setPage(pfn, to, vp);
-        return;
-      }
+    const hold = this.foreignShared.get(vp);
+    if (hold !== undefined) {
+      this.foreignShared.delete(vp);
+      this.leaveShared(vp, hold, keep, seen);
+      return;
     }
     // only a pinned frame outlives this: an unpinned one goes with the put below, so no copy
     const live = keep && this.foreignMem !== null && this.pages.isPinned(pfn);
@@ -500,6 +488,37 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     // references are the folio's (a hugetlb folio holds one per attached page)
     const head = this.pages.folioHead(pfn);
     this.pages.put(head < 0 ? pfn : head);
+  }
+
+  /**
+   * A shared page leaves this process. When this was the page's last
+   * holder and a pin keeps it, a process of the family that still maps the
+   * same file page at the same address takes it over (a pin holds the
+   * shared page, which that process keeps seeing); otherwise the cache
+   * copies the page into the frame.
+   */
+  private leaveShared(vp: number, hold: SharedHold, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
+    const { file, pgoff } = hold;
+    const va = vp * PAGE;
+    if (
+      this.sharedCache.holders(file, pgoff) === 1 &&
+      this.pages.isPinned(this.sharedCache.lookup(file, pgoff))
+    ) {
+      for (const other of this.foreignFamily) {
+        if (other === this || other.released || other.foreignMem === null || other.foreignPages.has(vp))
+          continue;
+        // the mapping of `other` last looked at in this detach answers for its whole range
+        let v = seen.get(other);
+        if (v === undefined || va < v.start || va >= v.end) {
+          v = other.foreignMem.vma(va);
+          if (v !== undefined) seen.set(other, v);
+        }
+        const fp = v === undefined ? undefined : sharedPageOf(v, vp);
+        if (fp === undefined || fp.file !== file || fp.pgoff !== pgoff) continue;
+        if (other.holdShared(vp, file, pgoff) >= 0) break;
+      }
+    }
+    this.sharedCache.release(file, pgoff, hold.token, keep);
   }
 
   /** va as a number when [va, va+len) is user space, else -1. */
@@ -517,6 +536,12 @@ export class ForeignMm extends MmStruct implements ExternalSource {
   private foreignErr(errno: number, reason: string): never {
     fail(errno, reason);
   }
+}
+
+/** The file page a MAP_SHARED (non-hugetlb) mapping maps at virtual page vp, or undefined. */
+function sharedPageOf(v: ForeignVma, vp: number): { file: string; pgoff: number } | undefined {
+  if (v.shared === undefined || v.hugetlb === true) return undefined;
+  return { file: v.shared, pgoff: (v.pgoff ?? 0) + vp - Math.floor(v.start / PAGE) };
 }
 
 /** A MAP_HUGETLB range of the process backed by the model's pool. */

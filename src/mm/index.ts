@@ -19,6 +19,7 @@
 
 export * from "./foreign-memfd.js";
 export * from "./foreign-mm.js";
+export * from "./foreign-page-cache.js";
 export * from "./io-mem.js";
 export * from "./locked-vm.js";
 export { hugeShiftFromLog, MemFile } from "./memfd.js";

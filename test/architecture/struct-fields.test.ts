@@ -3,11 +3,12 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect, it } from "vitest";
 
-// VFIO handlers (src/vfio, and iommufd's VFIO compat container) reach ioctl
-// struct fields through the uapi struct tables (structView, offsetOf), so a
-// misspelt field does not compile and every offset is the one
-// src/uapi/vfio.ts states. Only src/vfio/uaccess.ts may touch user bytes
-// with a DataView (argsz, a lone __s32, __s32 arrays).
+// The VFIO and iommufd handlers (src/vfio, src/iommufd: ioctl structs, the
+// records read from or written to their fds, the arrays they point at)
+// reach struct fields through the uapi struct tables (structView, offsetOf),
+// so a misspelt field does not compile and every offset is the one
+// src/uapi states. Only src/vfio/uaccess.ts may touch user bytes with a
+// DataView by offset (argsz, a lone __s32, __s32 arrays).
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const VFIO = join(ROOT, "src/vfio");
 
@@ -36,9 +37,9 @@ function rawOffsets(source: string): string[] {
   return found;
 }
 
-it("src/vfio and the VFIO compat container read and write no ioctl struct field at a raw byte offset", () => {
+it("src/vfio and src/iommufd read and write no struct field at a raw byte offset", () => {
   const found: string[] = [];
-  for (const f of [...walk(VFIO), join(ROOT, "src/iommufd/vfio-compat.ts")]) {
+  for (const f of [...walk(VFIO), ...walk(join(ROOT, "src/iommufd"))]) {
     const rel = relative(ROOT, f);
     if (rel === "src/vfio/uaccess.ts") continue;
     for (const hit of rawOffsets(readFileSync(f, "utf8"))) found.push(`${rel}:${hit}`);

@@ -37,6 +37,7 @@
 #define BR_OP_HUGETLB 25     /* a = va, b = len, c = page shift | BR_HUGETLB_NORESERVE; flags BR_HUGETLB_UNMAP */
 #define BR_OP_HUGETLB_FD 30  /* fd = a real memfd, a = memfd_create flags, name: back it with the model's hugetlb pool */
 #define BR_OP_HUGETLB_MMAP 31 /* fd, a = len, b = offset -> 1 (hugetlb: map it), 0 (not), -errno */
+#define BR_OP_CRED 32        /* a = CapEff, b = RLIMIT_MEMLOCK (~0: unlimited): the thread's credentials changed */
 #define BR_OP_NUDGE 40       /* no reply: look at the channel (a = the seq posted) */
 
 #define BR_STAT_NOFOLLOW 1

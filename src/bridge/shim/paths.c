@@ -29,6 +29,21 @@ static int is_own_pagemap(const char *p)
 	return strcmp(p, own) == 0;
 }
 
+/* /proc/self/status, /proc/PID/status: VmLck and VmPin with the model's charges (the server passes others through) */
+static int is_proc_status(const char *p)
+{
+	if (strcmp(p, "/proc/self/status") == 0)
+		return 1;
+	if (strncmp(p, "/proc/", 6) != 0)
+		return 0;
+	const char *q = p + 6;
+	if (*q < '0' || *q > '9')
+		return 0;
+	while (*q >= '0' && *q <= '9')
+		q++;
+	return strcmp(q, "/status") == 0;
+}
+
 int is_model_path(const char *p)
 {
 	if (!p || p[0] != '/')
@@ -46,7 +61,7 @@ int is_model_path(const char *p)
 		       has_prefix(p, "/sys/kernel/mm/transparent_hugepage") ||
 		       has_prefix(p, "/sys/kernel/debug");
 	case 'p':
-		return is_fail_nth(p) || is_own_pagemap(p);
+		return is_fail_nth(p) || is_own_pagemap(p) || is_proc_status(p);
 	}
 	return 0;
 }

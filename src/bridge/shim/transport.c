@@ -430,6 +430,47 @@ static size_t signal_irqs(size_t n)
 }
 
 /*
+ * The credentials the server has for this process: CapEff and
+ * RLIMIT_MEMLOCK as of the last call that could check them. A libcap drop
+ * (capset), setrlimit or prctl after the process joined changes them
+ * without a call the shim sees, so an open or ioctl looks first (two cheap
+ * syscalls) and tells the server when they changed.
+ */
+static uint64_t cred_caps, cred_memlock;
+
+static void cred_read(uint64_t *caps, uint64_t *memlock)
+{
+	struct {
+		uint32_t version;
+		int pid;
+	} h = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+	struct {
+		uint32_t effective, permitted, inheritable;
+	} d[2] = {{0}};
+	*caps = syscall(SYS_capget, &h, d) == 0 ? (d[0].effective | (uint64_t)d[1].effective << 32) : cred_caps;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+		*memlock = cred_memlock;
+	else
+		*memlock = rl.rlim_cur == RLIM_INFINITY ? ~0ull : (uint64_t)rl.rlim_cur;
+}
+
+int64_t call_locked(struct br_req *rq, const void *payload, size_t plen, void *out,
+		    size_t cap, size_t *out_len);
+
+static void cred_sync_locked(void)
+{
+	uint64_t caps, memlock;
+	cred_read(&caps, &memlock);
+	if (caps == cred_caps && memlock == cred_memlock)
+		return;
+	cred_caps = caps;
+	cred_memlock = memlock;
+	struct br_req rq = {.op = BR_OP_CRED, .a = caps, .b = memlock};
+	call_locked(&rq, NULL, 0, NULL, 0, NULL);
+}
+
+/*
  * One round trip; the caller holds br_lock. Returns the reply's ret;
  * the payload (up to cap bytes) goes to out and its length to *out_len.
  */
@@ -437,6 +478,8 @@ int64_t call_locked(struct br_req *rq, const void *payload, size_t plen, void *o
 		    size_t cap, size_t *out_len)
 {
 	struct br_rep rp;
+	if (rq->op == BR_OP_IOCTL || rq->op == BR_OP_OPEN)
+		cred_sync_locked();
 	/* (room beside the payload for up to 1024 interrupts) */
 	if (chan_on && plen <= BR_CHAN_REQ_MAX && cap <= BR_CHAN_REP_MAX - 4100) {
 		rp = chan_call(rq, payload, plen, out, cap, out_len);
@@ -474,6 +517,8 @@ flags:
 
 static int hello(uint64_t token)
 {
+	/* the server reads them from /proc/PID/status as it takes this process in (a fork's child: the parent's) */
+	cred_read(&cred_caps, &cred_memlock);
 	int cfd = chan_create();
 	struct br_req rq = {.op = BR_OP_HELLO, .a = (uint64_t)getpid(), .b = token};
 	if (cfd >= 0) {
