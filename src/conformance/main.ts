@@ -27,6 +27,7 @@ const DOC_FILE = join(ROOT, "docs/conformance.md");
 export type ExpectedFile = Record<string, Record<string, Expected & { version?: string }>>;
 
 interface Options {
+  help: boolean;
   trees: string[];
   bins: string[];
   update: boolean;
@@ -49,6 +50,7 @@ export interface BinaryRun {
 
 function parseOptions(argv: string[]): Options {
   const o: Options = {
+    help: false,
     trees: [],
     bins: [],
     update: false,
@@ -58,7 +60,8 @@ function parseOptions(argv: string[]): Options {
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--tree") o.trees.push(argv[++i]);
+    if (a === "--help" || a === "-h") o.help = true;
+    else if (a === "--tree") o.trees.push(argv[++i]);
     else if (a === "--bin") o.bins.push(argv[++i]);
     else if (a === "--update") o.update = true;
     else if (a === "--no-docs") o.docs = false;
@@ -243,8 +246,40 @@ function line(r: BinaryRun, v: Verdict): string {
   );
 }
 
+/** `npm run conformance -- --help`. */
+export function usage(): string {
+  const bins = TREES.map((t) => `  ${t.padEnd(8)} ${PROGRAMS[t].join(", ")}`).join("\n");
+  return `npm run conformance -- [OPTIONS]
+
+Builds (cached) and runs the kernel's own selftests, unmodified, through
+iommufd-sim exec; compares each test with test/conformance/kselftest-expected.json
+and exits 1 when a test recorded as passing does not pass.
+
+  --tree T        only tree T (repeatable): ${TREES.join(", ")}
+  --bin NAME      only binary NAME (repeatable; alone it picks the trees that have it)
+  --update        record this run's results in kselftest-expected.json (the why texts
+                  of tests still not passing are kept)
+  --no-docs       do not rewrite the table in docs/conformance.md (only a full run does)
+  --timeout S     seconds per binary (default 175)
+  --hugepages N   free 2 MiB hugetlb pages to make sure the host has (default ${HUGEPAGES})
+  --help          this text
+
+Binaries by tree:
+${bins}
+
+One test by hand, with the strace-style trace of every call into the model:
+  npx iommufd-sim exec --trace FILE ${execArgs("7.2", "iommufd", "BIN").slice(1).join(" ")} -r FIXTURE.VARIANT.TEST
+  (BIN: ~/.cache/iommufd-sim/selftests/7.2/bin/iommufd; the harness's -l lists the tests, -f/-v/-t
+  include a fixture, variant or test, -F/-V/-T exclude one: the first filter that matches decides)
+`;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const o = parseOptions(argv);
+  if (o.help) {
+    process.stdout.write(usage());
+    return 0;
+  }
   const built = build(o.trees);
   const expected = loadExpected();
   const runs: BinaryRun[] = [];

@@ -227,6 +227,7 @@ export class VfioCore {
         return d?.group.noiommu ? d.group.id : undefined;
       },
       groupOfFile: (f) => (f.ops === this.groupFops ? (f.priv as VfioGroup) : null),
+      printk: (msg) => env.ctx.klog.printk("err", msg),
     });
     const vfioSelf = () => {
       const d = this.devices.get(fn.bdf);

@@ -61,3 +61,23 @@ describe("conformance suites", () => {
     expect(programEnv("noiommu", "vfio_iommufd_noiommu_test").VFIO_SELFTESTS_BDF).toBe("0000:00:04.0");
   });
 });
+
+describe("npm run conformance -- --help", () => {
+  it("prints the options, every tree's binaries and how to run one test by hand, and exits 0", async () => {
+    const { main, usage } = await import("../../src/conformance/main.js");
+    const text = usage();
+    for (const opt of ["--tree", "--bin", "--update", "--no-docs", "--timeout", "--hugepages"])
+      expect(text).toContain(opt);
+    for (const t of TREES) expect(text).toContain(`${t.padEnd(8)} ${PROGRAMS[t].join(", ")}`);
+    expect(text).toContain("--iommu mock --kconfig IOMMUFD_TEST=y -- BIN -r FIXTURE.VARIANT.TEST");
+    const out: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((s: string) => out.push(s) > 0) as typeof process.stdout.write;
+    try {
+      expect(await main(["--help"])).toBe(0);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(out.join("")).toBe(text);
+  });
+});

@@ -412,6 +412,35 @@ describe("MSI-X BAR mmap (VFIO_REGION_INFO_CAP_MSIX_MAPPABLE)", () => {
     expect(fromLe(p.readMemory(va + pba, 8))).toBe(0n);
     expect(p.munmap(va, 0x4000n)).toBe(0);
   });
+
+  it("a message rewritten through the mapping is one the host never set up: blocked, and logged", () => {
+    const { m, p, o } = bound();
+    const [e0, e1] = [p.eventfd(), p.eventfd()];
+    expect(p.ioctl(o.dev, VFIO_DEVICE_SET_IRQS, irqSet(0x24, 2, 0, 2, [e0, e1]))).toBe(0);
+    const va = p.mmap(0n, 0x4000n, PROT_READ | PROT_WRITE, MAP_SHARED, o.dev, bar2);
+    const data0 = table + 8n;
+    const data1 = table + 16n + 8n;
+    const host0 = fromLe(p.readMemory(va + data0, 4));
+    enableBusMaster(o);
+    // a data word of the user's own: the completion (vector 0) reaches no eventfd
+    expect(p.writeMemory(va + data0, le(0x1234, 4))).toBe(0);
+    doorbell(o, 0n, 0n, 0n);
+    expect(p.read(e0, 8)).toBe(-EAGAIN);
+    expect(p.read(e1, 8)).toBe(-EAGAIN);
+    expect(m.debug.dmesg().at(-1)).toBe(
+      `err: DMAR: [INTR-REMAP] ${BDF}: MSI-X vector 0 sent addr 0xfee00000 data 0x1234, no interrupt the host set up: blocked`,
+    );
+    // entry 0 made a copy of entry 1's message: vector 1's eventfd fires
+    expect(p.writeMemory(va + data0, p.readMemory(va + data1, 4) as Uint8Array)).toBe(0);
+    doorbell(o, 0n, 0n, 0n);
+    expect(p.read(e0, 8)).toBe(-EAGAIN);
+    expect(fromLe(p.read(e1, 8))).toBe(1n);
+    // the host's message back: vector 0 again
+    expect(p.writeMemory(va + data0, le(host0, 4))).toBe(0);
+    doorbell(o, 0n, 0n, 0n);
+    expect(fromLe(p.read(e0, 8))).toBe(1n);
+    expect(p.munmap(va, 0x4000n)).toBe(0);
+  });
 });
 
 describe("group SET_CONTAINER with a file that is neither a container nor an iommufd", () => {

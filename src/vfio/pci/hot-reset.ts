@@ -34,6 +34,8 @@ export interface VfioPciEnv {
   iommuGroupId(bdf: string): number | undefined;
   /** vfio_file_is_group(): the VFIO group a file is for, or null. */
   groupOfFile(file: KFile): VfioGroup | null;
+  /** printk: what the host kernel logs (a blocked interrupt message). */
+  printk?(msg: string): void;
 }
 
 /** Segment, bus and devfn of "dddd:bb:dd.f". */

@@ -45,7 +45,10 @@ export interface Trigger {
   ctx: EventFdCtx;
 }
 
-/** The host's MSI data for a vector (any distinct value: the model routes by vector). */
+/**
+ * The host's MSI data for vector v is HOST_VECTOR_BASE + v, at MSI_ADDR_BASE:
+ * the interrupt the host set up for that vector (its remapping entry).
+ */
 const HOST_VECTOR_BASE = 0x40;
 
 /**
@@ -117,11 +120,30 @@ export class VfioPciIrqs {
     return this.ctx.filter((t) => t !== null).length + (this.errTrigger ? 1 : 0) + (this.reqTrigger ? 1 : 0);
   }
 
-  /** The interrupt layer: a message from the function lands on its vector's eventfd. */
+  /** Where a blocked message is reported (dmesg); set with the device's environment. */
+  log: ((msg: string) => void) | null = null;
+
+  /**
+   * The interrupt layer: a message lands on the eventfd of the vector whose
+   * address and data the host programmed, found by the message itself (as
+   * interrupt remapping looks up its entry), not by the table slot that
+   * sent it. So an entry the user rewrote through the MSI-X BAR mapping
+   * sends a message the host never set up: remapping blocks it, and it is
+   * lost (a line in dmesg); an entry made a copy of another vector's
+   * message fires that vector.
+   */
   deliver(msg: MsiMessage): void {
     const want = msg.kind === "msix" ? VFIO_PCI_MSIX_IRQ_INDEX : VFIO_PCI_MSI_IRQ_INDEX;
     if (this.irqType !== want) return;
-    this.ctx[msg.vector]?.ctx.signal(1n);
+    const v = msg.data - HOST_VECTOR_BASE;
+    if (msg.addr !== BigInt(MSI_ADDR_BASE) || v < 0 || v >= this.ctx.length) {
+      this.log?.(
+        `DMAR: [INTR-REMAP] ${this.fn.bdf}: ${msg.kind === "msix" ? "MSI-X" : "MSI"} vector ${msg.vector} ` +
+          `sent addr 0x${msg.addr.toString(16)} data 0x${msg.data.toString(16)}, no interrupt the host set up: blocked`,
+      );
+      return;
+    }
+    this.ctx[v]?.ctx.signal(1n);
   }
 
   private setMsiTrigger(

@@ -94,6 +94,7 @@ export class VfioPciCore implements VfioDeviceOps {
   /** The topology and the other VFIO devices, for the hot reset (set at registration). */
   setEnv(env: VfioPciEnv): void {
     this.hotReset = new VfioPciHotReset(env);
+    this.irqs.log = env.printk ? (m) => env.printk?.(m) : null;
   }
 
   pmRuntimeGet(): void {
