@@ -39,7 +39,6 @@ export class ForeignMemFile extends MemFile {
   ) {
     super(pages, name, 0);
     this.size = file.size();
-    shared.openFile(key, 1);
   }
 
   override pinPages(pgoff: number, n: number, _write: boolean, site = "memfd_pin_folios"): PfnRuns {
@@ -92,7 +91,6 @@ export class ForeignMemFile extends MemFile {
     if (this.refCount === 1) {
       for (const p of [...this.foreignCache.keys()]) this.dropPage(p, true);
       this.file.close();
-      this.shared.openFile(this.key, -1);
     }
     super.put();
   }

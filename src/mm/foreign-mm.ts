@@ -36,7 +36,7 @@ export interface ForeignVma {
   pgoff?: number;
 }
 
-/** A page of a shared file held through the shared page cache: the file page, and this process's hold on it. */
+/** A page of a MAP_SHARED mapping as the shared page cache names it, and this process's hold on it. */
 interface SharedHold {
   file: string;
   pgoff: number;
@@ -76,25 +76,13 @@ export class ForeignMm extends MmStruct implements ExternalSource {
   /** Attached pages: virtual page number -> pfn (the frame holds one reference). */
   private readonly foreignPages = new PageIndex();
   private readonly foreignBase: MmStructOptions;
-  /** Attached pages in MAP_SHARED mappings: virtual page -> what the mapping maps (an index in sharedKeys). */
-  private readonly foreignShared = new PageIndex();
-  /** The MAP_SHARED keys (ForeignVma.shared) of foreignShared, interned. */
-  private readonly sharedKeys: string[] = [];
-  private readonly sharedIds = new Map<string, number>();
   /**
-   * Frames another process of the family pinned in a shared mapping and
-   * handed over when the page left it (pfn -> virtual page here, key): this
-   * process still maps the same page, so the frame stays live through it.
+   * Attached pages in MAP_SHARED (non-hugetlb) mappings: virtual page ->
+   * the file page. Their frames are the shared page cache's, so every
+   * process mapping the page, and IOMMU_IOAS_MAP_FILE of the file, reach
+   * one frame.
    */
-  private readonly foreignAdopted = new Map<number, { vp: number; key: string }>();
-  /**
-   * Attached pages of shared files IOMMU_IOAS_MAP_FILE has seen (a memfd,
-   * a tmpfs file): virtual page -> the file page. Their frames are the
-   * shared page cache's, so the program's mapping and MAP_FILE of the file
-   * pin one frame. (Other MAP_SHARED pages, anonymous shared memory above
-   * all, keep a frame per process and page: no per-page object.)
-   */
-  private readonly cachedShared = new Map<number, SharedHold>();
+  private readonly foreignShared = new Map<number, SharedHold>();
   /** MAP_HUGETLB ranges the model's pool backs (the host had no huge pages for them). */
   private emulated: EmulatedHugetlb[] = [];
   /** The processes forked from one another (they may share MAP_SHARED pages). */
@@ -120,7 +108,7 @@ export class ForeignMm extends MmStruct implements ExternalSource {
 
   /** True while frames mirror pages of the process (the shim must report munmap). */
   hasAttached(): boolean {
-    return this.foreignPages.size > 0 || this.foreignAdopted.size > 0;
+    return this.foreignPages.size > 0;
   }
 
   attachedPages(): number {
@@ -220,8 +208,6 @@ export class ForeignMm extends MmStruct implements ExternalSource {
       const emu = this.emulatedHugetlb(vp * PAGE);
       // a hugetlb page is one physically contiguous folio of its size, as the kernel's is
       const order = emu !== undefined ? emu.order : hostHugeOrder(v);
-      const shared = v.shared === undefined ? -1 : this.sharedId(v.shared);
-      const cached = v.shared !== undefined && v.hugetlb !== true && this.sharedCache.hasFile(v.shared);
       for (; vp < stop; vp++) {
         let pfn = this.foreignPages.get(vp);
         if (pfn < 0 && order !== 0) {
@@ -229,16 +215,9 @@ export class ForeignMm extends MmStruct implements ExternalSource {
           const head = this.attachHuge(vp - (vp % n), order, emu, fresh);
           if (head < 0) return undo("huge page", vp);
           pfn = head + (vp % n);
-        } else if (pfn < 0 && cached) {
-          pfn = this.holdShared(vp, v);
-          if (pfn < 0) return undo("page", vp);
-          fresh.push(vp);
         } else if (pfn < 0) {
-          pfn = this.pages.allocFolio(0, "do_anonymous_page");
+          pfn = this.attachSmall(vp, v);
           if (pfn < 0) return undo("page", vp);
-          this.foreignPages.set(vp, pfn);
-          this.phys.external.setPage(pfn, this, vp);
-          if (shared >= 0) this.foreignShared.set(vp, shared);
           fresh.push(vp);
         }
         if (runLen > 0 && runPfn + runLen === pfn) runLen++;
@@ -274,12 +253,37 @@ export class ForeignMm extends MmStruct implements ExternalSource {
       const head = this.attachHuge(vp - (vp % n), order, emu, []);
       return head < 0 ? -1 : head + (vp % n);
     }
-    if (v.shared !== undefined && this.sharedCache.hasFile(v.shared)) return this.holdShared(vp, v);
+    return this.attachSmall(vp, v);
+  }
+
+  /**
+   * Attach the page at virtual page `vp` of `v` (not hugetlb): a page of a
+   * shared mapping is the shared page cache's frame for its file page; a
+   * private one gets its own frame. The pfn, or -1 when no frame can be had.
+   */
+  private attachSmall(vp: number, v: ForeignVma): number {
+    const fp = sharedPageOf(v, vp);
+    if (fp !== undefined) return this.holdShared(vp, fp.file, fp.pgoff);
     const pfn = this.pages.allocFolio(0, "do_anonymous_page");
     if (pfn < 0) return -1;
     this.foreignPages.set(vp, pfn);
     this.phys.external.setPage(pfn, this, vp);
-    if (v.shared !== undefined) this.foreignShared.set(vp, this.sharedId(v.shared));
+    return pfn;
+  }
+
+  /** This process holds the file page (file, pgoff) it maps at virtual page vp: the cache's frame, or -1. */
+  private holdShared(vp: number, file: string, pgoff: number): number {
+    const token = {};
+    const access: PageAccess = {
+      read: (off, len) => (this.foreignMem === null ? -EFAULT : this.foreignMem.read(vp * PAGE + off, len)),
+      write: (off, bytes) => {
+        this.foreignMem?.write(vp * PAGE + off, bytes);
+      },
+    };
+    const pfn = this.sharedCache.take(file, pgoff, token, access, "shmem_alloc_folio");
+    if (pfn < 0) return -1;
+    this.foreignPages.set(vp, pfn);
+    this.foreignShared.set(vp, { file, pgoff, token });
     return pfn;
   }
 
@@ -293,15 +297,12 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     const first = Number(vaB / BigInt(PAGE));
     const last = Number((vaB + len - 1n) / BigInt(PAGE));
     this.detachRange(first, last, true);
-    for (const [pfn, a] of [...this.foreignAdopted])
-      if (a.vp >= first && a.vp <= last) this.leaveAdopted(pfn, true);
   }
 
   override release(): void {
     if (this.released) return;
     this.detachRange(0, Number.MAX_SAFE_INTEGER, true);
     for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
-    for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, true);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
     super.release();
@@ -312,7 +313,6 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     if (this.released) return;
     this.detachRange(0, Number.MAX_SAFE_INTEGER, false);
     for (const e of [...this.emulated]) this.unmapEmulatedHugetlb(e.start, e.end - e.start);
-    for (const pfn of [...this.foreignAdopted.keys()]) this.leaveAdopted(pfn, false);
     this.foreignMem = null;
     this.foreignFamily.delete(this);
     super.release();
@@ -457,16 +457,6 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     if (this.foreignMem !== null) this.foreignMem.write(va, bytes);
   }
 
-  private sharedId(key: string): number {
-    let id = this.sharedIds.get(key);
-    if (id === undefined) {
-      id = this.sharedKeys.length;
-      this.sharedKeys.push(key);
-      this.sharedIds.set(key, id);
-    }
-    return id;
-  }
-
   /**
    * Detach every attached page in virtual pages [first, last], in order.
    * Which process of the family still maps a shared page is asked once per
@@ -481,111 +471,14 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     for (const vp of todo) this.foreignDetach(vp, keep, seen);
   }
 
-  /**
-   * This process holds the page of a shared file it maps at virtual page
-   * vp through the shared page cache: the cache's frame, or -1.
-   */
-  private holdShared(vp: number, v: ForeignVma): number {
-    const fp = sharedPageOf(v, vp);
-    if (fp === undefined) return -1;
-    const token = {};
-    const access: PageAccess = {
-      read: (off, len) => (this.foreignMem === null ? -EFAULT : this.foreignMem.read(vp * PAGE + off, len)),
-      write: (off, bytes) => {
-        this.foreignMem?.write(vp * PAGE + off, bytes);
-      },
-    };
-    const pfn = this.sharedCache.take(fp.file, fp.pgoff, token, access, "shmem_alloc_folio");
-    if (pfn < 0) return -1;
-    this.foreignPages.set(vp, pfn);
-    this.cachedShared.set(vp, { file: fp.file, pgoff: fp.pgoff, token });
-    return pfn;
-  }
-
-  /**
-   * A page held through the shared page cache leaves this process. When
-   * this was its last holder and a pin keeps it, a process of the family
-   * that still maps the same file page at the same address takes it over;
-   * otherwise the cache copies the page into the frame.
-   */
-  private leaveCached(vp: number, hold: SharedHold, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
-    const { file, pgoff } = hold;
-    const va = vp * PAGE;
-    if (
-      this.sharedCache.holders(file, pgoff) === 1 &&
-      this.pages.isPinned(this.sharedCache.lookup(file, pgoff))
-    ) {
-      for (const other of this.foreignFamily) {
-        if (other === this || other.released || other.foreignMem === null || other.foreignPages.has(vp))
-          continue;
-        let v = seen.get(other);
-        if (v === undefined || va < v.start || va >= v.end) {
-          v = other.foreignMem.vma(va);
-          if (v !== undefined) seen.set(other, v);
-        }
-        const fp = v === undefined ? undefined : sharedPageOf(v, vp);
-        if (fp === undefined || fp.file !== file || fp.pgoff !== pgoff) continue;
-        if (other.holdShared(vp, v!) >= 0) break;
-      }
-    }
-    this.sharedCache.release(file, pgoff, hold.token, keep);
-  }
-
   private foreignDetach(vp: number, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
     const pfn = this.foreignPages.delete(vp);
     if (pfn < 0) return;
-    if (this.cachedShared.size > 0) {
-      const hold = this.cachedShared.get(vp);
-      if (hold !== undefined) {
-        this.cachedShared.delete(vp);
-        this.leaveCached(vp, hold, keep, seen);
-        return;
-      }
-    }
-    const id = this.foreignShared.delete(vp);
-    this.leave(pfn, vp, id < 0 ? undefined : this.sharedKeys[id], keep, seen);
-  }
-
-  private leaveAdopted(pfn: number, keep: boolean): void {
-    const a = this.foreignAdopted.get(pfn);
-    if (a === undefined) return;
-    this.foreignAdopted.delete(pfn);
-    this.leave(pfn, a.vp, a.key, keep, new Map());
-  }
-
-  /**
-   * A frame's page leaves this process. A MAP_SHARED page another process
-   * of the family still maps at the same address stays live through it (a
-   * pin holds the shared page, which that process keeps seeing); otherwise
-   * the frame takes a copy of the contents and lives on only while pinned.
-   */
-  private leave(
-    pfn: number,
-    vp: number,
-    key: string | undefined,
-    keep: boolean,
-    seen: Map<ForeignMm, ForeignVma>,
-  ): void {
-    if (key !== undefined) {
-      const va = vp * PAGE;
-      let to: ForeignMm | undefined;
-      for (const other of this.foreignFamily) {
-        if (other === this || other.released || other.foreignMem === null) continue;
-        // the mapping of `other` last looked at in this detach answers for its whole range
-        let v = seen.get(other);
-        if (v === undefined || va < v.start || va >= v.end) {
-          v = other.foreignMem.vma(va);
-          if (v !== undefined) seen.set(other, v);
-        }
-        if (v?.shared !== key) continue;
-        to = other;
-        break;
-      }
-      if (to !== undefined) {
-        to.foreignAdopted.set(pfn, { vp, key });
-        this.phys.external.setPage(pfn, to, vp);
-        return;
-      }
+    const hold = this.foreignShared.get(vp);
+    if (hold !== undefined) {
+      this.foreignShared.delete(vp);
+      this.leaveShared(vp, hold, keep, seen);
+      return;
     }
     // only a pinned frame outlives this: an unpinned one goes with the put below, so no copy
     const live = keep && this.foreignMem !== null && this.pages.isPinned(pfn);
@@ -595,6 +488,37 @@ export class ForeignMm extends MmStruct implements ExternalSource {
     // references are the folio's (a hugetlb folio holds one per attached page)
     const head = this.pages.folioHead(pfn);
     this.pages.put(head < 0 ? pfn : head);
+  }
+
+  /**
+   * A shared page leaves this process. When this was the page's last
+   * holder and a pin keeps it, a process of the family that still maps the
+   * same file page at the same address takes it over (a pin holds the
+   * shared page, which that process keeps seeing); otherwise the cache
+   * copies the page into the frame.
+   */
+  private leaveShared(vp: number, hold: SharedHold, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
+    const { file, pgoff } = hold;
+    const va = vp * PAGE;
+    if (
+      this.sharedCache.holders(file, pgoff) === 1 &&
+      this.pages.isPinned(this.sharedCache.lookup(file, pgoff))
+    ) {
+      for (const other of this.foreignFamily) {
+        if (other === this || other.released || other.foreignMem === null || other.foreignPages.has(vp))
+          continue;
+        // the mapping of `other` last looked at in this detach answers for its whole range
+        let v = seen.get(other);
+        if (v === undefined || va < v.start || va >= v.end) {
+          v = other.foreignMem.vma(va);
+          if (v !== undefined) seen.set(other, v);
+        }
+        const fp = v === undefined ? undefined : sharedPageOf(v, vp);
+        if (fp === undefined || fp.file !== file || fp.pgoff !== pgoff) continue;
+        if (other.holdShared(vp, file, pgoff) >= 0) break;
+      }
+    }
+    this.sharedCache.release(file, pgoff, hold.token, keep);
   }
 
   /** va as a number when [va, va+len) is user space, else -1. */

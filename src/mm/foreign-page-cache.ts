@@ -40,52 +40,32 @@ class CachedPage implements ExternalFrame {
 
 /**
  * The page cache of real shared files behind the exec bridge (a memfd, a
- * tmpfs file), by file ("MAJ:MIN INODE" as /proc/PID/maps prints it) and
- * page offset: as in the kernel a file page is one page whoever reaches it,
- * so IOMMU_IOAS_MAP_FILE of a memfd and IOMMU_IOAS_MAP (or pagemap) of a
- * process's MAP_SHARED mapping of it give the same frame. Only the files
- * IOMMU_IOAS_MAP_FILE holds go through it (an object per page); other
- * shared memory, anonymous above all, keeps a frame per process and page
- * (src/mm/foreign-mm.ts), so a page a process pinned before the file was
- * first passed to MAP_FILE keeps its own frame. Each holder (a process's
- * mapped page, a file's pinned page) holds one reference. When the last
- * holder lets go, the frame keeps a copy of the page and lives on only
- * while pinned.
+ * tmpfs file, MAP_SHARED anonymous memory), by file ("MAJ:MIN INODE" as
+ * /proc/PID/maps prints it) and page offset: as in the kernel a file page
+ * is one page whoever reaches it, so IOMMU_IOAS_MAP_FILE of a memfd and
+ * IOMMU_IOAS_MAP (or pagemap) of a process's MAP_SHARED mapping of it give
+ * the same frame. Each holder (a process's mapped page, a file's pinned
+ * page) holds one reference. When the last holder lets go, the frame keeps
+ * a copy of the page and lives on only while pinned.
  */
 export class ForeignPageCache {
-  /** file -> page offset -> the page. */
-  private readonly files = new Map<string, Map<number, CachedPage>>();
-  /** Files some IOMMU_IOAS_MAP_FILE holds open (ForeignMemFile), with how many. */
-  private readonly opened = new Map<string, number>();
-  private pagesHeld = 0;
+  private readonly cache = new Map<string, CachedPage>();
 
   constructor(private readonly pages: PageTracker) {}
 
   /** Pages some holder holds now. */
   get size(): number {
-    return this.pagesHeld;
-  }
-
-  /** A ForeignMemFile of `file` exists (from now on processes reach its pages here) or is gone. */
-  openFile(file: string, delta: 1 | -1): void {
-    const n = (this.opened.get(file) ?? 0) + delta;
-    if (n > 0) this.opened.set(file, n);
-    else this.opened.delete(file);
-  }
-
-  /** Pages of `file` go through the cache: MAP_FILE holds it open, or some page of it is held here. */
-  hasFile(file: string): boolean {
-    return this.opened.has(file) || this.files.has(file);
+    return this.cache.size;
   }
 
   /** The frame of (file, pgoff), or -1 when no holder has it. */
   lookup(file: string, pgoff: number): number {
-    return this.files.get(file)?.get(pgoff)?.pfn ?? -1;
+    return this.cache.get(`${file}#${pgoff}`)?.pfn ?? -1;
   }
 
   /** Holders of (file, pgoff). */
   holders(file: string, pgoff: number): number {
-    return this.files.get(file)?.get(pgoff)?.holders.size ?? 0;
+    return this.cache.get(`${file}#${pgoff}`)?.holders.size ?? 0;
   }
 
   /**
@@ -94,8 +74,8 @@ export class ForeignPageCache {
    * frame can be allocated. A holder takes a page once.
    */
   take(file: string, pgoff: number, holder: object, access: PageAccess, site: string): number {
-    let f = this.files.get(file);
-    const c = f?.get(pgoff);
+    const key = `${file}#${pgoff}`;
+    const c = this.cache.get(key);
     if (c !== undefined) {
       if (c.holders.has(holder)) return c.pfn;
       this.pages.get(c.pfn);
@@ -106,12 +86,7 @@ export class ForeignPageCache {
     if (pfn < 0) return -1;
     const page = new CachedPage(pfn);
     page.holders.set(holder, access);
-    if (f === undefined) {
-      f = new Map();
-      this.files.set(file, f);
-    }
-    f.set(pgoff, page);
-    this.pagesHeld++;
+    this.cache.set(key, page);
     this.pages.phys.external.set(pfn, page);
     return pfn;
   }
@@ -122,16 +97,14 @@ export class ForeignPageCache {
    * leaves the file and its reference goes.
    */
   release(file: string, pgoff: number, holder: object, keep: boolean): void {
-    const f = this.files.get(file);
-    const c = f?.get(pgoff);
-    if (f === undefined || c === undefined) return;
+    const key = `${file}#${pgoff}`;
+    const c = this.cache.get(key);
+    if (c === undefined) return;
     const access = c.holders.get(holder);
     if (access === undefined) return;
     if (c.holders.size === 1) {
       const bytes = keep && this.pages.isPinned(c.pfn) ? access.read(0, PAGE) : -1;
-      f.delete(pgoff);
-      if (f.size === 0) this.files.delete(file);
-      this.pagesHeld--;
+      this.cache.delete(key);
       this.pages.phys.external.delete(c.pfn);
       if (typeof bytes !== "number") {
         const page = new Uint8Array(PAGE);
