@@ -222,6 +222,8 @@ export abstract class PciFunction implements DmaMaster {
    */
   raiseIrq(vector: number): boolean {
     if (!this.busMaster()) return false;
+    // the message does not pass the device's earlier memory writes (PCIe posted-write ordering)
+    this.dma.flushBatch();
     const msixPos = this.config.findCap(PCI_CAP_ID_MSIX);
     if (msixPos !== 0 && this.msix !== null) {
       const flags = this.config.read(msixPos + PCI_MSIX_FLAGS, 2);
