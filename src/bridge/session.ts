@@ -73,7 +73,7 @@ export function parseBridgeArgs(
         break;
       }
       case "--pci": {
-        const m = /^([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])=([a-z0-9]+)$/.exec(v);
+        const m = /^([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])=([a-z0-9-]+)$/.exec(v);
         if (m === null) return `--pci takes BDF=KIND (e.g. 0000:00:04.0=memcpy), not "${v}"`;
         if (!KINDS.has(m[2])) return `--pci: unknown device kind "${m[2]}" (${PCI_DEVICE_KINDS.join(", ")})`;
         pci.push({ bdf: m[1], kind: m[2] as PciDeviceConfig["kind"] });

@@ -110,7 +110,7 @@ eventfds before the call or access that caused them returns.
   --kconfig NAME=y|n   a Kconfig symbol (e.g. IOMMUFD_TEST=y), repeatable
   --param NAME=VALUE   a module parameter, set before any driver binds
                        (e.g. vfio.enable_unsafe_noiommu_mode=1), repeatable
-  --pci BDF=KIND       a PCI function (kind: memcpy, ioat), repeatable
+  --pci BDF=KIND       a PCI function (kind: memcpy, memcpy-pf, ioat), repeatable
   --hugepages SIZE=N   hugetlb pools at boot, as hugepages= does (sizes 2M, 1G;
                        e.g. 2M=256): only these pages, other sizes empty.
                        Default: unlimited pools. The program's

@@ -27,6 +27,8 @@ export function renderSection(runs: BinaryRun[], expected: ExpectedFile): string
     "  `vfio_dma_mapping_test` on `--iommu intel` (it reads the Intel debugfs page-table dump);",
     "  `vfio_pci_driver_test` on the emulated IOAT channel at 0000:00:04.0 behind VT-d (`--iommu intel --pci 0000:00:04.0=ioat`);",
     "  `vfio_pci_device_init_perf_test` with four memcpy devices 04.0 to 07.0 on its command line;",
+    "  `vfio_pci_sriov_uapi_test` on the memcpy PF (`--pci 0000:00:04.0=memcpy-pf",
+    "  --param vfio_pci.enable_sriov=1`);",
     "- `vfio_iommufd_noiommu_test`: `exec --iommu none --param vfio.enable_unsafe_noiommu_mode=1",
     '  --noiommu-revision v7` (it needs GET_PA\'s "length 0 = no limit").',
     "",

@@ -67,6 +67,10 @@ export function execArgs(tree: Tree, bin: string, path: string): string[] {
       if (bin === "vfio_pci_driver_test") {
         return ["exec", "--iommu", DRIVER_TEST_IOMMU, "--pci", `${VFIO_BDF}=${DRIVER_TEST_KIND}`, "--", path];
       }
+      if (bin === "vfio_pci_sriov_uapi_test") {
+        // an SR-IOV PF whose VFs vfio-pci may create (the module parameter the test needs)
+        return ["exec", "--pci", `${VFIO_BDF}=memcpy-pf`, "--param", "vfio_pci.enable_sriov=1", "--", path];
+      }
       if (bin === "vfio_pci_device_init_perf_test") {
         return ["exec", ...PERF_BDFS.flatMap((b) => ["--pci", `${b}=memcpy`]), "--", path, ...PERF_BDFS];
       }

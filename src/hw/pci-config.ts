@@ -2,9 +2,12 @@ import {
   PCI_BASE_ADDRESS_0,
   PCI_BASE_ADDRESS_MEM_TYPE_64,
   PCI_CAPABILITY_LIST,
+  PCI_CFG_EXT_CAP_START,
   PCI_CFG_SPACE_EXP_SIZE,
   PCI_STATUS,
   PCI_STATUS_CAP_LIST,
+  pciExtCapId,
+  pciExtCapNext,
 } from "./pci-regs.js";
 
 /** A BAR as the function decodes it. Sizes are powers of two, at least 16 bytes. */
@@ -29,6 +32,8 @@ export class PciConfig {
   private poweron = new Uint8Array(PCI_CFG_SPACE_EXP_SIZE);
   /** The last capability added (to chain the next one). */
   private lastCap = 0;
+  /** The last extended capability added. */
+  private lastExtCap = 0;
 
   constructor(readonly size: number = PCI_CFG_SPACE_EXP_SIZE) {}
 
@@ -111,6 +116,38 @@ export class PciConfig {
     for (let ttl = 48; pos >= 0x40 && ttl > 0; ttl--) {
       if (this.bytes[pos] === id) return pos;
       pos = this.bytes[pos + 1] & ~3;
+    }
+    return 0;
+  }
+
+  /**
+   * Append a PCI Express extended capability (the list starts at 0x100;
+   * the header dword holds ID, version and the next offset). Returns `off`.
+   */
+  addExtCap(id: number, version: number, off: number): number {
+    if (off < PCI_CFG_EXT_CAP_START || off % 4 !== 0 || off >= this.size)
+      throw new Error(`ext cap at ${off}`);
+    if (this.lastExtCap !== 0) {
+      const prev = this.read(this.lastExtCap, 4);
+      this.setRo(this.lastExtCap, 4, (prev & 0xfffff) + off * 2 ** 20);
+    } else if (off !== PCI_CFG_EXT_CAP_START) {
+      throw new Error("the first extended capability sits at 0x100");
+    }
+    this.setRo(off, 4, (id & 0xffff) | ((version & 0xf) << 16));
+    this.lastExtCap = off;
+    return off;
+  }
+
+  /** Walk the extended capability list (pci_find_ext_capability): the offset of `id`, or 0. */
+  findExtCap(id: number): number {
+    if (this.size <= PCI_CFG_EXT_CAP_START) return 0;
+    let pos = PCI_CFG_EXT_CAP_START;
+    // at most (4096 - 256) / 8 capabilities, as the kernel's ttl
+    for (let ttl = 480; pos >= PCI_CFG_EXT_CAP_START && ttl > 0; ttl--) {
+      const header = this.read(pos, 4);
+      if (header === 0 || header === 0xffffffff) return 0;
+      if (pciExtCapId(header) === id) return pos;
+      pos = pciExtCapNext(header);
     }
     return 0;
   }

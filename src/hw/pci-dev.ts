@@ -10,6 +10,7 @@ import {
   PCI_COMMAND,
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
+  PCI_DEVICE_ID,
   PCI_EXP_DEVCAP,
   PCI_EXP_DEVCAP_FLR,
   PCI_EXP_DEVCTL,
@@ -30,6 +31,7 @@ import {
   PCI_MSIX_FLAGS_QSIZE,
   PCI_MSIX_PBA,
   PCI_MSIX_TABLE,
+  PCI_VENDOR_ID,
 } from "./pci-regs.js";
 
 /** An interrupt message as the function sends it (a posted write to addr with data). */
@@ -135,6 +137,29 @@ export abstract class PciFunction implements DmaMaster {
     return this.bars[i]?.size ?? 0;
   }
 
+  /**
+   * The vendor and device IDs the PCI core records for the function
+   * (pci_dev->vendor/device, the sysfs files). A VF reads 0xffff in its
+   * own config space; the core takes the PF's vendor and the VF Device ID.
+   */
+  pciVendor(): number {
+    return this.config.read(PCI_VENDOR_ID, 2);
+  }
+
+  pciDevice(): number {
+    return this.config.read(PCI_DEVICE_ID, 2);
+  }
+
+  /** The PF of an SR-IOV Virtual Function (pci_physfn), null for any other function. */
+  get physfn(): PciFunction | null {
+    return null;
+  }
+
+  /** The type bits of BAR `i` (memory, 64-bit, prefetchable): the low nibble of its register. */
+  barFlags(i: number): number {
+    return this.config.read(PCI_BASE_ADDRESS_0 + 4 * i, 4) & 0xf;
+  }
+
   /** The bus address BAR `i` is programmed with. */
   barAddress(i: number): bigint {
     const b = this.bars[i];
@@ -197,6 +222,8 @@ export abstract class PciFunction implements DmaMaster {
    */
   raiseIrq(vector: number): boolean {
     if (!this.busMaster()) return false;
+    // the message does not pass the device's earlier memory writes (PCIe posted-write ordering)
+    this.dma.flushBatch();
     const msixPos = this.config.findCap(PCI_CAP_ID_MSIX);
     if (msixPos !== 0 && this.msix !== null) {
       const flags = this.config.read(msixPos + PCI_MSIX_FLAGS, 2);

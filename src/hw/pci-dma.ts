@@ -55,8 +55,12 @@ const BATCH_READS = 4;
 export class DmaEngine {
   /** Inside a batch (beginBatch .. endBatch): what was read, newest last; null outside one. */
   private batch: BatchRead[] | null = null;
+  /** The batch's last write, not yet in memory (a later write of exactly the same pieces replaces it). */
+  private pending: BatchRead | null = null;
   /** Reads a batch answered from what it had read (tests, inspect). */
   batchHits = 0;
+  /** Writes a batch dropped because a later write of the same pieces replaced them whole. */
+  batchCoalesced = 0;
 
   constructor(
     private readonly fn: DmaMaster,
@@ -106,14 +110,33 @@ export class DmaEngine {
    * program's thread waits for it), so the bytes are the same; where the
    * memory is a real process's pages each read would be a pread of
    * /proc/PID/mem (65535 descriptor fetches and source reads in a storm).
-   * Every DMA is still translated, sanitized and logged.
+   * Likewise a write waits until the next write, read from memory,
+   * interrupt (PciDevice.raiseIrq: an MSI does not pass earlier posted
+   * writes) or the end of the batch, and a write of exactly the same pieces
+   * replaces it whole (the storm's 65535 copies to one destination are one
+   * store). Every DMA is still translated, sanitized and logged when it
+   * happens.
    */
   beginBatch(): void {
+    this.flushBatch();
     this.batch = [];
   }
 
   endBatch(): void {
+    this.flushBatch();
     this.batch = null;
+  }
+
+  /** Put the batch's waiting write in memory. */
+  flushBatch(): void {
+    const w = this.pending;
+    if (w === null) return;
+    this.pending = null;
+    let done = 0;
+    for (const s of w.segs) {
+      this.env.phys.write(s.pa, w.bytes.subarray(done, done + s.len));
+      done += s.len;
+    }
   }
 
   /** Read through an earlier translation (logged and sanitized as one DMA at `addr`). */
@@ -124,6 +147,7 @@ export class DmaEngine {
       this.batchHits++;
       out = hit.slice();
     } else {
+      this.flushBatch();
       out = new Uint8Array(len);
       let done = 0;
       for (const s of segs) {
@@ -142,8 +166,21 @@ export class DmaEngine {
 
   /** Write through an earlier translation (logged and sanitized as one DMA at `addr`). */
   writeSegs(addr: bigint, segs: readonly DmaSeg[], bytes: Uint8Array): void {
-    if (this.batch !== null && this.batch.length > 0) this.batchForget(segs);
     const finding = this.env.sanitizer.check(segs);
+    if (this.batch !== null) {
+      if (this.batch.length > 0) this.batchForget(segs);
+      const w = this.pending;
+      if (w !== null && sameSegs(w.segs, segs)) {
+        // the same pieces written whole again: the waiting bytes are replaced in place
+        this.batchCoalesced++;
+        w.bytes.set(bytes);
+      } else {
+        this.flushBatch();
+        this.pending = { segs: segs.map((x) => ({ pa: x.pa, len: x.len })), bytes: bytes.slice() };
+      }
+      this.log("write", addr, bytes.length, finding);
+      return;
+    }
     let done = 0;
     for (const s of segs) {
       this.env.phys.write(s.pa, bytes.subarray(done, done + s.len));
@@ -186,13 +223,7 @@ export class DmaEngine {
   /** The batch's read of exactly these pieces, if any. */
   private batchHit(segs: readonly DmaSeg[]): Uint8Array | undefined {
     const b = this.batch!;
-    for (let i = b.length - 1; i >= 0; i--) {
-      const r = b[i].segs;
-      if (r.length !== segs.length) continue;
-      let same = true;
-      for (let j = 0; j < r.length && same; j++) same = r[j].pa === segs[j].pa && r[j].len === segs[j].len;
-      if (same) return b[i].bytes;
-    }
+    for (let i = b.length - 1; i >= 0; i--) if (sameSegs(b[i].segs, segs)) return b[i].bytes;
     return undefined;
   }
 
@@ -223,4 +254,10 @@ export class DmaEngine {
     }
     return { ok: true, segments: [{ pa: start, len }] };
   }
+}
+
+function sameSegs(a: readonly DmaSeg[], b: readonly DmaSeg[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let j = 0; j < a.length; j++) if (a[j].pa !== b[j].pa || a[j].len !== b[j].len) return false;
+  return true;
 }

@@ -74,3 +74,35 @@ export const PCI_EXP_DEVCTL_BCR_FLR = 0x8000;
 
 /** x86 MSI doorbell window: an MSI is a posted write into it. */
 export const MSI_ADDR_BASE = 0xfee00000;
+
+// PCI Express extended capabilities (config space 0x100-0xfff)
+export const PCI_EXT_CAP_ID_SRIOV = 0x10;
+export const PCI_CFG_EXT_CAP_START = 0x100;
+/** The header dword: ID in bits 15:0, version in 19:16, next offset in 31:20. */
+export const pciExtCapId = (header: number): number => header & 0xffff;
+export const pciExtCapVer = (header: number): number => (header >>> 16) & 0xf;
+export const pciExtCapNext = (header: number): number => (header >>> 20) & 0xffc;
+
+// Single Root I/O Virtualization extended capability
+export const PCI_SRIOV_CAP = 0x04;
+export const PCI_SRIOV_CAP_VFM = 0x01;
+export const PCI_SRIOV_CTRL = 0x08;
+export const PCI_SRIOV_CTRL_VFE = 0x01;
+export const PCI_SRIOV_CTRL_VFM = 0x02;
+export const PCI_SRIOV_CTRL_INTR = 0x04;
+export const PCI_SRIOV_CTRL_MSE = 0x08;
+export const PCI_SRIOV_CTRL_ARI = 0x10;
+export const PCI_SRIOV_STATUS = 0x0a;
+export const PCI_SRIOV_INITIAL_VF = 0x0c;
+export const PCI_SRIOV_TOTAL_VF = 0x0e;
+export const PCI_SRIOV_NUM_VF = 0x10;
+export const PCI_SRIOV_FUNC_LINK = 0x12;
+export const PCI_SRIOV_VF_OFFSET = 0x14;
+export const PCI_SRIOV_VF_STRIDE = 0x16;
+export const PCI_SRIOV_VF_DID = 0x1a;
+export const PCI_SRIOV_SUP_PGSIZE = 0x1c;
+export const PCI_SRIOV_SYS_PGSIZE = 0x20;
+export const PCI_SRIOV_BAR = 0x24;
+export const PCI_SRIOV_NUM_BARS = 6;
+export const PCI_SRIOV_VFM = 0x3c;
+export const PCI_EXT_CAP_SRIOV_SIZEOF = 0x40;

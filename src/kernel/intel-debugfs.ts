@@ -13,13 +13,20 @@ export const INTEL_DEBUGFS = "/sys/kernel/debug/iommu/intel";
  * writes it (the file the VFIO selftests read to check superpages).
  */
 export function addIntelDebugfs(vfs: Vfs, iommu: IommuSubsystem, mem: PhysMem): void {
-  for (const dev of iommu.devices.values()) {
-    if (!(dev.driver instanceof IntelIommuDriver)) continue;
-    vfs.add(`${INTEL_DEBUGFS}/${dev.name}/domain_translation_struct`, {
-      type: "attr",
-      read: () => domainTranslationStruct(dev, mem),
-    });
-  }
+  for (const dev of iommu.devices.values()) addIntelDebugfsDevice(vfs, dev, mem);
+}
+
+/** One device's directory (at boot, or when a VF appears); nothing for a device not behind VT-d. */
+export function addIntelDebugfsDevice(vfs: Vfs, dev: IommuDevice, mem: PhysMem): void {
+  if (!(dev.driver instanceof IntelIommuDriver)) return;
+  vfs.add(`${INTEL_DEBUGFS}/${dev.name}/domain_translation_struct`, {
+    type: "attr",
+    read: () => domainTranslationStruct(dev, mem),
+  });
+}
+
+export function removeIntelDebugfsDevice(vfs: Vfs, name: string): void {
+  vfs.remove(`${INTEL_DEBUGFS}/${name}/domain_translation_struct`);
 }
 
 /**

@@ -27,6 +27,7 @@ import { checkMachineInvariants } from "./machine-invariants.js";
 import { badValue, isOptionValue } from "./machine-options.js";
 import { MmGlue } from "./mm-glue.js";
 import { isParamName, PARAM_DEFAULTS, type ParamName, type ParamValue, parseParam } from "./params.js";
+import { PciIov } from "./pci-iov.js";
 import { addPciSysfs } from "./pci-sysfs.js";
 import { KernelLog } from "./printk.js";
 import { Process } from "./process.js";
@@ -108,6 +109,8 @@ export class Machine implements KernelServices {
   readonly pci: PciBus;
   /** VFIO: driver binding, /dev/vfio nodes, group/container/cdev files (src/vfio). */
   readonly vfio: VfioCore;
+  /** The PCI core's SR-IOV: PFs' sriov_* sysfs files, VFs added and removed (drivers/pci/iov.c). */
+  readonly iov: PciIov;
   /** The options this machine was built with (a recorder writes them back out). */
   readonly options: Readonly<MachineOptions>;
   private readonly mmGlue: MmGlue;
@@ -164,11 +167,24 @@ export class Machine implements KernelServices {
     this.pci.sanitizer.oracle = this.mmGlue.pages;
     const sanitizer = this.pci.sanitizer;
     this.mmGlue.pages.onUnpin = (pfn, n) => sanitizer.noteUnpin(pfn, n);
+    this.iov = new PciIov({
+      bus: this.pci,
+      vfs: this.vfs,
+      iommu: this.iommu,
+      phys: this.phys,
+      klog: this.klog,
+      vfio: () => this.vfio,
+    });
+    const iov = this.iov;
     this.vfio = new VfioCore({
       ctx: this.ctx,
       iommu: this.iommu,
       pciFunction: (bdf) => this.pci.get(bdf),
       pciFunctions: () => this.pci.all(),
+      pciEnableSriov: (pf, n) => iov.enable(pf, n),
+      pciDisableSriov: (pf) => iov.disable(pf),
+      pciNumVf: (fn) => iov.numVf(fn),
+      pciIsPhysfn: (fn) => iov.isPhysfn(fn),
     });
     this.mmGlue.onMmExit = (mm) => this.vfio.mmExit(mm);
     this.registerModuleParams();

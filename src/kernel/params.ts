@@ -11,6 +11,8 @@ export const PARAM_DEFAULTS = {
   /** vfio_pci */
   "vfio_pci.nointxmask": false,
   "vfio_pci.disable_idle_d3": false,
+  /** vfio_pci.c: off means sriov_configure refuses (ENOENT), so sriov_numvfs cannot change. */
+  "vfio_pci.enable_sriov": false,
 } as const;
 
 export type ParamName = keyof typeof PARAM_DEFAULTS;

@@ -1,6 +1,6 @@
 import { EINVAL, ENOMEM, fail } from "../uapi/errno.js";
 import { PAGE_SIZE as PAGE } from "../uapi/linux.js";
-import type { ForeignPageCache, PageAccess } from "./foreign-page-cache.js";
+import type { CacheHolder, ForeignPageCache } from "./foreign-page-cache.js";
 import { MemFile } from "./memfd.js";
 import type { PageTracker } from "./page-tracker.js";
 import { emptyRuns, type PfnRuns, RunBuilder } from "./pfn-runs.js";
@@ -25,7 +25,7 @@ export interface ForeignFile {
  * each frame no one else holds keeps a copy of its page and lives on while
  * pinned.
  */
-export class ForeignMemFile extends MemFile {
+export class ForeignMemFile extends MemFile implements CacheHolder {
   /** The pages this file holds in the shared cache: page offset -> pfn. */
   private readonly foreignCache = new Map<number, number>();
 
@@ -54,7 +54,7 @@ export class ForeignMemFile extends MemFile {
     for (let p = pgoff; p < pgoff + n; p++) {
       let pfn = this.foreignCache.get(p);
       if (pfn === undefined) {
-        pfn = this.shared.take(this.key, p, this, this.access(p), "shmem_alloc_folio");
+        pfn = this.shared.take(this.key, p, this, p, "shmem_alloc_folio");
         if (pfn < 0) {
           this.pages.unpinRuns(b.peek());
           for (const q of fresh) this.dropPage(q, false);
@@ -97,17 +97,16 @@ export class ForeignMemFile extends MemFile {
 
   private dropPage(p: number, keep: boolean): void {
     if (!this.foreignCache.delete(p)) return;
-    this.shared.release(this.key, p, this, keep);
+    this.shared.release(this.key, p, this, p, keep);
   }
 
-  /** How the cache reaches page p through this file (the server's own open of it). */
-  private access(p: number): PageAccess {
-    return {
-      read: (off, len) => this.file.read(p * PAGE + off, len),
-      write: (off, bytes) => {
-        this.file.write(p * PAGE + off, bytes);
-      },
-    };
+  /** The shared page cache reads page p through this file (the server's own open of it; CacheHolder). */
+  holderRead(p: number, off: number, len: number): Uint8Array | number {
+    return this.file.read(p * PAGE + off, len);
+  }
+
+  holderWrite(p: number, off: number, bytes: Uint8Array): void {
+    this.file.write(p * PAGE + off, bytes);
   }
 
   private foreignErr(errno: number, reason: string): never {

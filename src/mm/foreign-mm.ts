@@ -2,7 +2,7 @@ import { PageIndex } from "../hw/page-index.js";
 import type { ExternalSource } from "../hw/phys-mem.js";
 import { EFAULT, EINVAL, ENOMEM, fail } from "../uapi/errno.js";
 import { MAP_FIXED, MAP_SHARED, PAGE_SIZE as PAGE } from "../uapi/linux.js";
-import type { ForeignPageCache, PageAccess } from "./foreign-page-cache.js";
+import type { CacheHolder, ForeignPageCache } from "./foreign-page-cache.js";
 import { type MmForkOptions, MmStruct, type MmStructOptions } from "./mm-struct.js";
 import { doMmapIo } from "./mmap.js";
 import { doMunmap } from "./munmap.js";
@@ -36,13 +36,6 @@ export interface ForeignVma {
   pgoff?: number;
 }
 
-/** A page of a MAP_SHARED mapping as the shared page cache names it, and this process's hold on it. */
-interface SharedHold {
-  file: string;
-  pgoff: number;
-  token: object;
-}
-
 /**
  * A real process's memory as the bridge reaches it (/proc/PID/mem and
  * /proc/PID/maps in src/bridge). Reads and writes are all-or-nothing.
@@ -70,7 +63,7 @@ export interface ForeignMemory {
  * mmap at the address the shim reserved), so loads and stores reach the
  * device and pins see a PFNMAP mapping, not the placeholder behind it.
  */
-export class ForeignMm extends MmStruct implements ExternalSource {
+export class ForeignMm extends MmStruct implements ExternalSource, CacheHolder {
   /** The process's memory; null before a forked child joins and after exit. */
   private foreignMem: ForeignMemory | null = null;
   /** Attached pages: virtual page number -> pfn (the frame holds one reference). */
@@ -82,7 +75,12 @@ export class ForeignMm extends MmStruct implements ExternalSource {
    * process mapping the page, and IOMMU_IOAS_MAP_FILE of the file, reach
    * one frame.
    */
-  private readonly foreignShared = new Map<number, SharedHold>();
+  private readonly foreignShared = new PageIndex();
+  /** The file page of each page in foreignShared (virtual page -> page offset in the file). */
+  private readonly foreignSharedPgoff = new PageIndex();
+  /** The files of foreignShared (ForeignVma.shared), interned: foreignShared holds the index. */
+  private readonly sharedKeys: string[] = [];
+  private readonly sharedIds = new Map<string, number>();
   /** MAP_HUGETLB ranges the model's pool backs (the host had no huge pages for them). */
   private emulated: EmulatedHugetlb[] = [];
   /** The processes forked from one another (they may share MAP_SHARED pages). */
@@ -273,18 +271,31 @@ export class ForeignMm extends MmStruct implements ExternalSource {
 
   /** This process holds the file page (file, pgoff) it maps at virtual page vp: the cache's frame, or -1. */
   private holdShared(vp: number, file: string, pgoff: number): number {
-    const token = {};
-    const access: PageAccess = {
-      read: (off, len) => (this.foreignMem === null ? -EFAULT : this.foreignMem.read(vp * PAGE + off, len)),
-      write: (off, bytes) => {
-        this.foreignMem?.write(vp * PAGE + off, bytes);
-      },
-    };
-    const pfn = this.sharedCache.take(file, pgoff, token, access, "shmem_alloc_folio");
+    const pfn = this.sharedCache.take(file, pgoff, this, vp, "shmem_alloc_folio");
     if (pfn < 0) return -1;
     this.foreignPages.set(vp, pfn);
-    this.foreignShared.set(vp, { file, pgoff, token });
+    this.foreignShared.set(vp, this.sharedId(file));
+    this.foreignSharedPgoff.set(vp, pgoff);
     return pfn;
+  }
+
+  /** The shared page cache reads this process's page at virtual page `vp` (CacheHolder). */
+  holderRead(vp: number, off: number, len: number): Uint8Array | number {
+    return this.foreignMem === null ? -EFAULT : this.foreignMem.read(vp * PAGE + off, len);
+  }
+
+  holderWrite(vp: number, off: number, bytes: Uint8Array): void {
+    this.foreignMem?.write(vp * PAGE + off, bytes);
+  }
+
+  private sharedId(key: string): number {
+    let id = this.sharedIds.get(key);
+    if (id === undefined) {
+      id = this.sharedKeys.length;
+      this.sharedKeys.push(key);
+      this.sharedIds.set(key, id);
+    }
+    return id;
   }
 
   /**
@@ -474,10 +485,9 @@ export class ForeignMm extends MmStruct implements ExternalSource {
   private foreignDetach(vp: number, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
     const pfn = this.foreignPages.delete(vp);
     if (pfn < 0) return;
-    const hold = this.foreignShared.get(vp);
-    if (hold !== undefined) {
-      this.foreignShared.delete(vp);
-      this.leaveShared(vp, hold, keep, seen);
+    const fileId = this.foreignShared.delete(vp);
+    if (fileId >= 0) {
+      this.leaveShared(vp, this.sharedKeys[fileId], this.foreignSharedPgoff.delete(vp), keep, seen);
       return;
     }
     // only a pinned frame outlives this: an unpinned one goes with the put below, so no copy
@@ -497,8 +507,13 @@ export class ForeignMm extends MmStruct implements ExternalSource {
    * shared page, which that process keeps seeing); otherwise the cache
    * copies the page into the frame.
    */
-  private leaveShared(vp: number, hold: SharedHold, keep: boolean, seen: Map<ForeignMm, ForeignVma>): void {
-    const { file, pgoff } = hold;
+  private leaveShared(
+    vp: number,
+    file: string,
+    pgoff: number,
+    keep: boolean,
+    seen: Map<ForeignMm, ForeignVma>,
+  ): void {
     const va = vp * PAGE;
     if (
       this.sharedCache.holders(file, pgoff) === 1 &&
@@ -518,7 +533,7 @@ export class ForeignMm extends MmStruct implements ExternalSource {
         if (other.holdShared(vp, file, pgoff) >= 0) break;
       }
     }
-    this.sharedCache.release(file, pgoff, hold.token, keep);
+    this.sharedCache.release(file, pgoff, this, vp, keep);
   }
 
   /** va as a number when [va, va+len) is user space, else -1. */

@@ -1,5 +1,5 @@
 import type { Task } from "../kernel/task.js";
-import { E2BIG, EFAULT, EINVAL, fail, KernelError } from "../uapi/errno.js";
+import { E2BIG, EFAULT, EINVAL, fail, KernelError, rethrowWith } from "../uapi/errno.js";
 import { offsetOf, offsetOfEnd, structView } from "../uapi/struct.js";
 import {
   VFIO_DEVICE_ATTACH_PASID,
@@ -54,9 +54,7 @@ export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigi
   device.group.blockGroup();
   try {
     if (df.accessGranted) fail(EINVAL, "VFIO_DEVICE_BIND_IOMMUFD: this device fd is already bound");
-    // vfio-pci's token check: the model's functions are not SR-IOV VFs, so a token never applies.
-    if (flags & VFIO_DEVICE_BIND_FLAG_TOKEN)
-      fail(EINVAL, "VFIO_DEVICE_BIND_IOMMUFD: a VF token was given but the device is not a VF");
+    vfioDfCheckToken(df, task, flags, structView(vfio_device_bind_iommufd, buf).token_uuid_ptr);
     const f = task.fdget(iommufd);
     const ictx = vfioIommufdCtxFromFile(f);
     ictx.get();
@@ -82,6 +80,35 @@ export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigi
   } catch (e) {
     device.group.unblockGroup();
     throw e;
+  }
+}
+
+/**
+ * vfio_df_check_token(): a driver without match_token_uuid takes no token
+ * (EINVAL with the flag); otherwise the 16-byte UUID at token_uuid_ptr
+ * (EFAULT when unreadable), or none without the flag, goes to its check
+ * (vfio-pci: the VF token rules, EACCES / EINVAL).
+ */
+function vfioDfCheckToken(df: VfioDeviceFile, task: Task, flags: number, ptr: bigint): void {
+  const ops = df.device.ops;
+  const given = (flags & VFIO_DEVICE_BIND_FLAG_TOKEN) !== 0;
+  if (ops.matchTokenUuid === undefined) {
+    if (given) fail(EINVAL, `VFIO_DEVICE_BIND_IOMMUFD: ${ops.name} takes no VF token`);
+    return;
+  }
+  const what = "VFIO_DEVICE_BIND_IOMMUFD: ";
+  let uuid: Uint8Array | null = null;
+  if (given) {
+    try {
+      uuid = task.copyFromUser(ptr, 16).slice();
+    } catch (e) {
+      rethrowWith(e, `${what}token_uuid_ptr 0x${ptr.toString(16)}: `, EFAULT);
+    }
+  }
+  try {
+    ops.matchTokenUuid(uuid);
+  } catch (e) {
+    rethrowWith(e, what);
   }
 }
 

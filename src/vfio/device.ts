@@ -30,6 +30,14 @@ export interface VfioDeviceOps {
   mmap(file: KFile, task: Task, len: bigint, off: bigint, prot: number): IoMem;
   /** DEVICE_FEATURE features the driver serves (ENOTTY for the rest). */
   feature(task: Task, flags: number, arg: bigint, argsz: number): number;
+  /**
+   * ops->match: does the group path's device name (GET_DEVICE_FD's string)
+   * name this device? Throws for a name that does but may not open it
+   * (a VF token rule). Without it the name must equal the BDF.
+   */
+  match?(name: string): boolean;
+  /** ops->match_token_uuid: the cdev BIND's token (null: none given); throws when it may not open. */
+  matchTokenUuid?(uuid: Uint8Array | null): void;
   /** vfio_device_pm_runtime_get(): the device resumes for every ioctl after access is granted. */
   pmRuntimeGet?(): void;
 }

@@ -211,7 +211,9 @@ function unsetContainer(group: VfioGroup): number {
 /** vfio_group_ioctl_get_device_fd: by name (the BDF), then the group-path open. */
 function getDeviceFd(group: VfioGroup, groupFile: KFile, task: Task, arg: bigint, env: GroupEnv): number {
   const name = readUserString(task, arg);
-  const device = group.devices.find((d) => d.bdf === name);
+  // vfio_device_get_from_name(): the driver's match (vfio-pci's takes "BDF vf_token=<uuid>";
+  // its refusal ends the search with its errno), else the exact device name
+  const device = group.devices.find((d) => (d.ops.match ? d.ops.match(name) : d.bdf === name));
   if (device === undefined) fail(ENODEV, `group ${group.id} has no device named "${name}"`);
   if (!group.hasIommu()) fail(EINVAL, `group ${group.id} has no container or iommufd set`);
   const df = new VfioDeviceFile(device, group);

@@ -1,4 +1,5 @@
 import type { PciFunction } from "../hw/pci-dev.js";
+import { Prng } from "../hw/prng.js";
 import type { IommuSubsystem } from "../iommu/subsystem.js";
 import type { FileOps } from "../kernel/file.js";
 import type { KernelCtx } from "../kernel/kctx.js";
@@ -34,6 +35,13 @@ export interface VfioEnv {
   pciFunction(bdf: string): PciFunction | undefined;
   /** Every PCI function (the hot reset walks the bus); only the registered ones without it. */
   pciFunctions?(): readonly PciFunction[];
+  /** The PCI core's SR-IOV (drivers/pci/iov.c): pci_enable_sriov / pci_disable_sriov of a PF. */
+  pciEnableSriov?(pf: PciFunction, numVfs: number): void;
+  pciDisableSriov?(pf: PciFunction): void;
+  /** pci_num_vf(): the VFs a PF has enabled (0 for any other function). */
+  pciNumVf?(fn: PciFunction): number;
+  /** pdev->is_physfn: the function has an SR-IOV capability with VFs to offer. */
+  pciIsPhysfn?(fn: PciFunction): boolean;
 }
 
 /** The largest vfio device index (the cdev minor range). */
@@ -71,9 +79,14 @@ export class VfioCore {
   /** sPAPR pre-registered memory of this machine's mms (mm_iommu_*). */
   readonly mmIommu = new MmIommuRegistry();
   private readonly spaprTceDriver = vfioIommuSpaprTceDriver(this.mmIommu);
+  /** vfio_pci_sriov_pfs: the PFs whose sriov_configure enabled VFs (a VF finds its PF here). */
+  private readonly sriovPfs = new Set<VfioPciCore>();
+  /** uuid_gen() for a PF's first VF token: seeded, so runs replay. */
+  private readonly uuidRng: Prng;
 
   constructor(private readonly env: VfioEnv) {
     const k = env.ctx.kconfig;
+    this.uuidRng = new Prng(env.ctx.seed ^ 0x76667470);
     this.deviceFops = vfioDeviceFops({
       bindIommufd: vfioDfIoctlBindIommufd,
       attachPt: vfioDfIoctlAttachPt,
@@ -185,10 +198,81 @@ export class VfioCore {
   unbindDriver(bdf: string): number {
     const d = this.devices.get(bdf);
     if (d === undefined) return -ENODEV;
-    if (d.openCount > 0 || d.files.size > 0) return -EBUSY;
-    const g = d.group;
-    if (g.devices.length === 1 && g.opened) return -EBUSY;
+    if (this.removeBlocker(bdf) !== undefined) return -EBUSY;
+    // vfio_pci_core_unregister_device(): a PF's VFs go first (sriov_configure(0))
+    if (d.ops instanceof VfioPciCore && this.sriovPfs.has(d.ops)) {
+      try {
+        this.coreSriovConfigure(d.ops, 0);
+      } catch (e) {
+        if (e instanceof Error && "errno" in e) return -(e as { errno: number }).errno;
+        throw e;
+      }
+    }
     this.unregister(d);
+    return 0;
+  }
+
+  /**
+   * Why removing the device would block (vfio_unregister_group_dev waits
+   * for its users to close it), or undefined when it would not. The kernel
+   * waits; a model call cannot, so the caller refuses with EBUSY.
+   */
+  removeBlocker(bdf: string): string | undefined {
+    const d = this.devices.get(bdf);
+    if (d === undefined) return undefined;
+    if (d.openCount > 0 || d.files.size > 0) return `${bdf} is open (${d.files.size} device file(s))`;
+    if (d.group.devices.length === 1 && d.group.opened)
+      return `${bdf}'s group /dev/vfio/${d.group.nodeName} is open`;
+    return undefined;
+  }
+
+  /**
+   * vfio_pci_core_request(dev, 0): the kernel asks the device's user to
+   * release it (the REQ eventfd) while a removal waits.
+   */
+  requestRelease(bdf: string): void {
+    const d = this.devices.get(bdf);
+    if (d?.ops instanceof VfioPciCore) d.ops.irqs.reqTrigger?.ctx.signal(1n);
+  }
+
+  /**
+   * vfio-pci's sriov_configure (vfio_pci.c) for the bound PF at `bdf`, as
+   * the sysfs sriov_numvfs write calls it: refused (ENOENT) unless the
+   * module parameter vfio_pci.enable_sriov is on, a disable too. Returns
+   * the VFs enabled (0 for a disable).
+   */
+  sriovConfigure(bdf: string, numVfs: number): number {
+    const d = this.devices.get(bdf);
+    if (d === undefined || !(d.ops instanceof VfioPciCore))
+      return fail(ENODEV, `${bdf} is not bound to vfio-pci`);
+    if (this.env.ctx.params["vfio_pci.enable_sriov"] !== true)
+      fail(ENOENT, "vfio-pci: SR-IOV configuration is off (module parameter vfio_pci.enable_sriov)");
+    return this.coreSriovConfigure(d.ops, numVfs);
+  }
+
+  /**
+   * vfio_pci_core_sriov_configure(): enabling twice without a disable is
+   * EINVAL; the PF joins the list its VFs find it in, then
+   * pci_enable_sriov (leaving the list again if that fails); 0 disables
+   * the VFs and leaves the list.
+   */
+  private coreSriovConfigure(core: VfioPciCore, numVfs: number): number {
+    const env = this.env;
+    if (numVfs !== 0) {
+      if (this.sriovPfs.has(core))
+        fail(EINVAL, `vfio-pci ${core.bdf}: SR-IOV already enabled by this driver`);
+      this.sriovPfs.add(core);
+      try {
+        if (env.pciEnableSriov === undefined) fail(ENODEV, "no PCI SR-IOV support on this machine");
+        env.pciEnableSriov(core.fn, numVfs);
+      } catch (e) {
+        this.sriovPfs.delete(core);
+        throw e;
+      }
+      return numVfs;
+    }
+    if ((env.pciNumVf?.(core.fn) ?? 0) > 0) env.pciDisableSriov?.(core.fn);
+    this.sriovPfs.delete(core);
     return 0;
   }
 
@@ -202,6 +286,8 @@ export class VfioCore {
     if (!iommuDev.capable("CACHE_COHERENCY")) {
       fail(EINVAL, `${fn.bdf}: its IOMMU cannot enforce cache-coherent DMA (IOMMU_CAP_CACHE_COHERENCY)`);
     }
+    // vfio_pci_core_register_device(): a PF with VFs already enabled cannot be captured
+    if ((this.env.pciNumVf?.(fn) ?? 0) > 0) fail(EBUSY, `${fn.bdf}: Cannot bind to PF with SR-IOV enabled`);
     const ig = iommuDev.group;
     let group = this.groups.get(ig.id);
     const newGroup = group === undefined;
@@ -213,6 +299,19 @@ export class VfioCore {
   /** A vfio-pci instance that can see the bus and the other devices (for the hot reset). */
   private newVfioPci(fn: PciFunction): VfioPciCore {
     const core = new VfioPciCore(fn);
+    // vfio_pci_vf_init(): a PF gets a random token; a VF finds the vfio-pci PF that created it
+    if (fn.physfn !== null) {
+      for (const pf of this.sriovPfs) if (pf.fn === fn.physfn) core.sriovPf = pf;
+    } else if (this.env.pciIsPhysfn?.(fn)) {
+      const uuid = new Uint8Array(16);
+      for (let i = 0; i < 16; i += 4) {
+        const w = this.uuidRng.next();
+        uuid.set([w >>> 24, (w >>> 16) & 0xff, (w >>> 8) & 0xff, w & 0xff], i);
+      }
+      uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4
+      uuid[8] = (uuid[8] & 0x3f) | 0x80; // RFC 4122 variant
+      core.vfToken = { uuid, users: 0 };
+    }
     const env = this.env;
     core.setEnv({
       get self() {

@@ -36,7 +36,10 @@ describe("iommufd-sim exec / serve on the command line", () => {
     const cases: [string[], string][] = [
       [["exec", "--iommu", "arm", "--", "true"], 'unknown IOMMU "arm"'],
       [["exec", "--kconfig", "IOMMUFD_TEST", "--", "true"], "--kconfig takes NAME=y|n"],
-      [["exec", "--pci", "0000:00:04.0=gpu", "--", "true"], 'unknown device kind "gpu" (memcpy, ioat)'],
+      [
+        ["exec", "--pci", "0000:00:04.0=gpu", "--", "true"],
+        'unknown device kind "gpu" (memcpy, memcpy-pf, ioat)',
+      ],
       [["exec", "--frob", "--", "true"], "unknown option --frob"],
       [["serve"], "--socket PATH is required"],
     ];

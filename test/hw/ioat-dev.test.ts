@@ -331,6 +331,57 @@ describe("IOAT: one doorbell is one DMA batch", () => {
   });
 });
 
+describe("IOAT: the batch's writes", () => {
+  it("65 copies to one destination reach memory as one store, with the last copy's bytes", () => {
+    const { m, dev, desc, kick } = rig();
+    const stores: number[] = [];
+    const page = new Uint8Array(4096);
+    m.phys.external.set(DST / 4096, {
+      read: (off, len) => page.slice(off, off + len),
+      write: (off, b) => {
+        stores.push(off);
+        page.set(b, off);
+      },
+    });
+    desc(DESC, { size: 4096, src: SRC, dst: DST, next: DESC });
+    const logged = m.debug.dmaLog().length;
+    kick(DESC, 65);
+    expect(dev.completed).toBe(65);
+    expect(stores).toEqual([0]);
+    expect(dev.dma.batchCoalesced).toBe(64);
+    expect(page).toEqual(m.phys.read(SRC, 4096));
+    // each copy is still a logged write
+    expect(
+      m.debug
+        .dmaLog()
+        .slice(logged)
+        .filter((e) => e.op === "write"),
+    ).toHaveLength(65);
+  });
+
+  it("a read after a write of the batch sees it: a chain copies SRC to DST, then DST onward", () => {
+    const { m, desc, kick } = rig();
+    desc(DESC, { size: 16, src: SRC, dst: DST, next: DESC + 64 });
+    desc(DESC + 64, { size: 16, src: DST, dst: DST + 4096, next: DESC });
+    kick(DESC, 2);
+    expect(m.phys.read(DST + 4096, 16)).toEqual(m.phys.read(SRC, 16));
+  });
+
+  it("the completion interrupt finds the copies before it in memory", () => {
+    const { m, dev, desc, kick } = rig();
+    const seen: Uint8Array[] = [];
+    dev.msiSink = () => {
+      seen.push(m.phys.read(DST, 16));
+    };
+    const msix = dev.config.findCap(0x11);
+    dev.mmioWrite(0, 0x2000 + 12, new Uint8Array(4));
+    dev.configWrite(msix + 2, 2, 0x8000);
+    desc(DESC, { size: 16, ctl: 1, src: SRC, dst: DST, next: DESC });
+    kick(DESC, 3);
+    expect(seen).toEqual([m.phys.read(SRC, 16)]);
+  });
+});
+
 /** CHANCMD RESET (clears the latched error so the channel runs again). */
 function wrReset(dev: IoatDevice): void {
   dev.mmioWrite(0, CHANCMD, new Uint8Array([0x20]));

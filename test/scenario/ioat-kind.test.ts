@@ -20,7 +20,7 @@ describe("the ioat device kind", () => {
     expect(m.pci.get("0000:00:04.0")).toBeInstanceOf(MemcpyDevice);
     expect(m.pci.get("0000:00:05.0")).toBeInstanceOf(IoatDevice);
     expect(parseBridgeArgs(["--pci", "0000:00:05.0=dsa", "--", "prog"])).toBe(
-      '--pci: unknown device kind "dsa" (memcpy, ioat)',
+      '--pci: unknown device kind "dsa" (memcpy, memcpy-pf, ioat)',
     );
   });
 
@@ -44,7 +44,9 @@ describe("the ioat device kind", () => {
       `name: k\nmachine:\n  pci: [{ bdf: "0000:00:04.0", kind: ${kind} }]\nsteps:\n  - check_invariants: true\n`;
     expect(runScenario(parseScenario(yaml("ioat"), "k.yaml")).ok).toBe(true);
     expect(() => parseScenario(yaml("gpu"), "k.yaml")).toThrow(ScenarioError);
-    expect(() => parseScenario(yaml("gpu"), "k.yaml")).toThrow('"gpu" is not a device kind (memcpy, ioat)');
+    expect(() => parseScenario(yaml("gpu"), "k.yaml")).toThrow(
+      '"gpu" is not a device kind (memcpy, memcpy-pf, ioat)',
+    );
   });
 
   it("examples/ioat-dma.yaml runs to the end", () => {

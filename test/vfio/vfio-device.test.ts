@@ -10,11 +10,13 @@ import {
   EAGAIN,
   EBADF,
   EBADFD,
+  EFAULT,
   EINVAL,
   ENOENT,
   ENOTTY,
   IOMMU_IOAS_ALLOC,
   iommu_ioas_alloc,
+  MAP_ANONYMOUS,
   MAP_PRIVATE,
   MAP_SHARED,
   PROT_READ,
@@ -100,8 +102,12 @@ describe("VFIO_DEVICE_BIND_IOMMUFD check order", () => {
     const p = m.spawn();
     return { m, p, ifd: p.open("/dev/iommu"), dev: p.open("/dev/vfio/devices/vfio0") };
   }
-  const bind = (p: ReturnType<typeof fresh>["p"], dev: number, v: Record<string, number>, size = 24) =>
-    sioctl(p, dev, VFIO_DEVICE_BIND_IOMMUFD, vfio_device_bind_iommufd, v, size);
+  const bind = (
+    p: ReturnType<typeof fresh>["p"],
+    dev: number,
+    v: Record<string, number | bigint>,
+    size = 24,
+  ) => sioctl(p, dev, VFIO_DEVICE_BIND_IOMMUFD, vfio_device_bind_iommufd, v, size);
 
   it("argsz below 16 is EINVAL", () => {
     const { p, ifd, dev } = fresh();
@@ -118,11 +124,15 @@ describe("VFIO_DEVICE_BIND_IOMMUFD check order", () => {
     b[30] = 0;
     expect(p.ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, b)).toBe(0);
   });
-  it("a negative iommufd is EINVAL (not EBADF); unknown flags EINVAL; a token EINVAL", () => {
+  it("a negative iommufd is EINVAL (not EBADF); unknown flags EINVAL; a token EFAULT unreadable, else EINVAL (not a PF or VF)", () => {
     const { p, dev } = fresh();
     expect(bind(p, dev, { argsz: 24, iommufd: -1 }).ret).toBe(-EINVAL);
     expect(bind(p, dev, { argsz: 24, iommufd: 0, flags: 2 }).ret).toBe(-EINVAL);
-    expect(bind(p, dev, { argsz: 24, iommufd: 0, flags: 1 }).ret).toBe(-EINVAL);
+    // vfio-pci checks tokens, so the UUID is read first (vfio_df_check_token)
+    expect(bind(p, dev, { argsz: 24, iommufd: 0, flags: 1 }).ret).toBe(-EFAULT);
+    const uuid = p.mmap(0n, 4096n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    expect(bind(p, dev, { argsz: 24, iommufd: 0, flags: 1, token_uuid_ptr: uuid }).ret).toBe(-EINVAL);
+    expect(p.lastError()?.reason).toMatch(/not a PF or VF/);
   });
   it("a closed fd is EBADF, a file that is not an iommufd EBADFD", () => {
     const { p, dev } = fresh();

@@ -17,6 +17,8 @@ import {
   PCI_EXP_DEVCTL_BCR_FLR,
   PCI_EXP_FLAGS,
   PCI_EXP_FLAGS_VERS,
+  PCI_EXT_CAP_ID_SRIOV,
+  PCI_EXT_CAP_SRIOV_SIZEOF,
   PCI_INTERRUPT_LINE,
   PCI_MSI_FLAGS,
   PCI_MSI_FLAGS_64BIT,
@@ -42,7 +44,8 @@ const CMD_PASSTHROUGH = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER
  * - PCIe DevCtl "Initiate FLR" resets the function; other writes to
  *   the header and the capabilities are dropped.
  * - Bytes no capability claims (gaps between capabilities, and all of
- *   0x100-0xfff: the model's functions have no extended capabilities)
+ *   0x100-0xfff but a PF's SR-IOV capability, which reads through and
+ *   drops writes: the PCI core owns it)
  *   pass through raw both ways, as the kernel's unassigned_perms do;
  *   devices keep registers there (the IOAT's error registers at 0x148
  *   and 0x180).
@@ -76,7 +79,12 @@ export class VfioPciConfig {
       );
     }
     if (this.msixPos !== 0) set(this.msixPos + PCI_MSIX_FLAGS, [0x00, 0xc0]);
+    // a VF has no Memory Space bit of its own (the PF's VF MSE enables it): vfio emulates one
+    if (fn.physfn !== null) this.vmask[PCI_COMMAND] |= PCI_COMMAND_MEMORY;
     this.unassigned.fill(1, PCI_STD_HEADER_SIZEOF, fn.config.size);
+    // the SR-IOV capability is the PCI core's: readable, never written by the user
+    const sriov = fn.config.findExtCap(PCI_EXT_CAP_ID_SRIOV);
+    if (sriov !== 0) this.unassigned.fill(0, sriov, sriov + PCI_EXT_CAP_SRIOV_SIZEOF);
     const claim = (pos: number, len: number) => {
       if (pos !== 0) this.unassigned.fill(0, pos, pos + len);
     };
@@ -139,17 +147,13 @@ export class VfioPciConfig {
     const raw = this.vraw32(off);
     if (size === 0) {
       // The upper half of a 64-bit BAR carries the high address bits.
-      if (
-        i > 0 &&
-        this.fn.barSize(i - 1) > 0 &&
-        this.fn.configRead(off - 4, 4) & PCI_BASE_ADDRESS_MEM_TYPE_64
-      ) {
+      if (i > 0 && this.fn.barSize(i - 1) > 0 && this.fn.barFlags(i - 1) & PCI_BASE_ADDRESS_MEM_TYPE_64) {
         const hiMask = Math.floor(2 ** 32 - this.fn.barSize(i - 1) / 2 ** 32);
         return (raw & hiMask) >>> 0;
       }
       return 0;
     }
-    const flags = this.fn.configRead(off, 4) & 0xf;
+    const flags = this.fn.barFlags(i);
     return ((raw & ~(size - 1) & 0xfffffff0) | flags) >>> 0;
   }
 
@@ -159,6 +163,11 @@ export class VfioPciConfig {
       return (this.barValue(i) >>> (8 * ((o - PCI_BASE_ADDRESS_0) % 4))) & 0xff;
     }
     if (o >= PCI_ROM_ADDRESS && o < PCI_ROM_ADDRESS + 4) return 0; // no expansion ROM
+    // vfio_config_init(): a VF's IDs (0xffff in hardware) read as the PCI core's vendor and VF device
+    if (o < 4 && this.fn.physfn !== null) {
+      const id = o < 2 ? this.fn.pciVendor() : this.fn.pciDevice();
+      return (id >> (8 * (o & 1))) & 0xff;
+    }
     const m = this.vmask[o];
     if (m === 0) return this.fn.configRead(o, 1);
     return (this.vconfig[o] & m) | (this.fn.configRead(o, 1) & ~m & 0xff);

@@ -17,6 +17,8 @@ import {
   VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
   VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
   VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+  VFIO_DEVICE_FEATURE_SET,
   VFIO_DEVICE_FLAGS_PCI,
   VFIO_DEVICE_FLAGS_RESET,
   VFIO_DEVICE_GET_INFO,
@@ -51,6 +53,7 @@ import {
   vfio_region_info,
 } from "../../uapi/vfio.js";
 import type { VfioDeviceOps } from "../device.js";
+import { vfioCheckFeature } from "../device-feature.js";
 import { VFIO_IRQ_SET_MINSZ, vfioSetIrqsValidate } from "../irq-set.js";
 import { vfioCopyIn, vfioCopyInStruct, vfioStructOut, writeCaps } from "../uaccess.js";
 import { VfioPciConfig } from "./config.js";
@@ -58,6 +61,7 @@ import { type VfioPciEnv, VfioPciHotReset } from "./hot-reset.js";
 import { VfioPciIrqs } from "./intrs.js";
 import { VfioPciIoeventfds } from "./ioeventfd.js";
 import { VfioPciLowPower } from "./low-power.js";
+import { matchTokenUuid, type VfioPciSriov, type VfToken, vfioPciMatch } from "./sriov.js";
 
 const OFFSET_MASK = (1n << BigInt(VFIO_PCI_OFFSET_SHIFT)) - 1n;
 /** The handlers' minsz: offsetofend(vfio_device_info, num_irqs), (vfio_region_info, offset), (vfio_irq_info, count). */
@@ -72,8 +76,12 @@ const IRQ_INFO_MINSZ = offsetOfEnd(vfio_irq_info, "count");
  * index << 40; BAR mmap; INFO ioctls; SET_IRQS; RESET; the hot reset
  * ioctls; IOEVENTFD; the low-power device features.
  */
-export class VfioPciCore implements VfioDeviceOps {
+export class VfioPciCore implements VfioDeviceOps, VfioPciSriov {
   readonly name = "vfio-pci";
+  /** vdev->vf_token: a PF's VF token (vfio_pci_vf_init; see ./sriov.ts). */
+  vfToken: VfToken | null = null;
+  /** vdev->sriov_pf_core_dev: a VF's vfio-pci PF. */
+  sriovPf: VfioPciCore | null = null;
   /** vdev->reset_works: the function reset at open succeeded. */
   resetWorks = false;
   private cfg: VfioPciConfig | null = null;
@@ -83,6 +91,24 @@ export class VfioPciCore implements VfioDeviceOps {
   readonly lowPower = new VfioPciLowPower();
   readonly ioeventfds: VfioPciIoeventfds;
   private hotReset: VfioPciHotReset | null = null;
+
+  get bdf(): string {
+    return this.fn.bdf;
+  }
+
+  get isVirtfn(): boolean {
+    return this.fn.physfn !== null;
+  }
+
+  /** vfio_pci_core_match: the group path's device name, with an optional "vf_token=<uuid>". */
+  match(name: string): boolean {
+    return vfioPciMatch(this, name);
+  }
+
+  /** vfio_pci_core_match_token_uuid: the cdev path's token check at BIND_IOMMUFD. */
+  matchTokenUuid(uuid: Uint8Array | null): void {
+    matchTokenUuid(this, uuid);
+  }
 
   constructor(readonly fn: PciFunction) {
     this.irqs = new VfioPciIrqs(fn);
@@ -112,10 +138,18 @@ export class VfioPciCore implements VfioDeviceOps {
     if (this.resetWorks) fn.resetFunction();
     this.cfg = new VfioPciConfig(fn, () => this.reset());
     fn.msiSink = (_f, msg) => this.irqs.deliver(msg);
+    // vfio_pci_core_finish_enable(): an open VF counts as a user of its PF's token
+    const pfTok = this.sriovPf?.vfToken;
+    if (pfTok) pfTok.users++;
   }
 
   closeDevice(): void {
     const fn = this.fn;
+    const pfTok = this.sriovPf?.vfToken;
+    if (pfTok) {
+      if (pfTok.users === 0) throw new Error(`${fn.bdf}: VF token users underflow`);
+      pfTok.users--;
+    }
     this.lowPower.exit();
     this.ioeventfds.disableAll();
     fn.configWrite(PCI_COMMAND, 2, fn.configRead(PCI_COMMAND, 2) & ~PCI_COMMAND_MASTER);
@@ -166,9 +200,29 @@ export class VfioPciCore implements VfioDeviceOps {
         return this.lowPower.entryWithWakeup(task, flags, arg, argsz);
       case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
         return this.lowPower.exitFeature(flags, argsz);
+      case VFIO_DEVICE_FEATURE_PCI_VF_TOKEN:
+        return this.featureToken(task, flags, arg, argsz);
       default:
         return fail(ENOTTY, `vfio-pci: device feature ${flags & 0xffff} is not supported by this device`);
     }
+  }
+
+  /**
+   * vfio_pci_core_feature_token: only a PF has a token (ENOTTY otherwise);
+   * SET only (GET would reveal a previous user's token: EINVAL), a 16-byte
+   * UUID. The PF's user may replace the token at any time, VFs open or not.
+   */
+  private featureToken(task: Task, flags: number, arg: bigint, argsz: number): number {
+    const tok = this.vfToken;
+    if (tok === null)
+      return fail(
+        ENOTTY,
+        `VFIO_DEVICE_FEATURE_PCI_VF_TOKEN: ${this.fn.bdf} is not an SR-IOV PF (no VF token)`,
+      );
+    if (vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 16, "VFIO_DEVICE_FEATURE_PCI_VF_TOKEN") !== 1)
+      return 0;
+    tok.uuid = task.copyFromUser(arg, 16).slice();
+    return 0;
   }
 
   /**
@@ -340,7 +394,8 @@ export class VfioPciCore implements VfioDeviceOps {
     if (pos >= end)
       fail(EINVAL, `offset 0x${pos.toString(16)} is past the end of BAR ${bar} (0x${end.toString(16)})`);
     const n = Math.min(count, end - pos);
-    if ((this.fn.configRead(PCI_COMMAND, 2) & PCI_COMMAND_MEMORY) === 0) {
+    // __vfio_pci_memory_enabled(): the command register's memory bit (a VF has none: its PF's VF MSE)
+    if (!this.fn.memoryDecode()) {
       fail(EIO, "BAR access with memory decode disabled in the command register");
     }
     let xs = 0;
