@@ -3,7 +3,7 @@
 // device and the program see and change one set of bytes, the pins outlive the program's close
 // of the fd, and a bad fd or range fails with the kernel's errno and leaves nothing behind.
 import { describe, expect, it } from "vitest";
-import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, expectNothingHeld, kv } from "./helpers.js";
 
 /** setup(cdev): C_CDEV's cdev_setup with bus mastering on. */
 const DEVICE = `${C_CDEV}
@@ -74,9 +74,7 @@ int main(void) {
     expect(o.status3).toBe("2");
     expect(o.same_after_close).toBe("1");
     // the program exited with the MAP_FILE area in place: the pins, the file and its frames went with it
-    expect(r.counters.pinnedPages).toBe(0);
-    expect(r.counters.memFiles).toBe(0);
-    expect(r.counters.ownedFrames).toBe(0);
+    expectNothingHeld(r);
     expect(r.counters.objects).toBe(0);
   });
 
@@ -110,9 +108,7 @@ int main(void) {
     expect(o.status).toBe("2");
     expect(o.reopened).toBe("in the tmpfs file");
     expect(o.unmap).toBe("0");
-    expect(r.counters.pinnedPages).toBe(0);
-    expect(r.counters.memFiles).toBe(0);
-    expect(r.counters.ownedFrames).toBe(0);
+    expectNothingHeld(r);
   });
 
   it("bad fds and ranges: EBADF, EINVAL (past EOF, after truncate, not shmem), nothing mapped or pinned after each", async () => {
@@ -161,8 +157,6 @@ int main(void) {
     expect(r.trace).toMatch(/IOMMU_IOAS_MAP_FILE, .*fd=999.*= -1 EBADF \(fd 999 is not open\)/);
     expect(r.trace).toMatch(/fd=\d+, start=0x0, length=0x3000.*= -1 EINVAL \(.*past EOF/);
     expect(r.trace).toMatch(/= -1 EINVAL \(.*neither shmem nor hugetlbfs/);
-    expect(r.counters.pinnedPages).toBe(0);
-    expect(r.counters.memFiles).toBe(0);
-    expect(r.counters.ownedFrames).toBe(0);
+    expectNothingHeld(r);
   });
 });

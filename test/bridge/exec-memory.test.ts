@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, expectNothingHeld, kv } from "./helpers.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const NOIOMMU = ["--iommu", "none", "--param", "vfio.enable_unsafe_noiommu_mode=1"];
@@ -118,9 +118,7 @@ int main(void) {
     expect(o.pread).toBe("through the memfd");
     expect(o.not_memfd).toBe("-1/22");
     expect(o.no_fd).toBe("-1/9");
-    expect(r.counters.pinnedPages).toBe(0);
-    expect(r.counters.memFiles).toBe(0);
-    expect(r.counters.ownedFrames).toBe(0);
+    expectNothingHeld(r);
   });
 
   it("EFAULT from the program's real mappings: an IOAS_MAP of unmapped memory, a struct past the end of a mapping", async () => {

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { expect } from "vitest";
 import { BridgeSession, parseBridgeArgs, runProgram } from "../../src/bridge/session.js";
 import { ensureShim } from "../../src/bridge/shim-build.js";
 
@@ -144,3 +145,10 @@ static uint32_t copy(uint64_t src, uint64_t dst, uint64_t len) {
   return st;
 }
 `;
+
+/** Nothing of the program's is held once it exited: no pinned page, model memory file or frame owned for it. */
+export function expectNothingHeld(r: ExecResult): void {
+  expect(r.counters.pinnedPages, "pinned pages left").toBe(0);
+  expect(r.counters.memFiles, "memory files left").toBe(0);
+  expect(r.counters.ownedFrames, "owned frames left").toBe(0);
+}
