@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { BridgeSession, parseBridgeArgs } from "../../src/bridge/session.js";
 import { ensureShim, shimSourceDir } from "../../src/bridge/shim-build.js";
-import { C_PRELUDE, compileC, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, kv } from "./helpers.js";
 
 const run = promisify(execFile);
 
@@ -152,23 +152,16 @@ describe("exec: the request channel", () => {
   it("the shim spins through long calls while every runnable task has a CPU, and sleeps at once after two on a loaded machine", async () => {
     // three map/unmap pairs (each pins or unpins 1024 pages of the program: far longer than the
     // shim's first spin), then refusals the model answers at once
-    const bin = compileC(`${C_PRELUDE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}
 int main(void) {
-  int iommufd = open("/dev/iommu", O_RDWR);
-  int dev = open("/dev/vfio/devices/vfio0", O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b);
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a);
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
-  ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
+  cdev_setup("/dev/vfio/devices/vfio0", 0);
   size_t len = 1024 * 4096;
   char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   memset(buf, 1, len);
   int long_ok = 0;
   for (int i = 0; i < 3; i++) {
-    struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = len, .iova = 0x1000000 };
-    struct ex_iommu_ioas_unmap u = { .size = sizeof(u), .ioas_id = a.out_ioas_id, .iova = 0x1000000, .length = len };
+    struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = len, .iova = 0x1000000 };
+    struct ex_iommu_ioas_unmap u = { .size = sizeof(u), .ioas_id = ioas, .iova = 0x1000000, .length = len };
     long_ok += ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m) == 0 && ioctl(iommufd, EX_IOMMU_IOAS_UNMAP, &u) == 0 && u.length == len;
   }
   OUT("long_ok", "%d", long_ok);
@@ -337,24 +330,15 @@ int main(void) {
   });
 
   it("a process that exits holding pins on memory its parent shares hands them over reading /proc/PID/maps once, not once a page", async () => {
-    const bin = compileC(`${C_PRELUDE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}
 int main(void) {
-  int iommufd = open("/dev/iommu", O_RDWR);
-  int dev = open("/dev/vfio/devices/vfio0", O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b);
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a);
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
-  ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
-  uint16_t cmd = 6; /* memory decode | bus master */
-  pwrite(dev, &cmd, 2, (7ull << 40) + 4);
+  cdev_setup("/dev/vfio/devices/vfio0", 6);
   size_t len = 256 * 4096;
   char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   memset(buf, 1, len);
   pid_t pid = fork();
   if (pid == 0) {
-    struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = len, .iova = 0x100000 };
+    struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = len, .iova = 0x100000 };
     _exit(ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m) != 0);
   }
   int st;

@@ -2,7 +2,7 @@ import { connect, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { encodeRequest, OP, REP_SIZE } from "../../src/bridge/protocol.js";
 import { BridgeSession, parseBridgeArgs } from "../../src/bridge/session.js";
-import { C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
+import { C_CDEV, C_PRELUDE, compileC, execBin, kv } from "./helpers.js";
 
 const DESTROY = `
 struct destroy { uint32_t size; uint32_t id; };
@@ -65,20 +65,11 @@ ${""}`);
   });
 
   it("after fork the parent's pinned page stays the parent's: a child's write does not reach the device", async () => {
-    const bin = compileC(`${C_PRELUDE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}
 int main(void) {
-  int iommufd = open("/dev/iommu", O_RDWR);
-  int dev = open("/dev/vfio/devices/vfio0", O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b);
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a);
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
-  ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
-  uint16_t cmd = 6; /* memory decode | bus master */
-  pwrite(dev, &cmd, 2, (7ull << 40) + 4);
+  cdev_setup("/dev/vfio/devices/vfio0", 6);
   char *buf = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = 8192, .iova = 0x100000 };
+  struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = 8192, .iova = 0x100000 };
   OUT("map", "%d", ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m));
   strcpy(buf, "parent");
   if (fork() == 0) {
@@ -108,22 +99,15 @@ int main(void) {
   });
 
   it("a shared page a child pinned stays live through the parent after the child exits (fork_gone)", async () => {
-    const bin = compileC(`${C_PRELUDE}
+    const bin = compileC(`${C_PRELUDE}${C_CDEV}
 int main(void) {
-  int iommufd = open("/dev/iommu", O_RDWR);
-  int dev = open("/dev/vfio/devices/vfio0", O_RDWR);
-  struct ex_vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = iommufd };
-  ioctl(dev, EX_VFIO_DEVICE_BIND_IOMMUFD, &b);
-  struct ex_iommu_ioas_alloc a = { .size = sizeof(a) };
-  ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &a);
-  struct ex_vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
-  ioctl(dev, EX_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
+  cdev_setup("/dev/vfio/devices/vfio0", 0);
   uint16_t cmd = 6;
   pwrite(dev, &cmd, 2, (7ull << 40) + 4);
   char *buf = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   pid_t pid = fork();
   if (pid == 0) {
-    struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = 8192, .iova = 0x100000 };
+    struct ex_iommu_ioas_map m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .user_va = (uintptr_t)buf, .length = 8192, .iova = 0x100000 };
     exit(ioctl(iommufd, EX_IOMMU_IOAS_MAP, &m) ? 1 : 0);
   }
   int st;
