@@ -2,8 +2,8 @@ import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { BridgeSession, parseBridgeArgs, runProgram } from "../bridge/session.js";
-import { ensureShim } from "../bridge/shim-build.js";
+import { parseBridgeArgs, runProgram } from "../bridge/session.js";
+import { startBridge } from "./cmd-exec.js";
 import { HELP } from "./help.js";
 import type { CliIo } from "./out.js";
 import { QtestClient, qemuArgs, resolveQemu, runQtestScript } from "./qemu-run.js";
@@ -68,15 +68,9 @@ export async function cmdQemu(argv: string[], io: CliIo): Promise<number> {
     io.stderr(`iommufd-sim qemu: ${script}: ${err.code ?? err.message}\n`);
     return EXIT_USAGE;
   }
-  let shim: string;
-  let session: BridgeSession;
-  try {
-    shim = ensureShim();
-    session = await BridgeSession.start(parsed.opts, undefined, io.stderr);
-  } catch (e) {
-    io.stderr(`${(e as Error).message}\n`);
-    return EXIT_USAGE;
-  }
+  const started = await startBridge(parsed.opts, io);
+  if (typeof started === "number") return started;
+  const { shim, session } = started;
 
   const args = qemuArgs(target, host, mmap, parsed.rest);
   const how = target.backend === "iommufd" ? "iommufd backend" : "legacy VFIO container";
