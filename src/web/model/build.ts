@@ -294,42 +294,17 @@ function hwptView(
   const key = `${who} HWPT ${id}`;
   const anchor = `h${p.pid}-${fd}-${id}`;
   const sig = `${p.pid}:${fd}:${id} `;
+  const base = { key, kind: "hwpt" as const, anchor, pid: p.pid, fd, id, about, bigEndian: false };
   try {
     const info = m.debug.hwpt(p, fd, id);
     if (info.windows) return tceView(info.windows, key, anchor, p.pid, fd, id, about, sig);
     const roots = pteTree(info.format, info.dump?.() ?? [], sig);
-    return {
-      key,
-      kind: "hwpt",
-      anchor,
-      pid: p.pid,
-      fd,
-      id,
-      about,
-      bigEndian: false,
-      format: info.format,
-      rootPhys: info.rootPhys,
-      topLevel: info.topLevel,
-      roots,
-      entryCount: countEntries(roots),
-    };
+    const { format, rootPhys, topLevel } = info;
+    return { ...base, format, rootPhys, topLevel, roots, entryCount: countEntries(roots) };
   } catch (e) {
     // destroyed since (IOMMU_DESTROY, an automatic domain replaced or freed): nothing to show
     if (e instanceof KernelError && e.errno === ENOENT) return undefined;
-    const error = (e as Error).message;
-    return {
-      key,
-      kind: "hwpt",
-      anchor,
-      pid: p.pid,
-      fd,
-      id,
-      about,
-      bigEndian: false,
-      roots: [],
-      entryCount: 0,
-      error,
-    };
+    return { ...base, roots: [], entryCount: 0, error: (e as Error).message };
   }
 }
 
