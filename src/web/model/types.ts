@@ -4,6 +4,8 @@
  * the DOM code only renders and the unit tests check it without a browser.
  */
 
+import type { TceWindowDebugInfo } from "../../index.js";
+
 /** One system call of a step, strace-style, with what `explain` says when it failed. */
 export interface CallView {
   seq: number;
@@ -68,17 +70,12 @@ export interface IoasView {
   prereg?: { sig: string; ua: bigint; size: bigint; tces: number; runs: { pfn: number; n: number }[] }[];
 }
 
-/** One DMA window of an sPAPR TCE table. */
-export interface WindowView {
-  slot: number;
-  start: bigint;
-  last: bigint;
-  pageShift: number;
-  levels: number;
-  itOffset: number;
-  itSize: number;
-  levelSize: number;
-  rootPhys: bigint;
+/** One DMA window of an sPAPR TCE table: m.debug's window facts, its entries as a tree. */
+export interface WindowView
+  extends Pick<
+    TceWindowDebugInfo,
+    "slot" | "start" | "last" | "pageShift" | "levels" | "itOffset" | "itSize" | "levelSize" | "rootPhys"
+  > {
   /** The window's top-level entries (their IOVAs are bus addresses). */
   roots: PteView[];
 }
