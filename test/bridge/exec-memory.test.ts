@@ -82,45 +82,6 @@ int main(void) {
     expect(r.counters.pinnedPages).toBe(0);
   });
 
-  it("IOAS_MAP_FILE of the program's real memfd: the device copies inside the file the program maps", async () => {
-    const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
-struct map_file { uint32_t size, flags, ioas_id; int32_t fd; uint64_t start, length, iova; };
-int main(void) {
-  setup("/dev/vfio/devices/vfio0");
-  int mfd = memfd_create("guest-ram", 0);
-  ftruncate(mfd, 8192);
-  char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
-  strcpy(p, "through the memfd");
-  struct map_file m = { .size = sizeof(m), .flags = 7, .ioas_id = ioas, .fd = mfd, .start = 0, .length = 8192, .iova = 0x100000 };
-  OUT("map_file", "%d", ioctl(iommufd, _IO(';', 0x8f), &m));
-  OUT("status", "%u", copy(0x100000, 0x101000, 32));
-  OUT("mapped", "%s", p + 4096);
-  char buf[32] = { 0 };
-  pread(mfd, buf, 31, 4096);
-  OUT("pread", "%s", buf);
-  int r;
-  m.fd = 1; /* stdout (a pipe): a file, but not shmem or hugetlbfs */
-  m.iova = 0x200000;
-  r = ioctl(iommufd, _IO(';', 0x8f), &m);
-  OUT("not_memfd", "%d/%d", r, errno);
-  m.fd = 999;
-  r = ioctl(iommufd, _IO(';', 0x8f), &m);
-  OUT("no_fd", "%d/%d", r, errno);
-  return 0;
-}
-`);
-    const r = await execBin(bin);
-    expect(r.stderr).toBe("");
-    const o = kv(r.stdout);
-    expect(o.map_file).toBe("0");
-    expect(o.status).toBe("2");
-    expect(o.mapped).toBe("through the memfd");
-    expect(o.pread).toBe("through the memfd");
-    expect(o.not_memfd).toBe("-1/22");
-    expect(o.no_fd).toBe("-1/9");
-    expectNothingHeld(r);
-  });
-
   it("EFAULT from the program's real mappings: an IOAS_MAP of unmapped memory, a struct past the end of a mapping", async () => {
     const bin = compileC(`${C_PRELUDE}${C_CDEV}${DEVICE}
 int main(void) {
