@@ -1,5 +1,6 @@
 import { closeSync, openSync, readlinkSync, readSync, writeSync } from "node:fs";
 import {
+  CHAN_CPU,
   CHAN_NAME,
   CHAN_REP,
   CHAN_REP_MAX,
@@ -8,12 +9,14 @@ import {
   CHAN_REQ_MAX,
   CHAN_REQ_PAYLOAD,
   CHAN_REQ_SEQ2,
+  CHAN_SIZE,
   CHAN_SLEEP,
   CHAN_SRV,
   REP_IRQS,
   REQ_SIZE,
   type Request,
 } from "./protocol.js";
+import type { BridgeNative } from "./shim-build.js";
 
 /** Bytes one poll reads: the request line and the start of its payload (an ioctl's prefetched struct fits). */
 const HEAD = CHAN_REQ_PAYLOAD + 448;
@@ -27,6 +30,11 @@ const HEAD = CHAN_REQ_PAYLOAD + 448;
  * wake-up costs several µs in a VM, more than the model's work). The
  * socket stays for the handshake, the requests too big for the channel,
  * and the nudges that wake whichever side went to sleep.
+ *
+ * With the server's native helper (shim-build.ts loadBridgeNative) the
+ * server maps the memfd too and polls and answers in memory, with no
+ * syscall in the round trip; without it, each poll is a pread and each
+ * reply a pwrite or two (about 0.6 µs each, plus their binding's cost).
  *
  * Ordering: the shim writes the request, then seq2, then seq; a poll reads
  * seq before the rest (one ascending copy) and takes the request only when
@@ -47,20 +55,58 @@ export class Channel {
   /** What the server last told the shim about polling (the shim nudges over the socket when it is off). */
   polling = false;
 
-  private constructor(private fd: number) {}
+  /** The channel mapped into the server (null: pread and pwrite), its u32 words, the payload's copy. */
+  private readonly m: Buffer | null;
+  private readonly w: Uint32Array | null;
+  private readonly scratch: Buffer | null;
 
-  /** The channel at the process's fd, or a reason it cannot be one. */
-  static open(pid: number, fd: number): Channel | string {
+  private constructor(
+    private fd: number,
+    map: ArrayBuffer | null,
+  ) {
+    this.m = map === null ? null : Buffer.from(map);
+    this.w = map === null ? null : new Uint32Array(map);
+    this.scratch = map === null ? null : Buffer.alloc(CHAN_REQ_MAX);
+  }
+
+  /**
+   * The channel at the process's fd, mapped when native is given and the
+   * memfd is sealed at its size (the shim seals it), or a reason it cannot
+   * be one; why it is not mapped goes to unmapped.
+   */
+  static open(pid: number, fd: number, native: BridgeNative | null = null): Channel | string {
     if (!Number.isSafeInteger(fd) || fd < 0) return `bad channel fd ${fd}`;
     const path = `/proc/${pid}/fd/${fd}`;
+    let cfd: number;
     try {
       const target = readlinkSync(path);
       if (!target.startsWith(`/memfd:${CHAN_NAME}`)) return `fd ${fd} is not the shim's channel (${target})`;
-      return new Channel(openSync(path, "r+"));
+      cfd = openSync(path, "r+");
     } catch (e) {
       return `cannot open the channel at ${path} (${(e as Error).message})`;
     }
+    let map: ArrayBuffer | null = null;
+    let why = "no native helper";
+    if (native !== null) {
+      try {
+        map = native.mapShared(cfd, CHAN_SIZE);
+      } catch (e) {
+        why = (e as Error).message;
+      }
+    }
+    const ch = new Channel(cfd, map);
+    if (map === null) ch.unmapped = why;
+    return ch;
   }
+
+  /**
+   * The CPU the shim posted the request taken last from, when it spins on
+   * the reply in a mapped channel (-1: it sleeps, or unknown).
+   */
+  shimCpu = -1;
+
+  /** Why the server reads this channel with pread rather than in memory (null: mapped). */
+  unmapped: string | null = null;
 
   /**
    * The request posted since the last one taken, null when there is none,
@@ -68,18 +114,35 @@ export class Channel {
    */
   poll(): Request | null | string {
     if (this.fd < 0) return null;
-    const h = this.head;
-    const got = readSync(this.fd, h, 0, HEAD, 0);
-    if (got < HEAD) return null;
-    this.sleepSeq = h.readUInt32LE(CHAN_SLEEP);
-    const seq = h.readUInt32LE(0);
-    if (seq === this.seq || h.readUInt32LE(CHAN_REQ_SEQ2) !== seq) return null;
+    const w = this.w;
+    let h: Buffer;
+    let seq: number;
+    if (w !== null) {
+      // the seq first, then the rest (the shim wrote it before the seq)
+      seq = Atomics.load(w, 0);
+      this.sleepSeq = w[CHAN_SLEEP >> 2];
+      if (seq === this.seq || w[CHAN_REQ_SEQ2 >> 2] !== seq) return null;
+      h = this.m!;
+      this.shimCpu = this.sleepSeq === seq ? -1 : w[CHAN_CPU >> 2] | 0;
+    } else {
+      h = this.head;
+      const got = readSync(this.fd, h, 0, HEAD, 0);
+      if (got < HEAD) return null;
+      this.sleepSeq = h.readUInt32LE(CHAN_SLEEP);
+      seq = h.readUInt32LE(0);
+      if (seq === this.seq || h.readUInt32LE(CHAN_REQ_SEQ2) !== seq) return null;
+    }
     const len = h.readUInt32LE(CHAN_REQ);
     if (len < REQ_SIZE || len - REQ_SIZE > CHAN_REQ_MAX) return `bad request length ${len} in the channel`;
     this.seq = seq;
     const plen = len - REQ_SIZE;
     let payload: Uint8Array;
-    if (CHAN_REQ_PAYLOAD + plen <= HEAD) payload = h.subarray(CHAN_REQ_PAYLOAD, CHAN_REQ_PAYLOAD + plen);
+    if (this.scratch !== null) {
+      // a copy: the program may change its channel while the model reads the request
+      h.copy(this.scratch, 0, CHAN_REQ_PAYLOAD, CHAN_REQ_PAYLOAD + plen);
+      payload = this.scratch.subarray(0, plen);
+    } else if (CHAN_REQ_PAYLOAD + plen <= HEAD)
+      payload = h.subarray(CHAN_REQ_PAYLOAD, CHAN_REQ_PAYLOAD + plen);
     else {
       // seq was visible, so the rest of what the shim wrote before it is too
       payload = Buffer.alloc(plen);
@@ -119,13 +182,15 @@ export class Channel {
       const pre = Buffer.allocUnsafe(k);
       pre.writeUInt32LE(count, 0);
       for (let i = 0; i < count; i++) pre.writeInt32LE(irqs[i], 4 + 4 * i);
-      writeSync(this.fd, pre, 0, k, CHAN_REP_PAYLOAD);
+      this.put(pre, k, CHAN_REP_PAYLOAD);
       flags |= REP_IRQS;
     }
     if (k + n > CHAN_REP_MAX) n = CHAN_REP_MAX - k;
-    if (n > 0) writeSync(this.fd, payload!, 0, n, CHAN_REP_PAYLOAD + k);
-    const r = this.rep;
-    r.writeUInt32LE(this.seq, 0);
+    if (n > 0) this.put(payload!, n, CHAN_REP_PAYLOAD + k);
+    const m = this.m;
+    // mapped: the header in place, the seq last (the shim takes the reply when both seqs match)
+    const r = m === null ? this.rep : m.subarray(CHAN_REP, CHAN_REP + 28);
+    if (m === null) r.writeUInt32LE(this.seq, 0);
     r.writeUInt32LE(0, 4);
     r.writeUInt32LE(16 + k + n, 8); // struct br_rep: len, flags, ret
     r.writeUInt32LE(flags, 12);
@@ -135,9 +200,16 @@ export class Channel {
       r.writeInt32LE(Math.floor(ret / 0x1_0000_0000), 20);
     }
     r.writeUInt32LE(this.seq, 24);
-    writeSync(this.fd, r, 0, 28, CHAN_REP);
+    if (m === null) writeSync(this.fd, r, 0, 28, CHAN_REP);
+    else Atomics.store(this.w!, CHAN_REP >> 2, this.seq);
     this.repliedSeq = this.seq;
     return fits;
+  }
+
+  /** The first n bytes of src into the channel at off. */
+  private put(src: Uint8Array, n: number, off: number): void {
+    if (this.m !== null) this.m.set(n === src.length ? src : src.subarray(0, n), off);
+    else writeSync(this.fd, src, 0, n, off);
   }
 
   /**
@@ -155,8 +227,12 @@ export class Channel {
   setPolling(on: boolean): void {
     if (this.fd < 0 || this.polling === on) return;
     this.polling = on;
-    this.flag.writeUInt32LE(on ? 1 : 0, 0);
-    writeSync(this.fd, this.flag, 0, 4, CHAN_SRV);
+    // (seq_cst when mapped: the server clears the flag, then looks at the seq once more)
+    if (this.w !== null) Atomics.store(this.w, CHAN_SRV >> 2, on ? 1 : 0);
+    else {
+      this.flag.writeUInt32LE(on ? 1 : 0, 0);
+      writeSync(this.fd, this.flag, 0, 4, CHAN_SRV);
+    }
   }
 
   close(): void {

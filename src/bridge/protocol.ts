@@ -60,7 +60,7 @@ export const REQ_CHANNEL = 2;
 /**
  * The request channel (a memfd of CHAN_SIZE bytes the shim maps; see
  * channel.ts): u32 seq at 0, the u32 seq the shim sleeps on at CHAN_SLEEP, struct br_req at CHAN_REQ, u32 seq copy at
- * CHAN_REQ_SEQ2, payload at CHAN_REQ_PAYLOAD; the server's polling flag at
+ * CHAN_REQ_SEQ2, the CPU the shim posted from at CHAN_CPU, payload at CHAN_REQ_PAYLOAD; the server's polling flag at
  * CHAN_SRV; u32 seq, u32 0, struct br_rep, u32 seq copy at CHAN_REP, the
  * reply payload at CHAN_REP_PAYLOAD.
  */
@@ -69,6 +69,7 @@ export const CHAN_SIZE = 16384;
 export const CHAN_SLEEP = 4;
 export const CHAN_REQ = 8;
 export const CHAN_REQ_SEQ2 = 48;
+export const CHAN_CPU = 52;
 export const CHAN_REQ_PAYLOAD = 64;
 export const CHAN_REQ_MAX = 8128;
 export const CHAN_SRV = 8192;

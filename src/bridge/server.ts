@@ -32,6 +32,7 @@ import {
   STAT_NOFOLLOW,
   STAT_SIZE,
 } from "./protocol.js";
+import { type BridgeNative, loadBridgeNative } from "./shim-build.js";
 
 const EMFILE = 24;
 const enc = new TextEncoder();
@@ -129,6 +130,10 @@ export class BridgeServer {
   private spinWindow = SPIN_MAX_MS;
   /** false: the server never polls; every channel request comes with a nudge (tests use it). */
   polling = true;
+  /** false: channels are read with pread and written with pwrite even where they could be mapped (tests use it). */
+  mapChannels = true;
+  /** The native helper that maps channels (loaded at the first channel), or why there is none. */
+  private native: BridgeNative | string | undefined;
   private sinceProbe = 0;
   /**
    * Requests answered through a channel, polling episodes, and wake-ups
@@ -137,6 +142,11 @@ export class BridgeServer {
   readonly stats = {
     channelRequests: 0,
     socketRequests: 0,
+    /** Channels the server mapped, and those it reads with pread (mapChannels on, no native helper). */
+    channelsMapped: 0,
+    channelsUnmapped: 0,
+    /** Times the polling server moved off the CPU a spinning shim posted from. */
+    stepsAside: 0,
     spins: 0,
     wakes: 0,
     memReads: 0,
@@ -332,6 +342,7 @@ export class BridgeServer {
       return false;
     }
     this.stats.channelRequests++;
+    this.stepAside(ch);
     const r = this.serve(c, q);
     if (!ch.reply(r.ret, r.flags, r.payload, r.irqs)) {
       this.internalErrors.push(`op ${q.op}: ${r.irqs?.length} interrupts do not fit one channel reply`);
@@ -342,6 +353,25 @@ export class BridgeServer {
     this.wake(c, ch);
     this.afterRequest?.();
     return true;
+  }
+
+  /** What maps a channel into the server: the native helper, built and loaded once (null: none, or not wanted). */
+  private channelMapper(): BridgeNative | null {
+    if (!this.mapChannels) return null;
+    if (this.native === undefined) this.native = loadBridgeNative();
+    return typeof this.native === "string" ? null : this.native;
+  }
+
+  /**
+   * A shim spinning on its reply on the CPU this server runs on: the
+   * scheduler put them together (a wake-up, most often), and each now
+   * waits for the other's time slice. The server moves to another CPU,
+   * where both can spin; the program's own CPU mask is never touched.
+   */
+  private stepAside(ch: Channel): void {
+    const n = this.native;
+    if (ch.shimCpu < 0 || n === undefined || typeof n === "string" || n.getcpu() !== ch.shimCpu) return;
+    if (n.stepAside(ch.shimCpu)) this.stats.stepsAside++;
   }
 
   /** The shim sleeps on a reply already in its channel: wake it (once). */
@@ -552,9 +582,14 @@ export class BridgeServer {
     c.mem = mem;
     c.pid = pid;
     if ((q.flags & REQ_CHANNEL) !== 0) {
-      const ch = Channel.open(pid, Number(q.c));
+      const ch = Channel.open(pid, Number(q.c), this.channelMapper());
       if (typeof ch === "string") this.log(`bridge: pid ${pid}: ${ch}; requests come over the socket`);
-      else c.chan = ch;
+      else {
+        c.chan = ch;
+        if (ch.unmapped === null) this.stats.channelsMapped++;
+        else if (this.mapChannels && this.stats.channelsUnmapped++ === 0)
+          this.log(`bridge: channels are read with pread, not mapped (${ch.unmapped})`);
+      }
     }
     this.log(`bridge: pid ${pid} joined as model pid ${proc.pid}${token !== 0 ? " (forked)" : ""}`);
     return process.pid;

@@ -14,7 +14,7 @@ const run = promisify(execFile);
 async function runWith(
   bin: string,
   args: string[],
-  opts: { spinNs?: string; polling?: boolean; env?: NodeJS.ProcessEnv },
+  opts: { spinNs?: string; polling?: boolean; mapChannels?: boolean; env?: NodeJS.ProcessEnv },
 ): Promise<{
   out: Record<string, string>;
   stderr: string;
@@ -26,6 +26,7 @@ async function runWith(
   const s = await BridgeSession.start(parsed.opts, undefined, () => {});
   try {
     if (opts.polling !== undefined) s.server.polling = opts.polling;
+    if (opts.mapChannels !== undefined) s.server.mapChannels = opts.mapChannels;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       LD_PRELOAD: ensureShim(),
@@ -111,6 +112,8 @@ describe("exec: the request channel", () => {
     expect(r.stderr).toBe("");
     expect(r.out.einval).toBe("100");
     expect(r.stats.channelRequests).toBeGreaterThan(100);
+    // the server maps the channel (the shim seals it at its size) and answers in memory
+    expect(r.stats).toMatchObject({ channelsMapped: 1, channelsUnmapped: 0 });
     // HELLO comes over the socket; so does a listing too big for the channel's reply area
     expect(r.stats.socketRequests).toBeGreaterThanOrEqual(1);
     // the 100 refusals and the allocations read only what the shim sent; the struct across the
@@ -120,7 +123,7 @@ describe("exec: the request channel", () => {
     expect(r.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0 });
   });
 
-  it("every path gives the same answers: the shim spinning or sleeping at once, the server polling or only answering nudges", async () => {
+  it("every path gives the same answers: the shim spinning or sleeping at once, the server polling or only answering nudges, the channel mapped or read with pread", async () => {
     const bin = compileC(CALLS);
     const want = {
       einval: "100",
@@ -137,15 +140,22 @@ describe("exec: the request channel", () => {
       readlink: "1",
       param: "65535",
     };
-    for (const spinNs of ["0", undefined]) {
-      for (const polling of [false, true]) {
-        const r = await runWith(bin, [], { spinNs, polling });
-        expect(r.stderr, `spin ${spinNs} polling ${polling}`).toBe("");
-        expect(r.out, `spin ${spinNs} polling ${polling}`).toMatchObject(want);
-        expect(Number(r.out.groups_entries)).toBeGreaterThan(0);
-        expect(r.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0 });
-        if (!polling) expect(r.stats.spins).toBe(0);
-      }
+    const paths: { spinNs?: string; polling: boolean; mapChannels: boolean }[] = [];
+    for (const spinNs of ["0", undefined])
+      for (const polling of [false, true]) paths.push({ spinNs, polling, mapChannels: true });
+    paths.push(
+      { spinNs: undefined, polling: true, mapChannels: false },
+      { spinNs: "0", polling: false, mapChannels: false },
+    );
+    for (const path of paths) {
+      const what = JSON.stringify(path);
+      const r = await runWith(bin, [], path);
+      expect(r.stderr, what).toBe("");
+      expect(r.out, what).toMatchObject(want);
+      expect(Number(r.out.groups_entries)).toBeGreaterThan(0);
+      expect(r.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0 });
+      expect(r.stats.channelsMapped, what).toBe(path.mapChannels ? 1 : 0);
+      if (!path.polling) expect(r.stats.spins).toBe(0);
     }
   });
 
@@ -189,11 +199,12 @@ int main(void) {
       expect(q.stats.wakes).toBe(0);
       expect(q.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0, pinnedPages: 0 });
       // loaded: the first long call halves the spin, the second makes the shim sleep at once, and
-      // a look at the machine (at most every 16 calls) keeps it asleep: each refusal is a wake-up
+      // every long call after them sleeps too (a try at spinning comes at most every 16 calls):
+      // each of the six is a wake-up
       const l = await runWith(bin, [], { spinNs, env: { IOMMUFD_SIM_LOADAVG: loaded } });
       expect(l.stderr).toBe("");
       expect(l.out).toMatchObject({ long_ok: "3", einval: "50" });
-      expect(l.stats.wakes).toBeGreaterThanOrEqual(50);
+      expect(l.stats.wakes).toBeGreaterThanOrEqual(6);
       expect(l.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0, pinnedPages: 0 });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -304,11 +315,29 @@ int main(void) {
   long k = recv(b, &x, 1, MSG_DONTWAIT);
   OUT("closed", "%d", k == 0 || (k < 0 && errno == ECONNRESET));
   OUT("unanswered", "%d", *u32(c, BR_CHAN_REP) == 1);
+  /* sealed at its size, as the shim does it: the server maps it, and it cannot shrink under that */
+  int sfd = memfd_create(BR_CHAN_NAME, MFD_ALLOW_SEALING);
+  ftruncate(sfd, BR_CHAN_SIZE);
+  fcntl(sfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  uint8_t *sc = mmap(NULL, BR_CHAN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
+  int d = dial();
+  r = hello(d, sfd);
+  OUT("sealed_channel", "%d", (r.flags & BR_REP_CHANNEL) != 0);
+  errno = 0;
+  int shrunk = ftruncate(sfd, 0), shrink_errno = errno;
+  OUT("shrink", "%d/%d", shrunk, shrink_errno);
+  post(d, sc, 1, sizeof(struct br_req), BR_OP_PING);
+  for (int i = 0; i < 5000 && *u32(sc, BR_CHAN_REP) != 1; i++)
+    usleep(1000);
+  memcpy(&got, sc + BR_CHAN_REP + 8, sizeof got);
+  OUT("sealed_ping", "%u/%u/%lld", *u32(sc, BR_CHAN_REP + 24), got.len, (long long)got.ret);
   return 0;
 }
 `,
     );
-    const parsed = parseBridgeArgs([]);
+    const dir = mkdtempSync(join(tmpdir(), "chan-trace-"));
+    const trace = join(dir, "trace");
+    const parsed = parseBridgeArgs(["--trace", trace]);
     if (typeof parsed === "string") throw new Error(parsed);
     const s = await BridgeSession.start(parsed.opts, undefined, () => {});
     try {
@@ -319,14 +348,24 @@ int main(void) {
         ping: "1/16/0",
         closed: "1",
         unanswered: "1",
+        sealed_channel: "1",
+        shrink: "-1/1",
+        sealed_ping: "1/16/0",
       });
       await s.server.idle();
+      // a memfd that could shrink under a mapping is read with pread (a cut file would kill the
+      // server with SIGBUS), and the server says so once; the sealed one is mapped
+      expect(s.server.stats).toMatchObject({ channelsUnmapped: 1, channelsMapped: 1 });
       expect(s.server.malformed).toBe(1);
       expect(s.server.internalErrors).toEqual([]);
       expect(s.m.debug.counters().processes).toBe(0);
     } finally {
       await s.finish(false);
     }
+    expect(readFileSync(trace, "utf8")).toMatch(
+      /channels are read with pread, not mapped \(.*not sealed against shrinking/,
+    );
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("a process that exits holding pins on memory its parent shares hands them over reading /proc/PID/maps once, not once a page", async () => {

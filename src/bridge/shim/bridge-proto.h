@@ -64,7 +64,8 @@
  * maps shared and the server reads and writes with pread/pwrite. The shim
  * writes a request (struct br_req at BR_CHAN_REQ, payload at
  * BR_CHAN_REQ_PAYLOAD), then the u32 seq copy at BR_CHAN_REQ_SEQ2, then
- * the u32 seq at 0; it nudges over the socket unless the u32 at BR_CHAN_SRV
+ * the u32 seq at 0 (the CPU it posted from at BR_CHAN_CPU, before the
+ * seqs: a polling server that finds itself on that CPU moves off it); it nudges over the socket unless the u32 at BR_CHAN_SRV
  * says the server is polling. The server answers at BR_CHAN_REP: u32 seq,
  * u32 0, struct br_rep, u32 seq copy (payload first, at BR_CHAN_REP_PAYLOAD).
  * A shim that sleeps on the socket for its reply sets the u32 at
@@ -76,6 +77,7 @@
 #define BR_CHAN_SLEEP 4
 #define BR_CHAN_REQ 8
 #define BR_CHAN_REQ_SEQ2 48
+#define BR_CHAN_CPU 52
 #define BR_CHAN_REQ_PAYLOAD 64
 #define BR_CHAN_REQ_MAX 8128
 #define BR_CHAN_SRV 8192

@@ -80,22 +80,22 @@ static uint32_t chan_seq; /* the last request posted */
 static pid_t chan_pid;    /* getpid() as of the channel (a fork's child makes its own) */
 
 /*
- * How long the shim spins on a reply before it sleeps. Spinning costs
- * nothing while the machine has a CPU for every runnable task (this
- * thread and the server among them: /proc/loadavg's instantaneous count),
- * and it is what keeps a round trip fast: a sleeping shim pays a wake-up
- * (tens of µs in a VM), and the server's wake-up, a sync one from a
- * thread that keeps running, tends to put the shim on the server's own
- * CPU, where every later call pays a context switch each way. So on a
- * quiet machine the shim spins up to spin_max (SPIN_MAX_NS, or
- * IOMMUFD_SIM_SPIN_NS; 0: never spin), looking at the machine first after
- * SPIN_BUSY_NS, then after twice as long each time (up to LOOK_MAX_NS) and
- * yielding its CPU at each look. On a loaded machine a spinning shim takes
- * a CPU from someone who needs it, the server perhaps, and so does one
- * that shares the server's CPU: a miss there halves the budget and a
- * second one makes the shim sleep at once; it then looks at the machine
- * again at most every QUIET_TTL_NS (and LOOK_CALLS calls) and spins again
- * once the machine is quiet and the server has a CPU of its own.
+ * How long the shim spins on a reply before it sleeps. Spinning is what
+ * keeps a round trip fast: a sleeping shim pays a wake-up (tens of µs in
+ * a VM), and the server's wake-up, a sync one from a thread that keeps
+ * running, tends to put the shim on the server's own CPU. It costs
+ * little while replies come in time, less than the wake-up it saves, so
+ * the shim spins on every call up to SPIN_BUSY_NS and then looks at the
+ * machine, again after twice as long each time (up to LOOK_MAX_NS), up
+ * to spin_max (SPIN_MAX_NS, or IOMMUFD_SIM_SPIN_NS; 0: never spin):
+ * - the server waits for the CPU this thread spins on: yield it (the
+ *   server, once it runs, moves to another CPU: server.ts stepAside);
+ * - more runnable tasks than CPUs (/proc/loadavg's instantaneous count,
+ *   this thread included) at two looks in a row: sleep, since spinning takes a CPU from someone
+ *   who needs it, the server perhaps. Such a miss halves the next call's
+ *   budget and a second one makes the shim sleep at once; it then tries a
+ *   spin again every LOOK_CALLS calls (at most every QUIET_TTL_NS), and
+ *   spins on while that reply comes in time.
  */
 #define SPIN_MAX_NS 10000000
 #define SPIN_BUSY_NS 50000
@@ -105,12 +105,10 @@ static pid_t chan_pid;    /* getpid() as of the channel (a fork's child makes it
 static uint64_t spin_max = SPIN_MAX_NS;
 /* This call's spin before the first look at the machine (0: sleep at once). */
 static uint64_t spin_budget = SPIN_BUSY_NS;
-/* When the sleeping shim last looked at the machine (ns), and the calls since. */
+/* When the sleeping shim last tried a spin (ns), and the calls since. */
 static uint64_t looked_at;
 static unsigned since_look;
 static long ncpu;
-/* The server (HELLO's answer): its main thread polls the channel. */
-static pid_t srv_pid;
 /*
  * /proc/loadavg, or IOMMUFD_SIM_LOADAVG: a test's machine, where the
  * server always has a CPU of its own.
@@ -155,11 +153,13 @@ static int chan_create(void)
 		strcpy(loadavg, e);
 		loadavg_given = 1;
 	}
-	int fd = (int)syscall(SYS_memfd_create, BR_CHAN_NAME, 1u /* MFD_CLOEXEC */);
+	int fd = (int)syscall(SYS_memfd_create, BR_CHAN_NAME, 3u /* MFD_CLOEXEC | MFD_ALLOW_SEALING */);
 	if (fd < 0)
 		return -1;
 	void *p = MAP_FAILED;
-	if (ftruncate(fd, BR_CHAN_SIZE) == 0)
+	/* sealed at its size: the server maps it too, and a file cut short would fault there */
+	if (ftruncate(fd, BR_CHAN_SIZE) == 0 &&
+	    syscall(SYS_fcntl, fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
 		p = (void *)syscall(SYS_mmap, NULL, (size_t)BR_CHAN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED || (uintptr_t)p > (uintptr_t)-4096) {
 		resolve_close();
@@ -211,51 +211,12 @@ static int machine_quiet(void)
 	return r >= 1 && r <= ncpu;
 }
 
-/*
- * Whether the server waits for the CPU this thread spins on: its main
- * thread runnable ('R') on our CPU (fields 3 and 39 of /proc/PID/stat).
- * Spinning on then only keeps the answer from coming, and the scheduler
- * may take milliseconds to move one of the two.
- */
-static int server_waits_for_us(void)
-{
-	if (srv_pid <= 0 || loadavg_given)
-		return 0;
-	char path[32] = "/proc/", b[1024];
-	/* (no snprintf: this may run in the MMIO trap, a signal handler) */
-	char d[16];
-	int k = 0;
-	for (unsigned v = (unsigned)srv_pid; v > 0 && k < 16; v /= 10)
-		d[k++] = (char)('0' + v % 10);
-	size_t at = 6;
-	while (k > 0)
-		path[at++] = d[--k];
-	memcpy(path + at, "/stat", 6);
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = syscall(SYS_read, fd, b, sizeof(b) - 1);
-	syscall(SYS_close, fd);
-	if (n <= 0)
-		return 0;
-	b[n] = 0;
-	const char *p = strrchr(b, ')');
-	if (!p || p[1] != ' ' || p[2] != 'R')
-		return 0;
-	/* p + 2 is field 3 (state); field 39 is the CPU it last ran on */
-	int field = 3;
-	for (p += 2; *p && field < 39; p++)
-		if (*p == ' ')
-			field++;
-	return *p && strtol(p, NULL, 10) == sched_getcpu();
-}
-
 /* This call's spin budget (ns): 0 means sleep at once (and say so before posting). */
 static uint64_t spin_for_call(void)
 {
 	if (spin_budget > 0 || spin_max == 0)
 		return spin_budget;
-	/* (a program that calls rarely gains little from spinning: it looks only after LOOK_CALLS) */
+	/* (a program that calls rarely gains little from spinning: it tries only after LOOK_CALLS) */
 	if (++since_look < LOOK_CALLS)
 		return 0;
 	uint64_t t = now_ns();
@@ -263,9 +224,8 @@ static uint64_t spin_for_call(void)
 		return 0;
 	looked_at = t;
 	since_look = 0;
-	if (machine_quiet() && !server_waits_for_us())
-		spin_budget = full_budget();
-	return spin_budget;
+	/* a try: a reply in time gives back the full budget, a miss on a loaded machine takes it again */
+	return full_budget();
 }
 
 static int server_polling(void)
@@ -284,7 +244,7 @@ static int server_polling(void)
 static void wait_reply(uint32_t seq, uint64_t budget)
 {
 	uint64_t t0 = 0, until = budget, gap = budget;
-	int busy = 0;
+	int busy = 0, over = 0;
 	for (unsigned i = 0; budget > 0; i++) {
 		if (replied(seq)) {
 			spin_budget = full_budget();
@@ -301,18 +261,21 @@ static void wait_reply(uint32_t seq, uint64_t budget)
 			continue;
 		if (t - t0 >= spin_max)
 			break;
-		if (!machine_quiet() || server_waits_for_us()) {
+		/* (two looks in a row: one sees a passing kernel thread now and then) */
+		if (machine_quiet())
+			over = 0;
+		else if (++over == 2) {
 			busy = 1;
 			break;
 		}
+		/* (were it sharing the server's CPU, yielding lets the server run, and it moves off) */
 		gap = gap * 2 < LOOK_MAX_NS ? gap * 2 : LOOK_MAX_NS;
 		until = t - t0 + gap;
 		sched_yield();
 	}
 	if (budget > 0) {
-		/* a miss on a busy machine, or on the server's CPU: half the budget once (a pause
-		   of the server's: its GC), then sleep at once; a long call on a quiet machine
-		   changes nothing */
+		/* a miss on a loaded machine: half the budget once (a pause of the server's: its GC),
+		   then sleep at once; a long call on a quiet machine changes nothing */
 		if (busy) {
 			spin_budget = spin_budget == full_budget() ? spin_budget / 2 : 0;
 			looked_at = now_ns();
@@ -374,6 +337,7 @@ static struct br_rep chan_call(struct br_req *rq, const void *payload, size_t pl
 	uint64_t budget = spin_for_call();
 	if (budget == 0)
 		__atomic_store_n(CHAN_U32(BR_CHAN_SLEEP), seq, __ATOMIC_RELEASE);
+	__atomic_store_n(CHAN_U32(BR_CHAN_CPU), (uint32_t)sched_getcpu(), __ATOMIC_RELAXED);
 	__atomic_store_n(CHAN_U32(BR_CHAN_REQ_SEQ2), seq, __ATOMIC_RELEASE);
 	__atomic_store_n(CHAN_U32(0), seq, __ATOMIC_SEQ_CST);
 	if (!server_polling())
@@ -592,7 +556,6 @@ static int hello(uint64_t token)
 	int64_t r = rp.ret;
 	if (r < 0)
 		return -1;
-	srv_pid = (pid_t)r;
 	/* serve: the server is not our parent; let it read our memory under Yama */
 	prctl(PR_SET_PTRACER, (unsigned long)r, 0, 0, 0);
 	return 0;
