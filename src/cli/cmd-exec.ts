@@ -1,3 +1,4 @@
+import { becomeBridgeServer } from "../bridge/server-process.js";
 import { BridgeSession, parseBridgeArgs, runProgram } from "../bridge/session.js";
 import { ensureShim } from "../bridge/shim-build.js";
 import { HELP } from "./help.js";
@@ -21,6 +22,7 @@ export async function startBridge(
 ): Promise<{ shim: string; session: BridgeSession } | number> {
   try {
     const shim = ensureShim();
+    becomeBridgeServer();
     return { shim, session: await BridgeSession.start(opts, undefined, io.stderr) };
   } catch (e) {
     io.stderr(`${(e as Error).message}\n`);

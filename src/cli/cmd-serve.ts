@@ -1,5 +1,6 @@
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
+import { becomeBridgeServer } from "../bridge/server-process.js";
 import { BridgeSession, parseBridgeArgs } from "../bridge/session.js";
 import { ensureShim } from "../bridge/shim-build.js";
 import { HELP } from "./help.js";
@@ -43,6 +44,7 @@ export async function cmdServe(argv: string[], io: CliIo): Promise<number> {
   let shim: string;
   try {
     shim = ensureShim();
+    becomeBridgeServer();
     session = await BridgeSession.start(parsed.opts, socket, io.stderr);
   } catch (e) {
     io.stderr(`${(e as Error).message}\n`);
