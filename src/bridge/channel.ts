@@ -42,9 +42,19 @@ const HEAD = CHAN_REQ_PAYLOAD + 448;
  * (seq, reply, seq2) after it, in a second write when there is a payload.
  */
 export class Channel {
+  /** The pread path's copy of the channel's head, and its u32 words. */
   private readonly head = Buffer.alloc(HEAD);
+  private readonly headWords = new Uint32Array(this.head.buffer, this.head.byteOffset, HEAD >> 2);
   private readonly rep = Buffer.alloc(32);
   private readonly flag = Buffer.alloc(4);
+  /** The request's payload, copied out of the channel: its u32 words, and the view last handed out. */
+  private readonly scratch = Buffer.alloc(CHAN_REQ_MAX);
+  private readonly scratchWords = new Uint32Array(
+    this.scratch.buffer,
+    this.scratch.byteOffset,
+    CHAN_REQ_MAX >> 2,
+  );
+  private view: Buffer = this.scratch.subarray(0, 0);
   /** The seq of the last request taken. */
   private seq = 0;
   /** The seq of the last reply written (the request the shim waits on is answered when it matches). */
@@ -55,10 +65,9 @@ export class Channel {
   /** What the server last told the shim about polling (the shim nudges over the socket when it is off). */
   polling = false;
 
-  /** The channel mapped into the server (null: pread and pwrite), its u32 words, the payload's copy. */
+  /** The channel mapped into the server (null: pread and pwrite), and its u32 words. */
   private readonly m: Buffer | null;
   private readonly w: Uint32Array | null;
-  private readonly scratch: Buffer | null;
 
   private constructor(
     private fd: number,
@@ -66,7 +75,6 @@ export class Channel {
   ) {
     this.m = map === null ? null : Buffer.from(map);
     this.w = map === null ? null : new Uint32Array(map);
-    this.scratch = map === null ? null : Buffer.alloc(CHAN_REQ_MAX);
   }
 
   /**
@@ -110,54 +118,50 @@ export class Channel {
 
   /**
    * The request posted since the last one taken, null when there is none,
-   * or a string when the shim wrote a malformed one.
+   * or a string when the shim wrote a malformed one. Its payload is a view
+   * of a buffer the next poll reuses.
    */
   poll(): Request | null | string {
     if (this.fd < 0) return null;
-    const w = this.w;
-    let h: Buffer;
+    let v = this.w;
     let seq: number;
-    if (w !== null) {
+    if (v !== null) {
       // the seq first, then the rest (the shim wrote it before the seq)
-      seq = Atomics.load(w, 0);
-      this.sleepSeq = w[CHAN_SLEEP >> 2];
-      if (seq === this.seq || w[CHAN_REQ_SEQ2 >> 2] !== seq) return null;
-      h = this.m!;
-      this.shimCpu = this.sleepSeq === seq ? -1 : w[CHAN_CPU >> 2] | 0;
+      seq = Atomics.load(v, 0);
+      this.sleepSeq = v[CHAN_SLEEP >> 2];
+      if (seq === this.seq || v[CHAN_REQ_SEQ2 >> 2] !== seq) return null;
+      this.shimCpu = this.sleepSeq === seq ? -1 : v[CHAN_CPU >> 2] | 0;
     } else {
-      h = this.head;
-      const got = readSync(this.fd, h, 0, HEAD, 0);
-      if (got < HEAD) return null;
-      this.sleepSeq = h.readUInt32LE(CHAN_SLEEP);
-      seq = h.readUInt32LE(0);
-      if (seq === this.seq || h.readUInt32LE(CHAN_REQ_SEQ2) !== seq) return null;
+      if (readSync(this.fd, this.head, 0, HEAD, 0) < HEAD) return null;
+      v = this.headWords;
+      this.sleepSeq = v[CHAN_SLEEP >> 2];
+      seq = v[0];
+      if (seq === this.seq || v[CHAN_REQ_SEQ2 >> 2] !== seq) return null;
     }
-    const len = h.readUInt32LE(CHAN_REQ);
+    // each field read once: the program may change its channel while the model reads the request
+    const o = CHAN_REQ >> 2;
+    const len = v[o];
     if (len < REQ_SIZE || len - REQ_SIZE > CHAN_REQ_MAX) return `bad request length ${len} in the channel`;
     this.seq = seq;
     const plen = len - REQ_SIZE;
-    let payload: Uint8Array;
-    if (this.scratch !== null) {
-      // a copy: the program may change its channel while the model reads the request
-      h.copy(this.scratch, 0, CHAN_REQ_PAYLOAD, CHAN_REQ_PAYLOAD + plen);
-      payload = this.scratch.subarray(0, plen);
-    } else if (CHAN_REQ_PAYLOAD + plen <= HEAD)
-      payload = h.subarray(CHAN_REQ_PAYLOAD, CHAN_REQ_PAYLOAD + plen);
-    else {
-      // seq was visible, so the rest of what the shim wrote before it is too
-      payload = Buffer.alloc(plen);
-      if (readSync(this.fd, payload, 0, plen, CHAN_REQ_PAYLOAD) !== plen) return "short channel read";
-    }
-    const o = CHAN_REQ;
+    const words = (plen + 3) >> 2;
+    const p0 = CHAN_REQ_PAYLOAD >> 2;
+    if (p0 + words <= v.length) {
+      const sw = this.scratchWords;
+      for (let i = 0; i < words; i++) sw[i] = v[p0 + i];
+    } else if (readSync(this.fd, this.scratch, 0, plen, CHAN_REQ_PAYLOAD) !== plen)
+      return "short channel read";
+    if (this.view.length !== plen) this.view = this.scratch.subarray(0, plen);
+    const opFlags = v[o + 1];
     return {
-      op: h.readUInt16LE(o + 4),
-      flags: h.readUInt16LE(o + 6),
-      fd: h.readInt32LE(o + 8),
-      fd2: h.readInt32LE(o + 12),
-      a: h.readBigUInt64LE(o + 16),
-      b: h.readBigUInt64LE(o + 24),
-      c: h.readBigUInt64LE(o + 32),
-      payload,
+      op: opFlags & 0xffff,
+      flags: opFlags >>> 16,
+      fd: v[o + 2] | 0,
+      fd2: v[o + 3] | 0,
+      a: u64(v, o + 4),
+      b: u64(v, o + 6),
+      c: u64(v, o + 8),
+      payload: this.view,
     };
   }
 
@@ -187,21 +191,38 @@ export class Channel {
     }
     if (k + n > CHAN_REP_MAX) n = CHAN_REP_MAX - k;
     if (n > 0) this.put(payload!, n, CHAN_REP_PAYLOAD + k);
-    const m = this.m;
-    // mapped: the header in place, the seq last (the shim takes the reply when both seqs match)
-    const r = m === null ? this.rep : m.subarray(CHAN_REP, CHAN_REP + 28);
-    if (m === null) r.writeUInt32LE(this.seq, 0);
-    r.writeUInt32LE(0, 4);
-    r.writeUInt32LE(16 + k + n, 8); // struct br_rep: len, flags, ret
-    r.writeUInt32LE(flags, 12);
-    if (typeof ret === "bigint") r.writeBigInt64LE(ret, 16);
-    else {
-      r.writeUInt32LE(ret >>> 0, 16);
-      r.writeInt32LE(Math.floor(ret / 0x1_0000_0000), 20);
+    // struct br_rep (len, flags, ret) between the seq and its copy
+    let lo: number;
+    let hi: number;
+    if (typeof ret === "bigint") {
+      lo = Number(BigInt.asUintN(32, ret));
+      hi = Number(BigInt.asIntN(32, ret >> 32n));
+    } else {
+      lo = ret >>> 0;
+      hi = Math.floor(ret / 0x1_0000_0000);
     }
-    r.writeUInt32LE(this.seq, 24);
-    if (m === null) writeSync(this.fd, r, 0, 28, CHAN_REP);
-    else Atomics.store(this.w!, CHAN_REP >> 2, this.seq);
+    const w = this.w;
+    if (w !== null) {
+      // in place, the seq last: the shim takes the reply when both seqs match
+      const r = CHAN_REP >> 2;
+      w[r + 1] = 0;
+      w[r + 2] = 16 + k + n;
+      w[r + 3] = flags;
+      w[r + 4] = lo;
+      w[r + 5] = hi;
+      w[r + 6] = this.seq;
+      Atomics.store(w, r, this.seq);
+    } else {
+      const r = this.rep;
+      r.writeUInt32LE(this.seq, 0);
+      r.writeUInt32LE(0, 4);
+      r.writeUInt32LE(16 + k + n, 8);
+      r.writeUInt32LE(flags, 12);
+      r.writeUInt32LE(lo, 16);
+      r.writeInt32LE(hi, 20);
+      r.writeUInt32LE(this.seq, 24);
+      writeSync(this.fd, r, 0, 28, CHAN_REP);
+    }
     this.repliedSeq = this.seq;
     return fits;
   }
@@ -239,4 +260,11 @@ export class Channel {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
   }
+}
+
+/** The u64 at word i (little-endian): one BigInt from a number when it fits 53 bits, as most do. */
+function u64(v: Uint32Array, i: number): bigint {
+  const lo = v[i];
+  const hi = v[i + 1];
+  return hi < 0x20_0000 ? BigInt(lo + hi * 0x1_0000_0000) : (BigInt(hi) << 32n) | BigInt(lo);
 }
