@@ -55,6 +55,7 @@ export class Channel {
     CHAN_REQ_MAX >> 2,
   );
   private view: Buffer = this.scratch.subarray(0, 0);
+  private readonly req: Request = { op: 0, flags: 0, fd: 0, fd2: 0, a: 0n, b: 0n, c: 0n, payload: this.view };
   /** The seq of the last request taken. */
   private seq = 0;
   /** The seq of the last reply written (the request the shim waits on is answered when it matches). */
@@ -118,8 +119,8 @@ export class Channel {
 
   /**
    * The request posted since the last one taken, null when there is none,
-   * or a string when the shim wrote a malformed one. Its payload is a view
-   * of a buffer the next poll reuses.
+   * or a string when the shim wrote a malformed one. The request and its
+   * payload are the channel's own, filled again by the next poll.
    */
   poll(): Request | null | string {
     if (this.fd < 0) return null;
@@ -153,16 +154,16 @@ export class Channel {
       return "short channel read";
     if (this.view.length !== plen) this.view = this.scratch.subarray(0, plen);
     const opFlags = v[o + 1];
-    return {
-      op: opFlags & 0xffff,
-      flags: opFlags >>> 16,
-      fd: v[o + 2] | 0,
-      fd2: v[o + 3] | 0,
-      a: u64(v, o + 4),
-      b: u64(v, o + 6),
-      c: u64(v, o + 8),
-      payload: this.view,
-    };
+    const q = this.req;
+    q.op = opFlags & 0xffff;
+    q.flags = opFlags >>> 16;
+    q.fd = v[o + 2] | 0;
+    q.fd2 = v[o + 3] | 0;
+    q.a = u64(v, o + 4);
+    q.b = u64(v, o + 6);
+    q.c = u64(v, o + 8);
+    q.payload = this.view;
+    return q;
   }
 
   /**

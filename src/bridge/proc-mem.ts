@@ -55,6 +55,17 @@ export class ProcMemory implements ForeignMemory {
     this.winVa = va;
   }
 
+  readU32(va: number): number {
+    const w = this.win;
+    if (w !== null && va >= this.winVa && va + 4 <= this.winVa + w.length) {
+      this.counts.prefetched++;
+      const o = va - this.winVa;
+      return (w[o] | (w[o + 1] << 8) | (w[o + 2] << 16) | (w[o + 3] << 24)) >>> 0;
+    }
+    const b = this.read(va, 4);
+    return typeof b === "number" ? b : (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+  }
+
   read(va: number, len: number): Uint8Array | number {
     const w = this.win;
     if (w !== null && va >= this.winVa && va + len <= this.winVa + w.length) {

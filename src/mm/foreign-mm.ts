@@ -43,6 +43,8 @@ export interface ForeignVma {
 export interface ForeignMemory {
   /** The bytes, or -EFAULT when part of the range is not mapped. */
   read(va: number, len: number): Uint8Array | number;
+  /** The little-endian u32 at va, or -EFAULT (a size field, read before each ioctl's struct: no copy); read's when absent. */
+  readU32?(va: number): number;
   /** 0, or -EFAULT. */
   write(va: number, bytes: Uint8Array): number;
   /** The mapping holding va, if any. */
@@ -132,8 +134,18 @@ export class ForeignMm extends MmStruct implements ExternalSource, CacheHolder {
   }
 
   override readU32(vaB: bigint): number {
-    const b = this.read(vaB, 4);
-    return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+    const va = this.foreignRange(vaB, 4);
+    if (va < 0 || this.foreignMem === null)
+      return this.foreignFault(`cannot read user memory at 0x${vaB.toString(16)}`);
+    const mem = this.foreignMem;
+    let v: number;
+    if (mem.readU32 !== undefined) v = mem.readU32(va);
+    else {
+      const b = mem.read(va, 4);
+      v = typeof b === "number" ? b : (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+    }
+    if (v < 0) return this.foreignFault(`0x${vaB.toString(16)} (+4) is not mapped in the process`);
+    return v;
   }
 
   override write(vaB: bigint, bytes: Uint8Array): number {
