@@ -1,4 +1,4 @@
-import { closeSync, openSync, readlinkSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readlinkSync, readSync, statfsSync, writeSync } from "node:fs";
 import {
   CHAN_CPU,
   CHAN_NAME,
@@ -17,6 +17,9 @@ import {
   type Request,
 } from "./protocol.js";
 import type { BridgeNative } from "./shim-build.js";
+
+/** A memfd's file system (shmem); a hugetlb memfd's is not, and cannot be written with pwrite. */
+const TMPFS_MAGIC = 0x01021994;
 
 /** Bytes one poll reads: the request line and the start of its payload (an ioctl's prefetched struct fits). */
 const HEAD = CHAN_REQ_PAYLOAD + 448;
@@ -91,6 +94,11 @@ export class Channel {
       const target = readlinkSync(path);
       if (!target.startsWith(`/memfd:${CHAN_NAME}`)) return `fd ${fd} is not the shim's channel (${target})`;
       cfd = openSync(path, "r+");
+      // (the file opened, not the path: the program may swap its fd in between)
+      if (statfsSync(`/proc/self/fd/${cfd}`).type !== TMPFS_MAGIC) {
+        closeSync(cfd);
+        return `fd ${fd} is not a memfd on shmem (a hugetlb one?)`;
+      }
     } catch (e) {
       return `cannot open the channel at ${path} (${(e as Error).message})`;
     }
@@ -133,7 +141,7 @@ export class Channel {
       if (seq === this.seq || v[CHAN_REQ_SEQ2 >> 2] !== seq) return null;
       this.shimCpu = this.sleepSeq === seq ? -1 : v[CHAN_CPU >> 2] | 0;
     } else {
-      if (readSync(this.fd, this.head, 0, HEAD, 0) < HEAD) return null;
+      if (this.io(() => readSync(this.fd, this.head, 0, HEAD, 0)) < HEAD) return this.broken;
       v = this.headWords;
       this.sleepSeq = v[CHAN_SLEEP >> 2];
       seq = v[0];
@@ -150,8 +158,8 @@ export class Channel {
     if (p0 + words <= v.length) {
       const sw = this.scratchWords;
       for (let i = 0; i < words; i++) sw[i] = v[p0 + i];
-    } else if (readSync(this.fd, this.scratch, 0, plen, CHAN_REQ_PAYLOAD) !== plen)
-      return "short channel read";
+    } else if (this.io(() => readSync(this.fd, this.scratch, 0, plen, CHAN_REQ_PAYLOAD)) !== plen)
+      return this.broken ?? "short channel read";
     if (this.view.length !== plen) this.view = this.scratch.subarray(0, plen);
     const opFlags = v[o + 1];
     const q = this.req;
@@ -222,7 +230,7 @@ export class Channel {
       r.writeUInt32LE(lo, 16);
       r.writeInt32LE(hi, 20);
       r.writeUInt32LE(this.seq, 24);
-      writeSync(this.fd, r, 0, 28, CHAN_REP);
+      this.io(() => writeSync(this.fd, r, 0, 28, CHAN_REP));
     }
     this.repliedSeq = this.seq;
     return fits;
@@ -231,7 +239,21 @@ export class Channel {
   /** The first n bytes of src into the channel at off. */
   private put(src: Uint8Array, n: number, off: number): void {
     if (this.m !== null) this.m.set(n === src.length ? src : src.subarray(0, n), off);
-    else writeSync(this.fd, src, 0, n, off);
+    else this.io(() => writeSync(this.fd, src, 0, n, off));
+  }
+
+  /** Why pread or pwrite on the channel failed (the next poll says so, and the connection closes). */
+  private broken: string | null = null;
+
+  /** A pread or pwrite of the channel: its count, or -1 when it threw (the channel is then broken). */
+  private io(op: () => number): number {
+    if (this.broken !== null) return -1;
+    try {
+      return op();
+    } catch (e) {
+      this.broken = `channel I/O failed (${(e as Error).message})`;
+      return -1;
+    }
   }
 
   /**
@@ -253,7 +275,7 @@ export class Channel {
     if (this.w !== null) Atomics.store(this.w, CHAN_SRV >> 2, on ? 1 : 0);
     else {
       this.flag.writeUInt32LE(on ? 1 : 0, 0);
-      writeSync(this.fd, this.flag, 0, 4, CHAN_SRV);
+      this.io(() => writeSync(this.fd, this.flag, 0, 4, CHAN_SRV));
     }
   }
 

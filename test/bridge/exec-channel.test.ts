@@ -331,18 +331,31 @@ int main(void) {
     usleep(1000);
   memcpy(&got, sc + BR_CHAN_REP + 8, sizeof got);
   OUT("sealed_ping", "%u/%u/%lld", *u32(sc, BR_CHAN_REP + 24), got.len, (long long)got.ret);
+  /* sealed, but hugetlb: a fault its (maybe empty) pool cannot back would be SIGBUS in the server */
+  int hfd = memfd_create(BR_CHAN_NAME, MFD_ALLOW_SEALING | MFD_HUGETLB);
+  if (hfd >= 0 && ftruncate(hfd, 2 << 20) == 0 && fcntl(hfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0) {
+    int e = dial();
+    r = hello(e, hfd);
+    OUT("hugetlb_channel", "%d", (r.flags & BR_REP_CHANNEL) != 0);
+  } else
+    OUT("hugetlb_channel", "%s", "none");
   return 0;
 }
 `,
     );
     const dir = mkdtempSync(join(tmpdir(), "chan-trace-"));
     const trace = join(dir, "trace");
+    let hugetlbTried = false;
     const parsed = parseBridgeArgs(["--trace", trace]);
     if (typeof parsed === "string") throw new Error(parsed);
     const s = await BridgeSession.start(parsed.opts, undefined, () => {});
     try {
       const r = await run(bin, [], { env: { ...process.env, SIM_SOCK: s.socketPath } });
-      expect(kv(r.stdout)).toMatchObject({
+      const out = kv(r.stdout);
+      hugetlbTried = out.hugetlb_channel === "0";
+      // a hugetlb memfd is no channel at all (pwrite cannot write it, a fault may find its pool empty)
+      expect(out.hugetlb_channel).toMatch(/^(0|none)$/);
+      expect(out).toMatchObject({
         stdin_channel: "0",
         memfd_channel: "1",
         ping: "1/16/0",
@@ -362,6 +375,10 @@ int main(void) {
     } finally {
       await s.finish(false);
     }
+    if (hugetlbTried)
+      expect(readFileSync(trace, "utf8")).toMatch(
+        /is not a memfd on shmem \(a hugetlb one\?\); requests come over the socket/,
+      );
     expect(readFileSync(trace, "utf8")).toMatch(
       /channels are read with pread, not mapped \(.*not sealed against shrinking/,
     );

@@ -1,8 +1,10 @@
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type BridgeNative, loadBridgeNative } from "../../src/bridge/shim-build.js";
+
+const TMPFS_MAGIC = 0x01021994;
 
 function native(): BridgeNative {
   const n = loadBridgeNative();
@@ -26,21 +28,31 @@ describe("the bridge server's native helper", () => {
     }
   });
 
-  it("mapShared refuses a file that could shrink under the mapping, a short one and bad arguments", () => {
+  it("mapShared refuses a file that could shrink under the mapping, one not on shmem, and bad arguments", () => {
     const n = native();
-    const dir = mkdtempSync(join(tmpdir(), "native-"));
-    const f = join(dir, "plain");
-    writeFileSync(f, Buffer.alloc(16384));
-    const fd = openSync(f, "r+");
+    const files: string[] = [];
     try {
-      // a plain file has no seals: a program could truncate it and the server would die of SIGBUS
-      expect(() => n.mapShared(fd, 16384)).toThrow(/not sealed against shrinking/);
-      expect(() => n.mapShared(fd, 0)).toThrow(/a file descriptor and a positive length/);
+      for (const dir of ["/dev/shm", process.cwd()]) {
+        const f = join(dir, `native-test-${process.pid}`);
+        writeFileSync(f, Buffer.alloc(16384));
+        files.push(f);
+        const fd = openSync(f, "r+");
+        try {
+          // shmem with no seals: a program could truncate it and the server would die of SIGBUS;
+          // anything else (a disk file, hugetlbfs) is refused before that
+          const shmem = statfsSync(f).type === TMPFS_MAGIC;
+          expect(() => n.mapShared(fd, 16384)).toThrow(
+            shmem ? /not sealed against shrinking/ : /the file is not shmem \(a memfd\)/,
+          );
+          expect(() => n.mapShared(fd, 0)).toThrow(/a file descriptor and a positive length/);
+        } finally {
+          closeSync(fd);
+        }
+      }
       expect(() => n.mapShared(-1, 4096)).toThrow(/a file descriptor and a positive length/);
-      // (a sealed memfd is mapped: exec-channel.test.ts, where the shim makes one)
+      // (a sealed memfd is mapped, a sealed hugetlb one is not: exec-channel.test.ts)
     } finally {
-      closeSync(fd);
-      rmSync(dir, { recursive: true, force: true });
+      for (const f of files) rmSync(f, { force: true });
     }
   });
 

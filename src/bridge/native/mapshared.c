@@ -17,6 +17,9 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+
+#define TMPFS_MAGIC 0x01021994 /* shmem: a memfd's (not a hugetlb one's) file system */
 
 typedef struct napi_env__ *napi_env;
 typedef struct napi_value__ *napi_value;
@@ -45,10 +48,11 @@ static void unmap(napi_env env, void *data, void *hint)
 
 /*
  * mapShared(fd, length): an ArrayBuffer over a MAP_SHARED read-write
- * mapping of fd from offset 0. The file must be at least length bytes and
- * sealed against shrinking (F_SEAL_SHRINK): the other side is a program
- * that may be hostile, and a file cut short under the mapping would kill
- * the server with SIGBUS at its next look.
+ * mapping of fd from offset 0. The file must be shmem (a memfd, not a
+ * hugetlb one, whose pool may be empty), at least length bytes and sealed
+ * against shrinking (F_SEAL_SHRINK): the other side is a program that may
+ * be hostile, and a fault the file cannot back would kill the server with
+ * SIGBUS at its next look.
  */
 static napi_value map_shared(napi_env env, napi_callback_info info)
 {
@@ -62,12 +66,17 @@ static napi_value map_shared(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	struct stat st;
+	struct statfs fs;
+	if (fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC) {
+		napi_throw_error(env, "ENOTSHMEM", "mapShared: the file is not shmem (a memfd)");
+		return NULL;
+	}
 	int seals = fcntl(fd, F_GET_SEALS);
 	if (fstat(fd, &st) != 0 || st.st_size < len || seals < 0 || !(seals & F_SEAL_SHRINK)) {
 		napi_throw_error(env, "ESEALS", "mapShared: the file is shorter than length or not sealed against shrinking");
 		return NULL;
 	}
-	void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
 	if (p == MAP_FAILED) {
 		napi_throw_error(env, "EMMAP", "mapShared: mmap failed");
 		return NULL;
