@@ -89,7 +89,7 @@ export class Channel {
   static open(pid: number, fd: number, native: BridgeNative | null = null): Channel | string {
     if (!Number.isSafeInteger(fd) || fd < 0) return `bad channel fd ${fd}`;
     const path = `/proc/${pid}/fd/${fd}`;
-    let cfd: number;
+    let cfd = -1;
     try {
       const target = readlinkSync(path);
       if (!target.startsWith(`/memfd:${CHAN_NAME}`)) return `fd ${fd} is not the shim's channel (${target})`;
@@ -100,6 +100,7 @@ export class Channel {
         return `fd ${fd} is not a memfd on shmem (a hugetlb one?)`;
       }
     } catch (e) {
+      if (cfd >= 0) closeSync(cfd);
       return `cannot open the channel at ${path} (${(e as Error).message})`;
     }
     let map: ArrayBuffer | null = null;
