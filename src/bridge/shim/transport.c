@@ -87,15 +87,17 @@ static pid_t chan_pid;    /* getpid() as of the channel (a fork's child makes it
  * little while replies come in time, less than the wake-up it saves, so
  * the shim spins on every call up to SPIN_BUSY_NS and then looks at the
  * machine, again after twice as long each time (up to LOOK_MAX_NS), up
- * to spin_max (SPIN_MAX_NS, or IOMMUFD_SIM_SPIN_NS; 0: never spin):
- * - the server waits for the CPU this thread spins on: yield it (the
- *   server, once it runs, moves to another CPU: server.ts stepAside);
- * - more runnable tasks than CPUs (/proc/loadavg's instantaneous count,
- *   this thread included) at two looks in a row: sleep, since spinning takes a CPU from someone
- *   who needs it, the server perhaps. Such a miss halves the next call's
- *   budget and a second one makes the shim sleep at once; it then tries a
- *   spin again every LOOK_CALLS calls (at most every QUIET_TTL_NS), and
- *   spins on while that reply comes in time.
+ * to spin_max (SPIN_MAX_NS, or IOMMUFD_SIM_SPIN_NS; 0: never spin),
+ * yielding its CPU at each look (were it sharing the server's CPU, the
+ * server then runs, and moves to another CPU: server.ts stepAside). When
+ * a look, and another right after a second yield (one look sees a
+ * passing kernel thread now and then), find more runnable tasks than
+ * CPUs (/proc/loadavg's instantaneous count, this thread included), the
+ * shim sleeps: spinning then takes a CPU from someone who needs it, the
+ * server perhaps. Such a miss halves the next call's budget and a second
+ * one makes the shim sleep at once; it then tries a spin again every
+ * LOOK_CALLS calls (at most every QUIET_TTL_NS), and spins on while that
+ * reply comes in time.
  */
 #define SPIN_MAX_NS 10000000
 #define SPIN_BUSY_NS 50000
@@ -109,12 +111,8 @@ static uint64_t spin_budget = SPIN_BUSY_NS;
 static uint64_t looked_at;
 static unsigned since_look;
 static long ncpu;
-/*
- * /proc/loadavg, or IOMMUFD_SIM_LOADAVG: a test's machine, where the
- * server always has a CPU of its own.
- */
+/* /proc/loadavg, or IOMMUFD_SIM_LOADAVG: a test's machine, quiet or loaded. */
 static char loadavg[PATH_MAX] = "/proc/loadavg";
-static int loadavg_given;
 /* A prefetched ioctl struct: at most this many bytes, never past arg's page. */
 #define PREFETCH_MAX 256
 
@@ -149,10 +147,8 @@ static int chan_create(void)
 	since_look = 0;
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	e = getenv("IOMMUFD_SIM_LOADAVG");
-	if (e && *e && strlen(e) < sizeof(loadavg)) {
+	if (e && *e && strlen(e) < sizeof(loadavg))
 		strcpy(loadavg, e);
-		loadavg_given = 1;
-	}
 	int fd = (int)syscall(SYS_memfd_create, BR_CHAN_NAME, 3u /* MFD_CLOEXEC | MFD_ALLOW_SEALING */);
 	if (fd < 0)
 		return -1;
@@ -244,7 +240,7 @@ static int server_polling(void)
 static void wait_reply(uint32_t seq, uint64_t budget)
 {
 	uint64_t t0 = 0, until = budget, gap = budget;
-	int busy = 0, over = 0;
+	int busy = 0;
 	for (unsigned i = 0; budget > 0; i++) {
 		if (replied(seq)) {
 			spin_budget = full_budget();
@@ -261,17 +257,18 @@ static void wait_reply(uint32_t seq, uint64_t budget)
 			continue;
 		if (t - t0 >= spin_max)
 			break;
-		/* (two looks in a row: one sees a passing kernel thread now and then) */
-		if (machine_quiet())
-			over = 0;
-		else if (++over == 2) {
-			busy = 1;
-			break;
-		}
 		/* (were it sharing the server's CPU, yielding lets the server run, and it moves off) */
+		sched_yield();
+		/* loaded: yield and look once more (one look sees a passing kernel thread now and then) */
+		if (!machine_quiet()) {
+			sched_yield();
+			if (!machine_quiet()) {
+				busy = 1;
+				break;
+			}
+		}
 		gap = gap * 2 < LOOK_MAX_NS ? gap * 2 : LOOK_MAX_NS;
 		until = t - t0 + gap;
-		sched_yield();
 	}
 	if (budget > 0) {
 		/* a miss on a loaded machine: half the budget once (a pause of the server's: its GC),
