@@ -127,10 +127,6 @@ export class BridgeServer {
   /** The clients whose channels the loop polls (their shims were told so): those that posted lately. */
   private readonly active: Client[] = [];
 
-  private deactivate(c: Client): void {
-    const i = this.active.indexOf(c);
-    if (i >= 0) this.active.splice(i, 1);
-  }
   /** The current polling window (ms), between SPIN_MIN_MS and SPIN_MAX_MS. */
   private spinWindow = SPIN_MAX_MS;
   /** false: the server never polls; every channel request comes with a nudge (tests use it). */
@@ -285,6 +281,12 @@ export class BridgeServer {
     this.stats.spins++;
     this.episodeHits = 0;
     this.spin();
+  }
+
+  /** Stop polling c's channel (its connection went). */
+  private deactivate(c: Client): void {
+    const i = this.active.indexOf(c);
+    if (i >= 0) this.active.splice(i, 1);
   }
 
   /** Requests the loop found by polling since it started (the window's feedback). */
