@@ -133,8 +133,11 @@ export class BridgeServer {
   polling = true;
   /** false: channels are read with pread and written with pwrite even where they could be mapped (tests use it). */
   mapChannels = true;
-  /** The native helper that maps channels (loaded at the first channel), or why there is none. */
-  private native: BridgeNative | string | undefined;
+  /**
+   * The native helper that maps channels and steps aside (loaded at the
+   * first channel), or why there is none; a test may set its own first.
+   */
+  native: BridgeNative | string | undefined;
   private sinceProbe = 0;
   /**
    * Requests answered through a channel, polling episodes, and wake-ups

@@ -5,7 +5,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { BridgeSession, parseBridgeArgs } from "../../src/bridge/session.js";
-import { ensureShim, shimSourceDir } from "../../src/bridge/shim-build.js";
+import {
+  type BridgeNative,
+  ensureShim,
+  loadBridgeNative,
+  shimSourceDir,
+} from "../../src/bridge/shim-build.js";
 import { C_CDEV, C_PRELUDE, compileC, kv } from "./helpers.js";
 
 const run = promisify(execFile);
@@ -14,7 +19,13 @@ const run = promisify(execFile);
 async function runWith(
   bin: string,
   args: string[],
-  opts: { spinNs?: string; polling?: boolean; mapChannels?: boolean; env?: NodeJS.ProcessEnv },
+  opts: {
+    spinNs?: string;
+    polling?: boolean;
+    mapChannels?: boolean;
+    native?: BridgeNative;
+    env?: NodeJS.ProcessEnv;
+  },
 ): Promise<{
   out: Record<string, string>;
   stderr: string;
@@ -27,6 +38,7 @@ async function runWith(
   try {
     if (opts.polling !== undefined) s.server.polling = opts.polling;
     if (opts.mapChannels !== undefined) s.server.mapChannels = opts.mapChannels;
+    if (opts.native !== undefined) s.server.native = opts.native;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       LD_PRELOAD: ensureShim(),
@@ -157,6 +169,55 @@ describe("exec: the request channel", () => {
       expect(r.stats.channelsMapped, what).toBe(path.mapChannels ? 1 : 0);
       if (!path.polling) expect(r.stats.spins).toBe(0);
     }
+  });
+
+  it("a polling server that finds itself on the CPU a spinning shim posted from steps aside; a sleeping shim, or another CPU, leaves it be", async () => {
+    // the program on CPU 0; the server's CPU as a stand-in helper says (the mapping stays the real one)
+    const bin = compileC(`${C_PRELUDE}
+#include <sched.h>
+int main(void) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  OUT("pinned", "%d", sched_setaffinity(0, sizeof one, &one));
+  int fd = open("/dev/iommu", O_RDWR);
+  struct ex_iommu_ioas_alloc bad = { .size = 8 };
+  int einval = 0;
+  for (int i = 0; i < 200; i++)
+    einval += ioctl(fd, EX_IOMMU_IOAS_ALLOC, &bad) == -1 && errno == EINVAL;
+  OUT("einval", "%d", einval);
+  return 0;
+}
+`);
+    const real = loadBridgeNative();
+    if (typeof real === "string") throw new Error(real);
+    const asideOn: number[] = [];
+    const on = (cpu: number): BridgeNative => ({
+      mapShared: real.mapShared,
+      getcpu: () => cpu,
+      stepAside: (c) => {
+        asideOn.push(c);
+        return true;
+      },
+    });
+    const spun = await runWith(bin, [], { native: on(0) });
+    expect(spun.out).toMatchObject({ pinned: "0", einval: "200" });
+    expect(spun.stats.channelsMapped).toBe(1);
+    expect(spun.stats.stepsAside).toBeGreaterThan(0);
+    expect(spun.stats.stepsAside).toBe(asideOn.length);
+    expect(new Set(asideOn)).toEqual(new Set([0]));
+    asideOn.length = 0;
+    // a shim that sleeps says so before it posts: sharing its CPU then costs nothing
+    const slept = await runWith(bin, [], { native: on(0), spinNs: "0" });
+    expect(slept.out).toMatchObject({ pinned: "0", einval: "200" });
+    expect(slept.stats.stepsAside).toBe(0);
+    // the server elsewhere
+    const apart = await runWith(bin, [], { native: on(1) });
+    expect(apart.out).toMatchObject({ pinned: "0", einval: "200" });
+    expect(apart.stats.stepsAside).toBe(0);
+    expect(asideOn).toEqual([]);
+    for (const r of [spun, slept, apart])
+      expect(r.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0 });
   });
 
   it("the shim spins through long calls while every runnable task has a CPU, and sleeps at once after two on a loaded machine", async () => {
