@@ -66,6 +66,10 @@ export class Channel {
   /** The seq the shim sleeps on (as of the last poll), and the last seq a wake-up was sent for. */
   private sleepSeq = 0;
   private wokenSeq = 0;
+  /** The shim was woken from a sleep on this channel at least once. */
+  get hasSlept(): boolean {
+    return this.wokenSeq !== 0;
+  }
   /** What the server last told the shim about polling (the shim nudges over the socket when it is off). */
   polling = false;
 

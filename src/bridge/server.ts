@@ -151,6 +151,8 @@ export class BridgeServer {
     channelsUnmapped: 0,
     /** Times the polling server moved off the CPU a spinning shim posted from. */
     stepsAside: 0,
+    /** Requests a shim posted spinning (a mapped channel) after it had slept on its channel once: its tries. */
+    spinningAfterSleep: 0,
     spins: 0,
     wakes: 0,
     memReads: 0,
@@ -358,6 +360,7 @@ export class BridgeServer {
       return false;
     }
     this.stats.channelRequests++;
+    if (ch.shimCpu >= 0 && ch.hasSlept) this.stats.spinningAfterSleep++;
     this.stepAside(ch);
     const r = this.serve(c, q);
     if (!ch.reply(r.ret, r.flags, r.payload, r.irqs)) {

@@ -220,7 +220,7 @@ int main(void) {
       expect(r.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0 });
   });
 
-  it("the shim spins through long calls while every runnable task has a CPU, and sleeps at once after two on a loaded machine", async () => {
+  it("the shim spins through long calls while every runnable task has a CPU, sleeps at once after two on a loaded machine, and spins again once replies come in time", async () => {
     // three map/unmap pairs (each pins or unpins 1024 pages of the program: far longer than the
     // shim's first spin), then refusals the model answers at once
     const bin = compileC(`${C_PRELUDE}${C_CDEV}
@@ -238,7 +238,7 @@ int main(void) {
   OUT("long_ok", "%d", long_ok);
   struct ex_iommu_ioas_alloc bad = { .size = 8 };
   int einval = 0;
-  for (int i = 0; i < 50; i++)
+  for (int i = 0; i < 400; i++)
     einval += ioctl(iommufd, EX_IOMMU_IOAS_ALLOC, &bad) == -1 && errno == EINVAL;
   OUT("einval", "%d", einval);
   return 0;
@@ -256,16 +256,19 @@ int main(void) {
       // quiet: no call sleeps, so the server sends no wake-up
       const q = await runWith(bin, [], { spinNs, env: { IOMMUFD_SIM_LOADAVG: quiet } });
       expect(q.stderr).toBe("");
-      expect(q.out).toMatchObject({ long_ok: "3", einval: "50" });
+      expect(q.out).toMatchObject({ long_ok: "3", einval: "400" });
       expect(q.stats.wakes).toBe(0);
       expect(q.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0, pinnedPages: 0 });
       // loaded: the first long call halves the spin, the second makes the shim sleep at once, and
       // every long call after them sleeps too (a try at spinning comes at most every 16 calls):
-      // each of the six is a wake-up
+      // each of the six is a wake-up; then it tries a spin every 16 calls (at most once a ms),
+      // loaded or not, and spins on while replies come in time: 400 refusals, asleep, take some ms
+      // (a wake-up each), so several tries (it would never try while the machine looked loaded)
       const l = await runWith(bin, [], { spinNs, env: { IOMMUFD_SIM_LOADAVG: loaded } });
       expect(l.stderr).toBe("");
-      expect(l.out).toMatchObject({ long_ok: "3", einval: "50" });
+      expect(l.out).toMatchObject({ long_ok: "3", einval: "400" });
       expect(l.stats.wakes).toBeGreaterThanOrEqual(6);
+      expect(l.stats.spinningAfterSleep).toBeGreaterThanOrEqual(3);
       expect(l.counters).toMatchObject({ processes: 0, openFiles: 0, objects: 0, pinnedPages: 0 });
     } finally {
       rmSync(dir, { recursive: true, force: true });
