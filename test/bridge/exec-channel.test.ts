@@ -403,6 +403,29 @@ int main(void) {
     OUT("hugetlb_channel", "%d", (r.flags & BR_REP_CHANNEL) != 0);
   } else
     OUT("hugetlb_channel", "%s", "none");
+  /* an unsealed channel (read with pread) the program seals against writes once its request is
+     in: the server cannot write there, and drops that connection, unharmed */
+  int wfd = memfd_create(BR_CHAN_NAME, MFD_ALLOW_SEALING);
+  ftruncate(wfd, BR_CHAN_SIZE);
+  int w = dial();
+  r = hello(w, wfd);
+  OUT("wseal_channel", "%d", (r.flags & BR_REP_CHANNEL) != 0);
+  usleep(20000); /* (the server stops polling a channel that posted nothing for a while) */
+  struct br_req wrq = { .len = sizeof wrq, .op = BR_OP_PING };
+  uint32_t one = 1;
+  pwrite(wfd, &wrq, sizeof wrq, BR_CHAN_REQ);
+  pwrite(wfd, &one, 4, BR_CHAN_REQ_SEQ2);
+  pwrite(wfd, &one, 4, 0);
+  OUT("wseal", "%d", fcntl(wfd, F_ADD_SEALS, F_SEAL_WRITE));
+  struct br_req wn = { .len = sizeof wn, .op = BR_OP_NUDGE, .a = 1 };
+  send(w, &wn, sizeof wn, 0);
+  struct pollfd wpf = { .fd = w, .events = POLLIN };
+  poll(&wpf, 1, 5000);
+  long wk = recv(w, &x, 1, MSG_DONTWAIT);
+  OUT("wseal_closed", "%d", wk == 0 || (wk < 0 && errno == ECONNRESET));
+  uint32_t wrep = 0;
+  pread(wfd, &wrep, 4, BR_CHAN_REP);
+  OUT("wseal_unanswered", "%d", wrep == 0);
   return 0;
 }
 `,
@@ -430,10 +453,12 @@ int main(void) {
         sealed_ping: "1/16/0",
       });
       await s.server.idle();
-      // a memfd that could shrink under a mapping is read with pread (a cut file would kill the
+      // memfds that could shrink under a mapping (two here) are read with pread (a cut file would kill the
       // server with SIGBUS), and the server says so once; the sealed one is mapped
-      expect(s.server.stats).toMatchObject({ channelsUnmapped: 1, channelsMapped: 1 });
-      expect(s.server.malformed).toBe(1);
+      expect(s.server.stats).toMatchObject({ channelsUnmapped: 2, channelsMapped: 1 });
+      expect(out).toMatchObject({ wseal_channel: "1", wseal: "0", wseal_closed: "1", wseal_unanswered: "1" });
+      // the first malformed request, and the channel the server could no longer write
+      expect(s.server.malformed).toBe(2);
       expect(s.server.internalErrors).toEqual([]);
       expect(s.m.debug.counters().processes).toBe(0);
     } finally {
@@ -443,6 +468,7 @@ int main(void) {
       expect(readFileSync(trace, "utf8")).toMatch(
         /is not a memfd on shmem \(a hugetlb one\?\); requests come over the socket/,
       );
+    expect(readFileSync(trace, "utf8")).toMatch(/channel I\/O failed \(EPERM.*\); connection closed/);
     expect(readFileSync(trace, "utf8")).toMatch(
       /channels are read with pread, not mapped \(.*not sealed against shrinking/,
     );
