@@ -19,7 +19,7 @@ import {
 import type { BridgeNative } from "./shim-build.js";
 
 /** A memfd's file system (shmem); a hugetlb memfd's is not, and cannot be written with pwrite. */
-const TMPFS_MAGIC = 0x01021994;
+export const TMPFS_MAGIC = 0x01021994;
 
 /** Bytes one poll reads: the request line and the start of its payload (an ioctl's prefetched struct fits). */
 const HEAD = CHAN_REQ_PAYLOAD + 448;

@@ -134,16 +134,15 @@ export class ForeignMm extends MmStruct implements ExternalSource, CacheHolder {
   }
 
   override readU32(vaB: bigint): number {
-    const va = this.foreignRange(vaB, 4);
-    if (va < 0 || this.foreignMem === null)
-      return this.foreignFault(`cannot read user memory at 0x${vaB.toString(16)}`);
     const mem = this.foreignMem;
-    let v: number;
-    if (mem.readU32 !== undefined) v = mem.readU32(va);
-    else {
-      const b = mem.read(va, 4);
-      v = typeof b === "number" ? b : (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+    if (mem?.readU32 === undefined) {
+      // (a memory that cannot read a u32 without a copy: read()'s path, with its fault reasons)
+      const b = this.read(vaB, 4);
+      return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
     }
+    const va = this.foreignRange(vaB, 4);
+    if (va < 0) return this.foreignFault(`cannot read user memory at 0x${vaB.toString(16)}`);
+    const v = mem.readU32(va);
     if (v < 0) return this.foreignFault(`0x${vaB.toString(16)} (+4) is not mapped in the process`);
     return v;
   }

@@ -355,6 +355,16 @@ static void post(int s, uint8_t *c, uint32_t seq, uint32_t len, uint16_t op) {
   struct br_req n = { .len = sizeof n, .op = BR_OP_NUDGE, .a = seq };
   send(s, &n, sizeof n, 0);
 }
+/* The reply to seq once it is there (5 s at most): "seq copy/len/ret". */
+static const char *reply_of(uint8_t *c, uint32_t seq) {
+  static char s[64];
+  for (int i = 0; i < 5000 && *u32(c, BR_CHAN_REP) != seq; i++)
+    usleep(1000);
+  struct br_rep got;
+  memcpy(&got, c + BR_CHAN_REP + 8, sizeof got);
+  snprintf(s, sizeof s, "%u/%u/%lld", *u32(c, BR_CHAN_REP + 24), got.len, (long long)got.ret);
+  return s;
+}
 int main(void) {
   int a = dial();
   struct br_rep r = hello(a, 0);
@@ -366,11 +376,7 @@ int main(void) {
   r = hello(b, fd);
   OUT("memfd_channel", "%d", (r.flags & BR_REP_CHANNEL) != 0);
   post(b, c, 1, sizeof(struct br_req), BR_OP_PING);
-  for (int i = 0; i < 5000 && *u32(c, BR_CHAN_REP) != 1; i++)
-    usleep(1000);
-  struct br_rep got;
-  memcpy(&got, c + BR_CHAN_REP + 8, sizeof got);
-  OUT("ping", "%u/%u/%lld", *u32(c, BR_CHAN_REP + 24), got.len, (long long)got.ret);
+  OUT("ping", "%s", reply_of(c, 1));
   post(b, c, 2, 5, BR_OP_PING);
   struct pollfd pf = { .fd = b, .events = POLLIN };
   poll(&pf, 1, 5000);
@@ -391,10 +397,7 @@ int main(void) {
   int shrunk = ftruncate(sfd, 0), shrink_errno = errno;
   OUT("shrink", "%d/%d", shrunk, shrink_errno);
   post(d, sc, 1, sizeof(struct br_req), BR_OP_PING);
-  for (int i = 0; i < 5000 && *u32(sc, BR_CHAN_REP) != 1; i++)
-    usleep(1000);
-  memcpy(&got, sc + BR_CHAN_REP + 8, sizeof got);
-  OUT("sealed_ping", "%u/%u/%lld", *u32(sc, BR_CHAN_REP + 24), got.len, (long long)got.ret);
+  OUT("sealed_ping", "%s", reply_of(sc, 1));
   /* sealed, but hugetlb: a fault its (maybe empty) pool cannot back would be SIGBUS in the server */
   int hfd = memfd_create(BR_CHAN_NAME, MFD_ALLOW_SEALING | MFD_HUGETLB);
   if (hfd >= 0 && ftruncate(hfd, 2 << 20) == 0 && fcntl(hfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0) {

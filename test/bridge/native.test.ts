@@ -2,9 +2,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, wri
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { TMPFS_MAGIC } from "../../src/bridge/channel.js";
 import { type BridgeNative, loadBridgeNative } from "../../src/bridge/shim-build.js";
-
-const TMPFS_MAGIC = 0x01021994;
 
 function native(): BridgeNative {
   const n = loadBridgeNative();
